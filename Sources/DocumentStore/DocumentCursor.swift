@@ -1,0 +1,212 @@
+import CLMDB
+
+/// Iterates the documents of a ``Transaction/find(_:filter:options:)``.
+///
+/// - Documents come in `_id` order (or `sort` order).
+/// - Documents may be updated or deleted through the same transaction while
+///   the cursor is open: each document present when the cursor opened is
+///   visited at most once, and deleted ones are not visited. Documents
+///   inserted with an `_id` beyond the last one at opening are not visited.
+/// - The cursor closes when its transaction ends; later use throws
+///   ``StoreError/Code/cursorClosed``.
+public final class DocumentCursor {
+    /// Lets the transaction close cursors it handed out.
+    final class Handle {
+        weak var cursor: DocumentCursor?
+        func close() { cursor?.close() }
+    }
+
+    private enum Source {
+        case empty
+        case scan
+        case keys([[UInt8]], next: Int)
+        case sorted([[UInt8]], next: Int)
+    }
+
+    unowned let txn: Transaction
+    let state: CollectionState?
+    let filter: Filter
+    let options: FindOptions
+    let handle = Handle()
+    private var source: Source
+    private var lmdbCursor: OpaquePointer?
+    private var upperBound: [UInt8] = []
+    private var lastKey: [UInt8] = []
+    private var generation = -1
+    private var started = false
+    private var skipped = 0
+    private var returned = 0
+    private var projected: [UInt8] = []
+    private(set) public var isClosed = false
+
+    init(txn: Transaction, state: CollectionState?, filter: Filter, options: FindOptions) throws(StoreError) {
+        self.txn = txn
+        self.state = state
+        self.filter = filter
+        self.options = options
+        source = .empty
+        handle.cursor = self
+        guard let s = state else { return }
+        if let (spec, values) = txn.plan(s, filter) {
+            source = .keys(try txn.candidateKeys(s, spec, values), next: 0)
+        } else {
+            source = .scan
+            let c = try txn.openCursor(txn.env.docs)
+            lmdbCursor = c
+            // The last key of the collection now is where the scan stops.
+            var end = s.prefix
+            end.append(0xFF)
+            var k = MDB_val(), v = MDB_val()
+            var rc = end.withUnsafeBytes { e in
+                k = MDB_val(mv_size: e.count, mv_data: UnsafeMutableRawPointer(mutating: e.baseAddress))
+                return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
+            }
+            rc = rc == 0 ? mdb_cursor_get(c, &k, &v, MDB_PREV) : mdb_cursor_get(c, &k, &v, MDB_LAST)
+            let last = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
+            if rc == 0 && last.starts(with: s.prefix) && last.count > 4 {
+                upperBound = Array(last)
+            } else {
+                source = .empty
+            }
+        }
+        if !options.sort.isEmpty { try materializeSorted() }
+    }
+
+    deinit {
+        if let c = lmdbCursor, !isClosed { mdb_cursor_close(c) }
+    }
+
+    /// Releases the cursor. Safe to call more than once.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        if let c = lmdbCursor { mdb_cursor_close(c) }
+        lmdbCursor = nil
+        source = .empty
+    }
+
+    /// The next document, parsed.
+    public func next() throws(StoreError) -> JSON? {
+        guard let raw = try nextRaw() else { return nil }
+        return try JSONParser.parse(raw)
+    }
+
+    /// The next document as compact JSON bytes, valid until the next call
+    /// on this cursor or the end of the transaction.
+    public func nextRaw() throws(StoreError) -> UnsafeRawBufferPointer? {
+        guard !isClosed else { throw StoreError(.cursorClosed, "the cursor was closed") }
+        try txn.usable()
+        if let limit = options.limit, returned >= limit { return nil }
+        while let (key, bytes) = try advance() {
+            let sortedSource: Bool
+            if case .sorted = source { sortedSource = true } else { sortedSource = false }
+            var doc: JSONObject?
+            if !sortedSource && !filter.matchesEverything {
+                guard let s = state else { return nil }
+                let d = try txn.parseStored(s, bytes, idKey: UnsafeRawBufferPointer(rebasing: key[4...]))
+                guard filter.matches(.object(d)) else { continue }
+                doc = d
+            }
+            if skipped < options.skip { skipped += 1; continue }
+            returned += 1
+            guard let projection = options.projection, let s = state else { return bytes }
+            let d: JSONObject
+            if let doc { d = doc } else { d = try txn.parseStored(s, bytes, idKey: UnsafeRawBufferPointer(rebasing: key[4...])) }
+            projected.removeAll(keepingCapacity: true)
+            JSONSerializer.write(.object(projection.apply(to: d)), into: &projected)
+            return projected.withUnsafeBytes { $0 }
+        }
+        return nil
+    }
+
+    /// Calls `body` with every remaining document.
+    public func forEach(_ body: (JSON) throws -> Void) throws {
+        while let d = try next() { try body(d) }
+    }
+
+    /// Reads all remaining documents.
+    public func all() throws(StoreError) -> [JSON] {
+        var out: [JSON] = []
+        while let d = try next() { out.append(d) }
+        return out
+    }
+
+    /// The next stored (key, document) pair in `_id` order, unfiltered.
+    private func advance() throws(StoreError) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)? {
+        switch source {
+        case .empty:
+            return nil
+        case .keys(let keys, let i), .sorted(let keys, let i):
+            var next = i
+            while next < keys.count {
+                let key = keys[next]
+                next += 1
+                let got = try key.bytes { kb throws(StoreError) in try txn.get(txn.env.docs, kb) }
+                if let bytes = got {
+                    if case .keys = source { source = .keys(keys, next: next) } else { source = .sorted(keys, next: next) }
+                    return (keys[next - 1].withUnsafeBytes { $0 }, bytes)
+                }
+            }
+            source = .empty
+            return nil
+        case .scan:
+            guard let c = lmdbCursor, let s = state else { return nil }
+            var k = MDB_val(), v = MDB_val()
+            var rc: Int32
+            if !started {
+                started = true
+                rc = s.prefix.withUnsafeBytes { p in
+                    k = MDB_val(mv_size: p.count, mv_data: UnsafeMutableRawPointer(mutating: p.baseAddress))
+                    return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
+                }
+            } else if generation != s.generation {
+                // The collection changed under us: find our place again by key.
+                rc = lastKey.withUnsafeBytes { p in
+                    k = MDB_val(mv_size: p.count, mv_data: UnsafeMutableRawPointer(mutating: p.baseAddress))
+                    return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
+                }
+                if rc == 0 && UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size).elementsEqual(lastKey) {
+                    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
+                }
+            } else {
+                rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
+            }
+            if rc == MDB_NOTFOUND { source = .empty; return nil }
+            try txn.check(rc, "mdb_cursor_get")
+            let key = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
+            guard key.starts(with: s.prefix), !upperBound.lexicographicallyPrecedes(key) else {
+                source = .empty
+                return nil
+            }
+            lastKey.removeAll(keepingCapacity: true)
+            lastKey.append(contentsOf: key)
+            generation = s.generation
+            return (key, UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+        }
+    }
+
+    /// For `sort`: reads the matching documents' keys, sorts them by the
+    /// sort keys (ties in `_id` order), then serves them like an index plan.
+    private func materializeSorted() throws(StoreError) {
+        guard let s = state else { return }
+        var rows: [(key: [UInt8], doc: JSON)] = []
+        while let (key, bytes) = try advance() {
+            let d = try txn.parseStored(s, bytes, idKey: UnsafeRawBufferPointer(rebasing: key[4...]))
+            guard filter.matches(.object(d)) else { continue }
+            rows.append((Array(key), .object(d)))
+        }
+        let sortKeys = options.sort
+        rows.sort { a, b in
+            for (path, ascending) in sortKeys {
+                let x = path.values(in: a.doc).first ?? .null
+                let y = path.values(in: b.doc).first ?? .null
+                let c = Values.compare(x, y)
+                if c != 0 { return ascending ? c < 0 : c > 0 }
+            }
+            return a.key.lexicographicallyPrecedes(b.key)
+        }
+        if let c = lmdbCursor { mdb_cursor_close(c) }
+        lmdbCursor = nil
+        source = .sorted(rows.map(\.key), next: 0)
+    }
+}

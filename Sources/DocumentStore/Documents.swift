@@ -1,0 +1,463 @@
+import CLMDB
+
+extension Transaction {
+    // MARK: - Insert
+
+    /// Inserts a document (a JSON object) and returns its `_id`.
+    ///
+    /// Without `_id`, an ObjectId-style id is generated. `_id` is stored
+    /// first. A collection that does not exist is created. An `_id` or
+    /// unique-index value that exists fails with
+    /// ``StoreError/Code/duplicateKey`` and writes nothing.
+    @discardableResult
+    public func insert(_ document: JSON, into collection: String) throws(StoreError) -> JSON {
+        try writable(collection)
+        guard case .object(var obj) = document else {
+            throw StoreError(.invalidDocument, "collection '\(collection)': a document must be a JSON object, not \(document.typeName)")
+        }
+        guard let s = try state(collection, create: true) else { return .null }
+        return try insert(&obj, into: s)
+    }
+
+    /// Parses JSON text and inserts it; see ``insert(_:into:)``.
+    @discardableResult
+    public func insert(json bytes: UnsafeRawBufferPointer, into collection: String) throws(StoreError) -> JSON {
+        let doc: JSON
+        do { doc = try JSONParser.parse(bytes) } catch {
+            throw StoreError(.invalidJSON, "collection '\(collection)': \(error.message)")
+        }
+        return try insert(doc, into: collection)
+    }
+
+    func insert(_ obj: inout JSONObject, into s: CollectionState) throws(StoreError) -> JSON {
+        let id: JSON
+        if let given = obj["_id"] {
+            id = given
+            if obj.fields.first?.key != "_id" { obj["_id"] = nil; obj.prepend("_id", given) }
+        } else {
+            id = .string(ObjectID.generate())
+            obj.prepend("_id", id)
+        }
+        keyBuffer.removeAll(keepingCapacity: true)
+        keyBuffer.append(contentsOf: s.prefix)
+        do { try KeyEncoding.appendID(id, to: &keyBuffer) } catch {
+            throw StoreError(error.code, "collection '\(s.name)': \(error.message)")
+        }
+        valueBuffer.removeAll(keepingCapacity: true)
+        JSONSerializer.write(.object(obj), into: &valueBuffer)
+
+        let entries = s.indexes.map { ($0, indexKeys(.object(obj), $0)) }
+        let key = keyBuffer
+        try key.bytes { k throws(StoreError) in
+            let idKey = UnsafeRawBufferPointer(rebasing: k[4...])
+            for (spec, keys) in entries where spec.unique {
+                for e in keys { try checkUnique(s, spec, e, idKey: idKey) }
+            }
+            let fresh = try valueBuffer.bytes { v throws(StoreError) in
+                try put(env.docs, k, v, flags: MDB_NOOVERWRITE)
+            }
+            guard fresh else {
+                throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(id.serialized)")
+            }
+            for (_, keys) in entries {
+                for e in keys { try e.key.bytes { ek throws(StoreError) in _ = try put(env.index, ek, idKey, flags: MDB_NODUPDATA) } }
+            }
+        }
+        s.count += 1
+        s.dirty = true
+        s.generation += 1
+        return id
+    }
+
+    // MARK: - Index entries
+
+    struct IndexEntry { var key: [UInt8]; var value: JSON }
+
+    /// The index keys of `doc` for `spec`: one per value the path reaches,
+    /// plus one per element of an array value (a multikey index).
+    func indexKeys(_ doc: JSON, _ spec: IndexSpec) -> [IndexEntry] {
+        var out: [IndexEntry] = []
+        func add(_ v: JSON) {
+            var k: [UInt8] = []
+            KeyEncoding.appendBigEndian(spec.id, to: &k)
+            KeyEncoding.appendValueKey(v, to: &k)
+            if !out.contains(where: { $0.key == k }) { out.append(IndexEntry(key: k, value: v)) }
+        }
+        for v in spec.path.values(in: doc) {
+            add(v)
+            if case .array(let items) = v { items.forEach(add) }
+        }
+        return out
+    }
+
+    func checkUnique(_ s: CollectionState, _ spec: IndexSpec, _ entry: IndexEntry, idKey: UnsafeRawBufferPointer) throws(StoreError) {
+        let found = try entry.key.bytes { ek throws(StoreError) in try get(env.index, ek) }
+        guard let found, !found.elementsEqual(idKey) else { return }
+        throw StoreError(.duplicateKey,
+                         "collection '\(s.name)': unique index on '\(spec.path)' already holds \(entry.value.serialized) for _id \(KeyEncoding.decodeID(found).serialized), so _id \(KeyEncoding.decodeID(idKey).serialized) cannot have it")
+    }
+
+    /// Moves a document's index entries from `old` to `new`, checking
+    /// unique indexes before anything is written.
+    func reindex(_ s: CollectionState, _ specs: [IndexSpec], idKey: UnsafeRawBufferPointer, old: JSON?, new: JSON?) throws(StoreError) {
+        var plans: [(removed: [IndexEntry], added: [IndexEntry])] = []
+        for spec in specs {
+            let before = old.map { indexKeys($0, spec) } ?? []
+            let after = new.map { indexKeys($0, spec) } ?? []
+            let removed = before.filter { b in !after.contains { $0.key == b.key } }
+            let added = after.filter { a in !before.contains { $0.key == a.key } }
+            if spec.unique { for e in added { try checkUnique(s, spec, e, idKey: idKey) } }
+            plans.append((removed, added))
+        }
+        for (removed, added) in plans {
+            for e in removed { try e.key.bytes { ek throws(StoreError) in _ = try del(env.index, ek, idKey) } }
+            for e in added { try e.key.bytes { ek throws(StoreError) in _ = try put(env.index, ek, idKey, flags: MDB_NODUPDATA) } }
+        }
+    }
+
+    func parseStored(_ s: CollectionState, _ bytes: UnsafeRawBufferPointer, idKey: UnsafeRawBufferPointer) throws(StoreError) -> JSONObject {
+        if let v = try? JSONParser.parse(bytes), case .object(let o) = v { return o }
+        throw StoreError(.corrupted, "\(env.path): collection '\(s.name)': the stored document with _id \(KeyEncoding.decodeID(idKey).serialized) is damaged")
+    }
+
+    // MARK: - Planning
+
+    /// The index and values that serve `filter`, if any.
+    func plan(_ s: CollectionState, _ filter: Filter) -> (spec: IndexSpec, values: [JSON])? {
+        guard !s.indexes.isEmpty else { return nil }
+        var best: (IndexSpec, [JSON])?
+        for (path, values) in filter.indexableEqualities() {
+            guard let spec = s.indexes.first(where: { $0.path == path }) else { continue }
+            if best == nil || (spec.unique && best?.0.unique == false) || values.count < (best?.1.count ?? 0) {
+                best = (spec, values)
+            }
+        }
+        return best
+    }
+
+    /// Describes how `find`, `count`, `update` and `delete` would run `filter`.
+    public func explain(_ collection: String, filter: Filter = .all) throws(StoreError) -> QueryPlan {
+        try usable()
+        guard let s = try state(collection), let (spec, values) = plan(s, filter) else {
+            return QueryPlan(kind: .collectionScan)
+        }
+        return QueryPlan(kind: .indexLookup(path: spec.path.description, keys: values.count))
+    }
+
+    /// Full document keys (collection prefix + `_id` key) found in the index
+    /// for `values`, sorted and without duplicates.
+    func candidateKeys(_ s: CollectionState, _ spec: IndexSpec, _ values: [JSON]) throws(StoreError) -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        let c = try openCursor(env.index)
+        defer { mdb_cursor_close(c) }
+        for v in values {
+            var key: [UInt8] = []
+            KeyEncoding.appendBigEndian(spec.id, to: &key)
+            KeyEncoding.appendValueKey(v, to: &key)
+            var k = MDB_val(), d = MDB_val()
+            var rc = key.withUnsafeBytes { kb in
+                k = MDB_val(mv_size: kb.count, mv_data: UnsafeMutableRawPointer(mutating: kb.baseAddress))
+                return mdb_cursor_get(c, &k, &d, MDB_SET)
+            }
+            while rc == 0 {
+                var full = s.prefix
+                full.append(contentsOf: UnsafeRawBufferPointer(start: d.mv_data, count: d.mv_size))
+                out.append(full)
+                rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_DUP)
+            }
+            if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get") }
+        }
+        out.sort { $0.lexicographicallyPrecedes($1) }
+        var unique: [[UInt8]] = []
+        for k in out where unique.last != k { unique.append(k) }
+        return unique
+    }
+
+    // MARK: - Visiting matches
+
+    enum VisitAction { case keep, stop, replaceWithValueBuffer, delete }
+
+    /// Calls `body` for each document matching `filter`, in `_id` order,
+    /// then performs the document write it asks for. `doc` is the parsed
+    /// document if the filter needed it, else nil.
+    func visit(_ s: CollectionState, _ filter: Filter,
+               _ body: (_ idKey: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer, _ doc: inout JSONObject?) throws(StoreError) -> VisitAction) throws(StoreError) {
+        if let (spec, values) = plan(s, filter) {
+            for key in try candidateKeys(s, spec, values) {
+                let stop = try key.bytes { kb throws(StoreError) -> Bool in
+                    guard let bytes = try get(env.docs, kb) else { return false }
+                    let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
+                    var doc: JSONObject? = try parseStored(s, bytes, idKey: idKey)
+                    guard let d = doc, filter.matches(.object(d)) else { return false }
+                    switch try body(idKey, bytes, &doc) {
+                    case .keep: return false
+                    case .stop: return true
+                    case .delete: try del(env.docs, kb)
+                    case .replaceWithValueBuffer:
+                        try valueBuffer.bytes { v throws(StoreError) in _ = try put(env.docs, kb, v) }
+                    }
+                    s.generation += 1
+                    return false
+                }
+                if stop { return }
+            }
+            return
+        }
+        let c = try openCursor(env.docs)
+        defer { mdb_cursor_close(c) }
+        var k = MDB_val(), v = MDB_val()
+        var rc = s.prefix.withUnsafeBytes { p in
+            k = MDB_val(mv_size: p.count, mv_data: UnsafeMutableRawPointer(mutating: p.baseAddress))
+            return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
+        }
+        let everything = filter.matchesEverything
+        while rc == 0 {
+            let key = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
+            guard key.count > 4, key.starts(with: s.prefix) else { break }
+            let bytes = UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
+            let idKey = UnsafeRawBufferPointer(rebasing: key[4...])
+            var doc: JSONObject?
+            if !everything {
+                let d = try parseStored(s, bytes, idKey: idKey)
+                doc = d
+                guard filter.matches(.object(d)) else {
+                    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
+                    continue
+                }
+            }
+            switch try body(idKey, bytes, &doc) {
+            case .keep: break
+            case .stop: return
+            case .delete:
+                try check(mdb_cursor_del(c, 0), "mdb_cursor_del")
+                s.generation += 1
+            case .replaceWithValueBuffer:
+                try valueBuffer.bytes { nb throws(StoreError) in
+                    var nv = MDB_val(mv_size: nb.count, mv_data: UnsafeMutableRawPointer(mutating: nb.baseAddress))
+                    try check(mdb_cursor_put(c, &k, &nv, UInt32(MDB_CURRENT)), "mdb_cursor_put")
+                }
+                s.generation += 1
+            }
+            rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
+        }
+        if rc != 0 && rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get") }
+    }
+
+    /// Runs a multi-document write; if it fails after changing something,
+    /// the transaction is poisoned so that it can only be aborted.
+    func poisoning<R>(_ body: (inout Bool) throws(StoreError) -> R) throws(StoreError) -> R {
+        var changed = false
+        do { return try body(&changed) } catch {
+            if changed { poison = error }
+            throw error
+        }
+    }
+
+    // MARK: - Find and count
+
+    /// Documents matching `filter`, in `_id` order unless `options.sort` is set.
+    /// The cursor is valid until the transaction ends.
+    public func find(_ collection: String, filter: Filter = .all, options: FindOptions = FindOptions()) throws(StoreError) -> DocumentCursor {
+        try usable()
+        try Self.validate(collection)
+        let c = try DocumentCursor(txn: self, state: try state(collection), filter: filter, options: options)
+        cursors.append(c.handle)
+        return c
+    }
+
+    /// The number of documents matching `filter`; `{}` reads no document.
+    public func count(_ collection: String, filter: Filter = .all) throws(StoreError) -> Int {
+        try usable()
+        try Self.validate(collection)
+        guard let s = try state(collection) else { return 0 }
+        if filter.matchesEverything { return Int(s.count) }
+        var n = 0
+        try visit(s, filter) { _, _, _ throws(StoreError) in n += 1; return .keep }
+        return n
+    }
+
+    /// The first document matching `filter`, or nil.
+    public func findOne(_ collection: String, filter: Filter = .all) throws(StoreError) -> JSON? {
+        let c = try find(collection, filter: filter, options: FindOptions(limit: 1))
+        defer { c.close() }
+        return try c.next()
+    }
+
+    // MARK: - Update
+
+    /// Updates every document matching `filter`.
+    /// With `upsert` and no match, inserts one document built from the
+    /// filter's equality fields with the update applied.
+    public func updateMany(_ collection: String, filter: Filter, update: Update, upsert: Bool = false) throws(StoreError) -> UpdateResult {
+        try performUpdate(collection, filter, update, upsert: upsert, one: false)
+    }
+
+    /// Updates the first document (in `_id` order) matching `filter`.
+    public func updateOne(_ collection: String, filter: Filter, update: Update, upsert: Bool = false) throws(StoreError) -> UpdateResult {
+        try performUpdate(collection, filter, update, upsert: upsert, one: true)
+    }
+
+    private func performUpdate(_ collection: String, _ filter: Filter, _ update: Update, upsert: Bool, one: Bool) throws(StoreError) -> UpdateResult {
+        try writable(collection)
+        var result = UpdateResult(matched: 0, modified: 0, upsertedID: nil)
+        guard let s = try state(collection, create: upsert) else { return result }
+        let affected: [IndexSpec]
+        if let touched = update.touchedPaths {
+            affected = s.indexes.filter { spec in touched.contains { $0.overlaps(spec.path) } }
+        } else {
+            affected = s.indexes
+        }
+        let splice = affected.isEmpty ? update.topLevelSets.flatMap { $0.count == 1 ? $0[0] : nil } : nil
+        try poisoning { changed throws(StoreError) in
+            try visit(s, filter) { idKey, bytes, doc throws(StoreError) in
+                if one && result.matched == 1 { return .stop }
+                result.matched += 1
+                if let (key, value) = splice {
+                    let differs = key.withUnsafeBytes { kb in
+                        value.withUnsafeBytes { vb in RawDocument.set(quotedKey: kb, value: vb, in: bytes, into: &valueBuffer) }
+                    }
+                    guard differs else { return .keep }
+                } else {
+                    let old = try doc.orParse { () throws(StoreError) in try parseStored(s, bytes, idKey: idKey) }
+                    var new = old
+                    do throws(StoreError) { try update.apply(to: &new) } catch {
+                        throw StoreError(error.code, "collection '\(s.name)', _id \(KeyEncoding.decodeID(idKey).serialized): \(error.message)")
+                    }
+                    valueBuffer.removeAll(keepingCapacity: true)
+                    JSONSerializer.write(.object(new), into: &valueBuffer)
+                    if bytes.elementsEqual(valueBuffer) { return .keep }
+                    try reindex(s, affected, idKey: idKey, old: .object(old), new: .object(new))
+                }
+                result.modified += 1
+                changed = true
+                return .replaceWithValueBuffer
+            }
+        }
+        if result.matched == 0 && upsert {
+            var obj = JSONObject()
+            Self.seed(&obj, from: filter.root)
+            do { try update.apply(to: &obj) } catch {
+                throw StoreError(error.code, "collection '\(s.name)', upsert: \(error.message)")
+            }
+            result.upsertedID = try insert(&obj, into: s)
+        }
+        if result.modified > 0 { s.dirty = true }
+        return result
+    }
+
+    /// Copies a filter's plain equality fields into an upserted document.
+    static func seed(_ obj: inout JSONObject, from node: Filter.Node) {
+        switch node {
+        case .and(let subs): for n in subs { seed(&obj, from: n) }
+        case .field(let path, let preds):
+            for case .eq(let v) in preds {
+                var root = JSON.object(obj)
+                try? Update.apply(.set(path, v), to: &root)
+                if case .object(let o) = root { obj = o }
+            }
+        default: break
+        }
+    }
+
+    // MARK: - Delete
+
+    /// Deletes every document matching `filter`; returns how many.
+    @discardableResult
+    public func deleteMany(_ collection: String, filter: Filter) throws(StoreError) -> Int {
+        try delete(collection, filter, one: false)
+    }
+
+    /// Deletes the first document (in `_id` order) matching `filter`.
+    @discardableResult
+    public func deleteOne(_ collection: String, filter: Filter) throws(StoreError) -> Int {
+        try delete(collection, filter, one: true)
+    }
+
+    private func delete(_ collection: String, _ filter: Filter, one: Bool) throws(StoreError) -> Int {
+        try writable(collection)
+        guard let s = try state(collection) else { return 0 }
+        var n = 0
+        try poisoning { changed throws(StoreError) in
+            try visit(s, filter) { idKey, bytes, doc throws(StoreError) in
+                if one && n == 1 { return .stop }
+                if !s.indexes.isEmpty {
+                    let old = try doc.orParse { () throws(StoreError) in try parseStored(s, bytes, idKey: idKey) }
+                    try reindex(s, s.indexes, idKey: idKey, old: .object(old), new: nil)
+                }
+                n += 1
+                changed = true
+                return .delete
+            }
+        }
+        if n > 0 {
+            s.count -= Int64(n)
+            s.dirty = true
+        }
+        return n
+    }
+
+    // MARK: - Indexes
+
+    /// Creates a secondary index on a dotted path, built over existing
+    /// documents. Returns false if an identical index exists. A unique
+    /// violation names the two conflicting `_id`s and leaves nothing behind.
+    @discardableResult
+    public func createIndex(_ collection: String, path: String, unique: Bool = false) throws(StoreError) -> Bool {
+        try writable(collection)
+        let fieldPath = try FieldPath(path)
+        if path == "_id" { throw StoreError(.invalidName, "collection '\(collection)': _id is always indexed") }
+        guard let s = try state(collection, create: true) else { return false }
+        if let existing = s.indexes.first(where: { $0.path == fieldPath }) {
+            if existing.unique == unique { return false }
+            throw StoreError(.indexExists, "collection '\(collection)': an index on '\(path)' exists with unique=\(existing.unique)")
+        }
+        let spec = IndexSpec(id: try nextID(), path: fieldPath, unique: unique)
+        do {
+            try visit(s, .all) { idKey, bytes, _ throws(StoreError) in
+                let doc = try parseStored(s, bytes, idKey: idKey)
+                try reindex(s, [spec], idKey: idKey, old: nil, new: .object(doc))
+                return .keep
+            }
+        } catch {
+            var prefix: [UInt8] = []
+            KeyEncoding.appendBigEndian(spec.id, to: &prefix)
+            try deleteRange(env.index, prefix: prefix)
+            throw error
+        }
+        s.indexes.append(spec)
+        s.dirty = true
+        return true
+    }
+
+    /// Drops the index on `path`.
+    public func dropIndex(_ collection: String, path: String) throws(StoreError) {
+        try writable(collection)
+        let s = try existingState(collection)
+        guard let i = s.indexes.firstIndex(where: { $0.path.description == path }) else {
+            throw StoreError(.indexNotFound, "collection '\(collection)' has no index on '\(path)'")
+        }
+        try deleteIndexEntries(s.indexes[i])
+        s.indexes.remove(at: i)
+        s.dirty = true
+    }
+
+    func deleteIndexEntries(_ spec: IndexSpec) throws(StoreError) {
+        var prefix: [UInt8] = []
+        KeyEncoding.appendBigEndian(spec.id, to: &prefix)
+        try deleteRange(env.index, prefix: prefix)
+    }
+
+    /// The secondary indexes of a collection (`_id` is implicit).
+    public func indexes(_ collection: String) throws(StoreError) -> [IndexInfo] {
+        try usable()
+        return try existingState(collection).indexes.map { IndexInfo(path: $0.path.description, unique: $0.unique) }
+    }
+}
+
+extension Optional where Wrapped == JSONObject {
+    /// `??` for a typed-throwing fallback.
+    func orParse(_ parse: () throws(StoreError) -> JSONObject) throws(StoreError) -> JSONObject {
+        if let self { return self }
+        return try parse()
+    }
+}

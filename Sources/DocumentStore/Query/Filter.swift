@@ -1,0 +1,199 @@
+/// A compiled MongoDB-style filter. See docs/document-store.md.
+///
+/// Compile once, evaluate many times. An unknown operator or malformed
+/// filter is an error at compile time, never "matches nothing".
+public struct Filter: Sendable {
+    indirect enum Node: Sendable {
+        case all
+        case and([Node])
+        case or([Node])
+        case field(FieldPath, [Predicate])
+    }
+
+    indirect enum Predicate: Sendable {
+        case eq(JSON)
+        case ne(JSON)
+        case gt(JSON), gte(JSON), lt(JSON), lte(JSON)
+        case `in`([JSON])
+        case nin([JSON])
+        case exists(Bool)
+        case not([Predicate])
+    }
+
+    let root: Node
+
+    /// The filter that matches every document (`{}`).
+    public static let all = Filter(root: .all)
+
+    init(root: Node) { self.root = root }
+
+    /// Compiles a filter document.
+    public init(_ json: JSON) throws(StoreError) {
+        guard case .object(let obj) = json else {
+            throw StoreError(.invalidFilter, "invalid filter: expected an object, got \(json.typeName)")
+        }
+        root = try Self.compile(obj)
+    }
+
+    /// Parses and compiles filter text such as `{"age": {"$gt": 30}}`.
+    public init(parsing text: String) throws(StoreError) {
+        let json: JSON
+        do { json = try JSON(parsing: text) } catch {
+            throw StoreError(.invalidFilter, "invalid filter: \(error.message)")
+        }
+        try self.init(json)
+    }
+
+    /// True for `{}`: every document matches without being read.
+    public var matchesEverything: Bool {
+        if case .all = root { return true }
+        return false
+    }
+
+    static func compile(_ obj: JSONObject) throws(StoreError) -> Node {
+        var nodes: [Node] = []
+        for (key, value) in obj {
+            if key.hasPrefix("$") {
+                switch key {
+                case "$and", "$or":
+                    guard case .array(let items) = value, !items.isEmpty else {
+                        throw StoreError(.invalidFilter, "invalid filter: \(key) needs a non-empty array of filters")
+                    }
+                    var subs: [Node] = []
+                    for item in items {
+                        guard case .object(let o) = item else {
+                            throw StoreError(.invalidFilter, "invalid filter: every element of \(key) must be an object")
+                        }
+                        subs.append(try compile(o))
+                    }
+                    nodes.append(key == "$and" ? .and(subs) : .or(subs))
+                default:
+                    throw StoreError(.invalidFilter, "invalid filter: unknown top-level operator \(key)")
+                }
+            } else {
+                let path = try FieldPath(key, for: .invalidFilter)
+                nodes.append(.field(path, try compilePredicates(value, path: key)))
+            }
+        }
+        if nodes.isEmpty { return .all }
+        return nodes.count == 1 ? nodes[0] : .and(nodes)
+    }
+
+    static func isOperatorObject(_ v: JSON) -> Bool {
+        if case .object(let o) = v, let first = o.fields.first { return first.key.hasPrefix("$") }
+        return false
+    }
+
+    static func compilePredicates(_ value: JSON, path: String) throws(StoreError) -> [Predicate] {
+        guard isOperatorObject(value), case .object(let ops) = value else { return [.eq(value)] }
+        var preds: [Predicate] = []
+        for (op, arg) in ops {
+            func list() throws(StoreError) -> [JSON] {
+                guard case .array(let items) = arg else {
+                    throw StoreError(.invalidFilter, "invalid filter: \(op) on \"\(path)\" needs an array")
+                }
+                return items
+            }
+            switch op {
+            case "$eq": preds.append(.eq(arg))
+            case "$ne": preds.append(.ne(arg))
+            case "$gt": preds.append(.gt(arg))
+            case "$gte": preds.append(.gte(arg))
+            case "$lt": preds.append(.lt(arg))
+            case "$lte": preds.append(.lte(arg))
+            case "$in": preds.append(.in(try list()))
+            case "$nin": preds.append(.nin(try list()))
+            case "$exists":
+                switch arg {
+                case .bool(let b): preds.append(.exists(b))
+                case .int(let i): preds.append(.exists(i != 0))
+                default: throw StoreError(.invalidFilter, "invalid filter: $exists on \"\(path)\" needs true or false")
+                }
+            case "$not":
+                guard isOperatorObject(arg) else {
+                    throw StoreError(.invalidFilter, "invalid filter: $not on \"\(path)\" needs an operator object such as {\"$gt\": 1}")
+                }
+                preds.append(.not(try compilePredicates(arg, path: path)))
+            default:
+                if !op.hasPrefix("$") {
+                    throw StoreError(.invalidFilter, "invalid filter: the value for \"\(path)\" mixes operators and the field \"\(op)\"")
+                }
+                throw StoreError(.invalidFilter, "invalid filter: unknown operator \(op) on \"\(path)\"")
+            }
+        }
+        return preds
+    }
+
+    /// Evaluates the filter against a document.
+    public func matches(_ doc: JSON) -> Bool { Self.eval(root, doc) }
+
+    static func eval(_ node: Node, _ doc: JSON) -> Bool {
+        switch node {
+        case .all: return true
+        case .and(let subs): return subs.allSatisfy { eval($0, doc) }
+        case .or(let subs): return subs.contains { eval($0, doc) }
+        case .field(let path, let preds):
+            let values = path.values(in: doc)
+            return preds.allSatisfy { test($0, values) }
+        }
+    }
+
+    static func test(_ p: Predicate, _ values: [JSON]) -> Bool {
+        switch p {
+        case .eq(let v): return equalsAny(values, v)
+        case .ne(let v): return !equalsAny(values, v)
+        case .in(let list): return list.contains { equalsAny(values, $0) }
+        case .nin(let list): return !list.contains { equalsAny(values, $0) }
+        case .exists(let want): return values.isEmpty != want
+        case .not(let preds): return !preds.allSatisfy { test($0, values) }
+        case .gt(let v): return anyCompares(values, v) { $0 > 0 }
+        case .gte(let v): return anyCompares(values, v) { $0 >= 0 }
+        case .lt(let v): return anyCompares(values, v) { $0 < 0 }
+        case .lte(let v): return anyCompares(values, v) { $0 <= 0 }
+        }
+    }
+
+    /// `{"a": v}` matches when a value at the path equals v, or is an array
+    /// with an element equal to v; `{"a": null}` also matches a missing field.
+    static func equalsAny(_ values: [JSON], _ v: JSON) -> Bool {
+        if values.isEmpty { return v == .null }
+        for c in values {
+            if Values.equal(c, v) { return true }
+            if case .array(let items) = c, items.contains(where: { Values.equal($0, v) }) { return true }
+        }
+        return false
+    }
+
+    static func anyCompares(_ values: [JSON], _ v: JSON, _ ok: (Int) -> Bool) -> Bool {
+        for c in values {
+            if Values.comparable(c, v) && ok(Values.compare(c, v)) { return true }
+            if case .array(let items) = c {
+                for e in items where Values.comparable(e, v) && ok(Values.compare(e, v)) { return true }
+            }
+        }
+        return false
+    }
+
+    /// Equality constraints an index can serve: top-level (or `$and`)
+    /// `{"path": v}`, `{"path": {"$eq": v}}` and `{"path": {"$in": [...]}}`.
+    /// Null values are left out: the index does not hold missing fields.
+    func indexableEqualities() -> [(path: FieldPath, values: [JSON])] {
+        var out: [(FieldPath, [JSON])] = []
+        func visit(_ n: Node) {
+            switch n {
+            case .and(let subs): subs.forEach(visit)
+            case .field(let path, let preds):
+                for p in preds {
+                    switch p {
+                    case .eq(let v) where v != .null: out.append((path, [v]))
+                    case .in(let list) where !list.contains(.null): out.append((path, list))
+                    default: break
+                    }
+                }
+            default: break
+            }
+        }
+        visit(root)
+        return out
+    }
+}

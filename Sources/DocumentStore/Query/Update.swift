@@ -1,0 +1,260 @@
+/// A compiled MongoDB-style update: either operators
+/// (`$set $unset $inc $rename $push $pull`) or a replacement document.
+/// See docs/document-store.md.
+public struct Update: Sendable {
+    enum Op: Sendable {
+        case set(FieldPath, JSON)
+        case unset(FieldPath)
+        case inc(FieldPath, JSON)
+        case rename(FieldPath, FieldPath)
+        case push(FieldPath, [JSON])
+        case pull(FieldPath, Pull)
+    }
+
+    enum Pull: Sendable {
+        case equal(JSON)
+        case matching([Filter.Predicate])
+    }
+
+    enum Kind: Sendable {
+        case replace(JSONObject)
+        case operators([Op])
+    }
+
+    let kind: Kind
+
+    /// For updates made only of `$set` on top-level fields: the serialized
+    /// quoted keys and values, which let the store splice stored bytes.
+    let topLevelSets: [(key: [UInt8], value: [UInt8])]?
+
+    /// Compiles an update document.
+    public init(_ json: JSON) throws(StoreError) {
+        guard case .object(let obj) = json else {
+            throw StoreError(.invalidUpdate, "invalid update: expected an object, got \(json.typeName)")
+        }
+        let dollar = obj.fields.filter { $0.key.hasPrefix("$") }.count
+        if dollar == 0 {
+            kind = .replace(obj)
+            topLevelSets = nil
+            return
+        }
+        guard dollar == obj.count else {
+            throw StoreError(.invalidUpdate, "invalid update: mixes update operators and plain fields; use $set for fields, or no operators to replace the document")
+        }
+        var ops: [Op] = []
+        var touched: [FieldPath] = []
+        func claim(_ p: FieldPath, _ op: String) throws(StoreError) {
+            if p.components[0] == "_id" {
+                throw StoreError(.invalidUpdate, "invalid update: \(op) cannot change _id")
+            }
+            if let other = touched.first(where: { $0.overlaps(p) }) {
+                throw StoreError(.invalidUpdate, "invalid update: \"\(p)\" and \"\(other)\" conflict")
+            }
+            touched.append(p)
+        }
+        for (op, arg) in obj {
+            guard case .object(let fields) = arg, !fields.isEmpty else {
+                throw StoreError(.invalidUpdate, "invalid update: \(op) needs a non-empty object of fields")
+            }
+            for (key, value) in fields {
+                let path = try FieldPath(key, for: .invalidUpdate)
+                try claim(path, op)
+                switch op {
+                case "$set": ops.append(.set(path, value))
+                case "$unset": ops.append(.unset(path))
+                case "$inc":
+                    guard value.numberValue != nil else {
+                        throw StoreError(.invalidUpdate, "invalid update: $inc on \"\(key)\" needs a number, got \(value.typeName)")
+                    }
+                    ops.append(.inc(path, value))
+                case "$rename":
+                    guard case .string(let target) = value else {
+                        throw StoreError(.invalidUpdate, "invalid update: $rename of \"\(key)\" needs a string target")
+                    }
+                    let to = try FieldPath(target, for: .invalidUpdate)
+                    try claim(to, op)
+                    ops.append(.rename(path, to))
+                case "$push":
+                    if Filter.isOperatorObject(value) {
+                        guard case .object(let mods) = value, mods.count == 1, case .array(let each)? = mods["$each"] else {
+                            throw StoreError(.invalidUpdate, "invalid update: $push on \"\(key)\" accepts only {\"$each\": [...]} as a modifier")
+                        }
+                        ops.append(.push(path, each))
+                    } else {
+                        ops.append(.push(path, [value]))
+                    }
+                case "$pull":
+                    if Filter.isOperatorObject(value) {
+                        do {
+                            ops.append(.pull(path, .matching(try Filter.compilePredicates(value, path: key))))
+                        } catch {
+                            throw StoreError(.invalidUpdate, "invalid update: $pull condition on \"\(key)\": \(error.message)")
+                        }
+                    } else {
+                        ops.append(.pull(path, .equal(value)))
+                    }
+                default:
+                    throw StoreError(.invalidUpdate, "invalid update: unknown operator \(op)")
+                }
+            }
+        }
+        kind = .operators(ops)
+        var sets: [(key: [UInt8], value: [UInt8])] = []
+        for op in ops {
+            guard case .set(let p, let v) = op, p.components.count == 1 else { sets = []; break }
+            var k: [UInt8] = []
+            JSONSerializer.writeString(p.components[0], into: &k)
+            sets.append((k, JSONSerializer.bytes(v)))
+        }
+        topLevelSets = sets.isEmpty ? nil : sets
+    }
+
+    /// Parses and compiles update text such as `{"$set": {"plan": "free"}}`.
+    public init(parsing text: String) throws(StoreError) {
+        let json: JSON
+        do { json = try JSON(parsing: text) } catch {
+            throw StoreError(.invalidUpdate, "invalid update: \(error.message)")
+        }
+        try self.init(json)
+    }
+
+    /// Paths this update may change; nil for a replacement (all of them).
+    var touchedPaths: [FieldPath]? {
+        guard case .operators(let ops) = kind else { return nil }
+        var out: [FieldPath] = []
+        for op in ops {
+            switch op {
+            case .set(let p, _), .unset(let p), .inc(let p, _), .push(let p, _), .pull(let p, _): out.append(p)
+            case .rename(let a, let b): out.append(a); out.append(b)
+            }
+        }
+        return out
+    }
+
+    /// Applies the update. `doc` must hold `_id` first; the result keeps it.
+    /// Errors describe the field; the caller adds collection and `_id`.
+    func apply(to doc: inout JSONObject) throws(StoreError) {
+        switch kind {
+        case .replace(let replacement):
+            let id = doc["_id"]
+            if let newID = replacement["_id"], let id, !Values.equal(newID, id) || newID.typeName != id.typeName {
+                throw StoreError(.invalidUpdate, "a replacement cannot change _id (to \(newID.serialized))")
+            }
+            var next = replacement
+            next["_id"] = nil
+            if let id { next.prepend("_id", id) }
+            doc = next
+        case .operators(let ops):
+            var root = JSON.object(doc)
+            for op in ops { try Self.apply(op, to: &root) }
+            if case .object(let o) = root { doc = o }
+        }
+    }
+
+    static func apply(_ op: Op, to root: inout JSON) throws(StoreError) {
+        switch op {
+        case .set(let p, let v):
+            try mutate(&root, p.components[...], path: p, create: true) { slot throws(StoreError) in slot = v }
+        case .unset(let p):
+            try mutate(&root, p.components[...], path: p, create: false) { slot throws(StoreError) in slot = nil }
+        case .inc(let p, let by):
+            try mutate(&root, p.components[...], path: p, create: true) { slot throws(StoreError) in
+                guard let current = slot else { slot = by; return }
+                slot = try add(current, by, path: p)
+            }
+        case .rename(let from, let to):
+            var taken: JSON?
+            try mutate(&root, from.components[...], path: from, create: false) { slot throws(StoreError) in
+                taken = slot
+                slot = nil
+            }
+            if let taken {
+                try mutate(&root, to.components[...], path: to, create: true) { slot throws(StoreError) in slot = taken }
+            }
+        case .push(let p, let items):
+            try mutate(&root, p.components[...], path: p, create: true) { slot throws(StoreError) in
+                switch slot {
+                case nil: slot = .array(items)
+                case .array(var a)?: a.append(contentsOf: items); slot = .array(a)
+                case let other?:
+                    throw StoreError(.invalidUpdate, "$push on \"\(p)\" needs an array, found \(other.typeName)")
+                }
+            }
+        case .pull(let p, let cond):
+            try mutate(&root, p.components[...], path: p, create: false) { slot throws(StoreError) in
+                switch slot {
+                case nil: return
+                case .array(let a)?:
+                    slot = .array(a.filter { item in
+                        switch cond {
+                        case .equal(let v): return !Values.equal(item, v)
+                        case .matching(let preds): return !preds.allSatisfy { Filter.test($0, [item]) }
+                        }
+                    })
+                case let other?:
+                    throw StoreError(.invalidUpdate, "$pull on \"\(p)\" needs an array, found \(other.typeName)")
+                }
+            }
+        }
+    }
+
+    static func add(_ a: JSON, _ b: JSON, path: FieldPath) throws(StoreError) -> JSON {
+        switch (a, b) {
+        case (.int(let x), .int(let y)):
+            let (s, o) = x.addingReportingOverflow(y)
+            if o { throw StoreError(.invalidUpdate, "$inc on \"\(path)\" overflows a 64-bit integer") }
+            return .int(s)
+        default:
+            guard let x = a.numberValue, let y = b.numberValue else {
+                throw StoreError(.invalidUpdate, "$inc on \"\(path)\" needs a number, found \(a.typeName)")
+            }
+            let s = x + y
+            guard s.isFinite else { throw StoreError(.invalidUpdate, "$inc on \"\(path)\" overflows a double") }
+            return .double(s)
+        }
+    }
+
+    /// Walks to the slot at `comps` and lets `body` read or replace it
+    /// (nil means absent). With `create`, missing objects on the way are made.
+    static func mutate(_ value: inout JSON, _ comps: ArraySlice<String>, path: FieldPath, create: Bool,
+                       _ body: (inout JSON?) throws(StoreError) -> Void) throws(StoreError) {
+        guard let head = comps.first else { return }
+        let last = comps.count == 1
+        switch value {
+        case .object(var o):
+            value = .null  // drop the extra reference so `o` is mutated in place
+            var child = o[head]
+            if last {
+                try body(&child)
+            } else if child != nil || create {
+                var c = child ?? .object(JSONObject())
+                try mutate(&c, comps.dropFirst(), path: path, create: create, body)
+                child = c
+            }
+            o[head] = child
+            value = .object(o)
+        case .array(var a):
+            guard let i = Int(head), i >= 0 else {
+                if create { throw StoreError(.invalidUpdate, "cannot use the part \"\(head)\" of \"\(path)\" to index an array") }
+                return
+            }
+            if i >= a.count {
+                guard create else { return }
+                a.append(contentsOf: repeatElement(JSON.null, count: i - a.count + 1))
+            }
+            value = .null
+            if last {
+                var child: JSON? = a[i]
+                try body(&child)
+                a[i] = child ?? .null
+            } else {
+                try mutate(&a[i], comps.dropFirst(), path: path, create: create, body)
+            }
+            value = .array(a)
+        default:
+            if create {
+                throw StoreError(.invalidUpdate, "cannot create \"\(path)\": the part before \"\(head)\" is a \(value.typeName)")
+            }
+        }
+    }
+}

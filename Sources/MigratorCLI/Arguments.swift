@@ -1,0 +1,71 @@
+/// A usage mistake: exit code 2, with the command's usage line.
+public struct UsageError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One option a command accepts.
+public struct OptionSpec: Sendable {
+    public let name: String
+    /// The value's placeholder (`PATH`), or nil for a flag.
+    public let value: String?
+    public let help: String
+    public init(_ name: String, value: String? = nil, _ help: String) {
+        self.name = name
+        self.value = value
+        self.help = help
+    }
+}
+
+/// Parsed command-line arguments: `--name value`, `--name=value`, flags,
+/// positionals, and `--` to end options.
+public struct ParsedArguments: Sendable {
+    public var positionals: [String] = []
+    public var options: [String: String] = [:]
+    public var flags: Set<String> = []
+
+    /// Parses `args` against `specs`; unknown options are usage errors.
+    public init(_ args: [String], specs: [OptionSpec]) throws(UsageError) {
+        var i = 0
+        var onlyPositionals = false
+        while i < args.count {
+            let a = args[i]
+            i += 1
+            if onlyPositionals || !a.hasPrefix("-") || a == "-" {
+                positionals.append(a)
+                continue
+            }
+            if a == "--" { onlyPositionals = true; continue }
+            var name = a
+            var inline: String?
+            if let eq = a.firstIndex(of: "=") {
+                name = String(a[..<eq])
+                inline = String(a[a.index(after: eq)...])
+            }
+            if name == "-h" { name = "--help" }
+            guard let spec = specs.first(where: { "--" + $0.name == name }) else {
+                throw UsageError("unknown option '\(name)'")
+            }
+            if spec.value != nil {
+                if let inline { options[spec.name] = inline; continue }
+                guard i < args.count else { throw UsageError("option '\(name)' needs a value (\(spec.value ?? ""))") }
+                options[spec.name] = args[i]
+                i += 1
+            } else {
+                if inline != nil { throw UsageError("option '\(name)' takes no value") }
+                flags.insert(spec.name)
+            }
+        }
+    }
+
+    public func flag(_ name: String) -> Bool { flags.contains(name) }
+
+    public func int(_ name: String, min: Int = 0) throws(UsageError) -> Int? {
+        guard let raw = options[name] else { return nil }
+        guard let v = Int(raw), v >= min else {
+            throw UsageError("option '--\(name)' needs a whole number of at least \(min), got '\(raw)'")
+        }
+        return v
+    }
+}

@@ -1,0 +1,166 @@
+import DocumentStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Exit codes of the `migrator` executable. They are part of its interface.
+public enum ExitCode {
+    public static let ok: Int32 = 0
+    /// Any failure that is not a usage error (a migration failed, bad data…).
+    public static let failure: Int32 = 1
+    /// The command line was wrong.
+    public static let usage: Int32 = 2
+}
+
+/// What a command needs from its surroundings.
+public struct Context {
+    public var environment: [String: String]
+    public let out: OutputStream
+    public let err: OutputStream
+
+    public init(environment: [String: String], out: OutputStream = OutputStream(fd: 1), err: OutputStream = OutputStream(fd: 2)) {
+        self.environment = environment
+        self.out = out
+        self.err = err
+    }
+
+    /// `--db`, else `MIGRATOR_DB`, else `./migrator.db`.
+    func databasePath(_ args: ParsedArguments) -> String {
+        args.options["db"] ?? environment["MIGRATOR_DB"] ?? "./migrator.db"
+    }
+}
+
+/// One `migrator` command.
+public struct Command: Sendable {
+    public let path: [String]
+    public let arguments: [(name: String, help: String)]
+    public let summary: String
+    public let options: [OptionSpec]
+    public let run: @Sendable (Context, ParsedArguments) throws -> Int32
+
+    var name: String { "migrator " + path.joined(separator: " ") }
+
+    var usage: String {
+        var u = name
+        for a in arguments { u += " " + a.name }
+        if !options.isEmpty { u += " [options]" }
+        return u
+    }
+
+    var help: String {
+        var h = "\(summary)\n\nUsage: \(usage)\n"
+        if !arguments.isEmpty {
+            h += "\nArguments:\n"
+            for a in arguments { h += "  " + a.name.padding(22) + a.help + "\n" }
+        }
+        h += "\nOptions:\n"
+        for o in options + [OptionSpec("help", "Show this help.")] {
+            let left = "--" + o.name + (o.value.map { " " + $0 } ?? "")
+            h += "  " + left.padding(22) + o.help + "\n"
+        }
+        return h
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self + "  " : self + String(repeating: " ", count: width - count)
+    }
+}
+
+/// The `migrator` command line. The executable is only `exit(main(args))`.
+public enum MigratorCommandLine {
+    public static let version = "0.1.0"
+
+    static let commands: [Command] = DatabaseCommands.all
+
+    static var topHelp: String {
+        var h = """
+        migrator \(version): compiled database migrations on an embedded LMDB document store.
+
+        Usage: migrator <command> [options]
+
+        Commands:
+
+        """
+        for c in commands {
+            h += "  " + c.path.joined(separator: " ").padding(20) + c.summary + "\n"
+        }
+        h += """
+
+        Every command takes --db PATH (default: $MIGRATOR_DB, else ./migrator.db)
+        and --help. Data goes to stdout, messages to stderr.
+
+        Exit codes:
+          0  success
+          1  failure (bad data, storage error)
+          2  usage error
+
+        """
+        return h
+    }
+
+    /// Runs the command line `args` (without the program name) and returns the exit code.
+    public static func main(_ args: [String], context: Context) -> Int32 {
+        defer { context.out.flush(); context.err.flush() }
+        if args.isEmpty || args == ["--help"] || args == ["-h"] || args == ["help"] {
+            (args.isEmpty ? context.err : context.out).write(topHelp)
+            return args.isEmpty ? ExitCode.usage : ExitCode.ok
+        }
+        if args == ["--version"] {
+            context.out.line("migrator \(version)")
+            return ExitCode.ok
+        }
+        // The longest command path that prefixes the arguments.
+        let match = commands
+            .filter { args.starts(with: $0.path) }
+            .max { $0.path.count < $1.path.count }
+        guard let command = match else {
+            let group = commands.filter { $0.path.first == args[0] }
+            if !group.isEmpty {
+                let sub = args.count > 1 ? "unknown command '\(args[0]) \(args[1])'" : "'\(args[0])' needs a subcommand"
+                context.err.line("error: \(sub)")
+                context.err.line("commands: " + group.map { $0.path.joined(separator: " ") }.joined(separator: ", "))
+                return ExitCode.usage
+            }
+            context.err.line("error: unknown command '\(args[0])'; see 'migrator --help'")
+            return ExitCode.usage
+        }
+        let rest = Array(args.dropFirst(command.path.count))
+        do {
+            let parsed = try ParsedArguments(rest, specs: command.options + [OptionSpec("help", "")])
+            if parsed.flag("help") {
+                context.out.write(command.help)
+                return ExitCode.ok
+            }
+            let required = command.arguments.filter { !$0.name.hasPrefix("[") }.count
+            if parsed.positionals.count < required || parsed.positionals.count > command.arguments.count {
+                throw UsageError("expected \(command.arguments.map(\.name).joined(separator: " ")), got \(parsed.positionals.count) argument(s)")
+            }
+            return try command.run(context, parsed)
+        } catch let e as UsageError {
+            context.err.line("error: \(e.message)")
+            context.err.line("usage: \(command.usage)  (see --help)")
+            return ExitCode.usage
+        } catch let e as StoreError {
+            context.err.line("error: \(e.message)")
+            return ExitCode.failure
+        } catch let e as CommandError {
+            context.err.line("error: \(e.message)")
+            return e.exitCode
+        } catch {
+            context.err.line("error: \(error)")
+            return ExitCode.failure
+        }
+    }
+}
+
+/// A command failure with its message and exit code.
+public struct CommandError: Error {
+    public let message: String
+    public let exitCode: Int32
+    public init(_ message: String, exitCode: Int32 = ExitCode.failure) {
+        self.message = message
+        self.exitCode = exitCode
+    }
+}

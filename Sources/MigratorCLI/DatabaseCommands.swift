@@ -1,0 +1,210 @@
+import DocumentStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `migrator db …`: direct access to the document store.
+enum DatabaseCommands {
+    static let dbOption = OptionSpec("db", value: "PATH", "Database directory (default: $MIGRATOR_DB, else ./migrator.db).")
+    static let filterOption = OptionSpec("filter", value: "JSON", "MongoDB-style filter, e.g. '{\"age\":{\"$gt\":30}}' (default: {}).")
+    static let collectionArgument = (name: "COLLECTION", help: "Collection name.")
+
+    static let all: [Command] = [
+        Command(path: ["db", "collections"], arguments: [], summary: "List collections with their document counts.",
+                options: [dbOption], run: collections),
+        Command(path: ["db", "import"], arguments: [collectionArgument, ("FILE", "JSON Lines file, one object per line; '-' reads stdin.")],
+                summary: "Import JSON Lines in one transaction: one bad line and nothing is imported.",
+                options: [dbOption, OptionSpec("verbose", "Report progress on stderr.")], run: importLines),
+        Command(path: ["db", "export"], arguments: [collectionArgument],
+                summary: "Write documents as JSON Lines to stdout, in _id order.",
+                options: [dbOption, filterOption], run: export),
+        Command(path: ["db", "find"], arguments: [collectionArgument],
+                summary: "Print matching documents, one JSON document per line.",
+                options: [dbOption, filterOption,
+                          OptionSpec("limit", value: "N", "Print at most N documents."),
+                          OptionSpec("skip", value: "N", "Skip the first N matches."),
+                          OptionSpec("sort", value: "PATH", "Sort by a dotted path; '-PATH' sorts descending. Repeat with commas."),
+                          OptionSpec("projection", value: "JSON", "Fields to keep ({\"name\":1}) or drop ({\"secret\":0}).")],
+                run: find),
+        Command(path: ["db", "count"], arguments: [collectionArgument],
+                summary: "Print the number of matching documents.",
+                options: [dbOption, filterOption], run: count),
+        Command(path: ["db", "indexes"], arguments: [collectionArgument],
+                summary: "List a collection's secondary indexes.",
+                options: [dbOption], run: indexes),
+        Command(path: ["db", "create-index"], arguments: [collectionArgument, ("PATH", "Dotted field path, e.g. address.city.")],
+                summary: "Create a secondary index over existing documents.",
+                options: [dbOption, OptionSpec("unique", "Refuse two documents with the same value.")], run: createIndex),
+        Command(path: ["db", "explain"], arguments: [collectionArgument],
+                summary: "Show whether a filter uses an index or scans the collection.",
+                options: [dbOption, filterOption], run: explain),
+    ]
+
+    static func open(_ ctx: Context, _ args: ParsedArguments) throws -> DocumentStore {
+        try DocumentStore(path: ctx.databasePath(args))
+    }
+
+    static func filter(_ args: ParsedArguments) throws -> Filter {
+        guard let text = args.options["filter"] else { return .all }
+        do { return try Filter(parsing: text) } catch { throw UsageError("--filter: \(error.message)") }
+    }
+
+    static func collections(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let list = try open(ctx, args).read { try $0.collections() }
+        let width = max(10, list.map(\.name.count).max() ?? 0)
+        for c in list { ctx.out.line(c.name.padding(width) + String(c.count)) }
+        return ExitCode.ok
+    }
+
+    static func importLines(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let collection = args.positionals[0]
+        let file = args.positionals[1]
+        let source = try LineSource(path: file)
+        let store = try open(ctx, args)
+        let verbose = args.flag("verbose")
+        let n = try store.write { txn -> Int in
+            source.rewind()
+            var n = 0
+            while let (lineNumber, line) = try source.nextLine() {
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+                do {
+                    try line.withUnsafeBytes { _ = try txn.insert(json: $0, into: collection) }
+                } catch let e as StoreError {
+                    throw CommandError("\(file):\(lineNumber): \(e.message); nothing was imported")
+                }
+                n += 1
+                if verbose && n % 1000 == 0 { ctx.err.line("imported \(n) documents…"); ctx.err.flush() }
+            }
+            return n
+        }
+        ctx.err.line("imported \(n) document\(n == 1 ? "" : "s") into '\(collection)'")
+        return ExitCode.ok
+    }
+
+    static func export(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let f = try filter(args)
+        try open(ctx, args).read { txn in
+            let c = try txn.find(args.positionals[0], filter: f)
+            while let raw = try c.nextRaw() {
+                ctx.out.write(bytes: raw)
+                ctx.out.write("\n")
+            }
+        }
+        return ExitCode.ok
+    }
+
+    static func find(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let f = try filter(args)
+        var options = FindOptions(skip: try args.int("skip") ?? 0, limit: try args.int("limit"))
+        if let p = args.options["projection"] {
+            do { options.projection = try Projection(JSON(parsing: p)) } catch { throw UsageError("--projection: \(error)") }
+        }
+        if let s = args.options["sort"] {
+            for part in s.split(separator: ",") {
+                let descending = part.hasPrefix("-")
+                let dotted = String(descending ? part.dropFirst() : part[...])
+                do { options.sort.append((try FieldPath(dotted), !descending)) } catch { throw UsageError("--sort: \(error.message)") }
+            }
+        }
+        try open(ctx, args).read { txn in
+            let c = try txn.find(args.positionals[0], filter: f, options: options)
+            while let raw = try c.nextRaw() {
+                ctx.out.write(bytes: raw)
+                ctx.out.write("\n")
+            }
+        }
+        return ExitCode.ok
+    }
+
+    static func count(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let f = try filter(args)
+        let n = try open(ctx, args).read { try $0.count(args.positionals[0], filter: f) }
+        ctx.out.line(String(n))
+        return ExitCode.ok
+    }
+
+    static func indexes(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let list = try open(ctx, args).read { try $0.indexes(args.positionals[0]) }
+        ctx.out.line("_id (unique, implicit)")
+        for i in list { ctx.out.line(i.path + (i.unique ? " (unique)" : "")) }
+        return ExitCode.ok
+    }
+
+    static func createIndex(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let (collection, path) = (args.positionals[0], args.positionals[1])
+        let created = try open(ctx, args).write { try $0.createIndex(collection, path: path, unique: args.flag("unique")) }
+        ctx.err.line(created ? "created index on '\(collection)'.'\(path)'" : "index on '\(collection)'.'\(path)' already exists")
+        return ExitCode.ok
+    }
+
+    static func explain(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let f = try filter(args)
+        let plan = try open(ctx, args).read { try $0.explain(args.positionals[0], filter: f) }
+        ctx.out.line(plan.description)
+        return ExitCode.ok
+    }
+}
+
+/// Reads a file or stdin line by line, keeping what it read so that a
+/// retried transaction (after the map grows) can replay it.
+final class LineSource {
+    private let fd: Int32
+    private let path: String
+    private var data: [UInt8] = []
+    private var position = 0
+    private var lineNumber = 0
+    private var eof = false
+
+    init(path: String) throws {
+        self.path = path
+        if path == "-" {
+            fd = 0
+        } else {
+            fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw CommandError("\(path): cannot open: \(String(cString: strerror(errno)))") }
+            var st = stat()
+            if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR {
+                close(fd)
+                throw CommandError("\(path): is a directory, not a JSON Lines file")
+            }
+        }
+    }
+
+    deinit { if fd > 0 { close(fd) } }
+
+    func rewind() {
+        position = 0
+        lineNumber = 0
+    }
+
+    /// The next line (without its newline) and its 1-based number.
+    func nextLine() throws -> (Int, ArraySlice<UInt8>)? {
+        while true {
+            if let nl = data[position...].firstIndex(of: 0x0A) {
+                let line = data[position..<nl]
+                position = nl + 1
+                lineNumber += 1
+                return (lineNumber, line)
+            }
+            if eof {
+                guard position < data.count else { return nil }
+                let line = data[position...]
+                position = data.count
+                lineNumber += 1
+                return (lineNumber, line)
+            }
+            try fill()
+        }
+    }
+
+    private func fill() throws {
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { return }
+            throw CommandError("\(path): read failed: \(String(cString: strerror(errno)))")
+        }
+        if n == 0 { eof = true; return }
+        data.append(contentsOf: chunk[..<n])
+    }
+}
