@@ -47,8 +47,8 @@ public final class DocumentCursor {
         source = .empty
         handle.cursor = self
         guard let s = state else { return }
-        if let (spec, values) = txn.plan(s, filter) {
-            source = .keys(try txn.candidateKeys(s, spec, values), next: 0)
+        if let access = txn.plan(s, filter) {
+            source = .keys(try txn.candidateKeys(s, access), next: 0)
         } else {
             source = .scan
             let c = try txn.openCursor(txn.env.docs)

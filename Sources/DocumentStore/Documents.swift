@@ -122,55 +122,80 @@ extension Transaction {
 
     // MARK: - Planning
 
-    /// The index and values that serve `filter`, if any.
-    func plan(_ s: CollectionState, _ filter: Filter) -> (spec: IndexSpec, values: [JSON])? {
-        guard !s.indexes.isEmpty else { return nil }
-        var best: (IndexSpec, [JSON])?
+    /// How a filter's candidates are found when not by a scan: `_id`
+    /// equality reads the primary keys; other equality uses an index.
+    struct KeyAccess {
+        let path: FieldPath
+        /// nil for `_id`.
+        let spec: IndexSpec?
+        let values: [JSON]
+    }
+
+    /// The cheapest key access that serves `filter`, if any.
+    func plan(_ s: CollectionState, _ filter: Filter) -> KeyAccess? {
+        var options: [KeyAccess] = []
         for (path, values) in filter.indexableEqualities() {
-            guard let spec = s.indexes.first(where: { $0.path == path }) else { continue }
-            if best == nil || (spec.unique && best?.0.unique == false) || values.count < (best?.1.count ?? 0) {
-                best = (spec, values)
+            if path.components == ["_id"] {
+                options.append(KeyAccess(path: path, spec: nil, values: values))
+            } else if let spec = s.indexes.first(where: { $0.path == path }) {
+                options.append(KeyAccess(path: path, spec: spec, values: values))
             }
         }
-        return best
+        // Primary key first, then unique indexes, then fewest keys.
+        func rank(_ a: KeyAccess) -> (Int, Int) { (a.spec == nil ? 0 : a.spec?.unique == true ? 1 : 2, a.values.count) }
+        return options.min { rank($0) < rank($1) }
     }
 
     /// Describes how `find`, `count`, `update` and `delete` would run `filter`.
     public func explain(_ collection: String, filter: Filter = .all) throws(StoreError) -> QueryPlan {
         try usable()
-        guard let s = try state(collection), let (spec, values) = plan(s, filter) else {
+        guard let s = try state(collection), let access = plan(s, filter) else {
             return QueryPlan(kind: .collectionScan)
         }
-        return QueryPlan(kind: .indexLookup(path: spec.path.description, keys: values.count))
+        if access.spec == nil { return QueryPlan(kind: .primaryKey(keys: access.values.count)) }
+        return QueryPlan(kind: .indexLookup(path: access.path.description, keys: access.values.count))
     }
 
-    /// Full document keys (collection prefix + `_id` key) found in the index
-    /// for `values`, sorted and without duplicates.
-    func candidateKeys(_ s: CollectionState, _ spec: IndexSpec, _ values: [JSON]) throws(StoreError) -> [[UInt8]] {
+    /// Full document keys (collection prefix + `_id` key) that may match,
+    /// sorted and without duplicates.
+    func candidateKeys(_ s: CollectionState, _ access: KeyAccess) throws(StoreError) -> [[UInt8]] {
         var out: [[UInt8]] = []
-        let c = try openCursor(env.index)
-        defer { mdb_cursor_close(c) }
-        for v in values {
-            var key: [UInt8] = []
-            KeyEncoding.appendBigEndian(spec.id, to: &key)
-            KeyEncoding.appendValueKey(v, to: &key)
-            var k = MDB_val(), d = MDB_val()
-            var rc = key.withUnsafeBytes { kb in
-                k = MDB_val(mv_size: kb.count, mv_data: UnsafeMutableRawPointer(mutating: kb.baseAddress))
-                return mdb_cursor_get(c, &k, &d, MDB_SET)
+        if access.spec == nil {
+            for v in access.values {
+                var id = v
+                if case .double(let d) = v, let i = Int64(exactly: d) { id = .int(i) }
+                var key = s.prefix
+                // Values that cannot be an _id match nothing.
+                if (try? KeyEncoding.appendID(id, to: &key)) != nil { out.append(key) }
             }
-            while rc == 0 {
-                var full = s.prefix
-                full.append(contentsOf: UnsafeRawBufferPointer(start: d.mv_data, count: d.mv_size))
-                out.append(full)
-                rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_DUP)
+        } else if let spec = access.spec {
+            let c = try openCursor(env.index)
+            defer { mdb_cursor_close(c) }
+            for v in access.values {
+                var key: [UInt8] = []
+                KeyEncoding.appendBigEndian(spec.id, to: &key)
+                KeyEncoding.appendValueKey(v, to: &key)
+                var k = MDB_val(), d = MDB_val()
+                var rc = key.withUnsafeBytes { kb in
+                    k = MDB_val(mv_size: kb.count, mv_data: UnsafeMutableRawPointer(mutating: kb.baseAddress))
+                    return mdb_cursor_get(c, &k, &d, MDB_SET)
+                }
+                while rc == 0 {
+                    var full = s.prefix
+                    full.append(contentsOf: UnsafeRawBufferPointer(start: d.mv_data, count: d.mv_size))
+                    out.append(full)
+                    rc = mdb_cursor_get(c, &k, &d, MDB_NEXT_DUP)
+                }
+                if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get") }
             }
-            if rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get") }
         }
-        out.sort { $0.lexicographicallyPrecedes($1) }
-        var unique: [[UInt8]] = []
-        for k in out where unique.last != k { unique.append(k) }
-        return unique
+        if out.count > 1 {
+            out.sort { $0.lexicographicallyPrecedes($1) }
+            var unique: [[UInt8]] = []
+            for k in out where unique.last != k { unique.append(k) }
+            out = unique
+        }
+        return out
     }
 
     // MARK: - Visiting matches
@@ -182,8 +207,8 @@ extension Transaction {
     /// document if the filter needed it, else nil.
     func visit(_ s: CollectionState, _ filter: Filter,
                _ body: (_ idKey: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer, _ doc: inout JSONObject?) throws(StoreError) -> VisitAction) throws(StoreError) {
-        if let (spec, values) = plan(s, filter) {
-            for key in try candidateKeys(s, spec, values) {
+        if let access = plan(s, filter) {
+            for key in try candidateKeys(s, access) {
                 let stop = try key.bytes { kb throws(StoreError) -> Bool in
                     guard let bytes = try get(env.docs, kb) else { return false }
                     let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
@@ -232,9 +257,16 @@ extension Transaction {
                 try check(mdb_cursor_del(c, 0), "mdb_cursor_del")
                 s.generation += 1
             case .replaceWithValueBuffer:
-                try valueBuffer.bytes { nb throws(StoreError) in
-                    var nv = MDB_val(mv_size: nb.count, mv_data: UnsafeMutableRawPointer(mutating: nb.baseAddress))
-                    try check(mdb_cursor_put(c, &k, &nv, UInt32(MDB_CURRENT)), "mdb_cursor_put")
+                // The key must not point into the page: a size change makes
+                // LMDB delete and re-add the node, moving the page's bytes.
+                keyBuffer.removeAll(keepingCapacity: true)
+                keyBuffer.append(contentsOf: key)
+                try keyBuffer.bytes { kb throws(StoreError) in
+                    try valueBuffer.bytes { nb throws(StoreError) in
+                        var ck = MDB_val(mv_size: kb.count, mv_data: UnsafeMutableRawPointer(mutating: kb.baseAddress))
+                        var nv = MDB_val(mv_size: nb.count, mv_data: UnsafeMutableRawPointer(mutating: nb.baseAddress))
+                        try check(mdb_cursor_put(c, &ck, &nv, UInt32(MDB_CURRENT)), "mdb_cursor_put")
+                    }
                 }
                 s.generation += 1
             }

@@ -41,12 +41,20 @@ struct IndexSpec {
 public struct CollectionInfo: Sendable, Equatable {
     public let name: String
     public let count: Int
+    public init(name: String, count: Int) {
+        self.name = name
+        self.count = count
+    }
 }
 
 /// Facts about a secondary index.
 public struct IndexInfo: Sendable, Equatable {
     public let path: String
     public let unique: Bool
+    public init(path: String, unique: Bool) {
+        self.path = path
+        self.unique = unique
+    }
 }
 
 /// The result of an update.
@@ -66,12 +74,15 @@ public struct QueryPlan: Sendable, Equatable, CustomStringConvertible {
         case collectionScan
         /// Candidates come from the index on `path`; `keys` index keys are probed.
         case indexLookup(path: String, keys: Int)
+        /// `_id` equality: `keys` documents are read by primary key.
+        case primaryKey(keys: Int)
     }
     public let kind: Kind
     public var description: String {
         switch kind {
         case .collectionScan: return "COLLSCAN"
         case .indexLookup(let p, let k): return "IXSCAN \(p) (\(k) key\(k == 1 ? "" : "s"))"
+        case .primaryKey(let k): return "IDLOOKUP (\(k) key\(k == 1 ? "" : "s"))"
         }
     }
 }

@@ -1,0 +1,359 @@
+import DocumentStore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Document store")
+struct StoreTests {
+    // MARK: Environment
+
+    @Test("opening creates a private directory and private files")
+    func createsPrivateDirectory() throws {
+        let dir = temporaryDirectory()
+        defer { removeTree(dir) }
+        let path = dir + "/nested/db"
+        let store = try DocumentStore(path: path)
+        try store.write { try $0.createCollection("users") }
+        var st = stat()
+        #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o700)
+        #expect(stat(path + "/data.mdb", &st) == 0 && st.st_mode & 0o077 == 0)
+        #expect(store.mapSize >= 1 << 30)
+    }
+
+    @Test("a path that is a file is a clear error naming it")
+    func pathIsFile() throws {
+        let dir = temporaryDirectory()
+        defer { removeTree(dir) }
+        let file = dir + "/plain"
+        let fd = creat(file, 0o600)
+        close(fd)
+        let e = storeError { _ = try DocumentStore(path: file) }
+        #expect(e?.code == .badPath)
+        #expect(e?.message.contains(file) == true)
+        #expect(storeError { _ = try DocumentStore(path: "") }?.code == .badPath)
+    }
+
+    @Test("an unwritable directory is a clear error, and its data is untouched", .enabled(if: geteuid() != 0, "root ignores permissions"))
+    func unwritableDirectory() throws {
+        let dir = temporaryDirectory()
+        defer { chmod(dir, 0o700); removeTree(dir) }
+        chmod(dir, 0o500)
+        let e = storeError { _ = try DocumentStore(path: dir + "/db") }
+        #expect(e?.code == .permissionDenied)
+        #expect(e?.message.contains(dir) == true)
+    }
+
+    @Test("an unwritable database is refused with the path, even as root")
+    func readOnlyFiles() throws {
+        let dir = temporaryDirectory()
+        defer { removeTree(dir) }
+        let path = dir + "/db"
+        // A regular file where data.mdb's directory should be: no permission trick needed.
+        mkdir(path, 0o700)
+        mkdir(path + "/data.mdb", 0o700)
+        let e = storeError { _ = try DocumentStore(path: path) }
+        #expect(e != nil)
+        #expect(e?.message.contains(path) == true)
+    }
+
+    @Test("opening the same directory twice shares one environment")
+    func sharedEnvironment() throws {
+        let dir = temporaryDirectory()
+        defer { removeTree(dir) }
+        let a = try DocumentStore(path: dir + "/db")
+        let b = try DocumentStore(path: dir + "/db/")
+        try a.write { try $0.insert(["_id": 1], into: "c") }
+        #expect(try b.read { try $0.count("c") } == 1)
+    }
+
+    @Test("a second write on the same thread is an error, not a deadlock")
+    func nestedWrite() throws {
+        try withStore { store throws in
+            let e = storeError {
+                try store.write { _ in try store.write { _ in } }
+            }
+            #expect(e?.code == .nestedWriteTransaction)
+            // The store is still usable afterwards.
+            try store.write { try $0.insert(["_id": 1], into: "c") }
+            #expect(try store.read { try $0.count("c") } == 1)
+        }
+    }
+
+    @Test("a write that throws leaves nothing behind")
+    func abortOnThrow() throws {
+        struct Boom: Error {}
+        try withStore { store throws in
+            try store.write { try $0.insert(["_id": 1], into: "c") }
+            #expect(throws: Boom.self) {
+                try store.write { txn throws in
+                    try txn.insert(["_id": 2], into: "c")
+                    try txn.createIndex("c", path: "x")
+                    throw Boom()
+                }
+            }
+            try store.read { txn throws in
+                #expect(try txn.count("c") == 1)
+                #expect(try txn.indexes("c").isEmpty)
+            }
+        }
+    }
+
+    @Test("the map grows on MDB_MAP_FULL and the write is retried")
+    func mapGrowth() throws {
+        var options = DocumentStore.Options()
+        options.initialMapSize = 256 << 10
+        try withStore(options: options) { store throws in
+            var runs = 0
+            try store.write { txn throws in
+                runs += 1
+                for i in 0..<20_000 { try txn.insert(["_id": .int(Int64(i)), "pad": .string(String(repeating: "x", count: 64))], into: "c") }
+            }
+            #expect(runs > 1)
+            #expect(store.mapSize > 256 << 10)
+            #expect(try store.read { try $0.count("c") } == 20_000)
+        }
+    }
+
+    @Test("a map that may not grow further is a clear map_full error")
+    func mapLimit() throws {
+        var options = DocumentStore.Options()
+        options.initialMapSize = 256 << 10
+        options.maxMapSize = 512 << 10
+        try withStore(options: options) { store throws in
+            let e = storeError {
+                try store.write { txn throws in
+                    for i in 0..<50_000 { try txn.insert(["_id": .int(Int64(i)), "pad": .string(String(repeating: "x", count: 64))], into: "c") }
+                }
+            }
+            #expect(e?.code == .mapFull)
+            #expect(e?.message.contains(store.path) == true)
+            #expect(try store.read { try $0.count("c") } == 0)
+        }
+    }
+
+    // MARK: Collections
+
+    @Test("collections: create, if-not-exists, list with counts, exists, drop")
+    func collections() throws {
+        try withStore { store throws in
+            try store.write { txn throws in
+                #expect(try txn.createCollection("b"))
+                #expect(try txn.createCollection("b", ifNotExists: true) == false)
+                #expect(storeError { try txn.createCollection("b") }?.code == .collectionExists)
+                try txn.insert(["x": 1], into: "a")
+                try txn.insert(["x": 2], into: "a")
+            }
+            try store.read { txn throws in
+                #expect(try txn.collections() == [CollectionInfo(name: "a", count: 2), CollectionInfo(name: "b", count: 0)])
+                #expect(try txn.collectionExists("a"))
+                #expect(try !txn.collectionExists("zz"))
+            }
+            try store.write { txn throws in
+                try txn.createIndex("a", path: "x")
+                #expect(try txn.dropCollection("a"))
+                #expect(try txn.dropCollection("a", ifExists: true) == false)
+                #expect(storeError { try txn.dropCollection("a") }?.code == .collectionNotFound)
+                // A re-created collection starts empty, without the old index.
+                try txn.insert(["x": 3], into: "a")
+                #expect(try txn.count("a") == 1)
+                #expect(try txn.indexes("a").isEmpty)
+            }
+        }
+    }
+
+    @Test("collection names are validated", arguments: [
+        ("", "empty"), (String(repeating: "n", count: 121), "the limit is 120"), ("a\u{7}b", "control character"), ("tab\tname", "control character"),
+    ])
+    func badNames(_ name: String, _ fragment: String) throws {
+        try withStore { store throws in
+            let e = storeError { try store.write { try $0.createCollection(name) } }
+            #expect(e?.code == .invalidName)
+            #expect(e?.message.contains(fragment) == true)
+        }
+    }
+
+    @Test("names starting with _ are reserved: readable, writable only through the system API")
+    func reservedNames() throws {
+        try withStore { store throws in
+            let e = storeError { try store.write { try $0.insert(["a": 1], into: "_migrations") } }
+            #expect(e?.code == .reservedCollection)
+            #expect(e?.message.contains("'_migrations'") == true)
+            try store.write { txn throws in
+                try txn.withSystemAccess { try txn.insert(["_id": "001_x"], into: "_migrations") }
+                #expect(storeError { try txn.dropCollection("_migrations") }?.code == .reservedCollection)
+            }
+            #expect(try store.read { try $0.count("_migrations") } == 1)
+            let r = storeError { try store.read { try $0.insert(["a": 1], into: "users") } }
+            #expect(r?.code == .readOnlyTransaction)
+        }
+    }
+
+    // MARK: Documents
+
+    @Test("_id: kept, generated as 24 hex time-ordered, duplicates refused")
+    func ids() throws {
+        try withStore { store throws in
+            try store.write { txn throws in
+                let a = try txn.insert(["name": "x"], into: "c")
+                let b = try txn.insert(["name": "y"], into: "c")
+                guard case .string(let sa) = a, case .string(let sb) = b else { Issue.record("not strings"); return }
+                #expect(sa.count == 24 && sa.allSatisfy { $0.isHexDigit && !$0.isUppercase })
+                #expect(sa < sb)
+                #expect(try txn.insert(["_id": 7, "v": 1], into: "c") == 7)
+                let e = storeError { try txn.insert(["_id": 7, "v": 2], into: "c") }
+                #expect(e?.code == .duplicateKey)
+                #expect(e?.message == "collection 'c': duplicate _id 7")
+                #expect(storeError { try txn.insert(["_id": 1.5], into: "c") }?.code == .invalidDocument)
+                #expect(storeError { try txn.insert(["_id": ["a"]], into: "c") }?.code == .invalidDocument)
+                #expect(storeError { try txn.insert([1, 2], into: "c") }?.code == .invalidDocument)
+                // _id is stored first.
+                try txn.insert(["z": 1, "_id": "k"], into: "c")
+                #expect(try txn.findOne("c", filter: Filter(parsing: #"{"_id":"k"}"#))?.serialized == #"{"_id":"k","z":1}"#)
+                #expect(try txn.findOne("c", filter: Filter(parsing: #"{"_id":7}"#))?.serialized == #"{"_id":7,"v":1}"#)
+            }
+        }
+    }
+
+    @Test("cursors iterate in _id order, with skip, limit and projection")
+    func cursorOrder() throws {
+        try withStore { store throws in
+            try store.write { txn throws in
+                for id: JSON in ["b", 10, -3, "a", 2] { try txn.insert(["_id": id, "n": 1, "s": "x"], into: "c") }
+            }
+            try store.read { txn throws in
+                let ids = try txn.find("c").all().map { $0.objectValue?["_id"] ?? .null }
+                #expect(ids == [-3, 2, 10, "a", "b"])
+                let page = try txn.find("c", options: FindOptions(skip: 1, limit: 2, projection: Projection(json(#"{"s":1,"_id":0}"#)))).all()
+                #expect(page.map(\.serialized) == [#"{"s":"x"}"#, #"{"s":"x"}"#])
+                let drop = try txn.find("c", options: FindOptions(limit: 1, projection: Projection(json(#"{"n":0}"#)))).all()
+                #expect(drop.map(\.serialized) == [#"{"_id":-3,"s":"x"}"#])
+                #expect(storeError { _ = try Projection(json(#"{"a":1,"b":0}"#)) }?.code == .invalidProjection)
+                let sorted = try txn.find("c", options: FindOptions(sort: [(try FieldPath("_id"), false)])).all()
+                #expect(sorted.first?.objectValue?["_id"] == "b")
+            }
+        }
+    }
+
+    @Test("updating and deleting while iterating visits each document exactly once")
+    func mutateWhileIterating() throws {
+        try withStore { store throws in
+            try store.write { txn throws in
+                for i in 0..<2000 { try txn.insert(["_id": .int(Int64(i)), "v": 0], into: "c") }
+                var seen: [Int64] = []
+                let cursor = try txn.find("c")
+                while let d = try cursor.next() {
+                    guard case .int(let id)? = d.objectValue?["_id"] else { continue }
+                    seen.append(id)
+                    let byID = try Filter(JSON.object(JSONObject([("_id", .int(id))])))
+                    if id % 3 == 0 {
+                        try txn.deleteOne("c", filter: byID)
+                    } else {
+                        // Grow the document so LMDB pages split under the cursor.
+                        _ = try txn.updateOne("c", filter: byID, update: Update(parsing: #"{"$set":{"v":1,"pad":"\#(String(repeating: "p", count: 300))"}}"#))
+                    }
+                    // Also delete a document ahead of the cursor; it must not be visited.
+                    if id % 7 == 1 { try txn.deleteOne("c", filter: Filter(JSON.object(JSONObject([("_id", .int(id + 1))])))) }
+                    // Inserts beyond the end are not visited.
+                    if id == 10 { try txn.insert(["_id": 1_000_000], into: "c") }
+                }
+                let expected = (0..<2000).filter { $0 % 7 != 2 }.map(Int64.init)
+                #expect(seen == expected)
+                #expect(try txn.count("c", filter: Filter(parsing: #"{"v":0}"#)) == 0)
+                #expect(try txn.count("c") == expected.filter { $0 % 3 != 0 }.count + 1)
+            }
+        }
+    }
+
+    // MARK: Indexes
+
+    @Test("indexes are used by equality and $in, as explain shows")
+    func indexUse() throws {
+        try withStore { store throws in
+            try store.write { txn throws in
+                for i in 0..<100 { try txn.insert(["_id": .int(Int64(i)), "email": .string("u\(i)@x"), "city": .string(i % 2 == 0 ? "Oslo" : "Rome")], into: "u") }
+                try txn.createIndex("u", path: "email", unique: true)
+            }
+            try store.read { txn throws in
+                #expect(try txn.explain("u", filter: Filter(parsing: #"{"email":"u5@x"}"#)).kind == .indexLookup(path: "email", keys: 1))
+                #expect(try txn.explain("u", filter: Filter(parsing: #"{"email":{"$in":["u1@x","u2@x"]},"city":"Oslo"}"#)).kind == .indexLookup(path: "email", keys: 2))
+                #expect(try txn.explain("u", filter: Filter(parsing: #"{"city":"Oslo"}"#)).kind == .collectionScan)
+                #expect(try txn.explain("u", filter: Filter(parsing: #"{"email":{"$gt":"a"}}"#)).kind == .collectionScan)
+                #expect(try txn.explain("u", filter: Filter(parsing: #"{"$or":[{"email":"u1@x"}]}"#)).kind == .collectionScan)
+                #expect(try txn.count("u", filter: Filter(parsing: #"{"email":{"$in":["u1@x","u2@x","zz"]},"city":"Oslo"}"#)) == 1)
+                #expect(try txn.findOne("u", filter: Filter(parsing: #"{"email":"u5@x"}"#))?.objectValue?["_id"] == 5)
+                #expect(try txn.indexes("u") == [IndexInfo(path: "email", unique: true)])
+            }
+        }
+    }
+
+    @Test("unique violations name the collection, path and both ids, and leave nothing behind")
+    func uniqueViolations() throws {
+        try withStore { store throws in
+            try store.write { txn throws in
+                try txn.insert(["_id": 1, "email": "a"], into: "u")
+                try txn.insert(["_id": 2, "email": "a"], into: "u")
+                let e = storeError { try txn.createIndex("u", path: "email", unique: true) }
+                #expect(e?.code == .duplicateKey)
+                #expect(e?.message == #"collection 'u': unique index on 'email' already holds "a" for _id 1, so _id 2 cannot have it"#)
+                #expect(try txn.indexes("u").isEmpty)
+                try txn.updateOne("u", filter: Filter(parsing: #"{"_id":2}"#), update: Update(parsing: #"{"$set":{"email":"b"}}"#))
+                try txn.createIndex("u", path: "email", unique: true)
+                let i = storeError { try txn.insert(["_id": 3, "email": "b"], into: "u") }
+                #expect(i?.code == .duplicateKey)
+                #expect(try txn.count("u") == 2)
+                let u = storeError { try txn.updateOne("u", filter: Filter(parsing: #"{"_id":1}"#), update: Update(parsing: #"{"$set":{"email":"b"}}"#)) }
+                #expect(u?.code == .duplicateKey)
+                // Failed single-document writes leave the transaction usable.
+                try txn.insert(["_id": 4, "email": "c"], into: "u")
+            }
+        }
+    }
+
+    @Test("indexes are maintained on insert, update, delete and multikey arrays; dropping removes them")
+    func indexMaintenance() throws {
+        try withStore { store throws in
+            try store.write { txn throws in
+                try txn.createIndex("u", path: "tags")
+                try txn.createIndex("u", path: "a.b")
+                try txn.insert(["_id": 1, "tags": ["x", "y"], "a": ["b": 1]], into: "u")
+                try txn.insert(["_id": 2, "tags": "x", "a": ["b": 1.0]], into: "u")
+                func ids(_ f: String) throws -> [JSON] {
+                    try txn.find("u", filter: Filter(parsing: f)).all().compactMap { $0.objectValue?["_id"] }
+                }
+                #expect(try ids(#"{"tags":"x"}"#) == [1, 2])
+                #expect(try ids(#"{"tags":["x","y"]}"#) == [1])
+                #expect(try ids(#"{"a.b":1}"#) == [1, 2])
+                _ = try txn.updateOne("u", filter: Filter(parsing: #"{"_id":1}"#), update: Update(parsing: #"{"$pull":{"tags":"x"}}"#))
+                #expect(try ids(#"{"tags":"x"}"#) == [2])
+                #expect(try ids(#"{"tags":"y"}"#) == [1])
+                _ = try txn.updateMany("u", filter: .all, update: Update(parsing: #"{"$set":{"a.b":5}}"#))
+                #expect(try ids(#"{"a.b":1}"#) == [])
+                #expect(try ids(#"{"a.b":5}"#) == [1, 2])
+                try txn.deleteOne("u", filter: Filter(parsing: #"{"_id":2}"#))
+                #expect(try ids(#"{"tags":"x"}"#) == [])
+                #expect(try ids(#"{"a.b":5}"#) == [1])
+                try txn.dropIndex("u", path: "a.b")
+                #expect(try txn.explain("u", filter: Filter(parsing: #"{"a.b":5}"#)).kind == .collectionScan)
+                #expect(try ids(#"{"a.b":5}"#) == [1])
+                #expect(storeError { try txn.dropIndex("u", path: "a.b") }?.code == .indexNotFound)
+            }
+        }
+    }
+}
+
+extension StoreTests {
+    @Test("_id equality reads by primary key")
+    func primaryKeyLookup() throws {
+        try withStore { store throws in
+            try store.write { txn throws in
+                for i in 0..<10 { try txn.insert(["_id": .int(Int64(i))], into: "c") }
+                try txn.insert(["_id": "s"], into: "c")
+                #expect(try txn.explain("c", filter: Filter(parsing: #"{"_id":3}"#)).kind == .primaryKey(keys: 1))
+                #expect(try txn.explain("c", filter: Filter(parsing: #"{"_id":{"$in":[1,"s",2.5]}}"#)).kind == .primaryKey(keys: 3))
+                #expect(try txn.count("c", filter: Filter(parsing: #"{"_id":{"$in":[1,"s",2.5,3.0,[1]]}}"#)) == 3)
+                #expect(try txn.count("c", filter: Filter(parsing: #"{"_id":{"$gt":7}}"#)) == 2)
+            }
+        }
+    }
+}
