@@ -25,7 +25,7 @@ let package = Package(
         // Release-build benchmark driven by bench/store-bench.sh.
         .executableTarget(name: "StoreBench", dependencies: ["DocumentStore"], path: "bench/StoreBench"),
         .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore"]),
-        .testTarget(name: "MigratorCLITests", dependencies: ["DocumentStore"]),
+        .testTarget(name: "MigratorCLITests", dependencies: ["migrator"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -128,11 +128,11 @@ public struct JSONObject: Sendable, Hashable, Sequence {
     }
 }
 
-extension JSON: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
+// No ExpressibleByNilLiteral: with `JSON?` slots, `nil` must mean absent, never null.
+extension JSON: ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
     ExpressibleByFloatLiteral, ExpressibleByStringLiteral, ExpressibleByArrayLiteral,
     ExpressibleByDictionaryLiteral
 {
-    public init(nilLiteral: ()) { self = .null }
     public init(booleanLiteral v: Bool) { self = .bool(v) }
     public init(integerLiteral v: Int64) { self = .int(v) }
     public init(floatLiteral v: Double) { self = .double(v) }

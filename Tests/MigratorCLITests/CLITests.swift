@@ -1,0 +1,174 @@
+import Foundation
+import Testing
+
+/// The built `migrator` binary: SwiftPM puts it beside the test bundle.
+let migratorBinary: String = {
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("migrator").path
+}()
+
+struct RunResult {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+/// Runs `migrator` with `args`, feeding `input` to stdin.
+func migrator(_ args: [String], input: String = "", environment: [String: String] = [:]) throws -> RunResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: migratorBinary)
+    p.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    env["SWIFT_BACKTRACE"] = "enable=no"
+    for (k, v) in environment { env[k] = v }
+    p.environment = env
+    let (inPipe, outPipe, errPipe) = (Pipe(), Pipe(), Pipe())
+    p.standardInput = inPipe
+    p.standardOutput = outPipe
+    p.standardError = errPipe
+    try p.run()
+    inPipe.fileHandleForWriting.write(Data(input.utf8))
+    try inPipe.fileHandleForWriting.close()
+    let out = outPipe.fileHandleForReading.readDataToEndOfFile()
+    let err = errPipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return RunResult(status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+}
+
+func scratchDirectory() -> String {
+    let dir = NSTemporaryDirectory() + "migrator-cli-" + UUID().uuidString
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+@Suite("migrator db (end to end)")
+struct CLITests {
+    let users = """
+    {"_id":1,"email":"ada@example.com","name":"Ada","age":36,"address":{"city":"Oslo"}}
+    {"_id":2,"email":"bob@example.com","name":"Bob","age":25}
+
+    {"email":"cy@example.com","name":"Cy","age":41,"tags":["a","b"]}
+    """
+
+    @Test("import, collections, find, count, export, indexes, explain")
+    func roundTrip() throws {
+        let dir = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = ["--db", dir + "/db"]
+        let imp = try migrator(["db", "import", "users", "-"] + db, input: users)
+        #expect(imp.status == 0)
+        #expect(imp.stderr.contains("imported 3 documents into 'users'"))
+        #expect(imp.stdout.isEmpty)
+        #expect(try migrator(["db", "collections"] + db).stdout == "users     3\n")
+        let found = try migrator(["db", "find", "users", "--filter", #"{"age":{"$gte":30}}"#, "--sort", "-age", "--projection", #"{"name":1,"_id":0}"#] + db)
+        #expect(found.stdout == "{\"name\":\"Cy\"}\n{\"name\":\"Ada\"}\n")
+        #expect(try migrator(["db", "find", "users", "--limit", "1"] + db).stdout == #"{"_id":1,"email":"ada@example.com","name":"Ada","age":36,"address":{"city":"Oslo"}}"# + "\n")
+        #expect(try migrator(["db", "count", "users", "--filter", #"{"address.city":"Oslo"}"#] + db).stdout == "1\n")
+        // MIGRATOR_DB is the default database.
+        #expect(try migrator(["db", "count", "users"], environment: ["MIGRATOR_DB": dir + "/db"]).stdout == "3\n")
+        let export = try migrator(["db", "export", "users"] + db)
+        #expect(export.stderr.isEmpty)
+        let lines = export.stdout.split(separator: "\n")
+        #expect(lines.count == 3)
+        #expect(lines.first == #"{"_id":1,"email":"ada@example.com","name":"Ada","age":36,"address":{"city":"Oslo"}}"#)
+        // Export then import into another collection gives the same bytes.
+        #expect(try migrator(["db", "import", "copy", "-"] + db, input: export.stdout).status == 0)
+        #expect(try migrator(["db", "export", "copy"] + db).stdout == export.stdout)
+
+        #expect(try migrator(["db", "create-index", "users", "email", "--unique"] + db).status == 0)
+        #expect(try migrator(["db", "indexes", "users"] + db).stdout == "_id (unique, implicit)\nemail (unique)\n")
+        #expect(try migrator(["db", "explain", "users", "--filter", #"{"email":"bob@example.com"}"#] + db).stdout == "IXSCAN email (1 key)\n")
+        let dup = try migrator(["db", "import", "users", "-"] + db, input: #"{"email":"ada@example.com"}"#)
+        #expect(dup.status == 1)
+        #expect(dup.stderr.contains("unique index on 'email' already holds \"ada@example.com\" for _id 1"))
+    }
+
+    @Test("a bad line imports nothing and names the file, line and cause")
+    func badImport() throws {
+        let dir = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = dir + "/in.jsonl"
+        try (users + "\n{\"name\":\"Dee\",}\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try migrator(["db", "import", "users", file, "--db", dir + "/db"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("\(file):6: collection 'users': invalid JSON at byte 15: expected a string key; nothing was imported"))
+        #expect(try migrator(["db", "count", "users", "--db", dir + "/db"]).stdout == "0\n")
+        let notObject = try migrator(["db", "import", "users", "-", "--db", dir + "/db"], input: "[1,2]\n")
+        #expect(notObject.stderr.contains("-:1: collection 'users': a document must be a JSON object, not array"))
+        let missing = try migrator(["db", "import", "users", dir + "/nope.jsonl", "--db", dir + "/db"])
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("\(dir)/nope.jsonl: cannot open: No such file or directory"))
+    }
+
+    @Test("usage errors exit 2 with the usage line; --help works on every command")
+    func usage() throws {
+        for cmd in ["collections", "import", "export", "find", "count", "indexes", "create-index", "explain"] {
+            let r = try migrator(["db", cmd, "--help"])
+            #expect(r.status == 0, "\(cmd)")
+            #expect(r.stdout.contains("Usage: migrator db \(cmd)"), "\(cmd)")
+            #expect(r.stdout.contains("--db PATH"), "\(cmd)")
+        }
+        let top = try migrator(["--help"])
+        #expect(top.status == 0 && top.stdout.contains("Exit codes:"))
+        #expect(try migrator(["--version"]).stdout.hasPrefix("migrator "))
+        let unknown = try migrator(["db", "find", "users", "--bogus"])
+        #expect(unknown.status == 2)
+        #expect(unknown.stderr.contains("unknown option '--bogus'"))
+        #expect(unknown.stderr.contains("usage: migrator db find COLLECTION"))
+        #expect(try migrator(["db", "find"]).status == 2)
+        #expect(try migrator(["db", "count", "u", "--limit", "x"]).status == 2)
+        #expect(try migrator(["nope"]).status == 2)
+        #expect(try migrator([]).status == 2)
+        let badFilter = try migrator(["db", "count", "u", "--filter", #"{"a":{"$regex":"x"}}"#])
+        #expect(badFilter.status == 2)
+        #expect(badFilter.stderr.contains("unknown operator $regex on \"a\""))
+    }
+
+    @Test("a database path that is a file is a clear error")
+    func badDatabasePath() throws {
+        let dir = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        FileManager.default.createFile(atPath: dir + "/file", contents: Data("x".utf8))
+        let r = try migrator(["db", "collections", "--db", dir + "/file"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("\(dir)/file: exists and is not a directory"))
+    }
+
+    @Test("SIGKILL inside a write transaction keeps the last commit and nothing of the aborted one")
+    func crashDuringImport() throws {
+        let dir = scratchDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let db = ["--db", dir + "/db"]
+        #expect(try migrator(["db", "import", "users", "-"] + db, input: users).status == 0)
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: migratorBinary)
+        p.arguments = ["db", "import", "users", "-", "--verbose"] + db
+        p.environment = ["SWIFT_BACKTRACE": "enable=no"]
+        let (inPipe, errPipe) = (Pipe(), Pipe())
+        p.standardInput = inPipe
+        p.standardError = errPipe
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        var lines = ""
+        for i in 0..<5000 { lines += #"{"_id":"k\#(i)","n":\#(i)}"# + "\n" }
+        inPipe.fileHandleForWriting.write(Data(lines.utf8))
+        // Wait until the child reports 5000 inserts inside its open transaction.
+        var seen = ""
+        while !seen.contains("imported 5000 documents…") {
+            let chunk = errPipe.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            seen += String(decoding: chunk, as: UTF8.self)
+        }
+        #expect(seen.contains("imported 5000 documents…"))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        #expect(p.terminationReason == .uncaughtSignal)
+
+        #expect(try migrator(["db", "count", "users"] + db).stdout == "3\n")
+        #expect(try migrator(["db", "count", "users", "--filter", #"{"_id":"k1"}"#] + db).stdout == "0\n")
+        // The database is writable again at once.
+        #expect(try migrator(["db", "import", "users", "-"] + db, input: #"{"_id":"after"}"#).status == 0)
+        #expect(try migrator(["db", "collections"] + db).stdout == "users     4\n")
+    }
+}
