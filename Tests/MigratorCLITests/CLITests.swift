@@ -91,7 +91,7 @@ struct CLITests {
         try (users + "\n{\"name\":\"Dee\",}\n").write(toFile: file, atomically: true, encoding: .utf8)
         let r = try migrator(["db", "import", "users", file, "--db", dir + "/db"])
         #expect(r.status == 1)
-        #expect(r.stderr.contains("\(file):6: collection 'users': invalid JSON at byte 15: expected a string key; nothing was imported"))
+        #expect(r.stderr.contains("\(file):5: collection 'users': invalid JSON at byte 14: expected a string key; nothing was imported"))
         #expect(try migrator(["db", "count", "users", "--db", dir + "/db"]).stdout == "0\n")
         let notObject = try migrator(["db", "import", "users", "-", "--db", dir + "/db"], input: "[1,2]\n")
         #expect(notObject.stderr.contains("-:1: collection 'users': a document must be a JSON object, not array"))
