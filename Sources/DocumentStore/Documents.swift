@@ -22,11 +22,50 @@ extension Transaction {
     /// Parses JSON text and inserts it; see ``insert(_:into:)``.
     @discardableResult
     public func insert(json bytes: UnsafeRawBufferPointer, into collection: String) throws(StoreError) -> JSON {
+        try writable(collection)
+        // Fast path: text already in stored form is stored as given.
+        if let s = try state(collection), s.indexes.isEmpty, let shape = CanonicalCheck.check(bytes), !shape.idElsewhere,
+           let id = try insertCanonical(bytes, idRange: shape.idRange, into: s) {
+            return id
+        }
         let doc: JSON
         do { doc = try JSONParser.parse(bytes) } catch {
             throw StoreError(.invalidJSON, "collection '\(collection)': \(error.message)")
         }
         return try insert(doc, into: collection)
+    }
+
+    /// Stores canonical text without parsing it into a tree. Returns nil
+    /// (nothing written) when the `_id` is not a string or integer, so that
+    /// the full path reports the error.
+    private func insertCanonical(_ bytes: UnsafeRawBufferPointer, idRange: Range<Int>?, into s: CollectionState) throws(StoreError) -> JSON? {
+        let id: JSON
+        keyBuffer.removeAll(keepingCapacity: true)
+        keyBuffer.append(contentsOf: s.prefix)
+        if let r = idRange {
+            guard let parsed = try? JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[r])),
+                  (try? KeyEncoding.appendID(parsed, to: &keyBuffer)) != nil else { return nil }
+            id = parsed
+        } else {
+            let generated = ObjectID.generate()
+            id = .string(generated)
+            try KeyEncoding.appendID(id, to: &keyBuffer)
+            valueBuffer.removeAll(keepingCapacity: true)
+            valueBuffer.append(contentsOf: #"{"_id":""#.utf8)
+            valueBuffer.append(contentsOf: generated.utf8)
+            valueBuffer.append(UInt8(ascii: "\""))
+            if bytes.count > 2 { valueBuffer.append(UInt8(ascii: ",")) }
+            valueBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[1...]))
+        }
+        let fresh = try keyBuffer.bytes { k throws(StoreError) in
+            if idRange != nil { return try put(env.docs, k, bytes, flags: MDB_NOOVERWRITE) }
+            return try valueBuffer.bytes { v throws(StoreError) in try put(env.docs, k, v, flags: MDB_NOOVERWRITE) }
+        }
+        guard fresh else { throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(id.serialized)") }
+        s.count += 1
+        s.dirty = true
+        s.generation += 1
+        return id
     }
 
     func insert(_ obj: inout JSONObject, into s: CollectionState) throws(StoreError) -> JSON {

@@ -180,8 +180,9 @@ public final class Transaction {
         if isReadOnly {
             throw StoreError(.readOnlyTransaction, "cannot write collection '\(collection)' in a read transaction")
         }
-        try Self.validate(collection)
-        if collection.hasPrefix("_") && !systemAccess {
+        // A cached collection was validated when first met.
+        if states[collection] == nil { try Self.validate(collection) }
+        if !systemAccess && collection.utf8.first == UInt8(ascii: "_") {
             throw StoreError(.reservedCollection, "collection '\(collection)' is reserved for the system (names starting with '_' are read-only to user code)")
         }
     }
