@@ -357,3 +357,35 @@ extension StoreTests {
         }
     }
 }
+
+extension StoreTests {
+    @Test("inserting text stores the same bytes whether or not it is already canonical")
+    func canonicalInsertPath() throws {
+        let inputs = [
+            #"{"_id":1,"a":"x","n":-5,"o":{"k":[true,null,0]}}"#,
+            #"{"a":"é日","b":[]}"#,
+            #"{}"#,
+            #"{"b":1,"_id":"late"}"#,
+            #"{ "_id": 2, "d": 2.50, "e": "\u0041" }"#,
+            #"{"_id":3,"big":123456789012345678901}"#,
+        ]
+        try withStore { store throws in
+            try store.write { txn throws in
+                for (i, text) in inputs.enumerated() {
+                    let viaText = try Array(text.utf8).withUnsafeBytes { try txn.insert(json: $0, into: "t") }
+                    var value = json(text).objectValue ?? JSONObject()
+                    if viaText != value["_id"] { value["_id"] = viaText }
+                    try txn.insert(.object(value), into: "v\(i)")
+                    let a = try txn.findOne("t", filter: Filter(JSON.object(JSONObject([("_id", viaText)]))))
+                    let b = try txn.findOne("v\(i)")
+                    #expect(a != nil && a?.serialized == b?.serialized, "\(text)")
+                }
+                for bad in [#"{"a":1,"a":2}"#, #"{"_id":1.5}"#, #"{"_id":[1]}"#, #"{"a":1}x"#, #"{"a":01}"#, "{\"a\":\"\u{1}\"}"] {
+                    let e = storeError { try Array(bad.utf8).withUnsafeBytes { try txn.insert(json: $0, into: "t") } }
+                    #expect(e != nil, "\(bad)")
+                }
+                #expect(try txn.count("t") == inputs.count)
+            }
+        }
+    }
+}
