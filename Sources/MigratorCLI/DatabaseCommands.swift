@@ -82,19 +82,10 @@ enum DatabaseCommands {
     }
 
     static func export(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
-        let f = try filter(args)
-        try open(ctx, args).read { txn in
-            let c = try txn.find(args.positionals[0], filter: f)
-            while let raw = try c.nextRaw() {
-                ctx.out.write(bytes: raw)
-                ctx.out.write("\n")
-            }
-        }
-        return ExitCode.ok
+        try printDocuments(ctx, args, FindOptions())
     }
 
     static func find(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
-        let f = try filter(args)
         var options = FindOptions(skip: try args.int("skip") ?? 0, limit: try args.int("limit"))
         if let p = args.options["projection"] {
             do { options.projection = try Projection(JSON(parsing: p)) } catch { throw UsageError("--projection: \(error)") }
@@ -106,6 +97,12 @@ enum DatabaseCommands {
                 do { options.sort.append((try FieldPath(dotted), !descending)) } catch { throw UsageError("--sort: \(error.message)") }
             }
         }
+        return try printDocuments(ctx, args, options)
+    }
+
+    /// Writes the stored bytes of each match, one document per line.
+    static func printDocuments(_ ctx: Context, _ args: ParsedArguments, _ options: FindOptions) throws -> Int32 {
+        let f = try filter(args)
         try open(ctx, args).read { txn in
             let c = try txn.find(args.positionals[0], filter: f, options: options)
             while let raw = try c.nextRaw() {
