@@ -49,12 +49,12 @@ struct StoreTests {
         }
     }
 
-    @Test("an unwritable database is refused with the path, even as root")
+    @Test("a damaged database directory (data.mdb is a directory) is refused with the path")
     func readOnlyFiles() throws {
         let dir = temporaryDirectory()
         defer { removeTree(dir) }
         let path = dir + "/db"
-        // A regular file where data.mdb's directory should be: no permission trick needed.
+        // data.mdb must be a file; a directory in its place cannot be opened.
         mkdir(path, 0o700)
         mkdir(path + "/data.mdb", 0o700)
         let e = storeError { _ = try DocumentStore(path: path) }
