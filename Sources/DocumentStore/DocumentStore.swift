@@ -49,7 +49,7 @@ public final class DocumentStore: Sendable {
     /// Runs `body` in a read-only snapshot transaction.
     public func read<R>(_ body: (Transaction) throws -> R) throws -> R {
         let txn = try Transaction(env: env, write: false)
-        defer { txn.finish(commit: false) }
+        defer { txn.abort() }
         return try body(txn)
     }
 
@@ -71,7 +71,7 @@ public final class DocumentStore: Sendable {
                 return result
             } catch {
                 let grow = txn.hitMapFull
-                txn.finish(commit: false)
+                txn.abort()
                 env.releaseWriter()
                 if grow { try env.grow(); continue }
                 throw error

@@ -332,6 +332,8 @@ extension Transaction {
         try usable()
         try Self.validate(collection)
         let c = try DocumentCursor(txn: self, state: try state(collection), filter: filter, options: options)
+        // Loops of find + close must not grow the list without bound.
+        if cursors.count >= 64 { cursors.removeAll { $0.cursor?.isClosed ?? true } }
         cursors.append(c.handle)
         return c
     }

@@ -144,7 +144,7 @@ public final class Transaction {
         try Environment.check(rc, env.path, "mdb_txn_commit")
     }
 
-    func finish(commit: Bool) {
+    func abort() {
         closeCursors()
         guard let t = txn else { return }
         txn = nil
