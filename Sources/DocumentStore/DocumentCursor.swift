@@ -24,6 +24,8 @@ public final class DocumentCursor {
     }
 
     unowned let txn: Transaction
+    /// The collection, for messages.
+    public let collection: String
     let state: CollectionState?
     let filter: Filter
     let options: FindOptions
@@ -37,10 +39,14 @@ public final class DocumentCursor {
     private var skipped = 0
     private var returned = 0
     private var projected: [UInt8] = []
+    /// Owned storage for the bytes `nextRaw` returns when it must build them
+    /// (projections): a pointer into an Array must not outlive the access.
+    private var output = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private(set) public var isClosed = false
 
-    init(txn: Transaction, state: CollectionState?, filter: Filter, options: FindOptions) throws(StoreError) {
+    init(txn: Transaction, collection: String, state: CollectionState?, filter: Filter, options: FindOptions) throws(StoreError) {
         self.txn = txn
+        self.collection = collection
         self.state = state
         self.filter = filter
         self.options = options
@@ -74,6 +80,7 @@ public final class DocumentCursor {
 
     deinit {
         if let c = lmdbCursor, !isClosed { mdb_cursor_close(c) }
+        output.deallocate()
     }
 
     /// Releases the cursor. Safe to call more than once.
@@ -94,16 +101,16 @@ public final class DocumentCursor {
     /// The next document as compact JSON bytes, valid until the next call
     /// on this cursor or the end of the transaction.
     public func nextRaw() throws(StoreError) -> UnsafeRawBufferPointer? {
-        guard !isClosed else { throw StoreError(.cursorClosed, "the cursor was closed") }
+        guard !isClosed else { throw StoreError(.cursorClosed, "collection '\(collection)': the cursor was closed") }
         try txn.usable()
         if let limit = options.limit, returned >= limit { return nil }
-        while let (key, bytes) = try advance() {
+        while let bytes = try advance() {
             let sortedSource: Bool
             if case .sorted = source { sortedSource = true } else { sortedSource = false }
             var doc: JSONObject?
             if !sortedSource && !filter.matchesEverything {
                 guard let s = state else { return nil }
-                let d = try txn.parseStored(s, bytes, idKey: UnsafeRawBufferPointer(rebasing: key[4...]))
+                let d = try parseCurrent(s, bytes)
                 guard filter.matches(.object(d)) else { continue }
                 doc = d
             }
@@ -111,10 +118,15 @@ public final class DocumentCursor {
             returned += 1
             guard let projection = options.projection, let s = state else { return bytes }
             let d: JSONObject
-            if let doc { d = doc } else { d = try txn.parseStored(s, bytes, idKey: UnsafeRawBufferPointer(rebasing: key[4...])) }
+            if let doc { d = doc } else { d = try parseCurrent(s, bytes) }
             projected.removeAll(keepingCapacity: true)
             JSONSerializer.write(.object(projection.apply(to: d)), into: &projected)
-            return projected.withUnsafeBytes { $0 }
+            if output.count < projected.count {
+                output.deallocate()
+                output = .allocate(byteCount: max(projected.count, 2 * output.count), alignment: 1)
+            }
+            output.copyBytes(from: projected)
+            return UnsafeRawBufferPointer(rebasing: output[..<projected.count])
         }
         return nil
     }
@@ -131,8 +143,16 @@ public final class DocumentCursor {
         return out
     }
 
-    /// The next stored (key, document) pair in `_id` order, unfiltered.
-    private func advance() throws(StoreError) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)? {
+    /// Parses the current document; errors name its `_id` (from `lastKey`).
+    private func parseCurrent(_ s: CollectionState, _ bytes: UnsafeRawBufferPointer) throws(StoreError) -> JSONObject {
+        try lastKey.bytes { k throws(StoreError) in
+            try txn.parseStored(s, bytes, idKey: UnsafeRawBufferPointer(rebasing: k[min(4, k.count)...]))
+        }
+    }
+
+    /// The next stored document in `_id` (or sort) order, unfiltered; its
+    /// key is left in `lastKey`.
+    private func advance() throws(StoreError) -> UnsafeRawBufferPointer? {
         switch source {
         case .empty:
             return nil
@@ -144,7 +164,8 @@ public final class DocumentCursor {
                 let got = try key.bytes { kb throws(StoreError) in try txn.get(txn.env.docs, kb) }
                 if let bytes = got {
                     if case .keys = source { source = .keys(keys, next: next) } else { source = .sorted(keys, next: next) }
-                    return (keys[next - 1].withUnsafeBytes { $0 }, bytes)
+                    lastKey = key
+                    return bytes
                 }
             }
             source = .empty
@@ -181,7 +202,7 @@ public final class DocumentCursor {
             lastKey.removeAll(keepingCapacity: true)
             lastKey.append(contentsOf: key)
             generation = s.generation
-            return (key, UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+            return UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
         }
     }
 
@@ -190,10 +211,10 @@ public final class DocumentCursor {
     private func materializeSorted() throws(StoreError) {
         guard let s = state else { return }
         var rows: [(key: [UInt8], doc: JSON)] = []
-        while let (key, bytes) = try advance() {
-            let d = try txn.parseStored(s, bytes, idKey: UnsafeRawBufferPointer(rebasing: key[4...]))
+        while let bytes = try advance() {
+            let d = try parseCurrent(s, bytes)
             guard filter.matches(.object(d)) else { continue }
-            rows.append((Array(key), .object(d)))
+            rows.append((lastKey, .object(d)))
         }
         let sortKeys = options.sort
         rows.sort { a, b in

@@ -331,7 +331,7 @@ extension Transaction {
     public func find(_ collection: String, filter: Filter = .all, options: FindOptions = FindOptions()) throws(StoreError) -> DocumentCursor {
         try usable()
         try Self.validate(collection)
-        let c = try DocumentCursor(txn: self, state: try state(collection), filter: filter, options: options)
+        let c = try DocumentCursor(txn: self, collection: collection, state: try state(collection), filter: filter, options: options)
         // Loops of find + close must not grow the list without bound.
         if cursors.count >= 64 { cursors.removeAll { $0.cursor?.isClosed ?? true } }
         cursors.append(c.handle)

@@ -394,3 +394,25 @@ extension StoreTests {
         }
     }
 }
+
+extension StoreTests {
+    @Test("a cursor used after close or after its transaction throws cursor_closed naming the collection")
+    func closedCursor() throws {
+        try withStore { store throws in
+            try store.write { try $0.insert(["_id": 1, "a": "x"], into: "c") }
+            let escaped = try store.read { txn throws -> DocumentCursor in
+                let c = try txn.find("c", options: FindOptions(projection: Projection(json(#"{"a":1,"_id":0}"#))))
+                // Projected bytes stay valid until the next call.
+                let raw = try c.nextRaw()
+                #expect(raw.map { String(decoding: $0, as: UTF8.self) } == #"{"a":"x"}"#)
+                let other = try txn.find("c")
+                other.close()
+                let e = storeError { try other.nextRaw() }
+                #expect(e?.code == .cursorClosed)
+                #expect(e?.message == "collection 'c': the cursor was closed")
+                return c
+            }
+            #expect(storeError { try escaped.next() }?.code == .cursorClosed)
+        }
+    }
+}
