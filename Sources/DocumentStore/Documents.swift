@@ -477,7 +477,10 @@ extension Transaction {
     @discardableResult
     public func createIndex(_ collection: String, path: String, unique: Bool = false) throws(StoreError) -> Bool {
         try writable(collection)
-        let fieldPath = try FieldPath(path)
+        let fieldPath: FieldPath
+        do { fieldPath = try FieldPath(path) } catch {
+            throw StoreError(error.code, "collection '\(collection)': cannot index \(error.message)")
+        }
         if path == "_id" { throw StoreError(.invalidName, "collection '\(collection)': _id is always indexed") }
         guard let s = try state(collection, create: true) else { return false }
         if let existing = s.indexes.first(where: { $0.path == fieldPath }) {
@@ -492,9 +495,7 @@ extension Transaction {
                 return .keep
             }
         } catch {
-            var prefix: [UInt8] = []
-            KeyEncoding.appendBigEndian(spec.id, to: &prefix)
-            try deleteRange(env.index, prefix: prefix)
+            try deleteIndexEntries(spec)
             throw error
         }
         s.indexes.append(spec)

@@ -35,6 +35,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let nestedWriteTransaction = Code("nested_write_transaction")
         /// A cursor used after it was closed or after its transaction ended.
         public static let cursorClosed = Code("cursor_closed")
+        /// A transaction used after its closure returned.
+        public static let transactionEnded = Code("transaction_ended")
         /// The database could not grow (disk full, or the map limit reached).
         public static let mapFull = Code("map_full")
         /// The path cannot be used as a database directory.

@@ -172,7 +172,7 @@ public final class Transaction {
         if let poison {
             throw StoreError(poison.code, "the transaction must be aborted after an earlier failure: \(poison.message)")
         }
-        if txn == nil { throw StoreError(.cursorClosed, "\(env.path): the transaction has ended") }
+        if txn == nil { throw StoreError(.transactionEnded, "\(env.path): the transaction has ended; use it only inside its read or write closure") }
     }
 
     func writable(_ collection: String) throws(StoreError) {

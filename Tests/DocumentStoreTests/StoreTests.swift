@@ -416,3 +416,18 @@ extension StoreTests {
         }
     }
 }
+
+extension StoreTests {
+    @Test("a transaction kept past its closure, and a bad index path, give clear errors")
+    func misuseErrors() throws {
+        try withStore { store throws in
+            let kept = try store.read { $0 }
+            let e = storeError { try kept.count("c") }
+            #expect(e?.code == .transactionEnded)
+            #expect(e?.message.contains(store.path) == true)
+            let p = storeError { try store.write { try $0.createIndex("users", path: "a..b") } }
+            #expect(p?.code == .invalidName)
+            #expect(p?.message == #"collection 'users': cannot index field path "a..b" has an empty or '$' component"#)
+        }
+    }
+}
