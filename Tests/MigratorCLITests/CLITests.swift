@@ -13,26 +13,37 @@ struct RunResult {
     let stderr: String
 }
 
-/// Runs `migrator` with `args`, feeding `input` to stdin.
-func migrator(_ args: [String], input: String = "", environment: [String: String] = [:]) throws -> RunResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: migratorBinary)
-    p.arguments = args
+/// A started `migrator` process with pipes on stdin, stdout and stderr.
+struct Launched {
+    let process = Process()
+    let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+}
+
+/// Starts `migrator` with `args`; crash backtraces are off so kills are quick.
+func launchMigrator(_ args: [String], environment: [String: String] = [:]) throws -> Launched {
+    let l = Launched()
+    l.process.executableURL = URL(fileURLWithPath: migratorBinary)
+    l.process.arguments = args
     var env = ProcessInfo.processInfo.environment
     env["SWIFT_BACKTRACE"] = "enable=no"
     for (k, v) in environment { env[k] = v }
-    p.environment = env
-    let (inPipe, outPipe, errPipe) = (Pipe(), Pipe(), Pipe())
-    p.standardInput = inPipe
-    p.standardOutput = outPipe
-    p.standardError = errPipe
-    try p.run()
-    inPipe.fileHandleForWriting.write(Data(input.utf8))
-    try inPipe.fileHandleForWriting.close()
-    let out = outPipe.fileHandleForReading.readDataToEndOfFile()
-    let err = errPipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return RunResult(status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+    l.process.environment = env
+    l.process.standardInput = l.stdin
+    l.process.standardOutput = l.stdout
+    l.process.standardError = l.stderr
+    try l.process.run()
+    return l
+}
+
+/// Runs `migrator` with `args` to completion, feeding `input` to stdin.
+func migrator(_ args: [String], input: String = "", environment: [String: String] = [:]) throws -> RunResult {
+    let l = try launchMigrator(args, environment: environment)
+    l.stdin.fileHandleForWriting.write(Data(input.utf8))
+    try l.stdin.fileHandleForWriting.close()
+    let out = l.stdout.fileHandleForReading.readDataToEndOfFile()
+    let err = l.stderr.fileHandleForReading.readDataToEndOfFile()
+    l.process.waitUntilExit()
+    return RunResult(status: l.process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
 }
 
 func scratchDirectory() -> String {
@@ -141,15 +152,8 @@ struct CLITests {
         let db = ["--db", dir + "/db"]
         #expect(try migrator(["db", "import", "users", "-"] + db, input: users).status == 0)
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: migratorBinary)
-        p.arguments = ["db", "import", "users", "-", "--verbose"] + db
-        p.environment = ["SWIFT_BACKTRACE": "enable=no"]
-        let (inPipe, errPipe) = (Pipe(), Pipe())
-        p.standardInput = inPipe
-        p.standardError = errPipe
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        let child = try launchMigrator(["db", "import", "users", "-", "--verbose"] + db)
+        let (p, inPipe, errPipe) = (child.process, child.stdin, child.stderr)
         var lines = ""
         for i in 0..<5000 { lines += #"{"_id":"k\#(i)","n":\#(i)}"# + "\n" }
         inPipe.fileHandleForWriting.write(Data(lines.utf8))
