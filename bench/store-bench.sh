@@ -15,10 +15,15 @@ trap 'rm -rf "$work"' EXIT
 swift build -c release --product store-bench >&2
 cc -O2 -Wall -o "$work/lmdb-baseline" bench/lmdb_baseline.c -llmdb
 
+# Each process starts with no dirty pages: otherwise the writeback of the
+# previous run's ~1 GB throttles the next one's commits (seen: 3-5x slower
+# writev), and whichever side runs second looks slower.
 for i in $(seq "$RUNS"); do
     mkdir "$work/c$i"
+    sync
     "$work/lmdb-baseline" "$work/c$i" "$N" "$LOOKUPS" | sed "s/^/c /" >>"$work/results"
     c_size=$(du -sm "$work/c$i" | cut -f1); rm -rf "$work/c$i"
+    sync
     .build/release/store-bench "$work/s$i" "$N" "$LOOKUPS" | sed "s/^/s /" >>"$work/results"
     s_size=$(du -sm "$work/s$i" | cut -f1); rm -rf "$work/s$i"
     echo "c file_mb $c_size" >>"$work/results"

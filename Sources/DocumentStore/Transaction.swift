@@ -115,6 +115,8 @@ public final class Transaction {
     /// True for a transaction from ``DocumentStore/read(_:)``.
     public let isReadOnly: Bool
     private var states: [String: CollectionState] = [:]
+    /// The collection used last: loops over one collection skip hashing its name.
+    private var lastState: CollectionState?
     private var systemAccess = false
     /// Set when a multi-document operation failed half way: the transaction
     /// can then only be aborted.
@@ -181,7 +183,7 @@ public final class Transaction {
             throw StoreError(.readOnlyTransaction, "cannot write collection '\(collection)' in a read transaction")
         }
         // A cached collection was validated when first met.
-        if states[collection] == nil { try Self.validate(collection) }
+        if lastState?.name != collection && states[collection] == nil { try Self.validate(collection) }
         if !systemAccess && collection.utf8.first == UInt8(ascii: "_") {
             throw StoreError(.reservedCollection, "collection '\(collection)' is reserved for the system (names starting with '_' are read-only to user code)")
         }
@@ -282,7 +284,8 @@ public final class Transaction {
     }
 
     func state(_ name: String, create: Bool = false) throws(StoreError) -> CollectionState? {
-        if let s = states[name] { return s }
+        if let s = lastState, s.name == name { return s }
+        if let s = states[name] { lastState = s; return s }
         if let record = try getMeta("c:" + name) {
             guard let obj = record.objectValue, case .int(let id)? = obj["id"], case .int(let count)? = obj["count"] else {
                 throw StoreError(.corrupted, "\(env.path): the record of collection '\(name)' is damaged")
@@ -297,12 +300,14 @@ public final class Transaction {
             }
             let s = CollectionState(name: name, id: UInt32(truncatingIfNeeded: id), count: count, indexes: specs)
             states[name] = s
+            lastState = s
             return s
         }
         guard create else { return nil }
         let s = CollectionState(name: name, id: try nextID(), count: 0, indexes: [])
         s.dirty = true
         states[name] = s
+        lastState = s
         return s
     }
 
@@ -343,6 +348,7 @@ public final class Transaction {
         try deleteMeta("c:" + name)
         s.generation += 1
         states[name] = nil
+        if lastState === s { lastState = nil }
         return true
     }
 

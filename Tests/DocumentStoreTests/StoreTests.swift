@@ -431,3 +431,35 @@ extension StoreTests {
         }
     }
 }
+
+extension StoreTests {
+    @Test("the word-at-a-time string scan agrees with the full parser at every offset")
+    func canonicalScanOffsets() throws {
+        // Each special sequence is tried at every position of strings of 0 to 19 bytes.
+        let specials: [[UInt8]] = [Array(#"\""#.utf8), Array(#"\\"#.utf8), Array(#"\n"#.utf8), [0x01], [0x1F], [0x7F],
+                                   Array("é".utf8), Array("😀".utf8), [0xFF], [0xC3], [0xED, 0xA0, 0x80]]
+        try withStore { store throws in
+            try store.write { txn throws in
+                var n = 0
+                for length in 0..<20 {
+                    for position in 0...length {
+                        for special in specials {
+                            var text = Array(#"{"_id":\#(n),"s":""#.utf8)
+                            var body = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                            body.insert(contentsOf: special, at: position)
+                            text += body + Array(#"","t":"x"}"#.utf8)
+                            n += 1
+                            let full: JSON? = text.withUnsafeBytes { try? JSON(parsing: $0) }
+                            let stored: JSON? = text.withUnsafeBytes { b in try? txn.insert(json: b, into: "s") }
+                            #expect((full == nil) == (stored == nil), "\(String(decoding: text, as: UTF8.self))")
+                            if let full, stored != nil {
+                                let back = try txn.findOne("s", filter: Filter(JSON.object(JSONObject([("_id", .int(Int64(n - 1)))]))))
+                                #expect(back == full, "\(String(decoding: text, as: UTF8.self))")
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

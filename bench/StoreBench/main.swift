@@ -19,12 +19,20 @@ func report(_ name: String, _ value: Double) {
     print("\(name) \(milli / 1000).\(String(repeating: "0", count: 3 - frac.count))\(frac)")
 }
 
+/// Decimal digits of `v`, zero-padded to `width`, without temporary arrays
+/// (the C baseline formats with snprintf; this keeps the two comparable).
 func appendInt(_ v: Int, width: Int = 0, to out: inout [UInt8]) {
-    let start = out.count
+    var digits = 1
     var x = v
-    repeat { out.append(UInt8(48 + x % 10)); x /= 10 } while x > 0
-    while out.count - start < width { out.append(48) }
-    out[start...].reverse()
+    while x >= 10 { x /= 10; digits += 1 }
+    let n = max(digits, width)
+    let start = out.count
+    out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: n))
+    out.withUnsafeMutableBufferPointer { p in
+        var x = v
+        var i = start + n - 1
+        repeat { p[i] = UInt8(48 + x % 10); x /= 10; i -= 1 } while x > 0
+    }
 }
 
 /// The JSON text of user `i`, formatted the way the C baseline's snprintf does.
