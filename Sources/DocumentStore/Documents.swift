@@ -488,10 +488,28 @@ extension Transaction {
             throw StoreError(.indexExists, "collection '\(collection)': an index on '\(path)' exists with unique=\(existing.unique)")
         }
         let spec = IndexSpec(id: try nextID(), path: fieldPath, unique: unique)
+        // A top-level path reads just its value from the stored bytes.
+        var quotedKey: [UInt8]?
+        if fieldPath.components.count == 1 {
+            var q: [UInt8] = []
+            JSONSerializer.writeString(fieldPath.components[0], into: &q)
+            quotedKey = q
+        }
         do {
             try visit(s, .all) { idKey, bytes, _ throws(StoreError) in
-                let doc = try parseStored(s, bytes, idKey: idKey)
-                try reindex(s, [spec], idKey: idKey, old: nil, new: .object(doc))
+                let doc: JSON
+                if let quotedKey {
+                    let range = quotedKey.withUnsafeBytes { RawDocument.findValue(ofQuotedKey: $0, in: bytes) }
+                    guard let range else { return .keep }
+                    guard let value = try? JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[range])) else {
+                        _ = try parseStored(s, bytes, idKey: idKey)  // reports the damage
+                        return .keep
+                    }
+                    doc = .object(JSONObject(uniqueFields: [(fieldPath.components[0], value)]))
+                } else {
+                    doc = .object(try parseStored(s, bytes, idKey: idKey))
+                }
+                try reindex(s, [spec], idKey: idKey, old: nil, new: doc)
                 return .keep
             }
         } catch {

@@ -87,19 +87,13 @@ enum CanonicalCheck {
     }
 
     private static func skipString(_ b: UnsafeRawBufferPointer, _ i: inout Int) -> Bool {
-        guard let base = b.baseAddress else { return false }
         let start = i + 1
         var j = start
         var ascii = true
         while true {
-            // Eight bytes at a time; stop at the first '"', '\\', control
-            // byte or non-ASCII byte (the lowest flagged byte is exact).
-            while j + 8 <= b.count {
-                let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: j, as: UInt64.self))
-                let special = (w & highs) | below(w, 0x20) | equal(w, 0x22) | equal(w, 0x5C)
-                if special == 0 { j += 8; continue }
-                j += special.trailingZeroBitCount >> 3
-                break
+            // Stop at the first '"', '\\', control byte or non-ASCII byte.
+            ByteScan.skip(b, from: &j) { w in
+                (w & ByteScan.highs) | ByteScan.below(w, 0x20) | ByteScan.equal(w, 0x22) | ByteScan.equal(w, 0x5C)
             }
             guard j < b.count else { return false }
             let c = b[j]
@@ -112,19 +106,6 @@ enum CanonicalCheck {
             if c >= 0x80 { ascii = false }
             j += 1
         }
-    }
-
-    private static let ones: UInt64 = 0x0101_0101_0101_0101
-    private static let highs: UInt64 = 0x8080_8080_8080_8080
-
-    /// High bits flag bytes of `w` below `n` (n <= 128); exact for the lowest one.
-    @inline(__always) private static func below(_ w: UInt64, _ n: UInt64) -> UInt64 {
-        (w &- ones &* n) & ~w & highs
-    }
-
-    /// High bits flag bytes of `w` equal to `v`; exact for the lowest one.
-    @inline(__always) private static func equal(_ w: UInt64, _ v: UInt64) -> UInt64 {
-        below(w ^ (ones &* v), 1)
     }
 
     private static func literal(_ b: UnsafeRawBufferPointer, _ i: inout Int, _ word: StaticString) -> Bool {

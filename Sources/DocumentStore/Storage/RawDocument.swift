@@ -62,12 +62,13 @@ enum RawDocument {
     static func skipString(_ doc: UnsafeRawBufferPointer, from: Int) -> Int? {
         var i = from + 1
         let n = doc.count
-        while i < n {
+        while true {
+            ByteScan.skip(doc, from: &i) { w in ByteScan.equal(w, 0x22) | ByteScan.equal(w, 0x5C) }
+            guard i < n else { return nil }
             let c = doc[i]
             if c == UInt8(ascii: "\"") { return i + 1 }
             i += c == UInt8(ascii: "\\") ? 2 : 1
         }
-        return nil
     }
 
     /// Index just past the compact JSON value starting at `from`, or nil.
