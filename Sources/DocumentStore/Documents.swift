@@ -43,7 +43,9 @@ extension Transaction {
         keyBuffer.removeAll(keepingCapacity: true)
         keyBuffer.append(contentsOf: s.prefix)
         if let r = idRange {
-            guard let parsed = try? JSONParser.parse(UnsafeRawBufferPointer(rebasing: bytes[r])),
+            // CanonicalCheck vouched for the form: an integer of at most 18
+            // digits, or a string without escapes.
+            guard let parsed = Self.canonicalID(UnsafeRawBufferPointer(rebasing: bytes[r])),
                   (try? KeyEncoding.appendID(parsed, to: &keyBuffer)) != nil else { return nil }
             id = parsed
         } else {
@@ -57,15 +59,33 @@ extension Transaction {
             if bytes.count > 2 { valueBuffer.append(UInt8(ascii: ",")) }
             valueBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[1...]))
         }
-        let fresh = try keyBuffer.bytes { k throws(StoreError) in
-            if idRange != nil { return try put(env.docs, k, bytes, flags: MDB_NOOVERWRITE) }
-            return try valueBuffer.bytes { v throws(StoreError) in try put(env.docs, k, v, flags: MDB_NOOVERWRITE) }
+        // mdb_put directly: this is the per-document hot path of bulk loads.
+        func putNew(_ value: UnsafeRawBufferPointer) -> Int32 {
+            keyBuffer.withUnsafeBytes { k in
+                var mk = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                var mv = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+                return mdb_put(txn, env.docs, &mk, &mv, UInt32(MDB_NOOVERWRITE))
+            }
         }
-        guard fresh else { throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(id.serialized)") }
+        let rc = idRange != nil ? putNew(bytes) : valueBuffer.withUnsafeBytes { putNew($0) }
+        if rc == MDB_KEYEXIST { throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(id.serialized)") }
+        try check(rc, "mdb_put")
         s.count += 1
         s.dirty = true
         s.generation += 1
         return id
+    }
+
+    /// The `_id` value of canonical text: an integer or an escape-free string.
+    static func canonicalID(_ b: UnsafeRawBufferPointer) -> JSON? {
+        guard let first = b.first else { return nil }
+        if first == UInt8(ascii: "\""), b.count >= 2 {
+            return .string(String(decoding: UnsafeRawBufferPointer(rebasing: b[1..<(b.count - 1)]), as: UTF8.self))
+        }
+        guard first == UInt8(ascii: "-") || (first >= 48 && first <= 57) else { return nil }
+        var v: Int64 = 0
+        for c in b where c != UInt8(ascii: "-") { v = v * 10 + Int64(c - 48) }
+        return .int(first == UInt8(ascii: "-") ? -v : v)
     }
 
     func insert(_ obj: inout JSONObject, into s: CollectionState) throws(StoreError) -> JSON {

@@ -373,6 +373,10 @@ extension StoreTests {
             #"{"b":1,"_id":"late"}"#,
             #"{ "_id": 2, "d": 2.50, "e": "\u0041" }"#,
             #"{"_id":3,"big":123456789012345678901}"#,
+            #"{"_id":-42,"a":1}"#,
+            #"{"_id":123456789012345678,"a":1}"#,
+            #"{"_id":"ключ é","a":1}"#,
+            #"{"_id":0}"#,
         ]
         try withStore { store throws in
             try store.write { txn throws in
@@ -385,7 +389,7 @@ extension StoreTests {
                     let b = try txn.findOne("v\(i)")
                     #expect(a != nil && a?.serialized == b?.serialized, "\(text)")
                 }
-                for bad in [#"{"a":1,"a":2}"#, #"{"_id":1.5}"#, #"{"_id":[1]}"#, #"{"a":1}x"#, #"{"a":01}"#, "{\"a\":\"\u{1}\"}"] {
+                for bad in [#"{"a":1,"a":2}"#, #"{"_id":1.5}"#, #"{"_id":true}"#, #"{"_id":-42}"#, #"{"_id":"ключ é"}"#, #"{"_id":[1]}"#, #"{"a":1}x"#, #"{"a":01}"#, "{\"a\":\"\u{1}\"}"] {
                     let e = storeError { try Array(bad.utf8).withUnsafeBytes { try txn.insert(json: $0, into: "t") } }
                     #expect(e != nil, "\(bad)")
                 }
