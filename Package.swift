@@ -1,14 +1,22 @@
 // swift-tools-version:6.0
 import PackageDescription
+import Foundation
+
+// Absolute paths for linker flags, whatever directory the build runs from.
+let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
 
 let package = Package(
     name: "migrator",
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "DocumentStore", targets: ["DocumentStore"]),
+        .library(name: "MigrationKit", targets: ["MigrationKit"]),
+        .library(name: "MigrationEngine", targets: ["MigrationEngine"]),
         .library(name: "MigratorCLI", targets: ["MigratorCLI"]),
         .executable(name: "migrator", targets: ["migrator"]),
         .executable(name: "store-bench", targets: ["StoreBench"]),
+        // The example Swift plugin: libExampleMigrations.so.
+        .library(name: "ExampleMigrations", type: .dynamic, targets: ["ExampleMigrations"]),
     ],
     targets: [
         // Debian's liblmdb-dev, found through pkg-config.
@@ -19,12 +27,26 @@ let package = Package(
         ),
         // The embedded JSON document store over LMDB.
         .target(name: "DocumentStore", dependencies: ["CLMDB"]),
+        // The plugin C ABI: include/migrator_plugin.h, the durable contract.
+        .target(name: "MigratorPluginABI"),
+        // The Swift SDK plugin authors (and embedding apps) write migrations with.
+        .target(name: "MigrationKit", dependencies: ["MigratorPluginABI"]),
+        // Loader, host API, planner, runner, tracking, locking, Migrator.
+        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "MigrationKit", "MigratorPluginABI"]),
         // Argument parsing and commands; the executable only calls into it.
-        .target(name: "MigratorCLI", dependencies: ["DocumentStore"]),
+        .target(name: "MigratorCLI", dependencies: ["DocumentStore", "MigrationEngine"]),
         .executableTarget(name: "migrator", dependencies: ["MigratorCLI"]),
+        // Example Swift plugin; exports only migrator_plugin_entry_v1.
+        .target(
+            name: "ExampleMigrations",
+            dependencies: ["MigrationKit"],
+            path: "Plugins-Examples/swift-plugin/Sources/ExampleMigrations",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(root)/Plugins-Examples/swift-plugin/exports.map"])]
+        ),
         // Release-build benchmark driven by bench/store-bench.sh.
         .executableTarget(name: "StoreBench", dependencies: ["DocumentStore"], path: "bench/StoreBench"),
         .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore"]),
+        .testTarget(name: "MigrationEngineTests", dependencies: ["MigrationEngine", "MigrationKit", "MigratorPluginABI"]),
         .testTarget(name: "MigratorCLITests", dependencies: ["migrator"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
 import DocumentStore
+import MigrationEngine
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,6 +28,11 @@ public struct Context {
     /// `--db`, else `MIGRATOR_DB`, else `./migrator.db`.
     func databasePath(_ args: ParsedArguments) -> String {
         args.options["db"] ?? environment["MIGRATOR_DB"] ?? "./migrator.db"
+    }
+
+    /// `--dir`, else `MIGRATOR_DIR`, else `./migrations`.
+    func migrationsDirectory(_ args: ParsedArguments) -> String {
+        args.options["dir"] ?? environment["MIGRATOR_DIR"] ?? "./migrations"
     }
 }
 
@@ -72,7 +78,7 @@ extension String {
 public enum MigratorCommandLine {
     public static let version = "0.1.0"
 
-    static let commands: [Command] = DatabaseCommands.all
+    static let commands: [Command] = PluginCommands.all + DatabaseCommands.all
 
     static var topHelp: String {
         var h = """
@@ -143,6 +149,9 @@ public enum MigratorCommandLine {
             context.err.line("usage: \(command.usage)  (see --help)")
             return ExitCode.usage
         } catch let e as StoreError {
+            context.err.line("error: \(e.message)")
+            return ExitCode.failure
+        } catch let e as MigratorError {
             context.err.line("error: \(e.message)")
             return ExitCode.failure
         } catch let e as CommandError {

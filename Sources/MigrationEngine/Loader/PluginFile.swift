@@ -1,0 +1,216 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A plugin file that passed every check that can be made without running
+/// any of its code: location, ownership and mode, ELF structure, hash.
+struct CheckedPluginFile {
+    /// The file name inside the directory, e.g. `001_setup.so`.
+    let name: String
+    /// `directory/name`, for messages.
+    let path: String
+    /// An open descriptor on the checked inode; `dlopen` goes through
+    /// `/proc/self/fd/N`, so the file loaded is the file checked.
+    let fd: Int32
+    let size: Int
+    let sha256: String
+    let identity: FileIdentity
+}
+
+/// What identifies a file's content cheaply: unchanged identity means
+/// unchanged bytes, short of deliberate tampering with timestamps.
+public struct FileIdentity: Sendable, Hashable, Codable {
+    public let device: UInt64
+    public let inode: UInt64
+    public let size: Int64
+    public let mtimeNanoseconds: Int64
+}
+
+extension FileIdentity {
+    init(_ st: stat) {
+        device = UInt64(st.st_dev)
+        inode = UInt64(st.st_ino)
+        size = Int64(st.st_size)
+        mtimeNanoseconds = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+    }
+}
+
+/// The migrations directory: discovery and the pre-`dlopen` checks.
+enum PluginDirectory {
+    struct Scan {
+        var files: [CheckedPluginFile] = []
+        /// Entries that are not plugins (`README.md`), reported and skipped.
+        var skipped: [String] = []
+        /// `.so` entries that cannot be loaded, each naming the file.
+        var problems: [MigratorError] = []
+        var warnings: [String] = []
+    }
+
+    /// Finds `*.so` regular files directly in `directory`, in byte order of
+    /// their names, and checks each one. Throws only when the directory
+    /// itself cannot be used.
+    static func scan(_ directory: String, insecure: Bool) throws(MigratorError) -> Scan {
+        var scan = Scan()
+        var st = stat()
+        guard stat(directory, &st) == 0 else {
+            let e = errno
+            if e == ENOENT { throw MigratorError(.directoryNotFound, "migrations directory '\(directory)' does not exist") }
+            throw MigratorError(.directoryUnreadable, "migrations directory '\(directory)': \(errorText(e))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw MigratorError(.directoryNotFound, "migrations directory '\(directory)' is not a directory")
+        }
+        if let problem = ownershipProblem(st) {
+            let message = "migrations directory '\(directory)' \(problem); anyone who can write to it can run code as you"
+            if !insecure { throw MigratorError(.insecurePermissions, message + " (fix it, or pass --insecure)") }
+            scan.warnings.append("warning: " + message + " (allowed by --insecure)")
+        }
+        guard let realDir = realPath(directory) else {
+            throw MigratorError(.directoryUnreadable, "migrations directory '\(directory)': \(errorText(errno))")
+        }
+        guard let dir = opendir(directory) else {
+            throw MigratorError(.directoryUnreadable, "cannot read migrations directory '\(directory)': \(errorText(errno))")
+        }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(dir)
+        names.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+
+        for name in names {
+            let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+            guard name.hasSuffix(".so") else {
+                scan.skipped.append("\(path): not a .so file")
+                continue
+            }
+            do {
+                scan.files.append(try check(name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings))
+            } catch {
+                scan.problems.append(error)
+            }
+        }
+        return scan
+    }
+
+    private static func check(name: String, path: String, realDir: String, insecure: Bool, warnings: inout [String]) throws(MigratorError) -> CheckedPluginFile {
+        func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
+            MigratorError(code, "plugin '\(path)': \(why)", file: name)
+        }
+        var lst = stat()
+        guard lstat(path, &lst) == 0 else { throw fail(.loadFailed, errorText(errno)) }
+        if (lst.st_mode & S_IFMT) == S_IFLNK {
+            guard let target = realPath(path) else { throw fail(.notAPlugin, "a symlink whose target cannot be resolved (\(errorText(errno)))") }
+            guard target.hasPrefix(realDir + "/") else {
+                throw fail(.notAPlugin, "a symlink to '\(target)', outside the migrations directory; only links that stay inside are followed")
+            }
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+        guard fd >= 0 else { throw fail(.loadFailed, "cannot open: \(errorText(errno))") }
+        var keep = false
+        defer { if !keep { close(fd) } }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw fail(.loadFailed, errorText(errno)) }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw fail(.notAPlugin, "is a directory, not a plugin file")
+        default: throw fail(.notAPlugin, "is not a regular file")
+        }
+        if let problem = ownershipProblem(st) {
+            let message = "plugin '\(path)' \(problem); anyone who can write to it can run code as you"
+            if !insecure { throw MigratorError(.insecurePermissions, message + " (fix it, or pass --insecure)", file: name) }
+            warnings.append("warning: " + message + " (allowed by --insecure)")
+        }
+        let size = Int(st.st_size)
+        var bytes = [UInt8](repeating: 0, count: size)
+        var got = 0
+        while got < size {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, size - got, off_t(got)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw fail(.loadFailed, n == 0 ? "the file shrank while being read" : "read failed: \(errorText(errno))") }
+            got += n
+        }
+        if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
+        keep = true
+        return CheckedPluginFile(name: name, path: path, fd: fd, size: size, sha256: SHA256.hex(bytes), identity: FileIdentity(st))
+    }
+
+    /// sshd StrictModes: writable by group or others, or owned by someone
+    /// other than the current user or root.
+    static func ownershipProblem(_ st: stat) -> String? {
+        let uid = getuid()
+        if st.st_uid != uid && st.st_uid != 0 { return "is owned by uid \(st.st_uid), not by you (uid \(uid)) or root" }
+        if st.st_mode & (S_IWGRP | S_IWOTH) != 0 {
+            return "is writable by \((st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group") (mode \(String(st.st_mode & 0o7777, radix: 8)))"
+        }
+        return nil
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+}
+
+func errorText(_ code: Int32) -> String { String(cString: strerror(code)) }
+
+/// Structural checks on an ELF shared object, so that `dlopen` never sees
+/// a file that would crash it (a truncated segment raised SIGBUS inside
+/// `dlopen` in experiments) or fail with a misleading message.
+enum ELFCheck {
+    #if arch(x86_64)
+    static let hostMachine: UInt16 = 62
+    #elseif arch(arm64)
+    static let hostMachine: UInt16 = 183
+    #else
+    static let hostMachine: UInt16 = 0
+    #endif
+
+    static func machineName(_ m: UInt16) -> String {
+        switch m {
+        case 3: return "x86 (32-bit)"
+        case 40: return "ARM (32-bit)"
+        case 62: return "x86-64"
+        case 183: return "AArch64"
+        case 243: return "RISC-V"
+        default: return "machine type \(m)"
+        }
+    }
+
+    /// Why `bytes` is not a loadable shared object for this host, or `nil`.
+    static func problem(_ bytes: [UInt8]) -> String? {
+        if bytes.isEmpty { return "the file is empty; it is not a shared library" }
+        guard bytes.count >= 4, bytes[0] == 0x7F, bytes[1] == 0x45, bytes[2] == 0x4C, bytes[3] == 0x46 else {
+            return "not an ELF file (no \\x7fELF magic); is it a text file or a wrongly named file?"
+        }
+        guard bytes.count >= 64 else { return "truncated ELF: \(bytes.count) bytes is shorter than an ELF header" }
+        if bytes[4] != 2 { return "a \(bytes[4] == 1 ? "32-bit" : "unknown-class") ELF file; this host loads 64-bit plugins" }
+        if bytes[5] != 1 { return "a big-endian ELF file; this host is little-endian" }
+        func u16(_ o: Int) -> UInt16 { UInt16(bytes[o]) | UInt16(bytes[o + 1]) << 8 }
+        func u32(_ o: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(bytes[o + $1]) << (8 * UInt32($1)) } }
+        func u64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(bytes[o + $1]) << (8 * UInt64($1)) } }
+        let type = u16(16)
+        if type != 3 { return "not a shared library (ELF type \(type)\(type == 2 ? ", an executable" : type == 1 ? ", an object file" : "")); build it with -shared" }
+        let machine = u16(18)
+        if machine != hostMachine { return "built for \(machineName(machine)); this host is \(machineName(hostMachine))" }
+        let phoff = u64(32), phentsize = UInt64(u16(54)), phnum = UInt64(u16(56))
+        let size = UInt64(bytes.count)
+        guard phentsize == 56, phnum > 0, phoff <= size, phnum * 56 <= size - phoff else {
+            return "truncated or corrupt ELF: the program header table does not fit in the file (\(size) bytes)"
+        }
+        for i in 0..<Int(phnum) {
+            let ph = Int(phoff) + i * 56
+            guard u32(ph) == 1 else { continue } // PT_LOAD
+            let offset = u64(ph + 8), filesz = u64(ph + 32)
+            let (end, overflow) = offset.addingReportingOverflow(filesz)
+            if overflow || end > size {
+                return "truncated ELF: loadable segment \(i) needs bytes up to \(overflow ? "beyond 2^64" : String(end)), but the file has \(size); was the copy cut short?"
+            }
+        }
+        return nil
+    }
+}

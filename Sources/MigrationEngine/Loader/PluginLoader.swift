@@ -1,0 +1,179 @@
+import Foundation
+import MigrationKit
+import MigratorPluginABI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One loaded plugin file.
+public struct LoadedPlugin: Sendable {
+    /// The file name inside the migrations directory.
+    public let file: String
+    public let path: String
+    public let sha256: String
+    public let identity: FileIdentity
+    /// The bundle name the plugin declares.
+    public let name: String
+    /// `"swift-6.3.1"` for Swift plugins, `nil` for C.
+    public let toolchain: String?
+    public let abiMinor: UInt32
+    /// Its migrations, in the order the plugin lists them.
+    public let migrations: [AvailableMigration]
+}
+
+/// Everything found in a migrations directory.
+public struct PluginSet: Sendable {
+    public var plugins: [LoadedPlugin] = []
+    /// Every migration from every plugin, in application order, without
+    /// duplicates (those are in `problems`).
+    public var migrations: [AvailableMigration] = []
+    /// Files that could not be used and conflicts between them. Any problem
+    /// makes `apply` refuse to run.
+    public var problems: [MigratorError] = []
+    /// Non-fatal notes: skipped files, toolchain differences, `--insecure`.
+    public var warnings: [String] = []
+}
+
+/// Finds, checks and loads plugins.
+///
+/// Nothing from a file runs before it passes the checks in
+/// ``PluginDirectory``. Then it is loaded with
+/// `dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)` and never closed
+/// (unloading a Swift image crashes the runtime), its entry is called
+/// once, and the descriptor is validated field by field.
+public enum PluginLoader {
+    public struct Options: Sendable {
+        /// Accept group/world-writable or foreign-owned files and directory.
+        public var insecure = false
+        /// Make a Swift plugin built by another toolchain an error.
+        public var strictToolchain = false
+        public init(insecure: Bool = false, strictToolchain: Bool = false) {
+            self.insecure = insecure
+            self.strictToolchain = strictToolchain
+        }
+    }
+
+    /// The most migrations one plugin may declare.
+    public static let maxMigrationsPerPlugin: UInt32 = 100_000
+    /// The host's descriptor size for `migrator_plugin_v1`.
+    static let pluginStructSize = UInt32(MemoryLayout<migrator_plugin_v1>.size)
+
+    /// Loads every plugin in `directory`. Throws only when the directory
+    /// itself is unusable; per-file failures go to ``PluginSet/problems``.
+    public static func load(directory: String, options: Options = Options()) throws(MigratorError) -> PluginSet {
+        let scan = try PluginDirectory.scan(directory, insecure: options.insecure)
+        var set = PluginSet()
+        set.problems = scan.problems
+        set.warnings = scan.warnings + scan.skipped.map { "note: skipping \($0)" }
+        var all: [AvailableMigration] = []
+        for file in scan.files {
+            defer { close(file.fd) }
+            do {
+                let plugin = try load(file, options: options, warnings: &set.warnings)
+                set.plugins.append(plugin)
+                all += plugin.migrations
+            } catch {
+                set.problems.append(error)
+            }
+        }
+        let ordered = AvailableMigration.ordered(all)
+        set.migrations = ordered.migrations
+        set.problems += ordered.problems
+        return set
+    }
+
+    private static func load(_ file: CheckedPluginFile, options: Options, warnings: inout [String]) throws(MigratorError) -> LoadedPlugin {
+        func fail(_ code: MigratorError.Code, _ why: String, id: String? = nil) -> MigratorError {
+            MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name, migrationID: id)
+        }
+        // Load the inode that was checked, not whatever the path names now.
+        var loadPath = "/proc/self/fd/\(file.fd)"
+        if access(loadPath, F_OK) != 0 { loadPath = file.path }
+        _ = dlerror()
+        guard let handle = dlopen(loadPath, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
+            let why = dlerror().map { String(cString: $0) } ?? "unknown error"
+            throw fail(.loadFailed, "dlopen failed: \(why.replacingOccurrences(of: loadPath, with: file.name))")
+        }
+        // Never dlclose: see the type's documentation.
+        guard let symbol = dlsym(handle, MIGRATOR_PLUGIN_ENTRY_NAME) else {
+            throw fail(.noEntrySymbol, "does not export \(MIGRATOR_PLUGIN_ENTRY_NAME); is it a migrator plugin? (see 'migrator header')")
+        }
+        let entry = unsafeBitCast(symbol, to: migrator_plugin_entry_fn.self)
+        guard let bundle = entry() else { throw fail(.invalidDescriptor, "\(MIGRATOR_PLUGIN_ENTRY_NAME)() returned NULL") }
+
+        // Fixed-position header first: it is valid in every ABI version.
+        let raw = UnsafeRawPointer(bundle)
+        let major = raw.load(fromByteOffset: 0, as: UInt32.self)
+        let minor = raw.load(fromByteOffset: 4, as: UInt32.self)
+        let size = raw.load(fromByteOffset: 8, as: UInt32.self)
+        guard major == UInt32(MIGRATOR_ABI_MAJOR) else {
+            throw fail(.abiMismatch, "built for plugin ABI \(major).\(minor); this migrator loads ABI \(MIGRATOR_ABI_MAJOR).x (it is \(MIGRATOR_ABI_MAJOR).\(MIGRATOR_ABI_MINOR))")
+        }
+        guard size >= pluginStructSize else {
+            throw fail(.invalidDescriptor, "struct_size is \(size) bytes; migrator_plugin_v1 needs at least \(pluginStructSize)")
+        }
+        let b = bundle.pointee
+        let name = try requiredString(b.name, "the bundle name", limit: 1024, fail)
+        let toolchain = try optionalString(b.toolchain, "toolchain", limit: 256, fail)
+        if let toolchain, toolchain.hasPrefix("swift"), toolchain != SwiftToolchain.current {
+            let why = "built with \(toolchain), but this migrator runs \(SwiftToolchain.current); a Swift plugin must be built with the host's toolchain or it may crash"
+            if options.strictToolchain { throw fail(.toolchainMismatch, why) }
+            warnings.append("warning: plugin '\(file.path)': \(why)")
+        }
+        guard b.migration_count <= maxMigrationsPerPlugin else {
+            throw fail(.invalidDescriptor, "declares \(b.migration_count) migrations; the limit is \(maxMigrationsPerPlugin) per plugin")
+        }
+        guard b.migration_count == 0 || b.migrations != nil else {
+            throw fail(.invalidDescriptor, "declares \(b.migration_count) migrations but the migrations array is NULL")
+        }
+        var migrations: [AvailableMigration] = []
+        var seen: Set<String> = []
+        for i in 0..<Int(b.migration_count) {
+            guard let m = b.migrations?[i] else { break }
+            let label = "migration #\(i)"
+            let id = try requiredString(m.id, "\(label)'s id", limit: MigrationID.maxLength + 1, fail)
+            if let problem = MigrationID.problem(with: id) {
+                throw fail(.invalidID, "\(label) has the invalid id '\(id)': \(problem)", id: id)
+            }
+            guard seen.insert(id).inserted else {
+                throw fail(.duplicateID, "migration id '\(id)' appears twice in this file", id: id)
+            }
+            let what = "migration '\(id)'"
+            guard let up = m.up else { throw fail(.invalidDescriptor, "\(what) has no up function (NULL)", id: id) }
+            migrations.append(AvailableMigration(
+                id: id,
+                name: try requiredString(m.name, "\(what)'s name", limit: 1024, fail),
+                description: try requiredString(m.description, "\(what)'s description", limit: 65536, fail),
+                version: try requiredString(m.version, "\(what)'s version", limit: 256, fail),
+                checksum: try optionalString(m.checksum, "\(what)'s checksum", limit: 1024, fail),
+                isReversible: m.down != nil,
+                origin: .plugin(file: file.name, sha256: file.sha256),
+                body: .plugin(up: up, down: m.down, userdata: m.userdata)))
+        }
+        return LoadedPlugin(file: file.name, path: file.path, sha256: file.sha256, identity: file.identity,
+                            name: name, toolchain: toolchain, abiMinor: minor, migrations: migrations)
+    }
+
+    private static func requiredString(
+        _ p: UnsafePointer<CChar>?, _ what: String, limit: Int, _ fail: (MigratorError.Code, String, String?) -> MigratorError
+    ) throws(MigratorError) -> String {
+        guard let s = try optionalString(p, what, limit: limit, fail) else {
+            throw fail(.invalidDescriptor, "\(what) is NULL", nil)
+        }
+        return s
+    }
+
+    /// A plugin string, bounded and checked to be UTF-8.
+    private static func optionalString(
+        _ p: UnsafePointer<CChar>?, _ what: String, limit: Int, _ fail: (MigratorError.Code, String, String?) -> MigratorError
+    ) throws(MigratorError) -> String? {
+        guard let p else { return nil }
+        let n = strnlen(p, limit + 1)
+        guard n <= limit else { throw fail(.invalidDescriptor, "\(what) is longer than \(limit) bytes", nil) }
+        let bytes = UnsafeRawBufferPointer(start: p, count: n)
+        guard let s = String(validating: bytes, as: UTF8.self) else {
+            throw fail(.invalidDescriptor, "\(what) is not valid UTF-8", nil)
+        }
+        return s
+    }
+}

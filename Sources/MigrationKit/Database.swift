@@ -1,0 +1,205 @@
+import Foundation
+
+/// The database as a migration sees it: collections of JSON documents, with
+/// MongoDB-style filters and updates, inside the migration's transaction.
+///
+/// Filters and updates are JSON text, e.g. `#"{"age": {"$gte": 18}}"#` and
+/// `#"{"$set": {"plan": "free"}}"#`; `"{}"` matches everything. An update
+/// without `$` operators replaces the document, keeping its `_id`.
+///
+/// Every method throws ``DatabaseError`` on failure, carrying the host's
+/// message. A `Database` is valid only while the `up` or `down` it was passed
+/// to is running, and only on that thread.
+public protocol Database: AnyObject {
+    /// Creates an empty collection; does nothing if it exists.
+    func createCollection(_ name: String) throws
+    /// Drops a collection with its documents and indexes; throws
+    /// ``DatabaseError/Status/notFound`` if it does not exist.
+    func dropCollection(_ name: String) throws
+    /// Builds an index on a dotted path. Existing identical index: no-op.
+    func createIndex(_ collection: String, path: String, unique: Bool) throws
+    /// Drops the index on `path`.
+    func dropIndex(_ collection: String, path: String) throws
+    /// Inserts one JSON object; `_id` is generated when absent.
+    func insert(json: String, into collection: String) throws
+    /// The documents matching `filter`, in `_id` order, read lazily.
+    func find(_ collection: String, filter: String) throws -> Documents
+    /// Applies `update` to every matching document; returns how many matched.
+    @discardableResult
+    func update(_ collection: String, filter: String, update: String) throws -> UInt64
+    /// Deletes every matching document; returns how many.
+    @discardableResult
+    func remove(_ collection: String, filter: String) throws -> UInt64
+    /// Counts matching documents. A missing collection counts 0.
+    func count(_ collection: String, filter: String) throws -> UInt64
+    /// Writes a line to the run's log.
+    func log(_ level: LogLevel, _ message: String)
+    /// Reports progress of a long step (`total` 0: unknown).
+    func progress(_ done: UInt64, of total: UInt64)
+}
+
+extension Database {
+    /// Every document of `collection`.
+    public func find(_ collection: String) throws -> Documents { try find(collection, filter: "{}") }
+    /// The number of documents in `collection`.
+    public func count(_ collection: String) throws -> UInt64 { try count(collection, filter: "{}") }
+    /// Builds a non-unique index.
+    public func createIndex(_ collection: String, path: String) throws { try createIndex(collection, path: path, unique: false) }
+    /// Logs at info level.
+    public func log(_ message: String) { log(.info, message) }
+
+    /// Inserts `value` encoded as JSON.
+    public func insert<T: Encodable>(_ value: T, into collection: String) throws {
+        try insert(json: JSONText.encode(value), into: collection)
+    }
+    /// The matching documents decoded as `T`, read lazily.
+    public func find<T: Decodable>(_ collection: String, filter: String = "{}", as type: T.Type) throws -> TypedDocuments<T> {
+        TypedDocuments(documents: try find(collection, filter: filter))
+    }
+    /// Updates with Encodable filter and update values.
+    @discardableResult
+    public func update<F: Encodable, U: Encodable>(_ collection: String, where filter: F, _ update: U) throws -> UInt64 {
+        try self.update(collection, filter: JSONText.encode(filter), update: JSONText.encode(update))
+    }
+}
+
+/// Log levels for ``Database/log(_:_:)``; the values are the ABI's.
+public enum LogLevel: Int32, Sendable {
+    case debug = 0, info = 1, warning = 2, error = 3
+}
+
+/// A failed database call: a status from the ABI and the host's message.
+public struct DatabaseError: Error, CustomStringConvertible, Sendable {
+    /// The ABI status (`MIGRATOR_*`). A struct, so new codes never break clients.
+    public struct Status: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: Int32
+        public init(rawValue: Int32) { self.rawValue = rawValue }
+        public static let error = Status(rawValue: -1)
+        public static let notFound = Status(rawValue: -2)
+        public static let duplicateKey = Status(rawValue: -3)
+        public static let invalid = Status(rawValue: -4)
+        public var description: String {
+            switch rawValue {
+            case -1: return "error"
+            case -2: return "not_found"
+            case -3: return "duplicate_key"
+            case -4: return "invalid"
+            default: return "status \(rawValue)"
+            }
+        }
+    }
+    public let status: Status
+    public let message: String
+    public init(_ status: Status, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+    public var description: String { message }
+}
+
+/// One document as compact JSON bytes.
+public struct Document: Sendable {
+    /// The compact JSON text, UTF-8.
+    public let bytes: [UInt8]
+    public init(bytes: [UInt8]) { self.bytes = bytes }
+    /// The JSON text.
+    public var json: String { String(decoding: bytes, as: UTF8.self) }
+    /// Decodes the document as `T` with `JSONDecoder`.
+    public func decode<T: Decodable>(_ type: T.Type = T.self) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(bytes))
+    }
+    /// The `_id` value as JSON text (`"\"abc\""` or `"42"`), ready to put
+    /// into a filter: `#"{"_id": \#(doc.idJSON)}"#`. Stored documents start
+    /// with `_id`, so this reads only the first field.
+    public var idJSON: String? {
+        let prefix = Array(#"{"_id":"#.utf8)
+        guard bytes.count > prefix.count, bytes.starts(with: prefix) else { return nil }
+        var i = prefix.count
+        if bytes[i] == UInt8(ascii: "\"") {
+            i += 1
+            while i < bytes.count, bytes[i] != UInt8(ascii: "\"") { i += bytes[i] == UInt8(ascii: "\\") ? 2 : 1 }
+            guard i < bytes.count else { return nil }
+            return String(decoding: bytes[prefix.count...i], as: UTF8.self)
+        }
+        while i < bytes.count, bytes[i] != UInt8(ascii: ","), bytes[i] != UInt8(ascii: "}") { i += 1 }
+        return String(decoding: bytes[prefix.count..<i], as: UTF8.self)
+    }
+    /// A filter matching exactly this document: `{"_id": <id>}`.
+    public var idFilter: String? { idJSON.map { #"{"_id":"# + $0 + "}" } }
+}
+
+/// A lazy, forward-only cursor over documents, in the style of GRDB's
+/// `Cursor`: `while let doc = try docs.next() { … }`. Reading can fail, so it
+/// is not a `Sequence`: a failure is never mistaken for the end.
+public final class Documents {
+    private let nextDocument: () throws -> Document?
+    private let closeCursor: () -> Void
+    private var closed = false
+
+    /// A cursor reading from `next` until it returns `nil`; `close` releases
+    /// the underlying cursor (called once, at the latest on deinit).
+    public init(next: @escaping () throws -> Document?, close: @escaping () -> Void) {
+        nextDocument = next
+        closeCursor = close
+    }
+    deinit { close() }
+
+    /// The next document, or `nil` at the end.
+    public func next() throws -> Document? {
+        if closed { return nil }
+        return try nextDocument()
+    }
+    /// Calls `body` with every remaining document.
+    public func forEach(_ body: (Document) throws -> Void) throws {
+        while let d = try next() { try body(d) }
+    }
+    /// Reads every remaining document into an array.
+    public func all() throws -> [Document] {
+        var out: [Document] = []
+        while let d = try next() { out.append(d) }
+        return out
+    }
+    /// Releases the cursor early.
+    public func close() {
+        if closed { return }
+        closed = true
+        closeCursor()
+    }
+}
+
+/// ``Documents`` decoded as `T`.
+public struct TypedDocuments<T: Decodable> {
+    let documents: Documents
+    /// The next decoded document, or `nil` at the end.
+    public func next() throws -> T? { try documents.next()?.decode(T.self) }
+    /// Calls `body` with every remaining decoded document.
+    public func forEach(_ body: (T) throws -> Void) throws {
+        while let d = try next() { try body(d) }
+    }
+}
+
+/// JSON text from `Encodable` values, for filters, updates and documents.
+public enum JSONText {
+    /// `value` as compact JSON text with sorted keys.
+    public static func encode<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+    /// `s` as a JSON string literal, quotes included.
+    public static func quote(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+}

@@ -1,0 +1,107 @@
+import MigratorPluginABI
+
+/// ``Database`` over the host's C function table: what a Swift plugin's
+/// migrations talk to. Every call checks the status and turns a failure
+/// into ``DatabaseError`` with the host's `last_error` text.
+final class PluginDatabase: Database {
+    private let host: migrator_host_v1
+    private var txn: OpaquePointer?
+
+    init(host: UnsafePointer<migrator_host_v1>, txn: OpaquePointer) {
+        self.host = host.pointee
+        self.txn = txn
+    }
+
+    /// Called when the step returns: the transaction is gone.
+    func invalidate() { txn = nil }
+
+    private func live() throws -> OpaquePointer {
+        guard let txn else { throw DatabaseError(.invalid, "the Database was used after its migration step returned") }
+        return txn
+    }
+
+    private func check(_ status: migrator_status, _ txn: OpaquePointer) throws {
+        guard status != MIGRATOR_OK else { return }
+        let message = host.last_error.flatMap { $0(txn) }.map { String(cString: $0) } ?? ""
+        throw DatabaseError(DatabaseError.Status(rawValue: status), message.isEmpty ? "host call failed with status \(status)" : message)
+    }
+
+    private func function<F>(_ f: F?, _ name: String) throws -> F {
+        guard let f else { throw DatabaseError(.error, "the host's function table has no '\(name)'") }
+        return f
+    }
+
+    func createCollection(_ name: String) throws {
+        let t = try live()
+        try check(try function(host.create_collection, "create_collection")(t, name), t)
+    }
+    func dropCollection(_ name: String) throws {
+        let t = try live()
+        try check(try function(host.drop_collection, "drop_collection")(t, name), t)
+    }
+    func createIndex(_ collection: String, path: String, unique: Bool) throws {
+        let t = try live()
+        try check(try function(host.create_index, "create_index")(t, collection, path, unique ? 1 : 0), t)
+    }
+    func dropIndex(_ collection: String, path: String) throws {
+        let t = try live()
+        try check(try function(host.drop_index, "drop_index")(t, collection, path), t)
+    }
+    func insert(json: String, into collection: String) throws {
+        let t = try live()
+        try check(try function(host.insert, "insert")(t, collection, json), t)
+    }
+    func find(_ collection: String, filter: String) throws -> Documents {
+        let t = try live()
+        var cursor: OpaquePointer?
+        try check(try function(host.find, "find")(t, collection, filter, &cursor), t)
+        let next = try function(host.cursor_next, "cursor_next")
+        let close = try function(host.cursor_close, "cursor_close")
+        return Documents(next: { [weak self] in
+            guard let self, let t = self.txn, let c = cursor else {
+                throw DatabaseError(.invalid, "collection '\(collection)': the cursor was used after its migration step returned")
+            }
+            var ptr: UnsafePointer<CChar>?
+            var len = 0
+            let status = next(c, &ptr, &len)
+            if status == MIGRATOR_DONE { return nil }
+            try self.check(status, t)
+            guard let ptr else { return nil }
+            return Document(bytes: Array(UnsafeRawBufferPointer(start: ptr, count: len)))
+        }, close: { [weak self] in
+            // After the step the host has closed it already.
+            if self?.txn != nil, let c = cursor { _ = close(c) }
+            cursor = nil
+        })
+    }
+    func update(_ collection: String, filter: String, update: String) throws -> UInt64 {
+        let t = try live()
+        var n: UInt64 = 0
+        try check(try function(host.update, "update")(t, collection, filter, update, &n), t)
+        return n
+    }
+    func remove(_ collection: String, filter: String) throws -> UInt64 {
+        let t = try live()
+        var n: UInt64 = 0
+        try check(try function(host.remove, "remove")(t, collection, filter, &n), t)
+        return n
+    }
+    func count(_ collection: String, filter: String) throws -> UInt64 {
+        let t = try live()
+        var n: UInt64 = 0
+        try check(try function(host.count, "count")(t, collection, filter, &n), t)
+        return n
+    }
+    func log(_ level: LogLevel, _ message: String) {
+        guard let t = txn else { return }
+        _ = host.log?(t, level.rawValue, message)
+    }
+    func progress(_ done: UInt64, of total: UInt64) {
+        guard let t = txn else { return }
+        _ = host.progress?(t, done, total)
+    }
+    func setError(_ message: String) {
+        guard let t = txn else { return }
+        _ = host.set_error?(t, message)
+    }
+}

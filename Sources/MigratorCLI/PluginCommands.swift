@@ -1,0 +1,94 @@
+import DocumentStore
+import MigrationEngine
+
+/// `migrator list` and `migrator header`: what plugins hold, and the ABI.
+enum PluginCommands {
+    static let dirOption = OptionSpec("dir", value: "DIR", "Migrations directory (default: $MIGRATOR_DIR, else ./migrations).")
+    static let insecureOption = OptionSpec("insecure", "Load plugins even if they or the directory are writable by others (warns).")
+    static let strictToolchainOption = OptionSpec("strict-toolchain", "Refuse Swift plugins built by another toolchain (default: warn).")
+    static let loaderOptions = [dirOption, insecureOption, strictToolchainOption]
+
+    static let all: [Command] = [
+        Command(path: ["list"], arguments: [],
+                summary: "List the migrations in the plugins of --dir, without touching a database.",
+                options: loaderOptions + [OptionSpec("json", "Print JSON instead of a table.")], run: list),
+        Command(path: ["header"], arguments: [],
+                summary: "Print migrator_plugin.h, the C header for writing plugins.",
+                options: [], run: header),
+    ]
+
+    static func loaderOptions(_ args: ParsedArguments) -> PluginLoader.Options {
+        PluginLoader.Options(insecure: args.flag("insecure"), strictToolchain: args.flag("strict-toolchain"))
+    }
+
+    /// Loads `--dir`, printing warnings to stderr.
+    static func load(_ ctx: Context, _ args: ParsedArguments) throws -> PluginSet {
+        let set = try PluginLoader.load(directory: ctx.migrationsDirectory(args), options: loaderOptions(args))
+        for w in set.warnings { ctx.err.line(w) }
+        return set
+    }
+
+    static func printProblems(_ ctx: Context, _ set: PluginSet) {
+        for p in set.problems { ctx.err.line("error: \(p.message)") }
+    }
+
+    static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let set = try load(ctx, args)
+        if args.flag("json") {
+            let doc: JSON = .object(JSONObject([
+                ("directory", .string(ctx.migrationsDirectory(args))),
+                ("plugins", .array(set.plugins.map { p in
+                    .object(JSONObject([("file", .string(p.file)), ("name", .string(p.name)), ("sha256", .string(p.sha256)),
+                                        ("toolchain", p.toolchain.map(JSON.string) ?? .null), ("abi_minor", .int(Int64(p.abiMinor))),
+                                        ("migrations", .int(Int64(p.migrations.count)))]))
+                })),
+                ("migrations", .array(set.migrations.map { m in
+                    .object(JSONObject([("id", .string(m.id)), ("name", .string(m.name)), ("description", .string(m.description)),
+                                        ("version", .string(m.version)), ("plugin", .string(m.origin.label)),
+                                        ("reversible", .bool(m.isReversible)), ("checksum", m.checksum.map(JSON.string) ?? .null)]))
+                })),
+                ("problems", problemsJSON(set.problems)),
+            ]))
+            ctx.out.line(doc.serialized)
+        } else {
+            var rows = [["ID", "NAME", "VERSION", "PLUGIN", "REVERSIBLE", "CHECKSUM"]]
+            for m in set.migrations {
+                rows.append([m.id, m.name, m.version, m.origin.label, m.isReversible ? "yes" : "no", m.checksum ?? "-"])
+            }
+            ctx.out.write(Table.render(rows))
+            ctx.out.line("\(set.migrations.count) migration(s) in \(set.plugins.count) plugin(s)")
+        }
+        printProblems(ctx, set)
+        return set.problems.isEmpty ? ExitCode.ok : ExitCode.failure
+    }
+
+    static func problemsJSON(_ problems: [MigratorError]) -> JSON {
+        .array(problems.map { p in
+            .object(JSONObject([("code", .string(p.code.rawValue)), ("file", p.file.map(JSON.string) ?? .null),
+                                ("migration_id", p.migrationID.map(JSON.string) ?? .null), ("message", .string(p.message))]))
+        })
+    }
+
+    static func header(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        ctx.out.line(pluginHeaderText)
+        return ExitCode.ok
+    }
+}
+
+/// Left-aligned text columns.
+enum Table {
+    static func render(_ rows: [[String]]) -> String {
+        guard let first = rows.first else { return "" }
+        var widths = [Int](repeating: 0, count: first.count)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+        var out = ""
+        for r in rows {
+            var line = ""
+            for (i, c) in r.enumerated() {
+                line += i == r.count - 1 ? c : c.padding(widths[i] + 2)
+            }
+            out += line + "\n"
+        }
+        return out
+    }
+}
