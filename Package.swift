@@ -45,9 +45,11 @@ let package = Package(
         ),
         // Release-build benchmark driven by bench/store-bench.sh.
         .executableTarget(name: "StoreBench", dependencies: ["DocumentStore"], path: "bench/StoreBench"),
+        // Fixture helpers shared by the test targets (C plugins built on the fly).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore"]),
-        .testTarget(name: "MigrationEngineTests", dependencies: ["MigrationEngine", "MigrationKit", "MigratorPluginABI"]),
-        .testTarget(name: "MigratorCLITests", dependencies: ["migrator"]),
+        .testTarget(name: "MigrationEngineTests", dependencies: ["MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport"]),
+        .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

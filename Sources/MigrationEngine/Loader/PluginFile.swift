@@ -9,9 +9,6 @@ struct CheckedPluginFile {
     let name: String
     /// `directory/name`, for messages.
     let path: String
-    /// An open descriptor on the checked inode; `dlopen` goes through
-    /// `/proc/self/fd/N`, so the file loaded is the file checked.
-    let fd: Int32
     let size: Int
     let sha256: String
     let identity: FileIdentity
@@ -110,8 +107,7 @@ enum PluginDirectory {
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         guard fd >= 0 else { throw fail(.loadFailed, "cannot open: \(errorText(errno))") }
-        var keep = false
-        defer { if !keep { close(fd) } }
+        defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw fail(.loadFailed, errorText(errno)) }
         switch st.st_mode & S_IFMT {
@@ -134,8 +130,7 @@ enum PluginDirectory {
             got += n
         }
         if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
-        keep = true
-        return CheckedPluginFile(name: name, path: path, fd: fd, size: size, sha256: SHA256.hex(bytes), identity: FileIdentity(st))
+        return CheckedPluginFile(name: name, path: path, size: size, sha256: SHA256.hex(bytes), identity: FileIdentity(st))
     }
 
     /// sshd StrictModes: writable by group or others, or owned by someone
@@ -147,6 +142,12 @@ enum PluginDirectory {
             return "is writable by \((st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group") (mode \(String(st.st_mode & 0o7777, radix: 8)))"
         }
         return nil
+    }
+
+    /// The identity of the file `path` names now (following symlinks).
+    static func identity(of path: String) -> FileIdentity? {
+        var st = stat()
+        return stat(path, &st) == 0 ? FileIdentity(st) : nil
     }
 
     static func realPath(_ path: String) -> String? {

@@ -32,6 +32,8 @@ public struct PluginSet: Sendable {
     public var problems: [MigratorError] = []
     /// Non-fatal notes: skipped files, toolchain differences, `--insecure`.
     public var warnings: [String] = []
+
+    public init() {}
 }
 
 /// Finds, checks and loads plugins.
@@ -67,7 +69,6 @@ public enum PluginLoader {
         set.warnings = scan.warnings + scan.skipped.map { "note: skipping \($0)" }
         var all: [AvailableMigration] = []
         for file in scan.files {
-            defer { close(file.fd) }
             do {
                 let plugin = try load(file, options: options, warnings: &set.warnings)
                 set.plugins.append(plugin)
@@ -86,13 +87,20 @@ public enum PluginLoader {
         func fail(_ code: MigratorError.Code, _ why: String, id: String? = nil) -> MigratorError {
             MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name, migrationID: id)
         }
-        // Load the inode that was checked, not whatever the path names now.
-        var loadPath = "/proc/self/fd/\(file.fd)"
-        if access(loadPath, F_OK) != 0 { loadPath = file.path }
+        // Load the file that was checked: the path must still name the
+        // inode we hashed, before and after dlopen. (dlopen through
+        // /proc/self/fd/N is not usable: glibc matches already-loaded
+        // objects by that name, so a second plugin would get the first.)
+        guard PluginDirectory.identity(of: file.path) == file.identity else {
+            throw fail(.loadFailed, "the file changed between its checks and loading; try again")
+        }
         _ = dlerror()
-        guard let handle = dlopen(loadPath, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
+        guard let handle = dlopen(file.path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
             let why = dlerror().map { String(cString: $0) } ?? "unknown error"
-            throw fail(.loadFailed, "dlopen failed: \(why.replacingOccurrences(of: loadPath, with: file.name))")
+            throw fail(.loadFailed, "dlopen failed: \(why)")
+        }
+        guard PluginDirectory.identity(of: file.path) == file.identity else {
+            throw fail(.loadFailed, "the file changed while it was being loaded; its code was not run")
         }
         // Never dlclose: see the type's documentation.
         guard let symbol = dlsym(handle, MIGRATOR_PLUGIN_ENTRY_NAME) else {

@@ -1,0 +1,289 @@
+import Foundation
+import MigrationEngine
+import MigrationKit
+import MigratorPluginABI
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct LoaderTests {
+    // MARK: Good plugins
+
+    @Test func loadsACPluginAndOrdersByNumber() throws {
+        let dir = try pluginDirectory([
+            ("a.so", Fixtures.pluginSource(migrations: [Fixtures.migration("10_tenth", checksum: "\"c10\""), Fixtures.migration("9_ninth", down: "NULL")])),
+            ("b.so", Fixtures.pluginSource(migrations: [Fixtures.migration("0011_eleventh")])),
+        ])
+        defer { Fixtures.removeTree(dir) }
+        let set = loadPlugins(dir)
+        #expect(set.problems.isEmpty, "\(set.problems)")
+        #expect(set.migrations.map(\.id) == ["9_ninth", "10_tenth", "0011_eleventh"])
+        #expect(set.migrations.map(\.isReversible) == [false, true, true])
+        #expect(set.plugins.map(\.file) == ["a.so", "b.so"])
+        guard set.migrations.count == 3, let a = set.plugins.first else { return }
+        #expect(set.migrations[1].checksum == "c10")
+        #expect(set.migrations[0].origin == .plugin(file: "a.so", sha256: a.sha256))
+        #expect(a.toolchain == nil)
+        // The recorded hash is the file's SHA-256.
+        let sum = try Fixtures.run("/usr/bin/sha256sum", [dir + "/a.so"]).output.prefix(64)
+        #expect(a.sha256 == String(sum))
+    }
+
+    @Test func loadsTheExampleSwiftPlugin() throws {
+        let built = Fixtures.productsDirectory + "/libExampleMigrations.so"
+        let dir = Fixtures.temporaryDirectory("swift-plugin")
+        defer { Fixtures.removeTree(dir) }
+        try FileManager.default.copyItem(atPath: built, toPath: dir + "/examples.so")
+        let set = loadPlugins(dir)
+        #expect(set.problems.isEmpty, "\(set.problems)")
+        #expect(set.migrations.map(\.id) == ["001_initial_setup", "002_user_preferences", "003_document_analysis_enhancement"])
+        #expect(set.migrations.filter(\.isReversible).count == 3)
+        #expect(set.plugins.first?.toolchain == SwiftToolchain.current)
+        #expect(set.plugins.first?.name == "example-swift-migrations")
+        // Only the entry symbol is exported.
+        let nm = try Fixtures.run("/usr/bin/nm", ["-D", "--defined-only", "--extern-only", built]).output
+        #expect(nm.split(separator: "\n").map { String($0.split(separator: " ").last ?? "") } == ["migrator_plugin_entry_v1"])
+    }
+
+    @Test func skipsAndReportsOtherFiles() throws {
+        let dir = try pluginDirectory([("ok.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]))])
+        defer { Fixtures.removeTree(dir) }
+        try "notes".write(toFile: dir + "/README.md", atomically: true, encoding: .utf8)
+        let set = loadPlugins(dir)
+        #expect(set.problems.isEmpty)
+        #expect(set.migrations.count == 1)
+        #expect(set.warnings.contains { $0.contains("README.md") && $0.contains("not a .so file") })
+    }
+
+    // MARK: Each broken plugin gets its own error
+
+    func problem(_ source: String, name: String = "bad.so") throws -> MigratorError? {
+        let dir = try pluginDirectory([(name, source)])
+        defer { Fixtures.removeTree(dir) }
+        let set = loadPlugins(dir)
+        #expect(set.problems.count == 1, "\(set.problems)")
+        #expect(set.migrations.isEmpty)
+        let p = set.problems.first
+        #expect(p?.file == name)
+        #expect(p?.message.contains(name) == true, "message must name the file: \(p?.message ?? "")")
+        return p
+    }
+
+    @Test func missingEntrySymbol() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")], entry: false))
+        #expect(p?.code == .noEntrySymbol)
+        #expect(p?.message.contains("migrator_plugin_entry_v1") == true)
+    }
+
+    @Test func wrongMajorVersion() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")],
+            bundle: "{ 2, 5, sizeof(migrator_plugin_v1), \"future\", NULL, 1, migrations }"))
+        #expect(p?.code == .abiMismatch)
+        #expect(p?.message.contains("ABI 2.5") == true && p?.message.contains("1.0") == true, "\(p?.message ?? "")")
+    }
+
+    @Test func structSizeTooSmall() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")],
+            bundle: "{ MIGRATOR_ABI_MAJOR, 0, 24, \"small\", NULL, 1, migrations }"))
+        #expect(p?.code == .invalidDescriptor)
+        #expect(p?.message.contains("struct_size is 24") == true)
+    }
+
+    @Test func nullID() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("NULL")]))
+        #expect(p?.code == .invalidDescriptor)
+        #expect(p?.message.contains("migration #0's id is NULL") == true, "\(p?.message ?? "")")
+    }
+
+    @Test func badIDFormat() throws {
+        for (id, why) in [("1-bad", "followed by '_'"), ("abc_x", "start with digits"), ("001_Upper", "not 'U'"), ("001_", "no name")] {
+            let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration(id)]))
+            #expect(p?.code == .invalidID)
+            #expect(p?.migrationID == id)
+            #expect(p?.message.contains(why) == true, "\(id): \(p?.message ?? "")")
+        }
+    }
+
+    @Test func nullUpAndNullStrings() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a", up: "NULL")]))
+        #expect(p?.message.contains("no up function") == true)
+        let q = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a", name: "NULL")]))
+        #expect(q?.message.contains("migration '001_a''s name is NULL") == true, "\(q?.message ?? "")")
+    }
+
+    @Test func nonUTF8AndHugeStrings() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a", name: "\"caf\\xe9\"")]))
+        #expect(p?.message.contains("not valid UTF-8") == true, "\(p?.message ?? "")")
+        let long = String(repeating: "x", count: 10_000)
+        let q = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_" + long)]))
+        #expect(q?.message.contains("longer than") == true, "\(q?.message.prefix(200) ?? "")")
+    }
+
+    @Test func absurdMigrationCount() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [],
+            bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"liar\", NULL, 1000000, NULL }"))
+        #expect(p?.code == .invalidDescriptor)
+        #expect(p?.message.contains("1000000 migrations") == true)
+        let q = try problem(Fixtures.pluginSource(migrations: [],
+            bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"liar\", NULL, 3, NULL }"))
+        #expect(q?.message.contains("array is NULL") == true)
+    }
+
+    @Test func entryReturningNull() throws {
+        let p = try problem("""
+            #include "migrator_plugin.h"
+            const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return NULL; }
+            """)
+        #expect(p?.message.contains("returned NULL") == true)
+    }
+
+    @Test func duplicateIDWithinAFile() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a"), Fixtures.migration("001_a")]))
+        #expect(p?.code == .duplicateID)
+        #expect(p?.message.contains("appears twice in this file") == true)
+    }
+
+    @Test func duplicateIDAcrossFiles() throws {
+        let dir = try pluginDirectory([
+            ("one.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")])),
+            ("two.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")])),
+        ])
+        defer { Fixtures.removeTree(dir) }
+        let set = loadPlugins(dir)
+        #expect(set.problems.map(\.code) == [.duplicateID])
+        #expect(set.problems.first?.message.contains("one.so") == true && set.problems.first?.message.contains("two.so") == true)
+    }
+
+    @Test func duplicateSequenceAcrossFiles() throws {
+        let dir = try pluginDirectory([
+            ("one.so", Fixtures.pluginSource(migrations: [Fixtures.migration("002_users")])),
+            ("two.so", Fixtures.pluginSource(migrations: [Fixtures.migration("2_orders")])),
+        ])
+        defer { Fixtures.removeTree(dir) }
+        let set = loadPlugins(dir)
+        #expect(set.problems.map(\.code) == [.duplicateSequence])
+        let m = set.problems.first?.message ?? ""
+        #expect(m.contains("002_users") && m.contains("2_orders") && m.contains("one.so") && m.contains("two.so"), "\(m)")
+    }
+
+    @Test func unresolvedExternalSymbol() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a", up: "calls_missing")],
+            prelude: """
+            extern int no_such_function_anywhere(void);
+            static migrator_status calls_missing(const migrator_host_v1 *h, migrator_txn *t, void *u) {
+                (void)h; (void)t; (void)u; return no_such_function_anywhere();
+            }
+            """))
+        #expect(p?.code == .loadFailed)
+        #expect(p?.message.contains("undefined symbol: no_such_function_anywhere") == true, "\(p?.message ?? "")")
+    }
+
+    // MARK: Files that are not loadable ELF
+
+    func fileProblem(_ write: (String) throws -> Void, name: String = "bad.so") throws -> MigratorError? {
+        let dir = Fixtures.temporaryDirectory("files")
+        defer { Fixtures.removeTree(dir) }
+        try write(dir + "/" + name)
+        let set = loadPlugins(dir)
+        #expect(set.problems.count == 1)
+        #expect(set.problems.first?.message.contains(name) == true)
+        return set.problems.first
+    }
+
+    @Test func emptyFile() throws {
+        let p = try fileProblem { try Data().write(to: URL(fileURLWithPath: $0)) }
+        #expect(p?.code == .invalidELF)
+        #expect(p?.message.contains("empty") == true)
+    }
+
+    @Test func textFile() throws {
+        let p = try fileProblem { try "#!/bin/sh\necho hi\n".write(toFile: $0, atomically: true, encoding: .utf8) }
+        #expect(p?.code == .invalidELF)
+        #expect(p?.message.contains("not an ELF file") == true)
+    }
+
+    @Test func truncatedELF() throws {
+        let p = try fileProblem { path in
+            let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            let full = try Fixtures.compilePlugin(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "full.tmp", in: dir)
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: full))
+            unlink(full)
+            try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path))
+        }
+        #expect(p?.code == .invalidELF)
+        #expect(p?.message.contains("truncated ELF") == true, "\(p?.message ?? "")")
+    }
+
+    @Test func foreignArchitecture() throws {
+        let p = try fileProblem { path in
+            let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            let full = try Fixtures.compilePlugin(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "full.tmp", in: dir)
+            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: full)))
+            unlink(full)
+            bytes[18] = 243; bytes[19] = 0 // e_machine: RISC-V
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+        }
+        #expect(p?.code == .invalidELF)
+        #expect(p?.message.contains("built for RISC-V") == true)
+    }
+
+    @Test func directoryNamedSo() throws {
+        let p = try fileProblem { try FileManager.default.createDirectory(atPath: $0, withIntermediateDirectories: false) }
+        #expect(p?.code == .notAPlugin)
+        #expect(p?.message.contains("is a directory") == true)
+    }
+
+    @Test func symlinks() throws {
+        let outside = Fixtures.temporaryDirectory("outside")
+        defer { Fixtures.removeTree(outside) }
+        let target = try Fixtures.compilePlugin(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "real.so", in: outside)
+        let p = try fileProblem { symlink(target, $0) }
+        #expect(p?.code == .notAPlugin)
+        #expect(p?.message.contains("outside the migrations directory") == true)
+        // A link that stays inside is followed.
+        let dir = try pluginDirectory([("real.bin.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]))])
+        defer { Fixtures.removeTree(dir) }
+        let sub = dir + "/sub"
+        mkdir(sub, 0o700)
+        try FileManager.default.moveItem(atPath: dir + "/real.bin.so", toPath: sub + "/real")
+        symlink("sub/real", dir + "/linked.so")
+        let set = loadPlugins(dir)
+        #expect(set.problems.isEmpty, "\(set.problems)")
+        #expect(set.migrations.map(\.origin.label) == ["linked.so"])
+    }
+
+    // MARK: Permissions (sshd StrictModes)
+
+    @Test func groupWritableFileIsRefusedUnlessInsecure() throws {
+        let dir = try pluginDirectory([("gw.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]))])
+        defer { Fixtures.removeTree(dir) }
+        chmod(dir + "/gw.so", 0o664)
+        let set = loadPlugins(dir)
+        #expect(set.problems.map(\.code) == [.insecurePermissions])
+        #expect(set.problems.first?.message.contains("gw.so") == true && set.problems.first?.message.contains("group") == true)
+        let loose = loadPlugins(dir, options: .init(insecure: true))
+        #expect(loose.problems.isEmpty)
+        #expect(loose.migrations.count == 1)
+        #expect(loose.warnings.contains { $0.contains("--insecure") })
+    }
+
+    @Test func worldWritableDirectoryIsRefused() throws {
+        let dir = try pluginDirectory([("ok.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]))])
+        defer { Fixtures.removeTree(dir) }
+        chmod(dir, 0o777)
+        #expect(throws: MigratorError.self) { try PluginLoader.load(directory: dir) }
+        do { _ = try PluginLoader.load(directory: dir) } catch {
+            #expect(error.code == .insecurePermissions)
+            #expect(error.message.contains("everyone"))
+        }
+    }
+
+    @Test func missingDirectory() throws {
+        do { _ = try PluginLoader.load(directory: "/nonexistent/migrations"); Issue.record("expected an error") } catch {
+            #expect(error.code == .directoryNotFound)
+            #expect(error.message.contains("/nonexistent/migrations"))
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Helpers shared by the test targets: temporary directories, the package
+/// root, and C fixture plugins compiled on the fly.
+public enum Fixtures {
+    /// The package root, found from this file's path (only for sources and
+    /// headers; built products are found next to the test bundle).
+    public static let packageRoot: String = {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }()
+
+    /// The folder holding migrator_plugin.h.
+    public static var includeDirectory: String { packageRoot + "/Sources/MigratorPluginABI/include" }
+
+    /// The folder holding the test bundle and the package's built products.
+    public static let productsDirectory: String = {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+    }()
+
+    /// A fresh directory (mode 0700) under /tmp.
+    public static func temporaryDirectory(_ tag: String = "test") -> String {
+        var template = Array("/tmp/migrator-\(tag)-XXXXXX".utf8CString)
+        return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+    }
+
+    public static func removeTree(_ path: String) {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// A C compiler: the toolchain's clang next to `swift`, else cc.
+    public static let cCompiler: String = {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"
+        for dir in path.split(separator: ":") {
+            for name in ["clang", "cc"] where access("\(dir)/\(name)", X_OK) == 0 { return "\(dir)/\(name)" }
+        }
+        return "/opt/swift/usr/bin/clang"
+    }()
+
+    /// Runs a program and returns its exit status and combined output.
+    @discardableResult
+    public static func run(_ program: String, _ args: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: program)
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    public struct CompileError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Compiles `source` into `directory/name` as a shared library
+    /// (`clang -shared -fPIC`), mode 0644.
+    @discardableResult
+    public static func compilePlugin(_ source: String, name: String, in directory: String, extraFlags: [String] = []) throws -> String {
+        let src = directory + "/.src-\(name).c"
+        try source.write(toFile: src, atomically: true, encoding: .utf8)
+        defer { unlink(src) }
+        let out = directory + "/" + name
+        let r = try run(cCompiler, ["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-Wno-unused-function",
+                                    "-I", includeDirectory, "-o", out, src] + extraFlags)
+        guard r.status == 0 else { throw CompileError(description: "compiling \(name) failed:\n\(r.output)") }
+        chmod(out, 0o644)
+        return out
+    }
+
+    /// C source of a plugin bundle. `migrations` are C initializers, e.g.
+    /// from ``migration(_:)``; `bundle` overrides the bundle initializer.
+    public static func pluginSource(migrations: [String], prelude: String = "", bundle: String? = nil, entry: Bool = true) -> String {
+        let list = migrations.isEmpty ? "{0}" : migrations.joined(separator: ",\n    ")
+        return """
+        #include <string.h>
+        #include "migrator_plugin.h"
+        static migrator_status ok_step(const migrator_host_v1 *h, migrator_txn *t, void *u) { (void)h; (void)t; (void)u; return MIGRATOR_OK; }
+        \(prelude)
+        __attribute__((unused)) static const migrator_migration_v1 migrations[] = {
+            \(list)
+        };
+        static const migrator_plugin_v1 bundle = \(bundle ?? """
+        { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof(migrator_plugin_v1), "fixture", NULL, \(migrations.count), migrations }
+        """);
+        \(entry ? "const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &bundle; }" : "const migrator_plugin_v1 *not_the_entry(void) { return &bundle; }")
+        """
+    }
+
+    /// A C initializer for one migration.
+    public static func migration(_ id: String, up: String = "ok_step", down: String = "ok_step", checksum: String = "NULL",
+                                 name: String = "\"A migration\"") -> String {
+        "{ \(id == "NULL" ? "NULL" : "\"\(id)\""), \(name), \"fixture migration\", \"1.0.0\", \(checksum), \(up), \(down), NULL }"
+    }
+}
