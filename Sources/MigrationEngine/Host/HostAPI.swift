@@ -1,0 +1,225 @@
+import DocumentStore
+import MigrationKit
+import MigratorPluginABI
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One plugin step in progress: what a `migrator_txn *` stands for.
+final class HostStep: @unchecked Sendable {
+    let db: StoreDatabase
+    /// The text of the host's last failed call, NUL-terminated, owned
+    /// here and handed out by `last_error` until the next failure.
+    private(set) var lastError: UnsafeMutablePointer<CChar>
+    /// What the plugin said with `set_error`.
+    var pluginError: String?
+    var cursorIDs: [UInt] = []
+
+    init(db: StoreDatabase) {
+        self.db = db
+        lastError = .allocate(capacity: 1)
+        lastError[0] = 0
+    }
+    deinit { lastError.deallocate() }
+
+    func fail(_ e: DatabaseError) -> migrator_status {
+        let text = e.message.utf8CString
+        let copy = UnsafeMutablePointer<CChar>.allocate(capacity: text.count)
+        _ = text.withUnsafeBufferPointer { copy.initialize(from: $0.baseAddress!, count: text.count) }
+        lastError.deallocate()
+        lastError = copy
+        return e.status.rawValue
+    }
+    var lastErrorText: String { String(cString: lastError) }
+}
+
+/// A cursor handed to a plugin. Its bytes are copied into `buffer`, which
+/// the plugin may read until its next call on the cursor: stored pages can
+/// move when the same transaction writes, so LMDB's own pointer is not
+/// handed out.
+final class HostCursor: @unchecked Sendable {
+    let cursor: DocumentCursor
+    let collection: String
+    weak var step: HostStep?
+    var buffer: UnsafeMutablePointer<CChar>
+    var capacity: Int
+    init(cursor: DocumentCursor, collection: String) {
+        self.cursor = cursor
+        self.collection = collection
+        capacity = 1024
+        buffer = .allocate(capacity: capacity)
+    }
+    deinit { buffer.deallocate() }
+}
+
+/// Handles given to plugins are numbers, never object addresses: a stale or
+/// closed handle is looked up, found missing, and refused with
+/// `MIGRATOR_INVALID` instead of touching freed memory.
+enum HostHandles {
+    struct Table {
+        var next: UInt = 1
+        var steps: [UInt: HostStep] = [:]
+        var cursors: [UInt: HostCursor] = [:]
+    }
+    static let table = Mutex(Table())
+
+    static func step(_ txn: OpaquePointer?) -> HostStep? {
+        guard let txn else { return nil }
+        let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(txn)))
+        return table.withLock { $0.steps[id] }
+    }
+    static func cursor(_ handle: OpaquePointer?) -> HostCursor? {
+        guard let handle else { return nil }
+        let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
+        return table.withLock { $0.cursors[id] }
+    }
+    static func handle(_ id: UInt) -> OpaquePointer? { OpaquePointer(bitPattern: id) }
+}
+
+/// The `migrator_host_v1` table every plugin step receives.
+enum HostAPI {
+    /// Runs `body` for the step behind `txn`, mapping errors to statuses.
+    @inline(__always)
+    static func call(_ txn: OpaquePointer?, _ body: (HostStep) throws(DatabaseError) -> Void) -> migrator_status {
+        guard let step = HostHandles.step(txn) else { return MIGRATOR_INVALID }
+        do {
+            try body(step)
+            return MIGRATOR_OK
+        } catch {
+            return step.fail(error)
+        }
+    }
+
+    static func string(_ p: UnsafePointer<CChar>?, _ what: String) throws(DatabaseError) -> String {
+        guard let p else { throw DatabaseError(.invalid, "\(what) is NULL") }
+        guard let s = String(validatingCString: p) else { throw DatabaseError(.invalid, "\(what) is not valid UTF-8") }
+        return s
+    }
+
+    static func bytes(_ p: UnsafePointer<CChar>?) -> UnsafeRawBufferPointer? {
+        guard let p else { return nil }
+        return UnsafeRawBufferPointer(start: p, count: strlen(p))
+    }
+
+    static func collection(_ p: UnsafePointer<CChar>?) throws(DatabaseError) -> String { try string(p, "the collection name") }
+
+    static let table: migrator_host_v1 = migrator_host_v1(
+        abi_major: UInt32(MIGRATOR_ABI_MAJOR),
+        abi_minor: UInt32(MIGRATOR_ABI_MINOR),
+        struct_size: UInt32(MemoryLayout<migrator_host_v1>.size),
+        create_collection: { txn, c in
+            call(txn) { s throws(DatabaseError) in try s.db.run { try $0.createCollection(try collection(c)) } }
+        },
+        drop_collection: { txn, c in
+            call(txn) { s throws(DatabaseError) in try s.db.run { try $0.dropCollection(try collection(c)) } }
+        },
+        create_index: { txn, c, path, unique in
+            call(txn) { s throws(DatabaseError) in
+                try s.db.run { try $0.createIndex(try collection(c), path: try string(path, "the index path"), unique: unique != 0) }
+            }
+        },
+        drop_index: { txn, c, path in
+            call(txn) { s throws(DatabaseError) in
+                try s.db.run { try $0.dropIndex(try collection(c), path: try string(path, "the index path")) }
+            }
+        },
+        insert: { txn, c, json in
+            call(txn) { s throws(DatabaseError) in
+                guard let doc = bytes(json) else { throw DatabaseError(.invalid, "insert: the document is NULL") }
+                try s.db.insert(jsonBytes: doc, into: try collection(c))
+            }
+        },
+        find: { txn, c, filter, out in
+            call(txn) { s throws(DatabaseError) in
+                guard let out else { throw DatabaseError(.invalid, "find: the cursor out-pointer is NULL") }
+                out.pointee = nil
+                let name = try collection(c)
+                let cursor = HostCursor(cursor: try s.db.openCursor(name, filter: bytes(filter)), collection: name)
+                cursor.step = s
+                let id = HostHandles.table.withLock { t in
+                    let id = t.next
+                    t.next += 1
+                    t.cursors[id] = cursor
+                    return id
+                }
+                s.cursorIDs.append(id)
+                out.pointee = HostHandles.handle(id)
+            }
+        },
+        cursor_next: { handle, outJSON, outLen in
+            guard let c = HostHandles.cursor(handle) else { return MIGRATOR_INVALID }
+            guard let outJSON, let outLen else { return MIGRATOR_INVALID }
+            do {
+                guard let raw = try c.cursor.nextRaw() else { return MIGRATOR_DONE }
+                if raw.count + 1 > c.capacity {
+                    c.buffer.deallocate()
+                    c.capacity = max(raw.count + 1, 2 * c.capacity)
+                    c.buffer = .allocate(capacity: c.capacity)
+                }
+                UnsafeMutableRawPointer(c.buffer).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+                c.buffer[raw.count] = 0
+                outJSON.pointee = UnsafePointer(c.buffer)
+                outLen.pointee = raw.count
+                return MIGRATOR_OK
+            } catch let e as StoreError {
+                return c.step?.fail(StoreDatabase.databaseError(e)) ?? MIGRATOR_ERROR
+            } catch {
+                return MIGRATOR_ERROR
+            }
+        },
+        cursor_close: { handle in
+            guard let handle else { return MIGRATOR_OK }
+            let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
+            guard let c = HostHandles.table.withLock({ $0.cursors.removeValue(forKey: id) }) else { return MIGRATOR_INVALID }
+            c.cursor.close()
+            return MIGRATOR_OK
+        },
+        update: { txn, c, filter, update, out in
+            call(txn) { s throws(DatabaseError) in
+                guard let u = bytes(update) else { throw DatabaseError(.invalid, "update: the update is NULL") }
+                let n = try s.db.updateRaw(try collection(c), filter: bytes(filter), update: u)
+                out?.pointee = n
+            }
+        },
+        remove: { txn, c, filter, out in
+            call(txn) { s throws(DatabaseError) in
+                let n = try s.db.removeRaw(try collection(c), filter: bytes(filter))
+                out?.pointee = n
+            }
+        },
+        count: { txn, c, filter, out in
+            call(txn) { s throws(DatabaseError) in
+                guard let out else { throw DatabaseError(.invalid, "count: the out-pointer is NULL") }
+                out.pointee = try s.db.countRaw(try collection(c), filter: bytes(filter))
+            }
+        },
+        log: { txn, level, message in
+            call(txn) { s throws(DatabaseError) in
+                let text = message.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self) } ?? ""
+                s.db.log(LogLevel(rawValue: min(max(level, 0), 3)) ?? .info, text)
+            }
+        },
+        progress: { txn, done, total in
+            call(txn) { s throws(DatabaseError) in s.db.progress(done, of: total) }
+        },
+        set_error: { txn, message in
+            call(txn) { s throws(DatabaseError) in
+                s.pluginError = message.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self) }
+            }
+        },
+        last_error: { txn in
+            guard let s = HostHandles.step(txn) else { return nil }
+            return UnsafePointer(s.lastError)
+        }
+    )
+}
+
+extension StoreDatabase {
+    /// Calls a `Database` method whose errors are already `DatabaseError`s.
+    func run(_ body: (StoreDatabase) throws -> Void) throws(DatabaseError) {
+        do { try body(self) } catch let e as DatabaseError { throw e } catch {
+            throw DatabaseError(.error, "\(error)")
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import DocumentStore
+import MigrationKit
+
+/// Where a running step's `log` and `progress` calls go.
+public struct StepObserver: Sendable {
+    public var log: @Sendable (_ migrationID: String, _ level: LogLevel, _ message: String) -> Void
+    public var progress: @Sendable (_ migrationID: String, _ done: UInt64, _ total: UInt64) -> Void
+    public init(log: @escaping @Sendable (String, LogLevel, String) -> Void = { _, _, _ in },
+                progress: @escaping @Sendable (String, UInt64, UInt64) -> Void = { _, _, _ in }) {
+        self.log = log
+        self.progress = progress
+    }
+    public static let silent = StepObserver()
+}
+
+/// ``Database`` directly over a store transaction: what in-process Swift
+/// migrations get, and what the C host table calls into. One implementation
+/// of every operation, so plugins and in-process migrations behave alike.
+final class StoreDatabase: Database {
+    private let txn: Transaction
+    private let migrationID: String
+    private let observer: StepObserver
+    private var cursors: [DocumentCursor] = []
+    private var finished = false
+
+    init(txn: Transaction, migrationID: String, observer: StepObserver) {
+        self.txn = txn
+        self.migrationID = migrationID
+        self.observer = observer
+    }
+
+    /// Ends the step: closes every cursor it opened; later calls fail.
+    func finish() {
+        finished = true
+        for c in cursors { c.close() }
+        cursors.removeAll()
+    }
+
+    /// Runs a store operation, turning its error into a `DatabaseError`.
+    @inline(__always)
+    private func store<R>(_ body: () throws(StoreError) -> R) throws(DatabaseError) -> R {
+        guard !finished else {
+            throw DatabaseError(.invalid, "migration '\(migrationID)': the database was used after its step returned")
+        }
+        do { return try body() } catch { throw Self.databaseError(error) }
+    }
+
+    static func databaseError(_ e: StoreError) -> DatabaseError {
+        let status: DatabaseError.Status
+        switch e.code {
+        case .duplicateKey, .collectionExists, .indexExists: status = .duplicateKey
+        case .collectionNotFound, .indexNotFound: status = .notFound
+        case .invalidJSON, .invalidDocument, .invalidFilter, .invalidUpdate, .invalidProjection, .invalidName,
+             .reservedCollection, .cursorClosed:
+            status = .invalid
+        default: status = .error
+        }
+        return DatabaseError(status, e.message)
+    }
+
+    static func filter(_ text: UnsafeRawBufferPointer?) throws(StoreError) -> Filter {
+        guard let text, !text.isEmpty else { return .all }
+        return try Filter(JSON(parsing: text))
+    }
+
+    // MARK: Raw entry points (JSON as bytes), shared with the C host table
+
+    func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError) {
+        _ = try store { () throws(StoreError) in try txn.insert(json: jsonBytes, into: collection) }
+    }
+    func openCursor(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> DocumentCursor {
+        try store { () throws(StoreError) in
+            let c = try txn.find(collection, filter: try Self.filter(filter))
+            cursors.append(c)
+            return c
+        }
+    }
+    func updateRaw(_ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer) throws(DatabaseError) -> UInt64 {
+        try store { () throws(StoreError) in
+            UInt64(try txn.updateMany(collection, filter: try Self.filter(filter), update: try Update(JSON(parsing: update))).matched)
+        }
+    }
+    func removeRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64 {
+        try store { () throws(StoreError) in UInt64(try txn.deleteMany(collection, filter: try Self.filter(filter))) }
+    }
+    func countRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64 {
+        try store { () throws(StoreError) in UInt64(try txn.count(collection, filter: try Self.filter(filter))) }
+    }
+
+    // MARK: Database
+
+    func createCollection(_ name: String) throws {
+        _ = try store { () throws(StoreError) in try txn.createCollection(name, ifNotExists: true) }
+    }
+    func dropCollection(_ name: String) throws {
+        _ = try store { () throws(StoreError) in try txn.dropCollection(name) }
+    }
+    func createIndex(_ collection: String, path: String, unique: Bool) throws {
+        _ = try store { () throws(StoreError) in try txn.createIndex(collection, path: path, unique: unique) }
+    }
+    func dropIndex(_ collection: String, path: String) throws {
+        try store { () throws(StoreError) in try txn.dropIndex(collection, path: path) }
+    }
+    func insert(json: String, into collection: String) throws {
+        var json = json
+        try json.withUTF8 { b in try insert(jsonBytes: UnsafeRawBufferPointer(b), into: collection) }
+    }
+    func find(_ collection: String, filter: String) throws -> Documents {
+        var filter = filter
+        let cursor = try filter.withUTF8 { b in try openCursor(collection, filter: UnsafeRawBufferPointer(b)) }
+        return Documents(next: { [unowned self] in
+            try self.store { () throws(StoreError) in
+                try cursor.nextRaw().map { Document(bytes: [UInt8]($0)) }
+            }
+        }, close: { cursor.close() })
+    }
+    func update(_ collection: String, filter: String, update: String) throws -> UInt64 {
+        var filter = filter, update = update
+        return try filter.withUTF8 { f in
+            try update.withUTF8 { u in
+                try self.updateRaw(collection, filter: UnsafeRawBufferPointer(f), update: UnsafeRawBufferPointer(u))
+            }
+        }
+    }
+    func remove(_ collection: String, filter: String) throws -> UInt64 {
+        var filter = filter
+        return try filter.withUTF8 { f in try removeRaw(collection, filter: UnsafeRawBufferPointer(f)) }
+    }
+    func count(_ collection: String, filter: String) throws -> UInt64 {
+        var filter = filter
+        return try filter.withUTF8 { f in try countRaw(collection, filter: UnsafeRawBufferPointer(f)) }
+    }
+    func log(_ level: LogLevel, _ message: String) {
+        observer.log(migrationID, level, message)
+    }
+    func progress(_ done: UInt64, of total: UInt64) {
+        observer.progress(migrationID, done, total)
+    }
+}
