@@ -24,6 +24,28 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         // Across plugins.
         public static let duplicateID = Code("duplicate_id")
         public static let duplicateSequence = Code("duplicate_sequence")
+        // Refusals before a run (exit 4).
+        public static let outOfOrder = Code("out_of_order")
+        public static let missingMigrations = Code("missing_migrations")
+        public static let checksumChanged = Code("checksum_changed")
+        public static let unknownTarget = Code("unknown_target")
+        public static let targetAlreadyApplied = Code("target_already_applied")
+        public static let targetNotApplied = Code("target_not_applied")
+        public static let irreversible = Code("irreversible")
+        public static let pluginProblems = Code("plugin_problems")
+        // Running.
+        public static let migrationFailed = Code("migration_failed")
+        public static let storage = Code("storage")
+        // Locking.
+        public static let lockTimeout = Code("lock_timeout")
+        public static let lockFailed = Code("lock_failed")
+        public static let lockHeld = Code("lock_held")
+
+        /// Codes that mean "validation refused the run; nothing was changed".
+        public var isRefusal: Bool {
+            [Code.outOfOrder, .missingMigrations, .checksumChanged, .unknownTarget, .targetAlreadyApplied,
+             .targetNotApplied, .irreversible, .pluginProblems, .duplicateID, .duplicateSequence].contains(self)
+        }
     }
 
     public let code: Code

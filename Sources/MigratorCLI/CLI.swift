@@ -11,6 +11,12 @@ public enum ExitCode {
     public static let failure: Int32 = 1
     /// The command line was wrong.
     public static let usage: Int32 = 2
+    /// Another run held the lock past `--lock-timeout`.
+    public static let lockTimeout: Int32 = 3
+    /// Validation refused the run before anything ran.
+    public static let refused: Int32 = 4
+    /// `status --check` found pending, failed or missing migrations.
+    public static let work: Int32 = 5
 }
 
 /// What a command needs from its surroundings.
@@ -78,7 +84,7 @@ extension String {
 public enum MigratorCommandLine {
     public static let version = "0.1.0"
 
-    static let commands: [Command] = PluginCommands.all + DatabaseCommands.all
+    static let commands: [Command] = MigrationCommands.all + PluginCommands.all + DatabaseCommands.all
 
     static var topHelp: String {
         var h = """
@@ -94,13 +100,17 @@ public enum MigratorCommandLine {
         }
         h += """
 
-        Every command takes --db PATH (default: $MIGRATOR_DB, else ./migrator.db)
-        and --help. Data goes to stdout, messages to stderr.
+        --dir DIR defaults to $MIGRATOR_DIR, else ./migrations; --db PATH to
+        $MIGRATOR_DB, else ./migrator.db. Every command takes --help.
+        Tables and data go to stdout; logs and progress to stderr.
 
         Exit codes:
-          0  success
-          1  failure (bad data, storage error)
+          0  success (also: nothing to do)
+          1  a migration failed, or another failure (bad data, storage error)
           2  usage error
+          3  lock timeout: another run holds the database's run lock
+          4  validation refused the run (nothing was changed)
+          5  status --check found pending, failed or missing migrations
 
         """
         return h
@@ -152,8 +162,7 @@ public enum MigratorCommandLine {
             context.err.line("error: \(e.message)")
             return ExitCode.failure
         } catch let e as MigratorError {
-            context.err.line("error: \(e.message)")
-            return ExitCode.failure
+            return MigrationCommands.fail(context, e)
         } catch let e as CommandError {
             context.err.line("error: \(e.message)")
             return e.exitCode

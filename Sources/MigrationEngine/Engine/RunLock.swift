@@ -1,0 +1,183 @@
+import DocumentStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who holds (or last held) the run lock, as written in the lock file.
+public struct LockOwner: Sendable, Equatable {
+    public var pid: Int32
+    public var host: String
+    public var user: String
+    public var command: String
+    public var startedAt: String
+    /// The migration being run when this was written, if any: after a
+    /// crash, this is what was interrupted.
+    public var currentID: String?
+    public var currentDirection: String?
+    public var currentStartedAt: String?
+
+    var json: JSON {
+        var fields: [(String, JSON)] = [
+            ("pid", .int(Int64(pid))), ("host", .string(host)), ("user", .string(user)),
+            ("command", .string(command)), ("started_at", .string(startedAt)),
+        ]
+        if let currentID {
+            fields.append(("current", .object(JSONObject([
+                ("id", .string(currentID)), ("direction", .string(currentDirection ?? "up")),
+                ("started_at", .string(currentStartedAt ?? "")),
+            ]))))
+        }
+        return .object(JSONObject(fields))
+    }
+
+    init(pid: Int32, host: String, user: String, command: String, startedAt: String) {
+        self.pid = pid
+        self.host = host
+        self.user = user
+        self.command = command
+        self.startedAt = startedAt
+    }
+
+    init?(parsing text: String) {
+        guard let o = (try? JSON(parsing: text))?.objectValue, case .int(let pid)? = o["pid"] else { return nil }
+        self.pid = Int32(truncatingIfNeeded: pid)
+        host = o["host"]?.stringValue ?? "?"
+        user = o["user"]?.stringValue ?? "?"
+        command = o["command"]?.stringValue ?? "?"
+        startedAt = o["started_at"]?.stringValue ?? "?"
+        let current = o["current"]?.objectValue
+        currentID = current?["id"]?.stringValue
+        currentDirection = current?["direction"]?.stringValue
+        currentStartedAt = current?["started_at"]?.stringValue
+    }
+
+    /// "apply (pid 42, root@box) since 2026-11-26T10:00:05.123Z"
+    public var summary: String { "\(command) (pid \(pid), \(user)@\(host)) since \(startedAt)" }
+}
+
+/// The state of a database's run lock, read without taking it.
+public enum LockState: Sendable, Equatable {
+    /// Nobody holds it. `leftover` is the record a crashed run left behind.
+    case free(leftover: LockOwner?)
+    /// A live process holds it.
+    case held(by: LockOwner?)
+}
+
+/// The exclusive run lock of `apply`, `rollback` and `unlock`: an open-file-
+/// description lock (`F_OFD_SETLK`) on `<db>/migrator.lock`. The kernel drops
+/// it when the holder dies, so no lock outlives a crashed runner; readers test
+/// it with `F_OFD_GETLK` without taking it. The file records the owner, and
+/// the migration in progress, for messages and crash reports.
+final class RunLock {
+    // Linux fcntl commands for open file description locks.
+    private static let getLock: Int32 = 36   // F_OFD_GETLK
+    private static let setLock: Int32 = 37   // F_OFD_SETLK
+
+    static func path(database: String) -> String { database + "/migrator.lock" }
+
+    private let fd: Int32
+    private(set) var owner: LockOwner
+    /// The record found when the lock was taken: a previous run's, if it
+    /// did not finish cleanly.
+    let leftover: LockOwner?
+
+    /// Takes the lock, waiting up to `timeout` seconds.
+    init(database: String, command: String, timeout: Double) throws(MigratorError) {
+        let path = Self.path(database: database)
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw MigratorError(.lockFailed, "cannot open the lock file '\(path)': \(errorText(errno))")
+        }
+        let deadline = Clock.monotonic() + timeout
+        while true {
+            var fl = Self.request(F_WRLCK)
+            if fcntl(fd, Self.setLock, &fl) == 0 { break }
+            let e = errno
+            guard e == EAGAIN || e == EACCES || e == EINTR else {
+                close(fd)
+                throw MigratorError(.lockFailed, "cannot lock '\(path)': \(errorText(e))")
+            }
+            if Clock.monotonic() >= deadline {
+                let holder = Self.readOwner(fd)
+                close(fd)
+                throw MigratorError(.lockTimeout,
+                    "database '\(database)' is locked by \(holder?.summary ?? "another process"); gave up after \(Self.seconds(timeout)) (--lock-timeout)")
+            }
+            usleep(20_000)
+        }
+        leftover = Self.readOwner(fd)
+        owner = LockOwner(pid: getpid(), host: Clock.hostName, user: Clock.userName, command: command, startedAt: Clock.iso8601())
+        write()
+    }
+
+    deinit { release() }
+
+    private var released = false
+
+    /// Clears the owner record and drops the lock.
+    func release() {
+        guard !released else { return }
+        released = true
+        _ = ftruncate(fd, 0)
+        close(fd)   // drops the OFD lock
+    }
+
+    /// Records the migration now running (no fsync: it only has to survive
+    /// the process, which the page cache does).
+    func begin(_ id: String, _ direction: Direction) {
+        owner.currentID = id
+        owner.currentDirection = direction.rawValue
+        owner.currentStartedAt = Clock.iso8601()
+        write()
+    }
+
+    func end() {
+        owner.currentID = nil
+        owner.currentDirection = nil
+        owner.currentStartedAt = nil
+        write()
+    }
+
+    /// Forgets a leftover record (after it has been dealt with).
+    func clearLeftover() { write() }
+
+    private func write() {
+        let text = Array((owner.json.serialized + "\n").utf8)
+        _ = ftruncate(fd, 0)
+        _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// The lock's state, read without taking it. `nil` file: never locked.
+    static func inspect(database: String) -> LockState {
+        let fd = open(path(database: database), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .free(leftover: nil) }
+        defer { close(fd) }
+        var fl = request(F_WRLCK)
+        let owner = readOwner(fd)
+        if fcntl(fd, getLock, &fl) == 0, fl.l_type == Int16(F_UNLCK) {
+            return .free(leftover: owner)
+        }
+        return .held(by: owner)
+    }
+
+    private static func request(_ type: Int32) -> flock {
+        var fl = flock()
+        fl.l_type = Int16(type)
+        fl.l_whence = Int16(SEEK_SET)
+        fl.l_start = 0
+        fl.l_len = 0
+        fl.l_pid = 0
+        return fl
+    }
+
+    private static func readOwner(_ fd: Int32) -> LockOwner? {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return nil }
+        return LockOwner(parsing: String(decoding: buf[..<n], as: UTF8.self))
+    }
+
+    static func seconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
+    }
+}

@@ -1,0 +1,100 @@
+/// The state of every known migration: the value of `migrator status --json`
+/// and of ``Migrator/status()``. The schema is stable: fields may be added,
+/// never renamed or removed.
+public struct MigrationStatus: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var id: String
+        public var name: String
+        public var description: String
+        public var version: String
+        /// `applied`, `pending`, `failed` (pending; its last attempt failed)
+        /// or `missing` (applied, but no plugin provides it).
+        public var state: String
+        public var appliedAt: String?
+        /// The plugin file that provides it (or applied it), or `"in-process"`.
+        public var plugin: String?
+        /// The declared checksum: the available one, else the recorded one.
+        public var checksum: String?
+        /// The declared checksum differs from the one recorded when applied.
+        public var changed: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case id, name, description, version, state, appliedAt = "applied_at", plugin, checksum, changed
+        }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(name, forKey: .name)
+            try c.encode(description, forKey: .description)
+            try c.encode(version, forKey: .version)
+            try c.encode(state, forKey: .state)
+            try c.encode(appliedAt, forKey: .appliedAt)
+            try c.encode(plugin, forKey: .plugin)
+            try c.encode(checksum, forKey: .checksum)
+            try c.encode(changed, forKey: .changed)
+        }
+    }
+    public struct Summary: Codable, Sendable, Equatable {
+        public var applied = 0
+        public var pending = 0
+        public var failed = 0
+        public var missing = 0
+    }
+    /// A run that died mid-migration, and has not been retried since.
+    public struct Interrupted: Codable, Sendable, Equatable {
+        public var id: String
+        public var direction: String
+        public var pid: Int32
+        public var at: String
+    }
+
+    /// The database path.
+    public var database: String
+    public var migrations: [Entry]
+    public var summary: Summary
+    /// Set when the last run was killed during a migration.
+    public var interrupted: Interrupted?
+    /// Set while a run holds the lock: who, e.g. "apply (pid 42, …) since …".
+    public var lockedBy: String?
+
+    enum CodingKeys: String, CodingKey {
+        case database, migrations, summary, interrupted, lockedBy = "locked_by"
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(database, forKey: .database)
+        try c.encode(migrations, forKey: .migrations)
+        try c.encode(summary, forKey: .summary)
+        try c.encode(interrupted, forKey: .interrupted)
+        try c.encode(lockedBy, forKey: .lockedBy)
+    }
+
+    /// True when nothing is pending, failed or missing.
+    public var isUpToDate: Bool { summary.pending == 0 && summary.failed == 0 && summary.missing == 0 }
+}
+
+/// The reference design's detailed health document:
+/// `{"status": "healthy" | "migrating" | "unhealthy", "migrations": {…}}`.
+public struct HealthReport: Codable, Sendable, Equatable {
+    /// `migrating` while a run holds the lock (a probe must not kill it);
+    /// `healthy` when up to date; `unhealthy` otherwise or on error.
+    public var status: String
+    public var migrations: MigrationStatus?
+    public var error: String?
+}
+
+/// What a run did.
+public struct RunReport: Sendable, Equatable {
+    /// Ids applied (or rolled back), in the order they ran.
+    public var completed: [String] = []
+    /// Notices worth showing (an interrupted previous run, …).
+    public var notices: [String] = []
+}
+
+/// Progress of a run, for a CLI or an app's logs.
+public enum RunEvent: Sendable {
+    case started(id: String, direction: Direction)
+    case finished(id: String, direction: Direction, milliseconds: Int64)
+    case failed(id: String, direction: Direction, message: String)
+    case notice(String)
+}

@@ -1,0 +1,305 @@
+import DocumentStore
+import Foundation
+import MigrationEngine
+import MigrationKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `apply`, `rollback`, `status`, `validate`, `history`, `create`, `unlock`:
+/// thin wrappers over ``Migrator``.
+enum MigrationCommands {
+    static let dbOption = DatabaseCommands.dbOption
+    static let quiet = OptionSpec("quiet", "Print only errors.")
+    static let verbose = OptionSpec("verbose", "Also print debug logs and each step as it starts.")
+    static let lockTimeout = OptionSpec("lock-timeout", value: "SECONDS", "Wait this long for another run's lock (default 60); then exit 3.")
+    static let allowOutOfOrder = OptionSpec("allow-out-of-order", "Apply pending migrations that sort before applied ones.")
+    static let allowMissing = OptionSpec("allow-missing", "Run although the database holds ids no plugin provides.")
+    static let json = OptionSpec("json", "Print JSON.")
+    static let runOptions = PluginCommands.loaderOptions + [dbOption, lockTimeout, quiet, verbose]
+
+    static let all: [Command] = [
+        Command(path: ["apply"], arguments: [], summary: "Apply pending migrations in order, each in its own transaction.",
+                options: runOptions + [OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing],
+                run: apply),
+        Command(path: ["migrate"], arguments: [], summary: "Alias of apply.",
+                options: runOptions + [OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing],
+                run: apply),
+        Command(path: ["rollback"], arguments: [("[TARGET]", "Roll back every migration applied after TARGET.")],
+                summary: "Run down for applied migrations after TARGET, newest first.",
+                options: runOptions + [OptionSpec("last", value: "N", "Roll back the last N applied migrations instead."),
+                                       OptionSpec("all", "Roll back every applied migration.")],
+                run: rollback),
+        Command(path: ["status"], arguments: [], summary: "Show every known migration and its state (never blocked by a run).",
+                options: PluginCommands.loaderOptions + [dbOption, json, OptionSpec("check", "Exit 5 if anything is pending, failed or missing.")],
+                run: status),
+        Command(path: ["validate"], arguments: [], summary: "Run every check apply would, without running any migration.",
+                options: PluginCommands.loaderOptions + [dbOption, allowOutOfOrder, allowMissing], run: validate),
+        Command(path: ["history"], arguments: [], summary: "Show the log of every attempt: applied, failed, rolled_back, interrupted.",
+                options: [dbOption, json], run: history),
+        Command(path: ["create"], arguments: [("NAME", "Human name, e.g. \"Add User Settings\"."), ("[DESCRIPTION]", "What it does.")],
+                summary: "Write a ready-to-build migration source with the next sequence number.",
+                options: [PluginCommands.dirOption, dbOption,
+                          OptionSpec("lang", value: "swift|c", "Source language (default swift)."),
+                          OptionSpec("out", value: "DIR", "Where to write it (default: the current directory)."),
+                          OptionSpec("version", value: "VERSION", "The version field (default 1.0.0).")],
+                run: create),
+        Command(path: ["unlock"], arguments: [], summary: "Explain the run lock and clear a leftover owner record (never breaks a live lock).",
+                options: [dbOption], run: unlock),
+    ]
+
+    // MARK: Shared
+
+    /// A migrator for `--db`, with plugins from `--dir` loaded (warnings on stderr).
+    static func migrator(_ ctx: Context, _ args: ParsedArguments, command: String, loadPlugins: Bool = true) throws -> Migrator {
+        var options = Migrator.Options()
+        options.command = command
+        options.allowOutOfOrder = args.flag("allow-out-of-order")
+        options.allowMissing = args.flag("allow-missing")
+        if let raw = args.options["lock-timeout"] {
+            guard let t = Double(raw), t >= 0 else { throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'") }
+            options.lockTimeout = t
+        }
+        let reporter = Reporter(ctx, quiet: args.flag("quiet"), verbose: args.flag("verbose"))
+        options.observer = reporter.observer
+        options.events = reporter.event
+        let m = Migrator(databasePath: ctx.databasePath(args), options: options)
+        if loadPlugins {
+            let set = try m.loadPlugins(from: ctx.migrationsDirectory(args), options: PluginCommands.loaderOptions(args))
+            if !args.flag("quiet") { for w in set.warnings { ctx.err.line(w) } }
+        }
+        return m
+    }
+
+    /// Runs `body`, mapping engine errors to documented exit codes.
+    static func exitCode(for e: MigratorError) -> Int32 {
+        if e.code == .lockTimeout || e.code == .lockHeld { return ExitCode.lockTimeout }
+        if e.code.isRefusal { return ExitCode.refused }
+        return ExitCode.failure
+    }
+
+    static func fail(_ ctx: Context, _ e: MigratorError) -> Int32 {
+        for line in e.message.split(separator: "\n") { ctx.err.line("error: \(line)") }
+        return exitCode(for: e)
+    }
+
+    // MARK: Commands
+
+    static func apply(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let m = try migrator(ctx, args, command: "apply")
+        do {
+            let t0 = Date()
+            let report = try m.migrateUp(to: args.options["target"])
+            if !args.flag("quiet") {
+                let took = String(format: "%.2f s", Date().timeIntervalSince(t0))
+                ctx.err.line(report.completed.isEmpty
+                    ? "nothing to apply: \(m.databasePath) is up to date"
+                    : "applied \(report.completed.count) migration(s) in \(took)\(args.options["target"].map { " (target \($0))" } ?? "")")
+            }
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return fail(ctx, e)
+        }
+    }
+
+    static func rollback(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let target = args.positionals.first
+        let last = try args.int("last", min: 1)
+        let choices = [target != nil, last != nil, args.flag("all")].filter { $0 }.count
+        guard choices == 1 else { throw UsageError("give exactly one of TARGET, --last N or --all") }
+        let m = try migrator(ctx, args, command: "rollback")
+        do {
+            let report: RunReport
+            if let last { report = try m.rollback(last: last) } else { report = try m.rollback(to: target) }
+            if !args.flag("quiet") {
+                ctx.err.line(report.completed.isEmpty ? "nothing to roll back" : "rolled back \(report.completed.count) migration(s)")
+            }
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return fail(ctx, e)
+        }
+    }
+
+    static func encode<T: Encodable>(_ value: T) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    static func status(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let m = try migrator(ctx, args, command: "status")
+        let s = try m.status()
+        for p in m.migrations.problems { ctx.err.line("error: \(p.message)") }
+        if args.flag("json") {
+            ctx.out.line(try encode(s))
+        } else {
+            ctx.out.line("Database: \(s.database)")
+            var rows = [["ID", "STATE", "APPLIED AT", "VERSION", "PLUGIN"]]
+            for e in s.migrations {
+                rows.append([e.id, e.state + (e.changed ? " (changed)" : ""), e.appliedAt ?? "-", e.version, e.plugin ?? "-"])
+            }
+            ctx.out.write(Table.render(rows))
+            let sm = s.summary
+            ctx.out.line("\(s.migrations.count) migration(s): \(sm.applied) applied, \(sm.pending) pending, \(sm.failed) failed, \(sm.missing) missing")
+            if let i = s.interrupted {
+                ctx.out.line("interrupted at \(i.id) (\(i.direction), pid \(i.pid), \(i.at)): nothing of it was committed; the next apply retries it")
+            }
+            if let by = s.lockedBy { ctx.out.line("migrating now: locked by \(by)") }
+        }
+        if args.flag("check") && (!s.isUpToDate || !m.migrations.problems.isEmpty) { return ExitCode.work }
+        return ExitCode.ok
+    }
+
+    static func validate(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let m = try migrator(ctx, args, command: "validate")
+        let (refusals, warnings) = try m.validate()
+        for w in warnings { ctx.err.line(w) }
+        for r in refusals {
+            for line in r.message.split(separator: "\n") { ctx.err.line("error: \(line)") }
+        }
+        let pending = try m.pendingMigrations()
+        if refusals.isEmpty {
+            ctx.out.line("ok: \(m.migrations.migrations.count) migration(s) checked, \(pending.count) pending")
+            return ExitCode.ok
+        }
+        ctx.out.line("refused: \(refusals.count) problem(s); apply would not run")
+        return ExitCode.refused
+    }
+
+    static func history(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let m = Migrator(databasePath: ctx.databasePath(args))
+        let entries = try m.history()
+        if args.flag("json") {
+            let doc: JSON = .object(JSONObject([("history", .array(entries.map { h in
+                .object(JSONObject([
+                    ("migration_id", .string(h.migrationID)), ("outcome", .string(h.outcome.rawValue)),
+                    ("direction", .string(h.direction)), ("at", .string(h.at)),
+                    ("duration_ms", h.durationMS.map(JSON.int) ?? .null), ("error", h.error.map(JSON.string) ?? .null),
+                    ("applied_by", .string(h.appliedBy)), ("plugin", h.plugin.map(JSON.string) ?? .null),
+                ]))
+            }))]))
+            ctx.out.line(doc.serialized)
+        } else {
+            var rows = [["#", "AT", "MIGRATION", "OUTCOME", "MS", "BY", "ERROR"]]
+            for h in entries {
+                rows.append([String(h.sequence), h.at, h.migrationID, h.outcome.rawValue + (h.direction == "down" && h.outcome == .failed ? " (down)" : ""),
+                             h.durationMS.map(String.init) ?? "-", h.appliedBy, h.error ?? ""])
+            }
+            ctx.out.write(Table.render(rows))
+        }
+        return ExitCode.ok
+    }
+
+    static func create(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let name = args.positionals[0]
+        let description = args.positionals.count > 1 ? args.positionals[1] : name
+        guard let language = Scaffold.Language(rawValue: args.options["lang"] ?? "swift") else {
+            throw UsageError("--lang must be swift or c, not '\(args.options["lang"] ?? "")'")
+        }
+        let out = args.options["out"] ?? "."
+        var ids: [String] = []
+        // Numbers in use: plugins in --dir, sources in --out, the database.
+        let dir = ctx.migrationsDirectory(args)
+        if access(dir, F_OK) == 0 {
+            let set = try PluginLoader.load(directory: dir, options: .init(insecure: true))
+            ids += set.plugins.flatMap { $0.migrations.map(\.id) }
+        }
+        if let names = try? FileManager.default.contentsOfDirectory(atPath: out) {
+            ids += names.map { ($0 as NSString).deletingPathExtension }.filter { MigrationID.problem(with: $0) == nil }
+        }
+        ids += try Migrator(databasePath: ctx.databasePath(args)).appliedMigrations().map(\.id)
+        guard let id = Scaffold.nextID(name: name, existingIDs: ids) else {
+            throw UsageError("NAME '\(name)' has no letters or digits to build an id from")
+        }
+        let (file, text) = Scaffold.source(id: id, name: name, description: description,
+                                           version: args.options["version"] ?? "1.0.0", language: language)
+        let path = (out as NSString).appendingPathComponent(file)
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw CommandError("'\(path)' already exists; not overwriting it")
+        }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        ctx.out.line(path)
+        switch language {
+        case .swift:
+            ctx.err.line("wrote \(id) to \(path)\nnext: add \(file.dropLast(6).split(separator: "_").dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined())() to MigrationBundle.export in your plugin package, then\n  swift build -c release && install -m 0644 .build/release/lib<YourPlugin>.so \(dir)/")
+        case .c:
+            ctx.err.line("wrote \(id) to \(path)\nbuild it with:\n  migrator header > migrator_plugin.h\n  cc -shared -fPIC -O2 -fvisibility=hidden -I. -o \(dir)/\(id).so \(path)")
+        }
+        return ExitCode.ok
+    }
+
+    static func unlock(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        do {
+            ctx.out.line(try Migrator(databasePath: ctx.databasePath(args)).unlock())
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return fail(ctx, e)
+        }
+    }
+}
+
+/// Step logs, progress and run events on stderr.
+final class Reporter: @unchecked Sendable {
+    let err: OutputStream
+    let quiet: Bool
+    let verbose: Bool
+    let tty: Bool
+    private var lastDraw = 0.0
+    private var barShown = false
+
+    init(_ ctx: Context, quiet: Bool, verbose: Bool) {
+        err = ctx.err
+        self.quiet = quiet
+        self.verbose = verbose
+        tty = ctx.err.isTerminal && ctx.environment["TERM"] != "dumb"
+    }
+
+    var observer: StepObserver {
+        StepObserver(log: { [self] id, level, message in
+            guard !quiet, level != .debug || verbose else { return }
+            clearBar()
+            let tag = level == .warning ? "warning: " : level == .error ? "error: " : ""
+            err.line("  [\(id)] \(tag)\(message)")
+            err.flush()
+        }, progress: { [self] id, done, total in
+            guard tty, !quiet else { return }
+            let now = Date().timeIntervalSince1970
+            guard now - lastDraw >= 0.1 || done == total else { return }
+            lastDraw = now
+            var line = "\r  \(id) "
+            if total > 0 {
+                let width = 30
+                let filled = Int(Double(width) * Double(min(done, total)) / Double(total))
+                line += "[" + String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled) + "] "
+                line += "\(done * 100 / total)% (\(done)/\(total))"
+            } else {
+                line += "\(done) done"
+            }
+            err.write(line + "\u{1B}[K")
+            err.flush()
+            barShown = true
+        })
+    }
+
+    func clearBar() {
+        if barShown { err.write("\r\u{1B}[K"); barShown = false }
+    }
+
+    var event: @Sendable (RunEvent) -> Void {
+        { [self] e in
+            clearBar()
+            switch e {
+            case .started(let id, let direction):
+                if verbose { err.line("\(direction == .up ? "applying" : "rolling back") \(id)…") }
+            case .finished(let id, let direction, let ms):
+                if !quiet { err.line("\(direction == .up ? "applied" : "rolled back") \(id) (\(ms) ms)") }
+            case .failed:
+                break // reported with the error
+            case .notice(let text):
+                if !quiet { err.line("note: \(text)") }
+            }
+            err.flush()
+        }
+    }
+}
