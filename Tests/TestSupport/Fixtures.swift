@@ -31,14 +31,17 @@ public enum Fixtures {
         try? FileManager.default.removeItem(atPath: path)
     }
 
-    /// A C compiler: the toolchain's clang next to `swift`, else cc.
-    public static let cCompiler: String = {
+    /// The first of `names` found on PATH.
+    public static func tool(_ names: [String], fallback: String) -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin"
         for dir in path.split(separator: ":") {
-            for name in ["clang", "cc"] where access("\(dir)/\(name)", X_OK) == 0 { return "\(dir)/\(name)" }
+            for name in names where access("\(dir)/\(name)", X_OK) == 0 { return "\(dir)/\(name)" }
         }
-        return "/opt/swift/usr/bin/clang"
-    }()
+        return fallback
+    }
+
+    /// A C compiler: clang (the Swift toolchain ships one), else cc.
+    public static let cCompiler = tool(["clang", "cc"], fallback: "/opt/swift/usr/bin/clang")
 
     /// Runs a program and returns its exit status and combined output.
     @discardableResult
@@ -97,5 +100,23 @@ public enum Fixtures {
     public static func migration(_ id: String, up: String = "ok_step", down: String = "ok_step", checksum: String = "NULL",
                                  name: String = "\"A migration\"") -> String {
         "{ \(id == "NULL" ? "NULL" : "\"\(id)\""), \(name), \"fixture migration\", \"1.0.0\", \(checksum), \(up), \(down), NULL }"
+    }
+
+    /// A one-migration plugin whose up and down are the given C bodies
+    /// (with `host`, `txn` in scope); `down: nil` makes it irreversible.
+    public static func stepPlugin(_ id: String, up: String, down: String? = "return MIGRATOR_OK;", checksum: String? = nil) -> String {
+        """
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        #include <unistd.h>
+        #include <signal.h>
+        #include "migrator_plugin.h"
+        static migrator_status up(const migrator_host_v1 *host, migrator_txn *txn, void *u) { (void)u; \(up) }
+        \(down.map { "static migrator_status down(const migrator_host_v1 *host, migrator_txn *txn, void *u) { (void)u; \($0) }" } ?? "")
+        static const migrator_migration_v1 m = { "\(id)", "Step \(id)", "fixture", "1.0.0", \(checksum.map { "\"\($0)\"" } ?? "NULL"), up, \(down == nil ? "NULL" : "down"), NULL };
+        static const migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b, "\(id)", NULL, 1, &m };
+        const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &b; }
+        """
     }
 }

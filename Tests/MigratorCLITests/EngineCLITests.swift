@@ -1,0 +1,321 @@
+import Foundation
+import TestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A database and a migrations directory in a fresh temporary folder.
+final class Workspace {
+    let root = Fixtures.temporaryDirectory("engine")
+    var db: String { root + "/db" }
+    var dir: String { root + "/migrations" }
+
+    init(examples: Bool = false) throws {
+        if examples {
+            let ex = try exampleMigrationsDirectory()
+            try FileManager.default.moveItem(atPath: ex, toPath: dir)
+        } else {
+            mkdir(dir, 0o700)
+        }
+    }
+    deinit { Fixtures.removeTree(root) }
+
+    /// `migrator <args> --db db --dir dir`.
+    func run(_ args: [String], dir: Bool = true, environment: [String: String] = [:]) throws -> RunResult {
+        try migrator(args + ["--db", db] + (dir ? ["--dir", self.dir] : []), environment: environment)
+    }
+
+    func add(_ file: String, _ source: String) throws {
+        try Fixtures.compilePlugin(source, name: file, in: dir)
+    }
+
+    func importSample() throws {
+        for c in ["users", "documents"] {
+            let r = try migrator(["db", "import", c, Fixtures.packageRoot + "/Plugins-Examples/sample-data/\(c).jsonl", "--db", db])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+    }
+
+    func count(_ collection: String, _ filter: String = "{}") throws -> Int {
+        Int(try migrator(["db", "count", collection, "--filter", filter, "--db", db]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+    }
+
+    func status() throws -> [String: Any] {
+        let r = try run(["status", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    func states() throws -> [String: String] {
+        let s = try status()
+        var out: [String: String] = [:]
+        for m in s["migrations"] as? [[String: Any]] ?? [] { out[m["id"] as? String ?? ""] = m["state"] as? String }
+        return out
+    }
+
+    func history() throws -> [[String: Any]] {
+        let r = try run(["history", "--json"], dir: false)
+        return ((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["history"] as? [[String: Any]]) ?? []
+    }
+}
+
+let exampleIDs = ["001_initial_setup", "002_user_preferences", "003_document_analysis_enhancement", "004_user_settings", "005_drop_legacy_tags"]
+
+@Suite("migrator apply, rollback, status (end to end)")
+struct EngineCLITests {
+    // MARK: Apply
+
+    @Test func applyFromEmptyThenReapplyIsANoOp() throws {
+        let w = try Workspace(examples: true)
+        try w.importSample()
+        let r = try w.run(["apply"])
+        #expect(r.status == 0, "\(r.stderr)")
+        for id in exampleIDs { #expect(r.stderr.contains("applied \(id)")) }
+        #expect(try w.count("user_preferences") == 24)
+        #expect(try w.count("user_settings") == 24)
+        #expect(try w.count("documents", #"{"analysis.added_by":"003"}"#) == 7)
+        #expect(try w.count("users", #"{"tags":{"$exists":true}}"#) == 0)
+        #expect(try w.states().values.allSatisfy { $0 == "applied" })
+
+        // The tracking record.
+        let rec = try w.run(["db", "find", "_migrations", "--filter", #"{"_id":"004_user_settings"}"#], dir: false)
+        let doc = (try JSONSerialization.jsonObject(with: Data(rec.stdout.utf8)) as? [String: Any]) ?? [:]
+        #expect(doc["migration_id"] as? String == "004_user_settings")
+        #expect(doc["plugin"] as? String == "example_c_migrations.so")
+        #expect((doc["plugin_sha256"] as? String)?.count == 64)
+        #expect(doc["checksum"] as? String == "004-v1")
+        #expect(doc["success"] as? Bool == true)
+        #expect((doc["applied_by"] as? String)?.contains("(pid ") == true)
+        for key in ["started_at", "applied_at"] {
+            let t = doc[key] as? String ?? ""
+            #expect(t.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"#, options: .regularExpression) != nil, "\(key) = \(t)")
+        }
+        #expect(doc["runner_version"] is String && doc["duration_ms"] is Int)
+
+        let again = try w.run(["apply"])
+        #expect(again.status == 0)
+        #expect(again.stderr.contains("nothing to apply"))
+        #expect(try w.history().count == 5)
+        // The alias, and environment defaults.
+        let alias = try migrator(["migrate"], environment: ["MIGRATOR_DB": w.db, "MIGRATOR_DIR": w.dir])
+        #expect(alias.status == 0 && alias.stderr.contains("nothing to apply"))
+    }
+
+    @Test func target() throws {
+        let w = try Workspace(examples: true)
+        try w.importSample()
+        let r = try w.run(["apply", "--target", "002_user_preferences"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try w.states() == ["001_initial_setup": "applied", "002_user_preferences": "applied",
+                                   "003_document_analysis_enhancement": "pending", "004_user_settings": "pending", "005_drop_legacy_tags": "pending"])
+        let unknown = try w.run(["apply", "--target", "009_nope"])
+        #expect(unknown.status == 4)
+        #expect(unknown.stderr.contains("'009_nope' is not a known migration"))
+        let behind = try w.run(["apply", "--target", "001_initial_setup"])
+        #expect(behind.status == 4)
+        #expect(behind.stderr.contains("already applied"))
+    }
+
+    // MARK: Rollback
+
+    @Test func rollbackToATarget() throws {
+        let w = try Workspace(examples: true)
+        try w.importSample()
+        #expect(try w.run(["apply", "--target", "004_user_settings"]).status == 0)
+        let r = try w.run(["rollback", "001_initial_setup"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("rolled back 004_user_settings") && r.stderr.contains("rolled back 002_user_preferences"))
+        let order = ["004_user_settings", "003_document_analysis_enhancement", "002_user_preferences"].map { r.stderr.range(of: "rolled back " + $0)?.lowerBound }
+        #expect(order.compactMap { $0 } == order.compactMap { $0 }.sorted() && order.allSatisfy { $0 != nil }, "newest first")
+        #expect(try w.states()["001_initial_setup"] == "applied")
+        #expect(try w.states()["002_user_preferences"] == "pending")
+        #expect(try w.count("user_preferences") == 0)
+        #expect(try w.count("documents", #"{"analysis":{"$exists":true}}"#) == 1, "only the document that had its own analysis")
+        let outcomes = try w.history().map { $0["outcome"] as? String ?? "" }
+        #expect(outcomes.filter { $0 == "rolled_back" }.count == 3)
+        // Not applied: error.
+        let bad = try w.run(["rollback", "003_document_analysis_enhancement"])
+        #expect(bad.status == 4 && bad.stderr.contains("not applied"))
+        // And forward again.
+        #expect(try w.run(["apply"]).status == 0)
+        #expect(try w.count("user_settings") == 24)
+    }
+
+    @Test func irreversibleMigrationIsRefusedBeforeAnythingRuns() throws {
+        let w = try Workspace(examples: true)
+        try w.importSample()
+        #expect(try w.run(["apply"]).status == 0)
+        let r = try w.run(["rollback", "003_document_analysis_enhancement"])
+        #expect(r.status == 4)
+        #expect(r.stderr.contains("'005_drop_legacy_tags'") && r.stderr.contains("irreversible"))
+        #expect(try w.states().values.allSatisfy { $0 == "applied" }, "nothing was rolled back, not even 004")
+        #expect(try w.count("user_settings") == 24)
+    }
+
+    // MARK: Failures
+
+    @Test func failingMigrationAbortsItsTransaction() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_make", up: #"return host->insert(txn, "things", "{\"n\":0}");"#))
+        try w.add("b.so", Fixtures.stepPlugin("002_half", up: """
+            for (int i = 1; i <= 3; i++) { char d[32]; snprintf(d, sizeof d, "{\\"n\\":%d}", i); host->insert(txn, "things", d); }
+            host->set_error(txn, "the third-party API said no");
+            return MIGRATOR_ERROR;
+            """))
+        try w.add("c.so", Fixtures.stepPlugin("003_after", up: #"return host->insert(txn, "later", "{}");"#))
+        let r = try w.run(["apply"])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("'002_half'") && r.stderr.contains("b.so") && r.stderr.contains("the third-party API said no"), "\(r.stderr)")
+        #expect(try w.count("things") == 1, "no partial documents from 002")
+        #expect(try w.count("later") == 0, "apply stopped at the failure")
+        #expect(try w.states() == ["001_make": "applied", "002_half": "failed", "003_after": "pending"])
+        let failed = try w.history().last ?? [:]
+        #expect(failed["outcome"] as? String == "failed")
+        #expect(failed["migration_id"] as? String == "002_half")
+        #expect(failed["error"] as? String == "the third-party API said no")
+        let check = try w.run(["status", "--check"])
+        #expect(check.status == 5)
+    }
+
+    @Test func hostErrorsReachThePlugin() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_bad_filter", up: """
+            uint64_t n;
+            migrator_status st = host->count(txn, "users", "{\\"age\\":{\\"$bogus\\":1}}", &n);
+            if (st != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+            const char *why = host->last_error(txn);
+            if (!why || !strstr(why, "$bogus")) return MIGRATOR_ERROR;
+            if (host->insert(txn, "users", "{not json") != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+            if (host->insert(txn, "_migrations", "{}") != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+            if (host->insert(txn, NULL, "{}") != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+            if (host->insert(txn, "users", "{\\"_id\\":1}") != MIGRATOR_OK) return MIGRATOR_ERROR;
+            if (host->insert(txn, "users", "{\\"_id\\":1}") != MIGRATOR_DUPLICATE_KEY) return MIGRATOR_ERROR;
+            if (host->drop_index(txn, "users", "nope") != MIGRATOR_NOT_FOUND) return MIGRATOR_ERROR;
+            migrator_cursor *c; const char *doc; size_t len;
+            if (host->find(txn, "users", NULL, &c) != MIGRATOR_OK) return MIGRATOR_ERROR;
+            if (host->cursor_next(c, &doc, &len) != MIGRATOR_OK || doc[len] != 0) return MIGRATOR_ERROR;
+            if (host->cursor_next(c, &doc, &len) != MIGRATOR_DONE) return MIGRATOR_ERROR;
+            if (host->cursor_close(c) != MIGRATOR_OK) return MIGRATOR_ERROR;
+            if (host->cursor_close(c) != MIGRATOR_INVALID) return MIGRATOR_ERROR;      /* closed twice */
+            if (host->cursor_next(c, &doc, &len) != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+            if (host->find(txn, "users", NULL, &c) != MIGRATOR_OK) return MIGRATOR_ERROR; /* left open */
+            return MIGRATOR_OK;
+            """))
+        let r = try w.run(["apply"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try w.count("users") == 1)
+    }
+
+    @Test func crashingPluginLeavesNothingAndIsRetried() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_first", up: #"return host->insert(txn, "things", "{\"n\":1}");"#))
+        try w.add("b.so", Fixtures.stepPlugin("002_crashy", up: """
+            for (int i = 0; i < 1000; i++) host->insert(txn, "things", "{\\"n\\":2}");
+            if (getenv("CRASH_NOW")) raise(SIGKILL);
+            return MIGRATOR_OK;
+            """))
+        let crashed = try w.run(["apply"], environment: ["CRASH_NOW": "1"])
+        #expect(crashed.status != 0)
+        #expect(try w.count("things") == 1, "nothing of 002 survived")
+        let s = try w.status()
+        let interrupted = s["interrupted"] as? [String: Any]
+        #expect(interrupted?["id"] as? String == "002_crashy")
+        #expect(try w.run(["status"]).stdout.contains("interrupted at 002_crashy"))
+        #expect(try w.states()["002_crashy"] == "pending")
+        // The next apply takes the lock at once and simply retries.
+        let again = try w.run(["apply", "--lock-timeout", "1"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stderr.contains("interrupted during '002_crashy'"))
+        #expect(try w.count("things") == 1001)
+        #expect(try w.history().map { $0["outcome"] as? String ?? "" } == ["applied", "interrupted", "applied"])
+        #expect(try w.status()["interrupted"] is NSNull)
+    }
+
+    // MARK: Refusals
+
+    @Test func outOfOrderIsRefused() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))
+        try w.add("c.so", Fixtures.stepPlugin("003_c", up: "return MIGRATOR_OK;"))
+        #expect(try w.run(["apply"]).status == 0)
+        try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;"))
+        let r = try w.run(["apply"])
+        #expect(r.status == 4)
+        #expect(r.stderr.contains("'002_b' (b.so)") && r.stderr.contains("--allow-out-of-order"), "\(r.stderr)")
+        #expect(try w.states()["002_b"] == "pending")
+        #expect(try w.run(["validate"]).status == 4)
+        #expect(try w.run(["apply", "--allow-out-of-order"]).status == 0)
+        #expect(try w.states()["002_b"] == "applied")
+    }
+
+    @Test func missingPluginIsReported() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))
+        try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;"))
+        #expect(try w.run(["apply"]).status == 0)
+        unlink(w.dir + "/b.so")
+        #expect(try w.states()["002_b"] == "missing")
+        #expect(try w.run(["status", "--check"]).status == 5)
+        #expect(try w.run(["status"]).status == 0)
+        try w.add("c.so", Fixtures.stepPlugin("003_c", up: "return MIGRATOR_OK;"))
+        let r = try w.run(["apply"])
+        #expect(r.status == 4)
+        #expect(r.stderr.contains("newer than these migrations") && r.stderr.contains("'002_b' (from b.so)"), "\(r.stderr)")
+        #expect(try w.run(["apply", "--allow-missing"]).status == 0)
+        let rb = try w.run(["rollback", "--all"])
+        #expect(rb.status == 4 && rb.stderr.contains("no plugin provides it"))
+    }
+
+    @Test func changedChecksumIsRefused() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v1"))
+        #expect(try w.run(["apply"]).status == 0)
+        unlink(w.dir + "/a.so")
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v2"))
+        try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;"))
+        let r = try w.run(["apply"])
+        #expect(r.status == 4)
+        #expect(r.stderr.contains("'001_a'") && r.stderr.contains("a.so") && r.stderr.contains("'v2'") && r.stderr.contains("'v1'"), "\(r.stderr)")
+        #expect(try w.states()["002_b"] == "pending")
+        let s = try w.status()
+        let first = (s["migrations"] as? [[String: Any]])?.first
+        #expect(first?["changed"] as? Bool == true)
+        let v = try w.run(["validate"])
+        #expect(v.status == 4 && v.stderr.contains("SHA-256"))
+    }
+
+    // MARK: create
+
+    @Test func createdCMigrationCompilesAndApplies() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("007_a", up: "return MIGRATOR_OK;"))
+        #expect(try w.run(["apply"]).status == 0)
+        let out = w.root + "/src"
+        let r = try w.run(["create", "Add User Settings", "Defaults per user", "--lang", "c", "--out", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let path = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(path.hasSuffix("/008_add_user_settings.c"))
+        try Fixtures.compilePlugin(try String(contentsOfFile: path, encoding: .utf8), name: "008.so", in: w.dir)
+        let apply = try w.run(["apply"])
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(try w.states()["008_add_user_settings"] == "applied")
+        // The next one counts the source just written.
+        let next = try w.run(["create", "Second One", "--lang", "c", "--out", out])
+        #expect(next.stdout.contains("009_second_one.c"))
+    }
+
+    @Test func createdSwiftMigrationTypeChecks() throws {
+        let w = try Workspace()
+        let r = try w.run(["create", "Add Audit Log", "--out", w.root])
+        #expect(r.status == 0)
+        let path = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(path.hasSuffix("/001_add_audit_log.swift"))
+        let modules = Fixtures.productsDirectory + "/Modules"
+        let abiMap = Fixtures.productsDirectory + "/MigratorPluginABI.build/module.modulemap"
+        let swiftc = Fixtures.tool(["swiftc"], fallback: "/opt/swift/usr/bin/swiftc")
+        let tc = try Fixtures.run(swiftc, ["-typecheck", "-swift-version", "6", "-I", modules, "-Xcc", "-fmodule-map-file=\(abiMap)",
+                                           "-Xcc", "-I", "-Xcc", Fixtures.includeDirectory, path])
+        #expect(tc.status == 0, "\(tc.output)")
+    }
+}
