@@ -119,6 +119,14 @@ public enum MigratorCommandLine {
     /// Runs the command line `args` (without the program name) and returns the exit code.
     public static func main(_ args: [String], context: Context) -> Int32 {
         defer { context.out.flush(); context.err.flush() }
+        // `migrator --db X --dir Y status` means `migrator status --db X --dir Y`.
+        var args = args
+        var leading: [String] = []
+        while let first = args.first, first.hasPrefix("--db") || first.hasPrefix("--dir") {
+            if first.contains("=") { leading.append(args.removeFirst()) }
+            else if args.count >= 2 { leading += args.prefix(2); args.removeFirst(2) }
+            else { break }
+        }
         if args.isEmpty || args == ["--help"] || args == ["-h"] || args == ["help"] {
             (args.isEmpty ? context.err : context.out).write(topHelp)
             return args.isEmpty ? ExitCode.usage : ExitCode.ok
@@ -142,7 +150,7 @@ public enum MigratorCommandLine {
             context.err.line("error: unknown command '\(args[0])'; see 'migrator --help'")
             return ExitCode.usage
         }
-        let rest = Array(args.dropFirst(command.path.count))
+        let rest = Array(args.dropFirst(command.path.count)) + leading
         do {
             let parsed = try ParsedArguments(rest, specs: command.options + [OptionSpec("help", "")])
             if parsed.flag("help") {

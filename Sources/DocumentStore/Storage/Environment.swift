@@ -76,15 +76,24 @@ final class Environment: @unchecked Sendable {
             mdb_env_info(env, &info)
             state = Mutex(State(mapSize: info.me_mapsize))
 
-            var txn: OpaquePointer?
-            try Environment.check(mdb_txn_begin(env, nil, 0, &txn), path, "mdb_txn_begin")
-            for (name, flags) in [("docs", 0), ("index", MDB_DUPSORT), ("meta", 0)] {
-                var dbi: MDB_dbi = 0
-                rc = mdb_dbi_open(txn, name, UInt32(flags | MDB_CREATE), &dbi)
-                if rc != 0 { mdb_txn_abort(txn); try Environment.check(rc, path, "mdb_dbi_open(\(name))") }
-                fixed.append(dbi)
+            // Open the named databases in a read transaction when they exist,
+            // so opening never waits for another process's writer (a long
+            // migration); only a new file needs a write transaction.
+            for write in [false, true] {
+                var txn: OpaquePointer?
+                try Environment.check(mdb_txn_begin(env, nil, write ? 0 : UInt32(MDB_RDONLY), &txn), path, "mdb_txn_begin")
+                fixed = []
+                for (name, flags) in [("docs", 0), ("index", MDB_DUPSORT), ("meta", 0)] {
+                    var dbi: MDB_dbi = 0
+                    rc = mdb_dbi_open(txn, name, UInt32(write ? flags | MDB_CREATE : flags), &dbi)
+                    if rc != 0 { break }
+                    fixed.append(dbi)
+                }
+                if rc == MDB_NOTFOUND && !write { mdb_txn_abort(txn); continue }
+                if rc != 0 { mdb_txn_abort(txn); try Environment.check(rc, path, "mdb_dbi_open") }
+                try Environment.check(mdb_txn_commit(txn), path, "mdb_txn_commit")
+                break
             }
-            try Environment.check(mdb_txn_commit(txn), path, "mdb_txn_commit")
         } catch {
             mdb_env_close(env)
             throw error
