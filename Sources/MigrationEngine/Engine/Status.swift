@@ -39,6 +39,12 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         public var pending = 0
         public var failed = 0
         public var missing = 0
+        public init(applied: Int = 0, pending: Int = 0, failed: Int = 0, missing: Int = 0) {
+            self.applied = applied
+            self.pending = pending
+            self.failed = failed
+            self.missing = missing
+        }
     }
     /// A run that died mid-migration, and has not been retried since.
     public struct Interrupted: Codable, Sendable, Equatable {

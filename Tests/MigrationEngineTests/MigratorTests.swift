@@ -1,0 +1,151 @@
+import Foundation
+import MigrationEngine
+import MigrationKit
+import TestSupport
+import Testing
+
+struct CreateSessions: Migration {
+    let id = "001_create_sessions"
+    let name = "Create Sessions"
+    let description = "Sessions with a unique token"
+    let version = "1.0.0"
+    struct Session: Codable, Equatable { let token: String; let user: Int }
+    func up(_ db: Database) throws {
+        try db.createIndex("sessions", path: "token", unique: true)
+        try db.insert(Session(token: "a", user: 1), into: "sessions")
+        try db.insert(json: #"{"token":"b","user":2}"#, into: "sessions")
+    }
+    func down(_ db: Database) throws { try db.dropCollection("sessions") }
+}
+
+struct AddExpiry: Migration {
+    let id = "002_add_expiry"
+    let name = "Add Expiry"
+    let description = "Every session expires"
+    let version = "1.1.0"
+    let checksum: String? = "v1"
+    func up(_ db: Database) throws {
+        var seen = 0
+        let sessions = try db.find("sessions")
+        while let s = try sessions.next() {
+            guard let filter = s.idFilter else { throw DatabaseError(.error, "no _id in \(s.json)") }
+            try db.update("sessions", filter: filter, update: #"{"$set":{"expires":3600}}"#)
+            seen += 1
+        }
+        guard seen == 2, try db.count("sessions", filter: #"{"expires":3600}"#) == 2 else { throw DatabaseError(.error, "expected 2") }
+        let users = try db.find("sessions", as: CreateSessions.Session.self)
+        guard try users.next()?.user == 1 else { throw DatabaseError(.error, "decoding failed") }
+    }
+    func down(_ db: Database) throws {
+        try db.update("sessions", filter: "{}", update: #"{"$unset":{"expires":""}}"#)
+    }
+}
+
+struct Explodes: Migration {
+    let id = "003_explodes"
+    let name = "Explodes"
+    let description = "Inserts, then fails"
+    let version = "1.2.0"
+    struct Boom: Error, CustomStringConvertible { var description: String { "boom: the payment service is down" } }
+    func up(_ db: Database) throws {
+        try db.insert(json: #"{"token":"c","user":3}"#, into: "sessions")
+        throw Boom()
+    }
+    func down(_ db: Database) throws {}
+}
+
+struct Purge: IrreversibleMigration {
+    let id = "004_purge"
+    let name = "Purge"
+    let description = "Deletes old sessions"
+    let version = "1.3.0"
+    func up(_ db: Database) throws { try db.remove("sessions", filter: #"{"user":1}"#) }
+}
+
+@Suite struct MigratorTests {
+    func withMigrator(_ body: (Migrator, String) throws -> Void) throws {
+        let dir = Fixtures.temporaryDirectory("migrator")
+        defer { Fixtures.removeTree(dir) }
+        try body(Migrator(databasePath: dir + "/db"), dir + "/db")
+    }
+
+    @Test func inProcessMigrationsApplyAndRollBack() throws {
+        try withMigrator { m, path in
+            try m.register(CreateSessions())
+            try m.register(AddExpiry())
+            #expect(try m.pendingMigrations() == ["001_create_sessions", "002_add_expiry"])
+            let report = try m.migrateUp()
+            #expect(report.completed == ["001_create_sessions", "002_add_expiry"])
+            #expect(try m.appliedMigrations().map(\.plugin) == ["in-process", "in-process"])
+            #expect(try m.pendingMigrations().isEmpty)
+            let s = try m.status()
+            #expect(s.summary == MigrationStatus.Summary(applied: 2, pending: 0, failed: 0, missing: 0))
+            #expect(s.migrations.map(\.state) == ["applied", "applied"])
+            #expect(m.health().status == "healthy")
+            #expect(try m.rollback(to: "001_create_sessions").completed == ["002_add_expiry"])
+            #expect(try m.pendingMigrations() == ["002_add_expiry"])
+            #expect(try m.rollback(to: nil).completed == ["001_create_sessions"])
+            #expect(try m.history().map(\.outcome) == [.applied, .applied, .rolledBack, .rolledBack])
+            #expect(m.health().status == "unhealthy", "pending migrations")
+            _ = path
+        }
+    }
+
+    @Test func aThrowingMigrationLeavesNothing() throws {
+        try withMigrator { m, _ in
+            try m.register(CreateSessions())
+            try m.register(Explodes())
+            do { try m.migrateUp(); Issue.record("expected a failure") } catch let e as MigratorError {
+                #expect(e.code == .migrationFailed)
+                #expect(e.migrationID == "003_explodes")
+                #expect(e.message.contains("boom: the payment service is down"))
+            }
+            #expect(try m.appliedMigrations().map(\.id) == ["001_create_sessions"])
+            #expect(try m.status().migrations.last?.state == "failed")
+            #expect(try m.history().last?.error == "boom: the payment service is down")
+        }
+    }
+
+    @Test func irreversibleAndSupersededAndTargets() throws {
+        try withMigrator { m, path in
+            try m.register(CreateSessions())
+            try m.register(Purge())
+            try m.migrateUp(to: "004_purge")
+            do { try m.rollback(to: "001_create_sessions"); Issue.record("expected a refusal") } catch let e as MigratorError {
+                #expect(e.code == .irreversible && e.code.isRefusal)
+            }
+            // An older app that knows only 001 sees a newer database.
+            let old = Migrator(databasePath: path)
+            try old.register(CreateSessions())
+            #expect(try old.hasBeenSuperseded())
+            #expect(try !m.hasBeenSuperseded())
+            do { try old.migrateUp(); Issue.record("expected a refusal") } catch let e as MigratorError {
+                #expect(e.code == .missingMigrations)
+            }
+            // Registration errors.
+            #expect(throws: MigratorError.self) { try m.register(CreateSessions()) }
+            struct BadID: Migration {
+                let id = "first"; let name = ""; let description = ""; let version = ""
+                func up(_ db: Database) throws {}
+                func down(_ db: Database) throws {}
+            }
+            #expect(throws: MigratorError.self) { try m.register(BadID()) }
+        }
+    }
+
+    @Test func statusValueEncodesToTheDocumentedSchema() throws {
+        try withMigrator { m, path in
+            try m.register(CreateSessions())
+            try m.register(AddExpiry())
+            try m.migrateUp(to: "001_create_sessions")
+            let data = try JSONEncoder().encode(try m.status())
+            let o = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+            #expect(o["database"] as? String == path)
+            let entries = o["migrations"] as? [[String: Any]] ?? []
+            #expect(entries.map { Set($0.keys) }.allSatisfy { $0 == ["id", "name", "description", "version", "state", "applied_at", "plugin", "checksum", "changed"] })
+            #expect(entries.last?["applied_at"] is NSNull && entries.last?["checksum"] as? String == "v1")
+            let decoded = try JSONDecoder().decode(MigrationStatus.self, from: data)
+            #expect(decoded == (try m.status()))
+        }
+    }
+}
