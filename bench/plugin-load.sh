@@ -12,24 +12,9 @@ work=$(mktemp -d /tmp/migrator-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 swift build -c release --product migrator >&2
 cc=$(command -v cc || command -v clang)
-inc=Sources/MigratorPluginABI/include
-$cc -O2 -Wall -I$inc -o "$work/dlopen-baseline" bench/dlopen_baseline.c -ldl
+$cc -O2 -Wall -ISources/MigratorPluginABI/include -o "$work/dlopen-baseline" bench/dlopen_baseline.c -ldl
 
-# COUNT distinct plugins: one object compiled per id, linked in parallel.
-mkdir -m 700 "$work/plugins"
-cat >"$work/one.c" <<'C'
-#include "migrator_plugin.h"
-static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
-    (void)u; return h->create_collection(t, "c_" ID);
-}
-static const migrator_migration_v1 m = { ID, "Create c_" ID, "bench", "1.0.0", NULL, up, NULL, NULL };
-static const migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b, "bench", NULL, 1, &m };
-__attribute__((visibility("default"))) const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &b; }
-C
-echo "compiling $COUNT plugins..." >&2
-seq 1 "$COUNT" | xargs -P "$(nproc)" -I{} sh -c \
-    'id=$(printf "%04d_create_c%04d" {} {}); '"$cc"' -shared -fPIC -O1 -fvisibility=hidden -I'"$inc"' -DID="\"$id\"" -o '"$work"'/plugins/$id.so '"$work"'/one.c'
-chmod 644 "$work"/plugins/*.so
+bench/make-plugins.sh "$COUNT" "$work/plugins"
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for i in $(seq "$RUNS"); do

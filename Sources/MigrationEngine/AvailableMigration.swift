@@ -27,6 +27,8 @@ public struct AvailableMigration: @unchecked Sendable {
     enum Body {
         case plugin(up: migrator_step_fn, down: migrator_step_fn?, userdata: UnsafeMutableRawPointer?)
         case swift(any Migration)
+        /// Read from the descriptor cache for reporting; its code is not loaded.
+        case descriptorOnly
     }
 
     public let id: String

@@ -65,7 +65,9 @@ enum MigrationCommands {
         options.events = reporter.event
         let m = Migrator(databasePath: ctx.databasePath(args), options: options)
         if loadPlugins {
-            let set = try m.loadPlugins(from: ctx.migrationsDirectory(args), options: PluginCommands.loaderOptions(args))
+            var loader = PluginCommands.loaderOptions(args)
+            loader.descriptorsOnly = command == "status"
+            let set = try m.loadPlugins(from: ctx.migrationsDirectory(args), options: loader)
             if !args.flag("quiet") { for w in set.warnings { ctx.err.line(w) } }
         }
         return m

@@ -318,4 +318,29 @@ struct EngineCLITests {
                                            "-Xcc", "-I", "-Xcc", Fixtures.includeDirectory, path])
         #expect(tc.status == 0, "\(tc.output)")
     }
+
+    // MARK: The descriptor cache behind status
+
+    @Test func statusReusesDescriptorsOnlyForUnchangedFiles() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v1"))
+        #expect(try w.run(["apply"]).status == 0)
+        #expect(try w.run(["status"]).status == 0) // writes the cache
+        let cachePath = w.db + "/plugin-descriptors.json"
+        let cache = try String(contentsOfFile: cachePath, encoding: .utf8)
+        #expect(cache.contains("\"001_a\""))
+        // Prove the cache is read: doctor the cached name; status shows it.
+        try cache.replacingOccurrences(of: "Step 001_a", with: "Doctored").write(toFile: cachePath, atomically: true, encoding: .utf8)
+        let s = try w.status()
+        #expect((s["migrations"] as? [[String: Any]])?.first?["name"] as? String == "Doctored")
+        // A rebuilt plugin (new identity) is loaded again, never trusted from the cache.
+        unlink(w.dir + "/a.so")
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v2"))
+        let fresh = (try w.status()["migrations"] as? [[String: Any]])?.first
+        #expect(fresh?["name"] as? String == "Step 001_a")
+        #expect(fresh?["changed"] as? Bool == true)
+        // apply never runs from the cache: it loads and checks the file.
+        let r = try w.run(["apply"])
+        #expect(r.status == 4 && r.stderr.contains("'v2'"))
+    }
 }

@@ -68,6 +68,9 @@ public final class Migrator {
     /// returned set.
     @discardableResult
     public func loadPlugins(from directory: String, options loader: PluginLoader.Options = .init()) throws(MigratorError) -> PluginSet {
+        var loader = loader
+        // The descriptor cache lives with the database, once it exists.
+        if loader.cacheDirectory == nil && databaseExists { loader.cacheDirectory = databasePath }
         plugins = try PluginLoader.load(directory: directory, options: loader)
         return plugins
     }

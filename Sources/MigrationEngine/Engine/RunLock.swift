@@ -141,11 +141,15 @@ final class RunLock {
     /// Forgets a leftover record (after it has been dealt with).
     func clearLeftover() { write() }
 
+    /// Rewrites the record in place, padded with spaces to a fixed size so
+    /// the file never changes length (no truncation per migration).
     private func write() {
-        let text = Array((owner.json.serialized + "\n").utf8)
-        _ = ftruncate(fd, 0)
+        var text = Array(owner.json.serialized.utf8)
+        let size = max(Self.recordSize, text.count + 1)
+        text += [UInt8](repeating: 0x20, count: size - 1 - text.count) + [0x0A]
         _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
     }
+    private static let recordSize = 1024
 
     /// The lock's state, read without taking it. `nil` file: never locked.
     static func inspect(database: String) -> LockState {

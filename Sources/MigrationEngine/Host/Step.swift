@@ -29,6 +29,8 @@ extension AvailableMigration {
             } catch {
                 throw StepFailure(message: "\(error)")
             }
+        case .descriptorOnly:
+            throw StepFailure(message: "migration '\(id)' was read from the descriptor cache and is not loaded")
         case .plugin(let up, let down, let userdata):
             guard let fn = direction == .up ? up : down else {
                 throw StepFailure(message: "migration '\(id)' is irreversible (its plugin provides no down)")

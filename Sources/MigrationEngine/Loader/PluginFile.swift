@@ -12,6 +12,10 @@ struct CheckedPluginFile {
     let size: Int
     let sha256: String
     let identity: FileIdentity
+    /// The cache key: the real directory path plus the name.
+    let key: String
+    /// The plugin as cached, when `descriptorsOnly` and unchanged.
+    var cached: LoadedPlugin?
 }
 
 /// What identifies a file's content cheaply: unchanged identity means
@@ -46,7 +50,7 @@ enum PluginDirectory {
     /// Finds `*.so` regular files directly in `directory`, in byte order of
     /// their names, and checks each one. Throws only when the directory
     /// itself cannot be used.
-    static func scan(_ directory: String, insecure: Bool) throws(MigratorError) -> Scan {
+    static func scan(_ directory: String, insecure: Bool, cache: DescriptorCache = .init(), descriptorsOnly: Bool = false) throws(MigratorError) -> Scan {
         var scan = Scan()
         var st = stat()
         guard stat(directory, &st) == 0 else {
@@ -85,7 +89,8 @@ enum PluginDirectory {
                 continue
             }
             do {
-                scan.files.append(try check(name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings))
+                scan.files.append(try check(name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings,
+                                            cache: cache, descriptorsOnly: descriptorsOnly))
             } catch {
                 scan.problems.append(error)
             }
@@ -93,7 +98,8 @@ enum PluginDirectory {
         return scan
     }
 
-    private static func check(name: String, path: String, realDir: String, insecure: Bool, warnings: inout [String]) throws(MigratorError) -> CheckedPluginFile {
+    private static func check(name: String, path: String, realDir: String, insecure: Bool, warnings: inout [String],
+                              cache: DescriptorCache, descriptorsOnly: Bool) throws(MigratorError) -> CheckedPluginFile {
         func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
             MigratorError(code, "plugin '\(path)': \(why)", file: name)
         }
@@ -121,6 +127,12 @@ enum PluginDirectory {
             warnings.append("warning: " + message + " (allowed by --insecure)")
         }
         let size = Int(st.st_size)
+        let key = realDir + "/" + name
+        let identity = FileIdentity(st)
+        let known = cache.entries[key].flatMap { $0.identity == identity ? $0.plugin : nil }
+        if descriptorsOnly, let known {
+            return CheckedPluginFile(name: name, path: path, size: size, sha256: known.sha256, identity: identity, key: key, cached: known)
+        }
         var bytes = [UInt8](repeating: 0, count: size)
         var got = 0
         while got < size {
@@ -130,7 +142,8 @@ enum PluginDirectory {
             got += n
         }
         if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
-        return CheckedPluginFile(name: name, path: path, size: size, sha256: SHA256.hex(bytes), identity: FileIdentity(st))
+        // An unchanged file keeps its recorded hash; hashing is the costliest check.
+        return CheckedPluginFile(name: name, path: path, size: size, sha256: known?.sha256 ?? SHA256.hex(bytes), identity: identity, key: key)
     }
 
     /// sshd StrictModes: writable by group or others, or owned by someone

@@ -49,9 +49,17 @@ public enum PluginLoader {
         public var insecure = false
         /// Make a Swift plugin built by another toolchain an error.
         public var strictToolchain = false
-        public init(insecure: Bool = false, strictToolchain: Bool = false) {
+        /// For reporting only (`status`): files unchanged since the cache in
+        /// `cacheDirectory` was written are not loaded; their migrations
+        /// cannot be run.
+        public var descriptorsOnly = false
+        /// Where the descriptor cache lives (the database directory), if any.
+        public var cacheDirectory: String?
+        public init(insecure: Bool = false, strictToolchain: Bool = false, descriptorsOnly: Bool = false, cacheDirectory: String? = nil) {
             self.insecure = insecure
             self.strictToolchain = strictToolchain
+            self.descriptorsOnly = descriptorsOnly
+            self.cacheDirectory = cacheDirectory
         }
     }
 
@@ -63,19 +71,28 @@ public enum PluginLoader {
     /// Loads every plugin in `directory`. Throws only when the directory
     /// itself is unusable; per-file failures go to ``PluginSet/problems``.
     public static func load(directory: String, options: Options = Options()) throws(MigratorError) -> PluginSet {
-        let scan = try PluginDirectory.scan(directory, insecure: options.insecure)
+        let cachePath = options.cacheDirectory.map { $0 + "/" + DescriptorCache.fileName }
+        let old = cachePath.map(DescriptorCache.load) ?? DescriptorCache()
+        let scan = try PluginDirectory.scan(directory, insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly)
         var set = PluginSet()
         set.problems = scan.problems
         set.warnings = scan.warnings + scan.skipped.map { "note: skipping \($0)" }
         var all: [AvailableMigration] = []
+        var cache = DescriptorCache()
         for file in scan.files {
             do {
-                let plugin = try load(file, options: options, warnings: &set.warnings)
+                let plugin: LoadedPlugin
+                if let cached = file.cached { plugin = cached } else { plugin = try load(file, options: options, warnings: &set.warnings) }
                 set.plugins.append(plugin)
                 all += plugin.migrations
+                cache.entries[file.key] = .init(identity: file.identity, plugin: plugin)
             } catch {
                 set.problems.append(error)
             }
+        }
+        if let cachePath, access(options.cacheDirectory ?? "", W_OK) == 0, !cache.entries.isEmpty,
+           cache.entries.contains(where: { old.entries[$0.key]?.identity != $0.value.identity }) || cache.entries.count != old.entries.count {
+            cache.save(cachePath)
         }
         let ordered = AvailableMigration.ordered(all)
         set.migrations = ordered.migrations

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Engine benchmark: COUNT plugins of one trivial migration each (create a
+# collection). Times `migrator apply` from empty, `status` with all applied,
+# and `rollback --all`, against the floor measured in the same run: a C
+# program that dlopens the same plugins and makes one durable LMDB commit
+# per migration. Prints medians of RUNS runs and ratios.
+#   bench/engine-bench.sh [COUNT=1000] [RUNS=5]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COUNT=${1:-1000}
+RUNS=${2:-5}
+scripts/install-deps.sh
+work=$(mktemp -d /tmp/migrator-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+swift build -c release --product migrator >&2
+m=$PWD/.build/release/migrator
+cc=$(command -v cc || command -v clang)
+$cc -O2 -Wall -ISources/MigratorPluginABI/include -o "$work/floor" bench/apply_floor.c -llmdb -ldl
+bench/make-plugins.sh "$COUNT" "$work/plugins"
+
+secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$work/last.err" || { cat "$work/last.err" >&2; exit 1; }; e=$(date +%s.%N); awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f\n", e - s }'; }
+for i in $(seq "$RUNS"); do
+    mkdir -m 700 "$work/f$i"
+    sync
+    "$work/floor" "$work/plugins" "$work/f$i" >>"$work/floor.out"
+    rm -rf "$work/f$i"
+    db="$work/db$i"
+    sync
+    echo "apply $(secs "$m" apply --dir "$work/plugins" --db "$db" --quiet)" >>"$work/m.out"
+    echo "status_first $(secs "$m" status --dir "$work/plugins" --db "$db")" >>"$work/m.out"
+    echo "status $(secs "$m" status --dir "$work/plugins" --db "$db")" >>"$work/m.out"
+    sync
+    echo "rollback $(secs "$m" rollback --all --dir "$work/plugins" --db "$db" --quiet)" >>"$work/m.out"
+    applied=$("$m" status --json --dir "$work/plugins" --db "$db" | awk -F"\"state\":\"applied\"" "{ n += NF - 1 } END { print n + 0 }")
+    [ "$applied" = 0 ] || { echo "rollback left $applied applied" >&2; exit 1; }
+    rm -rf "$db"
+    echo "run $i of $RUNS done" >&2
+done
+med() { awk -v k="$1" '$1==k {print $2}' "$2" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+fa=$(med apply "$work/floor.out"); fr=$(med rollback "$work/floor.out")
+ma=$(med apply "$work/m.out"); ms=$(med status "$work/m.out"); msf=$(med status_first "$work/m.out"); mr=$(med rollback "$work/m.out")
+echo "Engine: $COUNT one-migration C plugins, median of $RUNS runs (seconds)"
+printf '%-40s %8s %8s %8s\n' operation floor migrator ratio
+awk -v f="$fa" -v m="$ma" 'BEGIN { printf "%-40s %8.3f %8.3f %7.2fx\n", "apply from empty", f, m, m / f }'
+awk -v f="$fr" -v m="$mr" 'BEGIN { printf "%-40s %8.3f %8.3f %7.2fx\n", "rollback --all", f, m, m / f }'
+awk -v m="$msf" 'BEGIN { printf "%-40s %8s %8.3f\n", "status, all applied (first, loads plugins)", "-", m }'
+awk -v m="$ms" 'BEGIN { printf "%-40s %8s %8.3f   (target < 0.100)\n", "status, all applied (descriptor cache)", "-", m }'
