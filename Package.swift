@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "MigratorCLI", targets: ["MigratorCLI"]),
         .executable(name: "migrator", targets: ["migrator"]),
         .executable(name: "store-bench", targets: ["StoreBench"]),
+        .executable(name: "example-app", targets: ["ExampleApp"]),
         // The example Swift plugin: libExampleMigrations.so.
         .library(name: "ExampleMigrations", type: .dynamic, targets: ["ExampleMigrations"]),
     ],
@@ -43,6 +44,8 @@ let package = Package(
             path: "Plugins-Examples/swift-plugin/Sources/ExampleMigrations",
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(root)/Plugins-Examples/swift-plugin/exports.map"])]
         ),
+        // Example app: in-process migration, auto-migrate, health endpoint.
+        .executableTarget(name: "ExampleApp", dependencies: ["MigrationEngine", "MigrationKit"], path: "Plugins-Examples/app"),
         // Release-build benchmark driven by bench/store-bench.sh.
         .executableTarget(name: "StoreBench", dependencies: ["DocumentStore"], path: "bench/StoreBench"),
         // Fixture helpers shared by the test targets (C plugins built on the fly).

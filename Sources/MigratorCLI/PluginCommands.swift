@@ -11,7 +11,8 @@ enum PluginCommands {
     static let all: [Command] = [
         Command(path: ["list"], arguments: [],
                 summary: "List the migrations in the plugins of --dir, without touching a database.",
-                options: loaderOptions + [OptionSpec("json", "Print JSON instead of a table.")], run: list),
+                options: loaderOptions + [OptionSpec("json", "Print JSON instead of a table."),
+                                          OptionSpec("db", value: "PATH", "Also show each migration's state in this database.")], run: list),
         Command(path: ["header"], arguments: [],
                 summary: "Print migrator_plugin.h, the C header for writing plugins.",
                 options: [], run: header),
@@ -34,6 +35,13 @@ enum PluginCommands {
 
     static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let set = try load(ctx, args)
+        // With --db, each migration's state there (reads only; never blocked).
+        var states: [String: String] = [:]
+        if let db = args.options["db"] {
+            let applied = try Migrator(databasePath: db).appliedMigrations()
+            for a in applied { states[a.id] = "applied" }
+            for m in set.migrations where states[m.id] == nil { states[m.id] = "pending" }
+        }
         if args.flag("json") {
             let doc: JSON = .object(JSONObject([
                 ("directory", .string(ctx.migrationsDirectory(args))),
@@ -45,15 +53,17 @@ enum PluginCommands {
                 ("migrations", .array(set.migrations.map { m in
                     .object(JSONObject([("id", .string(m.id)), ("name", .string(m.name)), ("description", .string(m.description)),
                                         ("version", .string(m.version)), ("plugin", .string(m.origin.label)),
-                                        ("reversible", .bool(m.isReversible)), ("checksum", m.checksum.map(JSON.string) ?? .null)]))
+                                        ("reversible", .bool(m.isReversible)), ("checksum", m.checksum.map(JSON.string) ?? .null)]
+                                       + (states.isEmpty ? [] : [("state", .string(states[m.id] ?? "pending"))])))
                 })),
                 ("problems", problemsJSON(set.problems)),
             ]))
             ctx.out.line(doc.serialized)
         } else {
-            var rows = [["ID", "NAME", "VERSION", "PLUGIN", "REVERSIBLE", "CHECKSUM"]]
+            var rows = [["ID", "NAME", "VERSION", "PLUGIN", "REVERSIBLE", "CHECKSUM"] + (states.isEmpty ? [] : ["STATE"])]
             for m in set.migrations {
-                rows.append([m.id, m.name, m.version, m.origin.label, m.isReversible ? "yes" : "no", m.checksum ?? "-"])
+                rows.append([m.id, m.name, m.version, m.origin.label, m.isReversible ? "yes" : "no", m.checksum ?? "-"]
+                            + (states.isEmpty ? [] : [states[m.id] ?? "pending"]))
             }
             ctx.out.write(Table.render(rows))
             ctx.out.line("\(set.migrations.count) migration(s) in \(set.plugins.count) plugin(s)")

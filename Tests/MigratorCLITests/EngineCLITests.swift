@@ -107,6 +107,8 @@ struct EngineCLITests {
         try w.importSample()
         let r = try w.run(["apply", "--target", "002_user_preferences"])
         #expect(r.status == 0, "\(r.stderr)")
+        let list = try w.run(["list"])
+        #expect(list.stdout.contains("STATE") && list.stdout.split(separator: "\n").filter { $0.hasSuffix("applied") }.count == 2, "\(list.stdout)")
         #expect(try w.states() == ["001_initial_setup": "applied", "002_user_preferences": "applied",
                                    "003_document_analysis_enhancement": "pending", "004_user_settings": "pending", "005_drop_legacy_tags": "pending"])
         let unknown = try w.run(["apply", "--target", "009_nope"])
@@ -342,5 +344,39 @@ struct EngineCLITests {
         // apply never runs from the cache: it loads and checks the file.
         let r = try w.run(["apply"])
         #expect(r.status == 4 && r.stderr.contains("'v2'"))
+    }
+}
+
+@Suite("example app: auto-migrate and health (end to end)")
+struct ExampleAppTests {
+    func app(_ w: Workspace, _ env: [String: String]) throws -> (status: Int32, health: [String: Any]) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Fixtures.productsDirectory + "/example-app")
+        p.arguments = ["--once"]
+        p.environment = ProcessInfo.processInfo.environment.merging(["MIGRATOR_DB": w.db, "MIGRATOR_DIR": w.dir], uniquingKeysWith: { $1 })
+            .merging(env, uniquingKeysWith: { $1 })
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:])
+    }
+
+    @Test func autoMigratesAndReportsHealth() throws {
+        let w = try Workspace(examples: true)
+        try w.importSample()
+        let before = try app(w, [:])
+        #expect(before.status == 1)
+        #expect(before.health["status"] as? String == "unhealthy", "pending migrations and no auto-migrate")
+        let after = try app(w, ["AUTO_MIGRATE": "true"])
+        #expect(after.status == 0)
+        #expect(after.health["status"] as? String == "healthy")
+        let migrations = (after.health["migrations"] as? [String: Any])?["migrations"] as? [[String: Any]] ?? []
+        #expect(migrations.count == 6)
+        #expect(migrations.last?["id"] as? String == "006_app_sessions" && migrations.last?["plugin"] as? String == "in-process")
+        // The CLI sees the app's migration as applied, but has no plugin for it.
+        #expect(try w.states()["006_app_sessions"] == "missing")
     }
 }

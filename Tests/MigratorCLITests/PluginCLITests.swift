@@ -37,6 +37,7 @@ struct PluginCLITests {
         #expect(migrations.map { $0["id"] as? String ?? "" } == ids)
         #expect(migrations.last?["reversible"] as? Bool == false)
         #expect(migrations.first?["plugin"] as? String == "example_swift_migrations.so")
+        #expect(migrations.first?["state"] == nil, "no state without --db")
         let plugins = doc?["plugins"] as? [[String: Any]] ?? []
         #expect(plugins.map { ($0["sha256"] as? String)?.count ?? 0 } == [64, 64])
     }
