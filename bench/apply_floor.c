@@ -1,8 +1,8 @@
 // The floor for applying N one-migration plugins: dlopen each plugin and
 // call its entry, then one durable LMDB write transaction per migration
-// (one put, one commit with fdatasync). Then the floor for rolling them
-// all back: one durable transaction each again (one delete).
-// Prints "apply <s>" and "rollback <s>".
+// (one put, one commit with fdatasync). With "rollback", the same loading
+// and then one durable transaction per migration that deletes its key,
+// newest first. Prints "apply <s>" or "rollback <s>".
 #include <dirent.h>
 #include <dlfcn.h>
 #include <lmdb.h>
@@ -21,7 +21,9 @@ static double now(void) {
 #define CHECK(x) do { int rc_ = (x); if (rc_) { fprintf(stderr, "%s: %s\n", #x, mdb_strerror(rc_)); exit(1); } } while (0)
 
 int main(int argc, char **argv) {
-    if (argc != 3) { fprintf(stderr, "usage: %s PLUGIN_DIR DB_DIR\n", argv[0]); return 2; }
+    if (argc != 4) { fprintf(stderr, "usage: %s apply|rollback PLUGIN_DIR DB_DIR\n", argv[0]); return 2; }
+    int rollback = strcmp(argv[1], "rollback") == 0;
+    argv++;
     MDB_env *env;
     CHECK(mdb_env_create(&env));
     CHECK(mdb_env_set_mapsize(env, 1UL << 30));
@@ -51,21 +53,14 @@ int main(int argc, char **argv) {
         ids[n++] = (char *)b->migrations[0].id;
     }
     closedir(d);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t j = 0; j < n; j++) {
+        size_t i = rollback ? n - 1 - j : j;
         MDB_val k = { strlen(ids[i]), ids[i] }, v = { 2, "{}" };
         CHECK(mdb_txn_begin(env, NULL, 0, &txn));
-        CHECK(mdb_put(txn, dbi, &k, &v, 0));
+        if (rollback) CHECK(mdb_del(txn, dbi, &k, NULL)); else CHECK(mdb_put(txn, dbi, &k, &v, 0));
         CHECK(mdb_txn_commit(txn));
     }
-    double t1 = now();
-    for (size_t i = n; i-- > 0;) {
-        MDB_val k = { strlen(ids[i]), ids[i] };
-        CHECK(mdb_txn_begin(env, NULL, 0, &txn));
-        CHECK(mdb_del(txn, dbi, &k, NULL));
-        CHECK(mdb_txn_commit(txn));
-    }
-    double t2 = now();
-    printf("apply %.4f\nrollback %.4f\n", t1 - t0, t2 - t1);
+    printf("%s %.4f\n", rollback ? "rollback" : "apply", now() - t0);
     mdb_env_close(env);
     return 0;
 }

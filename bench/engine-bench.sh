@@ -3,7 +3,7 @@
 # collection). Times `migrator apply` from empty, `status` with all applied,
 # and `rollback --all`, against the floor measured in the same run: a C
 # program that dlopens the same plugins and makes one durable LMDB commit
-# per migration. Prints medians of RUNS runs and ratios.
+# per migration (a put to apply, a delete to roll back), in its own process. Prints medians of RUNS runs and ratios.
 #   bench/engine-bench.sh [COUNT=1000] [RUNS=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,9 @@ secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>"$work/last.err" || { ca
 for i in $(seq "$RUNS"); do
     mkdir -m 700 "$work/f$i"
     sync
-    "$work/floor" "$work/plugins" "$work/f$i" >>"$work/floor.out"
+    "$work/floor" apply "$work/plugins" "$work/f$i" >>"$work/floor.out"
+    sync
+    "$work/floor" rollback "$work/plugins" "$work/f$i" >>"$work/floor.out"
     rm -rf "$work/f$i"
     db="$work/db$i"
     sync
