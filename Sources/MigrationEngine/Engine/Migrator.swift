@@ -254,29 +254,36 @@ public final class Migrator {
         if let target, !available.contains(where: { $0.id == target }) {
             throw MigratorError(.unknownTarget, "target '\(target)' is not a known migration (see 'migrator list')", migrationID: target)
         }
+        return try locked { store, lock, applied, report in
+            let refusals = Self.check(available: available, applied: applied, options: options)
+            if !refusals.isEmpty { throw Self.combined(refusals) }
+            let appliedIDs = Set(applied.map(\.id))
+            var pending = available.filter { !appliedIDs.contains($0.id) }
+            if let target {
+                guard let end = pending.firstIndex(where: { $0.id == target }) else {
+                    throw MigratorError(.targetAlreadyApplied,
+                        "target '\(target)' is already applied (the database is at '\(applied.last?.id ?? target)'); use 'rollback \(target)' to go back",
+                        migrationID: target)
+                }
+                pending = Array(pending[...end])
+            }
+            for m in pending {
+                try run(m, .up, store: store, lock: lock)
+                report.completed.append(m.id)
+            }
+        }
+    }
+
+    /// The start of every run: take the lock, read what is applied, and
+    /// deal with an interrupted previous run; then `body`.
+    private func locked(_ body: (DocumentStore, RunLock, [AppliedMigration], inout RunReport) throws -> Void) throws -> RunReport {
         let store = try store()
         let lock = try RunLock(database: databasePath, command: options.command, timeout: options.lockTimeout)
         defer { lock.release() }
         var report = RunReport()
         let applied = try store.read { try Tracking.appliedMigrations($0) }
         try recordInterruption(lock, store: store, applied: applied, report: &report)
-
-        let refusals = Self.check(available: available, applied: applied, options: options)
-        if !refusals.isEmpty { throw Self.combined(refusals) }
-        let appliedIDs = Set(applied.map(\.id))
-        var pending = available.filter { !appliedIDs.contains($0.id) }
-        if let target {
-            guard let end = pending.firstIndex(where: { $0.id == target }) else {
-                throw MigratorError(.targetAlreadyApplied,
-                    "target '\(target)' is already applied (the database is at '\(applied.last?.id ?? target)'); use 'rollback \(target)' to go back",
-                    migrationID: target)
-            }
-            pending = Array(pending[...end])
-        }
-        for m in pending {
-            try run(m, .up, store: store, lock: lock)
-            report.completed.append(m.id)
-        }
+        try body(store, lock, applied, &report)
         return report
     }
 
@@ -303,33 +310,28 @@ public final class Migrator {
     private func rollback(select: ([AppliedMigration]) throws -> [AppliedMigration]) throws -> RunReport {
         let (available, problems) = migrations
         if !problems.isEmpty { throw Self.combined(problems) }
-        let store = try store()
-        let lock = try RunLock(database: databasePath, command: options.command, timeout: options.lockTimeout)
-        defer { lock.release() }
-        var report = RunReport()
-        let applied = try store.read { try Tracking.appliedMigrations($0) }
-        try recordInterruption(lock, store: store, applied: applied, report: &report)
-        let chosen = try select(applied).reversed()
-        let byID = Dictionary(available.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
-        var refusals: [MigratorError] = []
-        var steps: [AvailableMigration] = []
-        for a in chosen {
-            guard let m = byID[a.id] else {
-                refusals.append(MigratorError(.missingMigrations, "cannot roll back '\(a.id)': no plugin provides it (it was applied from \(a.plugin))", file: a.plugin, migrationID: a.id))
-                continue
+        return try locked { store, lock, applied, report in
+            let chosen = try select(applied).reversed()
+            let byID = Dictionary(available.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            var refusals: [MigratorError] = []
+            var steps: [AvailableMigration] = []
+            for a in chosen {
+                guard let m = byID[a.id] else {
+                    refusals.append(MigratorError(.missingMigrations, "cannot roll back '\(a.id)': no plugin provides it (it was applied from \(a.plugin))", file: a.plugin, migrationID: a.id))
+                    continue
+                }
+                guard m.isReversible else {
+                    refusals.append(MigratorError(.irreversible, "cannot roll back '\(a.id)' (\(m.origin.label)): it is irreversible (no down)", file: m.origin.label, migrationID: a.id))
+                    continue
+                }
+                steps.append(m)
             }
-            guard m.isReversible else {
-                refusals.append(MigratorError(.irreversible, "cannot roll back '\(a.id)' (\(m.origin.label)): it is irreversible (no down)", file: m.origin.label, migrationID: a.id))
-                continue
+            if !refusals.isEmpty { throw Self.combined(refusals) }
+            for m in steps {
+                try run(m, .down, store: store, lock: lock)
+                report.completed.append(m.id)
             }
-            steps.append(m)
         }
-        if !refusals.isEmpty { throw Self.combined(refusals) }
-        for m in steps {
-            try run(m, .down, store: store, lock: lock)
-            report.completed.append(m.id)
-        }
-        return report
     }
 
     /// One migration in one write transaction, with its bookkeeping.
