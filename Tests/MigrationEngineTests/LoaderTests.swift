@@ -131,6 +131,18 @@ import Glibc
         #expect(q?.message.contains("array is NULL") == true)
     }
 
+    @Test func foreignSwiftToolchainWarnsOrFails() throws {
+        let source = Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")],
+            bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"old\", \"swift-5.9\", 1, migrations }")
+        let dir = try pluginDirectory([("old.so", source)])
+        defer { Fixtures.removeTree(dir) }
+        let loose = loadPlugins(dir)
+        #expect(loose.problems.isEmpty && loose.migrations.count == 1)
+        #expect(loose.warnings.contains { $0.contains("old.so") && $0.contains("swift-5.9") && $0.contains(SwiftToolchain.current) })
+        let strict = loadPlugins(dir, options: .init(strictToolchain: true))
+        #expect(strict.problems.map(\.code) == [.toolchainMismatch])
+    }
+
     @Test func entryReturningNull() throws {
         let p = try problem("""
             #include "migrator_plugin.h"
