@@ -22,5 +22,3 @@ echo "== migrator apply --dir $MIGRATOR_DIR"
 $m apply --dir "$MIGRATOR_DIR"
 echo "== migrator status"
 $m status
-echo "== a user's settings, written by the C plugin"
-$m db find user_settings --filter '{"user_id":7}'
