@@ -18,6 +18,8 @@ let package = Package(
         .executable(name: "example-app", targets: ["ExampleApp"]),
         // The example Swift plugin: libExampleMigrations.so.
         .library(name: "ExampleMigrations", type: .dynamic, targets: ["ExampleMigrations"]),
+        // The Swift side of bench/data-bench.sh: libBenchMigrations.so.
+        .library(name: "BenchMigrations", type: .dynamic, targets: ["BenchMigrations"]),
     ],
     targets: [
         // Debian's liblmdb-dev, found through pkg-config.
@@ -46,6 +48,12 @@ let package = Package(
         ),
         // Example app: in-process migration, auto-migrate, health endpoint.
         .executableTarget(name: "ExampleApp", dependencies: ["MigrationEngine", "MigrationKit"], path: "Plugins-Examples/app"),
+        .target(
+            name: "BenchMigrations",
+            dependencies: ["MigrationKit"],
+            path: "bench/SwiftPlugin",
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(root)/Plugins-Examples/swift-plugin/exports.map"])]
+        ),
         // Release-build benchmark driven by bench/store-bench.sh.
         .executableTarget(name: "StoreBench", dependencies: ["DocumentStore"], path: "bench/StoreBench"),
         // Fixture helpers shared by the test targets (C plugins built on the fly).

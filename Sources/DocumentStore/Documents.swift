@@ -267,12 +267,19 @@ extension Transaction {
     func visit(_ s: CollectionState, _ filter: Filter,
                _ body: (_ idKey: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer, _ doc: inout JSONObject?) throws(StoreError) -> VisitAction) throws(StoreError) {
         if let access = plan(s, filter) {
+            // Found by primary key on a filter that says nothing else: it
+            // matches without being parsed (the body parses only if it must).
+            let exact = access.spec == nil && filter.isPrimaryKeyExact
             for key in try candidateKeys(s, access) {
                 let stop = try key.bytes { kb throws(StoreError) -> Bool in
                     guard let bytes = try get(env.docs, kb) else { return false }
                     let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
-                    var doc: JSONObject? = try parseStored(s, bytes, idKey: idKey)
-                    guard let d = doc, filter.matches(.object(d)) else { return false }
+                    var doc: JSONObject?
+                    if !exact {
+                        let d = try parseStored(s, bytes, idKey: idKey)
+                        guard filter.matches(.object(d)) else { return false }
+                        doc = d
+                    }
                     switch try body(idKey, bytes, &doc) {
                     case .keep: return false
                     case .stop: return true

@@ -149,3 +149,45 @@ struct Purge: IrreversibleMigration {
         }
     }
 }
+
+/// The host's parse caches and the `{"_id": v}` fast path must not change
+/// what a filter or update means.
+struct FilterShortcuts: Migration {
+    let id = "001_filter_shortcuts"
+    let name = "Filter shortcuts"
+    let description = "semantics of cached and fast-path filters"
+    let version = "1.0.0"
+    struct Failed: Error, CustomStringConvertible { let description: String }
+    func expect(_ got: UInt64, _ want: UInt64, _ what: String) throws {
+        guard got == want else { throw Failed(description: "\(what): got \(got), want \(want)") }
+    }
+    func up(_ db: Database) throws {
+        try db.insert(json: #"{"_id":1,"x":1}"#, into: "t")
+        try db.insert(json: #"{"_id":2,"x":2}"#, into: "t")
+        try db.insert(json: #"{"_id":"1","x":3}"#, into: "t")
+        try expect(try db.update("t", filter: #"{"_id":1}"#, update: #"{"$set":{"a":1}}"#), 1, "int id")
+        try expect(try db.count("t", filter: #"{"a":1}"#), 1, "int id only")
+        try expect(try db.update("t", filter: #"{"_id":"1"}"#, update: #"{"$set":{"a":1}}"#), 1, "string id")
+        try expect(try db.update("t", filter: #"{"_id":1,"x":2}"#, update: #"{"$set":{"a":2}}"#), 0, "id plus another field")
+        try expect(try db.update("t", filter: #"{"_id":1.0}"#, update: #"{"$set":{"b":1}}"#), 1, "1.0 equals 1")
+        try expect(try db.update("t", filter: #"{"_id":{"$in":[1,2]}}"#, update: #"{"$set":{"c":1}}"#), 2, "$in")
+        try expect(try db.update("t", filter: #"{"_id": 2}"#, update: #"{"$set":{"c":5}}"#), 1, "spaces")
+        try expect(try db.count("t", filter: #"{"c":5}"#), 1, "a new update text is parsed, not the cached one")
+        try expect(try db.update("t", filter: #"{"_id":3}"#, update: #"{"$set":{"c":1}}"#), 0, "no such id")
+        do {
+            _ = try db.count("t", filter: #"{"_id":{"$bogus":1}}"#)
+            throw Failed(description: "a bad operator after the fast path must still fail")
+        } catch let e as DatabaseError where e.status == .invalid {}
+    }
+    func down(_ db: Database) throws { try db.dropCollection("t") }
+}
+
+@Suite struct HostShortcutTests {
+    @Test func cachedAndFastPathFiltersKeepTheirMeaning() throws {
+        let dir = Fixtures.temporaryDirectory("shortcuts")
+        defer { Fixtures.removeTree(dir) }
+        let m = Migrator(databasePath: dir + "/db")
+        try m.register(FilterShortcuts())
+        #expect(try m.migrateUp().completed == ["001_filter_shortcuts"])
+    }
+}

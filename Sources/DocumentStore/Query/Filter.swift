@@ -44,6 +44,28 @@ public struct Filter: Sendable {
         try self.init(json)
     }
 
+    /// A filter on `_id` alone: `{"_id": v}`, without compiling JSON text.
+    public static func idEquals(_ value: JSON) -> Filter {
+        Filter(root: .field(idPath, [.eq(value)]))
+    }
+    static let idPath = FieldPath(trusted: ["_id"])
+
+    /// True when the filter is only `_id` equality (or `$in`) on integers or
+    /// strings: a document found by its primary key matches without being read.
+    var isPrimaryKeyExact: Bool {
+        func scalar(_ v: JSON) -> Bool {
+            switch v { case .int, .string: return true; default: return false }
+        }
+        var node = root
+        if case .and(let subs) = node, subs.count == 1 { node = subs[0] }
+        guard case .field(let path, let preds) = node, path.components == ["_id"], preds.count == 1 else { return false }
+        switch preds[0] {
+        case .eq(let v): return scalar(v)
+        case .in(let list): return list.allSatisfy(scalar)
+        default: return false
+        }
+    }
+
     /// True for `{}`: every document matches without being read.
     public var matchesEverything: Bool {
         if case .all = root { return true }

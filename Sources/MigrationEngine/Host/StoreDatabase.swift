@@ -58,9 +58,34 @@ final class StoreDatabase: Database {
         return DatabaseError(status, e.message)
     }
 
-    static func filter(_ text: UnsafeRawBufferPointer?) throws(StoreError) -> Filter {
+    // Per-document loops send the same update text, and `{"_id": …}`
+    // filters, a million times: parse each distinct text once.
+    private var lastFilter: (text: [UInt8], filter: Filter)?
+    private var lastUpdate: (text: [UInt8], update: Update)?
+    private static let idFilterPrefix = Array(#"{"_id":"#.utf8)
+
+    func filter(_ text: UnsafeRawBufferPointer?) throws(StoreError) -> Filter {
         guard let text, !text.isEmpty else { return .all }
-        return try Filter(JSON(parsing: text))
+        // {"_id": <int or string>}: parse just the value.
+        if text.count > Self.idFilterPrefix.count + 1, text.starts(with: Self.idFilterPrefix), text[text.count - 1] == UInt8(ascii: "}") {
+            let value = UnsafeRawBufferPointer(rebasing: text[Self.idFilterPrefix.count..<(text.count - 1)])
+            switch try? JSON(parsing: value) {
+            case .int(let v)?: return .idEquals(.int(v))
+            case .string(let v)?: return .idEquals(.string(v))
+            default: break
+            }
+        }
+        if let last = lastFilter, last.text.elementsEqual(text) { return last.filter }
+        let f = try Filter(JSON(parsing: text))
+        lastFilter = ([UInt8](text), f)
+        return f
+    }
+
+    func update(_ text: UnsafeRawBufferPointer) throws(StoreError) -> Update {
+        if let last = lastUpdate, last.text.elementsEqual(text) { return last.update }
+        let u = try Update(JSON(parsing: text))
+        lastUpdate = ([UInt8](text), u)
+        return u
     }
 
     // MARK: Raw entry points (JSON as bytes), shared with the C host table
@@ -70,21 +95,21 @@ final class StoreDatabase: Database {
     }
     func openCursor(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> DocumentCursor {
         try store { () throws(StoreError) in
-            let c = try txn.find(collection, filter: try Self.filter(filter))
+            let c = try txn.find(collection, filter: try self.filter(filter))
             cursors.append(c)
             return c
         }
     }
     func updateRaw(_ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer) throws(DatabaseError) -> UInt64 {
         try store { () throws(StoreError) in
-            UInt64(try txn.updateMany(collection, filter: try Self.filter(filter), update: try Update(JSON(parsing: update))).matched)
+            UInt64(try txn.updateMany(collection, filter: try self.filter(filter), update: try self.update(update)).matched)
         }
     }
     func removeRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64 {
-        try store { () throws(StoreError) in UInt64(try txn.deleteMany(collection, filter: try Self.filter(filter))) }
+        try store { () throws(StoreError) in UInt64(try txn.deleteMany(collection, filter: try self.filter(filter))) }
     }
     func countRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64 {
-        try store { () throws(StoreError) in UInt64(try txn.count(collection, filter: try Self.filter(filter))) }
+        try store { () throws(StoreError) in UInt64(try txn.count(collection, filter: try self.filter(filter))) }
     }
 
     // MARK: Database

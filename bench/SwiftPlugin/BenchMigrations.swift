@@ -1,0 +1,54 @@
+// The data-migration benchmark's Swift plugin: the same three migrations as
+// bench/migrations/data_migrations.c, written with MigrationKit. It exports
+// the one named by $BENCH_MIGRATION (fanout, bulk or loop).
+import Foundation
+import MigrationKit
+
+struct FanOut: IrreversibleMigration {
+    let id = "010_fanout_user_settings"
+    let name = "Fan out user settings"
+    let description = "benchmark"
+    let version = "1.0.0"
+    func up(_ db: Database) throws {
+        let users = try db.find("users")
+        while let user = try users.next() {
+            guard let id = user.idJSON else { throw DatabaseError(.invalid, "a user without _id") }
+            try db.insert(json: #"{"user_id":"# + id + #","theme":"light","notifications":true}"#, into: "user_settings")
+        }
+    }
+}
+
+struct AddPlanBulk: IrreversibleMigration {
+    let id = "020_add_plan_bulk"
+    let name = "Add plan (one update)"
+    let description = "benchmark"
+    let version = "1.0.0"
+    func up(_ db: Database) throws {
+        try db.update("users", filter: "{}", update: #"{"$set":{"plan":"free"}}"#)
+    }
+}
+
+struct AddPlanLoop: IrreversibleMigration {
+    let id = "030_add_plan_loop"
+    let name = "Add plan (per document)"
+    let description = "benchmark"
+    let version = "1.0.0"
+    func up(_ db: Database) throws {
+        let users = try db.find("users")
+        while let user = try users.next() {
+            guard let filter = user.idFilter else { throw DatabaseError(.invalid, "a user without _id") }
+            try db.update("users", filter: filter, update: #"{"$set":{"plan":"free"}}"#)
+        }
+    }
+}
+
+@_cdecl("migrator_plugin_entry_v1")
+public func benchEntry() -> UnsafeRawPointer {
+    let chosen: any Migration
+    switch ProcessInfo.processInfo.environment["BENCH_MIGRATION"] ?? "fanout" {
+    case "bulk": chosen = AddPlanBulk()
+    case "loop": chosen = AddPlanLoop()
+    default: chosen = FanOut()
+    }
+    return MigrationBundle.export(name: "bench-swift", migrations: [chosen])
+}

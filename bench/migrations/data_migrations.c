@@ -1,0 +1,65 @@
+// The data-migration benchmark's C plugins. Compile with -DVARIANT=1 (fan-out),
+// 2 (add-field with one host-side update) or 3 (add-field, per-document
+// update by _id while iterating a cursor); each build exports one migration.
+#include <stdio.h>
+#include <string.h>
+#include "migrator_plugin.h"
+
+// Stored documents start with {"_id":<value>: copy the value (a number here).
+static size_t id_of(const char *doc, size_t len, char *out, size_t cap) {
+    size_t p = 7, e = 7;
+    while (e < len && doc[e] != ',' && doc[e] != '}') e++;
+    if (e - p + 1 > cap) return 0;
+    memcpy(out, doc + p, e - p);
+    out[e - p] = 0;
+    return e - p;
+}
+
+static migrator_status fail(const migrator_host_v1 *h, migrator_txn *t, migrator_cursor *c, migrator_status st) {
+    if (c) h->cursor_close(c);
+    return st;
+}
+
+#if VARIANT == 1
+#define ID "010_fanout_user_settings"
+static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
+    (void)u;
+    migrator_cursor *c;
+    const char *doc; size_t len; char id[64], out[128];
+    migrator_status st = h->find(t, "users", NULL, &c);
+    if (st) return st;
+    while ((st = h->cursor_next(c, &doc, &len)) == MIGRATOR_OK) {
+        id_of(doc, len, id, sizeof id);
+        snprintf(out, sizeof out, "{\"user_id\":%s,\"theme\":\"light\",\"notifications\":true}", id);
+        if ((st = h->insert(t, "user_settings", out))) return fail(h, t, c, st);
+    }
+    h->cursor_close(c);
+    return st == MIGRATOR_DONE ? MIGRATOR_OK : st;
+}
+#elif VARIANT == 2
+#define ID "020_add_plan_bulk"
+static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
+    (void)u;
+    return h->update(t, "users", "{}", "{\"$set\":{\"plan\":\"free\"}}", NULL);
+}
+#else
+#define ID "030_add_plan_loop"
+static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
+    (void)u;
+    migrator_cursor *c;
+    const char *doc; size_t len; char id[64], filter[96];
+    migrator_status st = h->find(t, "users", NULL, &c);
+    if (st) return st;
+    while ((st = h->cursor_next(c, &doc, &len)) == MIGRATOR_OK) {
+        id_of(doc, len, id, sizeof id);
+        snprintf(filter, sizeof filter, "{\"_id\":%s}", id);
+        if ((st = h->update(t, "users", filter, "{\"$set\":{\"plan\":\"free\"}}", NULL))) return fail(h, t, c, st);
+    }
+    h->cursor_close(c);
+    return st == MIGRATOR_DONE ? MIGRATOR_OK : st;
+}
+#endif
+
+static const migrator_migration_v1 m = { ID, ID, "benchmark", "1.0.0", NULL, up, NULL, NULL };
+static const migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b, "bench-c", NULL, 1, &m };
+__attribute__((visibility("default"))) const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &b; }
