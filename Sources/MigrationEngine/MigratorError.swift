@@ -44,7 +44,10 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         /// Codes that mean "validation refused the run; nothing was changed".
         public var isRefusal: Bool {
             [Code.outOfOrder, .missingMigrations, .checksumChanged, .unknownTarget, .targetAlreadyApplied,
-             .targetNotApplied, .irreversible, .pluginProblems, .duplicateID, .duplicateSequence].contains(self)
+             .targetNotApplied, .irreversible, .pluginProblems, .duplicateID, .duplicateSequence,
+             // A plugin that cannot be loaded also refuses the run.
+             .insecurePermissions, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol, .abiMismatch,
+             .invalidDescriptor, .invalidID, .toolchainMismatch].contains(self)
         }
     }
 

@@ -36,6 +36,20 @@ public struct Context {
         args.options["db"] ?? environment["MIGRATOR_DB"] ?? "./migrator.db"
     }
 
+    /// Store options from the environment: `MIGRATOR_MAX_MAP_MB` caps how
+    /// large the database may grow (default: 1 TiB).
+    func storeOptions() throws -> DocumentStore.Options {
+        var o = DocumentStore.Options()
+        if let raw = environment["MIGRATOR_MAX_MAP_MB"] {
+            guard let mb = Int(raw), mb > 0, mb <= 1 << 20 else {
+                throw UsageError("MIGRATOR_MAX_MAP_MB must be a whole number of megabytes, got '\(raw)'")
+            }
+            o.maxMapSize = mb << 20
+            o.initialMapSize = min(o.initialMapSize, o.maxMapSize)
+        }
+        return o
+    }
+
     /// `--dir`, else `MIGRATOR_DIR`, else `./migrations`.
     func migrationsDirectory(_ args: ParsedArguments) -> String {
         args.options["dir"] ?? environment["MIGRATOR_DIR"] ?? "./migrations"

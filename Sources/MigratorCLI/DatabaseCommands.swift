@@ -41,7 +41,7 @@ enum DatabaseCommands {
     ]
 
     static func open(_ ctx: Context, _ args: ParsedArguments) throws -> DocumentStore {
-        try DocumentStore(path: ctx.databasePath(args))
+        try DocumentStore(path: ctx.databasePath(args), options: ctx.storeOptions())
     }
 
     static func filter(_ args: ParsedArguments) throws -> Filter {

@@ -54,6 +54,7 @@ enum MigrationCommands {
     static func migrator(_ ctx: Context, _ args: ParsedArguments, command: String, loadPlugins: Bool = true) throws -> Migrator {
         var options = Migrator.Options()
         options.command = command
+        options.storeOptions = try ctx.storeOptions()
         options.allowOutOfOrder = args.flag("allow-out-of-order")
         options.allowMissing = args.flag("allow-missing")
         if let raw = args.options["lock-timeout"] {

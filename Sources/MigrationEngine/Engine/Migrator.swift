@@ -84,8 +84,9 @@ public final class Migrator {
 
     // MARK: Reading state
 
-    /// Whether the database directory exists (reads never create it).
-    private var databaseExists: Bool { access(databasePath + "/data.mdb", F_OK) == 0 }
+    /// Whether there is anything at the database path. Reads never create a
+    /// database; a path that exists is opened, so a file there is an error.
+    private var databaseExists: Bool { access(databasePath, F_OK) == 0 }
 
     private func store() throws -> DocumentStore {
         if let openStore { return openStore }
