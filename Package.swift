@@ -58,9 +58,16 @@ let package = Package(
         .executableTarget(name: "StoreBench", dependencies: ["DocumentStore"], path: "bench/StoreBench"),
         // Fixture helpers shared by the test targets (C plugins built on the fly).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Fuzz targets (internal APIs, hence debug builds only) and the
+        // libFuzzer driver / corpus replayer; see scripts/fuzz.sh.
+        .target(name: "FuzzTargets", dependencies: ["DocumentStore", "MigrationEngine", "MigratorCLI", "MigrationKit", "MigratorPluginABI"],
+                path: "Tests/Fuzz/FuzzTargets"),
+        .executableTarget(name: "Fuzzer", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Fuzzer",
+                          swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore"]),
         .testTarget(name: "MigrationEngineTests", dependencies: ["MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport"]),
         .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "TestSupport"]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], path: "Tests/Fuzz/RegressionTests"),
     ],
     swiftLanguageModes: [.v6]
 )

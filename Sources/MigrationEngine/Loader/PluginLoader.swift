@@ -125,7 +125,16 @@ public enum PluginLoader {
         }
         let entry = unsafeBitCast(symbol, to: migrator_plugin_entry_fn.self)
         guard let bundle = entry() else { throw fail(.invalidDescriptor, "\(MIGRATOR_PLUGIN_ENTRY_NAME)() returned NULL") }
+        return try describe(bundle, file: file, options: options, warnings: &warnings)
+    }
 
+    /// Validates a bundle field by field and copies it into Swift values.
+    /// (Separate from loading so that the fuzzer can feed it any bytes.)
+    static func describe(_ bundle: UnsafePointer<migrator_plugin_v1>, file: CheckedPluginFile, options: Options,
+                         warnings: inout [String]) throws(MigratorError) -> LoadedPlugin {
+        func fail(_ code: MigratorError.Code, _ why: String, id: String? = nil) -> MigratorError {
+            MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name, migrationID: id)
+        }
         // Fixed-position header first: it is valid in every ABI version.
         let raw = UnsafeRawPointer(bundle)
         let major = raw.load(fromByteOffset: 0, as: UInt32.self)
