@@ -19,20 +19,21 @@ struct ConcurrencyTests {
             """)
     }
 
-    @Test func fourConcurrentRunnersApplyEachMigrationOnceInOrder() throws {
+    /// The suite's size of bench/concurrency.sh: 8 runners, 30 migrations.
+    @Test func concurrentRunnersApplyEachMigrationOnceInOrder() throws {
         let w = try Workspace()
-        for n in 1...20 { try w.add(String(format: "p%03d.so", n), Self.orderedPlugin(n)) }
-        let runners = try (0..<4).map { _ in try launchMigrator(["apply", "--db", w.db, "--dir", w.dir]) }
+        for n in 1...30 { try w.add(String(format: "p%03d.so", n), Self.orderedPlugin(n)) }
+        let runners = try (0..<8).map { _ in try launchMigrator(["apply", "--db", w.db, "--dir", w.dir, "--lock-timeout", "120"]) }
         for r in runners {
             try r.stdin.fileHandleForWriting.close()
             let err = String(decoding: r.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             r.process.waitUntilExit()
             #expect(r.process.terminationStatus == 0, "\(err)")
         }
-        #expect(try w.count("log") == 20)
+        #expect(try w.count("log") == 30)
         let history = try w.history()
-        #expect(history.count == 20, "one attempt per migration, no failures")
-        #expect(history.map { $0["migration_id"] as? String ?? "" } == (1...20).map { String(format: "%03d_step", $0) })
+        #expect(history.count == 30, "one attempt per migration, no failures")
+        #expect(history.map { $0["migration_id"] as? String ?? "" } == (1...30).map { String(format: "%03d_step", $0) })
     }
 
     @Test func lockTimeoutNamesTheHolderAndAStaleLockIsTakenOver() throws {
@@ -102,5 +103,13 @@ struct ConcurrencyTests {
             """
         let r = try Fixtures.run("/bin/sh", ["-c", script])
         #expect(r.status == 0 && r.output.contains("Migrations completed successfully"), "\(r.output)")
+    }
+
+    /// The suite's size of bench/crash-torture.sh: 3 kills over 20,000 users.
+    @Test func crashTortureThreeKills() throws {
+        let r = try Fixtures.run("/bin/bash", [Fixtures.packageRoot + "/bench/crash-torture.sh", "3", "20000", "1234"],
+                                 environment: ["MIGRATOR": migratorBinary])
+        #expect(r.status == 0, "\(r.output)")
+        #expect(r.output.contains("3 kills, 0 inconsistencies"), "\(r.output)")
     }
 }

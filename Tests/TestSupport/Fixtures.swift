@@ -45,10 +45,13 @@ public enum Fixtures {
 
     /// Runs a program and returns its exit status and combined output.
     @discardableResult
-    public static func run(_ program: String, _ args: [String]) throws -> (status: Int32, output: String) {
+    public static func run(_ program: String, _ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: program)
         p.arguments = args
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment, uniquingKeysWith: { $1 })
+        }
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = pipe
