@@ -15,6 +15,9 @@ extension Transaction {
         guard case .object(var obj) = document else {
             throw StoreError(.invalidDocument, "collection '\(collection)': a document must be a JSON object, not \(document.typeName)")
         }
+        guard document.nestingDepth <= JSONParser.maxDepth else {
+            throw StoreError(.invalidDocument, "collection '\(collection)': the document nests deeper than \(JSONParser.maxDepth) levels")
+        }
         guard let s = try state(collection, create: true) else { return .null }
         return try insert(&obj, into: s)
     }

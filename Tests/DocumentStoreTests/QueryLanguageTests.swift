@@ -179,3 +179,30 @@ struct UpdateTests {
         }
     }
 }
+
+/// Found by fuzzing (Tests/Fuzz/corpus/query/found-crash-9f78…): a `$set` of
+/// a long dotted path wrote a document too deep for the parser to read back.
+@Suite struct UpdateDepthTests {
+    func path(_ n: Int) -> String { (1...n).map { "p\($0)" }.joined(separator: ".") }
+
+    @Test func updatesCannotNestDeeperThanTheParserReads() throws {
+        try withStore { store in
+            try store.write { txn throws in
+                _ = try txn.insert(json(#"{"_id":1,"a":{"b":1}}"#), into: "c")
+                // Exactly the limit: stored, and reads back.
+                let ok = try Update(parsing: #"{"$set":{""# + path(JSONParser.maxDepth) + #"":1}}"#)
+                #expect(try txn.updateMany("c", filter: .all, update: ok).matched == 1)
+                #expect(try txn.findOne("c")?.nestingDepth == JSONParser.maxDepth)
+                // One more level: refused when compiled, nothing written.
+                #expect(throws: StoreError.self) { try Update(parsing: #"{"$set":{""# + path(JSONParser.maxDepth + 1) + #"":1}}"#) }
+                #expect(throws: StoreError.self) { try Update(parsing: #"{"$set":{""# + path(JSONParser.maxDepth) + #"":{"x":1}}}"#) }
+                #expect(throws: StoreError.self) { try Update(parsing: #"{"$push":{""# + path(JSONParser.maxDepth) + #"":1}}"#) }
+                // $rename moves a value of unknown depth: checked on the result.
+                let deep = try Update(parsing: #"{"$rename":{"p1":"x.y"}}"#)
+                let e = storeError { try txn.updateMany("c", filter: .all, update: deep) }
+                #expect(e?.code == .invalidUpdate)
+                #expect(try txn.findOne("c")?.nestingDepth == JSONParser.maxDepth, "unchanged")
+            }
+        }
+    }
+}

@@ -57,6 +57,16 @@ public enum JSON: Sendable, Hashable {
     }
 
     /// A short name of the value's type, for error messages.
+    /// How many arrays and objects are nested here (a scalar is 0, `{}` is
+    /// 1), as ``JSONParser/maxDepth`` counts them.
+    public var nestingDepth: Int {
+        switch self {
+        case .object(let o): return 1 + (o.fields.lazy.map(\.value.nestingDepth).max() ?? 0)
+        case .array(let a): return 1 + (a.lazy.map(\.nestingDepth).max() ?? 0)
+        default: return 0
+        }
+    }
+
     public var typeName: String {
         switch self {
         case .null: return "null"

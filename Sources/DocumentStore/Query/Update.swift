@@ -22,6 +22,8 @@ public struct Update: Sendable {
     }
 
     let kind: Kind
+    /// A `$rename` moves a value of unknown depth: check the result.
+    let renames: Bool
 
     /// For updates made only of `$set` on top-level fields: the serialized
     /// quoted keys and values, which let the store splice stored bytes.
@@ -34,8 +36,12 @@ public struct Update: Sendable {
         }
         let dollar = obj.fields.filter { $0.key.hasPrefix("$") }.count
         if dollar == 0 {
+            guard json.nestingDepth <= JSONParser.maxDepth else {
+                throw StoreError(.invalidUpdate, "invalid update: the replacement nests deeper than \(JSONParser.maxDepth) levels")
+            }
             kind = .replace(obj)
             topLevelSets = nil
+            renames = false
             return
         }
         guard dollar == obj.count else {
@@ -98,6 +104,22 @@ public struct Update: Sendable {
                 }
             }
         }
+        // A stored document must parse back, so no update may nest it
+        // deeper than the parser allows (found by fuzzing: a $set of a
+        // 130-component path wrote a document nothing could read).
+        for op in ops {
+            let depth: Int
+            switch op {
+            case .set(let p, let v): depth = p.components.count + v.nestingDepth
+            case .push(let p, let vs): depth = p.components.count + 1 + (vs.map(\.nestingDepth).max() ?? 0)
+            case .inc(let p, _), .unset(let p), .pull(let p, _): depth = p.components.count
+            case .rename(_, let to): depth = to.components.count
+            }
+            if depth > JSONParser.maxDepth {
+                throw StoreError(.invalidUpdate, "invalid update: the result would nest deeper than \(JSONParser.maxDepth) levels")
+            }
+        }
+        renames = ops.contains { if case .rename = $0 { return true } else { return false } }
         kind = .operators(ops)
         var sets: [(key: [UInt8], value: [UInt8])] = []
         for op in ops {
@@ -147,6 +169,9 @@ public struct Update: Sendable {
         case .operators(let ops):
             var root = JSON.object(doc)
             for op in ops { try Self.apply(op, to: &root) }
+            if renames && root.nestingDepth > JSONParser.maxDepth {
+                throw StoreError(.invalidUpdate, "$rename would nest the document deeper than \(JSONParser.maxDepth) levels")
+            }
             if case .object(let o) = root { doc = o }
         }
     }
