@@ -57,7 +57,7 @@ for r in $(seq "$REPEATS"); do
     applied=$("$m" db count _migrations --db "$work/db")
     attempts=$("$m" db count _migrations_history --db "$work/db")
     logged=$("$m" db count log --db "$work/db")
-    ran=$(grep -h '^applied [0-9]' "$work"/out.* | wc -l)
+    ran=$(grep -h '^applied [0-9]*_' "$work"/out.* | wc -l)
     if [ "$applied" != "$MIGRATIONS" ] || [ "$attempts" != "$MIGRATIONS" ] || [ "$logged" != "$MIGRATIONS" ] || [ "$ran" != "$MIGRATIONS" ]; then
         echo "repeat $r: applied $applied, attempts $attempts, logged $logged, runs reported $ran (want $MIGRATIONS each)"; bad=$((bad + 1))
     fi
