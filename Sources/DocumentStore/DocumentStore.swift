@@ -86,26 +86,23 @@ public final class DocumentStore: Sendable {
 /// MongoDB ObjectId-style ids: 4 bytes of seconds, 5 random bytes per
 /// process, a 3-byte counter; 24 lowercase hex characters, time-ordered.
 enum ObjectID {
-    private struct State { var random: UInt64 = UInt64.random(in: 0..<(1 << 40)); var counter: UInt32 = UInt32.random(in: 0..<(1 << 24)); var lastSecond: UInt32 = 0 }
-    private static let state = Mutex(State())
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+    private static let random = UInt64.random(in: 0..<(1 << 40))
+    private static let counter = Atomic<UInt32>(UInt32.random(in: 0..<(1 << 24)))
 
+    /// A new id; one allocation (the 24-character string), no lock.
     static func generate() -> String {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        let seconds = UInt32(truncatingIfNeeded: ts.tv_sec)
-        let (random, counter) = state.withLock { s -> (UInt64, UInt32) in
-            s.counter = (s.counter + 1) & 0xFF_FFFF
-            return (s.random, s.counter)
+        let seconds = UInt64(UInt32(truncatingIfNeeded: ts.tv_sec))
+        let count = UInt64(counter.add(1, ordering: .relaxed).newValue & 0xFF_FFFF)
+        // 12 bytes: seconds (4), random (5), counter (3), as two words.
+        let high = seconds << 32 | random >> 8           // bytes 0-7
+        let low = (random & 0xFF) << 24 | count          // bytes 8-11
+        return String(unsafeUninitializedCapacity: 24) { out in
+            func hex(_ v: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: v < 10 ? 48 + v : 87 + v) }
+            for i in 0..<16 { out[i] = hex((high >> UInt64(60 - 4 * i)) & 0xF) }
+            for i in 0..<8 { out[16 + i] = hex((low >> UInt64(28 - 4 * i)) & 0xF) }
+            return 24
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(12)
-        for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: seconds >> UInt32(shift))) }
-        for shift in stride(from: 32, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: random >> UInt64(shift))) }
-        for shift in stride(from: 16, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: counter >> UInt32(shift))) }
-        var out: [UInt8] = []
-        out.reserveCapacity(24)
-        for b in bytes { out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 0xF)]) }
-        return String(decoding: out, as: UTF8.self)
     }
 }

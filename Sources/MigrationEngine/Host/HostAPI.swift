@@ -67,12 +67,54 @@ enum HostHandles {
     static func step(_ txn: OpaquePointer?) -> HostStep? {
         guard let txn else { return nil }
         let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(txn)))
-        return table.withLock { $0.steps[id] }
+        let cache = ThreadCache.current
+        if cache.stepID == id, let s = cache.step { return s }
+        let s = table.withLock { $0.steps[id] }
+        cache.stepID = id
+        cache.step = s
+        return s
     }
     static func cursor(_ handle: OpaquePointer?) -> HostCursor? {
         guard let handle else { return nil }
         let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
-        return table.withLock { $0.cursors[id] }
+        let cache = ThreadCache.current
+        if cache.cursorID == id, let c = cache.cursor { return c }
+        let c = table.withLock { $0.cursors[id] }
+        cache.cursorID = id
+        cache.cursor = c
+        return c
+    }
+
+    /// The last step and cursor looked up on this thread: a plugin calls from
+    /// its step's thread, so most calls skip the locked registry. A stale
+    /// entry is harmless: ids are never reused, and an ended step or closed
+    /// cursor refuses every call itself.
+    final class ThreadCache {
+        var stepID: UInt = 0
+        var step: HostStep?
+        var cursorID: UInt = 0
+        var cursor: HostCursor?
+
+        private static let key: pthread_key_t = {
+            var key = pthread_key_t()
+            pthread_key_create(&key) { p in
+                if let p { Unmanaged<ThreadCache>.fromOpaque(p).release() }
+            }
+            return key
+        }()
+
+        static var current: ThreadCache {
+            if let p = pthread_getspecific(key) { return Unmanaged<ThreadCache>.fromOpaque(p).takeUnretainedValue() }
+            let c = ThreadCache()
+            pthread_setspecific(key, Unmanaged.passRetained(c).toOpaque())
+            return c
+        }
+
+        /// Forgets `ended` and its cursors, so they are not kept alive.
+        func forget(_ ended: HostStep) {
+            if step === ended { step = nil; stepID = 0 }
+            if let c = cursor, c.step == nil || c.step === ended { cursor = nil; cursorID = 0 }
+        }
     }
     static func handle(_ id: UInt) -> OpaquePointer? { OpaquePointer(bitPattern: id) }
 }
@@ -172,6 +214,8 @@ enum HostAPI {
             guard let handle else { return MIGRATOR_OK }
             let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
             guard let c = HostHandles.table.withLock({ $0.cursors.removeValue(forKey: id) }) else { return MIGRATOR_INVALID }
+            let cache = HostHandles.ThreadCache.current
+            if cache.cursorID == id { cache.cursor = nil; cache.cursorID = 0 }
             c.cursor.close()
             return MIGRATOR_OK
         },

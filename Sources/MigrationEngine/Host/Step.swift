@@ -49,6 +49,7 @@ extension AvailableMigration {
                     return step.cursorIDs.compactMap { t.cursors.removeValue(forKey: $0) }
                 }
                 for c in left { c.cursor.close() }
+                HostHandles.ThreadCache.current.forget(step)
             }
             let status = withUnsafePointer(to: HostAPI.table) { fn($0, HostHandles.handle(id), userdata) }
             guard status == MIGRATOR_OK else {
