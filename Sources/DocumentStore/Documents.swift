@@ -63,14 +63,26 @@ extension Transaction {
             valueBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[1...]))
         }
         // mdb_put directly: this is the per-document hot path of bulk loads.
-        func putNew(_ value: UnsafeRawBufferPointer) -> Int32 {
+        func putNew(_ value: UnsafeRawBufferPointer, _ flags: Int32) -> Int32 {
             keyBuffer.withUnsafeBytes { k in
                 var mk = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
                 var mv = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
-                return mdb_put(txn, env.docs, &mk, &mv, UInt32(MDB_NOOVERWRITE))
+                return mdb_put(txn, env.docs, &mk, &mv, UInt32(flags))
             }
         }
-        let rc = idRange != nil ? putNew(bytes) : valueBuffer.withUnsafeBytes { putNew($0) }
+        var rc: Int32
+        if idRange != nil {
+            rc = putNew(bytes, MDB_NOOVERWRITE)
+        } else {
+            rc = MDB_KEYEXIST
+            if s.appendGeneratedIDs {
+                // MDB_APPEND refuses (MDB_KEYEXIST) a key that is not last: then
+                // the ordinary put decides, and this collection stops trying.
+                rc = valueBuffer.withUnsafeBytes { putNew($0, MDB_APPEND) }
+                if rc == MDB_KEYEXIST { s.appendGeneratedIDs = false }
+            }
+            if rc == MDB_KEYEXIST { rc = valueBuffer.withUnsafeBytes { putNew($0, MDB_NOOVERWRITE) } }
+        }
         if rc == MDB_KEYEXIST { throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(id.serialized)") }
         try check(rc, "mdb_put")
         s.count += 1

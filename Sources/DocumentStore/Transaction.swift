@@ -11,6 +11,9 @@ final class CollectionState {
     /// know to re-seek instead of trusting their LMDB position.
     var generation = 0
     let prefix: [UInt8]
+    /// Generated ObjectIds grow, so they usually go at the very end of the
+    /// database (`MDB_APPEND`: full pages, no search) until that fails once.
+    var appendGeneratedIDs = true
 
     init(name: String, id: UInt32, count: Int64, indexes: [IndexSpec]) {
         self.name = name
