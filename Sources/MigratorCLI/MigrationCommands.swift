@@ -225,7 +225,7 @@ enum MigrationCommands {
         ctx.out.line(path)
         switch language {
         case .swift:
-            ctx.err.line("wrote \(id) to \(path)\nnext: add \(file.dropLast(6).split(separator: "_").dropFirst().map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined())() to MigrationBundle.export in your plugin package, then\n  swift build -c release && install -m 0644 .build/release/lib<YourPlugin>.so \(dir)/")
+            ctx.err.line("wrote \(id) to \(path)\nnext: add \(Scaffold.typeName(id))() to MigrationBundle.export in your plugin package, then\n  swift build -c release && install -m 0644 .build/release/lib<YourPlugin>.so \(dir)/")
         case .c:
             ctx.err.line("wrote \(id) to \(path)\nbuild it with:\n  migrator header > migrator_plugin.h\n  cc -shared -fPIC -O2 -fvisibility=hidden -I. -o \(dir)/\(id).so \(path)")
         }

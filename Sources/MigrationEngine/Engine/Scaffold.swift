@@ -33,7 +33,7 @@ public enum Scaffold {
     }
 
     /// `"004_add_user_settings"` → `"AddUserSettings"`.
-    static func typeName(_ id: String) -> String {
+    public static func typeName(_ id: String) -> String {
         let words = id.split(separator: "_").dropFirst()
         let name = words.map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
         return name.first?.isLetter == true ? name : "Migration" + name
