@@ -28,6 +28,12 @@ let package = Package(
             pkgConfig: "lmdb",
             providers: [.apt(["liblmdb-dev"])]
         ),
+        // Debian's libssl-dev (libcrypto), for SHA-256 of plugin files.
+        .systemLibrary(
+            name: "CCrypto",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
         // The embedded JSON document store over LMDB.
         .target(name: "DocumentStore", dependencies: ["CLMDB"]),
         // The plugin C ABI: include/migrator_plugin.h, the durable contract.
@@ -35,7 +41,7 @@ let package = Package(
         // The Swift SDK plugin authors (and embedding apps) write migrations with.
         .target(name: "MigrationKit", dependencies: ["MigratorPluginABI"]),
         // Loader, host API, planner, runner, tracking, locking, Migrator.
-        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "MigrationKit", "MigratorPluginABI"]),
+        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "MigrationKit", "MigratorPluginABI", "CCrypto"]),
         // Argument parsing and commands; the executable only calls into it.
         .target(name: "MigratorCLI", dependencies: ["DocumentStore", "MigrationEngine"]),
         .executableTarget(name: "migrator", dependencies: ["MigratorCLI"]),

@@ -2,7 +2,7 @@
 # Installs the Debian packages migrator needs, if missing. Idempotent.
 set -euo pipefail
 missing=()
-for pkg in liblmdb-dev pkg-config make; do
+for pkg in liblmdb-dev libssl-dev pkg-config make; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -1,100 +1,56 @@
-/// SHA-256 (FIPS 180-4). Small enough to own rather than link libcrypto for
-/// hashing plugin files; checked against the standard test vectors.
-public struct SHA256 {
-    private var h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
-        (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
-    private var pending: [UInt8] = []
-    private var length: UInt64 = 0
+import CCrypto
 
-    private static let k: [UInt32] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-    ]
+/// SHA-256 through OpenSSL's libcrypto (`EVP_sha256`), which uses the CPU's
+/// SHA instructions: hashing every plugin file was 17% of `apply`'s CPU
+/// time with a portable implementation. Checked against the standard
+/// vectors in ABITests.
+public struct SHA256 {
+    private final class Context {
+        let ctx: OpaquePointer?
+        init() {
+            ctx = EVP_MD_CTX_new()
+            EVP_DigestInit_ex(ctx, EVP_sha256(), nil)
+        }
+        deinit { EVP_MD_CTX_free(ctx) }
+    }
+    private let context = Context()
 
     public init() {}
 
     /// Adds `bytes` to the message.
     public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        length &+= UInt64(bytes.count)
-        var i = 0
-        if !pending.isEmpty {
-            let take = min(64 - pending.count, bytes.count)
-            pending.append(contentsOf: bytes[0..<take])
-            i = take
-            if pending.count == 64 {
-                let block = pending
-                block.withUnsafeBytes { compress($0) }
-                pending.removeAll(keepingCapacity: true)
-            }
-        }
-        while bytes.count - i >= 64 {
-            compress(UnsafeRawBufferPointer(rebasing: bytes[i..<(i + 64)]))
-            i += 64
-        }
-        if i < bytes.count { pending.append(contentsOf: bytes[i...]) }
+        guard let base = bytes.baseAddress else { return }
+        EVP_DigestUpdate(context.ctx, base, bytes.count)
     }
 
     public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
     /// The digest as 64 lowercase hex characters.
     public mutating func finalizeHex() -> String {
-        let bits = length &* 8
-        var tail: [UInt8] = [0x80]
-        while (Int(length) + tail.count) % 64 != 56 { tail.append(0) }
-        for s in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bits >> UInt64(s))) }
-        let savedLength = length
-        update(tail)
-        length = savedLength
-        let words = [h.0, h.1, h.2, h.3, h.4, h.5, h.6, h.7]
-        let hex = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        for w in words {
-            for s in stride(from: 28, through: 0, by: -4) { out.append(hex[Int((w >> UInt32(s)) & 0xF)]) }
-        }
-        return String(decoding: out, as: UTF8.self)
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        EVP_DigestFinal_ex(context.ctx, &digest, &length)
+        return Self.hexString(digest)
     }
 
     /// The hex digest of `bytes`.
     public static func hex(_ bytes: [UInt8]) -> String {
-        var s = SHA256()
-        s.update(bytes)
-        return s.finalizeHex()
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        bytes.withUnsafeBytes { b in
+            _ = EVP_Digest(b.baseAddress, b.count, &digest, &length, EVP_sha256(), nil)
+        }
+        return hexString(digest)
     }
 
-    private mutating func compress(_ block: UnsafeRawBufferPointer) {
-        @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
-        var state = h
-        Self.k.withUnsafeBufferPointer { kp in
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { wb in
-                guard let w = wb.baseAddress, let k = kp.baseAddress, let src = block.baseAddress else { return }
-                for t in 0..<16 {
-                    w[t] = UInt32(bigEndian: src.loadUnaligned(fromByteOffset: 4 * t, as: UInt32.self))
-                }
-                for t in 16..<64 {
-                    let x = w[t - 15], y = w[t - 2]
-                    let s0 = rotr(x, 7) ^ rotr(x, 18) ^ (x >> 3)
-                    let s1 = rotr(y, 17) ^ rotr(y, 19) ^ (y >> 10)
-                    w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
-                }
-                var (a, b, c, d, e, f, g, hh) = state
-                for t in 0..<64 {
-                    let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-                    let ch = (e & f) ^ (~e & g)
-                    let t1 = hh &+ s1 &+ ch &+ k[t] &+ w[t]
-                    let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-                    let maj = (a & b) ^ (a & c) ^ (b & c)
-                    let t2 = s0 &+ maj
-                    hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-                }
-                state = (state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d, state.4 &+ e, state.5 &+ f, state.6 &+ g, state.7 &+ hh)
+    private static func hexString(_ digest: [UInt8]) -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        return String(unsafeUninitializedCapacity: 64) { out in
+            for (i, b) in digest.enumerated() {
+                out[2 * i] = hex[Int(b >> 4)]
+                out[2 * i + 1] = hex[Int(b & 0xF)]
             }
+            return 64
         }
-        h = state
     }
 }
