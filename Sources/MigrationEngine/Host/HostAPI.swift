@@ -41,12 +41,16 @@ final class HostStep: @unchecked Sendable {
 final class HostCursor: @unchecked Sendable {
     let cursor: DocumentCursor
     let collection: String
-    weak var step: HostStep?
+    /// Strong, not weak: a weak reference gives the step a side table and
+    /// moves every retain of it, on every host call, to the slow path.
+    /// Cursors leave the registry when their step ends, so nothing cycles.
+    let step: HostStep
     var buffer: UnsafeMutablePointer<CChar>
     var capacity: Int
-    init(cursor: DocumentCursor, collection: String) {
+    init(cursor: DocumentCursor, collection: String, step: HostStep) {
         self.cursor = cursor
         self.collection = collection
+        self.step = step
         capacity = 1024
         buffer = .allocate(capacity: capacity)
     }
@@ -113,7 +117,7 @@ enum HostHandles {
         /// Forgets `ended` and its cursors, so they are not kept alive.
         func forget(_ ended: HostStep) {
             if step === ended { step = nil; stepID = 0 }
-            if let c = cursor, c.step == nil || c.step === ended { cursor = nil; cursorID = 0 }
+            if let c = cursor, c.step === ended { cursor = nil; cursorID = 0 }
         }
     }
     static func handle(_ id: UInt) -> OpaquePointer? { OpaquePointer(bitPattern: id) }
@@ -177,8 +181,7 @@ enum HostAPI {
                 guard let out else { throw DatabaseError(.invalid, "find: the cursor out-pointer is NULL") }
                 out.pointee = nil
                 let name = try collection(c)
-                let cursor = HostCursor(cursor: try s.db.openCursor(name, filter: bytes(filter)), collection: name)
-                cursor.step = s
+                let cursor = HostCursor(cursor: try s.db.openCursor(name, filter: bytes(filter)), collection: name, step: s)
                 let id = HostHandles.table.withLock { t in
                     let id = t.next
                     t.next += 1
@@ -205,7 +208,7 @@ enum HostAPI {
                 outLen.pointee = raw.count
                 return MIGRATOR_OK
             } catch let e as StoreError {
-                return c.step?.fail(StoreDatabase.databaseError(e)) ?? MIGRATOR_ERROR
+                return c.step.fail(StoreDatabase.databaseError(e))
             } catch {
                 return MIGRATOR_ERROR
             }
