@@ -112,7 +112,7 @@ public struct Document: Sendable {
     /// into a filter: `#"{"_id": \#(doc.idJSON)}"#`. Stored documents start
     /// with `_id`, so this reads only the first field.
     public var idJSON: String? {
-        let prefix = Array(#"{"_id":"#.utf8)
+        let prefix = Self.idPrefix
         guard bytes.count > prefix.count, bytes.starts(with: prefix) else { return nil }
         var i = prefix.count
         if bytes[i] == UInt8(ascii: "\"") {
@@ -124,6 +124,8 @@ public struct Document: Sendable {
         while i < bytes.count, bytes[i] != UInt8(ascii: ","), bytes[i] != UInt8(ascii: "}") { i += 1 }
         return String(decoding: bytes[prefix.count..<i], as: UTF8.self)
     }
+    private static let idPrefix = Array(#"{"_id":"#.utf8)
+
     /// A filter matching exactly this document: `{"_id": <id>}`.
     public var idFilter: String? { idJSON.map { #"{"_id":"# + $0 + "}" } }
 }
