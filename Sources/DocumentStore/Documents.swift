@@ -281,31 +281,40 @@ extension Transaction {
     /// document if the filter needed it, else nil.
     func visit(_ s: CollectionState, _ filter: Filter,
                _ body: (_ idKey: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer, _ doc: inout JSONObject?) throws(StoreError) -> VisitAction) throws(StoreError) {
+        // One document by its full key; true to stop. `exact`: the key
+        // lookup alone proves the match, so the document is not parsed.
+        func visitKey(_ kb: UnsafeRawBufferPointer, exact: Bool) throws(StoreError) -> Bool {
+            guard let bytes = try get(env.docs, kb) else { return false }
+            let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
+            var doc: JSONObject?
+            if !exact {
+                let d = try parseStored(s, bytes, idKey: idKey)
+                guard filter.matches(.object(d)) else { return false }
+                doc = d
+            }
+            switch try body(idKey, bytes, &doc) {
+            case .keep: return false
+            case .stop: return true
+            case .delete: try del(env.docs, kb)
+            case .replaceWithValueBuffer:
+                try valueBuffer.bytes { v throws(StoreError) in _ = try put(env.docs, kb, v) }
+            }
+            s.generation += 1
+            return false
+        }
+        // `{"_id": v}`, the per-document loop's filter: straight to the key.
+        if let id = filter.singlePrimaryKey {
+            var key = s.prefix
+            guard (try? KeyEncoding.appendID(id, to: &key)) != nil else { return }
+            _ = try key.bytes { kb throws(StoreError) in try visitKey(kb, exact: true) }
+            return
+        }
         if let access = plan(s, filter) {
             // Found by primary key on a filter that says nothing else: it
             // matches without being parsed (the body parses only if it must).
             let exact = access.spec == nil && filter.isPrimaryKeyExact
             for key in try candidateKeys(s, access) {
-                let stop = try key.bytes { kb throws(StoreError) -> Bool in
-                    guard let bytes = try get(env.docs, kb) else { return false }
-                    let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
-                    var doc: JSONObject?
-                    if !exact {
-                        let d = try parseStored(s, bytes, idKey: idKey)
-                        guard filter.matches(.object(d)) else { return false }
-                        doc = d
-                    }
-                    switch try body(idKey, bytes, &doc) {
-                    case .keep: return false
-                    case .stop: return true
-                    case .delete: try del(env.docs, kb)
-                    case .replaceWithValueBuffer:
-                        try valueBuffer.bytes { v throws(StoreError) in _ = try put(env.docs, kb, v) }
-                    }
-                    s.generation += 1
-                    return false
-                }
-                if stop { return }
+                if try key.bytes({ kb throws(StoreError) in try visitKey(kb, exact: exact) }) { return }
             }
             return
         }

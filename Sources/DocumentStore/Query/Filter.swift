@@ -50,6 +50,18 @@ public struct Filter: Sendable {
     }
     static let idPath = FieldPath(trusted: ["_id"])
 
+    /// The `_id` of a `{"_id": v}` filter with an integer or string `v`.
+    var singlePrimaryKey: JSON? {
+        var node = root
+        if case .and(let subs) = node, subs.count == 1 { node = subs[0] }
+        guard case .field(let path, let preds) = node, preds.count == 1, path.components.count == 1,
+              path.components[0] == "_id", case .eq(let v) = preds[0] else { return nil }
+        switch v {
+        case .int, .string: return v
+        default: return nil
+        }
+    }
+
     /// True when the filter is only `_id` equality (or `$in`) on integers or
     /// strings: a document found by its primary key matches without being read.
     var isPrimaryKeyExact: Bool {
