@@ -13,16 +13,8 @@ cd "$(dirname "$0")/.."
 RUNNERS=${1:-8}
 MIGRATIONS=${2:-50}
 REPEATS=${3:-20}
-if [ -z "${MIGRATOR:-}" ]; then
-    scripts/install-deps.sh
-    swift build -c release --product migrator >&2
-    MIGRATOR=$PWD/.build/release/migrator
-fi
-m=$MIGRATOR
+source bench/common.sh
 export SWIFT_BACKTRACE=enable=no
-work=$(mktemp -d /tmp/migrator-concurrency.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cc=$(command -v cc || command -v clang)
 mkdir -m 700 "$work/plugins" "$work/slow"
 cat >"$work/ordered.c" <<'C'
 #include <stdio.h>

@@ -18,16 +18,8 @@ N=${2:-1000000}
 SEED=${3:-$(( $(date +%s) % 32768 ))}
 RANDOM=$SEED
 echo "crash torture: $KILLS kills, $N users, seed $SEED"
-if [ -z "${MIGRATOR:-}" ]; then
-    scripts/install-deps.sh
-    swift build -c release --product migrator >&2
-    MIGRATOR=$PWD/.build/release/migrator
-fi
-m=$MIGRATOR
+source bench/common.sh
 export SWIFT_BACKTRACE=enable=no
-work=$(mktemp -d /tmp/migrator-torture.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-cc=$(command -v cc || command -v clang)
 mkdir -m 700 "$work/plugins"
 for v in 1 3; do
     $cc -shared -fPIC -O2 -fvisibility=hidden -ISources/MigratorPluginABI/include -DVARIANT=$v \

@@ -9,18 +9,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
 RUNS=${2:-3}
-scripts/install-deps.sh
+source bench/common.sh
 # Benchmark-only tools: the sqlite3 CLI and GNU time (peak RSS).
 for pkg in sqlite3 time; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || \
         { sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo; $sudo apt-get install -y -qq "$pkg" >&2; }
 done
-work=$(mktemp -d /tmp/migrator-data-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-swift build -c release --product migrator >&2
 swift build -c release --product BenchMigrations >&2
-m=$PWD/.build/release/migrator
-cc=$(command -v cc || command -v clang)
 inc=Sources/MigratorPluginABI/include
 $cc -O2 -Wall -o "$work/baseline" bench/data_baseline.c -llmdb
 for v in 1 2 3; do

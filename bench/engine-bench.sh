@@ -9,12 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-1000}
 RUNS=${2:-5}
-scripts/install-deps.sh
-work=$(mktemp -d /tmp/migrator-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-swift build -c release --product migrator >&2
-m=$PWD/.build/release/migrator
-cc=$(command -v cc || command -v clang)
+source bench/common.sh
 $cc -O2 -Wall -ISources/MigratorPluginABI/include -o "$work/floor" bench/apply_floor.c -llmdb -ldl
 bench/make-plugins.sh "$COUNT" "$work/plugins"
 

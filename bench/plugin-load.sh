@@ -7,11 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-1000}
 RUNS=${2:-5}
-scripts/install-deps.sh
-work=$(mktemp -d /tmp/migrator-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-swift build -c release --product migrator >&2
-cc=$(command -v cc || command -v clang)
+source bench/common.sh
 $cc -O2 -Wall -ISources/MigratorPluginABI/include -o "$work/dlopen-baseline" bench/dlopen_baseline.c -ldl
 
 bench/make-plugins.sh "$COUNT" "$work/plugins"
@@ -20,11 +16,11 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for i in $(seq "$RUNS"); do
     "$work/dlopen-baseline" "$work/plugins" 2>/dev/null | awk '{print $2}' >>"$work/c"
     s=$(date +%s.%N)
-    .build/release/migrator list --dir "$work/plugins" >/dev/null
+    "$m" list --dir "$work/plugins" >/dev/null
     e=$(date +%s.%N)
     awk -v s="$s" -v e="$e" 'BEGIN { printf "%.4f\n", e - s }' >>"$work/m"
 done
-n=$(.build/release/migrator list --dir "$work/plugins" --json | grep -o '"id"' | wc -l)
+n=$("$m" list --dir "$work/plugins" --json | grep -o '"id"' | wc -l)
 c=$(median <"$work/c"); m=$(median <"$work/m")
 echo "Loading and listing $COUNT C plugins ($n migrations found), median of $RUNS runs"
 printf '%-34s %8.3f s\n' "dlopen+dlsym+entry only (C floor)" "$c"
