@@ -96,7 +96,7 @@ extension String {
 
 /// The `migrator` command line. The executable is only `exit(main(args))`.
 public enum MigratorCommandLine {
-    public static let version = "0.1.0"
+    public static let version = runnerVersion
 
     static let commands: [Command] = MigrationCommands.all + PluginCommands.all + DatabaseCommands.all
 
