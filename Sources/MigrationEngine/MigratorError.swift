@@ -32,10 +32,8 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let targetAlreadyApplied = Code("target_already_applied")
         public static let targetNotApplied = Code("target_not_applied")
         public static let irreversible = Code("irreversible")
-        public static let pluginProblems = Code("plugin_problems")
         // Running.
         public static let migrationFailed = Code("migration_failed")
-        public static let storage = Code("storage")
         // Locking.
         public static let lockTimeout = Code("lock_timeout")
         public static let lockFailed = Code("lock_failed")
@@ -44,7 +42,7 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         /// Codes that mean "validation refused the run; nothing was changed".
         public var isRefusal: Bool {
             [Code.outOfOrder, .missingMigrations, .checksumChanged, .unknownTarget, .targetAlreadyApplied,
-             .targetNotApplied, .irreversible, .pluginProblems, .duplicateID, .duplicateSequence,
+             .targetNotApplied, .irreversible, .duplicateID, .duplicateSequence,
              // A plugin that cannot be loaded also refuses the run.
              .insecurePermissions, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol, .abiMismatch,
              .invalidDescriptor, .invalidID, .toolchainMismatch].contains(self)

@@ -22,25 +22,22 @@ enum PluginCommands {
         PluginLoader.Options(insecure: args.flag("insecure"), strictToolchain: args.flag("strict-toolchain"))
     }
 
-    /// Loads `--dir`, printing warnings to stderr.
-    static func load(_ ctx: Context, _ args: ParsedArguments) throws -> PluginSet {
-        let set = try PluginLoader.load(directory: ctx.migrationsDirectory(args), options: loaderOptions(args))
-        for w in set.warnings { ctx.err.line(w) }
-        return set
-    }
 
     static func printProblems(_ ctx: Context, _ set: PluginSet) {
         for p in set.problems { ctx.err.line("error: \(p.message)") }
     }
 
     static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
-        let set = try load(ctx, args)
-        // With --db, each migration's state there (reads only; never blocked).
+        // With --db, each migration's state there, exactly as `status`
+        // reports it (reads only; never blocked).
+        let migrator = args.options["db"].map { Migrator(databasePath: $0) }
+        let directory = ctx.migrationsDirectory(args)
+        let set = try migrator?.loadPlugins(from: directory, options: loaderOptions(args))
+            ?? PluginLoader.load(directory: directory, options: loaderOptions(args))
+        for w in set.warnings { ctx.err.line(w) }
         var states: [String: String] = [:]
-        if let db = args.options["db"] {
-            let applied = try Migrator(databasePath: db).appliedMigrations()
-            for a in applied { states[a.id] = "applied" }
-            for m in set.migrations where states[m.id] == nil { states[m.id] = "pending" }
+        if let migrator {
+            for e in try migrator.status().migrations { states[e.id] = e.state }
         }
         if args.flag("json") {
             let doc: JSON = .object(JSONObject([

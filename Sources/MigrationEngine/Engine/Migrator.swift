@@ -41,8 +41,9 @@ public final class Migrator {
 
     public let databasePath: String
     public var options: Options
-    private var registered: [AvailableMigration] = []
-    private var plugins = PluginSet()
+    private var registered: [AvailableMigration] = [] { didSet { known = nil } }
+    private var plugins = PluginSet() { didSet { known = nil } }
+    private var known: (migrations: [AvailableMigration], problems: [MigratorError])?
     private var openStore: DocumentStore?
 
     public init(databasePath: String, options: Options = Options()) {
@@ -78,8 +79,11 @@ public final class Migrator {
     /// Every known migration in application order, and the problems that
     /// make a run refuse (broken plugins, duplicates).
     public var migrations: (migrations: [AvailableMigration], problems: [MigratorError]) {
+        if let known { return known }
         let ordered = AvailableMigration.ordered(plugins.migrations + registered)
-        return (ordered.migrations, plugins.problems + ordered.problems)
+        let result = (ordered.migrations, plugins.problems + ordered.problems)
+        known = result
+        return result
     }
 
     // MARK: Reading state

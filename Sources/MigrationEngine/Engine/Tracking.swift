@@ -68,7 +68,7 @@ enum Tracking {
     }
 
     static func isApplied(_ txn: Transaction, _ id: String) throws -> Bool {
-        try txn.withSystemAccess { try txn.count(applied, filter: Filter(.object(JSONObject([("_id", .string(id))])))) > 0 }
+        try txn.withSystemAccess { try txn.count(applied, filter: Filter.idEquals(.string(id))) > 0 }
     }
 
     static func recordApplied(_ txn: Transaction, _ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
@@ -85,7 +85,7 @@ enum Tracking {
 
     static func removeApplied(_ txn: Transaction, _ id: String) throws {
         try txn.withSystemAccess {
-            _ = try txn.deleteOne(applied, filter: Filter(.object(JSONObject([("_id", .string(id))]))))
+            _ = try txn.deleteOne(applied, filter: Filter.idEquals(.string(id)))
         }
     }
 

@@ -40,16 +40,14 @@ final class HostStep: @unchecked Sendable {
 /// handed out.
 final class HostCursor: @unchecked Sendable {
     let cursor: DocumentCursor
-    let collection: String
     /// Strong, not weak: a weak reference gives the step a side table and
     /// moves every retain of it, on every host call, to the slow path.
     /// Cursors leave the registry when their step ends, so nothing cycles.
     let step: HostStep
     var buffer: UnsafeMutablePointer<CChar>
     var capacity: Int
-    init(cursor: DocumentCursor, collection: String, step: HostStep) {
+    init(cursor: DocumentCursor, step: HostStep) {
         self.cursor = cursor
-        self.collection = collection
         self.step = step
         capacity = 1024
         buffer = .allocate(capacity: capacity)
@@ -69,24 +67,25 @@ enum HostHandles {
     static let table = Mutex(Table())
 
     static func step(_ txn: OpaquePointer?) -> HostStep? {
-        guard let txn else { return nil }
-        let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(txn)))
-        let cache = ThreadCache.current
-        if cache.stepID == id, let s = cache.step { return s }
-        let s = table.withLock { $0.steps[id] }
-        cache.stepID = id
-        cache.step = s
-        return s
+        lookup(txn, \.stepID, \.step) { $0.steps[$1] }
     }
     static func cursor(_ handle: OpaquePointer?) -> HostCursor? {
+        lookup(handle, \.cursorID, \.cursor) { $0.cursors[$1] }
+    }
+
+    /// The object behind `handle`: this thread's cache, else the registry.
+    private static func lookup<T: AnyObject>(
+        _ handle: OpaquePointer?, _ cachedID: ReferenceWritableKeyPath<ThreadCache, UInt>,
+        _ cached: ReferenceWritableKeyPath<ThreadCache, T?>, _ registry: (Table, UInt) -> T?
+    ) -> T? {
         guard let handle else { return nil }
         let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
         let cache = ThreadCache.current
-        if cache.cursorID == id, let c = cache.cursor { return c }
-        let c = table.withLock { $0.cursors[id] }
-        cache.cursorID = id
-        cache.cursor = c
-        return c
+        if cache[keyPath: cachedID] == id, let hit = cache[keyPath: cached] { return hit }
+        let found = table.withLock { registry($0, id) }
+        cache[keyPath: cachedID] = id
+        cache[keyPath: cached] = found
+        return found
     }
 
     /// The last step and cursor looked up on this thread: a plugin calls from
@@ -172,16 +171,17 @@ enum HostAPI {
         },
         insert: { txn, c, json in
             call(txn) { s throws(DatabaseError) in
-                guard let doc = bytes(json) else { throw DatabaseError(.invalid, "insert: the document is NULL") }
-                try s.db.insert(jsonBytes: doc, into: try collection(c))
+                let name = try collection(c)
+                guard let doc = bytes(json) else { throw DatabaseError(.invalid, "insert into '\(name)': the document is NULL") }
+                try s.db.insert(jsonBytes: doc, into: name)
             }
         },
         find: { txn, c, filter, out in
             call(txn) { s throws(DatabaseError) in
-                guard let out else { throw DatabaseError(.invalid, "find: the cursor out-pointer is NULL") }
-                out.pointee = nil
                 let name = try collection(c)
-                let cursor = HostCursor(cursor: try s.db.openCursor(name, filter: bytes(filter)), collection: name, step: s)
+                guard let out else { throw DatabaseError(.invalid, "find in '\(name)': the cursor out-pointer is NULL") }
+                out.pointee = nil
+                let cursor = HostCursor(cursor: try s.db.openCursor(name, filter: bytes(filter)), step: s)
                 let id = HostHandles.table.withLock { t in
                     let id = t.next
                     t.next += 1
@@ -224,8 +224,9 @@ enum HostAPI {
         },
         update: { txn, c, filter, update, out in
             call(txn) { s throws(DatabaseError) in
-                guard let u = bytes(update) else { throw DatabaseError(.invalid, "update: the update is NULL") }
-                let n = try s.db.updateRaw(try collection(c), filter: bytes(filter), update: u)
+                let name = try collection(c)
+                guard let u = bytes(update) else { throw DatabaseError(.invalid, "update of '\(name)': the update is NULL") }
+                let n = try s.db.updateRaw(name, filter: bytes(filter), update: u)
                 out?.pointee = n
             }
         },
@@ -237,8 +238,9 @@ enum HostAPI {
         },
         count: { txn, c, filter, out in
             call(txn) { s throws(DatabaseError) in
-                guard let out else { throw DatabaseError(.invalid, "count: the out-pointer is NULL") }
-                out.pointee = try s.db.countRaw(try collection(c), filter: bytes(filter))
+                let name = try collection(c)
+                guard let out else { throw DatabaseError(.invalid, "count of '\(name)': the out-pointer is NULL") }
+                out.pointee = try s.db.countRaw(name, filter: bytes(filter))
             }
         },
         log: { txn, level, message in

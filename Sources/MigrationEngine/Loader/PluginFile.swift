@@ -9,7 +9,6 @@ struct CheckedPluginFile {
     let name: String
     /// `directory/name`, for messages.
     let path: String
-    let size: Int
     let sha256: String
     let identity: FileIdentity
     /// The cache key: the real directory path plus the name.
@@ -131,7 +130,7 @@ enum PluginDirectory {
         let identity = FileIdentity(st)
         let known = cache.entries[key].flatMap { $0.identity == identity ? $0.plugin : nil }
         if descriptorsOnly, let known {
-            return CheckedPluginFile(name: name, path: path, size: size, sha256: known.sha256, identity: identity, key: key, cached: known)
+            return CheckedPluginFile(name: name, path: path, sha256: known.sha256, identity: identity, key: key, cached: known)
         }
         var bytes = [UInt8](repeating: 0, count: size)
         var got = 0
@@ -143,7 +142,7 @@ enum PluginDirectory {
         }
         if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
         // An unchanged file keeps its recorded hash; hashing is the costliest check.
-        return CheckedPluginFile(name: name, path: path, size: size, sha256: known?.sha256 ?? SHA256.hex(bytes), identity: identity, key: key)
+        return CheckedPluginFile(name: name, path: path, sha256: known?.sha256 ?? SHA256.hex(bytes), identity: identity, key: key)
     }
 
     /// sshd StrictModes: writable by group or others, or owned by someone

@@ -90,7 +90,7 @@ public enum FuzzTargets {
                                         struct_size: words[1] % 2 == 0 ? 48 : words[1] % 100,
                                         name: str(0), toolchain: str(1), migration_count: UInt32(count),
                                         migrations: UnsafePointer(migrations))
-        let file = CheckedPluginFile(name: "fuzz.so", path: "/fuzz/fuzz.so", size: data.count, sha256: "",
+        let file = CheckedPluginFile(name: "fuzz.so", path: "/fuzz/fuzz.so", sha256: "",
                                      identity: FileIdentity(device: 0, inode: 0, size: 0, mtimeNanoseconds: 0), key: "/fuzz/fuzz.so")
         var warnings: [String] = []
         let described = try? PluginLoader.describe(&bundle, file: file, options: .init(), warnings: &warnings)
