@@ -7,12 +7,10 @@ let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
 
 let package = Package(
     name: "migrator",
-    platforms: [.macOS(.v13)],
     products: [
         .library(name: "DocumentStore", targets: ["DocumentStore"]),
         .library(name: "MigrationKit", targets: ["MigrationKit"]),
         .library(name: "MigrationEngine", targets: ["MigrationEngine"]),
-        .library(name: "MigratorCLI", targets: ["MigratorCLI"]),
         .executable(name: "migrator", targets: ["migrator"]),
         .executable(name: "store-bench", targets: ["StoreBench"]),
         .executable(name: "example-app", targets: ["ExampleApp"]),
@@ -34,6 +32,8 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        // Linux constants Glibc does not import (F_OFD_SETLK, …).
+        .target(name: "_MigratorCShims"),
         // The embedded JSON document store over LMDB.
         .target(name: "DocumentStore", dependencies: ["CLMDB"]),
         // The plugin C ABI: include/migrator_plugin.h, the durable contract.
@@ -41,7 +41,7 @@ let package = Package(
         // The Swift SDK plugin authors (and embedding apps) write migrations with.
         .target(name: "MigrationKit", dependencies: ["MigratorPluginABI"]),
         // Loader, host API, planner, runner, tracking, locking, Migrator.
-        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "MigrationKit", "MigratorPluginABI", "CCrypto"]),
+        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "MigrationKit", "MigratorPluginABI", "CCrypto", "_MigratorCShims"]),
         // Argument parsing and commands; the executable only calls into it.
         .target(name: "MigratorCLI", dependencies: ["DocumentStore", "MigrationEngine"]),
         .executableTarget(name: "migrator", dependencies: ["MigratorCLI"]),

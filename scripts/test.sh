@@ -1,8 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, builds
-# everything (the CLI tests run the built binary), and runs every test.
+# everything in debug (with tests) and in release with zero compiler
+# warnings allowed (the CLI tests run the built binary), and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-swift build --build-tests
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for config in "--build-tests" "-c release"; do
+    # shellcheck disable=SC2086
+    if ! swift build $config -Xswiftc -warnings-as-errors 2>&1 | tee "$log"; then
+        echo "error: swift build $config failed" >&2
+        exit 1
+    fi
+    if grep -q "warning:" "$log"; then
+        echo "error: swift build $config printed warnings (the project allows none):" >&2
+        grep "warning:" "$log" >&2
+        exit 1
+    fi
+done
 SWIFT_BACKTRACE=enable=no swift test --skip-build

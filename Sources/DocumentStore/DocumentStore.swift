@@ -59,6 +59,7 @@ public final class DocumentStore: Sendable {
     /// When the map fills up (`MDB_MAP_FULL`), the transaction is aborted,
     /// the map is doubled and `body` runs again from the start; keep side
     /// effects outside the store idempotent.
+    @discardableResult
     public func write<R>(_ body: (Transaction) throws -> R) throws -> R {
         try env.enterWriter()
         while true {

@@ -412,11 +412,13 @@ extension Transaction {
     /// Updates every document matching `filter`.
     /// With `upsert` and no match, inserts one document built from the
     /// filter's equality fields with the update applied.
+    @discardableResult
     public func updateMany(_ collection: String, filter: Filter, update: Update, upsert: Bool = false) throws(StoreError) -> UpdateResult {
         try performUpdate(collection, filter, update, upsert: upsert, one: false)
     }
 
     /// Updates the first document (in `_id` order) matching `filter`.
+    @discardableResult
     public func updateOne(_ collection: String, filter: Filter, update: Update, upsert: Bool = false) throws(StoreError) -> UpdateResult {
         try performUpdate(collection, filter, update, upsert: upsert, one: true)
     }

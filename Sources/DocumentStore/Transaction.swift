@@ -164,6 +164,7 @@ public final class Transaction {
 
     /// Lets `body` write to reserved (`_`-prefixed) collections. This is the
     /// system API the migration engine uses for `_migrations`.
+    @discardableResult
     public func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
         let saved = systemAccess
         systemAccess = true

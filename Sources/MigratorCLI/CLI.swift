@@ -22,10 +22,10 @@ public enum ExitCode {
 /// What a command needs from its surroundings.
 public struct Context {
     public var environment: [String: String]
-    public let out: OutputStream
-    public let err: OutputStream
+    public let out: TextOutput
+    public let err: TextOutput
 
-    public init(environment: [String: String], out: OutputStream = OutputStream(fd: 1), err: OutputStream = OutputStream(fd: 2)) {
+    public init(environment: [String: String], out: TextOutput = TextOutput(fd: 1), err: TextOutput = TextOutput(fd: 2)) {
         self.environment = environment
         self.out = out
         self.err = err

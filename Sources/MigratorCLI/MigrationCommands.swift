@@ -247,7 +247,7 @@ enum MigrationCommands {
 /// over a second without reporting progress gets an elapsed-time line. A
 /// lock serialises the ticker thread's drawing with everything else.
 final class Reporter: @unchecked Sendable {
-    private let err: OutputStream
+    private let err: TextOutput
     let quiet: Bool
     let verbose: Bool
     let tty: Bool

@@ -139,7 +139,7 @@ struct CLITests {
     func badDatabasePath() throws {
         let dir = scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        FileManager.default.createFile(atPath: dir + "/file", contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/file", contents: Data("x".utf8))
         let r = try migrator(["db", "collections", "--db", dir + "/file"])
         #expect(r.status == 1)
         #expect(r.stderr.contains("\(dir)/file: exists and is not a directory"))

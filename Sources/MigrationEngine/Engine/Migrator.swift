@@ -343,9 +343,9 @@ public final class Migrator {
     private func run(_ m: AvailableMigration, _ direction: Direction, store: DocumentStore, lock: RunLock) throws {
         options.events(.started(id: m.id, direction: direction))
         lock.begin(m.id, direction)
-        let startedAt = Clock.iso8601()
-        let t0 = Clock.monotonic()
-        var ms: Int64 { Int64((Clock.monotonic() - t0) * 1000) }
+        let startedAt = EngineClock.iso8601()
+        let t0 = EngineClock.monotonic()
+        var ms: Int64 { Int64((EngineClock.monotonic() - t0) * 1000) }
         do {
             let ran = try store.write { txn -> Bool in
                 // Re-check inside the transaction: the state it commits on.

@@ -1,4 +1,5 @@
 import DocumentStore
+import _MigratorCShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -69,9 +70,8 @@ public enum LockState: Sendable, Equatable {
 /// it with `F_OFD_GETLK` without taking it. The file records the owner, and
 /// the migration in progress, for messages and crash reports.
 final class RunLock {
-    // Linux fcntl commands for open file description locks.
-    private static let getLock: Int32 = 36   // F_OFD_GETLK
-    private static let setLock: Int32 = 37   // F_OFD_SETLK
+    private static let getLock = migrator_F_OFD_GETLK
+    private static let setLock = migrator_F_OFD_SETLK
 
     static func path(database: String) -> String { database + "/migrator.lock" }
 
@@ -88,7 +88,7 @@ final class RunLock {
         guard fd >= 0 else {
             throw MigratorError(.lockFailed, "cannot open the lock file '\(path)': \(errorText(errno))")
         }
-        let deadline = Clock.monotonic() + timeout
+        let deadline = EngineClock.monotonic() + timeout
         while true {
             var fl = Self.request(F_WRLCK)
             if fcntl(fd, Self.setLock, &fl) == 0 { break }
@@ -97,7 +97,7 @@ final class RunLock {
                 close(fd)
                 throw MigratorError(.lockFailed, "cannot lock '\(path)': \(errorText(e))")
             }
-            if Clock.monotonic() >= deadline {
+            if EngineClock.monotonic() >= deadline {
                 let holder = Self.readOwner(fd)
                 close(fd)
                 throw MigratorError(.lockTimeout,
@@ -106,7 +106,7 @@ final class RunLock {
             usleep(20_000)
         }
         leftover = Self.readOwner(fd)
-        owner = LockOwner(pid: getpid(), host: Clock.hostName, user: Clock.userName, command: command, startedAt: Clock.iso8601())
+        owner = LockOwner(pid: getpid(), host: EngineClock.hostName, user: EngineClock.userName, command: command, startedAt: EngineClock.iso8601())
         write()
     }
 
@@ -127,7 +127,7 @@ final class RunLock {
     func begin(_ id: String, _ direction: Direction) {
         owner.currentID = id
         owner.currentDirection = direction.rawValue
-        owner.currentStartedAt = Clock.iso8601()
+        owner.currentStartedAt = EngineClock.iso8601()
         write()
     }
 

@@ -75,10 +75,10 @@ enum Tracking {
         let doc: JSON = .object(JSONObject([
             ("_id", .string(m.id)), ("migration_id", .string(m.id)), ("name", .string(m.name)),
             ("description", .string(m.description)), ("version", .string(m.version)),
-            ("started_at", .string(startedAt)), ("applied_at", .string(Clock.iso8601())), ("success", .bool(true)),
+            ("started_at", .string(startedAt)), ("applied_at", .string(EngineClock.iso8601())), ("success", .bool(true)),
             ("checksum", m.checksum.map(JSON.string) ?? .null), ("plugin", .string(m.origin.label)),
             ("plugin_sha256", m.origin.sha256.map(JSON.string) ?? .null), ("duration_ms", .int(durationMS)),
-            ("applied_by", .string(Clock.actor)), ("runner_version", .string(runnerVersion)),
+            ("applied_by", .string(EngineClock.actor)), ("runner_version", .string(runnerVersion)),
         ]))
         try txn.withSystemAccess { _ = try txn.insert(doc, into: applied) }
     }
@@ -96,9 +96,9 @@ enum Tracking {
             let next = Int64(try txn.count(history)) + 1
             let doc: JSON = .object(JSONObject([
                 ("_id", .int(next)), ("migration_id", .string(id)), ("outcome", .string(outcome.rawValue)),
-                ("direction", .string(direction.rawValue)), ("at", .string(at ?? Clock.iso8601())),
+                ("direction", .string(direction.rawValue)), ("at", .string(at ?? EngineClock.iso8601())),
                 ("duration_ms", durationMS.map(JSON.int) ?? .null), ("error", error.map(JSON.string) ?? .null),
-                ("applied_by", .string(by ?? Clock.actor)), ("plugin", plugin.map(JSON.string) ?? .null),
+                ("applied_by", .string(by ?? EngineClock.actor)), ("plugin", plugin.map(JSON.string) ?? .null),
                 ("runner_version", .string(runnerVersion)),
             ]))
             _ = try txn.insert(doc, into: history)

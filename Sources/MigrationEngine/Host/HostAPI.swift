@@ -26,7 +26,7 @@ final class HostStep: @unchecked Sendable {
     func fail(_ e: DatabaseError) -> migrator_status {
         let text = e.message.utf8CString
         let copy = UnsafeMutablePointer<CChar>.allocate(capacity: text.count)
-        _ = text.withUnsafeBufferPointer { copy.initialize(from: $0.baseAddress!, count: text.count) }
+        for (i, c) in text.enumerated() { copy[i] = c }
         lastError.deallocate()
         lastError = copy
         return e.status.rawValue

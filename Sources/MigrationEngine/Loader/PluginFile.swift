@@ -142,7 +142,7 @@ enum PluginDirectory {
         }
         if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
         // An unchanged file keeps its recorded hash; hashing is the costliest check.
-        return CheckedPluginFile(name: name, path: path, sha256: known?.sha256 ?? SHA256.hex(bytes), identity: identity, key: key)
+        return CheckedPluginFile(name: name, path: path, sha256: known?.sha256 ?? SHA256Digest.hex(bytes), identity: identity, key: key)
     }
 
     /// sshd StrictModes: writable by group or others, or owned by someone

@@ -1,7 +1,13 @@
 // The fuzz targets: each takes arbitrary bytes and must neither crash nor
-// break an invariant (an invariant break is a crash, so libFuzzer sees it).
-// The Fuzzer executable feeds them under libFuzzer; FuzzRegressionTests
-// replays the committed corpus (Tests/Fuzz/corpus) in every test run.
+// break an invariant. They return the invariants an input broke: the Fuzzer
+// executable traps on any (so libFuzzer sees a crash), and
+// FuzzRegressionTests records each as a test failure while it replays the
+// committed corpus (Tests/Fuzz/corpus) in every test run.
+//
+// They reach internal APIs through `@testable import`, which only debug
+// builds allow, so in a release build this module is empty (and
+// `swift build -c release` at the root still works).
+#if DEBUG
 @testable import DocumentStore
 @testable import MigrationEngine
 @testable import MigratorCLI
@@ -11,28 +17,57 @@ import MigratorPluginABI
 public enum FuzzTargets {
     public static let names = ["json", "query", "plugin", "arguments"]
 
-    public static func run(_ name: String, _ data: UnsafeRawBufferPointer) {
+    /// Runs target `name` on `data`; returns the invariants it broke
+    /// (empty when all held). An unknown name is reported the same way.
+    public static func run(_ name: String, _ data: UnsafeRawBufferPointer) -> [String] {
+        var broken = Invariants()
         switch name {
-        case "json": json(data)
-        case "query": query(data)
-        case "plugin": plugin(data)
+        case "json": json(data, &broken)
+        case "query": query(data, &broken)
+        case "plugin": plugin(data, &broken)
         case "arguments": arguments(data)
-        default: fatalError("unknown fuzz target \(name)")   // a harness bug, not input
+        default: broken.check(false, "unknown fuzz target '\(name)'")
+        }
+        return broken.failures
+    }
+
+    struct Invariants {
+        var failures: [String] = []
+        mutating func check(_ holds: Bool, _ what: @autoclosure () -> String) {
+            if !holds { failures.append(what()) }
         }
     }
 
     /// The JSON parser: anything it accepts serializes and parses back equal.
-    static func json(_ data: UnsafeRawBufferPointer) {
-        guard let value = try? JSONParser.parse(data) else { return }
+    static func json(_ data: UnsafeRawBufferPointer, _ broken: inout Invariants) {
+        // The insert fast path must agree with the parser on stored form:
+        // what it accepts, the parser reads, and serializes to the same bytes.
+        let fast = CanonicalCheck.check(data)
+        guard let value = try? JSONParser.parse(data) else {
+            broken.check(fast == nil, "the canonical check accepted text the parser rejects")
+            return
+        }
         let text = JSONSerializer.bytes(value)
         let again = text.withUnsafeBytes { try? JSONParser.parse($0) }
-        precondition(again == value, "JSON round trip changed \(value.serialized)")
-        // The insert fast path must agree with the parser on stored form.
-        _ = CanonicalCheck.check(data)
+        broken.check(again == value, "JSON round trip changed \(value.serialized)")
+        guard let fast else { return }
+        broken.check(text.elementsEqual(data), "the canonical check accepted text that is not in stored form")
+        guard case .object(let o) = value else {
+            broken.check(false, "the canonical check accepted a non-object")
+            return
+        }
+        let idFirst = o.fields.first?.key == "_id"
+        if let range = fast.idRange, let id = o["_id"] {
+            broken.check(idFirst, "the canonical check found _id first, the parser elsewhere")
+            broken.check(data[range].elementsEqual(JSONSerializer.bytes(id)), "the canonical check's _id range is wrong")
+        } else {
+            broken.check(!idFirst, "the canonical check missed a leading _id")
+        }
+        broken.check(fast.idElsewhere == (o["_id"] != nil && !idFirst), "the canonical check misplaced _id")
     }
 
     /// Filters and updates compiled from the input, evaluated on documents.
-    static func query(_ data: UnsafeRawBufferPointer) {
+    static func query(_ data: UnsafeRawBufferPointer, _ broken: inout Invariants) {
         guard let value = try? JSONParser.parse(data) else { return }
         let docs: [JSON] = [
             .object(JSONObject([("_id", .int(1)), ("a", .int(5)), ("b", .array([.int(1), .string("x")])),
@@ -50,7 +85,8 @@ public enum FuzzTargets {
                 if (try? update.apply(to: &o)) != nil {
                     // An updated document still serializes and parses back.
                     let bytes = JSONSerializer.bytes(.object(o))
-                    precondition((bytes.withUnsafeBytes { try? JSONParser.parse($0) }) == .object(o))
+                    broken.check((bytes.withUnsafeBytes { try? JSONParser.parse($0) }) == .object(o),
+                                 "an updated document does not parse back: \(JSON.object(o).serialized)")
                 }
             }
         }
@@ -59,7 +95,7 @@ public enum FuzzTargets {
     }
 
     /// ELF checks and descriptor validation on a bundle built from the input.
-    static func plugin(_ data: UnsafeRawBufferPointer) {
+    static func plugin(_ data: UnsafeRawBufferPointer, _ broken: inout Invariants) {
         _ = ELFCheck.problem([UInt8](data))
         if let s = String(validating: data, as: UTF8.self) {
             _ = MigrationID.problem(with: s)
@@ -95,7 +131,7 @@ public enum FuzzTargets {
         var warnings: [String] = []
         let described = try? PluginLoader.describe(&bundle, file: file, options: .init(), warnings: &warnings)
         if let described {
-            for m in described.migrations { precondition(MigrationID.problem(with: m.id) == nil, "accepted a bad id") }
+            for m in described.migrations { broken.check(MigrationID.problem(with: m.id) == nil, "accepted a bad id '\(m.id)'") }
             _ = AvailableMigration.ordered(described.migrations)
         }
     }
@@ -111,3 +147,4 @@ public enum FuzzTargets {
         }
     }
 }
+#endif

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Wall-clock and monotonic time, and who is running.
-enum Clock {
+enum EngineClock {
     /// Now as ISO-8601 UTC with milliseconds, e.g. `2026-11-26T10:00:05.123Z`.
     static func iso8601() -> String {
         var ts = timespec()
@@ -31,8 +31,9 @@ enum Clock {
     }
 
     static let hostName: String = {
-        var buf = [CChar](repeating: 0, count: 256)
-        return gethostname(&buf, buf.count - 1) == 0 ? String(cString: buf) : "unknown-host"
+        var buf = [UInt8](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count - 1) == 0 else { return "unknown-host" }
+        return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
     }()
 
     static let userName: String = {

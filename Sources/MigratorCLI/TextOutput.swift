@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Buffered writes to a file descriptor: data to stdout, messages to stderr.
-public final class OutputStream {
+public final class TextOutput {
     let fd: Int32
     private var buffer: [UInt8] = []
 

@@ -4,7 +4,7 @@ import CCrypto
 /// SHA instructions: hashing every plugin file was 17% of `apply`'s CPU
 /// time with a portable implementation. Checked against the standard
 /// vectors in ABITests.
-public struct SHA256 {
+public struct SHA256Digest {
     private final class Context {
         let ctx: OpaquePointer?
         init() {
