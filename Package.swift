@@ -71,7 +71,7 @@ let package = Package(
         .executableTarget(name: "Fuzzer", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Fuzzer",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore"]),
-        .testTarget(name: "MigrationEngineTests", dependencies: ["MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport"]),
+        .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport"]),
         .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "TestSupport"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], path: "Tests/Fuzz/RegressionTests"),
     ],

@@ -56,7 +56,7 @@ do {
 
 if CommandLine.arguments.contains("--once") {
     FileHandle.standardOutput.write(healthJSON() + Data("\n".utf8))
-    exit(migrator.health().status == "healthy" ? 0 : 1)
+    exit(migrator.health().status == .healthy ? 0 : 1)
 }
 
 // A deliberately tiny HTTP/1.0 server: one request per connection, GET only.

@@ -162,10 +162,11 @@ public final class Transaction {
         cursors.removeAll()
     }
 
-    /// Lets `body` write to reserved (`_`-prefixed) collections. This is the
-    /// system API the migration engine uses for `_migrations`.
+    /// Lets `body` write to reserved (`_`-prefixed) collections: the system
+    /// API the migration engine uses for `_migrations`. `package`, so that
+    /// no library user can write the engine's records.
     @discardableResult
-    public func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
+    package func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
         let saved = systemAccess
         systemAccess = true
         defer { systemAccess = saved }

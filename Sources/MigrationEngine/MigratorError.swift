@@ -1,6 +1,15 @@
 /// A failure of the engine: loading plugins, planning or running migrations,
 /// locking. `code` is stable and grows without breaking clients; `message`
 /// names the file, migration id or collection involved.
+///
+/// A refused run carries every reason as data in ``refusals``; a failed
+/// migration carries the migration's own error in ``underlying``, so an
+/// embedding app can `catch` its own error type:
+///
+/// ```swift
+/// do { try migrator.migrateUp() }
+/// catch let e as MigratorError where e.underlying is PaymentServiceDown { … }
+/// ```
 public struct MigratorError: Error, CustomStringConvertible, Sendable {
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public let rawValue: String
@@ -32,6 +41,9 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let targetAlreadyApplied = Code("target_already_applied")
         public static let targetNotApplied = Code("target_not_applied")
         public static let irreversible = Code("irreversible")
+        /// A rollback reached a migration that another app (or the plugin
+        /// runner) applied and owns.
+        public static let ownedElsewhere = Code("owned_elsewhere")
         // Running.
         public static let migrationFailed = Code("migration_failed")
         // Locking.
@@ -42,7 +54,7 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         /// Codes that mean "validation refused the run; nothing was changed".
         public var isRefusal: Bool {
             [Code.outOfOrder, .missingMigrations, .checksumChanged, .unknownTarget, .targetAlreadyApplied,
-             .targetNotApplied, .irreversible, .duplicateID, .duplicateSequence,
+             .targetNotApplied, .irreversible, .ownedElsewhere, .duplicateID, .duplicateSequence,
              // A plugin that cannot be loaded also refuses the run.
              .insecurePermissions, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol, .abiMismatch,
              .invalidDescriptor, .invalidID, .toolchainMismatch].contains(self)
@@ -55,12 +67,66 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
     public let file: String?
     /// The migration id involved, if any.
     public let migrationID: String?
+    /// Every reason a run was refused before anything ran; empty otherwise.
+    public let refusals: [Refusal]
+    /// The error underneath: a migration's own error, a storage error.
+    public let underlying: (any Error)?
 
-    public init(_ code: Code, _ message: String, file: String? = nil, migrationID: String? = nil) {
+    public init(_ code: Code, _ message: String, file: String? = nil, migrationID: String? = nil,
+                underlying: (any Error)? = nil) {
         self.code = code
         self.message = message
         self.file = file
         self.migrationID = migrationID
+        self.refusals = []
+        self.underlying = underlying
+    }
+
+    /// A refused run: the first refusal's code, every refusal's message.
+    public init(refusals: [Refusal]) {
+        let first = refusals.first
+        code = first?.code ?? .unknownTarget
+        message = refusals.map(\.message).joined(separator: "\n")
+        file = first?.files.first
+        migrationID = first?.migrationIDs.first
+        self.refusals = refusals
+        underlying = nil
+    }
+
+    public var description: String { message }
+}
+
+/// One reason the planner refused a run, as data: what is wrong, and the
+/// migration ids, files and checksums it concerns.
+public struct Refusal: Sendable, Equatable, CustomStringConvertible {
+    /// Stable: `out_of_order`, `missing_migrations`, `checksum_changed`,
+    /// `irreversible`, `unknown_target`, a plugin problem's code, …
+    public let code: MigratorError.Code
+    /// One line naming the ids and files.
+    public let message: String
+    /// The migrations concerned, in order.
+    public let migrationIDs: [String]
+    /// The plugin files concerned, if any.
+    public let files: [String]
+    /// For `checksum_changed`: what was recorded when it was applied.
+    public let recordedChecksum: String?
+    /// For `checksum_changed`: what the migration declares now.
+    public let declaredChecksum: String?
+
+    public init(_ code: MigratorError.Code, _ message: String, migrationIDs: [String] = [], files: [String] = [],
+                recordedChecksum: String? = nil, declaredChecksum: String? = nil) {
+        self.code = code
+        self.message = message
+        self.migrationIDs = migrationIDs
+        self.files = files
+        self.recordedChecksum = recordedChecksum
+        self.declaredChecksum = declaredChecksum
+    }
+
+    /// A problem found while loading (a broken plugin, a duplicate id).
+    init(_ problem: MigratorError) {
+        self.init(problem.code, problem.message, migrationIDs: problem.migrationID.map { [$0] } ?? [],
+                  files: problem.file.map { [$0] } ?? [])
     }
 
     public var description: String { message }

@@ -34,7 +34,9 @@ enum MigrationCommands {
                 options: PluginCommands.loaderOptions + [dbOption, json, OptionSpec("check", "Exit 5 if anything is pending, failed or missing.")],
                 run: status),
         Command(path: ["validate"], arguments: [], summary: "Run every check apply would, without running any migration.",
-                options: PluginCommands.loaderOptions + [dbOption, allowOutOfOrder, allowMissing], run: validate),
+                options: PluginCommands.loaderOptions + [dbOption, allowOutOfOrder, allowMissing,
+                                                         OptionSpec("verbose", "Also note plugin files rebuilt since they applied something.")],
+                run: validate),
         Command(path: ["history"], arguments: [], summary: "Show the log of every attempt: applied, failed, rolled_back, interrupted.",
                 options: [dbOption, json], run: history),
         Command(path: ["create"], arguments: [("NAME", "Human name, e.g. \"Add User Settings\"."), ("[DESCRIPTION]", "What it does.")],
@@ -61,6 +63,7 @@ enum MigrationCommands {
             guard let t = Double(raw), t >= 0 else { throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'") }
             options.lockTimeout = t
         }
+        if args.flag("quiet") && args.flag("verbose") { throw UsageError("--quiet and --verbose cannot be used together") }
         let reporter = Reporter(ctx, quiet: args.flag("quiet"), verbose: args.flag("verbose"))
         options.observer = reporter.observer
         options.events = reporter.event
@@ -74,16 +77,42 @@ enum MigrationCommands {
         return m
     }
 
-    /// Runs `body`, mapping engine errors to documented exit codes.
+    /// The documented exit code of an engine error.
     static func exitCode(for e: MigratorError) -> Int32 {
         if e.code == .lockTimeout || e.code == .lockHeld { return ExitCode.lockTimeout }
         if e.code.isRefusal { return ExitCode.refused }
         return ExitCode.failure
     }
 
+    /// The command-line way out of an engine error, by its code: the
+    /// engine speaks of options (`allowMissing`), the CLI of flags.
+    static func hint(for code: MigratorError.Code, ids: [String] = []) -> String? {
+        switch code {
+        case .missingMigrations: return "pass --allow-missing to run anyway"
+        case .outOfOrder: return "pass --allow-out-of-order to apply them anyway"
+        case .unknownTarget: return "see 'migrator list' for the known ids"
+        case .targetAlreadyApplied: return ids.first.map { "use 'migrator rollback \($0)' to go back to it" }
+        case .lockTimeout: return "wait longer with --lock-timeout SECONDS, or see 'migrator unlock'"
+        case .insecurePermissions: return "fix the owner and mode, or pass --insecure to load it anyway"
+        case .toolchainMismatch: return "rebuild the plugin with this toolchain, or drop --strict-toolchain"
+        default: return nil
+        }
+    }
+
+    /// Prints every refusal (or the error) once, each with its hint, and
+    /// returns the exit code.
     static func fail(_ ctx: Context, _ e: MigratorError) -> Int32 {
-        for line in e.message.split(separator: "\n") { ctx.err.line("error: \(line)") }
+        if e.refusals.isEmpty {
+            report(ctx, e.code, e.message, ids: e.migrationID.map { [$0] } ?? [])
+        } else {
+            for r in e.refusals { report(ctx, r.code, r.message, ids: r.migrationIDs) }
+        }
         return exitCode(for: e)
+    }
+
+    static func report(_ ctx: Context, _ code: MigratorError.Code, _ message: String, ids: [String]) {
+        ctx.err.line("error: \(message)")
+        if let hint = hint(for: code, ids: ids) { ctx.err.line("  hint: \(hint)") }
     }
 
     // MARK: Commands
@@ -112,8 +141,7 @@ enum MigrationCommands {
         guard choices == 1 else { throw UsageError("give exactly one of TARGET, --last N or --all") }
         let m = try migrator(ctx, args, command: "rollback")
         do {
-            let report: RunReport
-            if let last { report = try m.rollback(last: last) } else { report = try m.rollback(to: target) }
+            let report = try m.rollback(last.map(RollbackTarget.last) ?? target.map(RollbackTarget.to) ?? .all)
             if !args.flag("quiet") {
                 ctx.err.line(report.completed.isEmpty ? "nothing to roll back" : "rolled back \(report.completed.count) migration(s)")
             }
@@ -132,14 +160,14 @@ enum MigrationCommands {
     static func status(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let m = try migrator(ctx, args, command: "status")
         let s = try m.status()
-        for p in m.migrations.problems { ctx.err.line("error: \(p.message)") }
+        for p in m.catalog.problems { report(ctx, p.code, p.message, ids: []) }
         if args.flag("json") {
             ctx.out.line(try encode(s))
         } else {
             ctx.out.line("Database: \(s.database)")
             var rows = [["ID", "STATE", "APPLIED AT", "VERSION", "PLUGIN"]]
             for e in s.migrations {
-                rows.append([e.id, e.state + (e.changed ? " (changed)" : ""), e.appliedAt ?? "-", e.version, e.plugin ?? "-"])
+                rows.append([e.id, stateText(e), e.appliedAt ?? "-", e.version, e.plugin ?? "-"])
             }
             ctx.out.write(Table.render(rows))
             let sm = s.summary
@@ -149,23 +177,29 @@ enum MigrationCommands {
             }
             if let by = s.lockedBy { ctx.out.line("migrating now: locked by \(by)") }
         }
-        if args.flag("check") && (!s.isUpToDate || !m.migrations.problems.isEmpty) { return ExitCode.work }
+        if args.flag("check") && (!s.isUpToDate || !m.catalog.problems.isEmpty) { return ExitCode.work }
         return ExitCode.ok
+    }
+
+    /// `applied`, `applied (changed)`, `applied (in-process: example-app)`, …
+    static func stateText(_ e: MigrationStatus.Entry) -> String {
+        var notes: [String] = []
+        if let app = e.app { notes.append("in-process: \(app)") }
+        if e.changed { notes.append("changed") }
+        return e.state.rawValue + (notes.isEmpty ? "" : " (\(notes.joined(separator: ", ")))")
     }
 
     static func validate(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let m = try migrator(ctx, args, command: "validate")
-        let (refusals, warnings) = try m.validate()
-        for w in warnings { ctx.err.line(w) }
-        for r in refusals {
-            for line in r.message.split(separator: "\n") { ctx.err.line("error: \(line)") }
-        }
-        let pending = try m.pendingMigrations()
-        if refusals.isEmpty {
-            ctx.out.line("ok: \(m.migrations.migrations.count) migration(s) checked, \(pending.count) pending")
+        let v = try m.validate()
+        for w in v.warnings { ctx.err.line("warning: \(w)") }
+        if args.flag("verbose") { for n in v.notes { ctx.err.line("note: \(n)") } }
+        for r in v.refusals { report(ctx, r.code, r.message, ids: r.migrationIDs) }
+        if v.refusals.isEmpty {
+            ctx.out.line("ok: \(v.checked) migration(s) checked, \(v.pending.count) pending")
             return ExitCode.ok
         }
-        ctx.out.line("refused: \(refusals.count) problem(s); apply would not run")
+        ctx.out.line("refused: \(v.refusals.count) problem(s); apply would not run")
         return ExitCode.refused
     }
 
@@ -176,7 +210,7 @@ enum MigrationCommands {
             let doc: JSON = .object(JSONObject([("history", .array(entries.map { h in
                 .object(JSONObject([
                     ("migration_id", .string(h.migrationID)), ("outcome", .string(h.outcome.rawValue)),
-                    ("direction", .string(h.direction)), ("at", .string(h.at)),
+                    ("direction", .string(h.direction.rawValue)), ("at", .string(h.at)),
                     ("duration_ms", h.durationMS.map(JSON.int) ?? .null), ("error", h.error.map(JSON.string) ?? .null),
                     ("applied_by", .string(h.appliedBy)), ("plugin", h.plugin.map(JSON.string) ?? .null),
                 ]))
@@ -185,7 +219,7 @@ enum MigrationCommands {
         } else {
             var rows = [["#", "AT", "MIGRATION", "OUTCOME", "MS", "BY", "ERROR"]]
             for h in entries {
-                rows.append([String(h.sequence), h.at, h.migrationID, h.outcome.rawValue + (h.direction == "down" && h.outcome == .failed ? " (down)" : ""),
+                rows.append([String(h.sequence), h.at, h.migrationID, h.outcome.rawValue + (h.direction == .down && h.outcome == .failed ? " (down)" : ""),
                              h.durationMS.map(String.init) ?? "-", h.appliedBy, h.error ?? ""])
             }
             ctx.out.write(Table.render(rows))
@@ -204,8 +238,11 @@ enum MigrationCommands {
         // Numbers in use: plugins in --dir, sources in --out, the database.
         let dir = ctx.migrationsDirectory(args)
         if access(dir, F_OK) == 0 {
-            let set = try PluginLoader.load(directory: dir, options: .init(insecure: true))
-            ids += set.plugins.flatMap { $0.migrations.map(\.id) }
+            // With every check on: numbering a new file is no reason to
+            // run code from a folder that others can write to.
+            let set = try PluginLoader.load(directory: dir)
+            for p in set.problems { ctx.err.line("note: not counting \(p.file ?? dir): \(p.message)") }
+            ids += set.migrations.map(\.id)
         }
         if let names = try? FileManager.default.contentsOfDirectory(atPath: out) {
             ids += names.map { ($0 as NSString).deletingPathExtension }.filter { MigrationID.problem(with: $0) == nil }

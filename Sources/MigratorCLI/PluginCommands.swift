@@ -23,22 +23,21 @@ enum PluginCommands {
     }
 
 
-    static func printProblems(_ ctx: Context, _ set: PluginSet) {
-        for p in set.problems { ctx.err.line("error: \(p.message)") }
-    }
-
     static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
-        // With --db, each migration's state there, exactly as `status`
-        // reports it (reads only; never blocked).
-        let migrator = args.options["db"].map { Migrator(databasePath: $0) }
+        // With a database (--db or $MIGRATOR_DB), each migration's state
+        // there, exactly as `status` reports it (reads only; never blocked).
+        let dbPath = args.options["db"] ?? ctx.environment["MIGRATOR_DB"]
+        let migrator = Migrator(databasePath: dbPath ?? "")
         let directory = ctx.migrationsDirectory(args)
-        let set = try migrator?.loadPlugins(from: directory, options: loaderOptions(args))
-            ?? PluginLoader.load(directory: directory, options: loaderOptions(args))
+        var loader = loaderOptions(args)
+        if dbPath == nil { loader.cacheDirectory = nil }
+        let set = try migrator.loadPlugins(from: directory, options: loader)
         for w in set.warnings { ctx.err.line(w) }
         var states: [String: String] = [:]
-        if let migrator {
-            for e in try migrator.status().migrations { states[e.id] = e.state }
+        if dbPath != nil {
+            for e in try migrator.status().migrations { states[e.id] = MigrationCommands.stateText(e) }
         }
+        let catalog = migrator.catalog
         if args.flag("json") {
             let doc: JSON = .object(JSONObject([
                 ("directory", .string(ctx.migrationsDirectory(args))),
@@ -47,26 +46,26 @@ enum PluginCommands {
                                         ("toolchain", p.toolchain.map(JSON.string) ?? .null), ("abi_minor", .int(Int64(p.abiMinor))),
                                         ("migrations", .int(Int64(p.migrations.count)))]))
                 })),
-                ("migrations", .array(set.migrations.map { m in
+                ("migrations", .array(catalog.migrations.map { m in
                     .object(JSONObject([("id", .string(m.id)), ("name", .string(m.name)), ("description", .string(m.description)),
                                         ("version", .string(m.version)), ("plugin", .string(m.origin.label)),
                                         ("reversible", .bool(m.isReversible)), ("checksum", m.checksum.map(JSON.string) ?? .null)]
                                        + (states.isEmpty ? [] : [("state", .string(states[m.id] ?? "pending"))])))
                 })),
-                ("problems", problemsJSON(set.problems)),
+                ("problems", problemsJSON(catalog.problems)),
             ]))
             ctx.out.line(doc.serialized)
         } else {
             var rows = [["ID", "NAME", "VERSION", "PLUGIN", "REVERSIBLE", "CHECKSUM"] + (states.isEmpty ? [] : ["STATE"])]
-            for m in set.migrations {
+            for m in catalog.migrations {
                 rows.append([m.id, m.name, m.version, m.origin.label, m.isReversible ? "yes" : "no", m.checksum ?? "-"]
                             + (states.isEmpty ? [] : [states[m.id] ?? "pending"]))
             }
             ctx.out.write(Table.render(rows))
-            ctx.out.line("\(set.migrations.count) migration(s) in \(set.plugins.count) plugin(s)")
+            ctx.out.line("\(catalog.migrations.count) migration(s) in \(set.plugins.count) plugin(s)")
         }
-        printProblems(ctx, set)
-        return set.problems.isEmpty ? ExitCode.ok : ExitCode.failure
+        for p in catalog.problems { MigrationCommands.report(ctx, p.code, p.message, ids: []) }
+        return catalog.problems.isEmpty ? ExitCode.ok : ExitCode.failure
     }
 
     static func problemsJSON(_ problems: [MigratorError]) -> JSON {

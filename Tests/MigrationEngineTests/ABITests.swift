@@ -39,13 +39,6 @@ import Testing
         #expect(includes == ["#include <stddef.h>", "#include <stdint.h>"])
     }
 
-    /// `migrator header` prints the header file byte for byte
-    /// (regenerate with scripts/embed-header.sh).
-    @Test func embeddedHeaderMatchesTheFile() throws {
-        let text = try String(contentsOfFile: Fixtures.includeDirectory + "/migrator_plugin.h", encoding: .utf8)
-        #expect(pluginHeaderText + "\n" == text)
-    }
-
     @Test func statusValues() {
         #expect([MIGRATOR_OK, MIGRATOR_DONE, MIGRATOR_ERROR, MIGRATOR_NOT_FOUND, MIGRATOR_DUPLICATE_KEY, MIGRATOR_INVALID] == [0, 1, -1, -2, -3, -4])
         #expect(MIGRATOR_ABI_MAJOR == 1 && MIGRATOR_ABI_MINOR == 0)

@@ -163,9 +163,11 @@ import Glibc
             ("two.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")])),
         ])
         defer { Fixtures.removeTree(dir) }
-        let set = loadPlugins(dir)
-        #expect(set.problems.map(\.code) == [.duplicateID])
-        #expect(set.problems.first?.message.contains("one.so") == true && set.problems.first?.message.contains("two.so") == true)
+        var catalog = MigrationCatalog()
+        catalog.setPlugins(loadPlugins(dir))
+        #expect(catalog.problems.map(\.code) == [.duplicateID], "reported once, by the catalog")
+        #expect(catalog.problems.first?.message.contains("one.so") == true && catalog.problems.first?.message.contains("two.so") == true)
+        #expect(catalog.migrations.map(\.id) == ["001_a"])
     }
 
     @Test func duplicateSequenceAcrossFiles() throws {
@@ -174,9 +176,10 @@ import Glibc
             ("two.so", Fixtures.pluginSource(migrations: [Fixtures.migration("2_orders")])),
         ])
         defer { Fixtures.removeTree(dir) }
-        let set = loadPlugins(dir)
-        #expect(set.problems.map(\.code) == [.duplicateSequence])
-        let m = set.problems.first?.message ?? ""
+        var catalog = MigrationCatalog()
+        catalog.setPlugins(loadPlugins(dir))
+        #expect(catalog.problems.map(\.code) == [.duplicateSequence], "reported once, by the catalog")
+        let m = catalog.problems.first?.message ?? ""
         #expect(m.contains("002_users") && m.contains("2_orders") && m.contains("one.so") && m.contains("two.so"), "\(m)")
     }
 

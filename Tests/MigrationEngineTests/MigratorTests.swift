@@ -1,4 +1,5 @@
 import Foundation
+import DocumentStore
 import MigrationEngine
 import MigrationKit
 import TestSupport
@@ -63,6 +64,17 @@ struct Purge: IrreversibleMigration {
 }
 
 @Suite struct MigratorTests {
+    struct StoredSession: Decodable { let token: String; let expires: Int? }
+
+    /// The sessions collection as stored, read straight from the store.
+    func sessions(_ path: String) throws -> [StoredSession] {
+        try DocumentStore(path: path).read { txn in
+            try txn.find("sessions").all().map { doc in
+                try JSONDecoder().decode(StoredSession.self, from: Data(doc.serialized.utf8))
+            }
+        }
+    }
+
     func withMigrator(_ body: (Migrator, String) throws -> Void) throws {
         let dir = Fixtures.temporaryDirectory("migrator")
         defer { Fixtures.removeTree(dir) }
@@ -80,28 +92,34 @@ struct Purge: IrreversibleMigration {
             #expect(try m.pendingMigrations().isEmpty)
             let s = try m.status()
             #expect(s.summary == MigrationStatus.Summary(applied: 2, pending: 0, failed: 0, missing: 0))
-            #expect(s.migrations.map(\.state) == ["applied", "applied"])
-            #expect(m.health().status == "healthy")
-            #expect(try m.rollback(to: "001_create_sessions").completed == ["002_add_expiry"])
+            #expect(s.migrations.map(\.state) == [.applied, .applied])
+            #expect(m.health().status == .healthy)
+            #expect(try sessions(path).map(\.expires) == [3600, 3600])
+            #expect(try m.rollback(.to("001_create_sessions")).completed == ["002_add_expiry"])
+            #expect(try sessions(path).map(\.expires) == [nil, nil], "down removed the field")
             #expect(try m.pendingMigrations() == ["002_add_expiry"])
-            #expect(try m.rollback(to: nil).completed == ["001_create_sessions"])
+            #expect(try m.rollback(.all).completed == ["001_create_sessions"])
+            #expect(try sessions(path).isEmpty, "down dropped the collection")
             #expect(try m.history().map(\.outcome) == [.applied, .applied, .rolledBack, .rolledBack])
-            #expect(m.health().status == "unhealthy", "pending migrations")
-            _ = path
+            #expect(m.health().status == .unhealthy, "pending migrations")
         }
     }
 
     @Test func aThrowingMigrationLeavesNothing() throws {
-        try withMigrator { m, _ in
+        try withMigrator { m, path in
             try m.register(CreateSessions())
             try m.register(Explodes())
             do { try m.migrateUp(); Issue.record("expected a failure") } catch let e as MigratorError {
                 #expect(e.code == .migrationFailed)
                 #expect(e.migrationID == "003_explodes")
                 #expect(e.message.contains("boom: the payment service is down"))
+                // The app gets its own error back, typed.
+                #expect(e.underlying is Explodes.Boom)
             }
             #expect(try m.appliedMigrations().map(\.id) == ["001_create_sessions"])
-            #expect(try m.status().migrations.last?.state == "failed")
+            // Explodes inserted token "c" before throwing: none of it stays.
+            #expect(try sessions(path).map(\.token) == ["a", "b"])
+            #expect(try m.status().migrations.last?.state == .failed)
             #expect(try m.history().last?.error == "boom: the payment service is down")
         }
     }
@@ -111,8 +129,9 @@ struct Purge: IrreversibleMigration {
             try m.register(CreateSessions())
             try m.register(Purge())
             try m.migrateUp(to: "004_purge")
-            do { try m.rollback(to: "001_create_sessions"); Issue.record("expected a refusal") } catch let e as MigratorError {
+            do { try m.rollback(.to("001_create_sessions")); Issue.record("expected a refusal") } catch let e as MigratorError {
                 #expect(e.code == .irreversible && e.code.isRefusal)
+                #expect(e.refusals.map(\.migrationIDs) == [["004_purge"]])
             }
             // An older app that knows only 001 sees a newer database.
             let old = Migrator(databasePath: path)
@@ -121,15 +140,18 @@ struct Purge: IrreversibleMigration {
             #expect(try !m.hasBeenSuperseded())
             do { try old.migrateUp(); Issue.record("expected a refusal") } catch let e as MigratorError {
                 #expect(e.code == .missingMigrations)
+                #expect(e.refusals.first?.migrationIDs == ["004_purge"])
             }
             // Registration errors.
-            #expect(throws: MigratorError.self) { try m.register(CreateSessions()) }
+            let duplicate = #expect(throws: MigratorError.self) { try m.register(CreateSessions()) }
+            #expect(duplicate?.code == .duplicateID)
             struct BadID: Migration {
                 let id = "first"; let name = ""; let description = ""; let version = ""
                 func up(_ db: Database) throws {}
                 func down(_ db: Database) throws {}
             }
-            #expect(throws: MigratorError.self) { try m.register(BadID()) }
+            let invalid = #expect(throws: MigratorError.self) { try m.register(BadID()) }
+            #expect(invalid?.code == .invalidID)
         }
     }
 
@@ -142,7 +164,11 @@ struct Purge: IrreversibleMigration {
             let o = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
             #expect(o["database"] as? String == path)
             let entries = o["migrations"] as? [[String: Any]] ?? []
-            #expect(entries.map { Set($0.keys) }.allSatisfy { $0 == ["id", "name", "description", "version", "state", "applied_at", "plugin", "checksum", "changed"] })
+            // In-process entries add "app"; plugin entries keep the original keys.
+            #expect(entries.count == 2)
+            #expect(entries.allSatisfy { Set($0.keys) == ["id", "name", "description", "version", "state", "applied_at",
+                                                          "plugin", "checksum", "changed", "app"] })
+            #expect(entries.first?["app"] as? String == m.catalog.appName)
             #expect(entries.last?["applied_at"] is NSNull && entries.last?["checksum"] as? String == "v1")
             let decoded = try JSONDecoder().decode(MigrationStatus.self, from: data)
             #expect(decoded == (try m.status()))

@@ -41,23 +41,40 @@ final class Workspace {
         Int(try migrator(["db", "count", collection, "--filter", filter, "--db", db]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
     }
 
+    /// `status --json`, parsed; anything unreadable fails the test.
     func status() throws -> [String: Any] {
         let r = try run(["status", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
-        return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]) ?? [:]
+        guard let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] else {
+            throw Unreadable("status --json is not a JSON object: \(r.stdout)")
+        }
+        return o
     }
 
+    /// Each migration's state, by id.
     func states() throws -> [String: String] {
-        let s = try status()
+        guard let list = try status()["migrations"] as? [[String: Any]] else { throw Unreadable("status --json has no migrations") }
         var out: [String: String] = [:]
-        for m in s["migrations"] as? [[String: Any]] ?? [] { out[m["id"] as? String ?? ""] = m["state"] as? String }
+        for m in list {
+            guard let id = m["id"] as? String, let state = m["state"] as? String else { throw Unreadable("bad entry \(m)") }
+            out[id] = state
+        }
         return out
     }
 
     func history() throws -> [[String: Any]] {
         let r = try run(["history", "--json"], dir: false)
-        return ((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["history"] as? [[String: Any]]) ?? []
+        guard let list = (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["history"] as? [[String: Any]] else {
+            throw Unreadable("history --json is unreadable: \(r.stdout)")
+        }
+        return list
     }
+}
+
+/// Output a test could not read: a failure, never an empty answer.
+struct Unreadable: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 let exampleIDs = ["001_initial_setup", "002_user_preferences", "003_document_analysis_enhancement", "004_user_settings", "005_drop_legacy_tags"]
@@ -266,7 +283,8 @@ struct EngineCLITests {
         #expect(r.stderr.contains("newer than these migrations") && r.stderr.contains("'002_b' (from b.so)"), "\(r.stderr)")
         #expect(try w.run(["apply", "--allow-missing"]).status == 0)
         let rb = try w.run(["rollback", "--all"])
-        #expect(rb.status == 4 && rb.stderr.contains("no plugin provides it"))
+        #expect(rb.status == 4 && rb.stderr.contains("cannot roll back '002_b': nothing provides it (it was applied from b.so)"),
+                "\(rb.stderr)")
     }
 
     @Test func changedChecksumIsRefused() throws {
@@ -283,8 +301,14 @@ struct EngineCLITests {
         let s = try w.status()
         let first = (s["migrations"] as? [[String: Any]])?.first
         #expect(first?["changed"] as? Bool == true)
+        // The declared checksum decides "edited"; a changed file hash alone
+        // is a note under --verbose, never a warning on every run.
         let v = try w.run(["validate"])
-        #expect(v.status == 4 && v.stderr.contains("SHA-256"))
+        #expect(v.status == 4 && !v.stderr.contains("SHA-256"), "\(v.stderr)")
+        let verbose = try w.run(["validate", "--verbose"])
+        #expect(verbose.stderr.contains("note: '001_a' was applied from a.so with SHA-256"), "\(verbose.stderr)")
+        // An edited applied migration is not "up to date": status --check says so.
+        #expect(try w.run(["status", "--check"]).status == 5)
     }
 
     // MARK: create
@@ -364,6 +388,37 @@ struct ExampleAppTests {
         return (p.terminationStatus, (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:])
     }
 
+    /// The operations guide's combination: the app auto-migrates its own
+    /// in-process migration, and `migrator apply` runs the plugins. Each
+    /// leaves the other's records alone.
+    @Test func appAndPluginRunnerShareOneDatabase() throws {
+        let w = try Workspace(examples: true)
+        try w.importSample()
+        // The app starts first, with no plugins of its own: it applies 006.
+        let first = try app(w, ["AUTO_MIGRATE": "true", "MIGRATOR_DIR": w.root + "/none"])
+        #expect(first.status == 0 && first.health["status"] as? String == "healthy", "\(first.health)")
+        // The plugin runner applies 001–005: 006 is the app's, not "missing",
+        // and does not make the plugins out of order.
+        let apply = try w.run(["apply"])
+        #expect(apply.status == 0, "\(apply.stderr)")
+        #expect(apply.stderr.contains("applied 5 migration(s)"), "\(apply.stderr)")
+        let states = try w.states()
+        #expect(states.count == 6 && states.values.allSatisfy { $0 == "applied" }, "\(states)")
+        let entry = (try w.status()["migrations"] as? [[String: Any]])?.first { $0["id"] as? String == "006_app_sessions" }
+        #expect(entry?["plugin"] as? String == "in-process" && entry?["app"] as? String == "example-app")
+        #expect(try w.run(["status"]).stdout.contains("applied (in-process: example-app)"))
+        #expect(try w.run(["status", "--check"]).status == 0)
+        #expect(try w.run(["apply"]).stderr.contains("nothing to apply"))
+        // Only the app rolls back its own migration.
+        let rollback = try w.run(["rollback", "--last", "1"])
+        #expect(rollback.status == 4)
+        #expect(rollback.stderr.contains("'006_app_sessions'") && rollback.stderr.contains("rolled back by the app that owns it"),
+                "\(rollback.stderr)")
+        // The app, restarted, sees the plugins' records as someone else's.
+        let again = try app(w, ["AUTO_MIGRATE": "true", "MIGRATOR_DIR": w.root + "/none"])
+        #expect(again.status == 0 && again.health["status"] as? String == "healthy", "\(again.health)")
+    }
+
     @Test func autoMigratesAndReportsHealth() throws {
         let w = try Workspace(examples: true)
         try w.importSample()
@@ -376,7 +431,8 @@ struct ExampleAppTests {
         let migrations = (after.health["migrations"] as? [String: Any])?["migrations"] as? [[String: Any]] ?? []
         #expect(migrations.count == 6)
         #expect(migrations.last?["id"] as? String == "006_app_sessions" && migrations.last?["plugin"] as? String == "in-process")
-        // The CLI sees the app's migration as applied, but has no plugin for it.
-        #expect(try w.states()["006_app_sessions"] == "missing")
+        // The CLI sees the app's migration as applied, owned by the app.
+        #expect(try w.states()["006_app_sessions"] == "applied")
+        #expect(try w.run(["apply"]).status == 0)
     }
 }

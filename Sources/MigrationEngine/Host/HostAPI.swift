@@ -7,8 +7,12 @@ import Glibc
 #endif
 
 /// One plugin step in progress: what a `migrator_txn *` stands for.
+///
+/// `@unchecked Sendable`: it sits in the shared handle registry, but only
+/// the thread running the step calls into it (plugins call the host from
+/// their step's thread, as the ABI requires).
 final class HostStep: @unchecked Sendable {
-    let db: StoreDatabase
+    let db: any StepDatabase
     /// The text of the host's last failed call, NUL-terminated, owned
     /// here and handed out by `last_error` until the next failure.
     private(set) var lastError: UnsafeMutablePointer<CChar>
@@ -16,7 +20,7 @@ final class HostStep: @unchecked Sendable {
     var pluginError: String?
     var cursorIDs: [UInt] = []
 
-    init(db: StoreDatabase) {
+    init(db: any StepDatabase) {
         self.db = db
         lastError = .allocate(capacity: 1)
         lastError[0] = 0
@@ -37,16 +41,16 @@ final class HostStep: @unchecked Sendable {
 /// A cursor handed to a plugin. Its bytes are copied into `buffer`, which
 /// the plugin may read until its next call on the cursor: stored pages can
 /// move when the same transaction writes, so LMDB's own pointer is not
-/// handed out.
+/// handed out. `@unchecked Sendable` for the same reason as ``HostStep``.
 final class HostCursor: @unchecked Sendable {
-    let cursor: DocumentCursor
+    let cursor: any StepCursor
     /// Strong, not weak: a weak reference gives the step a side table and
     /// moves every retain of it, on every host call, to the slow path.
     /// Cursors leave the registry when their step ends, so nothing cycles.
     let step: HostStep
     var buffer: UnsafeMutablePointer<CChar>
     var capacity: Int
-    init(cursor: DocumentCursor, step: HostStep) {
+    init(cursor: any StepCursor, step: HostStep) {
         self.cursor = cursor
         self.step = step
         capacity = 1024
@@ -65,6 +69,20 @@ enum HostHandles {
         var cursors: [UInt: HostCursor] = [:]
     }
     static let table = Mutex(Table())
+
+    /// A fresh handle number for `step`; numbers are never reused.
+    static func register(_ step: HostStep) -> UInt { allocate { $0.steps[$1] = step } }
+    /// A fresh handle number for `cursor`.
+    static func register(_ cursor: HostCursor) -> UInt { allocate { $0.cursors[$1] = cursor } }
+
+    private static func allocate(_ store: (inout Table, UInt) -> Void) -> UInt {
+        table.withLock { t in
+            let id = t.next
+            t.next += 1
+            store(&t, id)
+            return id
+        }
+    }
 
     static func step(_ txn: OpaquePointer?) -> HostStep? {
         lookup(txn, \.stepID, \.step) { $0.steps[$1] }
@@ -181,13 +199,7 @@ enum HostAPI {
                 let name = try collection(c)
                 guard let out else { throw DatabaseError(.invalid, "find in '\(name)': the cursor out-pointer is NULL") }
                 out.pointee = nil
-                let cursor = HostCursor(cursor: try s.db.openCursor(name, filter: bytes(filter)), step: s)
-                let id = HostHandles.table.withLock { t in
-                    let id = t.next
-                    t.next += 1
-                    t.cursors[id] = cursor
-                    return id
-                }
+                let id = HostHandles.register(HostCursor(cursor: try s.db.openCursor(name, filter: bytes(filter)), step: s))
                 s.cursorIDs.append(id)
                 out.pointee = HostHandles.handle(id)
             }
@@ -195,22 +207,20 @@ enum HostAPI {
         cursor_next: { handle, outJSON, outLen in
             guard let c = HostHandles.cursor(handle) else { return MIGRATOR_INVALID }
             guard let outJSON, let outLen else { return MIGRATOR_INVALID }
-            do {
+            do throws(DatabaseError) {
                 guard let raw = try c.cursor.nextRaw() else { return MIGRATOR_DONE }
                 if raw.count + 1 > c.capacity {
                     c.buffer.deallocate()
                     c.capacity = max(raw.count + 1, 2 * c.capacity)
                     c.buffer = .allocate(capacity: c.capacity)
                 }
-                UnsafeMutableRawPointer(c.buffer).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+                if let base = raw.baseAddress { UnsafeMutableRawPointer(c.buffer).copyMemory(from: base, byteCount: raw.count) }
                 c.buffer[raw.count] = 0
                 outJSON.pointee = UnsafePointer(c.buffer)
                 outLen.pointee = raw.count
                 return MIGRATOR_OK
-            } catch let e as StoreError {
-                return c.step.fail(StoreDatabase.databaseError(e))
             } catch {
-                return MIGRATOR_ERROR
+                return c.step.fail(error)
             }
         },
         cursor_close: { handle in
@@ -264,9 +274,9 @@ enum HostAPI {
     )
 }
 
-extension StoreDatabase {
+extension StepDatabase {
     /// Calls a `Database` method whose errors are already `DatabaseError`s.
-    func run(_ body: (StoreDatabase) throws -> Void) throws(DatabaseError) {
+    func run(_ body: (Self) throws -> Void) throws(DatabaseError) {
         do { try body(self) } catch let e as DatabaseError { throw e } catch {
             throw DatabaseError(.error, "\(error)")
         }

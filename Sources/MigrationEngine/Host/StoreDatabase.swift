@@ -16,7 +16,7 @@ public struct StepObserver: Sendable {
 /// ``Database`` directly over a store transaction: what in-process Swift
 /// migrations get, and what the C host table calls into. One implementation
 /// of every operation, so plugins and in-process migrations behave alike.
-final class StoreDatabase: Database {
+final class StoreDatabase: StepDatabase {
     private let txn: Transaction
     private let migrationID: String
     private let observer: StepObserver
@@ -93,11 +93,11 @@ final class StoreDatabase: Database {
     func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError) {
         _ = try store { () throws(StoreError) in try txn.insert(json: jsonBytes, into: collection) }
     }
-    func openCursor(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> DocumentCursor {
+    func openCursor(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> any StepCursor {
         try store { () throws(StoreError) in
             let c = try txn.find(collection, filter: try self.filter(filter))
             cursors.append(c)
-            return c
+            return StoreCursor(cursor: c)
         }
     }
     func updateRaw(_ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer) throws(DatabaseError) -> UInt64 {
@@ -134,9 +134,10 @@ final class StoreDatabase: Database {
         var filter = filter
         let cursor = try filter.withUTF8 { b in try openCursor(collection, filter: UnsafeRawBufferPointer(b)) }
         return Documents(next: { [unowned self] in
-            try self.store { () throws(StoreError) in
-                try cursor.nextRaw().map { Document(bytes: [UInt8]($0)) }
+            guard !self.finished else {
+                throw DatabaseError(.invalid, "migration '\(self.migrationID)': the database was used after its step returned")
             }
+            return try cursor.nextRaw().map { Document(bytes: [UInt8]($0)) }
         }, close: { cursor.close() })
     }
     func update(_ collection: String, filter: String, update: String) throws -> UInt64 {
@@ -161,4 +162,14 @@ final class StoreDatabase: Database {
     func progress(_ done: UInt64, of total: UInt64) {
         observer.progress(migrationID, done, total)
     }
+}
+
+/// A store cursor as a ``StepCursor``: its errors become `DatabaseError`s.
+final class StoreCursor: StepCursor {
+    let cursor: DocumentCursor
+    init(cursor: DocumentCursor) { self.cursor = cursor }
+    func nextRaw() throws(DatabaseError) -> UnsafeRawBufferPointer? {
+        do { return try cursor.nextRaw() } catch { throw StoreDatabase.databaseError(error) }
+    }
+    func close() { cursor.close() }
 }

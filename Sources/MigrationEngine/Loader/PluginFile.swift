@@ -19,11 +19,11 @@ struct CheckedPluginFile {
 
 /// What identifies a file's content cheaply: unchanged identity means
 /// unchanged bytes, short of deliberate tampering with timestamps.
-public struct FileIdentity: Sendable, Hashable, Codable {
-    public let device: UInt64
-    public let inode: UInt64
-    public let size: Int64
-    public let mtimeNanoseconds: Int64
+package struct FileIdentity: Sendable, Hashable, Codable {
+    package let device: UInt64
+    package let inode: UInt64
+    package let size: Int64
+    package let mtimeNanoseconds: Int64
 }
 
 extension FileIdentity {

@@ -6,29 +6,28 @@ import Glibc
 #endif
 
 /// One loaded plugin file.
-public struct LoadedPlugin: Sendable {
+package struct LoadedPlugin: Sendable {
     /// The file name inside the migrations directory.
-    public let file: String
-    public let path: String
-    public let sha256: String
-    public let identity: FileIdentity
+    package let file: String
+    package let path: String
+    package let sha256: String
+    package let identity: FileIdentity
     /// The bundle name the plugin declares.
-    public let name: String
+    package let name: String
     /// `"swift-6.3.1"` for Swift plugins, `nil` for C.
-    public let toolchain: String?
-    public let abiMinor: UInt32
+    package let toolchain: String?
+    package let abiMinor: UInt32
     /// Its migrations, in the order the plugin lists them.
-    public let migrations: [AvailableMigration]
+    package let migrations: [AvailableMigration]
 }
 
 /// Everything found in a migrations directory.
 public struct PluginSet: Sendable {
-    public var plugins: [LoadedPlugin] = []
-    /// Every migration from every plugin, in application order, without
-    /// duplicates (those are in `problems`).
+    package var plugins: [LoadedPlugin] = []
+    /// Every migration from every plugin, in application order. Duplicate
+    /// ids and sequence numbers are reported by ``MigrationCatalog``.
     public var migrations: [AvailableMigration] = []
-    /// Files that could not be used and conflicts between them. Any problem
-    /// makes `apply` refuse to run.
+    /// Files that could not be used. Any problem makes `apply` refuse to run.
     public var problems: [MigratorError] = []
     /// Non-fatal notes: skipped files, toolchain differences, `--insecure`.
     public var warnings: [String] = []
@@ -94,9 +93,8 @@ public enum PluginLoader {
            cache.entries.contains(where: { old.entries[$0.key]?.identity != $0.value.identity }) || cache.entries.count != old.entries.count {
             cache.save(cachePath)
         }
-        let ordered = AvailableMigration.ordered(all)
-        set.migrations = ordered.migrations
-        set.problems += ordered.problems
+        // Conflicts between migrations are the catalog's to report, once.
+        set.migrations = all.sorted(by: AvailableMigration.precedes)
         return set
     }
 

@@ -4,7 +4,7 @@ import CCrypto
 /// SHA instructions: hashing every plugin file was 17% of `apply`'s CPU
 /// time with a portable implementation. Checked against the standard
 /// vectors in ABITests.
-public struct SHA256Digest {
+package struct SHA256Digest {
     private final class Context {
         let ctx: OpaquePointer?
         init() {
@@ -15,18 +15,18 @@ public struct SHA256Digest {
     }
     private let context = Context()
 
-    public init() {}
+    package init() {}
 
     /// Adds `bytes` to the message.
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
         guard let base = bytes.baseAddress else { return }
         EVP_DigestUpdate(context.ctx, base, bytes.count)
     }
 
-    public mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+    package mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
     /// The digest as 64 lowercase hex characters.
-    public mutating func finalizeHex() -> String {
+    package mutating func finalizeHex() -> String {
         var digest = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
         EVP_DigestFinal_ex(context.ctx, &digest, &length)
@@ -34,7 +34,7 @@ public struct SHA256Digest {
     }
 
     /// The hex digest of `bytes`.
-    public static func hex(_ bytes: [UInt8]) -> String {
+    package static func hex(_ bytes: [UInt8]) -> String {
         var digest = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
         bytes.withUnsafeBytes { b in

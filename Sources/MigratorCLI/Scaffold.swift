@@ -1,12 +1,12 @@
 import MigrationKit
 
 /// Source templates for `migrator create`.
-public enum Scaffold {
-    public enum Language: String, Sendable { case swift, c }
+enum Scaffold {
+    enum Language: String, Sendable { case swift, c }
 
     /// `"Add User Settings"` → `"add_user_settings"`: lowercase ASCII words
     /// joined by `_`; other characters separate words.
-    public static func slug(_ name: String) -> String {
+    static func slug(_ name: String) -> String {
         var words: [String] = []
         var word = ""
         for u in name.unicodeScalars {
@@ -23,7 +23,7 @@ public enum Scaffold {
 
     /// The id after the highest number in `existingIDs`, zero-padded to the
     /// widest number in use (at least 3 digits).
-    public static func nextID(name: String, existingIDs: [String]) -> String? {
+    static func nextID(name: String, existingIDs: [String]) -> String? {
         let slug = slug(name)
         guard !slug.isEmpty else { return nil }
         let next = (existingIDs.compactMap(MigrationID.sequence(of:)).max() ?? 0) + 1
@@ -33,7 +33,7 @@ public enum Scaffold {
     }
 
     /// `"004_add_user_settings"` → `"AddUserSettings"`.
-    public static func typeName(_ id: String) -> String {
+    static func typeName(_ id: String) -> String {
         let words = id.split(separator: "_").dropFirst()
         let name = words.map { $0.prefix(1).uppercased() + $0.dropFirst() }.joined()
         return name.first?.isLetter == true ? name : "Migration" + name
@@ -54,7 +54,7 @@ public enum Scaffold {
     }
 
     /// The file name and source text for a new migration.
-    public static func source(id: String, name: String, description: String, version: String, language: Language) -> (file: String, text: String) {
+    static func source(id: String, name: String, description: String, version: String, language: Language) -> (file: String, text: String) {
         switch language {
         case .swift:
             let type = typeName(id)

@@ -14,7 +14,7 @@ public struct LockOwner: Sendable, Equatable {
     /// The migration being run when this was written, if any: after a
     /// crash, this is what was interrupted.
     public var currentID: String?
-    public var currentDirection: String?
+    public var currentDirection: Direction?
     public var currentStartedAt: String?
 
     var json: JSON {
@@ -24,7 +24,7 @@ public struct LockOwner: Sendable, Equatable {
         ]
         if let currentID {
             fields.append(("current", .object(JSONObject([
-                ("id", .string(currentID)), ("direction", .string(currentDirection ?? "up")),
+                ("id", .string(currentID)), ("direction", .string((currentDirection ?? .up).rawValue)),
                 ("started_at", .string(currentStartedAt ?? "")),
             ]))))
         }
@@ -48,7 +48,7 @@ public struct LockOwner: Sendable, Equatable {
         startedAt = o["started_at"]?.stringValue ?? "?"
         let current = o["current"]?.objectValue
         currentID = current?["id"]?.stringValue
-        currentDirection = current?["direction"]?.stringValue
+        currentDirection = current?["direction"]?.stringValue.flatMap(Direction.init(rawValue:))
         currentStartedAt = current?["started_at"]?.stringValue
     }
 
@@ -69,7 +69,7 @@ public enum LockState: Sendable, Equatable {
 /// it when the holder dies, so no lock outlives a crashed runner; readers test
 /// it with `F_OFD_GETLK` without taking it. The file records the owner, and
 /// the migration in progress, for messages and crash reports.
-final class RunLock {
+final class RunLock: RunLockSession {
     private static let getLock = migrator_F_OFD_GETLK
     private static let setLock = migrator_F_OFD_SETLK
 
@@ -84,9 +84,12 @@ final class RunLock {
     /// Takes the lock, waiting up to `timeout` seconds.
     init(database: String, command: String, timeout: Double) throws(MigratorError) {
         let path = Self.path(database: database)
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // Never through a symlink: a planted link would make us truncate its target.
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | migrator_O_NOFOLLOW, 0o600)
         guard fd >= 0 else {
-            throw MigratorError(.lockFailed, "cannot open the lock file '\(path)': \(errorText(errno))")
+            let e = errno
+            let why = e == ELOOP ? "it is a symbolic link; refusing to follow it" : errorText(e)
+            throw MigratorError(.lockFailed, "cannot open the lock file '\(path)': \(why)")
         }
         let deadline = EngineClock.monotonic() + timeout
         while true {
@@ -126,7 +129,7 @@ final class RunLock {
     /// the process, which the page cache does).
     func begin(_ id: String, _ direction: Direction) {
         owner.currentID = id
-        owner.currentDirection = direction.rawValue
+        owner.currentDirection = direction
         owner.currentStartedAt = EngineClock.iso8601()
         write()
     }
@@ -153,7 +156,7 @@ final class RunLock {
 
     /// The lock's state, read without taking it. `nil` file: never locked.
     static func inspect(database: String) -> LockState {
-        let fd = open(path(database: database), O_RDONLY | O_CLOEXEC)
+        let fd = open(path(database: database), O_RDONLY | O_CLOEXEC | migrator_O_NOFOLLOW)
         guard fd >= 0 else { return .free(leftover: nil) }
         defer { close(fd) }
         var fl = request(F_WRLCK)

@@ -9,7 +9,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         public var version: String
         /// `applied`, `pending`, `failed` (pending; its last attempt failed)
         /// or `missing` (applied, but no plugin provides it).
-        public var state: String
+        public var state: MigrationState
         public var appliedAt: String?
         /// The plugin file that provides it (or applied it), or `"in-process"`.
         public var plugin: String?
@@ -17,9 +17,26 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         public var checksum: String?
         /// The declared checksum differs from the one recorded when applied.
         public var changed: Bool
+        /// For an in-process migration: the app that owns it. Encoded only
+        /// when set, so plugin-only output is unchanged.
+        public var app: String?
+
+        public init(id: String, name: String, description: String, version: String, state: MigrationState,
+                    appliedAt: String?, plugin: String?, checksum: String?, changed: Bool, app: String? = nil) {
+            self.id = id
+            self.name = name
+            self.description = description
+            self.version = version
+            self.state = state
+            self.appliedAt = appliedAt
+            self.plugin = plugin
+            self.checksum = checksum
+            self.changed = changed
+            self.app = app
+        }
 
         enum CodingKeys: String, CodingKey {
-            case id, name, description, version, state, appliedAt = "applied_at", plugin, checksum, changed
+            case id, name, description, version, state, appliedAt = "applied_at", plugin, checksum, changed, app
         }
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -32,6 +49,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
             try c.encode(plugin, forKey: .plugin)
             try c.encode(checksum, forKey: .checksum)
             try c.encode(changed, forKey: .changed)
+            try c.encodeIfPresent(app, forKey: .app)
         }
     }
     public struct Summary: Codable, Sendable, Equatable {
@@ -49,7 +67,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
     /// A run that died mid-migration, and has not been retried since.
     public struct Interrupted: Codable, Sendable, Equatable {
         public var id: String
-        public var direction: String
+        public var direction: Direction
         public var pid: Int32
         public var at: String
     }
@@ -75,26 +93,64 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         try c.encode(lockedBy, forKey: .lockedBy)
     }
 
-    /// True when nothing is pending, failed or missing.
-    public var isUpToDate: Bool { summary.pending == 0 && summary.failed == 0 && summary.missing == 0 }
+    /// True when nothing is pending, failed or missing, and no applied
+    /// migration has changed since it was applied.
+    public var isUpToDate: Bool {
+        summary.pending == 0 && summary.failed == 0 && summary.missing == 0 && !migrations.contains(where: \.changed)
+    }
 }
 
 /// The reference design's detailed health document:
 /// `{"status": "healthy" | "migrating" | "unhealthy", "migrations": {…}}`.
 public struct HealthReport: Codable, Sendable, Equatable {
-    /// `migrating` while a run holds the lock (a probe must not kill it);
-    /// `healthy` when up to date; `unhealthy` otherwise or on error.
-    public var status: String
+    /// The overall verdict; encodes as `healthy`, `migrating`, `unhealthy`.
+    public enum Status: String, Codable, Sendable {
+        /// Up to date, no plugin problem.
+        case healthy
+        /// A run holds the lock: a probe must not kill the process.
+        case migrating
+        /// Pending, failed, missing or changed migrations, a plugin
+        /// problem, or an error reading the state.
+        case unhealthy
+    }
+    public var status: Status
     public var migrations: MigrationStatus?
     public var error: String?
 }
 
+/// One step a run completed.
+public struct CompletedStep: Sendable, Equatable {
+    public let id: String
+    public let direction: Direction
+    /// How long `up`/`down` and its bookkeeping took: the `duration_ms`
+    /// recorded in `_migrations` and in the history.
+    public let durationMS: Int64
+}
+
 /// What a run did.
 public struct RunReport: Sendable, Equatable {
-    /// Ids applied (or rolled back), in the order they ran.
-    public var completed: [String] = []
+    /// The steps applied (or rolled back), in the order they ran.
+    public var steps: [CompletedStep] = []
     /// Notices worth showing (an interrupted previous run, …).
     public var notices: [String] = []
+
+    /// The ids of ``steps``.
+    public var completed: [String] { steps.map(\.id) }
+}
+
+/// What ``Migrator/validate()`` found: everything `apply` checks, without
+/// running anything.
+public struct ValidationReport: Sendable {
+    /// Why `apply` would refuse; empty when it would run.
+    public var refusals: [Refusal]
+    /// Worth a look, never fatal (sequence gaps).
+    public var warnings: [String]
+    /// Details for the curious (plugin files rebuilt since they applied).
+    public var notes: [String]
+    /// How many migrations were checked.
+    public var checked: Int
+    /// The ids `apply` would run, in order.
+    public var pending: [String]
 }
 
 /// Progress of a run, for a CLI or an app's logs.

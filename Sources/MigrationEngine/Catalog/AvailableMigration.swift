@@ -3,13 +3,18 @@ import MigratorPluginABI
 
 /// A migration the engine can run: from a plugin file or registered
 /// in-process. Its descriptor fields are copied into Swift strings at load.
+///
+/// `@unchecked Sendable`: the plugin body holds C function pointers and the
+/// plugin's `userdata`, which are immutable after load and live as long as
+/// the process (plugins are never unloaded); everything else is a value.
 public struct AvailableMigration: @unchecked Sendable {
     /// Where a migration comes from.
     public enum Origin: Sendable, Equatable {
         /// A plugin file in the migrations directory, with its SHA-256.
         case plugin(file: String, sha256: String)
-        /// Registered with ``Migrator/register(_:)`` by the embedding app.
-        case inProcess
+        /// Registered with ``Migrator/register(_:)`` by the embedding app
+        /// named `app`.
+        case inProcess(app: String)
 
         /// The file name, or `"in-process"`, as recorded in `_migrations`.
         public var label: String {
@@ -20,6 +25,11 @@ public struct AvailableMigration: @unchecked Sendable {
         }
         public var sha256: String? {
             if case .plugin(_, let sha) = self { return sha }
+            return nil
+        }
+        /// The app that registered an in-process migration.
+        public var app: String? {
+            if case .inProcess(let app) = self { return app }
             return nil
         }
     }
@@ -54,10 +64,11 @@ public struct AvailableMigration: @unchecked Sendable {
         self.body = body
     }
 
-    /// An in-process migration; its id must be valid.
-    init(_ migration: any Migration) {
+    /// An in-process migration of the app named `app`; its id must be valid.
+    init(_ migration: any Migration, app: String) {
         self.init(id: migration.id, name: migration.name, description: migration.description, version: migration.version,
-                  checksum: migration.checksum, isReversible: migration.isReversible, origin: .inProcess, body: .swift(migration))
+                  checksum: migration.checksum, isReversible: migration.isReversible, origin: .inProcess(app: app),
+                  body: .swift(migration))
     }
 
     /// Order of application: numeric prefix, then id.

@@ -1,0 +1,232 @@
+import DocumentStore
+import MigrationKit
+
+/// Applies, rolls back and reports migrations on one database: the engine
+/// behind every `migrator` command, and the API for apps that migrate
+/// themselves, in the style of GRDB's `DatabaseMigrator`.
+///
+/// ```swift
+/// let migrator = Migrator(databasePath: "./app.db")
+/// try migrator.register(CreateSessions())            // in-process, same protocol as plugins
+/// try migrator.loadPlugins(from: "./migrations")     // compiled plugins
+/// try migrator.migrateUp()                           // or migrateUp(to: "004_user_settings")
+/// try migrator.rollback(.last(1))                    // .to(id), .last(n), .all
+/// let status = try migrator.status()                 // == `migrator status --json`
+/// ```
+///
+/// Each migration runs in its own write transaction together with its
+/// `_migrations` record: it is applied entirely or not at all, even after
+/// `kill -9`. Runs take an exclusive lock (see ``LockState``); two runners
+/// started together apply each migration exactly once, in order. Reads
+/// (`status`, `history`) never take the lock and are never blocked.
+///
+/// `Migrator` is a thin loop over three parts: a ``MigrationCatalog`` (what
+/// is known), the ``Planner`` (what to do, or why not) and a runner that
+/// executes plans through the storage and executor seams.
+public final class Migrator {
+    /// How runs behave.
+    public struct Options: Sendable {
+        /// Seconds to wait for another run to finish (default 60).
+        public var lockTimeout: Double = 60
+        /// Apply pending migrations that sort before applied ones.
+        public var allowOutOfOrder = false
+        /// Run although the database holds ids this catalog should provide
+        /// and does not.
+        public var allowMissing = false
+        /// Where migrations' `log` and `progress` go.
+        public var observer: StepObserver = .silent
+        /// Run events (started, finished, failed, notices).
+        public var events: @Sendable (RunEvent) -> Void = { _ in }
+        /// The command recorded in the lock file, e.g. "apply".
+        public var command = "embedded"
+        /// Options of the LMDB store (map size limits).
+        public var storeOptions = DocumentStore.Options()
+        public init() {}
+
+        var plan: PlanOptions { PlanOptions(allowOutOfOrder: allowOutOfOrder, allowMissing: allowMissing) }
+    }
+
+    /// The database directory.
+    public let databasePath: String
+    public var options: Options
+    /// Every known migration, and the problems found gathering them.
+    public private(set) var catalog: MigrationCatalog
+    private var storageInstance: LMDBStorage?
+    private let executor: any MigrationExecutor = InProcessExecutor()
+
+    /// A migrator for the database at `databasePath`. In-process migrations
+    /// are recorded as owned by `appName` (default: the process's name).
+    public init(databasePath: String, appName: String? = nil, options: Options = Options()) {
+        self.databasePath = databasePath
+        self.options = options
+        catalog = appName.map(MigrationCatalog.init(appName:)) ?? MigrationCatalog()
+    }
+
+    /// Opened on first use, with the options in force then.
+    private var storage: LMDBStorage {
+        if let storageInstance { return storageInstance }
+        let s = LMDBStorage(path: databasePath, options: options.storeOptions)
+        storageInstance = s
+        return s
+    }
+
+    // MARK: Defining migrations
+
+    /// Registers an in-process migration.
+    /// - Throws: ``MigratorError`` `.invalidID` or `.duplicateID`.
+    public func register(_ migration: any Migration) throws(MigratorError) {
+        try catalog.register(migration)
+    }
+
+    /// Loads every plugin in `directory` (see ``PluginLoader``). Problems
+    /// are kept in the catalog and make runs refuse; inspect them in the
+    /// returned set.
+    /// - Throws: ``MigratorError`` when the directory itself is unusable.
+    @discardableResult
+    public func loadPlugins(from directory: String, options loader: PluginLoader.Options = .init()) throws(MigratorError) -> PluginSet {
+        var loader = loader
+        // The descriptor cache lives with the database, once it exists.
+        if loader.cacheDirectory == nil && storage.exists { loader.cacheDirectory = databasePath }
+        let set = try PluginLoader.load(directory: directory, options: loader)
+        catalog.setPlugins(set)
+        return set
+    }
+
+    // MARK: Reading state
+
+    /// Applied migrations, in order.
+    /// - Throws: `StoreError` when the database cannot be read.
+    public func appliedMigrations() throws -> [AppliedMigration] { try storage.appliedMigrations() }
+
+    /// The attempt log, oldest first.
+    /// - Throws: `StoreError` when the database cannot be read.
+    public func history() throws -> [HistoryEntry] { try storage.history() }
+
+    /// Ids of known migrations not yet applied, in order.
+    /// - Throws: `StoreError` when the database cannot be read.
+    public func pendingMigrations() throws -> [String] {
+        Planner.pendingMigrations(catalog, try appliedMigrations()).map(\.id)
+    }
+
+    /// True when the database holds applied ids this catalog should know
+    /// and does not: it was migrated by a newer version.
+    /// - Throws: `StoreError` when the database cannot be read.
+    public func hasBeenSuperseded() throws -> Bool {
+        !Planner.missingMigrations(catalog, try appliedMigrations()).isEmpty
+    }
+
+    /// The lock's state, without taking it.
+    public var lockState: LockState { storage.lockState() }
+
+    /// What `request` would do now, or why it would refuse, without
+    /// taking the lock or running anything.
+    /// - Throws: `StoreError` when the database cannot be read.
+    public func plan(_ request: MigrationRequest) throws -> Plan {
+        Planner.plan(request, catalog: catalog, applied: try appliedMigrations(), options: options.plan)
+    }
+
+    /// Every known migration with its state; equal to `status --json`.
+    /// - Throws: `StoreError` when the database cannot be read.
+    public func status() throws -> MigrationStatus {
+        let applied = try storage.appliedMigrations()
+        let entries = Planner.entries(catalog: catalog, applied: applied, history: try storage.history())
+        var summary = MigrationStatus.Summary()
+        for e in entries {
+            switch e.state {
+            case .applied: summary.applied += 1
+            case .pending: summary.pending += 1
+            case .failed: summary.failed += 1
+            case .missing: summary.missing += 1
+            }
+        }
+        var status = MigrationStatus(database: databasePath, migrations: entries, summary: summary)
+        switch lockState {
+        case .held(let owner):
+            status.lockedBy = owner?.summary ?? "another process"
+        case .free(let leftover):
+            if let o = leftover, let (id, direction) = Planner.interruptedStep(o, appliedIDs: Set(applied.map(\.id))) {
+                status.interrupted = .init(id: id, direction: direction, pid: o.pid, at: o.currentStartedAt ?? o.startedAt)
+            }
+        }
+        return status
+    }
+
+    /// The reference design's detailed health document: `migrating` while a
+    /// run holds the lock, `healthy` when up to date with no plugin problem,
+    /// else `unhealthy`.
+    public func health() -> HealthReport {
+        do {
+            let s = try status()
+            let verdict: HealthReport.Status = s.lockedBy != nil
+                ? .migrating : (s.isUpToDate && catalog.problems.isEmpty ? .healthy : .unhealthy)
+            return HealthReport(status: verdict, migrations: s, error: nil)
+        } catch {
+            return HealthReport(status: .unhealthy, migrations: nil, error: "\(error)")
+        }
+    }
+
+    /// Everything `apply` checks before running anything, without running
+    /// anything: the same plan `apply` would make.
+    /// - Throws: `StoreError` when the database cannot be read.
+    public func validate() throws -> ValidationReport {
+        let applied = try appliedMigrations()
+        let plan = Planner.plan(.applyAll, catalog: catalog, applied: applied, options: options.plan)
+        let advice = Planner.advice(catalog: catalog, applied: applied)
+        return ValidationReport(refusals: plan.refusals, warnings: advice.warnings, notes: advice.notes,
+                                checked: catalog.migrations.count, pending: plan.steps.map(\.id))
+    }
+
+    // MARK: Running
+
+    /// Runs `request`: takes the lock, plans against what is applied then,
+    /// and runs the steps in order, each in its own transaction.
+    /// - Throws: ``MigratorError``: refused before anything ran (its
+    ///   ``MigratorError/refusals``), a failed step (its changes rolled back,
+    ///   earlier steps kept; the migration's own error in
+    ///   ``MigratorError/underlying``), or a lock timeout.
+    @discardableResult
+    public func run(_ request: MigrationRequest) throws -> RunReport {
+        try MigrationRunner(storage: storage, executor: executor, options: options).run(request, catalog: catalog)
+    }
+
+    /// Applies pending migrations in order, up to and including `target`
+    /// (`nil`: all of them). See ``run(_:)``.
+    @discardableResult
+    public func migrateUp(to target: String? = nil) throws -> RunReport {
+        try run(target.map(MigrationRequest.apply(through:)) ?? .applyAll)
+    }
+
+    /// Rolls back applied migrations, newest first: `.to(id)` keeps `id`,
+    /// `.last(n)`, `.all`. Refuses before running anything if one of them is
+    /// irreversible, missing, or owned by another app. See ``run(_:)``.
+    @discardableResult
+    public func rollback(_ target: RollbackTarget) throws -> RunReport {
+        try run(.rollback(target))
+    }
+
+    // MARK: Lock maintenance
+
+    /// What `migrator unlock` does: explains the lock's state and clears a
+    /// leftover owner record. Never breaks a lock a live process holds.
+    /// - Throws: ``MigratorError`` `.lockHeld` when a live process holds it.
+    public func unlock() throws -> String {
+        switch lockState {
+        case .held(let owner):
+            throw MigratorError(.lockHeld,
+                "the run lock of '\(databasePath)' is held by a live process: \(owner?.summary ?? "unknown owner"); "
+                    + "not breaking it (wait for it, or stop that process)")
+        case .free(let leftover):
+            guard storage.exists else { return "'\(databasePath)' has no database; nothing to unlock" }
+            guard let leftover else { return "the run lock of '\(databasePath)' is free; nothing to do" }
+            var unlockOptions = options
+            unlockOptions.command = "unlock"
+            unlockOptions.lockTimeout = 0
+            let lock = try storage.acquireLock(command: "unlock", timeout: 0)
+            defer { lock.release() }
+            let runner = MigrationRunner(storage: storage, executor: executor, options: unlockOptions)
+            let note = try runner.recordInterruption(lock, applied: try appliedMigrations())
+            return "cleared the record left by \(leftover.summary)" + (note.map { "; " + $0 } ?? "")
+                + ". The lock itself was already free: the kernel releases it when its holder dies."
+        }
+    }
+}

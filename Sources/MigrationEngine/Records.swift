@@ -1,0 +1,110 @@
+import MigrationKit
+
+/// The version of this runner, recorded with every migration.
+public let runnerVersion = "0.3.0"
+
+/// Which way a step goes. Encodes as `"up"` / `"down"`.
+public enum Direction: String, Sendable, Codable {
+    case up, down
+}
+
+/// What the engine knows about one migration. Encodes as the strings of
+/// `status --json`: `applied`, `pending`, `failed`, `missing`.
+public enum MigrationState: String, Sendable, Codable {
+    /// Recorded in `_migrations`.
+    case applied
+    /// Known and not applied.
+    case pending
+    /// Not applied, and its last attempt failed.
+    case failed
+    /// Applied, but this catalog should provide it and does not.
+    case missing
+}
+
+/// Where an applied migration came from, as recorded in `_migrations`.
+public enum MigrationSource: Sendable, Equatable {
+    /// A plugin file, by its name in the migrations directory.
+    case plugin(file: String)
+    /// Registered in-process by the app named `app` (`nil` for records
+    /// written before the app name was recorded).
+    case inProcess(app: String?)
+
+    /// The `plugin` field of records and of `status --json`: the file name,
+    /// or `"in-process"`.
+    public var label: String {
+        switch self {
+        case .plugin(let file): return file
+        case .inProcess: return "in-process"
+        }
+    }
+
+    /// The app that owns an in-process migration.
+    public var app: String? {
+        if case .inProcess(let app) = self { return app }
+        return nil
+    }
+}
+
+/// One applied migration: a document in `_migrations` (`_id` = its id).
+public struct AppliedMigration: Sendable, Equatable {
+    public let id: String
+    public let name: String
+    public let description: String
+    public let version: String
+    public let startedAt: String
+    public let appliedAt: String
+    /// The checksum the migration declared when it was applied.
+    public let checksum: String?
+    public let source: MigrationSource
+    /// The SHA-256 of the plugin file it was applied from.
+    public let pluginSHA256: String?
+    public let durationMS: Int64
+    public let appliedBy: String
+    public let runnerVersion: String
+
+    /// The plugin file name, or `"in-process"`.
+    public var plugin: String { source.label }
+    /// The id's numeric prefix.
+    public var sequence: UInt64 { MigrationID.sequence(of: id) ?? 0 }
+}
+
+/// One attempt: a document in the append-only `_migrations_history`.
+public struct HistoryEntry: Sendable, Equatable {
+    /// What became of an attempt. Encodes as `applied`, `failed`,
+    /// `rolled_back`, `interrupted`; an outcome written by a newer runner
+    /// is kept as ``other(_:)`` with its text.
+    public enum Outcome: Sendable, Hashable, CustomStringConvertible {
+        case applied, failed, rolledBack, interrupted
+        case other(String)
+
+        public init(rawValue: String) {
+            switch rawValue {
+            case "applied": self = .applied
+            case "failed": self = .failed
+            case "rolled_back": self = .rolledBack
+            case "interrupted": self = .interrupted
+            default: self = .other(rawValue)
+            }
+        }
+
+        public var rawValue: String {
+            switch self {
+            case .applied: return "applied"
+            case .failed: return "failed"
+            case .rolledBack: return "rolled_back"
+            case .interrupted: return "interrupted"
+            case .other(let text): return text
+            }
+        }
+        public var description: String { rawValue }
+    }
+    public let sequence: Int64
+    public let migrationID: String
+    public let outcome: Outcome
+    public let direction: Direction
+    public let at: String
+    public let durationMS: Int64?
+    public let error: String?
+    public let appliedBy: String
+    public let plugin: String?
+}

@@ -1,0 +1,98 @@
+/// Executes plans: takes the run lock, re-reads what is applied under it,
+/// asks the ``Planner``, and runs each step through the executor seam in
+/// its own storage transaction, together with its bookkeeping.
+struct MigrationRunner {
+    let storage: any MigrationStorage
+    let executor: any MigrationExecutor
+    let options: Migrator.Options
+
+    /// Runs `request` against `catalog`.
+    /// - Throws: ``MigratorError``: a refusal (nothing ran), a failed step
+    ///   (its changes rolled back, earlier steps kept), or a lock error.
+    func run(_ request: MigrationRequest, catalog: MigrationCatalog) throws -> RunReport {
+        let lock = try storage.acquireLock(command: options.command, timeout: options.lockTimeout)
+        defer { lock.release() }
+        var report = RunReport()
+        // Read under the lock: the state the plan is made against.
+        let applied = try storage.appliedMigrations()
+        if let note = try recordInterruption(lock, applied: applied) { report.notices.append(note) }
+        let plan = Planner.plan(request, catalog: catalog, applied: applied, options: options.plan)
+        guard plan.isAllowed else { throw MigratorError(refusals: plan.refusals) }
+        for m in plan.steps {
+            if let step = try run(m, plan.direction, lock: lock) { report.steps.append(step) }
+        }
+        return report
+    }
+
+    /// One migration in one write transaction, with its bookkeeping.
+    /// Returns nil when another run already did the step.
+    private func run(_ m: AvailableMigration, _ direction: Direction, lock: any RunLockSession) throws -> CompletedStep? {
+        options.events(.started(id: m.id, direction: direction))
+        lock.begin(m.id, direction)
+        defer { lock.end() }
+        let startedAt = EngineClock.iso8601()
+        let t0 = EngineClock.monotonic()
+        var durationMS: Int64 = 0
+        do {
+            let ran = try storage.transaction { txn -> Bool in
+                // Re-check inside the transaction: the state it commits on.
+                guard try txn.isApplied(m.id) == (direction == .down) else { return false }
+                let db = txn.database(for: m.id, observer: options.observer)
+                defer { db.finish() }
+                try executor.execute(m, direction, on: db)
+                // One duration: recorded, reported and printed alike.
+                durationMS = Int64((EngineClock.monotonic() - t0) * 1000)
+                if direction == .up {
+                    try txn.recordApplied(m, startedAt: startedAt, durationMS: durationMS)
+                } else {
+                    try txn.removeApplied(m.id)
+                }
+                try txn.appendHistory(NewHistoryEntry(
+                    migrationID: m.id, outcome: direction == .up ? .applied : .rolledBack, direction: direction,
+                    durationMS: durationMS, error: nil, plugin: m.origin.label, at: startedAt))
+                return true
+            }
+            guard ran else {
+                let done = direction == .up ? "applied" : "rolled back"
+                options.events(.notice("'\(m.id)' was already \(done) by another run; skipped"))
+                return nil
+            }
+            options.events(.finished(id: m.id, direction: direction, milliseconds: durationMS))
+            return CompletedStep(id: m.id, direction: direction, durationMS: durationMS)
+        } catch {
+            let failure = error as? StepFailure
+            let message = failure?.message ?? "\(error)"
+            let elapsed = Int64((EngineClock.monotonic() - t0) * 1000)
+            // The step's transaction is gone; record the attempt on its own.
+            _ = try? storage.transaction { txn in
+                try txn.appendHistory(NewHistoryEntry(
+                    migrationID: m.id, outcome: .failed, direction: direction, durationMS: elapsed, error: message,
+                    plugin: m.origin.label, at: startedAt))
+            }
+            options.events(.failed(id: m.id, direction: direction, message: message))
+            let kept = direction == .up ? ", earlier migrations stay applied" : ""
+            throw MigratorError(.migrationFailed,
+                "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); "
+                    + "its changes were rolled back\(kept)",
+                file: m.origin.sha256 == nil ? nil : m.origin.label, migrationID: m.id,
+                underlying: failure.map { $0.underlying ?? $0 } ?? error)
+        }
+    }
+
+    /// If the previous run died mid-step, logs it in the history and
+    /// returns a notice; then forgets the leftover record.
+    func recordInterruption(_ lock: any RunLockSession, applied: [AppliedMigration]) throws -> String? {
+        guard let o = lock.leftover else { return nil }
+        defer { lock.clearLeftover() }
+        guard let (id, direction) = Planner.interruptedStep(o, appliedIDs: Set(applied.map(\.id))) else { return nil }
+        try storage.transaction { txn in
+            try txn.appendHistory(NewHistoryEntry(
+                migrationID: id, outcome: .interrupted, direction: direction, durationMS: nil,
+                error: "the run (\(o.summary)) stopped during this migration; nothing of it was committed",
+                plugin: nil, at: o.currentStartedAt ?? o.startedAt, by: "\(o.user)@\(o.host) (pid \(o.pid))"))
+        }
+        let note = "the previous run (\(o.summary)) was interrupted during '\(id)' (\(direction)); nothing of it was committed"
+        options.events(.notice(note))
+        return note
+    }
+}

@@ -1,0 +1,71 @@
+import DocumentStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ``MigrationStorage`` over the embedded LMDB document store in a
+/// directory: records in `_migrations` and `_migrations_history`, the run
+/// lock in `<dir>/migrator.lock`, one LMDB write transaction per step.
+package final class LMDBStorage: MigrationStorage {
+    package let location: String
+    private let options: DocumentStore.Options
+    private var store: DocumentStore?
+
+    /// Storage at `path`; nothing is opened or created until it is used.
+    package init(path: String, options: DocumentStore.Options = .init()) {
+        location = path
+        self.options = options
+    }
+
+    /// Whether there is anything at the path. Reads never create a
+    /// database; a path that exists is opened, so a file there is an error.
+    package var exists: Bool { access(location, F_OK) == 0 }
+
+    /// The store, opened (and created) on first use.
+    package func documentStore() throws -> DocumentStore {
+        if let store { return store }
+        let s = try DocumentStore(path: location, options: options)
+        store = s
+        return s
+    }
+
+    package func appliedMigrations() throws -> [AppliedMigration] {
+        guard exists else { return [] }
+        return try documentStore().read { try Tracking.appliedMigrations($0) }
+    }
+
+    package func history() throws -> [HistoryEntry] {
+        guard exists else { return [] }
+        return try documentStore().read { try Tracking.historyEntries($0) }
+    }
+
+    package func lockState() -> LockState { RunLock.inspect(database: location) }
+
+    package func acquireLock(command: String, timeout: Double) throws(MigratorError) -> any RunLockSession {
+        // The lock file lives in the database directory: create it first.
+        do { _ = try documentStore() } catch {
+            throw MigratorError(.lockFailed, "cannot open the database '\(location)': \(error)", underlying: error)
+        }
+        return try RunLock(database: location, command: command, timeout: timeout)
+    }
+
+    package func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
+        try documentStore().write { txn in try body(LMDBTransaction(txn)) }
+    }
+}
+
+/// One LMDB write transaction, seen through ``StorageTransaction``.
+final class LMDBTransaction: StorageTransaction {
+    let txn: Transaction
+    init(_ txn: Transaction) { self.txn = txn }
+
+    func isApplied(_ id: String) throws -> Bool { try Tracking.isApplied(txn, id) }
+    func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
+        try Tracking.recordApplied(txn, m, startedAt: startedAt, durationMS: durationMS)
+    }
+    func removeApplied(_ id: String) throws { try Tracking.removeApplied(txn, id) }
+    func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(txn, entry) }
+    func database(for migrationID: String, observer: StepObserver) -> any StepDatabase {
+        StoreDatabase(txn: txn, migrationID: migrationID, observer: observer)
+    }
+}

@@ -1,0 +1,84 @@
+import MigrationKit
+
+/// The storage seam: everything the runner needs from a database, and
+/// nothing more. The tracking records and history, the run lock, one write
+/// transaction per step, and the ``StepDatabase`` that migrations write
+/// through. ``LMDBStorage`` implements it today; the planner, catalog and
+/// runner never see a backend's own types, so a second backend slots in
+/// behind this protocol.
+package protocol MigrationStorage: AnyObject {
+    /// What to call the database in messages and in `status` (a path, a URI).
+    var location: String { get }
+    /// Whether the database exists. Reads never create one.
+    var exists: Bool { get }
+    /// Applied migrations, in application order.
+    func appliedMigrations() throws -> [AppliedMigration]
+    /// Every attempt, oldest first.
+    func history() throws -> [HistoryEntry]
+    /// The run lock's state, without taking it.
+    func lockState() -> LockState
+    /// Takes the exclusive run lock, waiting up to `timeout` seconds.
+    /// - Throws: ``MigratorError`` `.lockTimeout` or `.lockFailed`.
+    func acquireLock(command: String, timeout: Double) throws(MigratorError) -> any RunLockSession
+    /// Runs `body` in one write transaction: commits when it returns,
+    /// aborts when it throws. The transaction stays on the calling thread.
+    func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R
+}
+
+/// A held run lock. It also records the step in progress, so that a run
+/// killed mid-step is reported as interrupted by the next one.
+package protocol RunLockSession: AnyObject {
+    /// The record a previous holder left behind: it did not finish cleanly.
+    var leftover: LockOwner? { get }
+    /// Records that `id` is now running in `direction`.
+    func begin(_ id: String, _ direction: Direction)
+    /// Records that no step is running.
+    func end()
+    /// Forgets ``leftover`` once it has been dealt with.
+    func clearLeftover()
+    /// Clears the owner record and drops the lock.
+    func release()
+}
+
+/// One write transaction of a ``MigrationStorage``: the step's own changes
+/// and its bookkeeping commit together or not at all.
+package protocol StorageTransaction: AnyObject {
+    func isApplied(_ id: String) throws -> Bool
+    func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws
+    func removeApplied(_ id: String) throws
+    func appendHistory(_ entry: NewHistoryEntry) throws
+    /// The ``Database`` a migration writes through inside this transaction.
+    func database(for migrationID: String, observer: StepObserver) -> any StepDatabase
+}
+
+/// A history entry to append; the storage numbers it.
+package struct NewHistoryEntry: Sendable {
+    var migrationID: String
+    var outcome: HistoryEntry.Outcome
+    var direction: Direction
+    var durationMS: Int64?
+    var error: String?
+    var plugin: String?
+    var at: String = EngineClock.iso8601()
+    var by: String = EngineClock.actor
+}
+
+/// A ``Database`` for one step, with the raw entry points the C host table
+/// calls (JSON as bytes, no `String` copies). Ends with ``finish()``.
+package protocol StepDatabase: Database {
+    func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError)
+    func openCursor(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> any StepCursor
+    func updateRaw(_ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer) throws(DatabaseError) -> UInt64
+    func removeRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64
+    func countRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64
+    /// Ends the step: closes every cursor it opened; later calls fail.
+    func finish()
+}
+
+/// A cursor of a ``StepDatabase``.
+package protocol StepCursor: AnyObject {
+    /// The next document's JSON, valid until the next call on this cursor
+    /// or any write in the step; `nil` at the end.
+    func nextRaw() throws(DatabaseError) -> UnsafeRawBufferPointer?
+    func close()
+}
