@@ -45,7 +45,8 @@ public struct ParsedArguments: Sendable {
             }
             if name == "-h" { name = "--help" }
             guard let spec = specs.first(where: { "--" + $0.name == name }) else {
-                throw UsageError("unknown option '\(name)'")
+                let hint = nearest(name, among: specs.map { "--" + $0.name }).map { " (did you mean '\($0)'?)" } ?? ""
+                throw UsageError("unknown option '\(name)'\(hint)")
             }
             if spec.value != nil {
                 if let inline { options[spec.name] = inline; continue }
@@ -68,4 +69,29 @@ public struct ParsedArguments: Sendable {
         }
         return v
     }
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough
+/// to be a likely typo (at most a third of the word's length, and 3).
+func nearest(_ word: String, among candidates: [String]) -> String? {
+    let a = Array(word)
+    guard !a.isEmpty else { return nil }
+    var best: (candidate: String, distance: Int)?
+    for c in candidates {
+        // Levenshtein distance, one row at a time.
+        let b = Array(c)
+        var row = Array(0...b.count)
+        for i in 1...a.count {
+            var diagonal = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let above = row[j]
+                row[j] = min(above + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1))
+                diagonal = above
+            }
+        }
+        if row[b.count] < (best?.distance ?? Int.max) { best = (c, row[b.count]) }
+    }
+    guard let best, best.distance > 0, best.distance <= min(3, max(1, a.count / 3)) else { return nil }
+    return best.candidate
 }

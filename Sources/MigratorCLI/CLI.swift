@@ -63,8 +63,26 @@ public struct Command: Sendable {
     public let summary: String
     public let options: [OptionSpec]
     public let run: @Sendable (Context, ParsedArguments) throws -> Int32
+    /// What to suggest when a command that takes no arguments gets one.
+    var argumentHint: (@Sendable (String) -> String)? = nil
 
     var name: String { "migrator " + path.joined(separator: " ") }
+
+    /// Checks the number of positionals against ``arguments``.
+    func checkPositionals(_ positionals: [String]) throws(UsageError) {
+        let required = arguments.filter { !$0.name.hasPrefix("[") }.count
+        if arguments.isEmpty, let first = positionals.first {
+            throw UsageError("'\(name)' takes no arguments, got '\(first)'" + (argumentHint.map { "; " + $0(first) } ?? ""))
+        }
+        if positionals.count < required {
+            let names = arguments.filter { !$0.name.hasPrefix("[") }.map(\.name)
+            throw UsageError("'\(name)' needs \(names.dropFirst(positionals.count).joined(separator: " "))")
+        }
+        if positionals.count > arguments.count {
+            let extra = positionals.dropFirst(arguments.count).map { "'\($0)'" }.joined(separator: ", ")
+            throw UsageError("'\(name)' takes \(arguments.map(\.name).joined(separator: " ")); unexpected \(extra)")
+        }
+    }
 
     var usage: String {
         var u = name
@@ -99,6 +117,40 @@ public enum MigratorCommandLine {
     public static let version = runnerVersion
 
     static let commands: [Command] = MigrationCommands.all + PluginCommands.all + DatabaseCommands.all
+
+    /// The commands under a group such as `db`.
+    static func group(_ name: String) -> [Command] { commands.filter { $0.path.count > 1 && $0.path[0] == name } }
+
+    /// Help for a group: its subcommands and what they do.
+    static func groupHelp(_ name: String) -> String {
+        var h = "Usage: migrator \(name) <command> [options]\n\nCommands:\n"
+        for c in group(name) { h += "  " + c.path.joined(separator: " ").padding(20) + c.summary + "\n" }
+        return h + "\nEvery command takes --help.\n"
+    }
+
+    /// `help`, `help CMD`, `help db CMD`.
+    static func help(_ path: [String], _ context: Context) -> Int32 {
+        if path.isEmpty {
+            context.out.write(topHelp)
+            return ExitCode.ok
+        }
+        if let command = commands.first(where: { $0.path == path }) {
+            context.out.write(command.help)
+            return ExitCode.ok
+        }
+        if path.count == 1, !group(path[0]).isEmpty {
+            context.out.write(groupHelp(path[0]))
+            return ExitCode.ok
+        }
+        context.err.line("error: no command '\(path.joined(separator: " "))'" + suggestion(path.joined(separator: " "),
+                         among: commands.map { $0.path.joined(separator: " ") }))
+        return ExitCode.usage
+    }
+
+    /// "; did you mean 'status'?" when one candidate is close to `word`.
+    static func suggestion(_ word: String, among candidates: [String]) -> String {
+        nearest(word, among: candidates).map { " (did you mean '\($0)'?)" } ?? ""
+    }
 
     static var topHelp: String {
         var h = """
@@ -141,10 +193,12 @@ public enum MigratorCommandLine {
             else if args.count >= 2 { leading += args.prefix(2); args.removeFirst(2) }
             else { break }
         }
-        if args.isEmpty || args == ["--help"] || args == ["-h"] || args == ["help"] {
-            (args.isEmpty ? context.err : context.out).write(topHelp)
-            return args.isEmpty ? ExitCode.usage : ExitCode.ok
+        if args.isEmpty {
+            context.err.write(topHelp)
+            return ExitCode.usage
         }
+        if args == ["--help"] || args == ["-h"] { return help([], context) }
+        if args[0] == "help" { return help(Array(args.dropFirst()), context) }
         if args == ["--version"] {
             context.out.line("migrator \(version)")
             return ExitCode.ok
@@ -154,14 +208,22 @@ public enum MigratorCommandLine {
             .filter { args.starts(with: $0.path) }
             .max { $0.path.count < $1.path.count }
         guard let command = match else {
-            let group = commands.filter { $0.path.first == args[0] }
-            if !group.isEmpty {
-                let sub = args.count > 1 ? "unknown command '\(args[0]) \(args[1])'" : "'\(args[0])' needs a subcommand"
-                context.err.line("error: \(sub)")
-                context.err.line("commands: " + group.map { $0.path.joined(separator: " ") }.joined(separator: ", "))
+            let members = group(args[0])
+            if !members.isEmpty {
+                if args.count > 1 && (args[1] == "--help" || args[1] == "-h") { return help([args[0]], context) }
+                if args.count > 1 {
+                    let names = members.map { $0.path.joined(separator: " ") }
+                    context.err.line("error: unknown command '\(args[0]) \(args[1])'"
+                                     + suggestion("\(args[0]) \(args[1])", among: names))
+                } else {
+                    context.err.line("error: '\(args[0])' needs a command")
+                }
+                context.err.write(groupHelp(args[0]))
                 return ExitCode.usage
             }
-            context.err.line("error: unknown command '\(args[0])'; see 'migrator --help'")
+            let names = Set(commands.map { $0.path[0] }).sorted()
+            context.err.line("error: unknown command '\(args[0])'" + suggestion(args[0], among: names)
+                             + "; see 'migrator --help'")
             return ExitCode.usage
         }
         let rest = Array(args.dropFirst(command.path.count)) + leading
@@ -171,10 +233,7 @@ public enum MigratorCommandLine {
                 context.out.write(command.help)
                 return ExitCode.ok
             }
-            let required = command.arguments.filter { !$0.name.hasPrefix("[") }.count
-            if parsed.positionals.count < required || parsed.positionals.count > command.arguments.count {
-                throw UsageError("expected \(command.arguments.map(\.name).joined(separator: " ")), got \(parsed.positionals.count) argument(s)")
-            }
+            try command.checkPositionals(parsed.positionals)
             return try command.run(context, parsed)
         } catch let e as UsageError {
             context.err.line("error: \(e.message)")

@@ -51,8 +51,7 @@ enum DatabaseCommands {
 
     static func collections(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let list = try open(ctx, args).read { try $0.collections() }
-        let width = max(10, list.map(\.name.count).max() ?? 0)
-        for c in list { ctx.out.line(c.name.padding(width) + String(c.count)) }
+        ctx.out.write(Table.render([["COLLECTION", "DOCUMENTS"]] + list.map { [$0.name, String($0.count)] }))
         return ExitCode.ok
     }
 

@@ -18,13 +18,15 @@ enum MigrationCommands {
     static let json = OptionSpec("json", "Print JSON.")
     static let runOptions = PluginCommands.loaderOptions + [dbOption, lockTimeout, quiet, verbose]
 
+    static let targetHint: @Sendable (String) -> String = { "to stop after a migration, use --target \($0)" }
+
     static let all: [Command] = [
         Command(path: ["apply"], arguments: [], summary: "Apply pending migrations in order, each in its own transaction.",
                 options: runOptions + [OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing],
-                run: apply),
+                run: apply, argumentHint: targetHint),
         Command(path: ["migrate"], arguments: [], summary: "Alias of apply.",
                 options: runOptions + [OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing],
-                run: apply),
+                run: apply, argumentHint: targetHint),
         Command(path: ["rollback"], arguments: [("[TARGET]", "Roll back every migration applied after TARGET.")],
                 summary: "Run down for applied migrations after TARGET, newest first.",
                 options: runOptions + [OptionSpec("last", value: "N", "Roll back the last N applied migrations instead."),

@@ -94,7 +94,7 @@ import Glibc
     @Test func nullID() throws {
         let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("NULL")]))
         #expect(p?.code == .invalidDescriptor)
-        #expect(p?.message.contains("migration #0's id is NULL") == true, "\(p?.message ?? "")")
+        #expect(p?.message.contains("the id of migration #0 is NULL") == true, "\(p?.message ?? "")")
     }
 
     @Test func badIDFormat() throws {
@@ -110,7 +110,13 @@ import Glibc
         let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a", up: "NULL")]))
         #expect(p?.message.contains("no up function") == true)
         let q = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a", name: "NULL")]))
-        #expect(q?.message.contains("migration '001_a''s name is NULL") == true, "\(q?.message ?? "")")
+        #expect(q?.message.contains("the name of migration '001_a' is NULL") == true, "\(q?.message ?? "")")
+    }
+
+    @Test func emptyVersionIsRefused() throws {
+        let p = try problem(Fixtures.pluginSource(migrations: [#"{ "001_a", "A", "d", "", NULL, ok_step, ok_step, NULL }"#]))
+        #expect(p?.code == .invalidDescriptor && p?.migrationID == "001_a")
+        #expect(p?.message.contains("the version of migration '001_a' is empty") == true, "\(p?.message ?? "")")
     }
 
     @Test func nonUTF8AndHugeStrings() throws {

@@ -70,7 +70,14 @@ struct CLITests {
         #expect(imp.status == 0)
         #expect(imp.stderr.contains("imported 3 documents into 'users'"))
         #expect(imp.stdout.isEmpty)
-        #expect(try migrator(["db", "collections"] + db).stdout == "users     3\n")
+        #expect(try migrator(["db", "collections"] + db).stdout == "COLLECTION  DOCUMENTS\nusers       3\n")
+        // The longest name still gets a gap, and every count one column.
+        let long = "a_collection_with_a_long_name"
+        #expect(try migrator(["db", "import", long, "-"] + db, input: #"{"_id":1}"#).status == 0)
+        let table = try migrator(["db", "collections"] + db).stdout.split(separator: "\n")
+        #expect(table.count == 3)
+        #expect(Set(table.map { line in line.count - (line.split(separator: " ").last?.count ?? 0) }).count == 1,
+                "counts start in one column: \(table)")
         let found = try migrator(["db", "find", "users", "--filter", #"{"age":{"$gte":30}}"#, "--sort", "-age", "--projection", #"{"name":1,"_id":0}"#] + db)
         #expect(found.stdout == "{\"name\":\"Cy\"}\n{\"name\":\"Ada\"}\n")
         #expect(try migrator(["db", "find", "users", "--limit", "1"] + db).stdout == #"{"_id":1,"email":"ada@example.com","name":"Ada","age":36,"address":{"city":"Oslo"}}"# + "\n")
@@ -130,6 +137,33 @@ struct CLITests {
         #expect(try migrator(["db", "count", "u", "--limit", "x"]).status == 2)
         #expect(try migrator(["nope"]).status == 2)
         #expect(try migrator([]).status == 2)
+        // Help reaches every command, however it is asked for.
+        for args in [["help", "apply"], ["apply", "--help"], ["help", "db", "find"], ["db", "find", "-h"]] {
+            let r = try migrator(args)
+            #expect(r.status == 0 && r.stdout.contains("Usage: migrator \(args.contains("db") ? "db find" : "apply")"), "\(args)")
+        }
+        for args in [["db", "--help"], ["help", "db"]] {
+            let r = try migrator(args)
+            #expect(r.status == 0 && r.stdout.contains("db create-index"), "\(args): \(r.stderr)")
+        }
+        let bare = try migrator(["db"])
+        #expect(bare.status == 2 && bare.stderr.contains("'db' needs a command") && bare.stderr.contains("db find"))
+        // Readable usage errors, with the nearest match.
+        let positional = try migrator(["apply", "002_user_preferences"])
+        #expect(positional.status == 2)
+        #expect(positional.stderr.contains("'migrator apply' takes no arguments, got '002_user_preferences'; "
+                                           + "to stop after a migration, use --target 002_user_preferences"), "\(positional.stderr)")
+        #expect(try migrator(["stauts"]).stderr.contains("unknown command 'stauts' (did you mean 'status'?)"))
+        #expect(try migrator(["db", "fnd", "x"]).stderr.contains("unknown command 'db fnd' (did you mean 'db find'?)"))
+        #expect(try migrator(["apply", "--tagret", "x"]).stderr.contains("unknown option '--tagret' (did you mean '--target'?)"))
+        #expect(!(try migrator(["apply", "--zzzzzz"]).stderr.contains("did you mean")), "no far-fetched suggestion")
+        #expect(try migrator(["help", "nope"]).status == 2)
+        let both = try migrator(["apply", "--quiet", "--verbose"])
+        #expect(both.status == 2 && both.stderr.contains("--quiet and --verbose cannot be used together"))
+        let create = try migrator(["create"])
+        #expect(create.status == 2 && create.stderr.contains("'migrator create' needs NAME"))
+        let extra = try migrator(["create", "a", "b", "c"])
+        #expect(extra.status == 2 && extra.stderr.contains("unexpected 'c'"))
         let badFilter = try migrator(["db", "count", "u", "--filter", #"{"a":{"$regex":"x"}}"#])
         #expect(badFilter.status == 2)
         #expect(badFilter.stderr.contains("unknown operator $regex on \"a\""))
@@ -173,6 +207,6 @@ struct CLITests {
         #expect(try migrator(["db", "count", "users", "--filter", #"{"_id":"k1"}"#] + db).stdout == "0\n")
         // The database is writable again at once.
         #expect(try migrator(["db", "import", "users", "-"] + db, input: #"{"_id":"after"}"#).status == 0)
-        #expect(try migrator(["db", "collections"] + db).stdout == "users     4\n")
+        #expect(try migrator(["db", "collections"] + db).stdout == "COLLECTION  DOCUMENTS\nusers       4\n")
     }
 }

@@ -163,7 +163,7 @@ public enum PluginLoader {
         for i in 0..<Int(b.migration_count) {
             guard let m = b.migrations?[i] else { break }
             let label = "migration #\(i)"
-            let id = try requiredString(m.id, "\(label)'s id", limit: MigrationID.maxLength + 1, fail)
+            let id = try requiredString(m.id, "the id of \(label)", limit: MigrationID.maxLength + 1, fail)
             if let problem = MigrationID.problem(with: id) {
                 throw fail(.invalidID, "\(label) has the invalid id '\(id)': \(problem)", id: id)
             }
@@ -172,12 +172,15 @@ public enum PluginLoader {
             }
             let what = "migration '\(id)'"
             guard let up = m.up else { throw fail(.invalidDescriptor, "\(what) has no up function (NULL)", id: id) }
+            let version = try requiredString(m.version, "the version of \(what)", limit: 256, fail)
+            // The header makes version required: an empty one says nothing.
+            guard !version.isEmpty else { throw fail(.invalidDescriptor, "the version of \(what) is empty", id: id) }
             migrations.append(AvailableMigration(
                 id: id,
-                name: try requiredString(m.name, "\(what)'s name", limit: 1024, fail),
-                description: try requiredString(m.description, "\(what)'s description", limit: 65536, fail),
-                version: try requiredString(m.version, "\(what)'s version", limit: 256, fail),
-                checksum: try optionalString(m.checksum, "\(what)'s checksum", limit: 1024, fail),
+                name: try requiredString(m.name, "the name of \(what)", limit: 1024, fail),
+                description: try requiredString(m.description, "the description of \(what)", limit: 65536, fail),
+                version: version,
+                checksum: try optionalString(m.checksum, "the checksum of \(what)", limit: 1024, fail),
                 isReversible: m.down != nil,
                 origin: .plugin(file: file.name, sha256: file.sha256),
                 body: .plugin(up: up, down: m.down, userdata: m.userdata)))
