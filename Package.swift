@@ -70,7 +70,7 @@ let package = Package(
                 path: "Tests/Fuzz/FuzzTargets"),
         .executableTarget(name: "Fuzzer", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Fuzzer",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
-        .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore"]),
+        .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore", "TestSupport"]),
         .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport"]),
         .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "TestSupport"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], path: "Tests/Fuzz/RegressionTests"),

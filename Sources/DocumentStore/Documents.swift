@@ -327,37 +327,40 @@ extension Transaction {
         }
         let everything = filter.matchesEverything
         while rc == 0 {
-            let key = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
-            guard key.count > 4, key.starts(with: s.prefix) else { break }
+            let pageKey = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
+            guard pageKey.count > 4, pageKey.starts(with: s.prefix) else { break }
+            // LMDB's key and value point into a page and are valid only until
+            // the next write (lmdb.h): the body writes index entries and the
+            // node may move. Copy the key first; the body reads the value
+            // before it writes anything.
+            scanKey.removeAll(keepingCapacity: true)
+            scanKey.append(contentsOf: pageKey)
             let bytes = UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
-            let idKey = UnsafeRawBufferPointer(rebasing: key[4...])
-            var doc: JSONObject?
-            if !everything {
-                let d = try parseStored(s, bytes, idKey: idKey)
-                doc = d
-                guard filter.matches(.object(d)) else {
-                    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
-                    continue
+            let action = try scanKey.bytes { key throws(StoreError) -> VisitAction in
+                let idKey = UnsafeRawBufferPointer(rebasing: key[4...])
+                var doc: JSONObject?
+                if !everything {
+                    let d = try parseStored(s, bytes, idKey: idKey)
+                    guard filter.matches(.object(d)) else { return .keep }
+                    doc = d
                 }
+                let action = try body(idKey, bytes, &doc)
+                if case .replaceWithValueBuffer = action {
+                    try valueBuffer.bytes { nb throws(StoreError) in
+                        var ck = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+                        var nv = MDB_val(mv_size: nb.count, mv_data: UnsafeMutableRawPointer(mutating: nb.baseAddress))
+                        try check(mdb_cursor_put(c, &ck, &nv, UInt32(MDB_CURRENT)), "mdb_cursor_put")
+                    }
+                }
+                return action
             }
-            switch try body(idKey, bytes, &doc) {
+            switch action {
             case .keep: break
             case .stop: return
             case .delete:
                 try check(mdb_cursor_del(c, 0), "mdb_cursor_del")
                 s.generation += 1
             case .replaceWithValueBuffer:
-                // The key must not point into the page: a size change makes
-                // LMDB delete and re-add the node, moving the page's bytes.
-                keyBuffer.removeAll(keepingCapacity: true)
-                keyBuffer.append(contentsOf: key)
-                try keyBuffer.bytes { kb throws(StoreError) in
-                    try valueBuffer.bytes { nb throws(StoreError) in
-                        var ck = MDB_val(mv_size: kb.count, mv_data: UnsafeMutableRawPointer(mutating: kb.baseAddress))
-                        var nv = MDB_val(mv_size: nb.count, mv_data: UnsafeMutableRawPointer(mutating: nb.baseAddress))
-                        try check(mdb_cursor_put(c, &ck, &nv, UInt32(MDB_CURRENT)), "mdb_cursor_put")
-                    }
-                }
                 s.generation += 1
             }
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)

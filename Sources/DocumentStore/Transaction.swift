@@ -127,6 +127,8 @@ public final class Transaction {
     var hitMapFull = false
     var cursors: [DocumentCursor.Handle] = []
     var keyBuffer: [UInt8] = []
+    /// The key of the document a scan is visiting, copied out of LMDB's page.
+    var scanKey: [UInt8] = []
     var valueBuffer: [UInt8] = []
 
     init(env: Environment, write: Bool) throws(StoreError) {

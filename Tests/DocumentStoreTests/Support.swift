@@ -1,4 +1,5 @@
 import DocumentStore
+import TestSupport
 import Testing
 import Foundation
 #if canImport(Glibc)
@@ -6,15 +7,9 @@ import Glibc
 #endif
 
 /// A fresh temporary directory, removed by the caller with `removeTree`.
-func temporaryDirectory(_ tag: String = "store") -> String {
-    var template = Array("/tmp/migrator-\(tag)-XXXXXX".utf8CString)
-    let path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
-    return path
-}
+func temporaryDirectory(_ tag: String = "store") -> String { Fixtures.temporaryDirectory(tag) }
 
-func removeTree(_ path: String) {
-    try? FileManager.default.removeItem(atPath: path)
-}
+func removeTree(_ path: String) { Fixtures.removeTree(path) }
 
 /// Opens a store in a fresh directory and removes it afterwards.
 func withStore<R>(options: DocumentStore.Options = .init(), _ body: (DocumentStore) throws -> R) throws -> R {

@@ -24,7 +24,9 @@ public enum Fixtures {
     /// A fresh directory (mode 0700) under /tmp.
     public static func temporaryDirectory(_ tag: String = "test") -> String {
         var template = Array("/tmp/migrator-\(tag)-XXXXXX".utf8CString)
-        return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) != nil }
+        precondition(made, "mkdtemp failed in /tmp: \(String(cString: strerror(errno)))")   // the test machine is broken
+        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public static func removeTree(_ path: String) {
