@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Crash torture: applies two data migrations over N users (a fan-out that
 # inserts one user_settings per user, and a per-document add-field loop),
-# kills `migrator apply` with SIGKILL at a random moment, KILLS times, and
-# after every kill checks that
+# and kills `migrator apply` with SIGKILL inside one of them, KILLS times.
+# Each kill provably lands inside an open write transaction: the plugin
+# creates a marker file after its first write (see data_migrations.c), the
+# kill follows the marker after a random 0-10 ms, the process must have died
+# by SIGKILL, and the marked migration must not be applied afterwards.
+# After every kill it checks that
 #   - the database opens and `status` works;
 #   - `status` agrees with `_migrations`;
 #   - each migration is applied entirely or not at all (counts, and samples
 #     of individual documents);
 #   - the next `apply` completes, and then everything is applied.
-# Prints the seed and "K kills, I inconsistencies"; exits 1 on any.
+# Prints the seed and "K kills, L landed in a transaction, I inconsistencies";
+# exits 1 on any inconsistency, or if fewer than KILLS kills landed.
 #   bench/crash-torture.sh [KILLS=20] [N=1000000] [SEED=random]
 # MIGRATOR=path uses that binary instead of building a release one.
 set -euo pipefail
@@ -31,11 +36,10 @@ awk -v n="$N" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"_id\":%d,\"email\":\"
 "$m" db import users "$work/users.jsonl" --db "$work/seed" >/dev/null
 
 fresh() { rm -rf "$work/db"; cp -r "$work/seed" "$work/db"; }
-# How long an uninterrupted run takes: kills land anywhere inside it.
+# How long an uninterrupted run takes, for the record.
 fresh
 s=$(date +%s%N); "$m" apply --quiet --dir "$work/plugins" --db "$work/db"; e=$(date +%s%N)
-span_ms=$(( (e - s) / 1000000 ))
-echo "an uninterrupted apply takes ${span_ms} ms"
+echo "an uninterrupted apply takes $(( (e - s) / 1000000 )) ms"
 
 bad=0
 problem() { echo "INCONSISTENT (kill $k): $*"; bad=$((bad + 1)); }
@@ -69,19 +73,42 @@ check() { # verifies the invariants; $1 = "after-kill" or "final"
     if [ "$1" = final ] && { [ "$fan" != applied ] || [ "$loop" != applied ]; }; then problem "after a full apply: $fan / $loop"; fi
 }
 
+landed=0
 for k in $(seq "$KILLS"); do
     fresh
-    delay=$(( RANDOM % (span_ms + 1) ))
-    "$m" apply --quiet --dir "$work/plugins" --db "$work/db" 2>/dev/null &
+    target=010_fanout_user_settings
+    [ $((RANDOM % 2)) = 0 ] && target=030_add_plan_loop
+    rm -f "$work/marker"
+    TORTURE_MARK=$target TORTURE_MARKER="$work/marker" \
+        "$m" apply --quiet --dir "$work/plugins" --db "$work/db" 2>/dev/null &
     pid=$!
-    sleep "$(awk -v d="$delay" 'BEGIN { printf "%.3f", d / 1000 }')"
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    # Wait for the marker: the run is inside $target's transaction.
+    for _ in $(seq 20000); do
+        [ -e "$work/marker" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.001
+    done
+    if [ ! -e "$work/marker" ]; then
+        problem "the run never reached the first write of $target"
+        wait "$pid" 2>/dev/null || true
+        continue
+    fi
+    delay=$((RANDOM % 11))
+    sleep "0.$(printf %03d "$delay")"
+    kill -9 "$pid"
+    rc=0
+    wait "$pid" 2>/dev/null || rc=$?
+    [ "$rc" = 137 ] || problem "apply exited with $rc, not by SIGKILL (137)"
     check after-kill
     before=$(state 010_fanout_user_settings)/$(state 030_add_plan_loop)
+    if [ "$(state "$target")" = applied ]; then
+        echo "kill $k: $target had committed before the kill landed; not counted"
+    else
+        landed=$((landed + 1))
+    fi
     "$m" apply --quiet --dir "$work/plugins" --db "$work/db" --lock-timeout 5 || problem "the apply after the kill failed"
     check final
-    echo "kill $k at ${delay} ms: state after kill $before; recovered"
+    echo "kill $k inside $target, ${delay} ms after its first write: state after kill $before; recovered"
 done
-echo "$KILLS kills, $bad inconsistencies (seed $SEED)"
-[ "$bad" = 0 ]
+echo "$KILLS kills, $landed landed in a transaction, $bad inconsistencies (seed $SEED)"
+[ "$bad" = 0 ] && [ "$landed" = "$KILLS" ]

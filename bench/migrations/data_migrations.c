@@ -1,9 +1,26 @@
 // The data-migration benchmark's C plugins. Compile with -DVARIANT=1 (fan-out),
 // 2 (add-field with one host-side update) or 3 (add-field, per-document
 // update by _id while iterating a cursor); each build exports one migration.
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "migrator_plugin.h"
+
+// For bench/crash-torture.sh: after this migration's first write, inside its
+// open transaction, create the file $TORTURE_MARKER if $TORTURE_MARK names
+// this migration. The torture kills the run only after it sees the file, so
+// every kill provably lands inside a write transaction. Checked once per run.
+static void first_write_done(const char *id) {
+    static int checked;
+    if (checked) return;
+    checked = 1;
+    const char *mark = getenv("TORTURE_MARK"), *path = getenv("TORTURE_MARKER");
+    if (!mark || !path || strcmp(mark, id) != 0) return;
+    int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) close(fd);
+}
 
 // Stored documents start with {"_id":<value>: copy the value (a number here).
 static size_t id_of(const char *doc, size_t len, char *out, size_t cap) {
@@ -32,6 +49,7 @@ static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
         id_of(doc, len, id, sizeof id);
         snprintf(out, sizeof out, "{\"user_id\":%s,\"theme\":\"light\",\"notifications\":true}", id);
         if ((st = h->insert(t, "user_settings", out))) return fail(h, t, c, st);
+        first_write_done(ID);
     }
     h->cursor_close(c);
     return st == MIGRATOR_DONE ? MIGRATOR_OK : st;
@@ -54,6 +72,7 @@ static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
         id_of(doc, len, id, sizeof id);
         snprintf(filter, sizeof filter, "{\"_id\":%s}", id);
         if ((st = h->update(t, "users", filter, "{\"$set\":{\"plan\":\"free\"}}", NULL))) return fail(h, t, c, st);
+        first_write_done(ID);
     }
     h->cursor_close(c);
     return st == MIGRATOR_DONE ? MIGRATOR_OK : st;
