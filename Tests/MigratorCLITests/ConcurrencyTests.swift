@@ -41,10 +41,12 @@ struct ConcurrencyTests {
         try w.add("slow.so", Fixtures.stepPlugin("001_slow", up: """
             for (int i = 0; i < 100; i++) host->insert(txn, "things", "{}");
             fprintf(stderr, "slow step running\\n"); fflush(stderr);
-            sleep(30);
+            /* Hold the lock until the test says so (it kills us first); a
+               bound so that a dead test cannot leave us running forever. */
+            for (int i = 0; i < 600000 && access(getenv("RELEASE_FILE"), F_OK) != 0; i++) usleep(1000);
             return MIGRATOR_OK;
             """))
-        let slow = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir])
+        let slow = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir], environment: ["RELEASE_FILE": w.root + "/release"])
         // Wait until the step runs, i.e. the lock is held.
         let handle = slow.stderr.fileHandleForReading
         var seen = ""
@@ -55,7 +57,8 @@ struct ConcurrencyTests {
         }
         #expect(seen.contains("slow step running"))
 
-        let blocked = try w.run(["apply", "--lock-timeout", "0.3"])
+        // The holder is inside its step until we kill it: no timing involved.
+        let blocked = try w.run(["apply", "--lock-timeout", "0"])
         #expect(blocked.status == 3)
         #expect(blocked.stderr.contains("locked by apply (pid \(slow.process.processIdentifier)"), "\(blocked.stderr)")
         // Readers are not blocked, and see the run.
