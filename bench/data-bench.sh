@@ -2,8 +2,9 @@
 # Data-migration throughput through the real plugin path: `migrator apply`
 # running a compiled C or Swift plugin over N users (~120 bytes each),
 # against raw LMDB in C and the sqlite3 CLI doing the same work, all in the
-# same run. Preloading is not timed. Prints medians of RUNS runs: seconds,
-# documents per second, peak RSS, and ratios.
+# same run. Preloading is not timed. Every timed run is checked to have done
+# its work (counts), and C and Swift alternate which goes first. Prints
+# medians of RUNS runs: seconds, documents per second, peak RSS, and ratios.
 #   bench/data-bench.sh [N=1000000] [RUNS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,13 +46,31 @@ measure() {
     echo "$label $(awk '{ printf "%s %.1f", $1, $2 / 1024 }' "$work/time")" >>"$work/results"
 }
 fresh() { rm -rf "$work/db"; cp -r "$work/seed" "$work/db"; }
+# A timed run counts only if it did the work: every user got its document
+# or its field.
+verify() { # label job
+    local got
+    if [ "$2" = fanout ]; then got=$("$m" db count user_settings --db "$work/db")
+    else got=$("$m" db count users --filter '{"plan":"free"}' --db "$work/db"); fi
+    [ "$got" = "$N" ] || { echo "error: $1 did the work for $got of $N users" >&2; exit 1; }
+}
+# Alternate which language goes first, so neither always inherits the
+# other's writeback.
+run_plugin() { # lang name variant swift-name
+    fresh
+    if [ "$1" = c ]; then measure "c_$2" "$m" apply --quiet --dir "$work/c$3" --db "$work/db"
+    else BENCH_MIGRATION=$4 measure "swift_$2" "$m" apply --quiet --dir "$work/swift$3" --db "$work/db"; fi
+    verify "$1 $2" "${2%%_*}"
+}
 
 for i in $(seq "$RUNS"); do
+    order="c swift"; [ $((i % 2)) = 0 ] && order="swift c"
     for job in fanout:1:fanout addfield_bulk:2:bulk addfield_loop:3:loop; do
         IFS=: read -r name v sw <<<"$job"
-        fresh; measure "c_$name" "$m" apply --quiet --dir "$work/c$v" --db "$work/db"
-        [ "$name" = fanout ] && [ "$i" = 1 ] && echo "db_size_after_fanout_mb $(du -sm "$work/db" | cut -f1)" >>"$work/sizes"
-        fresh; BENCH_MIGRATION=$sw measure "swift_$name" "$m" apply --quiet --dir "$work/swift$v" --db "$work/db"
+        for lang in $order; do
+            run_plugin "$lang" "$name" "$v" "$sw"
+            [ "$lang" = c ] && [ "$name" = fanout ] && [ "$i" = 1 ] && echo "db_size_after_fanout_mb $(du -sm "$work/db" | cut -f1)" >>"$work/sizes"
+        done
     done
     # Raw C: its own timer around the migration; peak RSS of the whole process.
     for job in fanout addfield; do
@@ -68,6 +87,10 @@ for i in $(seq "$RUNS"); do
             sql="BEGIN; UPDATE users SET doc = json_set(doc, '\$.plan', 'free'); COMMIT;"
         fi
         measure "sqlite_$job" sqlite3 "$work/run.sqlite" "$sql"
+        if [ $job = fanout ]; then q="SELECT count(*) FROM user_settings;"
+        else q="SELECT count(*) FROM users WHERE json_extract(doc, '\$.plan') = 'free';"; fi
+        got=$(sqlite3 "$work/run.sqlite" "$q")
+        [ "$got" = "$N" ] || { echo "error: sqlite3 $job did the work for $got of $N users" >&2; exit 1; }
     done
     echo "run $i of $RUNS done" >&2
 done

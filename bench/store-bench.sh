@@ -39,3 +39,10 @@ for op in insert scan update_many index_build lookups peak_rss_mb file_mb; do
     awk -v op="$op" -v c="$c" -v s="$s" 'BEGIN { printf "%-14s %12s %12s %7.2fx\n", op, c, s, (c > 0 ? s / c : 0) }'
 done
 echo "(times in seconds; targets: insert and update_many <= 1.5x, peak_rss_mb <= 1.5x)"
+echo "Slower store paths against the store's own fast paths, same runs:"
+for pair in insert_indexed:insert update_nested:update_many; do
+    IFS=: read -r op base <<<"$pair"
+    v=$(awk -v op="$op" '$1=="s" && $2==op {print $3}' "$work/results" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    b=$(awk -v op="$base" '$1=="s" && $2==op {print $3}' "$work/results" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    awk -v op="$op" -v base="$base" -v v="$v" -v b="$b" 'BEGIN { printf "%-14s %12s %12s %7.2fx of %s\n", op, "-", v, v / b, base }'
+done

@@ -1,4 +1,4 @@
-// An app that embeds the migration engine, as in the reference design:
+// An app that embeds the migration engine:
 // it registers its own in-process migration, loads compiled plugins,
 // auto-migrates at startup when AUTO_MIGRATE=true, and serves the detailed
 // health document on http://127.0.0.1:$PORT/health/detailed.

@@ -1,5 +1,5 @@
 /*
- * A migrator plugin in plain C: the reference design's UserSettingsMigration,
+ * A migrator plugin in plain C: a UserSettingsMigration,
  * plus one deliberately irreversible migration.
  *
  * Build (see Makefile):

@@ -64,7 +64,7 @@ public final class DocumentCursor {
             end.append(0xFF)
             var k = MDB_val(), v = MDB_val()
             var rc = end.withUnsafeBytes { e in
-                k = MDB_val(mv_size: e.count, mv_data: UnsafeMutableRawPointer(mutating: e.baseAddress))
+                k = MDB_val(e)
                 return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
             }
             rc = rc == 0 ? mdb_cursor_get(c, &k, &v, MDB_PREV) : mdb_cursor_get(c, &k, &v, MDB_LAST)
@@ -177,13 +177,13 @@ public final class DocumentCursor {
             if !started {
                 started = true
                 rc = s.prefix.withUnsafeBytes { p in
-                    k = MDB_val(mv_size: p.count, mv_data: UnsafeMutableRawPointer(mutating: p.baseAddress))
+                    k = MDB_val(p)
                     return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
                 }
             } else if generation != s.generation {
                 // The collection changed under us: find our place again by key.
                 rc = lastKey.withUnsafeBytes { p in
-                    k = MDB_val(mv_size: p.count, mv_data: UnsafeMutableRawPointer(mutating: p.baseAddress))
+                    k = MDB_val(p)
                     return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
                 }
                 if rc == 0 && UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size).elementsEqual(lastKey) {

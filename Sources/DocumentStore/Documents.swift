@@ -65,8 +65,8 @@ extension Transaction {
         // mdb_put directly: this is the per-document hot path of bulk loads.
         func putNew(_ value: UnsafeRawBufferPointer, _ flags: Int32) -> Int32 {
             keyBuffer.withUnsafeBytes { k in
-                var mk = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
-                var mv = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+                var mk = MDB_val(k)
+                var mv = MDB_val(value)
                 return mdb_put(txn, env.docs, &mk, &mv, UInt32(flags))
             }
         }
@@ -251,7 +251,7 @@ extension Transaction {
                 KeyEncoding.appendValueKey(v, to: &key)
                 var k = MDB_val(), d = MDB_val()
                 var rc = key.withUnsafeBytes { kb in
-                    k = MDB_val(mv_size: kb.count, mv_data: UnsafeMutableRawPointer(mutating: kb.baseAddress))
+                    k = MDB_val(kb)
                     return mdb_cursor_get(c, &k, &d, MDB_SET)
                 }
                 while rc == 0 {
@@ -322,7 +322,7 @@ extension Transaction {
         defer { mdb_cursor_close(c) }
         var k = MDB_val(), v = MDB_val()
         var rc = s.prefix.withUnsafeBytes { p in
-            k = MDB_val(mv_size: p.count, mv_data: UnsafeMutableRawPointer(mutating: p.baseAddress))
+            k = MDB_val(p)
             return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
         }
         let everything = filter.matchesEverything
@@ -347,8 +347,8 @@ extension Transaction {
                 let action = try body(idKey, bytes, &doc)
                 if case .replaceWithValueBuffer = action {
                     try valueBuffer.bytes { nb throws(StoreError) in
-                        var ck = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
-                        var nv = MDB_val(mv_size: nb.count, mv_data: UnsafeMutableRawPointer(mutating: nb.baseAddress))
+                        var ck = MDB_val(key)
+                        var nv = MDB_val(nb)
                         try check(mdb_cursor_put(c, &ck, &nv, UInt32(MDB_CURRENT)), "mdb_cursor_put")
                     }
                 }

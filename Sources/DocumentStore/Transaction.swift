@@ -207,14 +207,9 @@ public final class Transaction {
         }
     }
 
-    @inline(__always)
-    func withVal<R>(_ bytes: UnsafeRawBufferPointer, _ body: (inout MDB_val) throws(StoreError) -> R) throws(StoreError) -> R {
-        var v = MDB_val(mv_size: bytes.count, mv_data: UnsafeMutableRawPointer(mutating: bytes.baseAddress))
-        return try body(&v)
-    }
 
     func get(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer) throws(StoreError) -> UnsafeRawBufferPointer? {
-        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var k = MDB_val(key)
         var v = MDB_val()
         let rc = mdb_get(txn, dbi, &k, &v)
         if rc == MDB_NOTFOUND { return nil }
@@ -225,8 +220,8 @@ public final class Transaction {
     /// `mdb_put`; returns false when `MDB_NOOVERWRITE`/`MDB_NODUPDATA` found the key.
     @discardableResult
     func put(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, flags: Int32 = 0) throws(StoreError) -> Bool {
-        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
-        var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+        var k = MDB_val(key)
+        var v = MDB_val(value)
         let rc = mdb_put(txn, dbi, &k, &v, UInt32(flags))
         if rc == MDB_KEYEXIST { return false }
         try check(rc, "mdb_put")
@@ -236,10 +231,10 @@ public final class Transaction {
     /// `mdb_del`; with `value`, deletes that one duplicate. Returns false if absent.
     @discardableResult
     func del(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer? = nil) throws(StoreError) -> Bool {
-        var k = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var k = MDB_val(key)
         let rc: Int32
         if let value {
-            var v = MDB_val(mv_size: value.count, mv_data: UnsafeMutableRawPointer(mutating: value.baseAddress))
+            var v = MDB_val(value)
             rc = mdb_del(txn, dbi, &k, &v)
         } else {
             rc = mdb_del(txn, dbi, &k, nil)
@@ -396,7 +391,7 @@ public final class Transaction {
         // Re-seek after each delete rather than trust the cursor position.
         while true {
             let rc = prefix.withUnsafeBytes { p in
-                k = MDB_val(mv_size: p.count, mv_data: UnsafeMutableRawPointer(mutating: p.baseAddress))
+                k = MDB_val(p)
                 return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
             }
             if rc == MDB_NOTFOUND { return }
@@ -404,5 +399,14 @@ public final class Transaction {
             guard UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size).starts(with: prefix) else { return }
             try check(mdb_cursor_del(c, UInt32(env.index == dbi ? MDB_NODUPDATA : 0)), "mdb_cursor_del")
         }
+    }
+}
+
+extension MDB_val {
+    /// An `MDB_val` over `bytes`, which must outlive every use of it. LMDB
+    /// never writes through a key or data argument, so dropping `const` is safe.
+    @inline(__always)
+    init(_ bytes: UnsafeRawBufferPointer) {
+        self.init(mv_size: bytes.count, mv_data: UnsafeMutableRawPointer(mutating: bytes.baseAddress))
     }
 }

@@ -151,7 +151,7 @@ public final class Migrator {
         return status
     }
 
-    /// The reference design's detailed health document: `migrating` while a
+    /// The detailed health document for an app's health endpoint: `migrating` while a
     /// run holds the lock, `healthy` when up to date with no plugin problem,
     /// else `unhealthy`.
     public func health() -> HealthReport {

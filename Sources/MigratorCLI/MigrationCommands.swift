@@ -283,8 +283,9 @@ enum MigrationCommands {
 
 /// Step logs, progress and run events on stderr. On a terminal, a progress
 /// bar follows a migration's `progress` calls, and a migration running for
-/// over a second without reporting progress gets an elapsed-time line. A
-/// lock serialises the ticker thread's drawing with everything else.
+/// over a second without reporting progress gets an elapsed-time line.
+/// `@unchecked Sendable`: every mutable field is read and written under
+/// `lock`, which serialises the ticker thread with the run's callbacks.
 final class Reporter: @unchecked Sendable {
     private let err: TextOutput
     let quiet: Bool

@@ -95,7 +95,7 @@ struct ConcurrencyTests {
         }
         let summary = s["summary"] as? [String: Int] ?? [:]
         #expect(summary == ["applied": 2, "pending": 3, "failed": 0, "missing": 0])
-        // The reference design's deployment script works as written.
+        // The documented deployment script (status, then migrate) works as written.
         let script = """
             m="\(migratorBinary) --db \(w.db) --dir \(w.dir)"
             $m status > /dev/null

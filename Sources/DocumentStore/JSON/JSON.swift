@@ -56,7 +56,6 @@ public enum JSON: Sendable, Hashable {
         }
     }
 
-    /// A short name of the value's type, for error messages.
     /// How many arrays and objects are nested here (a scalar is 0, `{}` is
     /// 1), as ``JSONParser/maxDepth`` counts them.
     public var nestingDepth: Int {

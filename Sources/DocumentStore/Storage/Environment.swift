@@ -8,6 +8,10 @@ import Glibc
 /// ``DocumentStore`` that opens the same directory in this process: LMDB
 /// forbids opening one environment twice in a process, because closing
 /// either copy would drop the other's POSIX locks.
+///
+/// `@unchecked Sendable`: its handles are immutable after open, an LMDB
+/// environment may be used from any thread (`MDB_NOTLS`), and its mutable
+/// state sits behind a `Mutex`.
 final class Environment: @unchecked Sendable {
     let env: OpaquePointer
     let path: String
@@ -27,6 +31,7 @@ final class Environment: @unchecked Sendable {
     private let state: Mutex<State>
 
     private struct FileID: Hashable { let dev: UInt64; let ino: UInt64 }
+    /// `@unchecked Sendable`: only read and written under `registry`'s lock.
     private final class WeakEnvironment: @unchecked Sendable { weak var env: Environment? }
     private static let registry = Mutex<[FileID: WeakEnvironment]>([:])
     private let fileID: FileID

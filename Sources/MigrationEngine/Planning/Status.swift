@@ -100,7 +100,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
     }
 }
 
-/// The reference design's detailed health document:
+/// The detailed health document for an app's health endpoint:
 /// `{"status": "healthy" | "migrating" | "unhealthy", "migrations": {…}}`.
 public struct HealthReport: Codable, Sendable, Equatable {
     /// The overall verdict; encodes as `healthy`, `migrating`, `unhealthy`.
