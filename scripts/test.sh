@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what is missing, builds
-# everything in debug (with tests) and in release with zero compiler
-# warnings allowed (the CLI tests run the built binary), and runs every test.
+# The whole test suite, from a fresh clone: installs what is missing, checks
+# formatting (.swift-format, 120 columns), builds everything in debug (with
+# tests) and in release with zero compiler warnings allowed (the CLI tests
+# run the built binary), and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+scripts/format.sh --check
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for config in "--build-tests" "-c release"; do

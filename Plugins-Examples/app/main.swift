@@ -8,6 +8,7 @@
 import Foundation
 import MigrationEngine
 import MigrationKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -77,7 +78,9 @@ guard bound == 0, listen(server, 16) == 0 else {
 }
 var actual = sockaddr_in()
 var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-_ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(server, $0, &length) } }
+_ = withUnsafeMutablePointer(to: &actual) {
+    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(server, $0, &length) }
+}
 log("listening on http://127.0.0.1:\(UInt16(bigEndian: actual.sin_port))/health/detailed")
 
 while true {
@@ -89,7 +92,9 @@ while true {
     let response: Data
     if request.hasPrefix("GET /health/detailed ") {
         let body = healthJSON()
-        response = Data("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+        response =
+            Data("HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+            + body
     } else {
         response = Data("HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".utf8)
     }

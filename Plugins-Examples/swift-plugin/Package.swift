@@ -1,3 +1,4 @@
+import Foundation
 // swift-tools-version:6.0
 // Standalone build of the example Swift plugin. Inside this repository the
 // root package builds the same sources as its ExampleMigrations product;
@@ -7,17 +8,16 @@
 // .build/release/libMyMigrations.so. (Target names must differ from the
 // migrator package's own, hence not ExampleMigrations.)
 import PackageDescription
-import Foundation
 
 let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
 
 let package = Package(
     name: "MyMigrations",
     products: [
-        .library(name: "MyMigrations", type: .dynamic, targets: ["MyMigrations"]),
+        .library(name: "MyMigrations", type: .dynamic, targets: ["MyMigrations"])
     ],
     dependencies: [
-        .package(name: "migrator", path: "../.."),
+        .package(name: "migrator", path: "../..")
     ],
     targets: [
         .target(
@@ -26,7 +26,7 @@ let package = Package(
             path: "Sources/ExampleMigrations",
             // Export only migrator_plugin_entry_v1.
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(here)/exports.map"])]
-        ),
+        )
     ],
     swiftLanguageModes: [.v6]
 )

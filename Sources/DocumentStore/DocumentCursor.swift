@@ -44,7 +44,9 @@ public final class DocumentCursor {
     private var output = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     private(set) public var isClosed = false
 
-    init(txn: Transaction, collection: String, state: CollectionState?, filter: Filter, options: FindOptions) throws(StoreError) {
+    init(
+        txn: Transaction, collection: String, state: CollectionState?, filter: Filter, options: FindOptions
+    ) throws(StoreError) {
         self.txn = txn
         self.collection = collection
         self.state = state
@@ -62,7 +64,8 @@ public final class DocumentCursor {
             // The last key of the collection now is where the scan stops.
             var end = s.prefix
             end.append(0xFF)
-            var k = MDB_val(), v = MDB_val()
+            var k = MDB_val()
+            var v = MDB_val()
             var rc = end.withUnsafeBytes { e in
                 k = MDB_val(e)
                 return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
@@ -114,7 +117,10 @@ public final class DocumentCursor {
                 guard filter.matches(.object(d)) else { continue }
                 doc = d
             }
-            if skipped < options.skip { skipped += 1; continue }
+            if skipped < options.skip {
+                skipped += 1
+                continue
+            }
             returned += 1
             guard let projection = options.projection, let s = state else { return bytes }
             let d: JSONObject
@@ -163,7 +169,11 @@ public final class DocumentCursor {
                 next += 1
                 let got = try key.bytes { kb throws(StoreError) in try txn.get(txn.env.docs, kb) }
                 if let bytes = got {
-                    if case .keys = source { source = .keys(keys, next: next) } else { source = .sorted(keys, next: next) }
+                    if case .keys = source {
+                        source = .keys(keys, next: next)
+                    } else {
+                        source = .sorted(keys, next: next)
+                    }
                     lastKey = key
                     return bytes
                 }
@@ -172,7 +182,8 @@ public final class DocumentCursor {
             return nil
         case .scan:
             guard let c = lmdbCursor, let s = state else { return nil }
-            var k = MDB_val(), v = MDB_val()
+            var k = MDB_val()
+            var v = MDB_val()
             var rc: Int32
             if !started {
                 started = true
@@ -192,7 +203,10 @@ public final class DocumentCursor {
             } else {
                 rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
             }
-            if rc == MDB_NOTFOUND { source = .empty; return nil }
+            if rc == MDB_NOTFOUND {
+                source = .empty
+                return nil
+            }
             try txn.check(rc, "mdb_cursor_get")
             let key = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
             guard key.starts(with: s.prefix), !upperBound.lexicographicallyPrecedes(key) else {

@@ -1,4 +1,5 @@
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -74,7 +75,10 @@ public final class DocumentStore: Sendable {
                 let grow = txn.hitMapFull
                 txn.abort()
                 env.releaseWriter()
-                if grow { try env.grow(); continue }
+                if grow {
+                    try env.grow()
+                    continue
+                }
                 throw error
             }
         }
@@ -97,8 +101,8 @@ enum ObjectID {
         let seconds = UInt64(UInt32(truncatingIfNeeded: ts.tv_sec))
         let count = UInt64(counter.add(1, ordering: .relaxed).newValue & 0xFF_FFFF)
         // 12 bytes: seconds (4), random (5), counter (3), as two words.
-        let high = seconds << 32 | random >> 8           // bytes 0-7
-        let low = (random & 0xFF) << 24 | count          // bytes 8-11
+        let high = seconds << 32 | random >> 8  // bytes 0-7
+        let low = (random & 0xFF) << 24 | count  // bytes 8-11
         return String(unsafeUninitializedCapacity: 24) { out in
             func hex(_ v: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: v < 10 ? 48 + v : 87 + v) }
             for i in 0..<16 { out[i] = hex((high >> UInt64(60 - 4 * i)) & 0xF) }

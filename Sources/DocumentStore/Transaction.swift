@@ -26,11 +26,22 @@ final class CollectionState {
     }
 
     var record: JSON {
-        .object(JSONObject([
-            ("id", .int(Int64(id))),
-            ("count", .int(count)),
-            ("indexes", .array(indexes.map { .object(JSONObject([("id", .int(Int64($0.id))), ("path", .string($0.path.description)), ("unique", .bool($0.unique))])) })),
-        ]))
+        .object(
+            JSONObject([
+                ("id", .int(Int64(id))),
+                ("count", .int(count)),
+                (
+                    "indexes",
+                    .array(
+                        indexes.map {
+                            .object(
+                                JSONObject([
+                                    ("id", .int(Int64($0.id))), ("path", .string($0.path.description)),
+                                    ("unique", .bool($0.unique)),
+                                ]))
+                        })
+                ),
+            ]))
     }
 }
 
@@ -98,7 +109,9 @@ public struct FindOptions: Sendable {
     /// Sort keys, applied in order; `ascending == false` sorts descending.
     /// Without it, documents come in `_id` order.
     public var sort: [(path: FieldPath, ascending: Bool)] = []
-    public init(skip: Int = 0, limit: Int? = nil, projection: Projection? = nil, sort: [(path: FieldPath, ascending: Bool)] = []) {
+    public init(
+        skip: Int = 0, limit: Int? = nil, projection: Projection? = nil, sort: [(path: FieldPath, ascending: Bool)] = []
+    ) {
         self.skip = skip
         self.limit = limit
         self.projection = projection
@@ -181,7 +194,11 @@ public final class Transaction {
         if let poison {
             throw StoreError(poison.code, "the transaction must be aborted after an earlier failure: \(poison.message)")
         }
-        if txn == nil { throw StoreError(.transactionEnded, "\(env.path): the transaction has ended; use it only inside its read or write closure") }
+        if txn == nil {
+            throw StoreError(
+                .transactionEnded,
+                "\(env.path): the transaction has ended; use it only inside its read or write closure")
+        }
     }
 
     func writable(_ collection: String) throws(StoreError) {
@@ -192,7 +209,11 @@ public final class Transaction {
         // A cached collection was validated when first met.
         if lastState?.name != collection && states[collection] == nil { try Self.validate(collection) }
         if !systemAccess && collection.utf8.first == UInt8(ascii: "_") {
-            throw StoreError(.reservedCollection, "collection '\(collection)' is reserved for the system (names starting with '_' are read-only to user code)")
+            throw StoreError(
+                .reservedCollection,
+                "collection '\(collection)' is reserved for the system "
+                    + "(names starting with '_' are read-only to user code)"
+            )
         }
     }
 
@@ -200,13 +221,14 @@ public final class Transaction {
     public static func validate(_ name: String) throws(StoreError) {
         guard !name.isEmpty else { throw StoreError(.invalidName, "collection name is empty") }
         guard name.utf8.count <= 120 else {
-            throw StoreError(.invalidName, "collection name '\(name.prefix(40))…' is \(name.utf8.count) bytes; the limit is 120")
+            throw StoreError(
+                .invalidName, "collection name '\(name.prefix(40))…' is \(name.utf8.count) bytes; the limit is 120")
         }
         if name.unicodeScalars.contains(where: { $0.value < 0x20 || ($0.value >= 0x7F && $0.value < 0xA0) }) {
-            throw StoreError(.invalidName, "collection name \(JSON.string(name).serialized) contains a control character")
+            throw StoreError(
+                .invalidName, "collection name \(JSON.string(name).serialized) contains a control character")
         }
     }
-
 
     func get(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer) throws(StoreError) -> UnsafeRawBufferPointer? {
         var k = MDB_val(key)
@@ -219,7 +241,9 @@ public final class Transaction {
 
     /// `mdb_put`; returns false when `MDB_NOOVERWRITE`/`MDB_NODUPDATA` found the key.
     @discardableResult
-    func put(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, flags: Int32 = 0) throws(StoreError) -> Bool {
+    func put(
+        _ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, flags: Int32 = 0
+    ) throws(StoreError) -> Bool {
         var k = MDB_val(key)
         var v = MDB_val(value)
         let rc = mdb_put(txn, dbi, &k, &v, UInt32(flags))
@@ -230,7 +254,9 @@ public final class Transaction {
 
     /// `mdb_del`; with `value`, deletes that one duplicate. Returns false if absent.
     @discardableResult
-    func del(_ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer? = nil) throws(StoreError) -> Bool {
+    func del(
+        _ dbi: MDB_dbi, _ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer? = nil
+    ) throws(StoreError) -> Bool {
         var k = MDB_val(key)
         let rc: Int32
         if let value {
@@ -287,15 +313,20 @@ public final class Transaction {
 
     func state(_ name: String, create: Bool = false) throws(StoreError) -> CollectionState? {
         if let s = lastState, s.name == name { return s }
-        if let s = states[name] { lastState = s; return s }
+        if let s = states[name] {
+            lastState = s
+            return s
+        }
         if let record = try getMeta("c:" + name) {
-            guard let obj = record.objectValue, case .int(let id)? = obj["id"], case .int(let count)? = obj["count"] else {
+            guard let obj = record.objectValue, case .int(let id)? = obj["id"], case .int(let count)? = obj["count"]
+            else {
                 throw StoreError(.corrupted, "\(env.path): the record of collection '\(name)' is damaged")
             }
             var specs: [IndexSpec] = []
             for item in obj["indexes"]?.arrayValue ?? [] {
                 guard let o = item.objectValue, case .int(let iid)? = o["id"], case .string(let p)? = o["path"],
-                      case .bool(let u)? = o["unique"], let path = try? FieldPath(p) else {
+                    case .bool(let u)? = o["unique"], let path = try? FieldPath(p)
+                else {
                     throw StoreError(.corrupted, "\(env.path): an index record of collection '\(name)' is damaged")
                 }
                 specs.append(IndexSpec(id: UInt32(truncatingIfNeeded: iid), path: path, unique: u))
@@ -366,7 +397,8 @@ public final class Transaction {
         var names: [String] = []
         let c = try openCursor(env.meta)
         defer { mdb_cursor_close(c) }
-        var k = MDB_val(), v = MDB_val()
+        var k = MDB_val()
+        var v = MDB_val()
         var rc = mdb_cursor_get(c, &k, &v, MDB_FIRST)
         while rc == 0 {
             let key = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
@@ -387,7 +419,8 @@ public final class Transaction {
     func deleteRange(_ dbi: MDB_dbi, prefix: [UInt8]) throws(StoreError) {
         let c = try openCursor(dbi)
         defer { mdb_cursor_close(c) }
-        var k = MDB_val(), v = MDB_val()
+        var k = MDB_val()
+        var v = MDB_val()
         // Re-seek after each delete rather than trust the cursor position.
         while true {
             let rc = prefix.withUnsafeBytes { p in

@@ -83,7 +83,9 @@ public final class Migrator {
     /// returned set.
     /// - Throws: ``MigratorError`` when the directory itself is unusable.
     @discardableResult
-    public func loadPlugins(from directory: String, options loader: PluginLoader.Options = .init()) throws(MigratorError) -> PluginSet {
+    public func loadPlugins(
+        from directory: String, options loader: PluginLoader.Options = .init()
+    ) throws(MigratorError) -> PluginSet {
         var loader = loader
         // The descriptor cache lives with the database, once it exists.
         if loader.cacheDirectory == nil && storage.exists { loader.cacheDirectory = databasePath }
@@ -145,7 +147,8 @@ public final class Migrator {
             status.lockedBy = owner?.summary ?? "another process"
         case .free(let leftover):
             if let o = leftover, let (id, direction) = Planner.interruptedStep(o, appliedIDs: Set(applied.map(\.id))) {
-                status.interrupted = .init(id: id, direction: direction, pid: o.pid, at: o.currentStartedAt ?? o.startedAt)
+                status.interrupted = .init(
+                    id: id, direction: direction, pid: o.pid, at: o.currentStartedAt ?? o.startedAt)
             }
         }
         return status
@@ -157,7 +160,8 @@ public final class Migrator {
     public func health() -> HealthReport {
         do {
             let s = try status()
-            let verdict: HealthReport.Status = s.lockedBy != nil
+            let verdict: HealthReport.Status =
+                s.lockedBy != nil
                 ? .migrating : (s.isUpToDate && catalog.problems.isEmpty ? .healthy : .unhealthy)
             return HealthReport(status: verdict, migrations: s, error: nil)
         } catch {
@@ -172,8 +176,9 @@ public final class Migrator {
         let applied = try appliedMigrations()
         let plan = Planner.plan(.applyAll, catalog: catalog, applied: applied, options: options.plan)
         let advice = Planner.advice(catalog: catalog, applied: applied)
-        return ValidationReport(refusals: plan.refusals, warnings: advice.warnings, notes: advice.notes,
-                                checked: catalog.migrations.count, pending: plan.steps.map(\.id))
+        return ValidationReport(
+            refusals: plan.refusals, warnings: advice.warnings, notes: advice.notes,
+            checked: catalog.migrations.count, pending: plan.steps.map(\.id))
     }
 
     // MARK: Running
@@ -212,7 +217,8 @@ public final class Migrator {
     public func unlock() throws -> String {
         switch lockState {
         case .held(let owner):
-            throw MigratorError(.lockHeld,
+            throw MigratorError(
+                .lockHeld,
                 "the run lock of '\(databasePath)' is held by a live process: \(owner?.summary ?? "unknown owner"); "
                     + "not breaking it (wait for it, or stop that process)")
         case .free(let leftover):

@@ -53,11 +53,13 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
 
         /// Codes that mean "validation refused the run; nothing was changed".
         public var isRefusal: Bool {
-            [Code.outOfOrder, .missingMigrations, .checksumChanged, .unknownTarget, .targetAlreadyApplied,
-             .targetNotApplied, .irreversible, .ownedElsewhere, .duplicateID, .duplicateSequence,
-             // A plugin that cannot be loaded also refuses the run.
-             .insecurePermissions, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol, .abiMismatch,
-             .invalidDescriptor, .invalidID, .toolchainMismatch].contains(self)
+            [
+                Code.outOfOrder, .missingMigrations, .checksumChanged, .unknownTarget, .targetAlreadyApplied,
+                .targetNotApplied, .irreversible, .ownedElsewhere, .duplicateID, .duplicateSequence,
+                // A plugin that cannot be loaded also refuses the run.
+                .insecurePermissions, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol, .abiMismatch,
+                .invalidDescriptor, .invalidID, .toolchainMismatch,
+            ].contains(self)
         }
     }
 
@@ -72,8 +74,10 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
     /// The error underneath: a migration's own error, a storage error.
     public let underlying: (any Error)?
 
-    public init(_ code: Code, _ message: String, file: String? = nil, migrationID: String? = nil,
-                underlying: (any Error)? = nil) {
+    public init(
+        _ code: Code, _ message: String, file: String? = nil, migrationID: String? = nil,
+        underlying: (any Error)? = nil
+    ) {
         self.code = code
         self.message = message
         self.file = file
@@ -113,8 +117,10 @@ public struct Refusal: Sendable, Equatable, CustomStringConvertible {
     /// For `checksum_changed`: what the migration declares now.
     public let declaredChecksum: String?
 
-    public init(_ code: MigratorError.Code, _ message: String, migrationIDs: [String] = [], files: [String] = [],
-                recordedChecksum: String? = nil, declaredChecksum: String? = nil) {
+    public init(
+        _ code: MigratorError.Code, _ message: String, migrationIDs: [String] = [], files: [String] = [],
+        recordedChecksum: String? = nil, declaredChecksum: String? = nil
+    ) {
         self.code = code
         self.message = message
         self.migrationIDs = migrationIDs
@@ -125,8 +131,9 @@ public struct Refusal: Sendable, Equatable, CustomStringConvertible {
 
     /// A problem found while loading (a broken plugin, a duplicate id).
     init(_ problem: MigratorError) {
-        self.init(problem.code, problem.message, migrationIDs: problem.migrationID.map { [$0] } ?? [],
-                  files: problem.file.map { [$0] } ?? [])
+        self.init(
+            problem.code, problem.message, migrationIDs: problem.migrationID.map { [$0] } ?? [],
+            files: problem.file.map { [$0] } ?? [])
     }
 
     public var description: String { message }

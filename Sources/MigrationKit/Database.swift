@@ -44,7 +44,9 @@ extension Database {
     /// The number of documents in `collection`.
     public func count(_ collection: String) throws -> UInt64 { try count(collection, filter: "{}") }
     /// Builds a non-unique index.
-    public func createIndex(_ collection: String, path: String) throws { try createIndex(collection, path: path, unique: false) }
+    public func createIndex(_ collection: String, path: String) throws {
+        try createIndex(collection, path: path, unique: false)
+    }
     /// Logs at info level.
     public func log(_ message: String) { log(.info, message) }
 
@@ -53,19 +55,25 @@ extension Database {
         try insert(json: JSONText.encode(value), into: collection)
     }
     /// The matching documents decoded as `T`, read lazily.
-    public func find<T: Decodable>(_ collection: String, filter: String = "{}", as type: T.Type) throws -> TypedDocuments<T> {
+    public func find<T: Decodable>(
+        _ collection: String, filter: String = "{}", as type: T.Type
+    ) throws -> TypedDocuments<T> {
         TypedDocuments(documents: try find(collection, filter: filter))
     }
     /// Updates with Encodable filter and update values.
     @discardableResult
-    public func update<F: Encodable, U: Encodable>(_ collection: String, where filter: F, _ update: U) throws -> UInt64 {
+    public func update<F: Encodable, U: Encodable>(_ collection: String, where filter: F, _ update: U) throws -> UInt64
+    {
         try self.update(collection, filter: JSONText.encode(filter), update: JSONText.encode(update))
     }
 }
 
 /// Log levels for ``Database/log(_:_:)``; the values are the ABI's.
 public enum LogLevel: Int32, Sendable {
-    case debug = 0, info = 1, warning = 2, error = 3
+    case debug = 0
+    case info = 1
+    case warning = 2
+    case error = 3
 }
 
 /// A failed database call: a status from the ABI and the host's message.

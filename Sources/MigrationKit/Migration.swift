@@ -78,7 +78,9 @@ public enum MigrationID {
             return "the digits must be followed by '_' and a name, as in 001_initial_setup"
         }
         let rest = bytes[(digits + 1)...]
-        if rest.isEmpty { return "the id has no name after '\(String(decoding: bytes[..<(digits + 1)], as: UTF8.self))'" }
+        if rest.isEmpty {
+            return "the id has no name after '\(String(decoding: bytes[..<(digits + 1)], as: UTF8.self))'"
+        }
         if let bad = rest.first(where: { !(($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5F) }) {
             let shown = bad < 0x80 ? "'\(Character(Unicode.Scalar(bad)))'" : "a non-ASCII byte"
             return "the name part may hold only a-z, 0-9 and '_', not \(shown)"

@@ -1,5 +1,6 @@
 import MigratorPluginABI
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,7 +32,6 @@ public enum MigrationBundle {
         }
     }
 
-
     private static func build(name: String, migrations: [any Migration]) -> UnsafeMutablePointer<migrator_plugin_v1> {
         let array = UnsafeMutablePointer<migrator_migration_v1>.allocate(capacity: max(migrations.count, 1))
         for (i, m) in migrations.enumerated() {
@@ -43,11 +43,12 @@ public enum MigrationBundle {
                 userdata: Unmanaged.passRetained(Box(m)).toOpaque())
         }
         let bundle = UnsafeMutablePointer<migrator_plugin_v1>.allocate(capacity: 1)
-        bundle.initialize(to: migrator_plugin_v1(
-            abi_major: UInt32(MIGRATOR_ABI_MAJOR), abi_minor: UInt32(MIGRATOR_ABI_MINOR),
-            struct_size: UInt32(MemoryLayout<migrator_plugin_v1>.size),
-            name: UnsafePointer(strdup(name)), toolchain: UnsafePointer(strdup(SwiftToolchain.current)),
-            migration_count: UInt32(migrations.count), migrations: UnsafePointer(array)))
+        bundle.initialize(
+            to: migrator_plugin_v1(
+                abi_major: UInt32(MIGRATOR_ABI_MAJOR), abi_minor: UInt32(MIGRATOR_ABI_MINOR),
+                struct_size: UInt32(MemoryLayout<migrator_plugin_v1>.size),
+                name: UnsafePointer(strdup(name)), toolchain: UnsafePointer(strdup(SwiftToolchain.current)),
+                migration_count: UInt32(migrations.count), migrations: UnsafePointer(array)))
         return bundle
     }
 }

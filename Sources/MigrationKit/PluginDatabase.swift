@@ -23,7 +23,9 @@ final class PluginDatabase: Database {
     private func check(_ status: migrator_status, _ txn: OpaquePointer) throws {
         guard status != MIGRATOR_OK else { return }
         let message = host.last_error.flatMap { $0(txn) }.map { String(cString: $0) } ?? ""
-        throw DatabaseError(DatabaseError.Status(rawValue: status), message.isEmpty ? "host call failed with status \(status)" : message)
+        throw DatabaseError(
+            DatabaseError.Status(rawValue: status), message.isEmpty ? "host call failed with status \(status)" : message
+        )
     }
 
     private func function<F>(_ f: F?, _ name: String) throws -> F {
@@ -57,22 +59,25 @@ final class PluginDatabase: Database {
         try check(try function(host.find, "find")(t, collection, filter, &cursor), t)
         let next = try function(host.cursor_next, "cursor_next")
         let close = try function(host.cursor_close, "cursor_close")
-        return Documents(next: { [weak self] in
-            guard let self, let t = self.txn, let c = cursor else {
-                throw DatabaseError(.invalid, "collection '\(collection)': the cursor was used after its migration step returned")
-            }
-            var ptr: UnsafePointer<CChar>?
-            var len = 0
-            let status = next(c, &ptr, &len)
-            if status == MIGRATOR_DONE { return nil }
-            try self.check(status, t)
-            guard let ptr else { return nil }
-            return Document(bytes: Array(UnsafeRawBufferPointer(start: ptr, count: len)))
-        }, close: { [weak self] in
-            // After the step the host has closed it already.
-            if self?.txn != nil, let c = cursor { _ = close(c) }
-            cursor = nil
-        })
+        return Documents(
+            next: { [weak self] in
+                guard let self, let t = self.txn, let c = cursor else {
+                    throw DatabaseError(
+                        .invalid, "collection '\(collection)': the cursor was used after its migration step returned")
+                }
+                var ptr: UnsafePointer<CChar>?
+                var len = 0
+                let status = next(c, &ptr, &len)
+                if status == MIGRATOR_DONE { return nil }
+                try self.check(status, t)
+                guard let ptr else { return nil }
+                return Document(bytes: Array(UnsafeRawBufferPointer(start: ptr, count: len)))
+            },
+            close: { [weak self] in
+                // After the step the host has closed it already.
+                if self?.txn != nil, let c = cursor { _ = close(c) }
+                cursor = nil
+            })
     }
     func update(_ collection: String, filter: String, update: String) throws -> UInt64 {
         let t = try live()

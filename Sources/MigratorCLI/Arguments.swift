@@ -36,7 +36,10 @@ public struct ParsedArguments: Sendable {
                 positionals.append(a)
                 continue
             }
-            if a == "--" { onlyPositionals = true; continue }
+            if a == "--" {
+                onlyPositionals = true
+                continue
+            }
             var name = a
             var inline: String?
             if let eq = a.firstIndex(of: "=") {
@@ -49,7 +52,10 @@ public struct ParsedArguments: Sendable {
                 throw UsageError("unknown option '\(name)'\(hint)")
             }
             if spec.value != nil {
-                if let inline { options[spec.name] = inline; continue }
+                if let inline {
+                    options[spec.name] = inline
+                    continue
+                }
                 guard i < args.count else { throw UsageError("option '\(name)' needs a value (\(spec.value ?? ""))") }
                 options[spec.name] = args[i]
                 i += 1

@@ -1,5 +1,6 @@
 import DocumentStore
 import MigrationEngine
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,7 +26,8 @@ public struct Context {
     public let out: TextOutput
     public let err: TextOutput
 
-    public init(environment: [String: String], out: TextOutput = TextOutput(fd: 1), err: TextOutput = TextOutput(fd: 2)) {
+    public init(environment: [String: String], out: TextOutput = TextOutput(fd: 1), err: TextOutput = TextOutput(fd: 2))
+    {
         self.environment = environment
         self.out = out
         self.err = err
@@ -72,7 +74,8 @@ public struct Command: Sendable {
     func checkPositionals(_ positionals: [String]) throws(UsageError) {
         let required = arguments.filter { !$0.name.hasPrefix("[") }.count
         if arguments.isEmpty, let first = positionals.first {
-            throw UsageError("'\(name)' takes no arguments, got '\(first)'" + (argumentHint.map { "; " + $0(first) } ?? ""))
+            throw UsageError(
+                "'\(name)' takes no arguments, got '\(first)'" + (argumentHint.map { "; " + $0(first) } ?? ""))
         }
         if positionals.count < required {
             let names = arguments.filter { !$0.name.hasPrefix("[") }.map(\.name)
@@ -142,8 +145,11 @@ public enum MigratorCommandLine {
             context.out.write(groupHelp(path[0]))
             return ExitCode.ok
         }
-        context.err.line("error: no command '\(path.joined(separator: " "))'" + suggestion(path.joined(separator: " "),
-                         among: commands.map { $0.path.joined(separator: " ") }))
+        context.err.line(
+            "error: no command '\(path.joined(separator: " "))'"
+                + suggestion(
+                    path.joined(separator: " "),
+                    among: commands.map { $0.path.joined(separator: " ") }))
         return ExitCode.usage
     }
 
@@ -154,44 +160,52 @@ public enum MigratorCommandLine {
 
     static var topHelp: String {
         var h = """
-        migrator \(version): compiled database migrations on an embedded LMDB document store.
+            migrator \(version): compiled database migrations on an embedded LMDB document store.
 
-        Usage: migrator <command> [options]
+            Usage: migrator <command> [options]
 
-        Commands:
+            Commands:
 
-        """
+            """
         for c in commands {
             h += "  " + c.path.joined(separator: " ").padding(20) + c.summary + "\n"
         }
         h += """
 
-        --dir DIR defaults to $MIGRATOR_DIR, else ./migrations; --db PATH to
-        $MIGRATOR_DB, else ./migrator.db. Every command takes --help.
-        Tables and data go to stdout; logs and progress to stderr.
+            --dir DIR defaults to $MIGRATOR_DIR, else ./migrations; --db PATH to
+            $MIGRATOR_DB, else ./migrator.db. Every command takes --help.
+            Tables and data go to stdout; logs and progress to stderr.
 
-        Exit codes:
-          0  success (also: nothing to do)
-          1  a migration failed, or another failure (bad data, storage error)
-          2  usage error
-          3  lock timeout: another run holds the database's run lock
-          4  validation refused the run (nothing was changed)
-          5  status --check found pending, failed or missing migrations
+            Exit codes:
+              0  success (also: nothing to do)
+              1  a migration failed, or another failure (bad data, storage error)
+              2  usage error
+              3  lock timeout: another run holds the database's run lock
+              4  validation refused the run (nothing was changed)
+              5  status --check found pending, failed or missing migrations
 
-        """
+            """
         return h
     }
 
     /// Runs the command line `args` (without the program name) and returns the exit code.
     public static func main(_ args: [String], context: Context) -> Int32 {
-        defer { context.out.flush(); context.err.flush() }
+        defer {
+            context.out.flush()
+            context.err.flush()
+        }
         // `migrator --db X --dir Y status` means `migrator status --db X --dir Y`.
         var args = args
         var leading: [String] = []
         while let first = args.first, first.hasPrefix("--db") || first.hasPrefix("--dir") {
-            if first.contains("=") { leading.append(args.removeFirst()) }
-            else if args.count >= 2 { leading += args.prefix(2); args.removeFirst(2) }
-            else { break }
+            if first.contains("=") {
+                leading.append(args.removeFirst())
+            } else if args.count >= 2 {
+                leading += args.prefix(2)
+                args.removeFirst(2)
+            } else {
+                break
+            }
         }
         if args.isEmpty {
             context.err.write(topHelp)
@@ -204,7 +218,8 @@ public enum MigratorCommandLine {
             return ExitCode.ok
         }
         // The longest command path that prefixes the arguments.
-        let match = commands
+        let match =
+            commands
             .filter { args.starts(with: $0.path) }
             .max { $0.path.count < $1.path.count }
         guard let command = match else {
@@ -213,8 +228,9 @@ public enum MigratorCommandLine {
                 if args.count > 1 && (args[1] == "--help" || args[1] == "-h") { return help([args[0]], context) }
                 if args.count > 1 {
                     let names = members.map { $0.path.joined(separator: " ") }
-                    context.err.line("error: unknown command '\(args[0]) \(args[1])'"
-                                     + suggestion("\(args[0]) \(args[1])", among: names))
+                    context.err.line(
+                        "error: unknown command '\(args[0]) \(args[1])'"
+                            + suggestion("\(args[0]) \(args[1])", among: names))
                 } else {
                     context.err.line("error: '\(args[0])' needs a command")
                 }
@@ -222,8 +238,9 @@ public enum MigratorCommandLine {
                 return ExitCode.usage
             }
             let names = Set(commands.map { $0.path[0] }).sorted()
-            context.err.line("error: unknown command '\(args[0])'" + suggestion(args[0], among: names)
-                             + "; see 'migrator --help'")
+            context.err.line(
+                "error: unknown command '\(args[0])'" + suggestion(args[0], among: names)
+                    + "; see 'migrator --help'")
             return ExitCode.usage
         }
         let rest = Array(args.dropFirst(command.path.count)) + leading

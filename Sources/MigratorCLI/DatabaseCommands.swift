@@ -1,43 +1,59 @@
 import DocumentStore
+
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// `migrator db …`: direct access to the document store.
 enum DatabaseCommands {
-    static let dbOption = OptionSpec("db", value: "PATH", "Database directory (default: $MIGRATOR_DB, else ./migrator.db).")
-    static let filterOption = OptionSpec("filter", value: "JSON", "MongoDB-style filter, e.g. '{\"age\":{\"$gt\":30}}' (default: {}).")
+    static let dbOption = OptionSpec(
+        "db", value: "PATH", "Database directory (default: $MIGRATOR_DB, else ./migrator.db).")
+    static let filterOption = OptionSpec(
+        "filter", value: "JSON", "MongoDB-style filter, e.g. '{\"age\":{\"$gt\":30}}' (default: {}).")
     static let collectionArgument = (name: "COLLECTION", help: "Collection name.")
 
     static let all: [Command] = [
-        Command(path: ["db", "collections"], arguments: [], summary: "List collections with their document counts.",
-                options: [dbOption], run: collections),
-        Command(path: ["db", "import"], arguments: [collectionArgument, ("FILE", "JSON Lines file, one object per line; '-' reads stdin.")],
-                summary: "Import JSON Lines in one transaction: one bad line and nothing is imported.",
-                options: [dbOption, OptionSpec("verbose", "Report progress on stderr.")], run: importLines),
-        Command(path: ["db", "export"], arguments: [collectionArgument],
-                summary: "Write documents as JSON Lines to stdout, in _id order.",
-                options: [dbOption, filterOption], run: export),
-        Command(path: ["db", "find"], arguments: [collectionArgument],
-                summary: "Print matching documents, one JSON document per line.",
-                options: [dbOption, filterOption,
-                          OptionSpec("limit", value: "N", "Print at most N documents."),
-                          OptionSpec("skip", value: "N", "Skip the first N matches."),
-                          OptionSpec("sort", value: "PATH", "Sort by a dotted path; '-PATH' sorts descending. Repeat with commas."),
-                          OptionSpec("projection", value: "JSON", "Fields to keep ({\"name\":1}) or drop ({\"secret\":0}).")],
-                run: find),
-        Command(path: ["db", "count"], arguments: [collectionArgument],
-                summary: "Print the number of matching documents.",
-                options: [dbOption, filterOption], run: count),
-        Command(path: ["db", "indexes"], arguments: [collectionArgument],
-                summary: "List a collection's secondary indexes.",
-                options: [dbOption], run: indexes),
-        Command(path: ["db", "create-index"], arguments: [collectionArgument, ("PATH", "Dotted field path, e.g. address.city.")],
-                summary: "Create a secondary index over existing documents.",
-                options: [dbOption, OptionSpec("unique", "Refuse two documents with the same value.")], run: createIndex),
-        Command(path: ["db", "explain"], arguments: [collectionArgument],
-                summary: "Show whether a filter uses an index or scans the collection.",
-                options: [dbOption, filterOption], run: explain),
+        Command(
+            path: ["db", "collections"], arguments: [], summary: "List collections with their document counts.",
+            options: [dbOption], run: collections),
+        Command(
+            path: ["db", "import"],
+            arguments: [collectionArgument, ("FILE", "JSON Lines file, one object per line; '-' reads stdin.")],
+            summary: "Import JSON Lines in one transaction: one bad line and nothing is imported.",
+            options: [dbOption, OptionSpec("verbose", "Report progress on stderr.")], run: importLines),
+        Command(
+            path: ["db", "export"], arguments: [collectionArgument],
+            summary: "Write documents as JSON Lines to stdout, in _id order.",
+            options: [dbOption, filterOption], run: export),
+        Command(
+            path: ["db", "find"], arguments: [collectionArgument],
+            summary: "Print matching documents, one JSON document per line.",
+            options: [
+                dbOption, filterOption,
+                OptionSpec("limit", value: "N", "Print at most N documents."),
+                OptionSpec("skip", value: "N", "Skip the first N matches."),
+                OptionSpec(
+                    "sort", value: "PATH", "Sort by a dotted path; '-PATH' sorts descending. Repeat with commas."),
+                OptionSpec("projection", value: "JSON", "Fields to keep ({\"name\":1}) or drop ({\"secret\":0})."),
+            ],
+            run: find),
+        Command(
+            path: ["db", "count"], arguments: [collectionArgument],
+            summary: "Print the number of matching documents.",
+            options: [dbOption, filterOption], run: count),
+        Command(
+            path: ["db", "indexes"], arguments: [collectionArgument],
+            summary: "List a collection's secondary indexes.",
+            options: [dbOption], run: indexes),
+        Command(
+            path: ["db", "create-index"],
+            arguments: [collectionArgument, ("PATH", "Dotted field path, e.g. address.city.")],
+            summary: "Create a secondary index over existing documents.",
+            options: [dbOption, OptionSpec("unique", "Refuse two documents with the same value.")], run: createIndex),
+        Command(
+            path: ["db", "explain"], arguments: [collectionArgument],
+            summary: "Show whether a filter uses an index or scans the collection.",
+            options: [dbOption, filterOption], run: explain),
     ]
 
     static func open(_ ctx: Context, _ args: ParsedArguments) throws -> DocumentStore {
@@ -72,7 +88,10 @@ enum DatabaseCommands {
                     throw CommandError("\(file):\(lineNumber): \(e.message); nothing was imported")
                 }
                 n += 1
-                if verbose && n % 1000 == 0 { ctx.err.line("imported \(n) documents…"); ctx.err.flush() }
+                if verbose && n % 1000 == 0 {
+                    ctx.err.line("imported \(n) documents…")
+                    ctx.err.flush()
+                }
             }
             return n
         }
@@ -87,13 +106,17 @@ enum DatabaseCommands {
     static func find(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         var options = FindOptions(skip: try args.int("skip") ?? 0, limit: try args.int("limit"))
         if let p = args.options["projection"] {
-            do { options.projection = try Projection(JSON(parsing: p)) } catch { throw UsageError("--projection: \(error)") }
+            do { options.projection = try Projection(JSON(parsing: p)) } catch {
+                throw UsageError("--projection: \(error)")
+            }
         }
         if let s = args.options["sort"] {
             for part in s.split(separator: ",") {
                 let descending = part.hasPrefix("-")
                 let dotted = String(descending ? part.dropFirst() : part[...])
-                do { options.sort.append((try FieldPath(dotted), !descending)) } catch { throw UsageError("--sort: \(error.message)") }
+                do { options.sort.append((try FieldPath(dotted), !descending)) } catch {
+                    throw UsageError("--sort: \(error.message)")
+                }
             }
         }
         return try printDocuments(ctx, args, options)
@@ -128,8 +151,12 @@ enum DatabaseCommands {
 
     static func createIndex(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let (collection, path) = (args.positionals[0], args.positionals[1])
-        let created = try open(ctx, args).write { try $0.createIndex(collection, path: path, unique: args.flag("unique")) }
-        ctx.err.line(created ? "created index on '\(collection)'.'\(path)'" : "index on '\(collection)'.'\(path)' already exists")
+        let created = try open(ctx, args).write {
+            try $0.createIndex(collection, path: path, unique: args.flag("unique"))
+        }
+        ctx.err.line(
+            created ? "created index on '\(collection)'.'\(path)'" : "index on '\(collection)'.'\(path)' already exists"
+        )
         return ExitCode.ok
     }
 
@@ -200,7 +227,10 @@ final class LineSource {
             if errno == EINTR { return }
             throw CommandError("\(path): read failed: \(String(cString: strerror(errno)))")
         }
-        if n == 0 { eof = true; return }
+        if n == 0 {
+            eof = true
+            return
+        }
         data.append(contentsOf: chunk[..<n])
     }
 }

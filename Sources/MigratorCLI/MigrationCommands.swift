@@ -2,6 +2,7 @@ import DocumentStore
 import Foundation
 import MigrationEngine
 import MigrationKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,8 +13,10 @@ enum MigrationCommands {
     static let dbOption = DatabaseCommands.dbOption
     static let quiet = OptionSpec("quiet", "Print only errors.")
     static let verbose = OptionSpec("verbose", "Also print debug logs and each step as it starts.")
-    static let lockTimeout = OptionSpec("lock-timeout", value: "SECONDS", "Wait this long for another run's lock (default 60); then exit 3.")
-    static let allowOutOfOrder = OptionSpec("allow-out-of-order", "Apply pending migrations that sort before applied ones.")
+    static let lockTimeout = OptionSpec(
+        "lock-timeout", value: "SECONDS", "Wait this long for another run's lock (default 60); then exit 3.")
+    static let allowOutOfOrder = OptionSpec(
+        "allow-out-of-order", "Apply pending migrations that sort before applied ones.")
     static let allowMissing = OptionSpec("allow-missing", "Run although the database holds ids no plugin provides.")
     static let json = OptionSpec("json", "Print JSON.")
     static let runOptions = PluginCommands.loaderOptions + [dbOption, lockTimeout, quiet, verbose]
@@ -21,51 +24,81 @@ enum MigrationCommands {
     static let targetHint: @Sendable (String) -> String = { "to stop after a migration, use --target \($0)" }
 
     static let all: [Command] = [
-        Command(path: ["apply"], arguments: [], summary: "Apply pending migrations in order, each in its own transaction.",
-                options: runOptions + [OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing],
-                run: apply, argumentHint: targetHint),
-        Command(path: ["migrate"], arguments: [], summary: "Alias of apply.",
-                options: runOptions + [OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing],
-                run: apply, argumentHint: targetHint),
-        Command(path: ["rollback"], arguments: [("[TARGET]", "Roll back every migration applied after TARGET.")],
-                summary: "Run down for applied migrations after TARGET, newest first.",
-                options: runOptions + [OptionSpec("last", value: "N", "Roll back the last N applied migrations instead."),
-                                       OptionSpec("all", "Roll back every applied migration.")],
-                run: rollback),
-        Command(path: ["status"], arguments: [], summary: "Show every known migration and its state (never blocked by a run).",
-                options: PluginCommands.loaderOptions + [dbOption, json, OptionSpec("check", "Exit 5 if anything is pending, failed or missing.")],
-                run: status),
-        Command(path: ["validate"], arguments: [], summary: "Run every check apply would, without running any migration.",
-                options: PluginCommands.loaderOptions + [dbOption, allowOutOfOrder, allowMissing,
-                                                         OptionSpec("verbose", "Also note plugin files rebuilt since they applied something.")],
-                run: validate),
-        Command(path: ["history"], arguments: [], summary: "Show the log of every attempt: applied, failed, rolled_back, interrupted.",
-                options: [dbOption, json], run: history),
-        Command(path: ["create"], arguments: [("NAME", "Human name, e.g. \"Add User Settings\"."), ("[DESCRIPTION]", "What it does.")],
-                summary: "Write a ready-to-build migration source with the next sequence number.",
-                options: [PluginCommands.dirOption, dbOption,
-                          OptionSpec("lang", value: "swift|c", "Source language (default swift)."),
-                          OptionSpec("out", value: "DIR", "Where to write it (default: the current directory)."),
-                          OptionSpec("version", value: "VERSION", "The version field (default 1.0.0).")],
-                run: create),
-        Command(path: ["unlock"], arguments: [], summary: "Explain the run lock and clear a leftover owner record (never breaks a live lock).",
-                options: [dbOption], run: unlock),
+        Command(
+            path: ["apply"], arguments: [], summary: "Apply pending migrations in order, each in its own transaction.",
+            options: runOptions + [
+                OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing,
+            ],
+            run: apply, argumentHint: targetHint),
+        Command(
+            path: ["migrate"], arguments: [], summary: "Alias of apply.",
+            options: runOptions + [
+                OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing,
+            ],
+            run: apply, argumentHint: targetHint),
+        Command(
+            path: ["rollback"], arguments: [("[TARGET]", "Roll back every migration applied after TARGET.")],
+            summary: "Run down for applied migrations after TARGET, newest first.",
+            options: runOptions + [
+                OptionSpec("last", value: "N", "Roll back the last N applied migrations instead."),
+                OptionSpec("all", "Roll back every applied migration."),
+            ],
+            run: rollback),
+        Command(
+            path: ["status"], arguments: [],
+            summary: "Show every known migration and its state (never blocked by a run).",
+            options: PluginCommands.loaderOptions + [
+                dbOption, json, OptionSpec("check", "Exit 5 if anything is pending, failed or missing."),
+            ],
+            run: status),
+        Command(
+            path: ["validate"], arguments: [], summary: "Run every check apply would, without running any migration.",
+            options: PluginCommands.loaderOptions + [
+                dbOption, allowOutOfOrder, allowMissing,
+                OptionSpec("verbose", "Also note plugin files rebuilt since they applied something."),
+            ],
+            run: validate),
+        Command(
+            path: ["history"], arguments: [],
+            summary: "Show the log of every attempt: applied, failed, rolled_back, interrupted.",
+            options: [dbOption, json], run: history),
+        Command(
+            path: ["create"],
+            arguments: [("NAME", "Human name, e.g. \"Add User Settings\"."), ("[DESCRIPTION]", "What it does.")],
+            summary: "Write a ready-to-build migration source with the next sequence number.",
+            options: [
+                PluginCommands.dirOption, dbOption,
+                OptionSpec("lang", value: "swift|c", "Source language (default swift)."),
+                OptionSpec("out", value: "DIR", "Where to write it (default: the current directory)."),
+                OptionSpec("version", value: "VERSION", "The version field (default 1.0.0)."),
+            ],
+            run: create),
+        Command(
+            path: ["unlock"], arguments: [],
+            summary: "Explain the run lock and clear a leftover owner record (never breaks a live lock).",
+            options: [dbOption], run: unlock),
     ]
 
     // MARK: Shared
 
     /// A migrator for `--db`, with plugins from `--dir` loaded (warnings on stderr).
-    static func migrator(_ ctx: Context, _ args: ParsedArguments, command: String, loadPlugins: Bool = true) throws -> Migrator {
+    static func migrator(
+        _ ctx: Context, _ args: ParsedArguments, command: String, loadPlugins: Bool = true
+    ) throws -> Migrator {
         var options = Migrator.Options()
         options.command = command
         options.storeOptions = try ctx.storeOptions()
         options.allowOutOfOrder = args.flag("allow-out-of-order")
         options.allowMissing = args.flag("allow-missing")
         if let raw = args.options["lock-timeout"] {
-            guard let t = Double(raw), t >= 0 else { throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'") }
+            guard let t = Double(raw), t >= 0 else {
+                throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'")
+            }
             options.lockTimeout = t
         }
-        if args.flag("quiet") && args.flag("verbose") { throw UsageError("--quiet and --verbose cannot be used together") }
+        if args.flag("quiet") && args.flag("verbose") {
+            throw UsageError("--quiet and --verbose cannot be used together")
+        }
         let reporter = Reporter(ctx, quiet: args.flag("quiet"), verbose: args.flag("verbose"))
         options.observer = reporter.observer
         options.events = reporter.event
@@ -126,9 +159,12 @@ enum MigrationCommands {
             let report = try m.migrateUp(to: args.options["target"])
             if !args.flag("quiet") {
                 let took = String(format: "%.2f s", Date().timeIntervalSince(t0))
-                ctx.err.line(report.completed.isEmpty
-                    ? "nothing to apply: \(m.databasePath) is up to date"
-                    : "applied \(report.completed.count) migration(s) in \(took)\(args.options["target"].map { " (target \($0))" } ?? "")")
+                ctx.err.line(
+                    report.completed.isEmpty
+                        ? "nothing to apply: \(m.databasePath) is up to date"
+                        : "applied \(report.completed.count) migration(s) in \(took)"
+                            + (args.options["target"].map { " (target \($0))" } ?? "")
+                )
             }
             return ExitCode.ok
         } catch let e as MigratorError {
@@ -145,7 +181,9 @@ enum MigrationCommands {
         do {
             let report = try m.rollback(last.map(RollbackTarget.last) ?? target.map(RollbackTarget.to) ?? .all)
             if !args.flag("quiet") {
-                ctx.err.line(report.completed.isEmpty ? "nothing to roll back" : "rolled back \(report.completed.count) migration(s)")
+                ctx.err.line(
+                    report.completed.isEmpty
+                        ? "nothing to roll back" : "rolled back \(report.completed.count) migration(s)")
             }
             return ExitCode.ok
         } catch let e as MigratorError {
@@ -173,9 +211,15 @@ enum MigrationCommands {
             }
             ctx.out.write(Table.render(rows))
             let sm = s.summary
-            ctx.out.line("\(s.migrations.count) migration(s): \(sm.applied) applied, \(sm.pending) pending, \(sm.failed) failed, \(sm.missing) missing")
+            ctx.out.line(
+                "\(s.migrations.count) migration(s): \(sm.applied) applied, \(sm.pending) pending, "
+                    + "\(sm.failed) failed, \(sm.missing) missing"
+            )
             if let i = s.interrupted {
-                ctx.out.line("interrupted at \(i.id) (\(i.direction), pid \(i.pid), \(i.at)): nothing of it was committed; the next apply retries it")
+                ctx.out.line(
+                    "interrupted at \(i.id) (\(i.direction), pid \(i.pid), \(i.at)): "
+                        + "nothing of it was committed; the next apply retries it"
+                )
             }
             if let by = s.lockedBy { ctx.out.line("migrating now: locked by \(by)") }
         }
@@ -209,20 +253,34 @@ enum MigrationCommands {
         let m = Migrator(databasePath: ctx.databasePath(args))
         let entries = try m.history()
         if args.flag("json") {
-            let doc: JSON = .object(JSONObject([("history", .array(entries.map { h in
-                .object(JSONObject([
-                    ("migration_id", .string(h.migrationID)), ("outcome", .string(h.outcome.rawValue)),
-                    ("direction", .string(h.direction.rawValue)), ("at", .string(h.at)),
-                    ("duration_ms", h.durationMS.map(JSON.int) ?? .null), ("error", h.error.map(JSON.string) ?? .null),
-                    ("applied_by", .string(h.appliedBy)), ("plugin", h.plugin.map(JSON.string) ?? .null),
+            let doc: JSON = .object(
+                JSONObject([
+                    (
+                        "history",
+                        .array(
+                            entries.map { h in
+                                .object(
+                                    JSONObject([
+                                        ("migration_id", .string(h.migrationID)),
+                                        ("outcome", .string(h.outcome.rawValue)),
+                                        ("direction", .string(h.direction.rawValue)), ("at", .string(h.at)),
+                                        ("duration_ms", h.durationMS.map(JSON.int) ?? .null),
+                                        ("error", h.error.map(JSON.string) ?? .null),
+                                        ("applied_by", .string(h.appliedBy)),
+                                        ("plugin", h.plugin.map(JSON.string) ?? .null),
+                                    ]))
+                            })
+                    )
                 ]))
-            }))]))
             ctx.out.line(doc.serialized)
         } else {
             var rows = [["#", "AT", "MIGRATION", "OUTCOME", "MS", "BY", "ERROR"]]
             for h in entries {
-                rows.append([String(h.sequence), h.at, h.migrationID, h.outcome.rawValue + (h.direction == .down && h.outcome == .failed ? " (down)" : ""),
-                             h.durationMS.map(String.init) ?? "-", h.appliedBy, h.error ?? ""])
+                rows.append([
+                    String(h.sequence), h.at, h.migrationID,
+                    h.outcome.rawValue + (h.direction == .down && h.outcome == .failed ? " (down)" : ""),
+                    h.durationMS.map(String.init) ?? "-", h.appliedBy, h.error ?? "",
+                ])
             }
             ctx.out.write(Table.render(rows))
         }
@@ -253,8 +311,9 @@ enum MigrationCommands {
         guard let id = Scaffold.nextID(name: name, existingIDs: ids) else {
             throw UsageError("NAME '\(name)' has no letters or digits to build an id from")
         }
-        let (file, text) = Scaffold.source(id: id, name: name, description: description,
-                                           version: args.options["version"] ?? "1.0.0", language: language)
+        let (file, text) = Scaffold.source(
+            id: id, name: name, description: description,
+            version: args.options["version"] ?? "1.0.0", language: language)
         let path = (out as NSString).appendingPathComponent(file)
         guard !FileManager.default.fileExists(atPath: path) else {
             throw CommandError("'\(path)' already exists; not overwriting it")
@@ -264,9 +323,22 @@ enum MigrationCommands {
         ctx.out.line(path)
         switch language {
         case .swift:
-            ctx.err.line("wrote \(id) to \(path)\nnext: add \(Scaffold.typeName(id))() to MigrationBundle.export in your plugin package, then\n  swift build -c release && install -m 0644 .build/release/lib<YourPlugin>.so \(dir)/")
+            ctx.err.line(
+                """
+                wrote \(id) to \(path)
+                next: add \(Scaffold.typeName(id))() to MigrationBundle.export in your plugin package, then
+                  swift build -c release && install -m 0644 .build/release/lib<YourPlugin>.so \(dir)/
+                """
+            )
         case .c:
-            ctx.err.line("wrote \(id) to \(path)\nbuild it with:\n  migrator header > migrator_plugin.h\n  cc -shared -fPIC -O2 -fvisibility=hidden -I. -o \(dir)/\(id).so \(path)")
+            ctx.err.line(
+                """
+                wrote \(id) to \(path)
+                build it with:
+                  migrator header > migrator_plugin.h
+                  cc -shared -fPIC -O2 -fvisibility=hidden -I. -o \(dir)/\(id).so \(path)
+                """
+            )
         }
         return ExitCode.ok
     }
@@ -330,37 +402,44 @@ final class Reporter: @unchecked Sendable {
 
     /// Must hold `lock`.
     private func clearBar() {
-        if barShown { err.write("\r\u{1B}[K"); barShown = false }
+        if barShown {
+            err.write("\r\u{1B}[K")
+            barShown = false
+        }
     }
 
     var observer: StepObserver {
-        StepObserver(log: { [self] id, level, message in
-            guard !quiet, level != .debug || verbose else { return }
-            lock.lock()
-            defer { lock.unlock() }
-            clearBar()
-            let tag = level == .warning ? "warning: " : level == .error ? "error: " : ""
-            err.line("  [\(id)] \(tag)\(message)")
-            err.flush()
-        }, progress: { [self] id, done, total in
-            guard tty, !quiet else { return }
-            lock.lock()
-            defer { lock.unlock() }
-            current?.progressed = true
-            let now = Date().timeIntervalSince1970
-            guard now - lastDraw >= 0.1 || done == total else { return }
-            lastDraw = now
-            var line = "  \(id) "
-            if total > 0 {
-                let width = 30
-                let filled = Int(Double(width) * Double(min(done, total)) / Double(total))
-                line += "[" + String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled) + "] "
-                line += "\(done * 100 / total)% (\(done)/\(total))"
-            } else {
-                line += "\(done) done"
-            }
-            draw(line)
-        })
+        StepObserver(
+            log: { [self] id, level, message in
+                guard !quiet, level != .debug || verbose else { return }
+                lock.lock()
+                defer { lock.unlock() }
+                clearBar()
+                let tag = level == .warning ? "warning: " : level == .error ? "error: " : ""
+                err.line("  [\(id)] \(tag)\(message)")
+                err.flush()
+            },
+            progress: { [self] id, done, total in
+                guard tty, !quiet else { return }
+                lock.lock()
+                defer { lock.unlock() }
+                current?.progressed = true
+                let now = Date().timeIntervalSince1970
+                guard now - lastDraw >= 0.1 || done == total else { return }
+                lastDraw = now
+                var line = "  \(id) "
+                if total > 0 {
+                    let width = 30
+                    let filled = Int(Double(width) * Double(min(done, total)) / Double(total))
+                    line +=
+                        "[" + String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
+                        + "] "
+                    line += "\(done * 100 / total)% (\(done)/\(total))"
+                } else {
+                    line += "\(done) done"
+                }
+                draw(line)
+            })
     }
 
     var event: @Sendable (RunEvent) -> Void {
@@ -376,7 +455,7 @@ final class Reporter: @unchecked Sendable {
                 current = nil
                 if !quiet { err.line("\(direction == .up ? "applied" : "rolled back") \(id) (\(ms) ms)") }
             case .failed:
-                current = nil // reported with the error
+                current = nil  // reported with the error
             case .notice(let text):
                 if !quiet { err.line("note: \(text)") }
             }

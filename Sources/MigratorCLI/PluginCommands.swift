@@ -3,25 +3,31 @@ import MigrationEngine
 
 /// `migrator list` and `migrator header`: what plugins hold, and the ABI.
 enum PluginCommands {
-    static let dirOption = OptionSpec("dir", value: "DIR", "Migrations directory (default: $MIGRATOR_DIR, else ./migrations).")
-    static let insecureOption = OptionSpec("insecure", "Load plugins even if they or the directory are writable by others (warns).")
-    static let strictToolchainOption = OptionSpec("strict-toolchain", "Refuse Swift plugins built by another toolchain (default: warn).")
+    static let dirOption = OptionSpec(
+        "dir", value: "DIR", "Migrations directory (default: $MIGRATOR_DIR, else ./migrations).")
+    static let insecureOption = OptionSpec(
+        "insecure", "Load plugins even if they or the directory are writable by others (warns).")
+    static let strictToolchainOption = OptionSpec(
+        "strict-toolchain", "Refuse Swift plugins built by another toolchain (default: warn).")
     static let loaderOptions = [dirOption, insecureOption, strictToolchainOption]
 
     static let all: [Command] = [
-        Command(path: ["list"], arguments: [],
-                summary: "List the migrations in the plugins of --dir, without touching a database.",
-                options: loaderOptions + [OptionSpec("json", "Print JSON instead of a table."),
-                                          OptionSpec("db", value: "PATH", "Also show each migration's state in this database.")], run: list),
-        Command(path: ["header"], arguments: [],
-                summary: "Print migrator_plugin.h, the C header for writing plugins.",
-                options: [], run: header),
+        Command(
+            path: ["list"], arguments: [],
+            summary: "List the migrations in the plugins of --dir, without touching a database.",
+            options: loaderOptions + [
+                OptionSpec("json", "Print JSON instead of a table."),
+                OptionSpec("db", value: "PATH", "Also show each migration's state in this database."),
+            ], run: list),
+        Command(
+            path: ["header"], arguments: [],
+            summary: "Print migrator_plugin.h, the C header for writing plugins.",
+            options: [], run: header),
     ]
 
     static func loaderOptions(_ args: ParsedArguments) -> PluginLoader.Options {
         PluginLoader.Options(insecure: args.flag("insecure"), strictToolchain: args.flag("strict-toolchain"))
     }
-
 
     static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         // With a database (--db or $MIGRATOR_DB), each migration's state
@@ -39,27 +45,50 @@ enum PluginCommands {
         }
         let catalog = migrator.catalog
         if args.flag("json") {
-            let doc: JSON = .object(JSONObject([
-                ("directory", .string(ctx.migrationsDirectory(args))),
-                ("plugins", .array(set.plugins.map { p in
-                    .object(JSONObject([("file", .string(p.file)), ("name", .string(p.name)), ("sha256", .string(p.sha256)),
-                                        ("toolchain", p.toolchain.map(JSON.string) ?? .null), ("abi_minor", .int(Int64(p.abiMinor))),
-                                        ("migrations", .int(Int64(p.migrations.count)))]))
-                })),
-                ("migrations", .array(catalog.migrations.map { m in
-                    .object(JSONObject([("id", .string(m.id)), ("name", .string(m.name)), ("description", .string(m.description)),
-                                        ("version", .string(m.version)), ("plugin", .string(m.origin.label)),
-                                        ("reversible", .bool(m.isReversible)), ("checksum", m.checksum.map(JSON.string) ?? .null)]
-                                       + (states.isEmpty ? [] : [("state", .string(states[m.id] ?? "pending"))])))
-                })),
-                ("problems", problemsJSON(catalog.problems)),
-            ]))
+            let doc: JSON = .object(
+                JSONObject([
+                    ("directory", .string(ctx.migrationsDirectory(args))),
+                    (
+                        "plugins",
+                        .array(
+                            set.plugins.map { p in
+                                .object(
+                                    JSONObject([
+                                        ("file", .string(p.file)), ("name", .string(p.name)),
+                                        ("sha256", .string(p.sha256)),
+                                        ("toolchain", p.toolchain.map(JSON.string) ?? .null),
+                                        ("abi_minor", .int(Int64(p.abiMinor))),
+                                        ("migrations", .int(Int64(p.migrations.count))),
+                                    ]))
+                            })
+                    ),
+                    (
+                        "migrations",
+                        .array(
+                            catalog.migrations.map { m in
+                                .object(
+                                    JSONObject(
+                                        [
+                                            ("id", .string(m.id)), ("name", .string(m.name)),
+                                            ("description", .string(m.description)),
+                                            ("version", .string(m.version)), ("plugin", .string(m.origin.label)),
+                                            ("reversible", .bool(m.isReversible)),
+                                            ("checksum", m.checksum.map(JSON.string) ?? .null),
+                                        ]
+                                            + (states.isEmpty ? [] : [("state", .string(states[m.id] ?? "pending"))])))
+                            })
+                    ),
+                    ("problems", problemsJSON(catalog.problems)),
+                ]))
             ctx.out.line(doc.serialized)
         } else {
-            var rows = [["ID", "NAME", "VERSION", "PLUGIN", "REVERSIBLE", "CHECKSUM"] + (states.isEmpty ? [] : ["STATE"])]
+            var rows = [
+                ["ID", "NAME", "VERSION", "PLUGIN", "REVERSIBLE", "CHECKSUM"] + (states.isEmpty ? [] : ["STATE"])
+            ]
             for m in catalog.migrations {
-                rows.append([m.id, m.name, m.version, m.origin.label, m.isReversible ? "yes" : "no", m.checksum ?? "-"]
-                            + (states.isEmpty ? [] : [states[m.id] ?? "pending"]))
+                rows.append(
+                    [m.id, m.name, m.version, m.origin.label, m.isReversible ? "yes" : "no", m.checksum ?? "-"]
+                        + (states.isEmpty ? [] : [states[m.id] ?? "pending"]))
             }
             ctx.out.write(Table.render(rows))
             ctx.out.line("\(catalog.migrations.count) migration(s) in \(set.plugins.count) plugin(s)")
@@ -69,10 +98,14 @@ enum PluginCommands {
     }
 
     static func problemsJSON(_ problems: [MigratorError]) -> JSON {
-        .array(problems.map { p in
-            .object(JSONObject([("code", .string(p.code.rawValue)), ("file", p.file.map(JSON.string) ?? .null),
-                                ("migration_id", p.migrationID.map(JSON.string) ?? .null), ("message", .string(p.message))]))
-        })
+        .array(
+            problems.map { p in
+                .object(
+                    JSONObject([
+                        ("code", .string(p.code.rawValue)), ("file", p.file.map(JSON.string) ?? .null),
+                        ("migration_id", p.migrationID.map(JSON.string) ?? .null), ("message", .string(p.message)),
+                    ]))
+            })
     }
 
     static func header(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {

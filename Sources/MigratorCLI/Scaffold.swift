@@ -54,92 +54,101 @@ enum Scaffold {
     }
 
     /// The file name and source text for a new migration.
-    static func source(id: String, name: String, description: String, version: String, language: Language) -> (file: String, text: String) {
+    static func source(
+        id: String, name: String, description: String, version: String, language: Language
+    ) -> (file: String, text: String) {
         switch language {
         case .swift:
             let type = typeName(id)
-            return ("\(id).swift", """
-            import MigrationKit
+            return (
+                "\(id).swift",
+                """
+                import MigrationKit
 
-            /// \(name): \(description)
-            ///
-            /// Add `\(type)()` to the list passed to MigrationBundle.export in your
-            /// plugin's entry function (or register it with Migrator.register).
-            struct \(type): Migration {
-                let id = \(JSONText.quote(id))
-                let name = \(JSONText.quote(name))
-                let description = \(JSONText.quote(description))
-                let version = \(JSONText.quote(version))
-                /// Change this if you ever change the migration after it shipped.
-                let checksum: String? = "\(id)-v1"
+                /// \(name): \(description)
+                ///
+                /// Add `\(type)()` to the list passed to MigrationBundle.export in your
+                /// plugin's entry function (or register it with Migrator.register).
+                struct \(type): Migration {
+                    let id = \(JSONText.quote(id))
+                    let name = \(JSONText.quote(name))
+                    let description = \(JSONText.quote(description))
+                    let version = \(JSONText.quote(version))
+                    /// Change this if you ever change the migration after it shipped.
+                    let checksum: String? = "\(id)-v1"
 
-                func up(_ db: Database) throws {
-                    // TODO: make the change, e.g.
-                    // try db.createIndex("users", path: "email", unique: true)
-                    // try db.update("users", filter: #"{"plan": {"$exists": false}}"#, update: #"{"$set": {"plan": "free"}}"#)
+                    func up(_ db: Database) throws {
+                        // TODO: make the change, e.g.
+                        // try db.createIndex("users", path: "email", unique: true)
+                        // try db.update("users", filter: #"{"plan": {"$exists": false}}"#,
+                        //               update: #"{"$set": {"plan": "free"}}"#)
+                    }
+
+                    func down(_ db: Database) throws {
+                        // TODO: undo exactly what up did, e.g.
+                        // try db.dropIndex("users", path: "email")
+                        // If it cannot be undone, conform to IrreversibleMigration instead and delete this.
+                    }
                 }
 
-                func down(_ db: Database) throws {
-                    // TODO: undo exactly what up did, e.g.
-                    // try db.dropIndex("users", path: "email")
-                    // If it cannot be undone, conform to IrreversibleMigration instead and delete this.
-                }
-            }
-
-            """)
+                """
+            )
         case .c:
-            return ("\(id).c", """
-            /*
-             * \(id): \(name)
-             * \(description)
-             *
-             * Build:  cc -shared -fPIC -O2 -fvisibility=hidden -I<dir of migrator_plugin.h> -o \(id).so \(id).c
-             * Header: migrator header > migrator_plugin.h
-             */
-            #include "migrator_plugin.h"
+            return (
+                "\(id).c",
+                """
+                /*
+                 * \(id): \(name)
+                 * \(description)
+                 *
+                 * Build:  cc -shared -fPIC -O2 -fvisibility=hidden -I<dir of migrator_plugin.h> -o \(id).so \(id).c
+                 * Header: migrator header > migrator_plugin.h
+                 */
+                #include "migrator_plugin.h"
 
-            static migrator_status up(const migrator_host_v1 *host, migrator_txn *txn, void *userdata) {
-                (void)host; (void)txn; (void)userdata;
-                /* TODO: make the change, e.g.
-                 * return host->create_index(txn, "users", "email", 1);
-                 * On failure: host->set_error(txn, "why"); return MIGRATOR_ERROR; */
-                return MIGRATOR_OK;
-            }
+                static migrator_status up(const migrator_host_v1 *host, migrator_txn *txn, void *userdata) {
+                    (void)host; (void)txn; (void)userdata;
+                    /* TODO: make the change, e.g.
+                     * return host->create_index(txn, "users", "email", 1);
+                     * On failure: host->set_error(txn, "why"); return MIGRATOR_ERROR; */
+                    return MIGRATOR_OK;
+                }
 
-            static migrator_status down(const migrator_host_v1 *host, migrator_txn *txn, void *userdata) {
-                (void)host; (void)txn; (void)userdata;
-                /* TODO: undo exactly what up did, e.g.
-                 * return host->drop_index(txn, "users", "email");
-                 * If it cannot be undone, delete this function and set .down = NULL. */
-                return MIGRATOR_OK;
-            }
+                static migrator_status down(const migrator_host_v1 *host, migrator_txn *txn, void *userdata) {
+                    (void)host; (void)txn; (void)userdata;
+                    /* TODO: undo exactly what up did, e.g.
+                     * return host->drop_index(txn, "users", "email");
+                     * If it cannot be undone, delete this function and set .down = NULL. */
+                    return MIGRATOR_OK;
+                }
 
-            static const migrator_migration_v1 migrations[] = {
-                {
-                    .id = \(cString(id)),
-                    .name = \(cString(name)),
-                    .description = \(cString(description)),
-                    .version = \(cString(version)),
-                    .checksum = \(cString(id + "-v1")),
-                    .up = up,
-                    .down = down,
-                },
-            };
+                static const migrator_migration_v1 migrations[] = {
+                    {
+                        .id = \(cString(id)),
+                        .name = \(cString(name)),
+                        .description = \(cString(description)),
+                        .version = \(cString(version)),
+                        .checksum = \(cString(id + "-v1")),
+                        .up = up,
+                        .down = down,
+                    },
+                };
 
-            static const migrator_plugin_v1 bundle = {
-                .abi_major = MIGRATOR_ABI_MAJOR,
-                .abi_minor = MIGRATOR_ABI_MINOR,
-                .struct_size = sizeof(migrator_plugin_v1),
-                .name = \(cString(id)),
-                .toolchain = NULL,
-                .migration_count = 1,
-                .migrations = migrations,
-            };
+                static const migrator_plugin_v1 bundle = {
+                    .abi_major = MIGRATOR_ABI_MAJOR,
+                    .abi_minor = MIGRATOR_ABI_MINOR,
+                    .struct_size = sizeof(migrator_plugin_v1),
+                    .name = \(cString(id)),
+                    .toolchain = NULL,
+                    .migration_count = 1,
+                    .migrations = migrations,
+                };
 
-            __attribute__((visibility("default")))
-            const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &bundle; }
+                __attribute__((visibility("default")))
+                const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &bundle; }
 
-            """)
+                """
+            )
         }
     }
 }

@@ -22,14 +22,20 @@ public final class TextOutput {
         if buffer.count >= 1 << 16 { flush() }
     }
 
-    public func line(_ s: String) { write(s); write("\n") }
+    public func line(_ s: String) {
+        write(s)
+        write("\n")
+    }
 
     public func flush() {
         var offset = 0
         buffer.withUnsafeBytes { b in
             while offset < b.count {
                 let n = Glibc.write(fd, b.baseAddress! + offset, b.count - offset)
-                if n < 0 { if errno == EINTR { continue }; break }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    break
+                }
                 offset += n
             }
         }

@@ -1,4 +1,5 @@
 import MigratorCLI
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -5,23 +5,30 @@ import Testing
 struct JSONTests {
     // MARK: Round trips
 
-    @Test("int64 extremes round-trip exactly", arguments: [
-        "0", "-1", "9223372036854775807", "-9223372036854775808", "1234567890123456789",
-    ])
+    @Test(
+        "int64 extremes round-trip exactly",
+        arguments: [
+            "0", "-1", "9223372036854775807", "-9223372036854775808", "1234567890123456789",
+        ])
     func int64RoundTrip(_ text: String) throws {
         let v = try JSON(parsing: text)
-        guard case .int = v else { Issue.record("\(text) parsed as \(v)"); return }
+        guard case .int = v else {
+            Issue.record("\(text) parsed as \(v)")
+            return
+        }
         #expect(v.serialized == text)
     }
 
     @Test("integers beyond int64 become doubles")
     func bigIntegers() throws {
-        #expect(try JSON(parsing: "9223372036854775808") == .double(9223372036854775808))
+        #expect(try JSON(parsing: "9223372036854775808") == .double(9_223_372_036_854_775_808))
     }
 
-    @Test("doubles use the shortest text that round-trips", arguments: [
-        0.1, 1.0 / 3.0, 1e300, Double.leastNonzeroMagnitude, -2.5, 1e21, 123456.789, 2.0,
-    ])
+    @Test(
+        "doubles use the shortest text that round-trips",
+        arguments: [
+            0.1, 1.0 / 3.0, 1e300, Double.leastNonzeroMagnitude, -2.5, 1e21, 123456.789, 2.0,
+        ])
     func doubleRoundTrip(_ d: Double) throws {
         let text = JSON.double(d).serialized
         #expect(try JSON(parsing: text) == .double(d))
@@ -54,11 +61,13 @@ struct JSONTests {
 
     // MARK: Errors
 
-    @Test("invalid JSON names the byte offset", arguments: [
-        ("", 0), ("{", 1), ("[1,]", 3), ("{\"a\" 1}", 5), ("tru", 0), ("01", 1), ("1.", 2),
-        ("\"abc", 0), ("{\"a\":1}x", 7), ("\"\\x\"", 2), ("\"\\ud800\"", 7), ("-", 1), ("[1 2]", 3),
-        ("1e999", 0), ("\"a\u{1}\"", 2),
-    ])
+    @Test(
+        "invalid JSON names the byte offset",
+        arguments: [
+            ("", 0), ("{", 1), ("[1,]", 3), ("{\"a\" 1}", 5), ("tru", 0), ("01", 1), ("1.", 2),
+            ("\"abc", 0), ("{\"a\":1}x", 7), ("\"\\x\"", 2), ("\"\\ud800\"", 7), ("-", 1), ("[1 2]", 3),
+            ("1e999", 0), ("\"a\u{1}\"", 2),
+        ])
     func invalid(_ text: String, _ offset: Int) {
         let e = storeError { _ = try JSON(parsing: text) }
         #expect(e?.code == .invalidJSON)
@@ -83,7 +92,9 @@ struct JSONTests {
     func depthLimit() throws {
         let ok = String(repeating: "[", count: JSONParser.maxDepth) + String(repeating: "]", count: JSONParser.maxDepth)
         _ = try JSON(parsing: ok)
-        let deep = String(repeating: "[", count: JSONParser.maxDepth + 1) + String(repeating: "]", count: JSONParser.maxDepth + 1)
+        let deep =
+            String(repeating: "[", count: JSONParser.maxDepth + 1)
+            + String(repeating: "]", count: JSONParser.maxDepth + 1)
         let e = storeError { _ = try JSON(parsing: deep) }
         #expect(e?.message == "invalid JSON at byte \(JSONParser.maxDepth): nesting deeper than \(JSONParser.maxDepth)")
     }

@@ -19,7 +19,7 @@ struct SeededGenerator: RandomNumberGenerator {
 /// ``ReferenceMatcher``, written from the documentation, never with `Filter`.
 @Suite("Randomized model")
 struct ModelTests {
-    static let seed: UInt64 = 20261126
+    static let seed: UInt64 = 20_261_126
 
     /// The model: `_id` → document, kept in `_id` order like the store.
     struct Model {
@@ -82,7 +82,7 @@ struct ModelTests {
                 let filter = try Filter(filterJSON)
                 let id = Int64.random(in: 0..<60, using: &g)
                 switch op {
-                case 0..<35: // insert
+                case 0..<35:  // insert
                     var doc = JSONObject([("_id", .int(id))])
                     for f in ["a", "b", "c"] where Bool.random(using: &g) { doc[f] = randomValue(&g) }
                     let expectOK = model.docs[id] == nil && !model.violatesUnique(doc, ignoring: nil)
@@ -93,11 +93,14 @@ struct ModelTests {
                     } catch let e as StoreError {
                         #expect(!expectOK && e.code == .duplicateKey, "\(context): \(e)")
                     }
-                case 35..<60: // updateMany with $set or $unset
+                case 35..<60:  // updateMany with $set or $unset
                     let field = ["a", "b", "c"].randomElement(using: &g) ?? "a"
                     let value = randomValue(&g)
                     let unset = Bool.random(using: &g)
-                    let update = try Update(.object(JSONObject([(unset ? "$unset" : "$set", .object(JSONObject([(field, unset ? "" : value)])))])))
+                    let update = try Update(
+                        .object(
+                            JSONObject([(unset ? "$unset" : "$set", .object(JSONObject([(field, unset ? "" : value)])))]
+                            )))
                     var next = model.docs
                     var matched = 0
                     for (k, d) in model.docs where try ReferenceMatcher.matches(filterJSON, d) {
@@ -122,12 +125,12 @@ struct ModelTests {
                     } catch let e as StoreError {
                         #expect(violates && e.code == .duplicateKey, "\(context): \(e)")
                     }
-                case 60..<75: // deleteMany
+                case 60..<75:  // deleteMany
                     let n = try store.write { try $0.deleteMany("m", filter: filter) }
                     let before = model.docs.count
                     model.docs = try model.docs.filter { !(try ReferenceMatcher.matches(filterJSON, $0.value)) }
                     #expect(n == before - model.docs.count, "\(context)")
-                case 75..<78: // create an index
+                case 75..<78:  // create an index
                     let field = ["a", "b", "c"].randomElement(using: &g) ?? "a"
                     let unique = Int.random(in: 0..<3, using: &g) == 0
                     do {
@@ -135,13 +138,15 @@ struct ModelTests {
                             if (try? txn.indexes("m"))?.contains(where: { $0.path == field }) == true { return }
                             try txn.createIndex("m", path: field, unique: unique)
                         }
-                        if unique, try store.read({ try $0.indexes("m") }).contains(IndexInfo(path: field, unique: true)) {
+                        if unique,
+                            try store.read({ try $0.indexes("m") }).contains(IndexInfo(path: field, unique: true))
+                        {
                             model.uniqueIndexes.insert(field)
                         }
                     } catch let e as StoreError {
                         #expect(unique && e.code == .duplicateKey, "\(context): \(e)")
                     }
-                case 78..<80: // drop an index
+                case 78..<80:  // drop an index
                     let field = ["a", "b", "c"].randomElement(using: &g) ?? "a"
                     try store.write { txn throws in
                         if (try? txn.indexes("m"))?.contains(where: { $0.path == field }) == true {
@@ -149,7 +154,7 @@ struct ModelTests {
                         }
                     }
                     model.uniqueIndexes.remove(field)
-                default: // query
+                default:  // query
                     let got = try store.read { try $0.find("m", filter: filter).all() }
                     let want = try model.docs.keys.sorted().compactMap { k -> JSON? in
                         guard let d = model.docs[k], try ReferenceMatcher.matches(filterJSON, d) else { return nil }

@@ -3,65 +3,72 @@ import Testing
 
 @Suite("Filters")
 struct FilterTests {
-    let doc = json(#"{"_id":1,"name":"Ada","age":36,"score":2.5,"tags":["x","y"],"address":{"city":"Oslo","zip":"0150"},"items":[{"sku":"a","qty":2},{"sku":"b","qty":5}],"none":null}"#)
+    let doc = json(
+        #"{"_id":1,"name":"Ada","age":36,"score":2.5,"tags":["x","y"],"address":{"city":"Oslo","zip":"0150"},"#
+            + #""items":[{"sku":"a","qty":2},{"sku":"b","qty":5}],"none":null}"#
+    )
 
     func matches(_ filter: String) throws -> Bool {
         try Filter(parsing: filter).matches(doc)
     }
 
-    @Test("operators", arguments: [
-        (#"{}"#, true),
-        (#"{"name":"Ada"}"#, true),
-        (#"{"name":"Bob"}"#, false),
-        (#"{"address.city":"Oslo"}"#, true),
-        (#"{"address.city":{"$eq":"Bergen"}}"#, false),
-        (#"{"age":{"$ne":36}}"#, false),
-        (#"{"age":{"$gt":35,"$lt":37}}"#, true),
-        (#"{"age":{"$gte":36.0}}"#, true),
-        (#"{"age":{"$lte":35.9}}"#, false),
-        (#"{"age":36.0}"#, true),
-        (#"{"score":{"$gt":2}}"#, true),
-        (#"{"age":{"$gt":"a"}}"#, false),
-        (#"{"name":{"$gt":"A"}}"#, true),
-        (#"{"age":{"$in":[1,36]}}"#, true),
-        (#"{"age":{"$nin":[1,36]}}"#, false),
-        (#"{"missing":{"$exists":false}}"#, true),
-        (#"{"none":{"$exists":true}}"#, true),
-        (#"{"missing":null}"#, true),
-        (#"{"none":null}"#, true),
-        (#"{"name":null}"#, false),
-        (#"{"tags":"x"}"#, true),
-        (#"{"tags":"z"}"#, false),
-        (#"{"tags":["x","y"]}"#, true),
-        (#"{"tags":{"$in":["z","y"]}}"#, true),
-        (#"{"tags":{"$ne":"x"}}"#, false),
-        (#"{"items.sku":"b"}"#, true),
-        (#"{"items.qty":{"$gt":4}}"#, true),
-        (#"{"items.1.sku":"b"}"#, true),
-        (#"{"items.0.sku":"b"}"#, false),
-        (#"{"age":{"$not":{"$gt":40}}}"#, true),
-        (#"{"$or":[{"name":"Bob"},{"age":36}]}"#, true),
-        (#"{"$and":[{"name":"Ada"},{"age":1}]}"#, false),
-        (#"{"address":{"city":"Oslo","zip":"0150"}}"#, true),
-        (#"{"address":{"zip":"0150","city":"Oslo"}}"#, false),
-    ])
+    @Test(
+        "operators",
+        arguments: [
+            (#"{}"#, true),
+            (#"{"name":"Ada"}"#, true),
+            (#"{"name":"Bob"}"#, false),
+            (#"{"address.city":"Oslo"}"#, true),
+            (#"{"address.city":{"$eq":"Bergen"}}"#, false),
+            (#"{"age":{"$ne":36}}"#, false),
+            (#"{"age":{"$gt":35,"$lt":37}}"#, true),
+            (#"{"age":{"$gte":36.0}}"#, true),
+            (#"{"age":{"$lte":35.9}}"#, false),
+            (#"{"age":36.0}"#, true),
+            (#"{"score":{"$gt":2}}"#, true),
+            (#"{"age":{"$gt":"a"}}"#, false),
+            (#"{"name":{"$gt":"A"}}"#, true),
+            (#"{"age":{"$in":[1,36]}}"#, true),
+            (#"{"age":{"$nin":[1,36]}}"#, false),
+            (#"{"missing":{"$exists":false}}"#, true),
+            (#"{"none":{"$exists":true}}"#, true),
+            (#"{"missing":null}"#, true),
+            (#"{"none":null}"#, true),
+            (#"{"name":null}"#, false),
+            (#"{"tags":"x"}"#, true),
+            (#"{"tags":"z"}"#, false),
+            (#"{"tags":["x","y"]}"#, true),
+            (#"{"tags":{"$in":["z","y"]}}"#, true),
+            (#"{"tags":{"$ne":"x"}}"#, false),
+            (#"{"items.sku":"b"}"#, true),
+            (#"{"items.qty":{"$gt":4}}"#, true),
+            (#"{"items.1.sku":"b"}"#, true),
+            (#"{"items.0.sku":"b"}"#, false),
+            (#"{"age":{"$not":{"$gt":40}}}"#, true),
+            (#"{"$or":[{"name":"Bob"},{"age":36}]}"#, true),
+            (#"{"$and":[{"name":"Ada"},{"age":1}]}"#, false),
+            (#"{"address":{"city":"Oslo","zip":"0150"}}"#, true),
+            (#"{"address":{"zip":"0150","city":"Oslo"}}"#, false),
+        ])
     func operators(_ filter: String, _ expected: Bool) throws {
         #expect(try matches(filter) == expected, "\(filter)")
     }
 
-    @Test("malformed filters are errors, never 'matches nothing'", arguments: [
-        (#"{"age":{"$foo":1}}"#, "unknown operator $foo on \"age\""),
-        (#"{"$nor":[]}"#, "unknown top-level operator $nor"),
-        (#"{"age":{"$in":1}}"#, "$in on \"age\" needs an array"),
-        (#"{"$or":[]}"#, "$or needs a non-empty array"),
-        (#"{"$and":[1]}"#, "every element of $and must be an object"),
-        (#"{"age":{"$exists":"yes"}}"#, "$exists on \"age\" needs true or false"),
-        (#"{"age":{"$not":5}}"#, "$not on \"age\" needs an operator object"),
-        (#"{"age":{"$gt":1,"x":2}}"#, "mixes operators and the field \"x\""),
-        (#"{"a..b":1}"#, "has an empty or '$' component"),
-        (#"[1]"#, "expected an object"),
-        (#"{"a":"#, "invalid JSON at byte 5"),
-    ])
+    @Test(
+        "malformed filters are errors, never 'matches nothing'",
+        arguments: [
+            (#"{"age":{"$foo":1}}"#, "unknown operator $foo on \"age\""),
+            (#"{"$nor":[]}"#, "unknown top-level operator $nor"),
+            (#"{"age":{"$in":1}}"#, "$in on \"age\" needs an array"),
+            (#"{"$or":[]}"#, "$or needs a non-empty array"),
+            (#"{"$and":[1]}"#, "every element of $and must be an object"),
+            (#"{"age":{"$exists":"yes"}}"#, "$exists on \"age\" needs true or false"),
+            (#"{"age":{"$not":5}}"#, "$not on \"age\" needs an operator object"),
+            (#"{"age":{"$gt":1,"x":2}}"#, "mixes operators and the field \"x\""),
+            (#"{"a..b":1}"#, "has an empty or '$' component"),
+            (#"[1]"#, "expected an object"),
+            (#"{"a":"#, "invalid JSON at byte 5"),
+        ])
     func malformed(_ filter: String, _ fragment: String) {
         let e = storeError { _ = try Filter(parsing: filter) }
         #expect(e?.code == .invalidFilter)
@@ -81,24 +88,26 @@ struct UpdateTests {
         }
     }
 
-    @Test("operators", arguments: [
-        (#"{"$set":{"b":2}}"#, #"{"_id":1,"a":1,"b":2}"#),
-        (#"{"$set":{"a":5}}"#, #"{"_id":1,"a":5}"#),
-        (#"{"$set":{"x.y.z":true}}"#, #"{"_id":1,"a":1,"x":{"y":{"z":true}}}"#),
-        (#"{"$unset":{"a":""}}"#, #"{"_id":1}"#),
-        (#"{"$unset":{"nope.deeper":""}}"#, #"{"_id":1,"a":1}"#),
-        (#"{"$inc":{"a":2}}"#, #"{"_id":1,"a":3}"#),
-        (#"{"$inc":{"a":0.5}}"#, #"{"_id":1,"a":1.5}"#),
-        (#"{"$inc":{"n":4}}"#, #"{"_id":1,"a":1,"n":4}"#),
-        (#"{"$rename":{"a":"b"}}"#, #"{"_id":1,"b":1}"#),
-        (#"{"$rename":{"zz":"b"}}"#, #"{"_id":1,"a":1}"#),
-        (#"{"$push":{"t":"x"}}"#, #"{"_id":1,"a":1,"t":["x"]}"#),
-        (#"{"$push":{"t":{"$each":[1,2]}}}"#, #"{"_id":1,"a":1,"t":[1,2]}"#),
-        (#"{"$pull":{"a":1}}"#, "error"),
-        (#"{"b":7}"#, #"{"_id":1,"b":7}"#),
-        (#"{"_id":1,"b":7}"#, #"{"_id":1,"b":7}"#),
-        (#"{}"#, #"{"_id":1}"#),
-    ])
+    @Test(
+        "operators",
+        arguments: [
+            (#"{"$set":{"b":2}}"#, #"{"_id":1,"a":1,"b":2}"#),
+            (#"{"$set":{"a":5}}"#, #"{"_id":1,"a":5}"#),
+            (#"{"$set":{"x.y.z":true}}"#, #"{"_id":1,"a":1,"x":{"y":{"z":true}}}"#),
+            (#"{"$unset":{"a":""}}"#, #"{"_id":1}"#),
+            (#"{"$unset":{"nope.deeper":""}}"#, #"{"_id":1,"a":1}"#),
+            (#"{"$inc":{"a":2}}"#, #"{"_id":1,"a":3}"#),
+            (#"{"$inc":{"a":0.5}}"#, #"{"_id":1,"a":1.5}"#),
+            (#"{"$inc":{"n":4}}"#, #"{"_id":1,"a":1,"n":4}"#),
+            (#"{"$rename":{"a":"b"}}"#, #"{"_id":1,"b":1}"#),
+            (#"{"$rename":{"zz":"b"}}"#, #"{"_id":1,"a":1}"#),
+            (#"{"$push":{"t":"x"}}"#, #"{"_id":1,"a":1,"t":["x"]}"#),
+            (#"{"$push":{"t":{"$each":[1,2]}}}"#, #"{"_id":1,"a":1,"t":[1,2]}"#),
+            (#"{"$pull":{"a":1}}"#, "error"),
+            (#"{"b":7}"#, #"{"_id":1,"b":7}"#),
+            (#"{"_id":1,"b":7}"#, #"{"_id":1,"b":7}"#),
+            (#"{}"#, #"{"_id":1}"#),
+        ])
     func operators(_ update: String, _ expected: String) throws {
         do {
             #expect(try apply(update, to: #"{"_id":1,"a":1}"#) == expected)
@@ -114,16 +123,18 @@ struct UpdateTests {
         #expect(try apply(#"{"$pull":{"t":{"$gte":2}}}"#, to: #"{"_id":1,"t":[1,2,3]}"#) == #"{"_id":1,"t":[1]}"#)
     }
 
-    @Test("malformed updates", arguments: [
-        (#"{"$set":{"a":1},"b":2}"#, "mixes update operators and plain fields"),
-        (#"{"$set":{"_id":2}}"#, "cannot change _id"),
-        (#"{"$set":{"a":1},"$unset":{"a":""}}"#, "conflict"),
-        (#"{"$set":{"a":1,"a.b":2}}"#, "conflict"),
-        (#"{"$inc":{"a":"x"}}"#, "needs a number"),
-        (#"{"$bump":{"a":1}}"#, "unknown operator $bump"),
-        (#"{"$set":{}}"#, "non-empty object"),
-        (#"{"$rename":{"a":1}}"#, "needs a string target"),
-    ])
+    @Test(
+        "malformed updates",
+        arguments: [
+            (#"{"$set":{"a":1},"b":2}"#, "mixes update operators and plain fields"),
+            (#"{"$set":{"_id":2}}"#, "cannot change _id"),
+            (#"{"$set":{"a":1},"$unset":{"a":""}}"#, "conflict"),
+            (#"{"$set":{"a":1,"a.b":2}}"#, "conflict"),
+            (#"{"$inc":{"a":"x"}}"#, "needs a number"),
+            (#"{"$bump":{"a":1}}"#, "unknown operator $bump"),
+            (#"{"$set":{}}"#, "non-empty object"),
+            (#"{"$rename":{"a":1}}"#, "needs a string target"),
+        ])
     func malformed(_ update: String, _ fragment: String) {
         let e = storeError { _ = try Update(parsing: update) }
         #expect(e?.code == .invalidUpdate)
@@ -143,8 +154,10 @@ struct UpdateTests {
 
     @Test("the byte-splicing $set path gives the same bytes as a full rewrite")
     func spliceEquivalence() throws {
-        let docs = [#"{"_id":1}"#, #"{"_id":1,"plan":"pro","x":[1,{"plan":2}]}"#, #"{"_id":"a\"b","s":"p\\\"lan","plan":null}"#,
-                    #"{"_id":2,"nested":{"plan":1},"k":"}"}"#]
+        let docs = [
+            #"{"_id":1}"#, #"{"_id":1,"plan":"pro","x":[1,{"plan":2}]}"#, #"{"_id":"a\"b","s":"p\\\"lan","plan":null}"#,
+            #"{"_id":2,"nested":{"plan":1},"k":"}"}"#,
+        ]
         for d in docs {
             for value in [#""free""#, #"{"a":[1,2]}"#, "null", "3.5"] {
                 let fast = try apply(#"{"$set":{"plan":\#(value)}}"#, to: d)
@@ -160,14 +173,18 @@ struct UpdateTests {
         try withStore { store throws in
             try store.write { txn throws in
                 for i in 0..<5 { try txn.insert(["_id": .int(Int64(i)), "g": .int(Int64(i % 2))], into: "c") }
-                var r = try txn.updateMany("c", filter: Filter(parsing: #"{"g":0}"#), update: Update(parsing: #"{"$set":{"g":0}}"#))
+                var r = try txn.updateMany(
+                    "c", filter: Filter(parsing: #"{"g":0}"#), update: Update(parsing: #"{"$set":{"g":0}}"#))
                 #expect(r.matched == 3 && r.modified == 0)
-                r = try txn.updateMany("c", filter: Filter(parsing: #"{"g":0}"#), update: Update(parsing: #"{"$set":{"h":1}}"#))
+                r = try txn.updateMany(
+                    "c", filter: Filter(parsing: #"{"g":0}"#), update: Update(parsing: #"{"$set":{"h":1}}"#))
                 #expect(r.matched == 3 && r.modified == 3)
-                r = try txn.updateOne("c", filter: Filter(parsing: #"{"g":1}"#), update: Update(parsing: #"{"$inc":{"h":1}}"#))
+                r = try txn.updateOne(
+                    "c", filter: Filter(parsing: #"{"g":1}"#), update: Update(parsing: #"{"$inc":{"h":1}}"#))
                 #expect(r.matched == 1 && r.modified == 1)
-                r = try txn.updateOne("c", filter: Filter(parsing: #"{"name":"new","g":{"$gt":5}}"#),
-                                      update: Update(parsing: #"{"$set":{"h":9}}"#), upsert: true)
+                r = try txn.updateOne(
+                    "c", filter: Filter(parsing: #"{"name":"new","g":{"$gt":5}}"#),
+                    update: Update(parsing: #"{"$set":{"h":9}}"#), upsert: true)
                 #expect(r.matched == 0 && r.upsertedID != nil)
                 let up = try txn.findOne("c", filter: Filter(parsing: #"{"name":"new"}"#))
                 #expect(up?.objectValue?["h"] == .int(9))
@@ -194,9 +211,15 @@ struct UpdateTests {
                 #expect(try txn.updateMany("c", filter: .all, update: ok).matched == 1)
                 #expect(try txn.findOne("c")?.nestingDepth == JSONParser.maxDepth)
                 // One more level: refused when compiled, nothing written.
-                #expect(throws: StoreError.self) { try Update(parsing: #"{"$set":{""# + path(JSONParser.maxDepth + 1) + #"":1}}"#) }
-                #expect(throws: StoreError.self) { try Update(parsing: #"{"$set":{""# + path(JSONParser.maxDepth) + #"":{"x":1}}}"#) }
-                #expect(throws: StoreError.self) { try Update(parsing: #"{"$push":{""# + path(JSONParser.maxDepth) + #"":1}}"#) }
+                #expect(throws: StoreError.self) {
+                    try Update(parsing: #"{"$set":{""# + path(JSONParser.maxDepth + 1) + #"":1}}"#)
+                }
+                #expect(throws: StoreError.self) {
+                    try Update(parsing: #"{"$set":{""# + path(JSONParser.maxDepth) + #"":{"x":1}}}"#)
+                }
+                #expect(throws: StoreError.self) {
+                    try Update(parsing: #"{"$push":{""# + path(JSONParser.maxDepth) + #"":1}}"#)
+                }
                 // $rename moves a value of unknown depth: checked on the result.
                 let deep = try Update(parsing: #"{"$rename":{"p1":"x.y"}}"#)
                 let e = storeError { try txn.updateMany("c", filter: .all, update: deep) }

@@ -12,7 +12,9 @@ enum ReferenceMatcher {
         guard case .object(let clauses) = filter else { throw Unsupported.filter(filter) }
         for (field, condition) in clauses {
             let value = doc[field]
-            if case .object(let ops) = condition, let (op, operand) = ops.fields.first, op.hasPrefix("$"), ops.fields.count == 1 {
+            if case .object(let ops) = condition, let (op, operand) = ops.fields.first, op.hasPrefix("$"),
+                ops.fields.count == 1
+            {
                 switch op {
                 case "$gt": if !greater(value, than: operand) { return false }
                 case "$in":

@@ -1,5 +1,6 @@
 import DocumentStore
 import Testing
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -39,11 +40,16 @@ struct StoreTests {
         // sysfs refuses mkdir even to root, so this runs the same in CI (root) and locally.
         let e = storeError { _ = try DocumentStore(path: "/sys/kernel/migrator-test-db") }
         #expect(e?.code == .permissionDenied)
-        #expect(e?.message == "/sys/kernel/migrator-test-db: creating the database directory failed: Operation not permitted")
+        #expect(
+            e?.message
+                == "/sys/kernel/migrator-test-db: creating the database directory failed: Operation not permitted")
         if geteuid() != 0 {
             // For ordinary users, a directory without write permission too.
             let dir = temporaryDirectory()
-            defer { chmod(dir, 0o700); removeTree(dir) }
+            defer {
+                chmod(dir, 0o700)
+                removeTree(dir)
+            }
             chmod(dir, 0o500)
             #expect(storeError { _ = try DocumentStore(path: dir + "/db") }?.code == .permissionDenied)
         }
@@ -112,7 +118,10 @@ struct StoreTests {
             var runs = 0
             try store.write { txn throws in
                 runs += 1
-                for i in 0..<20_000 { try txn.insert(["_id": .int(Int64(i)), "pad": .string(String(repeating: "x", count: 64))], into: "c") }
+                for i in 0..<20_000 {
+                    try txn.insert(
+                        ["_id": .int(Int64(i)), "pad": .string(String(repeating: "x", count: 64))], into: "c")
+                }
             }
             #expect(runs > 1)
             #expect(store.mapSize > 256 << 10)
@@ -128,7 +137,10 @@ struct StoreTests {
         try withStore(options: options) { store throws in
             let e = storeError {
                 try store.write { txn throws in
-                    for i in 0..<50_000 { try txn.insert(["_id": .int(Int64(i)), "pad": .string(String(repeating: "x", count: 64))], into: "c") }
+                    for i in 0..<50_000 {
+                        try txn.insert(
+                            ["_id": .int(Int64(i)), "pad": .string(String(repeating: "x", count: 64))], into: "c")
+                    }
                 }
             }
             #expect(e?.code == .mapFull)
@@ -150,7 +162,8 @@ struct StoreTests {
                 try txn.insert(["x": 2], into: "a")
             }
             try store.read { txn throws in
-                #expect(try txn.collections() == [CollectionInfo(name: "a", count: 2), CollectionInfo(name: "b", count: 0)])
+                #expect(
+                    try txn.collections() == [CollectionInfo(name: "a", count: 2), CollectionInfo(name: "b", count: 0)])
                 #expect(try txn.collectionExists("a"))
                 #expect(try !txn.collectionExists("zz"))
             }
@@ -167,9 +180,12 @@ struct StoreTests {
         }
     }
 
-    @Test("collection names are validated", arguments: [
-        ("", "empty"), (String(repeating: "n", count: 121), "the limit is 120"), ("a\u{7}b", "control character"), ("tab\tname", "control character"),
-    ])
+    @Test(
+        "collection names are validated",
+        arguments: [
+            ("", "empty"), (String(repeating: "n", count: 121), "the limit is 120"), ("a\u{7}b", "control character"),
+            ("tab\tname", "control character"),
+        ])
     func badNames(_ name: String, _ fragment: String) throws {
         try withStore { store throws in
             let e = storeError { try store.write { try $0.createCollection(name) } }
@@ -202,7 +218,10 @@ struct StoreTests {
             try store.write { txn throws in
                 let a = try txn.insert(["name": "x"], into: "c")
                 let b = try txn.insert(["name": "y"], into: "c")
-                guard case .string(let sa) = a, case .string(let sb) = b else { Issue.record("not strings"); return }
+                guard case .string(let sa) = a, case .string(let sb) = b else {
+                    Issue.record("not strings")
+                    return
+                }
                 #expect(sa.count == 24 && sa.allSatisfy { $0.isHexDigit && !$0.isUppercase })
                 #expect(sa < sb)
                 #expect(try txn.insert(["_id": 7, "v": 1], into: "c") == 7)
@@ -214,7 +233,8 @@ struct StoreTests {
                 #expect(storeError { try txn.insert([1, 2], into: "c") }?.code == .invalidDocument)
                 // _id is stored first.
                 try txn.insert(["z": 1, "_id": "k"], into: "c")
-                #expect(try txn.findOne("c", filter: Filter(parsing: #"{"_id":"k"}"#))?.serialized == #"{"_id":"k","z":1}"#)
+                #expect(
+                    try txn.findOne("c", filter: Filter(parsing: #"{"_id":"k"}"#))?.serialized == #"{"_id":"k","z":1}"#)
                 #expect(try txn.findOne("c", filter: Filter(parsing: #"{"_id":7}"#))?.serialized == #"{"_id":7,"v":1}"#)
             }
         }
@@ -229,9 +249,12 @@ struct StoreTests {
             try store.read { txn throws in
                 let ids = try txn.find("c").all().map { $0.objectValue?["_id"] ?? .null }
                 #expect(ids == [-3, 2, 10, "a", "b"])
-                let page = try txn.find("c", options: FindOptions(skip: 1, limit: 2, projection: Projection(json(#"{"s":1,"_id":0}"#)))).all()
+                let page = try txn.find(
+                    "c", options: FindOptions(skip: 1, limit: 2, projection: Projection(json(#"{"s":1,"_id":0}"#)))
+                ).all()
                 #expect(page.map(\.serialized) == [#"{"s":"x"}"#, #"{"s":"x"}"#])
-                let drop = try txn.find("c", options: FindOptions(limit: 1, projection: Projection(json(#"{"n":0}"#)))).all()
+                let drop = try txn.find("c", options: FindOptions(limit: 1, projection: Projection(json(#"{"n":0}"#))))
+                    .all()
                 #expect(drop.map(\.serialized) == [#"{"_id":-3,"s":"x"}"#])
                 #expect(storeError { _ = try Projection(json(#"{"a":1,"b":0}"#)) }?.code == .invalidProjection)
                 let sorted = try txn.find("c", options: FindOptions(sort: [(try FieldPath("_id"), false)])).all()
@@ -255,10 +278,15 @@ struct StoreTests {
                         try txn.deleteOne("c", filter: byID)
                     } else {
                         // Grow the document so LMDB pages split under the cursor.
-                        _ = try txn.updateOne("c", filter: byID, update: Update(parsing: #"{"$set":{"v":1,"pad":"\#(String(repeating: "p", count: 300))"}}"#))
+                        _ = try txn.updateOne(
+                            "c", filter: byID,
+                            update: Update(parsing: #"{"$set":{"v":1,"pad":"\#(String(repeating: "p", count: 300))"}}"#)
+                        )
                     }
                     // Also delete a document ahead of the cursor; it must not be visited.
-                    if id % 7 == 1 { try txn.deleteOne("c", filter: Filter(JSON.object(JSONObject([("_id", .int(id + 1))])))) }
+                    if id % 7 == 1 {
+                        try txn.deleteOne("c", filter: Filter(JSON.object(JSONObject([("_id", .int(id + 1))]))))
+                    }
                     // Inserts beyond the end are not visited.
                     if id == 10 { try txn.insert(["_id": 1_000_000], into: "c") }
                 }
@@ -276,16 +304,31 @@ struct StoreTests {
     func indexUse() throws {
         try withStore { store throws in
             try store.write { txn throws in
-                for i in 0..<100 { try txn.insert(["_id": .int(Int64(i)), "email": .string("u\(i)@x"), "city": .string(i % 2 == 0 ? "Oslo" : "Rome")], into: "u") }
+                for i in 0..<100 {
+                    try txn.insert(
+                        [
+                            "_id": .int(Int64(i)), "email": .string("u\(i)@x"),
+                            "city": .string(i % 2 == 0 ? "Oslo" : "Rome"),
+                        ], into: "u")
+                }
                 try txn.createIndex("u", path: "email", unique: true)
             }
             try store.read { txn throws in
-                #expect(try txn.explain("u", filter: Filter(parsing: #"{"email":"u5@x"}"#)).kind == .indexLookup(path: "email", keys: 1))
-                #expect(try txn.explain("u", filter: Filter(parsing: #"{"email":{"$in":["u1@x","u2@x"]},"city":"Oslo"}"#)).kind == .indexLookup(path: "email", keys: 2))
+                #expect(
+                    try txn.explain("u", filter: Filter(parsing: #"{"email":"u5@x"}"#)).kind
+                        == .indexLookup(path: "email", keys: 1))
+                #expect(
+                    try txn.explain("u", filter: Filter(parsing: #"{"email":{"$in":["u1@x","u2@x"]},"city":"Oslo"}"#))
+                        .kind == .indexLookup(path: "email", keys: 2))
                 #expect(try txn.explain("u", filter: Filter(parsing: #"{"city":"Oslo"}"#)).kind == .collectionScan)
-                #expect(try txn.explain("u", filter: Filter(parsing: #"{"email":{"$gt":"a"}}"#)).kind == .collectionScan)
-                #expect(try txn.explain("u", filter: Filter(parsing: #"{"$or":[{"email":"u1@x"}]}"#)).kind == .collectionScan)
-                #expect(try txn.count("u", filter: Filter(parsing: #"{"email":{"$in":["u1@x","u2@x","zz"]},"city":"Oslo"}"#)) == 1)
+                #expect(
+                    try txn.explain("u", filter: Filter(parsing: #"{"email":{"$gt":"a"}}"#)).kind == .collectionScan)
+                #expect(
+                    try txn.explain("u", filter: Filter(parsing: #"{"$or":[{"email":"u1@x"}]}"#)).kind
+                        == .collectionScan)
+                #expect(
+                    try txn.count(
+                        "u", filter: Filter(parsing: #"{"email":{"$in":["u1@x","u2@x","zz"]},"city":"Oslo"}"#)) == 1)
                 #expect(try txn.findOne("u", filter: Filter(parsing: #"{"email":"u5@x"}"#))?.objectValue?["_id"] == 5)
                 #expect(try txn.indexes("u") == [IndexInfo(path: "email", unique: true)])
             }
@@ -300,14 +343,23 @@ struct StoreTests {
                 try txn.insert(["_id": 2, "email": "a"], into: "u")
                 let e = storeError { try txn.createIndex("u", path: "email", unique: true) }
                 #expect(e?.code == .duplicateKey)
-                #expect(e?.message == #"collection 'u': unique index on 'email' already holds "a" for _id 1, so _id 2 cannot have it"#)
+                #expect(
+                    e?.message
+                        == #"collection 'u': unique index on 'email' already holds "a" for _id 1, "#
+                        + "so _id 2 cannot have it"
+                )
                 #expect(try txn.indexes("u").isEmpty)
-                try txn.updateOne("u", filter: Filter(parsing: #"{"_id":2}"#), update: Update(parsing: #"{"$set":{"email":"b"}}"#))
+                try txn.updateOne(
+                    "u", filter: Filter(parsing: #"{"_id":2}"#), update: Update(parsing: #"{"$set":{"email":"b"}}"#))
                 try txn.createIndex("u", path: "email", unique: true)
                 let i = storeError { try txn.insert(["_id": 3, "email": "b"], into: "u") }
                 #expect(i?.code == .duplicateKey)
                 #expect(try txn.count("u") == 2)
-                let u = storeError { try txn.updateOne("u", filter: Filter(parsing: #"{"_id":1}"#), update: Update(parsing: #"{"$set":{"email":"b"}}"#)) }
+                let u = storeError {
+                    try txn.updateOne(
+                        "u", filter: Filter(parsing: #"{"_id":1}"#), update: Update(parsing: #"{"$set":{"email":"b"}}"#)
+                    )
+                }
                 #expect(u?.code == .duplicateKey)
                 // Failed single-document writes leave the transaction usable.
                 try txn.insert(["_id": 4, "email": "c"], into: "u")
@@ -329,7 +381,8 @@ struct StoreTests {
                 #expect(try ids(#"{"tags":"x"}"#) == [1, 2])
                 #expect(try ids(#"{"tags":["x","y"]}"#) == [1])
                 #expect(try ids(#"{"a.b":1}"#) == [1, 2])
-                _ = try txn.updateOne("u", filter: Filter(parsing: #"{"_id":1}"#), update: Update(parsing: #"{"$pull":{"tags":"x"}}"#))
+                _ = try txn.updateOne(
+                    "u", filter: Filter(parsing: #"{"_id":1}"#), update: Update(parsing: #"{"$pull":{"tags":"x"}}"#))
                 #expect(try ids(#"{"tags":"x"}"#) == [2])
                 #expect(try ids(#"{"tags":"y"}"#) == [1])
                 _ = try txn.updateMany("u", filter: .all, update: Update(parsing: #"{"$set":{"a.b":5}}"#))
@@ -360,29 +413,36 @@ struct StoreTests {
                 try txn.createIndex("docs", path: "label", unique: true)
                 for i in 0..<n {
                     model[i] = (i % 7, "l\(i)")
-                    try txn.insert(["_id": .int(Int64(i)), "group": .int(Int64(i % 7)), "label": .string("l\(i)")], into: "docs")
+                    try txn.insert(
+                        ["_id": .int(Int64(i)), "group": .int(Int64(i % 7)), "label": .string("l\(i)")], into: "docs")
                 }
             }
             // One scan rewrites all of them: new group, a longer label (so
             // nodes change size and move), in the same transaction as the
             // index writes.
             try store.write { txn throws in
-                let r = try txn.updateMany("docs", filter: Filter(parsing: #"{"group":{"$gte":0}}"#),
-                                           update: Update(parsing: #"{"$inc":{"group":10},"$set":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}}"#))
+                let r = try txn.updateMany(
+                    "docs", filter: Filter(parsing: #"{"group":{"$gte":0}}"#),
+                    update: Update(parsing: #"{"$inc":{"group":10},"$set":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxx"}}"#))
                 #expect(r.matched == n && r.modified == n)
             }
             for i in 0..<n { model[i]?.group += 10 }
             try store.read { txn throws in
                 for g in 10..<17 {
-                    let ids = try txn.find("docs", filter: Filter(parsing: #"{"group":\#(g)}"#)).all().compactMap { $0.objectValue?["_id"] }
+                    let ids = try txn.find("docs", filter: Filter(parsing: #"{"group":\#(g)}"#)).all().compactMap {
+                        $0.objectValue?["_id"]
+                    }
                     let want = model.filter { $0.value.group == g }.keys.sorted().map { JSON.int(Int64($0)) }
                     #expect(ids == want, "group \(g)")
-                    #expect(try txn.explain("docs", filter: Filter(parsing: #"{"group":\#(g)}"#)).kind != .collectionScan)
+                    #expect(
+                        try txn.explain("docs", filter: Filter(parsing: #"{"group":\#(g)}"#)).kind != .collectionScan)
                 }
                 #expect(try txn.count("docs", filter: Filter(parsing: #"{"group":{"$lt":10}}"#)) == 0)
                 for i in stride(from: 0, to: n, by: 97) {
                     let doc = try txn.findOne("docs", filter: Filter(parsing: #"{"label":"l\#(i)"}"#))
-                    #expect(doc?.objectValue?["_id"] == .int(Int64(i)) && doc?.objectValue?["group"] == .int(Int64(i % 7 + 10)))
+                    #expect(
+                        doc?.objectValue?["_id"] == .int(Int64(i))
+                            && doc?.objectValue?["group"] == .int(Int64(i % 7 + 10)))
                 }
             }
         }
@@ -397,7 +457,9 @@ extension StoreTests {
                 for i in 0..<10 { try txn.insert(["_id": .int(Int64(i))], into: "c") }
                 try txn.insert(["_id": "s"], into: "c")
                 #expect(try txn.explain("c", filter: Filter(parsing: #"{"_id":3}"#)).kind == .primaryKey(keys: 1))
-                #expect(try txn.explain("c", filter: Filter(parsing: #"{"_id":{"$in":[1,"s",2.5]}}"#)).kind == .primaryKey(keys: 3))
+                #expect(
+                    try txn.explain("c", filter: Filter(parsing: #"{"_id":{"$in":[1,"s",2.5]}}"#)).kind
+                        == .primaryKey(keys: 3))
                 #expect(try txn.count("c", filter: Filter(parsing: #"{"_id":{"$in":[1,"s",2.5,3.0,[1]]}}"#)) == 3)
                 #expect(try txn.count("c", filter: Filter(parsing: #"{"_id":{"$gt":7}}"#)) == 2)
             }
@@ -431,7 +493,10 @@ extension StoreTests {
                     let b = try txn.findOne("v\(i)")
                     #expect(a != nil && a?.serialized == b?.serialized, "\(text)")
                 }
-                for bad in [#"{"a":1,"a":2}"#, #"{"_id":1.5}"#, #"{"_id":true}"#, #"{"_id":-42}"#, #"{"_id":"ключ é"}"#, #"{"_id":[1]}"#, #"{"a":1}x"#, #"{"a":01}"#, "{\"a\":\"\u{1}\"}"] {
+                for bad in [
+                    #"{"a":1,"a":2}"#, #"{"_id":1.5}"#, #"{"_id":true}"#, #"{"_id":-42}"#, #"{"_id":"ключ é"}"#,
+                    #"{"_id":[1]}"#, #"{"a":1}x"#, #"{"a":01}"#, "{\"a\":\"\u{1}\"}",
+                ] {
                     let e = storeError { try Array(bad.utf8).withUnsafeBytes { try txn.insert(json: $0, into: "t") } }
                     #expect(e != nil, "\(bad)")
                 }
@@ -482,8 +547,10 @@ extension StoreTests {
     @Test("the word-at-a-time string scan agrees with the full parser at every offset")
     func canonicalScanOffsets() throws {
         // Each special sequence is tried at every position of strings of 0 to 19 bytes.
-        let specials: [[UInt8]] = [Array(#"\""#.utf8), Array(#"\\"#.utf8), Array(#"\n"#.utf8), [0x01], [0x1F], [0x7F],
-                                   Array("é".utf8), Array("😀".utf8), [0xFF], [0xC3], [0xED, 0xA0, 0x80]]
+        let specials: [[UInt8]] = [
+            Array(#"\""#.utf8), Array(#"\\"#.utf8), Array(#"\n"#.utf8), [0x01], [0x1F], [0x7F],
+            Array("é".utf8), Array("😀".utf8), [0xFF], [0xC3], [0xED, 0xA0, 0x80],
+        ]
         try withStore { store throws in
             try store.write { txn throws in
                 var n = 0
@@ -499,7 +566,8 @@ extension StoreTests {
                             let stored: JSON? = text.withUnsafeBytes { b in try? txn.insert(json: b, into: "s") }
                             #expect((full == nil) == (stored == nil), "\(String(decoding: text, as: UTF8.self))")
                             if let full, stored != nil {
-                                let back = try txn.findOne("s", filter: Filter(JSON.object(JSONObject([("_id", .int(Int64(n - 1)))]))))
+                                let back = try txn.findOne(
+                                    "s", filter: Filter(JSON.object(JSONObject([("_id", .int(Int64(n - 1)))]))))
                                 #expect(back == full, "\(String(decoding: text, as: UTF8.self))")
                             }
                         }

@@ -1,7 +1,8 @@
 import DocumentStore
+import Foundation
 import TestSupport
 import Testing
-import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,7 +21,10 @@ func withStore<R>(options: DocumentStore.Options = .init(), _ body: (DocumentSto
 }
 
 func json(_ text: String) -> JSON {
-    do { return try JSON(parsing: text) } catch { Issue.record("bad test JSON \(text): \(error)"); return .null }
+    do { return try JSON(parsing: text) } catch {
+        Issue.record("bad test JSON \(text): \(error)")
+        return .null
+    }
 }
 
 /// The error a throwing expression raises, as a StoreError.

@@ -4,6 +4,7 @@ import MigrationKit
 import MigratorPluginABI
 import TestSupport
 import Testing
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,7 +14,12 @@ import Glibc
 
     @Test func loadsACPluginAndOrdersByNumber() throws {
         let dir = try pluginDirectory([
-            ("a.so", Fixtures.pluginSource(migrations: [Fixtures.migration("10_tenth", checksum: "\"c10\""), Fixtures.migration("9_ninth", down: "NULL")])),
+            (
+                "a.so",
+                Fixtures.pluginSource(migrations: [
+                    Fixtures.migration("10_tenth", checksum: "\"c10\""), Fixtures.migration("9_ninth", down: "NULL"),
+                ])
+            ),
             ("b.so", Fixtures.pluginSource(migrations: [Fixtures.migration("0011_eleventh")])),
         ])
         defer { Fixtures.removeTree(dir) }
@@ -38,13 +44,19 @@ import Glibc
         try FileManager.default.copyItem(atPath: built, toPath: dir + "/examples.so")
         let set = loadPlugins(dir)
         #expect(set.problems.isEmpty, "\(set.problems)")
-        #expect(set.migrations.map(\.id) == ["001_initial_setup", "002_user_preferences", "003_document_analysis_enhancement"])
+        #expect(
+            set.migrations.map(\.id) == [
+                "001_initial_setup", "002_user_preferences", "003_document_analysis_enhancement",
+            ])
         #expect(set.migrations.filter(\.isReversible).count == 3)
         #expect(set.plugins.first?.toolchain == SwiftToolchain.current)
         #expect(set.plugins.first?.name == "example-swift-migrations")
         // Only the entry symbol is exported.
         let nm = try Fixtures.run("/usr/bin/nm", ["-D", "--defined-only", "--extern-only", built]).output
-        #expect(nm.split(separator: "\n").map { String($0.split(separator: " ").last ?? "") } == ["migrator_plugin_entry_v1"])
+        #expect(
+            nm.split(separator: "\n").map { String($0.split(separator: " ").last ?? "") } == [
+                "migrator_plugin_entry_v1"
+            ])
     }
 
     @Test func skipsAndReportsOtherFiles() throws {
@@ -78,15 +90,19 @@ import Glibc
     }
 
     @Test func wrongMajorVersion() throws {
-        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")],
-            bundle: "{ 2, 5, sizeof(migrator_plugin_v1), \"future\", NULL, 1, migrations }"))
+        let p = try problem(
+            Fixtures.pluginSource(
+                migrations: [Fixtures.migration("001_a")],
+                bundle: "{ 2, 5, sizeof(migrator_plugin_v1), \"future\", NULL, 1, migrations }"))
         #expect(p?.code == .abiMismatch)
         #expect(p?.message.contains("ABI 2.5") == true && p?.message.contains("1.0") == true, "\(p?.message ?? "")")
     }
 
     @Test func structSizeTooSmall() throws {
-        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")],
-            bundle: "{ MIGRATOR_ABI_MAJOR, 0, 24, \"small\", NULL, 1, migrations }"))
+        let p = try problem(
+            Fixtures.pluginSource(
+                migrations: [Fixtures.migration("001_a")],
+                bundle: "{ MIGRATOR_ABI_MAJOR, 0, 24, \"small\", NULL, 1, migrations }"))
         #expect(p?.code == .invalidDescriptor)
         #expect(p?.message.contains("struct_size is 24") == true)
     }
@@ -98,7 +114,9 @@ import Glibc
     }
 
     @Test func badIDFormat() throws {
-        for (id, why) in [("1-bad", "followed by '_'"), ("abc_x", "start with digits"), ("001_Upper", "not 'U'"), ("001_", "no name")] {
+        for (id, why) in [
+            ("1-bad", "followed by '_'"), ("abc_x", "start with digits"), ("001_Upper", "not 'U'"), ("001_", "no name"),
+        ] {
             let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration(id)]))
             #expect(p?.code == .invalidID)
             #expect(p?.migrationID == id)
@@ -114,7 +132,8 @@ import Glibc
     }
 
     @Test func emptyVersionIsRefused() throws {
-        let p = try problem(Fixtures.pluginSource(migrations: [#"{ "001_a", "A", "d", "", NULL, ok_step, ok_step, NULL }"#]))
+        let p = try problem(
+            Fixtures.pluginSource(migrations: [#"{ "001_a", "A", "d", "", NULL, ok_step, ok_step, NULL }"#]))
         #expect(p?.code == .invalidDescriptor && p?.migrationID == "001_a")
         #expect(p?.message.contains("the version of migration '001_a' is empty") == true, "\(p?.message ?? "")")
     }
@@ -128,29 +147,38 @@ import Glibc
     }
 
     @Test func absurdMigrationCount() throws {
-        let p = try problem(Fixtures.pluginSource(migrations: [],
-            bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"liar\", NULL, 1000000, NULL }"))
+        let p = try problem(
+            Fixtures.pluginSource(
+                migrations: [],
+                bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"liar\", NULL, 1000000, NULL }"))
         #expect(p?.code == .invalidDescriptor)
         #expect(p?.message.contains("1000000 migrations") == true)
-        let q = try problem(Fixtures.pluginSource(migrations: [],
-            bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"liar\", NULL, 3, NULL }"))
+        let q = try problem(
+            Fixtures.pluginSource(
+                migrations: [],
+                bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"liar\", NULL, 3, NULL }"))
         #expect(q?.message.contains("array is NULL") == true)
     }
 
     @Test func foreignSwiftToolchainWarnsOrFails() throws {
-        let source = Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")],
+        let source = Fixtures.pluginSource(
+            migrations: [Fixtures.migration("001_a")],
             bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"old\", \"swift-5.9\", 1, migrations }")
         let dir = try pluginDirectory([("old.so", source)])
         defer { Fixtures.removeTree(dir) }
         let loose = loadPlugins(dir)
         #expect(loose.problems.isEmpty && loose.migrations.count == 1)
-        #expect(loose.warnings.contains { $0.contains("old.so") && $0.contains("swift-5.9") && $0.contains(SwiftToolchain.current) })
+        #expect(
+            loose.warnings.contains {
+                $0.contains("old.so") && $0.contains("swift-5.9") && $0.contains(SwiftToolchain.current)
+            })
         let strict = loadPlugins(dir, options: .init(strictToolchain: true))
         #expect(strict.problems.map(\.code) == [.toolchainMismatch])
     }
 
     @Test func entryReturningNull() throws {
-        let p = try problem("""
+        let p = try problem(
+            """
             #include "migrator_plugin.h"
             const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return NULL; }
             """)
@@ -158,7 +186,8 @@ import Glibc
     }
 
     @Test func duplicateIDWithinAFile() throws {
-        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a"), Fixtures.migration("001_a")]))
+        let p = try problem(
+            Fixtures.pluginSource(migrations: [Fixtures.migration("001_a"), Fixtures.migration("001_a")]))
         #expect(p?.code == .duplicateID)
         #expect(p?.message.contains("appears twice in this file") == true)
     }
@@ -172,7 +201,9 @@ import Glibc
         var catalog = MigrationCatalog()
         catalog.setPlugins(loadPlugins(dir))
         #expect(catalog.problems.map(\.code) == [.duplicateID], "reported once, by the catalog")
-        #expect(catalog.problems.first?.message.contains("one.so") == true && catalog.problems.first?.message.contains("two.so") == true)
+        #expect(
+            catalog.problems.first?.message.contains("one.so") == true
+                && catalog.problems.first?.message.contains("two.so") == true)
         #expect(catalog.migrations.map(\.id) == ["001_a"])
     }
 
@@ -186,17 +217,20 @@ import Glibc
         catalog.setPlugins(loadPlugins(dir))
         #expect(catalog.problems.map(\.code) == [.duplicateSequence], "reported once, by the catalog")
         let m = catalog.problems.first?.message ?? ""
-        #expect(m.contains("002_users") && m.contains("2_orders") && m.contains("one.so") && m.contains("two.so"), "\(m)")
+        #expect(
+            m.contains("002_users") && m.contains("2_orders") && m.contains("one.so") && m.contains("two.so"), "\(m)")
     }
 
     @Test func unresolvedExternalSymbol() throws {
-        let p = try problem(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a", up: "calls_missing")],
-            prelude: """
-            extern int no_such_function_anywhere(void);
-            static migrator_status calls_missing(const migrator_host_v1 *h, migrator_txn *t, void *u) {
-                (void)h; (void)t; (void)u; return no_such_function_anywhere();
-            }
-            """))
+        let p = try problem(
+            Fixtures.pluginSource(
+                migrations: [Fixtures.migration("001_a", up: "calls_missing")],
+                prelude: """
+                    extern int no_such_function_anywhere(void);
+                    static migrator_status calls_missing(const migrator_host_v1 *h, migrator_txn *t, void *u) {
+                        (void)h; (void)t; (void)u; return no_such_function_anywhere();
+                    }
+                    """))
         #expect(p?.code == .loadFailed)
         #expect(p?.message.contains("undefined symbol: no_such_function_anywhere") == true, "\(p?.message ?? "")")
     }
@@ -228,7 +262,8 @@ import Glibc
     @Test func truncatedELF() throws {
         let p = try fileProblem { path in
             let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-            let full = try Fixtures.compilePlugin(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "full.tmp", in: dir)
+            let full = try Fixtures.compilePlugin(
+                Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "full.tmp", in: dir)
             let bytes = try Data(contentsOf: URL(fileURLWithPath: full))
             unlink(full)
             try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: path))
@@ -240,10 +275,12 @@ import Glibc
     @Test func foreignArchitecture() throws {
         let p = try fileProblem { path in
             let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-            let full = try Fixtures.compilePlugin(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "full.tmp", in: dir)
+            let full = try Fixtures.compilePlugin(
+                Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "full.tmp", in: dir)
             var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: full)))
             unlink(full)
-            bytes[18] = 243; bytes[19] = 0 // e_machine: RISC-V
+            bytes[18] = 243
+            bytes[19] = 0  // e_machine: RISC-V
             try Data(bytes).write(to: URL(fileURLWithPath: path))
         }
         #expect(p?.code == .invalidELF)
@@ -251,7 +288,9 @@ import Glibc
     }
 
     @Test func directoryNamedSo() throws {
-        let p = try fileProblem { try FileManager.default.createDirectory(atPath: $0, withIntermediateDirectories: false) }
+        let p = try fileProblem {
+            try FileManager.default.createDirectory(atPath: $0, withIntermediateDirectories: false)
+        }
         #expect(p?.code == .notAPlugin)
         #expect(p?.message.contains("is a directory") == true)
     }
@@ -259,12 +298,15 @@ import Glibc
     @Test func symlinks() throws {
         let outside = Fixtures.temporaryDirectory("outside")
         defer { Fixtures.removeTree(outside) }
-        let target = try Fixtures.compilePlugin(Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "real.so", in: outside)
+        let target = try Fixtures.compilePlugin(
+            Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "real.so", in: outside)
         let p = try fileProblem { symlink(target, $0) }
         #expect(p?.code == .notAPlugin)
         #expect(p?.message.contains("outside the migrations directory") == true)
         // A link that stays inside is followed.
-        let dir = try pluginDirectory([("real.bin.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]))])
+        let dir = try pluginDirectory([
+            ("real.bin.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]))
+        ])
         defer { Fixtures.removeTree(dir) }
         let sub = dir + "/sub"
         mkdir(sub, 0o700)
@@ -283,7 +325,9 @@ import Glibc
         chmod(dir + "/gw.so", 0o664)
         let set = loadPlugins(dir)
         #expect(set.problems.map(\.code) == [.insecurePermissions])
-        #expect(set.problems.first?.message.contains("gw.so") == true && set.problems.first?.message.contains("group") == true)
+        #expect(
+            set.problems.first?.message.contains("gw.so") == true
+                && set.problems.first?.message.contains("group") == true)
         let loose = loadPlugins(dir, options: .init(insecure: true))
         #expect(loose.problems.isEmpty)
         #expect(loose.migrations.count == 1)
@@ -302,7 +346,10 @@ import Glibc
     }
 
     @Test func missingDirectory() throws {
-        do { _ = try PluginLoader.load(directory: "/nonexistent/migrations"); Issue.record("expected an error") } catch {
+        do {
+            _ = try PluginLoader.load(directory: "/nonexistent/migrations")
+            Issue.record("expected an error")
+        } catch {
             #expect(error.code == .directoryNotFound)
             #expect(error.message.contains("/nonexistent/migrations"))
         }

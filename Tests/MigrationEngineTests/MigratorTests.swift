@@ -1,5 +1,5 @@
-import Foundation
 import DocumentStore
+import Foundation
 import MigrationEngine
 import MigrationKit
 import TestSupport
@@ -10,7 +10,10 @@ struct CreateSessions: Migration {
     let name = "Create Sessions"
     let description = "Sessions with a unique token"
     let version = "1.0.0"
-    struct Session: Codable, Equatable { let token: String; let user: Int }
+    struct Session: Codable, Equatable {
+        let token: String
+        let user: Int
+    }
     func up(_ db: Database) throws {
         try db.createIndex("sessions", path: "token", unique: true)
         try db.insert(Session(token: "a", user: 1), into: "sessions")
@@ -33,7 +36,9 @@ struct AddExpiry: Migration {
             try db.update("sessions", filter: filter, update: #"{"$set":{"expires":3600}}"#)
             seen += 1
         }
-        guard seen == 2, try db.count("sessions", filter: #"{"expires":3600}"#) == 2 else { throw DatabaseError(.error, "expected 2") }
+        guard seen == 2, try db.count("sessions", filter: #"{"expires":3600}"#) == 2 else {
+            throw DatabaseError(.error, "expected 2")
+        }
         let users = try db.find("sessions", as: CreateSessions.Session.self)
         guard try users.next()?.user == 1 else { throw DatabaseError(.error, "decoding failed") }
     }
@@ -64,7 +69,10 @@ struct Purge: IrreversibleMigration {
 }
 
 @Suite struct MigratorTests {
-    struct StoredSession: Decodable { let token: String; let expires: Int? }
+    struct StoredSession: Decodable {
+        let token: String
+        let expires: Int?
+    }
 
     /// The sessions collection as stored, read straight from the store.
     func sessions(_ path: String) throws -> [StoredSession] {
@@ -109,7 +117,10 @@ struct Purge: IrreversibleMigration {
         try withMigrator { m, path in
             try m.register(CreateSessions())
             try m.register(Explodes())
-            do { try m.migrateUp(); Issue.record("expected a failure") } catch let e as MigratorError {
+            do {
+                try m.migrateUp()
+                Issue.record("expected a failure")
+            } catch let e as MigratorError {
                 #expect(e.code == .migrationFailed)
                 #expect(e.migrationID == "003_explodes")
                 #expect(e.message.contains("boom: the payment service is down"))
@@ -129,7 +140,10 @@ struct Purge: IrreversibleMigration {
             try m.register(CreateSessions())
             try m.register(Purge())
             try m.migrateUp(to: "004_purge")
-            do { try m.rollback(.to("001_create_sessions")); Issue.record("expected a refusal") } catch let e as MigratorError {
+            do {
+                try m.rollback(.to("001_create_sessions"))
+                Issue.record("expected a refusal")
+            } catch let e as MigratorError {
                 #expect(e.code == .irreversible && e.code.isRefusal)
                 #expect(e.refusals.map(\.migrationIDs) == [["004_purge"]])
             }
@@ -138,7 +152,10 @@ struct Purge: IrreversibleMigration {
             try old.register(CreateSessions())
             #expect(try old.hasBeenSuperseded())
             #expect(try !m.hasBeenSuperseded())
-            do { try old.migrateUp(); Issue.record("expected a refusal") } catch let e as MigratorError {
+            do {
+                try old.migrateUp()
+                Issue.record("expected a refusal")
+            } catch let e as MigratorError {
                 #expect(e.code == .missingMigrations)
                 #expect(e.refusals.first?.migrationIDs == ["004_purge"])
             }
@@ -146,7 +163,10 @@ struct Purge: IrreversibleMigration {
             let duplicate = #expect(throws: MigratorError.self) { try m.register(CreateSessions()) }
             #expect(duplicate?.code == .duplicateID)
             struct BadID: Migration {
-                let id = "first"; let name = ""; let description = ""; let version = ""
+                let id = "first"
+                let name = ""
+                let description = ""
+                let version = ""
                 func up(_ db: Database) throws {}
                 func down(_ db: Database) throws {}
             }
@@ -166,8 +186,13 @@ struct Purge: IrreversibleMigration {
             let entries = o["migrations"] as? [[String: Any]] ?? []
             // In-process entries add "app"; plugin entries keep the original keys.
             #expect(entries.count == 2)
-            #expect(entries.allSatisfy { Set($0.keys) == ["id", "name", "description", "version", "state", "applied_at",
-                                                          "plugin", "checksum", "changed", "app"] })
+            #expect(
+                entries.allSatisfy {
+                    Set($0.keys) == [
+                        "id", "name", "description", "version", "state", "applied_at",
+                        "plugin", "checksum", "changed", "app",
+                    ]
+                })
             #expect(entries.first?["app"] as? String == m.catalog.appName)
             #expect(entries.last?["applied_at"] is NSNull && entries.last?["checksum"] as? String == "v1")
             let decoded = try JSONDecoder().decode(MigrationStatus.self, from: data)
@@ -194,7 +219,8 @@ struct FilterShortcuts: Migration {
         try expect(try db.update("t", filter: #"{"_id":1}"#, update: #"{"$set":{"a":1}}"#), 1, "int id")
         try expect(try db.count("t", filter: #"{"a":1}"#), 1, "int id only")
         try expect(try db.update("t", filter: #"{"_id":"1"}"#, update: #"{"$set":{"a":1}}"#), 1, "string id")
-        try expect(try db.update("t", filter: #"{"_id":1,"x":2}"#, update: #"{"$set":{"a":2}}"#), 0, "id plus another field")
+        try expect(
+            try db.update("t", filter: #"{"_id":1,"x":2}"#, update: #"{"$set":{"a":2}}"#), 0, "id plus another field")
         try expect(try db.update("t", filter: #"{"_id":1.0}"#, update: #"{"$set":{"b":1}}"#), 1, "1.0 equals 1")
         try expect(try db.update("t", filter: #"{"_id":{"$in":[1,2]}}"#, update: #"{"$set":{"c":1}}"#), 2, "$in")
         try expect(try db.update("t", filter: #"{"_id": 2}"#, update: #"{"$set":{"c":5}}"#), 1, "spaces")

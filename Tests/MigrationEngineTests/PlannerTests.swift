@@ -1,6 +1,7 @@
-@testable import MigrationEngine
 import MigrationKit
 import Testing
+
+@testable import MigrationEngine
 
 /// The planner alone: catalogs and records built in memory, no LMDB, no
 /// plugins. `status`, `validate`, `apply` and `rollback` all ask it.
@@ -23,14 +24,19 @@ import Testing
     }
 
     /// A plugin migration as the loader describes it (no code loaded).
-    static func plugin(_ id: String, file: String = "p.so", sha: String = "aa", checksum: String? = nil,
-                       reversible: Bool = true) -> AvailableMigration {
-        AvailableMigration(id: id, name: id, description: "", version: "1.0.0", checksum: checksum, isReversible: reversible,
-                           origin: .plugin(file: file, sha256: sha), body: .descriptorOnly)
+    static func plugin(
+        _ id: String, file: String = "p.so", sha: String = "aa", checksum: String? = nil,
+        reversible: Bool = true
+    ) -> AvailableMigration {
+        AvailableMigration(
+            id: id, name: id, description: "", version: "1.0.0", checksum: checksum, isReversible: reversible,
+            origin: .plugin(file: file, sha256: sha), body: .descriptorOnly)
     }
 
-    static func catalog(plugins: [AvailableMigration] = [], inProcess: [any Migration] = [], loadsPlugins: Bool = true,
-                        problems: [MigratorError] = []) throws -> MigrationCatalog {
+    static func catalog(
+        plugins: [AvailableMigration] = [], inProcess: [any Migration] = [], loadsPlugins: Bool = true,
+        problems: [MigratorError] = []
+    ) throws -> MigrationCatalog {
         var c = MigrationCatalog(appName: "app")
         if loadsPlugins || !plugins.isEmpty {
             var set = PluginSet()
@@ -42,11 +48,14 @@ import Testing
         return c
     }
 
-    static func record(_ id: String, _ source: MigrationSource = .plugin(file: "p.so"), checksum: String? = nil,
-                       sha: String? = "aa") -> AppliedMigration {
-        AppliedMigration(id: id, name: id, description: "", version: "1.0.0", startedAt: "t0", appliedAt: "t1",
-                         checksum: checksum, source: source, pluginSHA256: sha, durationMS: 1, appliedBy: "me",
-                         runnerVersion: runnerVersion)
+    static func record(
+        _ id: String, _ source: MigrationSource = .plugin(file: "p.so"), checksum: String? = nil,
+        sha: String? = "aa"
+    ) -> AppliedMigration {
+        AppliedMigration(
+            id: id, name: id, description: "", version: "1.0.0", startedAt: "t0", appliedAt: "t1",
+            checksum: checksum, source: source, pluginSHA256: sha, durationMS: 1, appliedBy: "me",
+            runnerVersion: runnerVersion)
     }
 
     func ids(_ plan: Plan) -> [String] { plan.steps.map(\.id) }
@@ -103,7 +112,9 @@ import Testing
         let plan = Planner.plan(.applyAll, catalog: c, applied: [Self.record("001_a", checksum: "v1")])
         #expect(codes(plan) == [.checksumChanged])
         let r = plan.refusals[0]
-        #expect(r.recordedChecksum == "v1" && r.declaredChecksum == "v2" && r.migrationIDs == ["001_a"] && r.files == ["p.so"])
+        #expect(
+            r.recordedChecksum == "v1" && r.declaredChecksum == "v2" && r.migrationIDs == ["001_a"]
+                && r.files == ["p.so"])
         // No checksum on either side: nothing to compare, nothing refused.
         let unversioned = Planner.plan(.applyAll, catalog: c, applied: [Self.record("001_a", checksum: nil)])
         #expect(unversioned.isAllowed)
@@ -119,8 +130,10 @@ import Testing
     }
 
     @Test func duplicatesAreProblemsOfTheCatalog() throws {
-        let c = try Self.catalog(plugins: [Self.plugin("001_a", file: "one.so"), Self.plugin("001_a", file: "two.so"),
-                                           Self.plugin("1_b", file: "three.so")])
+        let c = try Self.catalog(plugins: [
+            Self.plugin("001_a", file: "one.so"), Self.plugin("001_a", file: "two.so"),
+            Self.plugin("1_b", file: "three.so"),
+        ])
         #expect(c.problems.map(\.code) == [.duplicateID, .duplicateSequence])
         #expect(c.migrations.map(\.id) == ["001_a", "1_b"])
     }
@@ -133,11 +146,15 @@ import Testing
         let plan = Planner.plan(.applyAll, catalog: c, applied: [theirs])
         #expect(plan.isAllowed && ids(plan) == ["001_a", "002_b"])
         let entries = Planner.entries(catalog: c, applied: [theirs], history: [])
-        #expect(entries.last?.state == .applied && entries.last?.app == "example-app" && entries.last?.plugin == "in-process")
+        #expect(
+            entries.last?.state == .applied && entries.last?.app == "example-app"
+                && entries.last?.plugin == "in-process")
         // Rolling back through it is refused, naming its owner.
         let back = Planner.plan(.rollback(.all), catalog: c, applied: [Self.record("001_a"), theirs])
         #expect(codes(back) == [.ownedElsewhere])
-        #expect(back.refusals[0].message.contains("'example-app'") && back.refusals[0].message.contains("the app that owns it"))
+        #expect(
+            back.refusals[0].message.contains("'example-app'")
+                && back.refusals[0].message.contains("the app that owns it"))
     }
 
     @Test func anAppWithoutPluginsLeavesPluginRecordsAlone() throws {
@@ -161,15 +178,19 @@ import Testing
         #expect(ids(Planner.plan(.rollback(.all), catalog: c, applied: applied)) == ["003_c", "002_b", "001_a"])
         #expect(ids(Planner.plan(.rollback(.to("003_c")), catalog: c, applied: applied)).isEmpty)
         let notApplied = Planner.plan(.rollback(.to("009_x")), catalog: c, applied: applied)
-        #expect(codes(notApplied) == [.targetNotApplied] && notApplied.refusals[0].message.contains("001_a, 002_b, 003_c"))
+        #expect(
+            codes(notApplied) == [.targetNotApplied] && notApplied.refusals[0].message.contains("001_a, 002_b, 003_c"))
         #expect(Planner.plan(.rollback(.all), catalog: c, applied: applied).direction == .down)
     }
 
     @Test func rollbackRefusesIrreversibleAndMissingBeforeRunningAnything() throws {
-        let c = try Self.catalog(plugins: [Self.plugin("001_a"), Self.plugin("002_b", reversible: false)],
-                                 inProcess: [OneWay(id: "003_c")])
-        let applied = [Self.record("001_a"), Self.record("002_b"), Self.record("003_c", .inProcess(app: "app")),
-                       Self.record("004_gone", .plugin(file: "gone.so"))]
+        let c = try Self.catalog(
+            plugins: [Self.plugin("001_a"), Self.plugin("002_b", reversible: false)],
+            inProcess: [OneWay(id: "003_c")])
+        let applied = [
+            Self.record("001_a"), Self.record("002_b"), Self.record("003_c", .inProcess(app: "app")),
+            Self.record("004_gone", .plugin(file: "gone.so")),
+        ]
         let plan = Planner.plan(.rollback(.all), catalog: c, applied: applied)
         #expect(codes(plan) == [.missingMigrations, .irreversible, .irreversible])
         #expect(plan.refusals.map(\.migrationIDs) == [["004_gone"], ["003_c"], ["002_b"]])
@@ -179,10 +200,13 @@ import Testing
     // MARK: Status
 
     @Test func statusEntriesAgreeWithThePlan() throws {
-        let c = try Self.catalog(plugins: [Self.plugin("001_a", checksum: "v2"), Self.plugin("002_b"), Self.plugin("003_c")])
+        let c = try Self.catalog(plugins: [
+            Self.plugin("001_a", checksum: "v2"), Self.plugin("002_b"), Self.plugin("003_c"),
+        ])
         let applied = [Self.record("001_a", checksum: "v1"), Self.record("004_gone")]
-        let failed = HistoryEntry(sequence: 1, migrationID: "002_b", outcome: .failed, direction: .up, at: "t",
-                                  durationMS: 1, error: "boom", appliedBy: "me", plugin: "p.so")
+        let failed = HistoryEntry(
+            sequence: 1, migrationID: "002_b", outcome: .failed, direction: .up, at: "t",
+            durationMS: 1, error: "boom", appliedBy: "me", plugin: "p.so")
         let entries = Planner.entries(catalog: c, applied: applied, history: [failed])
         #expect(entries.map(\.id) == ["001_a", "002_b", "003_c", "004_gone"])
         #expect(entries.map(\.state) == [.applied, .failed, .pending, .missing])

@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -74,7 +75,10 @@ struct CLIPathsTests {
 
     @Test func quietAndVerbose() throws {
         let w = try Workspace()
-        try w.add("a.so", Fixtures.stepPlugin("001_a", up: #"host->log(txn, MIGRATOR_LOG_DEBUG, "deep detail"); return MIGRATOR_OK;"#))
+        try w.add(
+            "a.so",
+            Fixtures.stepPlugin("001_a", up: #"host->log(txn, MIGRATOR_LOG_DEBUG, "deep detail"); return MIGRATOR_OK;"#)
+        )
         try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;"))
         let quiet = try w.run(["apply", "--target", "001_a", "--quiet"])
         #expect(quiet.status == 0 && quiet.stderr.isEmpty && quiet.stdout.isEmpty, "\(quiet.stderr)")
@@ -83,7 +87,9 @@ struct CLIPathsTests {
         #expect(!normal.stderr.contains("deep detail") && normal.stderr.contains("applied 001_a ("))
         #expect(try w.run(["rollback", "--all"]).status == 0)
         let verbose = try w.run(["apply", "--verbose"])
-        #expect(verbose.stderr.contains("applying 001_a…") && verbose.stderr.contains("[001_a] deep detail"), "\(verbose.stderr)")
+        #expect(
+            verbose.stderr.contains("applying 001_a…") && verbose.stderr.contains("[001_a] deep detail"),
+            "\(verbose.stderr)")
     }
 
     @Test func insecureAndStrictToolchainFlags() throws {
@@ -91,7 +97,9 @@ struct CLIPathsTests {
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))
         chmod(w.dir + "/a.so", 0o664)
         let refused = try w.run(["apply"])
-        #expect(refused.status == 4 && refused.stderr.contains("a.so") && refused.stderr.contains("--insecure"), "\(refused.stderr)")
+        #expect(
+            refused.status == 4 && refused.stderr.contains("a.so") && refused.stderr.contains("--insecure"),
+            "\(refused.stderr)")
         let insecure = try w.run(["apply", "--insecure"])
         #expect(insecure.status == 0 && insecure.stderr.contains("warning"), "\(insecure.stderr)")
         // A plugin that says it was built by another Swift toolchain.
@@ -140,18 +148,23 @@ struct CLIPathsTests {
         let dir = Fixtures.temporaryDirectory("db")
         defer { Fixtures.removeTree(dir) }
         let db = ["--db", dir + "/db"]
-        let docs = #"{"_id":1,"a":2,"b":1}"# + "\n" + #"{"_id":2,"a":1,"b":2}"# + "\n" + #"{"_id":3,"a":1,"b":1}"# + "\n"
+        let docs =
+            #"{"_id":1,"a":2,"b":1}"# + "\n" + #"{"_id":2,"a":1,"b":2}"# + "\n" + #"{"_id":3,"a":1,"b":1}"# + "\n"
         #expect(try migrator(["db", "import", "t", "-"] + db, input: docs).status == 0)
-        #expect(try migrator(["db", "find", "t", "--sort", "a,-b"] + db).stdout
-                == #"{"_id":2,"a":1,"b":2}"# + "\n" + #"{"_id":3,"a":1,"b":1}"# + "\n" + #"{"_id":1,"a":2,"b":1}"# + "\n")
+        #expect(
+            try migrator(["db", "find", "t", "--sort", "a,-b"] + db).stdout
+                == #"{"_id":2,"a":1,"b":2}"# + "\n" + #"{"_id":3,"a":1,"b":1}"# + "\n" + #"{"_id":1,"a":2,"b":1}"#
+                + "\n")
         #expect(try migrator(["db", "find", "t", "--skip", "2"] + db).stdout == #"{"_id":3,"a":1,"b":1}"# + "\n")
-        #expect(try migrator(["db", "export", "t", "--filter", #"{"a":1}"#] + db).stdout
+        #expect(
+            try migrator(["db", "export", "t", "--filter", #"{"a":1}"#] + db).stdout
                 == #"{"_id":2,"a":1,"b":2}"# + "\n" + #"{"_id":3,"a":1,"b":1}"# + "\n")
         #expect(try migrator(["db", "explain", "t", "--filter", #"{"_id":2}"#] + db).stdout == "IDLOOKUP (1 key)\n")
         #expect(try migrator(["db", "explain", "t", "--filter", #"{"a":2}"#] + db).stdout == "COLLSCAN\n")
         // --name=value, and -- before a positional that looks like an option.
         #expect(try migrator(["db", "count", "t", #"--filter={"a":1}"#, "--db=\(dir)/db"]).stdout == "2\n")
-        #expect(try migrator(["db", "import", "--db", dir + "/db", "--", "-odd", "-"], input: #"{"_id":1}"#).status == 0)
+        #expect(
+            try migrator(["db", "import", "--db", dir + "/db", "--", "-odd", "-"], input: #"{"_id":1}"#).status == 0)
         #expect(try migrator(["db", "count", "-odd", "--db", dir + "/db"]).status == 2, "without --, it is an option")
         #expect(try migrator(["db", "count", "--db", dir + "/db", "--", "-odd"]).stdout == "1\n")
     }
@@ -159,7 +172,9 @@ struct CLIPathsTests {
     @Test func invalidNumbersAreUsageErrors() throws {
         let w = try Workspace()
         let map = try w.run(["apply"], environment: ["MIGRATOR_MAX_MAP_MB": "lots"])
-        #expect(map.status == 2 && map.stderr.contains("MIGRATOR_MAX_MAP_MB must be a whole number of megabytes, got 'lots'"))
+        #expect(
+            map.status == 2
+                && map.stderr.contains("MIGRATOR_MAX_MAP_MB must be a whole number of megabytes, got 'lots'"))
         let timeout = try w.run(["apply", "--lock-timeout", "-1"])
         #expect(timeout.status == 2 && timeout.stderr.contains("--lock-timeout needs a number of seconds, got '-1'"))
     }

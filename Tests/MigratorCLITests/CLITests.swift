@@ -43,7 +43,9 @@ func migrator(_ args: [String], input: String = "", environment: [String: String
     let out = l.stdout.fileHandleForReading.readDataToEndOfFile()
     let err = l.stderr.fileHandleForReading.readDataToEndOfFile()
     l.process.waitUntilExit()
-    return RunResult(status: l.process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+    return RunResult(
+        status: l.process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
+        stderr: String(decoding: err, as: UTF8.self))
 }
 
 func scratchDirectory() -> String {
@@ -55,11 +57,11 @@ func scratchDirectory() -> String {
 @Suite("migrator db (end to end)")
 struct CLITests {
     let users = """
-    {"_id":1,"email":"ada@example.com","name":"Ada","age":36,"address":{"city":"Oslo"}}
-    {"_id":2,"email":"bob@example.com","name":"Bob","age":25}
+        {"_id":1,"email":"ada@example.com","name":"Ada","age":36,"address":{"city":"Oslo"}}
+        {"_id":2,"email":"bob@example.com","name":"Bob","age":25}
 
-    {"email":"cy@example.com","name":"Cy","age":41,"tags":["a","b"]}
-    """
+        {"email":"cy@example.com","name":"Cy","age":41,"tags":["a","b"]}
+        """
 
     @Test("import, collections, find, count, export, indexes, explain")
     func roundTrip() throws {
@@ -76,11 +78,18 @@ struct CLITests {
         #expect(try migrator(["db", "import", long, "-"] + db, input: #"{"_id":1}"#).status == 0)
         let table = try migrator(["db", "collections"] + db).stdout.split(separator: "\n")
         #expect(table.count == 3)
-        #expect(Set(table.map { line in line.count - (line.split(separator: " ").last?.count ?? 0) }).count == 1,
-                "counts start in one column: \(table)")
-        let found = try migrator(["db", "find", "users", "--filter", #"{"age":{"$gte":30}}"#, "--sort", "-age", "--projection", #"{"name":1,"_id":0}"#] + db)
+        #expect(
+            Set(table.map { line in line.count - (line.split(separator: " ").last?.count ?? 0) }).count == 1,
+            "counts start in one column: \(table)")
+        let found = try migrator(
+            [
+                "db", "find", "users", "--filter", #"{"age":{"$gte":30}}"#, "--sort", "-age", "--projection",
+                #"{"name":1,"_id":0}"#,
+            ] + db)
         #expect(found.stdout == "{\"name\":\"Cy\"}\n{\"name\":\"Ada\"}\n")
-        #expect(try migrator(["db", "find", "users", "--limit", "1"] + db).stdout == #"{"_id":1,"email":"ada@example.com","name":"Ada","age":36,"address":{"city":"Oslo"}}"# + "\n")
+        #expect(
+            try migrator(["db", "find", "users", "--limit", "1"] + db).stdout
+                == #"{"_id":1,"email":"ada@example.com","name":"Ada","age":36,"address":{"city":"Oslo"}}"# + "\n")
         #expect(try migrator(["db", "count", "users", "--filter", #"{"address.city":"Oslo"}"#] + db).stdout == "1\n")
         // MIGRATOR_DB is the default database.
         #expect(try migrator(["db", "count", "users"], environment: ["MIGRATOR_DB": dir + "/db"]).stdout == "3\n")
@@ -95,7 +104,9 @@ struct CLITests {
 
         #expect(try migrator(["db", "create-index", "users", "email", "--unique"] + db).status == 0)
         #expect(try migrator(["db", "indexes", "users"] + db).stdout == "_id (unique, implicit)\nemail (unique)\n")
-        #expect(try migrator(["db", "explain", "users", "--filter", #"{"email":"bob@example.com"}"#] + db).stdout == "IXSCAN email (1 key)\n")
+        #expect(
+            try migrator(["db", "explain", "users", "--filter", #"{"email":"bob@example.com"}"#] + db).stdout
+                == "IXSCAN email (1 key)\n")
         let dup = try migrator(["db", "import", "users", "-"] + db, input: #"{"email":"ada@example.com"}"#)
         #expect(dup.status == 1)
         #expect(dup.stderr.contains("unique index on 'email' already holds \"ada@example.com\" for _id 1"))
@@ -109,7 +120,9 @@ struct CLITests {
         try (users + "\n{\"name\":\"Dee\",}\n").write(toFile: file, atomically: true, encoding: .utf8)
         let r = try migrator(["db", "import", "users", file, "--db", dir + "/db"])
         #expect(r.status == 1)
-        #expect(r.stderr.contains("\(file):5: collection 'users': invalid JSON at byte 14: expected a string key; nothing was imported"))
+        #expect(
+            r.stderr.contains(
+                "\(file):5: collection 'users': invalid JSON at byte 14: expected a string key; nothing was imported"))
         #expect(try migrator(["db", "count", "users", "--db", dir + "/db"]).stdout == "0\n")
         let notObject = try migrator(["db", "import", "users", "-", "--db", dir + "/db"], input: "[1,2]\n")
         #expect(notObject.stderr.contains("-:1: collection 'users': a document must be a JSON object, not array"))
@@ -140,7 +153,9 @@ struct CLITests {
         // Help reaches every command, however it is asked for.
         for args in [["help", "apply"], ["apply", "--help"], ["help", "db", "find"], ["db", "find", "-h"]] {
             let r = try migrator(args)
-            #expect(r.status == 0 && r.stdout.contains("Usage: migrator \(args.contains("db") ? "db find" : "apply")"), "\(args)")
+            #expect(
+                r.status == 0 && r.stdout.contains("Usage: migrator \(args.contains("db") ? "db find" : "apply")"),
+                "\(args)")
         }
         for args in [["db", "--help"], ["help", "db"]] {
             let r = try migrator(args)
@@ -151,11 +166,15 @@ struct CLITests {
         // Readable usage errors, with the nearest match.
         let positional = try migrator(["apply", "002_user_preferences"])
         #expect(positional.status == 2)
-        #expect(positional.stderr.contains("'migrator apply' takes no arguments, got '002_user_preferences'; "
-                                           + "to stop after a migration, use --target 002_user_preferences"), "\(positional.stderr)")
+        #expect(
+            positional.stderr.contains(
+                "'migrator apply' takes no arguments, got '002_user_preferences'; "
+                    + "to stop after a migration, use --target 002_user_preferences"), "\(positional.stderr)")
         #expect(try migrator(["stauts"]).stderr.contains("unknown command 'stauts' (did you mean 'status'?)"))
         #expect(try migrator(["db", "fnd", "x"]).stderr.contains("unknown command 'db fnd' (did you mean 'db find'?)"))
-        #expect(try migrator(["apply", "--tagret", "x"]).stderr.contains("unknown option '--tagret' (did you mean '--target'?)"))
+        #expect(
+            try migrator(["apply", "--tagret", "x"]).stderr.contains(
+                "unknown option '--tagret' (did you mean '--target'?)"))
         #expect(!(try migrator(["apply", "--zzzzzz"]).stderr.contains("did you mean")), "no far-fetched suggestion")
         #expect(try migrator(["help", "nope"]).status == 2)
         let both = try migrator(["apply", "--quiet", "--verbose"])

@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,20 +11,24 @@ struct ConcurrencyTests {
     /// Each migration n appends {"n": n} and fails unless exactly n-1
     /// documents precede it: applying out of order or twice is detected.
     static func orderedPlugin(_ n: Int) -> String {
-        Fixtures.stepPlugin(String(format: "%03d_step", n), up: """
-            uint64_t have = 0;
-            migrator_status st = host->count(txn, "log", NULL, &have);
-            if (st != MIGRATOR_OK) return st;
-            if (have != \(n - 1)) { host->set_error(txn, "out of order"); return MIGRATOR_ERROR; }
-            return host->insert(txn, "log", "{\\"n\\":\(n)}");
-            """)
+        Fixtures.stepPlugin(
+            String(format: "%03d_step", n),
+            up: """
+                uint64_t have = 0;
+                migrator_status st = host->count(txn, "log", NULL, &have);
+                if (st != MIGRATOR_OK) return st;
+                if (have != \(n - 1)) { host->set_error(txn, "out of order"); return MIGRATOR_ERROR; }
+                return host->insert(txn, "log", "{\\"n\\":\(n)}");
+                """)
     }
 
     /// The suite's size of bench/concurrency.sh: 8 runners, 30 migrations.
     @Test func concurrentRunnersApplyEachMigrationOnceInOrder() throws {
         let w = try Workspace()
         for n in 1...30 { try w.add(String(format: "p%03d.so", n), Self.orderedPlugin(n)) }
-        let runners = try (0..<8).map { _ in try launchMigrator(["apply", "--db", w.db, "--dir", w.dir, "--lock-timeout", "120"]) }
+        let runners = try (0..<8).map { _ in
+            try launchMigrator(["apply", "--db", w.db, "--dir", w.dir, "--lock-timeout", "120"])
+        }
         for r in runners {
             try r.stdin.fileHandleForWriting.close()
             let err = String(decoding: r.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -38,15 +43,20 @@ struct ConcurrencyTests {
 
     @Test func lockTimeoutNamesTheHolderAndAStaleLockIsTakenOver() throws {
         let w = try Workspace()
-        try w.add("slow.so", Fixtures.stepPlugin("001_slow", up: """
-            for (int i = 0; i < 100; i++) host->insert(txn, "things", "{}");
-            fprintf(stderr, "slow step running\\n"); fflush(stderr);
-            /* Hold the lock until the test says so (it kills us first); a
-               bound so that a dead test cannot leave us running forever. */
-            for (int i = 0; i < 600000 && access(getenv("RELEASE_FILE"), F_OK) != 0; i++) usleep(1000);
-            return MIGRATOR_OK;
-            """))
-        let slow = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir], environment: ["RELEASE_FILE": w.root + "/release"])
+        try w.add(
+            "slow.so",
+            Fixtures.stepPlugin(
+                "001_slow",
+                up: """
+                    for (int i = 0; i < 100; i++) host->insert(txn, "things", "{}");
+                    fprintf(stderr, "slow step running\\n"); fflush(stderr);
+                    /* Hold the lock until the test says so (it kills us first); a
+                       bound so that a dead test cannot leave us running forever. */
+                    for (int i = 0; i < 600000 && access(getenv("RELEASE_FILE"), F_OK) != 0; i++) usleep(1000);
+                    return MIGRATOR_OK;
+                    """))
+        let slow = try launchMigrator(
+            ["apply", "--db", w.db, "--dir", w.dir], environment: ["RELEASE_FILE": w.root + "/release"])
         // Wait until the step runs, i.e. the lock is held.
         let handle = slow.stderr.fileHandleForReading
         var seen = ""
@@ -87,7 +97,10 @@ struct ConcurrencyTests {
         let migrations = s["migrations"] as? [[String: Any]] ?? []
         #expect(migrations.count == 5)
         for m in migrations {
-            #expect(Set(m.keys) == ["id", "name", "description", "version", "state", "applied_at", "plugin", "checksum", "changed"])
+            #expect(
+                Set(m.keys) == [
+                    "id", "name", "description", "version", "state", "applied_at", "plugin", "checksum", "changed",
+                ])
             for k in ["id", "name", "description", "version", "state"] { #expect(m[k] is String, "\(k)") }
             #expect(m["changed"] is Bool)
             #expect(["applied", "pending", "failed", "missing"].contains(m["state"] as? String ?? ""))
@@ -101,7 +114,8 @@ struct ConcurrencyTests {
             $m status > /dev/null
             if [ $? -eq 0 ]; then
                 $m migrate
-                if [ $? -eq 0 ]; then echo "Migrations completed successfully"; else echo "Migration failed - rolling back deployment"; exit 1; fi
+                if [ $? -eq 0 ]; then echo "Migrations completed successfully"
+                else echo "Migration failed - rolling back deployment"; exit 1; fi
             fi
             """
         let r = try Fixtures.run("/bin/sh", ["-c", script])
@@ -110,8 +124,9 @@ struct ConcurrencyTests {
 
     /// The suite's size of bench/crash-torture.sh: 3 kills over 20,000 users.
     @Test func crashTortureThreeKills() throws {
-        let r = try Fixtures.run("/bin/bash", [Fixtures.packageRoot + "/bench/crash-torture.sh", "3", "20000", "1234"],
-                                 environment: ["MIGRATOR": migratorBinary])
+        let r = try Fixtures.run(
+            "/bin/bash", [Fixtures.packageRoot + "/bench/crash-torture.sh", "3", "20000", "1234"],
+            environment: ["MIGRATOR": migratorBinary])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("3 kills, 3 landed in a transaction, 0 inconsistencies"), "\(r.output)")
     }

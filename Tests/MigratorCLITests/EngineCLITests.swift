@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,13 +33,17 @@ final class Workspace {
 
     func importSample() throws {
         for c in ["users", "documents"] {
-            let r = try migrator(["db", "import", c, Fixtures.packageRoot + "/Plugins-Examples/sample-data/\(c).jsonl", "--db", db])
+            let r = try migrator([
+                "db", "import", c, Fixtures.packageRoot + "/Plugins-Examples/sample-data/\(c).jsonl", "--db", db,
+            ])
             #expect(r.status == 0, "\(r.stderr)")
         }
     }
 
     func count(_ collection: String, _ filter: String = "{}") throws -> Int {
-        Int(try migrator(["db", "count", collection, "--filter", filter, "--db", db]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        Int(
+            try migrator(["db", "count", collection, "--filter", filter, "--db", db]).stdout.trimmingCharacters(
+                in: .whitespacesAndNewlines)) ?? -1
     }
 
     /// `status --json`, parsed; anything unreadable fails the test.
@@ -53,10 +58,14 @@ final class Workspace {
 
     /// Each migration's state, by id.
     func states() throws -> [String: String] {
-        guard let list = try status()["migrations"] as? [[String: Any]] else { throw Unreadable("status --json has no migrations") }
+        guard let list = try status()["migrations"] as? [[String: Any]] else {
+            throw Unreadable("status --json has no migrations")
+        }
         var out: [String: String] = [:]
         for m in list {
-            guard let id = m["id"] as? String, let state = m["state"] as? String else { throw Unreadable("bad entry \(m)") }
+            guard let id = m["id"] as? String, let state = m["state"] as? String else {
+                throw Unreadable("bad entry \(m)")
+            }
             out[id] = state
         }
         return out
@@ -64,7 +73,10 @@ final class Workspace {
 
     func history() throws -> [[String: Any]] {
         let r = try run(["history", "--json"], dir: false)
-        guard let list = (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["history"] as? [[String: Any]] else {
+        guard
+            let list = (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["history"]
+                as? [[String: Any]]
+        else {
             throw Unreadable("history --json is unreadable: \(r.stdout)")
         }
         return list
@@ -77,7 +89,10 @@ struct Unreadable: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-let exampleIDs = ["001_initial_setup", "002_user_preferences", "003_document_analysis_enhancement", "004_user_settings", "005_drop_legacy_tags"]
+let exampleIDs = [
+    "001_initial_setup", "002_user_preferences", "003_document_analysis_enhancement", "004_user_settings",
+    "005_drop_legacy_tags",
+]
 
 @Suite("migrator apply, rollback, status (end to end)")
 struct EngineCLITests {
@@ -106,7 +121,9 @@ struct EngineCLITests {
         #expect((doc["applied_by"] as? String)?.contains("(pid ") == true)
         for key in ["started_at", "applied_at"] {
             let t = doc[key] as? String ?? ""
-            #expect(t.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"#, options: .regularExpression) != nil, "\(key) = \(t)")
+            #expect(
+                t.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"#, options: .regularExpression) != nil,
+                "\(key) = \(t)")
         }
         #expect(doc["runner_version"] is String && doc["duration_ms"] is Int)
 
@@ -125,9 +142,15 @@ struct EngineCLITests {
         let r = try w.run(["apply", "--target", "002_user_preferences"])
         #expect(r.status == 0, "\(r.stderr)")
         let list = try w.run(["list"])
-        #expect(list.stdout.contains("STATE") && list.stdout.split(separator: "\n").filter { $0.hasSuffix("applied") }.count == 2, "\(list.stdout)")
-        #expect(try w.states() == ["001_initial_setup": "applied", "002_user_preferences": "applied",
-                                   "003_document_analysis_enhancement": "pending", "004_user_settings": "pending", "005_drop_legacy_tags": "pending"])
+        #expect(
+            list.stdout.contains("STATE")
+                && list.stdout.split(separator: "\n").filter { $0.hasSuffix("applied") }.count == 2, "\(list.stdout)")
+        #expect(
+            try w.states() == [
+                "001_initial_setup": "applied", "002_user_preferences": "applied",
+                "003_document_analysis_enhancement": "pending", "004_user_settings": "pending",
+                "005_drop_legacy_tags": "pending",
+            ])
         let unknown = try w.run(["apply", "--target", "009_nope"])
         #expect(unknown.status == 4)
         #expect(unknown.stderr.contains("'009_nope' is not a known migration"))
@@ -144,13 +167,20 @@ struct EngineCLITests {
         #expect(try w.run(["apply", "--target", "004_user_settings"]).status == 0)
         let r = try w.run(["rollback", "001_initial_setup"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stderr.contains("rolled back 004_user_settings") && r.stderr.contains("rolled back 002_user_preferences"))
-        let order = ["004_user_settings", "003_document_analysis_enhancement", "002_user_preferences"].map { r.stderr.range(of: "rolled back " + $0)?.lowerBound }
-        #expect(order.compactMap { $0 } == order.compactMap { $0 }.sorted() && order.allSatisfy { $0 != nil }, "newest first")
+        #expect(
+            r.stderr.contains("rolled back 004_user_settings") && r.stderr.contains("rolled back 002_user_preferences"))
+        let order = ["004_user_settings", "003_document_analysis_enhancement", "002_user_preferences"].map {
+            r.stderr.range(of: "rolled back " + $0)?.lowerBound
+        }
+        #expect(
+            order.compactMap { $0 } == order.compactMap { $0 }.sorted() && order.allSatisfy { $0 != nil },
+            "newest first")
         #expect(try w.states()["001_initial_setup"] == "applied")
         #expect(try w.states()["002_user_preferences"] == "pending")
         #expect(try w.count("user_preferences") == 0)
-        #expect(try w.count("documents", #"{"analysis":{"$exists":true}}"#) == 1, "only the document that had its own analysis")
+        #expect(
+            try w.count("documents", #"{"analysis":{"$exists":true}}"#) == 1,
+            "only the document that had its own analysis")
         let outcomes = try w.history().map { $0["outcome"] as? String ?? "" }
         #expect(outcomes.filter { $0 == "rolled_back" }.count == 3)
         // Not applied: error.
@@ -177,15 +207,22 @@ struct EngineCLITests {
     @Test func failingMigrationAbortsItsTransaction() throws {
         let w = try Workspace()
         try w.add("a.so", Fixtures.stepPlugin("001_make", up: #"return host->insert(txn, "things", "{\"n\":0}");"#))
-        try w.add("b.so", Fixtures.stepPlugin("002_half", up: """
-            for (int i = 1; i <= 3; i++) { char d[32]; snprintf(d, sizeof d, "{\\"n\\":%d}", i); host->insert(txn, "things", d); }
-            host->set_error(txn, "the third-party API said no");
-            return MIGRATOR_ERROR;
-            """))
+        try w.add(
+            "b.so",
+            Fixtures.stepPlugin(
+                "002_half",
+                up: """
+                    for (int i = 1; i <= 3; i++) {
+                        char d[32]; snprintf(d, sizeof d, "{\\"n\\":%d}", i); host->insert(txn, "things", d); }
+                    host->set_error(txn, "the third-party API said no");
+                    return MIGRATOR_ERROR;
+                    """))
         try w.add("c.so", Fixtures.stepPlugin("003_after", up: #"return host->insert(txn, "later", "{}");"#))
         let r = try w.run(["apply"])
         #expect(r.status == 1)
-        #expect(r.stderr.contains("'002_half'") && r.stderr.contains("b.so") && r.stderr.contains("the third-party API said no"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("'002_half'") && r.stderr.contains("b.so")
+                && r.stderr.contains("the third-party API said no"), "\(r.stderr)")
         #expect(try w.count("things") == 1, "no partial documents from 002")
         #expect(try w.count("later") == 0, "apply stopped at the failure")
         #expect(try w.states() == ["001_make": "applied", "002_half": "failed", "003_after": "pending"])
@@ -199,28 +236,32 @@ struct EngineCLITests {
 
     @Test func hostErrorsReachThePlugin() throws {
         let w = try Workspace()
-        try w.add("a.so", Fixtures.stepPlugin("001_bad_filter", up: """
-            uint64_t n;
-            migrator_status st = host->count(txn, "users", "{\\"age\\":{\\"$bogus\\":1}}", &n);
-            if (st != MIGRATOR_INVALID) return MIGRATOR_ERROR;
-            const char *why = host->last_error(txn);
-            if (!why || !strstr(why, "$bogus")) return MIGRATOR_ERROR;
-            if (host->insert(txn, "users", "{not json") != MIGRATOR_INVALID) return MIGRATOR_ERROR;
-            if (host->insert(txn, "_migrations", "{}") != MIGRATOR_INVALID) return MIGRATOR_ERROR;
-            if (host->insert(txn, NULL, "{}") != MIGRATOR_INVALID) return MIGRATOR_ERROR;
-            if (host->insert(txn, "users", "{\\"_id\\":1}") != MIGRATOR_OK) return MIGRATOR_ERROR;
-            if (host->insert(txn, "users", "{\\"_id\\":1}") != MIGRATOR_DUPLICATE_KEY) return MIGRATOR_ERROR;
-            if (host->drop_index(txn, "users", "nope") != MIGRATOR_NOT_FOUND) return MIGRATOR_ERROR;
-            migrator_cursor *c; const char *doc; size_t len;
-            if (host->find(txn, "users", NULL, &c) != MIGRATOR_OK) return MIGRATOR_ERROR;
-            if (host->cursor_next(c, &doc, &len) != MIGRATOR_OK || doc[len] != 0) return MIGRATOR_ERROR;
-            if (host->cursor_next(c, &doc, &len) != MIGRATOR_DONE) return MIGRATOR_ERROR;
-            if (host->cursor_close(c) != MIGRATOR_OK) return MIGRATOR_ERROR;
-            if (host->cursor_close(c) != MIGRATOR_INVALID) return MIGRATOR_ERROR;      /* closed twice */
-            if (host->cursor_next(c, &doc, &len) != MIGRATOR_INVALID) return MIGRATOR_ERROR;
-            if (host->find(txn, "users", NULL, &c) != MIGRATOR_OK) return MIGRATOR_ERROR; /* left open */
-            return MIGRATOR_OK;
-            """))
+        try w.add(
+            "a.so",
+            Fixtures.stepPlugin(
+                "001_bad_filter",
+                up: """
+                    uint64_t n;
+                    migrator_status st = host->count(txn, "users", "{\\"age\\":{\\"$bogus\\":1}}", &n);
+                    if (st != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+                    const char *why = host->last_error(txn);
+                    if (!why || !strstr(why, "$bogus")) return MIGRATOR_ERROR;
+                    if (host->insert(txn, "users", "{not json") != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+                    if (host->insert(txn, "_migrations", "{}") != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+                    if (host->insert(txn, NULL, "{}") != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+                    if (host->insert(txn, "users", "{\\"_id\\":1}") != MIGRATOR_OK) return MIGRATOR_ERROR;
+                    if (host->insert(txn, "users", "{\\"_id\\":1}") != MIGRATOR_DUPLICATE_KEY) return MIGRATOR_ERROR;
+                    if (host->drop_index(txn, "users", "nope") != MIGRATOR_NOT_FOUND) return MIGRATOR_ERROR;
+                    migrator_cursor *c; const char *doc; size_t len;
+                    if (host->find(txn, "users", NULL, &c) != MIGRATOR_OK) return MIGRATOR_ERROR;
+                    if (host->cursor_next(c, &doc, &len) != MIGRATOR_OK || doc[len] != 0) return MIGRATOR_ERROR;
+                    if (host->cursor_next(c, &doc, &len) != MIGRATOR_DONE) return MIGRATOR_ERROR;
+                    if (host->cursor_close(c) != MIGRATOR_OK) return MIGRATOR_ERROR;
+                    if (host->cursor_close(c) != MIGRATOR_INVALID) return MIGRATOR_ERROR;      /* closed twice */
+                    if (host->cursor_next(c, &doc, &len) != MIGRATOR_INVALID) return MIGRATOR_ERROR;
+                    if (host->find(txn, "users", NULL, &c) != MIGRATOR_OK) return MIGRATOR_ERROR; /* left open */
+                    return MIGRATOR_OK;
+                    """))
         let r = try w.run(["apply"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try w.count("users") == 1)
@@ -229,11 +270,15 @@ struct EngineCLITests {
     @Test func crashingPluginLeavesNothingAndIsRetried() throws {
         let w = try Workspace()
         try w.add("a.so", Fixtures.stepPlugin("001_first", up: #"return host->insert(txn, "things", "{\"n\":1}");"#))
-        try w.add("b.so", Fixtures.stepPlugin("002_crashy", up: """
-            for (int i = 0; i < 1000; i++) host->insert(txn, "things", "{\\"n\\":2}");
-            if (getenv("CRASH_NOW")) raise(SIGKILL);
-            return MIGRATOR_OK;
-            """))
+        try w.add(
+            "b.so",
+            Fixtures.stepPlugin(
+                "002_crashy",
+                up: """
+                    for (int i = 0; i < 1000; i++) host->insert(txn, "things", "{\\"n\\":2}");
+                    if (getenv("CRASH_NOW")) raise(SIGKILL);
+                    return MIGRATOR_OK;
+                    """))
         let crashed = try w.run(["apply"], environment: ["CRASH_NOW": "1"])
         #expect(crashed.status != 0)
         #expect(try w.count("things") == 1, "nothing of 002 survived")
@@ -280,11 +325,14 @@ struct EngineCLITests {
         try w.add("c.so", Fixtures.stepPlugin("003_c", up: "return MIGRATOR_OK;"))
         let r = try w.run(["apply"])
         #expect(r.status == 4)
-        #expect(r.stderr.contains("newer than these migrations") && r.stderr.contains("'002_b' (from b.so)"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("newer than these migrations") && r.stderr.contains("'002_b' (from b.so)"), "\(r.stderr)")
         #expect(try w.run(["apply", "--allow-missing"]).status == 0)
         let rb = try w.run(["rollback", "--all"])
-        #expect(rb.status == 4 && rb.stderr.contains("cannot roll back '002_b': nothing provides it (it was applied from b.so)"),
-                "\(rb.stderr)")
+        #expect(
+            rb.status == 4
+                && rb.stderr.contains("cannot roll back '002_b': nothing provides it (it was applied from b.so)"),
+            "\(rb.stderr)")
     }
 
     @Test func changedChecksumIsRefused() throws {
@@ -296,7 +344,9 @@ struct EngineCLITests {
         try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;"))
         let r = try w.run(["apply"])
         #expect(r.status == 4)
-        #expect(r.stderr.contains("'001_a'") && r.stderr.contains("a.so") && r.stderr.contains("'v2'") && r.stderr.contains("'v1'"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("'001_a'") && r.stderr.contains("a.so") && r.stderr.contains("'v2'")
+                && r.stderr.contains("'v1'"), "\(r.stderr)")
         #expect(try w.states()["002_b"] == "pending")
         let s = try w.status()
         let first = (s["migrations"] as? [[String: Any]])?.first
@@ -340,8 +390,12 @@ struct EngineCLITests {
         let modules = Fixtures.productsDirectory + "/Modules"
         let abiMap = Fixtures.productsDirectory + "/MigratorPluginABI.build/module.modulemap"
         let swiftc = Fixtures.tool(["swiftc"], fallback: "/opt/swift/usr/bin/swiftc")
-        let tc = try Fixtures.run(swiftc, ["-typecheck", "-swift-version", "6", "-I", modules, "-Xcc", "-fmodule-map-file=\(abiMap)",
-                                           "-Xcc", "-I", "-Xcc", Fixtures.includeDirectory, path])
+        let tc = try Fixtures.run(
+            swiftc,
+            [
+                "-typecheck", "-swift-version", "6", "-I", modules, "-Xcc", "-fmodule-map-file=\(abiMap)",
+                "-Xcc", "-I", "-Xcc", Fixtures.includeDirectory, path,
+            ])
         #expect(tc.status == 0, "\(tc.output)")
     }
 
@@ -351,12 +405,13 @@ struct EngineCLITests {
         let w = try Workspace()
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v1"))
         #expect(try w.run(["apply"]).status == 0)
-        #expect(try w.run(["status"]).status == 0) // writes the cache
+        #expect(try w.run(["status"]).status == 0)  // writes the cache
         let cachePath = w.db + "/plugin-descriptors.json"
         let cache = try String(contentsOfFile: cachePath, encoding: .utf8)
         #expect(cache.contains("\"001_a\""))
         // Prove the cache is read: doctor the cached name; status shows it.
-        try cache.replacingOccurrences(of: "Step 001_a", with: "Doctored").write(toFile: cachePath, atomically: true, encoding: .utf8)
+        try cache.replacingOccurrences(of: "Step 001_a", with: "Doctored").write(
+            toFile: cachePath, atomically: true, encoding: .utf8)
         let s = try w.status()
         #expect((s["migrations"] as? [[String: Any]])?.first?["name"] as? String == "Doctored")
         // A rebuilt plugin (new identity) is loaded again, never trusted from the cache.
@@ -377,8 +432,10 @@ struct ExampleAppTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Fixtures.productsDirectory + "/example-app")
         p.arguments = ["--once"]
-        p.environment = ProcessInfo.processInfo.environment.merging(["MIGRATOR_DB": w.db, "MIGRATOR_DIR": w.dir], uniquingKeysWith: { $1 })
-            .merging(env, uniquingKeysWith: { $1 })
+        p.environment = ProcessInfo.processInfo.environment.merging(
+            ["MIGRATOR_DB": w.db, "MIGRATOR_DIR": w.dir], uniquingKeysWith: { $1 }
+        )
+        .merging(env, uniquingKeysWith: { $1 })
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice
@@ -404,7 +461,9 @@ struct ExampleAppTests {
         #expect(apply.stderr.contains("applied 5 migration(s)"), "\(apply.stderr)")
         let states = try w.states()
         #expect(states.count == 6 && states.values.allSatisfy { $0 == "applied" }, "\(states)")
-        let entry = (try w.status()["migrations"] as? [[String: Any]])?.first { $0["id"] as? String == "006_app_sessions" }
+        let entry = (try w.status()["migrations"] as? [[String: Any]])?.first {
+            $0["id"] as? String == "006_app_sessions"
+        }
         #expect(entry?["plugin"] as? String == "in-process" && entry?["app"] as? String == "example-app")
         #expect(try w.run(["status"]).stdout.contains("applied (in-process: example-app)"))
         #expect(try w.run(["status", "--check"]).status == 0)
@@ -412,8 +471,10 @@ struct ExampleAppTests {
         // Only the app rolls back its own migration.
         let rollback = try w.run(["rollback", "--last", "1"])
         #expect(rollback.status == 4)
-        #expect(rollback.stderr.contains("'006_app_sessions'") && rollback.stderr.contains("rolled back by the app that owns it"),
-                "\(rollback.stderr)")
+        #expect(
+            rollback.stderr.contains("'006_app_sessions'")
+                && rollback.stderr.contains("rolled back by the app that owns it"),
+            "\(rollback.stderr)")
         // The app, restarted, sees the plugins' records as someone else's.
         let again = try app(w, ["AUTO_MIGRATE": "true", "MIGRATOR_DIR": w.root + "/none"])
         #expect(again.status == 0 && again.health["status"] as? String == "healthy", "\(again.health)")
@@ -430,7 +491,9 @@ struct ExampleAppTests {
         #expect(after.health["status"] as? String == "healthy")
         let migrations = (after.health["migrations"] as? [String: Any])?["migrations"] as? [[String: Any]] ?? []
         #expect(migrations.count == 6)
-        #expect(migrations.last?["id"] as? String == "006_app_sessions" && migrations.last?["plugin"] as? String == "in-process")
+        #expect(
+            migrations.last?["id"] as? String == "006_app_sessions"
+                && migrations.last?["plugin"] as? String == "in-process")
         // The CLI sees the app's migration as applied, owned by the app.
         #expect(try w.states()["006_app_sessions"] == "applied")
         #expect(try w.run(["apply"]).status == 0)

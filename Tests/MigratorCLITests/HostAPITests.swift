@@ -20,9 +20,11 @@ struct HostAPITests {
         EXPECT(host->insert(txn, "u", "{\\"_id\\":1,\\"email\\":\\"a@x\\",\\"n\\":1}") == MIGRATOR_OK, "insert 1");
         EXPECT(host->insert(txn, "u", "{\\"_id\\":2,\\"email\\":\\"b@x\\",\\"n\\":2}") == MIGRATOR_OK, "insert 2");
         EXPECT(host->insert(txn, "u", "{\\"_id\\":3,\\"email\\":\\"c@x\\",\\"n\\":3}") == MIGRATOR_OK, "insert 3");
-        EXPECT(host->insert(txn, "u", "{\\"_id\\":4,\\"email\\":\\"a@x\\"}") == MIGRATOR_DUPLICATE_KEY, "unique violation");
+        EXPECT(host->insert(txn, "u", "{\\"_id\\":4,\\"email\\":\\"a@x\\"}") == MIGRATOR_DUPLICATE_KEY,
+               "unique violation");
         EXPECT(strstr(host->last_error(txn), "email") != NULL, "the violation names the path");
-        EXPECT(host->update(txn, "u", "{\\"n\\":{\\"$gte\\":2}}", "{\\"$set\\":{\\"big\\":true}}", &n) == MIGRATOR_OK && n == 2,
+        EXPECT(host->update(txn, "u", "{\\"n\\":{\\"$gte\\":2}}", "{\\"$set\\":{\\"big\\":true}}", &n)
+               == MIGRATOR_OK && n == 2,
                "update reports *matched");
         EXPECT(host->count(txn, "u", "{\\"big\\":true}", &n) == MIGRATOR_OK && n == 2, "count with a filter");
         EXPECT(host->remove(txn, "u", "{\\"_id\\":3}", &n) == MIGRATOR_OK && n == 1, "remove reports *removed");
@@ -41,7 +43,9 @@ struct HostAPITests {
         try w.add("host.so", Fixtures.stepPlugin("001_host", up: Self.checks))
         let r = try w.run(["apply"])
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stderr.contains("[001_host] hello from C") && r.stderr.contains("[001_host] warning: careful"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("[001_host] hello from C") && r.stderr.contains("[001_host] warning: careful"),
+            "\(r.stderr)")
         #expect(try w.count("u") == 3)
         #expect(try w.count("c1") == 0)
     }
@@ -61,12 +65,15 @@ struct HostAPITests {
     @Test func aNewerMinorWithALargerStructLoads() throws {
         let w = try Workspace()
         let source = Fixtures.stepPlugin("001_newer", up: #"return host->insert(txn, "t", "{}");"#)
-            .replacingOccurrences(of: "static const migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b,",
-                                  with: """
-                                  struct newer { migrator_plugin_v1 v1; void *later_field; uint64_t another; };
-                                  static const struct newer nb = { { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR + 1, sizeof nb,
-                                  """)
-            .replacingOccurrences(of: "\"001_newer\", NULL, 1, &m };", with: "\"001_newer\", NULL, 1, &m }, 0, 7 };\n#define b nb.v1")
+            .replacingOccurrences(
+                of: "static const migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b,",
+                with: """
+                    struct newer { migrator_plugin_v1 v1; void *later_field; uint64_t another; };
+                    static const struct newer nb = { { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR + 1, sizeof nb,
+                    """
+            )
+            .replacingOccurrences(
+                of: "\"001_newer\", NULL, 1, &m };", with: "\"001_newer\", NULL, 1, &m }, 0, 7 };\n#define b nb.v1")
         try w.add("newer.so", source)
         let r = try w.run(["apply"])
         #expect(r.status == 0, "\(r.stderr)\n\(source)")

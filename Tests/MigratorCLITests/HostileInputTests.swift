@@ -1,6 +1,7 @@
 import Foundation
 import TestSupport
 import Testing
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,11 +13,16 @@ struct HostileInputTests {
     /// A workspace with one applied migration and 50 users.
     func seeded() throws -> Workspace {
         let w = try Workspace()
-        try w.add("a.so", Fixtures.stepPlugin("001_seed", up: """
-            for (int i = 1; i <= 50; i++) { char d[96]; snprintf(d, sizeof d, "{\\"_id\\":%d,\\"email\\":\\"user%02d@example.com\\"}", i, i);
-                migrator_status st = host->insert(txn, "users", d); if (st) return st; }
-            return MIGRATOR_OK;
-            """))
+        try w.add(
+            "a.so",
+            Fixtures.stepPlugin(
+                "001_seed",
+                up: """
+                    for (int i = 1; i <= 50; i++) { char d[96];
+                        snprintf(d, sizeof d, "{\\"_id\\":%d,\\"email\\":\\"user%02d@example.com\\"}", i, i);
+                        migrator_status st = host->insert(txn, "users", d); if (st) return st; }
+                    return MIGRATOR_OK;
+                    """))
         let r = try w.run(["apply"])
         #expect(r.status == 0, "\(r.stderr)")
         return w
@@ -24,7 +30,9 @@ struct HostileInputTests {
 
     func fingerprint(_ w: Workspace) throws -> String {
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: w.db + "/data.mdb")))
-        return "\(bytes.count):\(bytes.reduce(into: UInt64(1469598103934665603)) { $0 = ($0 ^ UInt64($1)) &* 1099511628211 })"
+        return
+            "\(bytes.count):"
+            + "\(bytes.reduce(into: UInt64(1_469_598_103_934_665_603)) { $0 = ($0 ^ UInt64($1)) &* 1_099_511_628_211 })"
     }
 
     func flip(_ path: String, at offsets: [Int]) throws {
@@ -43,7 +51,11 @@ struct HostileInputTests {
         for args in [["status"], ["apply"], ["db", "count", "users"]] {
             let r = try w.run(args, dir: args[0] != "db")
             #expect(r.status == 1, "\(args): \(r.stderr)")
-            #expect(r.stderr.contains(w.db) && (r.stderr.contains("not an LMDB") || r.stderr.contains("corrupt") || r.stderr.contains("invalid")), "\(args): \(r.stderr)")
+            #expect(
+                r.stderr.contains(w.db)
+                    && (r.stderr.contains("not an LMDB") || r.stderr.contains("corrupt")
+                        || r.stderr.contains("invalid")),
+                "\(args): \(r.stderr)")
         }
         #expect(try fingerprint(w) == before)
     }
@@ -55,10 +67,15 @@ struct HostileInputTests {
         let path = w.db + "/data.mdb"
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         let needle = Array(#""email":"user07"#.utf8)
-        guard let at = (0...(bytes.count - needle.count)).first(where: { bytes[$0..<($0 + needle.count)].elementsEqual(needle) }) else {
-            Issue.record("document bytes not found"); return
+        guard
+            let at = (0...(bytes.count - needle.count)).first(where: {
+                bytes[$0..<($0 + needle.count)].elementsEqual(needle)
+            })
+        else {
+            Issue.record("document bytes not found")
+            return
         }
-        try flip(path, at: [at])   // the opening quote of "email"
+        try flip(path, at: [at])  // the opening quote of "email"
         let before = try fingerprint(w)
         // Unfiltered export hands out stored bytes as they are; anything
         // that reads the document (a filter, an update) finds the damage.
@@ -94,7 +111,9 @@ struct HostileInputTests {
         let r = try migrator(["apply", "--db", readOnly, "--dir", w.dir])
         #expect(r.status == 1)
         let message = r.stderr.lowercased()
-        #expect(r.stderr.contains(readOnly) && (message.contains("read-only") || message.contains("permission")), "\(r.stderr)")
+        #expect(
+            r.stderr.contains(readOnly) && (message.contains("read-only") || message.contains("permission")),
+            "\(r.stderr)")
         // (No "data unchanged" check here: the kernel forbids writing, so it
         // could not fail. What is checked is the message and the exit code.)
         _ = before
@@ -106,8 +125,12 @@ struct HostileInputTests {
     /// as root, so that permission checks are real; as itself otherwise.
     func migratorAsNobody(_ args: [String]) throws -> (status: Int32, output: String) {
         if getuid() == 0 {
-            return try Fixtures.run("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--",
-                                                         migratorBinary] + args)
+            return try Fixtures.run(
+                "/usr/bin/setpriv",
+                [
+                    "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                    migratorBinary,
+                ] + args)
         }
         return try Fixtures.run(migratorBinary, args)
     }
@@ -121,12 +144,14 @@ struct HostileInputTests {
         for f in ["data.mdb", "lock.mdb"] { chmod(w.db + "/" + f, 0o644) }
         let before = try fingerprint(w)
         let ro = try migratorAsNobody(["apply", "--db", w.db, "--dir", w.dir])
-        #expect(ro.status == 1 && ro.output.contains(w.db) && ro.output.lowercased().contains("permission"), "\(ro.output)")
+        #expect(
+            ro.status == 1 && ro.output.contains(w.db) && ro.output.lowercased().contains("permission"), "\(ro.output)")
         // An unreadable migrations directory.
         let locked = w.root + "/locked"
         mkdir(locked, 0o000)
         let u = try migratorAsNobody(["list", "--dir", locked])
-        #expect(u.status == 1 && u.output.contains(locked) && u.output.lowercased().contains("permission"), "\(u.output)")
+        #expect(
+            u.status == 1 && u.output.contains(locked) && u.output.lowercased().contains("permission"), "\(u.output)")
         #expect(try fingerprint(w) == before)
     }
 
@@ -147,12 +172,18 @@ struct HostileInputTests {
 
     @Test func fullDisk() throws {
         let w = try seeded()
-        try w.add("b.so", Fixtures.stepPlugin("002_huge", up: """
-            char d[2100]; memset(d, 'x', sizeof d); d[0] = '{'; d[1] = '"'; d[2] = 'p'; d[3] = '"'; d[4] = ':'; d[5] = '"';
-            d[sizeof d - 3] = '"'; d[sizeof d - 2] = '}'; d[sizeof d - 1] = 0;
-            for (int i = 0; i < 20000; i++) { migrator_status st = host->insert(txn, "blobs", d); if (st) return st; }
-            return MIGRATOR_OK;
-            """))
+        try w.add(
+            "b.so",
+            Fixtures.stepPlugin(
+                "002_huge",
+                up: """
+                    char d[2100]; memset(d, 'x', sizeof d);
+                    d[0] = '{'; d[1] = '"'; d[2] = 'p'; d[3] = '"'; d[4] = ':'; d[5] = '"';
+                    d[sizeof d - 3] = '"'; d[sizeof d - 2] = '}'; d[sizeof d - 1] = 0;
+                    for (int i = 0; i < 20000; i++) {
+                        migrator_status st = host->insert(txn, "blobs", d); if (st) return st; }
+                    return MIGRATOR_OK;
+                    """))
         let before = try w.count("users")
         let r = try w.run(["apply"], environment: ["MIGRATOR_MAX_MAP_MB": "8"])
         #expect(r.status == 1)
@@ -185,7 +216,9 @@ struct HostileInputTests {
         let empty = w.root + "/empty"
         mkdir(empty, 0o700)
         let e = try migrator(["status", "--db", w.db, "--dir", empty])
-        #expect(e.status == 0 && e.stdout.contains("001_seed") && e.stdout.contains("missing"), "applied but no plugin: \(e.stdout)")
+        #expect(
+            e.status == 0 && e.stdout.contains("001_seed") && e.stdout.contains("missing"),
+            "applied but no plugin: \(e.stdout)")
         let ea = try migrator(["apply", "--db", w.db, "--dir", empty])
         #expect(ea.status == 4 && ea.stderr.contains("newer than these migrations"))
         // Unreadable: not a directory at all (root can read any directory).
@@ -208,7 +241,9 @@ struct HostileInputTests {
         let w = try seeded()
         let before = try fingerprint(w)
         try w.add("latin1.so", Fixtures.pluginSource(migrations: [Fixtures.migration("002_x", name: "\"caf\\xe9\"")]))
-        try w.add("huge.so", Fixtures.pluginSource(migrations: [Fixtures.migration("003_" + String(repeating: "a", count: 10_240))]))
+        try w.add(
+            "huge.so",
+            Fixtures.pluginSource(migrations: [Fixtures.migration("003_" + String(repeating: "a", count: 10_240))]))
         let r = try w.run(["apply"])
         #expect(r.status == 4)
         #expect(r.stderr.contains("latin1.so") && r.stderr.contains("not valid UTF-8"), "\(r.stderr)")
@@ -222,8 +257,11 @@ struct HostileInputTests {
     @Test func absurdMigrationCount() throws {
         let w = try seeded()
         let before = try fingerprint(w)
-        try w.add("liar.so", Fixtures.pluginSource(migrations: [],
-            bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"liar\", NULL, 1000000, NULL }"))
+        try w.add(
+            "liar.so",
+            Fixtures.pluginSource(
+                migrations: [],
+                bundle: "{ MIGRATOR_ABI_MAJOR, 0, sizeof(migrator_plugin_v1), \"liar\", NULL, 1000000, NULL }"))
         let r = try w.run(["apply"])
         #expect(r.status == 4)
         #expect(r.stderr.contains("liar.so") && r.stderr.contains("1000000 migrations"), "\(r.stderr)")
@@ -234,40 +272,45 @@ struct HostileInputTests {
 
     @Test func hostileHostCalls() throws {
         let w = try Workspace()
-        try w.add("a.so", Fixtures.stepPlugin("001_hostile", up: """
-            migrator_cursor *c = NULL; const char *doc = NULL; size_t len = 0; uint64_t n = 0;
-            #define MUST(call, want) do { if ((call) != (want)) { host->set_error(txn, #call); return MIGRATOR_ERROR; } } while (0)
-            MUST(host->create_collection(txn, NULL), MIGRATOR_INVALID);
-            MUST(host->drop_collection(txn, NULL), MIGRATOR_INVALID);
-            MUST(host->create_index(txn, "t", NULL, 0), MIGRATOR_INVALID);
-            MUST(host->insert(txn, "t", NULL), MIGRATOR_INVALID);
-            MUST(host->insert(txn, NULL, NULL), MIGRATOR_INVALID);
-            MUST(host->insert(txn, "t", "[1,2]"), MIGRATOR_INVALID);
-            MUST(host->insert(txn, "t", "{\\"a\\":"), MIGRATOR_INVALID);
-            MUST(host->insert(txn, "t", "{\\"a\\":1,\\"a\\":2}"), MIGRATOR_INVALID);
-            MUST(host->insert(txn, "", "{}"), MIGRATOR_INVALID);
-            MUST(host->insert(txn, "tab\\tname", "{}"), MIGRATOR_INVALID);
-            MUST(host->find(txn, "t", NULL, NULL), MIGRATOR_INVALID);
-            MUST(host->find(txn, "t", "{\\"$where\\":1}", &c), MIGRATOR_INVALID);
-            MUST(host->update(txn, "t", NULL, NULL, NULL), MIGRATOR_INVALID);
-            MUST(host->update(txn, "t", "{}", "{\\"$frobnicate\\":{}}", NULL), MIGRATOR_INVALID);
-            MUST(host->count(txn, "t", NULL, NULL), MIGRATOR_INVALID);
-            MUST(host->cursor_next(NULL, &doc, &len), MIGRATOR_INVALID);
-            MUST(host->cursor_close(NULL), MIGRATOR_OK);
-            MUST(host->log(txn, 99, NULL), MIGRATOR_OK);
-            MUST(host->set_error(txn, NULL), MIGRATOR_OK);
-            MUST(host->insert(NULL, "t", "{}"), MIGRATOR_INVALID);
-            if (host->last_error(NULL) != NULL) return MIGRATOR_ERROR;
-            if (host->last_error(txn) == NULL || host->last_error(txn)[0] == 0) return MIGRATOR_ERROR;
-            MUST(host->insert(txn, "t", "{\\"ok\\":true}"), MIGRATOR_OK);
-            MUST(host->find(txn, "t", NULL, &c), MIGRATOR_OK);
-            MUST(host->cursor_next(c, NULL, &len), MIGRATOR_INVALID);
-            MUST(host->cursor_close(c), MIGRATOR_OK);
-            MUST(host->cursor_next(c, &doc, &len), MIGRATOR_INVALID);
-            MUST(host->remove(txn, "t", "{\\"ok\\":false}", &n), MIGRATOR_OK);
-            MUST(host->count(txn, "t", NULL, &n), MIGRATOR_OK);
-            return n == 1 ? MIGRATOR_OK : MIGRATOR_ERROR;
-            """))
+        try w.add(
+            "a.so",
+            Fixtures.stepPlugin(
+                "001_hostile",
+                up: """
+                    migrator_cursor *c = NULL; const char *doc = NULL; size_t len = 0; uint64_t n = 0;
+                    #define MUST(call, want) \\
+                        do { if ((call) != (want)) { host->set_error(txn, #call); return MIGRATOR_ERROR; } } while (0)
+                    MUST(host->create_collection(txn, NULL), MIGRATOR_INVALID);
+                    MUST(host->drop_collection(txn, NULL), MIGRATOR_INVALID);
+                    MUST(host->create_index(txn, "t", NULL, 0), MIGRATOR_INVALID);
+                    MUST(host->insert(txn, "t", NULL), MIGRATOR_INVALID);
+                    MUST(host->insert(txn, NULL, NULL), MIGRATOR_INVALID);
+                    MUST(host->insert(txn, "t", "[1,2]"), MIGRATOR_INVALID);
+                    MUST(host->insert(txn, "t", "{\\"a\\":"), MIGRATOR_INVALID);
+                    MUST(host->insert(txn, "t", "{\\"a\\":1,\\"a\\":2}"), MIGRATOR_INVALID);
+                    MUST(host->insert(txn, "", "{}"), MIGRATOR_INVALID);
+                    MUST(host->insert(txn, "tab\\tname", "{}"), MIGRATOR_INVALID);
+                    MUST(host->find(txn, "t", NULL, NULL), MIGRATOR_INVALID);
+                    MUST(host->find(txn, "t", "{\\"$where\\":1}", &c), MIGRATOR_INVALID);
+                    MUST(host->update(txn, "t", NULL, NULL, NULL), MIGRATOR_INVALID);
+                    MUST(host->update(txn, "t", "{}", "{\\"$frobnicate\\":{}}", NULL), MIGRATOR_INVALID);
+                    MUST(host->count(txn, "t", NULL, NULL), MIGRATOR_INVALID);
+                    MUST(host->cursor_next(NULL, &doc, &len), MIGRATOR_INVALID);
+                    MUST(host->cursor_close(NULL), MIGRATOR_OK);
+                    MUST(host->log(txn, 99, NULL), MIGRATOR_OK);
+                    MUST(host->set_error(txn, NULL), MIGRATOR_OK);
+                    MUST(host->insert(NULL, "t", "{}"), MIGRATOR_INVALID);
+                    if (host->last_error(NULL) != NULL) return MIGRATOR_ERROR;
+                    if (host->last_error(txn) == NULL || host->last_error(txn)[0] == 0) return MIGRATOR_ERROR;
+                    MUST(host->insert(txn, "t", "{\\"ok\\":true}"), MIGRATOR_OK);
+                    MUST(host->find(txn, "t", NULL, &c), MIGRATOR_OK);
+                    MUST(host->cursor_next(c, NULL, &len), MIGRATOR_INVALID);
+                    MUST(host->cursor_close(c), MIGRATOR_OK);
+                    MUST(host->cursor_next(c, &doc, &len), MIGRATOR_INVALID);
+                    MUST(host->remove(txn, "t", "{\\"ok\\":false}", &n), MIGRATOR_OK);
+                    MUST(host->count(txn, "t", NULL, &n), MIGRATOR_OK);
+                    return n == 1 ? MIGRATOR_OK : MIGRATOR_ERROR;
+                    """))
         let r = try w.run(["apply"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try w.count("t") == 1)
@@ -289,8 +332,10 @@ struct HostileInputTests {
             }
             static migrator_status second(const migrator_host_v1 *h, migrator_txn *t, void *u) {
                 (void)u; const char *doc; size_t len;
-                if (h->cursor_next(kept, &doc, &len) != MIGRATOR_INVALID) { h->set_error(t, "stale cursor accepted"); return MIGRATOR_ERROR; }
-                if (h->insert(kept_txn, "t", "{}") != MIGRATOR_INVALID) { h->set_error(t, "stale txn accepted"); return MIGRATOR_ERROR; }
+                if (h->cursor_next(kept, &doc, &len) != MIGRATOR_INVALID) {
+                    h->set_error(t, "stale cursor accepted"); return MIGRATOR_ERROR; }
+                if (h->insert(kept_txn, "t", "{}") != MIGRATOR_INVALID) {
+                    h->set_error(t, "stale txn accepted"); return MIGRATOR_ERROR; }
                 return h->insert(t, "t", "{\\"_id\\":3}");
             }
             static const migrator_migration_v1 ms[] = {

@@ -19,14 +19,17 @@ struct OutputSchemaTests {
             {"001_first", "First", "the first", "1.0.0", "c1", up, down, 0},
             {"002_second", "Second", "second", "1.1.0", 0, bad, 0, 0},
         };
-        static const migrator_plugin_v1 plugin = {MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof(migrator_plugin_v1), "pin", 0, 2, ms};
+        static const migrator_plugin_v1 plugin = {
+            MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof(migrator_plugin_v1), "pin", 0, 2, ms};
         const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &plugin; }
         """
 
     static func normalised(_ text: String, database: String) -> String {
         var s = text.replacingOccurrences(of: database, with: "DB")
-        for (pattern, with) in [(#""(applied_at|at)":"[^"]*""#, #""$1":"T""#), (#""duration_ms":[0-9]+"#, #""duration_ms":N"#),
-                                (#""applied_by":"[^"]*""#, #""applied_by":"U""#)] {
+        for (pattern, with) in [
+            (#""(applied_at|at)":"[^"]*""#, #""$1":"T""#), (#""duration_ms":[0-9]+"#, #""duration_ms":N"#),
+            (#""applied_by":"[^"]*""#, #""applied_by":"U""#),
+        ] {
             s = s.replacingOccurrences(of: pattern, with: with, options: .regularExpression)
         }
         return s.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -38,19 +41,22 @@ struct OutputSchemaTests {
         #expect(try w.run(["apply"]).status == 1, "002_second fails on purpose")
         let status = try w.run(["status", "--json"])
         #expect(status.status == 0)
-        #expect(Self.normalised(status.stdout, database: w.db) == """
-            {"database":"DB","interrupted":null,"locked_by":null,"migrations":[{"applied_at":"T","changed":false,\
-            "checksum":"c1","description":"the first","id":"001_first","name":"First","plugin":"p.so","state":"applied",\
-            "version":"1.0.0"},{"applied_at":null,"changed":false,"checksum":null,"description":"second",\
-            "id":"002_second","name":"Second","plugin":"p.so","state":"failed","version":"1.1.0"}],\
-            "summary":{"applied":1,"failed":1,"missing":0,"pending":0}}
-            """)
+        #expect(
+            Self.normalised(status.stdout, database: w.db) == """
+                {"database":"DB","interrupted":null,"locked_by":null,"migrations":[{"applied_at":"T","changed":false,\
+                "checksum":"c1","description":"the first","id":"001_first","name":"First","plugin":"p.so",\
+                "state":"applied",\
+                "version":"1.0.0"},{"applied_at":null,"changed":false,"checksum":null,"description":"second",\
+                "id":"002_second","name":"Second","plugin":"p.so","state":"failed","version":"1.1.0"}],\
+                "summary":{"applied":1,"failed":1,"missing":0,"pending":0}}
+                """)
         let history = try w.run(["history", "--json"], dir: false)
-        #expect(Self.normalised(history.stdout, database: w.db) == """
-            {"history":[{"migration_id":"001_first","outcome":"applied","direction":"up","at":"T","duration_ms":N,\
-            "error":null,"applied_by":"U","plugin":"p.so"},{"migration_id":"002_second","outcome":"failed",\
-            "direction":"up","at":"T","duration_ms":N,"error":"nope","applied_by":"U","plugin":"p.so"}]}
-            """)
+        #expect(
+            Self.normalised(history.stdout, database: w.db) == """
+                {"history":[{"migration_id":"001_first","outcome":"applied","direction":"up","at":"T","duration_ms":N,\
+                "error":null,"applied_by":"U","plugin":"p.so"},{"migration_id":"002_second","outcome":"failed",\
+                "direction":"up","at":"T","duration_ms":N,"error":"nope","applied_by":"U","plugin":"p.so"}]}
+                """)
     }
 
     /// The duration recorded in `_migrations` and the history is the one

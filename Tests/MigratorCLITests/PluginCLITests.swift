@@ -6,10 +6,12 @@ import Testing
 /// way users build them: the package's Swift product and the C source.
 func exampleMigrationsDirectory() throws -> String {
     let dir = Fixtures.temporaryDirectory("examples")
-    try FileManager.default.copyItem(atPath: Fixtures.productsDirectory + "/libExampleMigrations.so",
-                                     toPath: dir + "/example_swift_migrations.so")
+    try FileManager.default.copyItem(
+        atPath: Fixtures.productsDirectory + "/libExampleMigrations.so",
+        toPath: dir + "/example_swift_migrations.so")
     chmod(dir + "/example_swift_migrations.so", 0o644)
-    let c = try String(contentsOfFile: Fixtures.packageRoot + "/Plugins-Examples/c-plugin/user_settings.c", encoding: .utf8)
+    let c = try String(
+        contentsOfFile: Fixtures.packageRoot + "/Plugins-Examples/c-plugin/user_settings.c", encoding: .utf8)
     try Fixtures.compilePlugin(c, name: "example_c_migrations.so", in: dir, extraFlags: ["-fvisibility=hidden"])
     return dir
 }
@@ -23,8 +25,14 @@ struct PluginCLITests {
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first?.hasPrefix("ID") == true)
-        let ids = lines.dropFirst().compactMap { $0.split(separator: " ").first.map(String.init) }.filter { $0.contains("_") }
-        #expect(ids == ["001_initial_setup", "002_user_preferences", "003_document_analysis_enhancement", "004_user_settings", "005_drop_legacy_tags"])
+        let ids = lines.dropFirst().compactMap { $0.split(separator: " ").first.map(String.init) }.filter {
+            $0.contains("_")
+        }
+        #expect(
+            ids == [
+                "001_initial_setup", "002_user_preferences", "003_document_analysis_enhancement", "004_user_settings",
+                "005_drop_legacy_tags",
+            ])
         #expect(r.stdout.contains("5 migration(s) in 2 plugin(s)"))
         let irreversible = lines.first { $0.hasPrefix("005_drop_legacy_tags") } ?? ""
         #expect(irreversible.contains(" no "))

@@ -1,4 +1,5 @@
 import Foundation
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,7 +10,8 @@ public enum Fixtures {
     /// The package root, found from this file's path (only for sources and
     /// headers; built products are found next to the test bundle).
     public static let packageRoot: String = {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
     }()
 
     /// The folder holding migrator_plugin.h.
@@ -17,7 +19,8 @@ public enum Fixtures {
 
     /// The folder holding the test bundle and the package's built products.
     public static let productsDirectory: String = {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         return URL(fileURLWithPath: exe).deletingLastPathComponent().path
     }()
 
@@ -25,7 +28,7 @@ public enum Fixtures {
     public static func temporaryDirectory(_ tag: String = "test") -> String {
         var template = Array("/tmp/migrator-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) != nil }
-        precondition(made, "mkdtemp failed in /tmp: \(String(cString: strerror(errno)))")   // the test machine is broken
+        precondition(made, "mkdtemp failed in /tmp: \(String(cString: strerror(errno)))")  // the test machine is broken
         return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
@@ -47,7 +50,9 @@ public enum Fixtures {
 
     /// Runs a program and returns its exit status and combined output.
     @discardableResult
-    public static func run(_ program: String, _ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    public static func run(
+        _ program: String, _ args: [String], environment: [String: String] = [:]
+    ) throws -> (status: Int32, output: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: program)
         p.arguments = args
@@ -70,13 +75,19 @@ public enum Fixtures {
     /// Compiles `source` into `directory/name` as a shared library
     /// (`clang -shared -fPIC`), mode 0644.
     @discardableResult
-    public static func compilePlugin(_ source: String, name: String, in directory: String, extraFlags: [String] = []) throws -> String {
+    public static func compilePlugin(
+        _ source: String, name: String, in directory: String, extraFlags: [String] = []
+    ) throws -> String {
         let src = directory + "/.src-\(name).c"
         try source.write(toFile: src, atomically: true, encoding: .utf8)
         defer { unlink(src) }
         let out = directory + "/" + name
-        let r = try run(cCompiler, ["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-Wno-unused-function",
-                                    "-I", includeDirectory, "-o", out, src] + extraFlags)
+        let r = try run(
+            cCompiler,
+            [
+                "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-Wno-unused-function",
+                "-I", includeDirectory, "-o", out, src,
+            ] + extraFlags)
         guard r.status == 0 else { throw CompileError(description: "compiling \(name) failed:\n\(r.output)") }
         chmod(out, 0o644)
         return out
@@ -84,44 +95,60 @@ public enum Fixtures {
 
     /// C source of a plugin bundle. `migrations` are C initializers, e.g.
     /// from ``migration(_:)``; `bundle` overrides the bundle initializer.
-    public static func pluginSource(migrations: [String], prelude: String = "", bundle: String? = nil, entry: Bool = true) -> String {
+    public static func pluginSource(
+        migrations: [String], prelude: String = "", bundle: String? = nil, entry: Bool = true
+    ) -> String {
         let list = migrations.isEmpty ? "{0}" : migrations.joined(separator: ",\n    ")
+        let defaultBundle =
+            "{ MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof(migrator_plugin_v1), \"fixture\", NULL, "
+            + "\(migrations.count), migrations }"
         return """
-        #include <string.h>
-        #include "migrator_plugin.h"
-        static migrator_status ok_step(const migrator_host_v1 *h, migrator_txn *t, void *u) { (void)h; (void)t; (void)u; return MIGRATOR_OK; }
-        \(prelude)
-        __attribute__((unused)) static const migrator_migration_v1 migrations[] = {
-            \(list)
-        };
-        static const migrator_plugin_v1 bundle = \(bundle ?? """
-        { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof(migrator_plugin_v1), "fixture", NULL, \(migrations.count), migrations }
-        """);
-        \(entry ? "const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &bundle; }" : "const migrator_plugin_v1 *not_the_entry(void) { return &bundle; }")
-        """
+            #include <string.h>
+            #include "migrator_plugin.h"
+            static migrator_status ok_step(const migrator_host_v1 *h, migrator_txn *t, void *u) {
+                (void)h; (void)t; (void)u; return MIGRATOR_OK; }
+            \(prelude)
+            __attribute__((unused)) static const migrator_migration_v1 migrations[] = {
+                \(list)
+            };
+            static const migrator_plugin_v1 bundle = \(bundle ?? defaultBundle);
+            \(entry ? "const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &bundle; }"
+                    : "const migrator_plugin_v1 *not_the_entry(void) { return &bundle; }")
+            """
     }
 
     /// A C initializer for one migration.
-    public static func migration(_ id: String, up: String = "ok_step", down: String = "ok_step", checksum: String = "NULL",
-                                 name: String = "\"A migration\"") -> String {
-        "{ \(id == "NULL" ? "NULL" : "\"\(id)\""), \(name), \"fixture migration\", \"1.0.0\", \(checksum), \(up), \(down), NULL }"
+    public static func migration(
+        _ id: String, up: String = "ok_step", down: String = "ok_step", checksum: String = "NULL",
+        name: String = "\"A migration\""
+    ) -> String {
+        let quotedID = id == "NULL" ? "NULL" : "\"\(id)\""
+        return "{ \(quotedID), \(name), \"fixture migration\", \"1.0.0\", \(checksum), \(up), \(down), NULL }"
     }
 
     /// A one-migration plugin whose up and down are the given C bodies
     /// (with `host`, `txn` in scope); `down: nil` makes it irreversible.
-    public static func stepPlugin(_ id: String, up: String, down: String? = "return MIGRATOR_OK;", checksum: String? = nil) -> String {
-        """
-        #include <stdio.h>
-        #include <stdlib.h>
-        #include <string.h>
-        #include <unistd.h>
-        #include <signal.h>
-        #include "migrator_plugin.h"
-        static migrator_status up(const migrator_host_v1 *host, migrator_txn *txn, void *u) { (void)u; \(up) }
-        \(down.map { "static migrator_status down(const migrator_host_v1 *host, migrator_txn *txn, void *u) { (void)u; \($0) }" } ?? "")
-        static const migrator_migration_v1 m = { "\(id)", "Step \(id)", "fixture", "1.0.0", \(checksum.map { "\"\($0)\"" } ?? "NULL"), up, \(down == nil ? "NULL" : "down"), NULL };
-        static const migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b, "\(id)", NULL, 1, &m };
-        const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &b; }
-        """
+    public static func stepPlugin(
+        _ id: String, up: String, down: String? = "return MIGRATOR_OK;", checksum: String? = nil
+    ) -> String {
+        let downSignature = "static migrator_status down(const migrator_host_v1 *host, migrator_txn *txn, void *u)"
+        let downFunction = down.map { "\(downSignature) { (void)u; \($0) }" } ?? ""
+        let quotedChecksum = checksum.map { "\"\($0)\"" } ?? "NULL"
+        return """
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <signal.h>
+            #include "migrator_plugin.h"
+            static migrator_status up(const migrator_host_v1 *host, migrator_txn *txn, void *u) { (void)u; \(up) }
+            \(downFunction)
+            static const migrator_migration_v1 m = {
+                "\(id)", "Step \(id)", "fixture", "1.0.0", \(quotedChecksum), up,
+                \(down == nil ? "NULL" : "down"), NULL };
+            static const migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b,
+                "\(id)", NULL, 1, &m };
+            const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &b; }
+            """
     }
 }

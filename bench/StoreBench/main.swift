@@ -2,6 +2,7 @@
 // bench/lmdb_baseline.c, through DocumentStore's public API.
 // Usage: store-bench DIR N LOOKUPS
 import DocumentStore
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,14 +25,21 @@ func report(_ name: String, _ value: Double) {
 func appendInt(_ v: Int, width: Int = 0, to out: inout [UInt8]) {
     var digits = 1
     var x = v
-    while x >= 10 { x /= 10; digits += 1 }
+    while x >= 10 {
+        x /= 10
+        digits += 1
+    }
     let n = max(digits, width)
     let start = out.count
     out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: n))
     out.withUnsafeMutableBufferPointer { p in
         var x = v
         var i = start + n - 1
-        repeat { p[i] = UInt8(48 + x % 10); x /= 10; i -= 1 } while x > 0
+        repeat {
+            p[i] = UInt8(48 + x % 10)
+            x /= 10
+            i -= 1
+        } while x > 0
     }
 }
 
@@ -70,17 +78,29 @@ func run() throws {
     t = now()
     let (count, bytes) = try store.read { txn -> (Int, Int) in
         let c = try txn.find("users")
-        var count = 0, bytes = 0
-        while let raw = try c.nextRaw() { count += 1; bytes += raw.count }
+        var count = 0
+        var bytes = 0
+        while let raw = try c.nextRaw() {
+            count += 1
+            bytes += raw.count
+        }
         return (count, bytes)
     }
     report("scan", now() - t)
-    guard count == n, bytes > 0 else { print("scan saw \(count) documents"); exit(1) }
+    guard count == n, bytes > 0 else {
+        print("scan saw \(count) documents")
+        exit(1)
+    }
 
     t = now()
-    let r = try store.write { try $0.updateMany("users", filter: .all, update: Update(parsing: #"{"$set":{"plan":"free"}}"#)) }
+    let r = try store.write {
+        try $0.updateMany("users", filter: .all, update: Update(parsing: #"{"$set":{"plan":"free"}}"#))
+    }
     report("update_many", now() - t)
-    guard r.modified == n else { print("update modified \(r.modified)"); exit(1) }
+    guard r.modified == n else {
+        print("update modified \(r.modified)")
+        exit(1)
+    }
 
     t = now()
     try store.write { try $0.createIndex("users", path: "email", unique: true) }
@@ -92,7 +112,7 @@ func run() throws {
         var found = 0
         var email: [UInt8] = []
         for _ in 0..<lookups {
-            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
             let id = Int((seed >> 33) % UInt64(n))
             email.removeAll(keepingCapacity: true)
             email.append(contentsOf: "user".utf8)
@@ -106,9 +126,17 @@ func run() throws {
         return found
     }
     report("lookups", now() - t)
-    guard found == lookups else { print("found \(found) of \(lookups)"); exit(1) }
-    let plan = try store.read { try $0.explain("users", filter: Filter(parsing: #"{"email":"user0000001@example.com"}"#)) }
-    guard case .indexLookup = plan.kind else { print("lookups did not use the index: \(plan)"); exit(1) }
+    guard found == lookups else {
+        print("found \(found) of \(lookups)")
+        exit(1)
+    }
+    let plan = try store.read {
+        try $0.explain("users", filter: Filter(parsing: #"{"email":"user0000001@example.com"}"#))
+    }
+    guard case .indexLookup = plan.kind else {
+        print("lookups did not use the index: \(plan)")
+        exit(1)
+    }
 
     // The slower paths, measured against the fast ones above in the same
     // process: a nested $set (no byte splice; the document is rebuilt) and
@@ -118,7 +146,10 @@ func run() throws {
         try $0.updateMany("users", filter: .all, update: Update(parsing: #"{"$set":{"profile.plan":"pro"}}"#))
     }
     report("update_nested", now() - t)
-    guard nested.modified == n else { print("nested update modified \(nested.modified)"); exit(1) }
+    guard nested.modified == n else {
+        print("nested update modified \(nested.modified)")
+        exit(1)
+    }
 
     t = now()
     try store.write { txn in
@@ -130,8 +161,13 @@ func run() throws {
         }
     }
     report("insert_indexed", now() - t)
-    let indexed = try store.read { try $0.count("indexed_users", filter: Filter(parsing: #"{"email":"user0000007@example.com"}"#)) }
-    guard indexed == 1 else { print("indexed insert: found \(indexed) for one email"); exit(1) }
+    let indexed = try store.read {
+        try $0.count("indexed_users", filter: Filter(parsing: #"{"email":"user0000007@example.com"}"#))
+    }
+    guard indexed == 1 else {
+        print("indexed insert: found \(indexed) for one email")
+        exit(1)
+    }
 
     var ru = rusage()
     getrusage(RUSAGE_SELF.rawValue, &ru)

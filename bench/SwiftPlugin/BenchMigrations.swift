@@ -13,7 +13,8 @@ struct FanOut: IrreversibleMigration {
         let users = try db.find("users")
         while let user = try users.next() {
             guard let id = user.idJSON else { throw DatabaseError(.invalid, "a user without _id") }
-            try db.insert(json: #"{"user_id":"# + id + #","theme":"light","notifications":true}"#, into: "user_settings")
+            try db.insert(
+                json: #"{"user_id":"# + id + #","theme":"light","notifications":true}"#, into: "user_settings")
         }
     }
 }

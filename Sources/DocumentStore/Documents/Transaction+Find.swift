@@ -5,10 +5,13 @@ extension Transaction {
 
     /// Documents matching `filter`, in `_id` order unless `options.sort` is set.
     /// The cursor is valid until the transaction ends.
-    public func find(_ collection: String, filter: Filter = .all, options: FindOptions = FindOptions()) throws(StoreError) -> DocumentCursor {
+    public func find(
+        _ collection: String, filter: Filter = .all, options: FindOptions = FindOptions()
+    ) throws(StoreError) -> DocumentCursor {
         try usable()
         try Self.validate(collection)
-        let c = try DocumentCursor(txn: self, collection: collection, state: try state(collection), filter: filter, options: options)
+        let c = try DocumentCursor(
+            txn: self, collection: collection, state: try state(collection), filter: filter, options: options)
         // Loops of find + close must not grow the list without bound.
         if cursors.count >= 64 { cursors.removeAll { $0.cursor?.isClosed ?? true } }
         cursors.append(c.handle)
@@ -22,7 +25,10 @@ extension Transaction {
         guard let s = try state(collection) else { return 0 }
         if filter.matchesEverything { return Int(s.count) }
         var n = 0
-        try visit(s, filter) { _, _, _ throws(StoreError) in n += 1; return .keep }
+        try visit(s, filter) { _, _, _ throws(StoreError) in
+            n += 1
+            return .keep
+        }
         return n
     }
 

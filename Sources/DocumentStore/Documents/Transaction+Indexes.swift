@@ -3,7 +3,10 @@ import CLMDB
 extension Transaction {
     // MARK: - Index entries
 
-    struct IndexEntry { var key: [UInt8]; var value: JSON }
+    struct IndexEntry {
+        var key: [UInt8]
+        var value: JSON
+    }
 
     /// The index keys of `doc` for `spec`: one per value the path reaches,
     /// plus one per element of an array value (a multikey index).
@@ -22,16 +25,24 @@ extension Transaction {
         return out
     }
 
-    func checkUnique(_ s: CollectionState, _ spec: IndexSpec, _ entry: IndexEntry, idKey: UnsafeRawBufferPointer) throws(StoreError) {
+    func checkUnique(
+        _ s: CollectionState, _ spec: IndexSpec, _ entry: IndexEntry, idKey: UnsafeRawBufferPointer
+    ) throws(StoreError) {
         let found = try entry.key.bytes { ek throws(StoreError) in try get(env.index, ek) }
         guard let found, !found.elementsEqual(idKey) else { return }
-        throw StoreError(.duplicateKey,
-                         "collection '\(s.name)': unique index on '\(spec.path)' already holds \(entry.value.serialized) for _id \(KeyEncoding.decodeID(found).serialized), so _id \(KeyEncoding.decodeID(idKey).serialized) cannot have it")
+        throw StoreError(
+            .duplicateKey,
+            "collection '\(s.name)': unique index on '\(spec.path)' already holds \(entry.value.serialized) "
+                + "for _id \(KeyEncoding.decodeID(found).serialized), so _id \(KeyEncoding.decodeID(idKey).serialized) "
+                + "cannot have it"
+        )
     }
 
     /// Moves a document's index entries from `old` to `new`, checking
     /// unique indexes before anything is written.
-    func reindex(_ s: CollectionState, _ specs: [IndexSpec], idKey: UnsafeRawBufferPointer, old: JSON?, new: JSON?) throws(StoreError) {
+    func reindex(
+        _ s: CollectionState, _ specs: [IndexSpec], idKey: UnsafeRawBufferPointer, old: JSON?, new: JSON?
+    ) throws(StoreError) {
         var plans: [(removed: [IndexEntry], added: [IndexEntry])] = []
         for spec in specs {
             let before = old.map { indexKeys($0, spec) } ?? []
@@ -43,13 +54,21 @@ extension Transaction {
         }
         for (removed, added) in plans {
             for e in removed { try e.key.bytes { ek throws(StoreError) in _ = try del(env.index, ek, idKey) } }
-            for e in added { try e.key.bytes { ek throws(StoreError) in _ = try put(env.index, ek, idKey, flags: MDB_NODUPDATA) } }
+            for e in added {
+                try e.key.bytes { ek throws(StoreError) in _ = try put(env.index, ek, idKey, flags: MDB_NODUPDATA) }
+            }
         }
     }
 
-    func parseStored(_ s: CollectionState, _ bytes: UnsafeRawBufferPointer, idKey: UnsafeRawBufferPointer) throws(StoreError) -> JSONObject {
+    func parseStored(
+        _ s: CollectionState, _ bytes: UnsafeRawBufferPointer, idKey: UnsafeRawBufferPointer
+    ) throws(StoreError) -> JSONObject {
         if let v = try? JSONParser.parse(bytes), case .object(let o) = v { return o }
-        throw StoreError(.corrupted, "\(env.path): collection '\(s.name)': the stored document with _id \(KeyEncoding.decodeID(idKey).serialized) is damaged")
+        throw StoreError(
+            .corrupted,
+            "\(env.path): collection '\(s.name)': the stored document with _id "
+                + "\(KeyEncoding.decodeID(idKey).serialized) is damaged"
+        )
     }
 
     // MARK: - Indexes
@@ -68,7 +87,8 @@ extension Transaction {
         guard let s = try state(collection, create: true) else { return false }
         if let existing = s.indexes.first(where: { $0.path == fieldPath }) {
             if existing.unique == unique { return false }
-            throw StoreError(.indexExists, "collection '\(collection)': an index on '\(path)' exists with unique=\(existing.unique)")
+            throw StoreError(
+                .indexExists, "collection '\(collection)': an index on '\(path)' exists with unique=\(existing.unique)")
         }
         let spec = IndexSpec(id: try nextID(), path: fieldPath, unique: unique)
         // A top-level path reads just its value from the stored bytes.

@@ -13,10 +13,14 @@ extension Transaction {
     public func insert(_ document: JSON, into collection: String) throws(StoreError) -> JSON {
         try writable(collection)
         guard case .object(var obj) = document else {
-            throw StoreError(.invalidDocument, "collection '\(collection)': a document must be a JSON object, not \(document.typeName)")
+            throw StoreError(
+                .invalidDocument,
+                "collection '\(collection)': a document must be a JSON object, not \(document.typeName)")
         }
         guard document.nestingDepth <= JSONParser.maxDepth else {
-            throw StoreError(.invalidDocument, "collection '\(collection)': the document nests deeper than \(JSONParser.maxDepth) levels")
+            throw StoreError(
+                .invalidDocument,
+                "collection '\(collection)': the document nests deeper than \(JSONParser.maxDepth) levels")
         }
         guard let s = try state(collection, create: true) else { return .null }
         return try insert(&obj, into: s)
@@ -27,8 +31,10 @@ extension Transaction {
     public func insert(json bytes: UnsafeRawBufferPointer, into collection: String) throws(StoreError) -> JSON {
         try writable(collection)
         // Fast path: text already in stored form is stored as given.
-        if let s = try state(collection), s.indexes.isEmpty, let shape = CanonicalCheck.check(bytes), !shape.idElsewhere,
-           let id = try insertCanonical(bytes, idRange: shape.idRange, into: s) {
+        if let s = try state(collection), s.indexes.isEmpty, let shape = CanonicalCheck.check(bytes),
+            !shape.idElsewhere,
+            let id = try insertCanonical(bytes, idRange: shape.idRange, into: s)
+        {
             return id
         }
         let doc: JSON
@@ -41,7 +47,9 @@ extension Transaction {
     /// Stores canonical text without parsing it into a tree. Returns nil
     /// (nothing written) when the `_id` is not a string or integer, so that
     /// the full path reports the error.
-    private func insertCanonical(_ bytes: UnsafeRawBufferPointer, idRange: Range<Int>?, into s: CollectionState) throws(StoreError) -> JSON? {
+    private func insertCanonical(
+        _ bytes: UnsafeRawBufferPointer, idRange: Range<Int>?, into s: CollectionState
+    ) throws(StoreError) -> JSON? {
         let id: JSON
         keyBuffer.removeAll(keepingCapacity: true)
         keyBuffer.append(contentsOf: s.prefix)
@@ -49,7 +57,8 @@ extension Transaction {
             // CanonicalCheck vouched for the form: an integer of at most 18
             // digits, or a string without escapes.
             guard let parsed = Self.canonicalID(UnsafeRawBufferPointer(rebasing: bytes[r])),
-                  (try? KeyEncoding.appendID(parsed, to: &keyBuffer)) != nil else { return nil }
+                (try? KeyEncoding.appendID(parsed, to: &keyBuffer)) != nil
+            else { return nil }
             id = parsed
         } else {
             let generated = ObjectID.generate()
@@ -83,7 +92,9 @@ extension Transaction {
             }
             if rc == MDB_KEYEXIST { rc = valueBuffer.withUnsafeBytes { putNew($0, MDB_NOOVERWRITE) } }
         }
-        if rc == MDB_KEYEXIST { throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(id.serialized)") }
+        if rc == MDB_KEYEXIST {
+            throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(id.serialized)")
+        }
         try check(rc, "mdb_put")
         s.count += 1
         s.dirty = true
@@ -107,7 +118,10 @@ extension Transaction {
         let id: JSON
         if let given = obj["_id"] {
             id = given
-            if obj.fields.first?.key != "_id" { obj["_id"] = nil; obj.prepend("_id", given) }
+            if obj.fields.first?.key != "_id" {
+                obj["_id"] = nil
+                obj.prepend("_id", given)
+            }
         } else {
             id = .string(ObjectID.generate())
             obj.prepend("_id", id)
@@ -134,7 +148,9 @@ extension Transaction {
                 throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(id.serialized)")
             }
             for (_, keys) in entries {
-                for e in keys { try e.key.bytes { ek throws(StoreError) in _ = try put(env.index, ek, idKey, flags: MDB_NODUPDATA) } }
+                for e in keys {
+                    try e.key.bytes { ek throws(StoreError) in _ = try put(env.index, ek, idKey, flags: MDB_NODUPDATA) }
+                }
             }
         }
         s.count += 1

@@ -56,7 +56,8 @@ extension Transaction {
                 var key: [UInt8] = []
                 KeyEncoding.appendBigEndian(spec.id, to: &key)
                 KeyEncoding.appendValueKey(v, to: &key)
-                var k = MDB_val(), d = MDB_val()
+                var k = MDB_val()
+                var d = MDB_val()
                 var rc = key.withUnsafeBytes { kb in
                     k = MDB_val(kb)
                     return mdb_cursor_get(c, &k, &d, MDB_SET)

@@ -7,17 +7,23 @@ extension Transaction {
     /// With `upsert` and no match, inserts one document built from the
     /// filter's equality fields with the update applied.
     @discardableResult
-    public func updateMany(_ collection: String, filter: Filter, update: Update, upsert: Bool = false) throws(StoreError) -> UpdateResult {
+    public func updateMany(
+        _ collection: String, filter: Filter, update: Update, upsert: Bool = false
+    ) throws(StoreError) -> UpdateResult {
         try performUpdate(collection, filter, update, upsert: upsert, one: false)
     }
 
     /// Updates the first document (in `_id` order) matching `filter`.
     @discardableResult
-    public func updateOne(_ collection: String, filter: Filter, update: Update, upsert: Bool = false) throws(StoreError) -> UpdateResult {
+    public func updateOne(
+        _ collection: String, filter: Filter, update: Update, upsert: Bool = false
+    ) throws(StoreError) -> UpdateResult {
         try performUpdate(collection, filter, update, upsert: upsert, one: true)
     }
 
-    private func performUpdate(_ collection: String, _ filter: Filter, _ update: Update, upsert: Bool, one: Bool) throws(StoreError) -> UpdateResult {
+    private func performUpdate(
+        _ collection: String, _ filter: Filter, _ update: Update, upsert: Bool, one: Bool
+    ) throws(StoreError) -> UpdateResult {
         try writable(collection)
         var result = UpdateResult(matched: 0, modified: 0, upsertedID: nil)
         guard let s = try state(collection, create: upsert) else { return result }
@@ -34,14 +40,18 @@ extension Transaction {
                 result.matched += 1
                 if let (key, value) = splice {
                     let differs = key.withUnsafeBytes { kb in
-                        value.withUnsafeBytes { vb in RawDocument.set(quotedKey: kb, value: vb, in: bytes, into: &valueBuffer) }
+                        value.withUnsafeBytes { vb in
+                            RawDocument.set(quotedKey: kb, value: vb, in: bytes, into: &valueBuffer)
+                        }
                     }
                     guard differs else { return .keep }
                 } else {
                     let old = try doc.orParse { () throws(StoreError) in try parseStored(s, bytes, idKey: idKey) }
                     var new = old
                     do throws(StoreError) { try update.apply(to: &new) } catch {
-                        throw StoreError(error.code, "collection '\(s.name)', _id \(KeyEncoding.decodeID(idKey).serialized): \(error.message)")
+                        throw StoreError(
+                            error.code,
+                            "collection '\(s.name)', _id \(KeyEncoding.decodeID(idKey).serialized): \(error.message)")
                     }
                     valueBuffer.removeAll(keepingCapacity: true)
                     JSONSerializer.write(.object(new), into: &valueBuffer)

@@ -8,8 +8,11 @@ extension Transaction {
     /// Calls `body` for each document matching `filter`, in `_id` order,
     /// then performs the document write it asks for. `doc` is the parsed
     /// document if the filter needed it, else nil.
-    func visit(_ s: CollectionState, _ filter: Filter,
-               _ body: (_ idKey: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer, _ doc: inout JSONObject?) throws(StoreError) -> VisitAction) throws(StoreError) {
+    func visit(
+        _ s: CollectionState, _ filter: Filter,
+        _ body: (_ idKey: UnsafeRawBufferPointer, _ bytes: UnsafeRawBufferPointer, _ doc: inout JSONObject?)
+            throws(StoreError) -> VisitAction
+    ) throws(StoreError) {
         // One document by its full key; true to stop. `exact`: the key
         // lookup alone proves the match, so the document is not parsed.
         func visitKey(_ kb: UnsafeRawBufferPointer, exact: Bool) throws(StoreError) -> Bool {
@@ -49,7 +52,8 @@ extension Transaction {
         }
         let c = try openCursor(env.docs)
         defer { mdb_cursor_close(c) }
-        var k = MDB_val(), v = MDB_val()
+        var k = MDB_val()
+        var v = MDB_val()
         var rc = s.prefix.withUnsafeBytes { p in
             k = MDB_val(p)
             return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)

@@ -24,7 +24,10 @@ enum ByteScan {
         while j + 8 <= b.count {
             let w = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: j, as: UInt64.self))
             let f = flags(w)
-            if f == 0 { j += 8; continue }
+            if f == 0 {
+                j += 8
+                continue
+            }
             j += f.trailingZeroBitCount >> 3
             return
         }

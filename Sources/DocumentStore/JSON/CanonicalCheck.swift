@@ -32,10 +32,16 @@ enum CanonicalCheck {
         case UInt8(ascii: "["):
             guard depth + 1 <= JSONParser.maxDepth else { return false }
             i += 1
-            if i < b.count && b[i] == UInt8(ascii: "]") { i += 1; return true }
+            if i < b.count && b[i] == UInt8(ascii: "]") {
+                i += 1
+                return true
+            }
             while true {
                 guard skipValue(b, &i, depth: depth + 1), i < b.count else { return false }
-                if b[i] == UInt8(ascii: "]") { i += 1; return true }
+                if b[i] == UInt8(ascii: "]") {
+                    i += 1
+                    return true
+                }
                 guard b[i] == UInt8(ascii: ",") else { return false }
                 i += 1
             }
@@ -51,7 +57,10 @@ enum CanonicalCheck {
     private static func skipObject(_ b: UnsafeRawBufferPointer, _ i: inout Int, depth: Int, top: inout Result) -> Bool {
         guard depth <= JSONParser.maxDepth else { return false }
         i += 1
-        if i < b.count && b[i] == UInt8(ascii: "}") { i += 1; return true }
+        if i < b.count && b[i] == UInt8(ascii: "}") {
+            i += 1
+            return true
+        }
         // Key ranges seen so far, for the duplicate check, on the stack;
         // objects with more keys take the full parser.
         return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: 64) { keys in
@@ -59,15 +68,20 @@ enum CanonicalCheck {
         }
     }
 
-    private static func skipMembers(_ b: UnsafeRawBufferPointer, _ i: inout Int, depth: Int, top: inout Result,
-                                    keys: UnsafeMutableBufferPointer<Range<Int>>) -> Bool {
+    private static func skipMembers(
+        _ b: UnsafeRawBufferPointer, _ i: inout Int, depth: Int, top: inout Result,
+        keys: UnsafeMutableBufferPointer<Range<Int>>
+    ) -> Bool {
         var count = 0
         while true {
             let keyStart = i
             guard i < b.count, b[i] == UInt8(ascii: "\""), skipString(b, &i) else { return false }
             let key = keyStart..<i
             guard count < keys.count else { return false }
-            for k in keys[..<count] where k.count == key.count && memcmp(b.baseAddress! + k.lowerBound, b.baseAddress! + key.lowerBound, key.count) == 0 {
+            for k in keys[..<count]
+            where k.count == key.count
+                && memcmp(b.baseAddress! + k.lowerBound, b.baseAddress! + key.lowerBound, key.count) == 0
+            {
                 return false
             }
             keys[count] = key
@@ -76,11 +90,16 @@ enum CanonicalCheck {
             i += 1
             let valueStart = i
             guard skipValue(b, &i, depth: depth) else { return false }
-            if depth == 1 && key.count == 5 && b[key.lowerBound + 1] == UInt8(ascii: "_") && b[key.lowerBound + 2] == UInt8(ascii: "i") && b[key.lowerBound + 3] == UInt8(ascii: "d") {
+            if depth == 1 && key.count == 5 && b[key.lowerBound + 1] == UInt8(ascii: "_")
+                && b[key.lowerBound + 2] == UInt8(ascii: "i") && b[key.lowerBound + 3] == UInt8(ascii: "d")
+            {
                 if count == 1 { top.idRange = valueStart..<i } else { top.idElsewhere = true }
             }
             guard i < b.count else { return false }
-            if b[i] == UInt8(ascii: "}") { i += 1; return true }
+            if b[i] == UInt8(ascii: "}") {
+                i += 1
+                return true
+            }
             guard b[i] == UInt8(ascii: ",") else { return false }
             i += 1
         }
@@ -98,7 +117,9 @@ enum CanonicalCheck {
             guard j < b.count else { return false }
             let c = b[j]
             if c == UInt8(ascii: "\"") {
-                if !ascii && String(validating: UnsafeRawBufferPointer(rebasing: b[start..<j]), as: UTF8.self) == nil { return false }
+                if !ascii && String(validating: UnsafeRawBufferPointer(rebasing: b[start..<j]), as: UTF8.self) == nil {
+                    return false
+                }
                 i = j + 1
                 return true
             }
@@ -125,7 +146,9 @@ enum CanonicalCheck {
         let digits = j - digitsStart
         guard digits >= 1, digits <= 18 else { return false }
         if b[digitsStart] == 48 && (digits > 1 || digitsStart != i) { return false }
-        if j < b.count, b[j] == UInt8(ascii: ".") || b[j] == UInt8(ascii: "e") || b[j] == UInt8(ascii: "E") { return false }
+        if j < b.count, b[j] == UInt8(ascii: ".") || b[j] == UInt8(ascii: "e") || b[j] == UInt8(ascii: "E") {
+            return false
+        }
         i = j
         return true
     }

@@ -133,7 +133,10 @@ public struct JSONObject: Sendable, Hashable, Sequence {
 
     public func hash(into h: inout Hasher) {
         h.combine(fields.count)
-        for f in fields { h.combine(f.key); h.combine(f.value) }
+        for f in fields {
+            h.combine(f.key)
+            h.combine(f.value)
+        }
     }
 }
 

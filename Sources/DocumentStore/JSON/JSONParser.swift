@@ -55,9 +55,15 @@ struct Parser {
         case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
         case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
         case UInt8(ascii: "\""): return .string(try parseString())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
         default: throw error("unexpected character '\(printable(byte(pos)))'")
         }
@@ -76,7 +82,10 @@ struct Parser {
         pos += 1
         var fields: [JSONObject.Element] = []
         skipSpace()
-        if pos < end && byte(pos) == UInt8(ascii: "}") { pos += 1; return .object(JSONObject(uniqueFields: fields)) }
+        if pos < end && byte(pos) == UInt8(ascii: "}") {
+            pos += 1
+            return .object(JSONObject(uniqueFields: fields))
+        }
         while true {
             skipSpace()
             guard pos < end else { throw error("unexpected end of input in object") }
@@ -105,7 +114,10 @@ struct Parser {
         pos += 1
         var items: [JSON] = []
         skipSpace()
-        if pos < end && byte(pos) == UInt8(ascii: "]") { pos += 1; return .array(items) }
+        if pos < end && byte(pos) == UInt8(ascii: "]") {
+            pos += 1
+            return .array(items)
+        }
         while true {
             skipSpace()
             items.append(try parseValue(depth: depth))
@@ -151,7 +163,11 @@ struct Parser {
                 return s
             }
             if c < 0x20 { throw error("control character in string") }
-            if c != UInt8(ascii: "\\") { buf.append(c); pos += 1; continue }
+            if c != UInt8(ascii: "\\") {
+                buf.append(c)
+                pos += 1
+                continue
+            }
             pos += 1
             guard pos < end else { break }
             let e = byte(pos)
@@ -191,7 +207,10 @@ struct Parser {
         let slice = UnsafeBufferPointer(start: base.unsafelyUnwrapped + a, count: b - a)
         // ASCII needs no validation, and is the common case.
         var ascii = true
-        for c in slice where c >= 0x80 { ascii = false; break }
+        for c in slice where c >= 0x80 {
+            ascii = false
+            break
+        }
         if ascii { return String(decoding: slice, as: UTF8.self) }
         guard let s = String(validating: slice, as: UTF8.self) else {
             throw error("string is not valid UTF-8", at: stringStart)
@@ -220,7 +239,10 @@ struct Parser {
     mutating func parseNumber() throws(StoreError) -> JSON {
         let start = pos
         var negative = false
-        if byte(pos) == UInt8(ascii: "-") { negative = true; pos += 1 }
+        if byte(pos) == UInt8(ascii: "-") {
+            negative = true
+            pos += 1
+        }
         guard pos < end, isDigit(byte(pos)) else { throw error("expected a digit") }
         let intStart = pos
         if byte(pos) == UInt8(ascii: "0") {
@@ -251,7 +273,10 @@ struct Parser {
             for i in intStart..<intEnd {
                 let (m, o1) = v.multipliedReportingOverflow(by: 10)
                 let (s, o2) = m.subtractingReportingOverflow(Int64(byte(i) - 48))
-                if o1 || o2 { overflow = true; break }
+                if o1 || o2 {
+                    overflow = true
+                    break
+                }
                 v = s
             }
             if !overflow {
@@ -259,7 +284,8 @@ struct Parser {
                 if v != Int64.min { return .int(-v) }
             }
         }
-        let text = String(decoding: UnsafeBufferPointer(start: base.unsafelyUnwrapped + start, count: pos - start), as: UTF8.self)
+        let text = String(
+            decoding: UnsafeBufferPointer(start: base.unsafelyUnwrapped + start, count: pos - start), as: UTF8.self)
         guard let d = Double(text), d.isFinite else { throw error("number out of range", at: start) }
         return .double(d)
     }

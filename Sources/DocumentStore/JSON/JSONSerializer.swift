@@ -6,7 +6,11 @@ public enum JSONSerializer {
         switch value {
         case .null: out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
         case .bool(let b):
-            if b { out.append(contentsOf: [0x74, 0x72, 0x75, 0x65]) } else { out.append(contentsOf: [0x66, 0x61, 0x6C, 0x73, 0x65]) }
+            if b {
+                out.append(contentsOf: [0x74, 0x72, 0x75, 0x65])
+            } else {
+                out.append(contentsOf: [0x66, 0x61, 0x6C, 0x73, 0x65])
+            }
         case .int(let i): writeInt(i, into: &out)
         case .double(let d): writeDouble(d, into: &out)
         case .string(let s): writeString(s, into: &out)
@@ -38,7 +42,10 @@ public enum JSONSerializer {
     }
 
     static func writeInt(_ i: Int64, into out: inout [UInt8]) {
-        if i == 0 { out.append(48); return }
+        if i == 0 {
+            out.append(48)
+            return
+        }
         var magnitude = i.magnitude
         if i < 0 { out.append(UInt8(ascii: "-")) }
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { tmp in
@@ -48,14 +55,20 @@ public enum JSONSerializer {
                 magnitude /= 10
                 n += 1
             }
-            while n > 0 { n -= 1; out.append(tmp[n]) }
+            while n > 0 {
+                n -= 1
+                out.append(tmp[n])
+            }
         }
     }
 
     /// Swift's `description` is the shortest text that round-trips.
     /// It always has a '.' or an exponent, so a double reads back as a double.
     static func writeDouble(_ d: Double, into out: inout [UInt8]) {
-        guard d.isFinite else { out.append(contentsOf: Array("null".utf8)); return }
+        guard d.isFinite else {
+            out.append(contentsOf: Array("null".utf8))
+            return
+        }
         out.append(contentsOf: d.description.utf8)
     }
 

@@ -13,7 +13,10 @@ public struct Filter: Sendable {
     indirect enum Predicate: Sendable {
         case eq(JSON)
         case ne(JSON)
-        case gt(JSON), gte(JSON), lt(JSON), lte(JSON)
+        case gt(JSON)
+        case gte(JSON)
+        case lt(JSON)
+        case lte(JSON)
         case `in`([JSON])
         case nin([JSON])
         case exists(Bool)
@@ -55,7 +58,8 @@ public struct Filter: Sendable {
         var node = root
         if case .and(let subs) = node, subs.count == 1 { node = subs[0] }
         guard case .field(let path, let preds) = node, preds.count == 1, path.components.count == 1,
-              path.components[0] == "_id", case .eq(let v) = preds[0] else { return nil }
+            path.components[0] == "_id", case .eq(let v) = preds[0]
+        else { return nil }
         switch v {
         case .int, .string: return v
         default: return nil
@@ -66,11 +70,16 @@ public struct Filter: Sendable {
     /// strings: a document found by its primary key matches without being read.
     var isPrimaryKeyExact: Bool {
         func scalar(_ v: JSON) -> Bool {
-            switch v { case .int, .string: return true; default: return false }
+            switch v {
+            case .int, .string: return true
+            default: return false
+            }
         }
         var node = root
         if case .and(let subs) = node, subs.count == 1 { node = subs[0] }
-        guard case .field(let path, let preds) = node, path.components == ["_id"], preds.count == 1 else { return false }
+        guard case .field(let path, let preds) = node, path.components == ["_id"], preds.count == 1 else {
+            return false
+        }
         switch preds[0] {
         case .eq(let v): return scalar(v)
         case .in(let list): return list.allSatisfy(scalar)
@@ -96,7 +105,8 @@ public struct Filter: Sendable {
                     var subs: [Node] = []
                     for item in items {
                         guard case .object(let o) = item else {
-                            throw StoreError(.invalidFilter, "invalid filter: every element of \(key) must be an object")
+                            throw StoreError(
+                                .invalidFilter, "invalid filter: every element of \(key) must be an object")
                         }
                         subs.append(try compile(o))
                     }
@@ -145,12 +155,16 @@ public struct Filter: Sendable {
                 }
             case "$not":
                 guard isOperatorObject(arg) else {
-                    throw StoreError(.invalidFilter, "invalid filter: $not on \"\(path)\" needs an operator object such as {\"$gt\": 1}")
+                    throw StoreError(
+                        .invalidFilter,
+                        "invalid filter: $not on \"\(path)\" needs an operator object such as {\"$gt\": 1}")
                 }
                 preds.append(.not(try compilePredicates(arg, path: path)))
             default:
                 if !op.hasPrefix("$") {
-                    throw StoreError(.invalidFilter, "invalid filter: the value for \"\(path)\" mixes operators and the field \"\(op)\"")
+                    throw StoreError(
+                        .invalidFilter,
+                        "invalid filter: the value for \"\(path)\" mixes operators and the field \"\(op)\"")
                 }
                 throw StoreError(.invalidFilter, "invalid filter: unknown operator \(op) on \"\(path)\"")
             }

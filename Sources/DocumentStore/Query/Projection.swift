@@ -21,11 +21,16 @@ public struct Projection: Sendable {
             default: throw StoreError(.invalidProjection, "invalid projection: \"\(key)\" must be 1, 0, true or false")
             }
             let path = try FieldPath(key, for: .invalidProjection)
-            if key == "_id" { keepID = flag; continue }
+            if key == "_id" {
+                keepID = flag
+                continue
+            }
             if flag { inc.append(path.components) } else { exc.append(path.components) }
         }
         if !inc.isEmpty && !exc.isEmpty {
-            throw StoreError(.invalidProjection, "invalid projection: cannot mix inclusion and exclusion (only _id may be excluded from an inclusion)")
+            throw StoreError(
+                .invalidProjection,
+                "invalid projection: cannot mix inclusion and exclusion (only _id may be excluded from an inclusion)")
         }
         include = !inc.isEmpty
         paths = include ? inc : exc
@@ -34,7 +39,10 @@ public struct Projection: Sendable {
 
     public func apply(to doc: JSONObject) -> JSONObject {
         var out = include ? Self.keep(doc, paths) : Self.drop(doc, paths)
-        if include, keepID, let id = doc["_id"] { out["_id"] = nil; out.prepend("_id", id) }
+        if include, keepID, let id = doc["_id"] {
+            out["_id"] = nil
+            out.prepend("_id", id)
+        }
         if !keepID { out["_id"] = nil }
         return out
     }
@@ -44,12 +52,18 @@ public struct Projection: Sendable {
         for (key, value) in obj {
             let here = paths.filter { $0.first == key }
             if here.isEmpty { continue }
-            if here.contains(where: { $0.count == 1 }) { out[key] = value; continue }
+            if here.contains(where: { $0.count == 1 }) {
+                out[key] = value
+                continue
+            }
             let tails = here.map { Array($0.dropFirst()) }
             switch value {
             case .object(let o): out[key] = .object(keep(o, tails))
             case .array(let items):
-                out[key] = .array(items.compactMap { if case .object(let o) = $0 { return .object(keep(o, tails)) } else { return nil } })
+                out[key] = .array(
+                    items.compactMap {
+                        if case .object(let o) = $0 { return .object(keep(o, tails)) } else { return nil }
+                    })
             default: break
             }
         }
@@ -61,12 +75,16 @@ public struct Projection: Sendable {
         for (key, value) in obj {
             let here = paths.filter { $0.first == key }
             if here.contains(where: { $0.count == 1 }) { continue }
-            if here.isEmpty { out[key] = value; continue }
+            if here.isEmpty {
+                out[key] = value
+                continue
+            }
             let tails = here.map { Array($0.dropFirst()) }
             switch value {
             case .object(let o): out[key] = .object(drop(o, tails))
             case .array(let items):
-                out[key] = .array(items.map { if case .object(let o) = $0 { return .object(drop(o, tails)) } else { return $0 } })
+                out[key] = .array(
+                    items.map { if case .object(let o) = $0 { return .object(drop(o, tails)) } else { return $0 } })
             default: out[key] = value
             }
         }

@@ -37,7 +37,8 @@ public struct Update: Sendable {
         let dollar = obj.fields.filter { $0.key.hasPrefix("$") }.count
         if dollar == 0 {
             guard json.nestingDepth <= JSONParser.maxDepth else {
-                throw StoreError(.invalidUpdate, "invalid update: the replacement nests deeper than \(JSONParser.maxDepth) levels")
+                throw StoreError(
+                    .invalidUpdate, "invalid update: the replacement nests deeper than \(JSONParser.maxDepth) levels")
             }
             kind = .replace(obj)
             topLevelSets = nil
@@ -45,7 +46,11 @@ public struct Update: Sendable {
             return
         }
         guard dollar == obj.count else {
-            throw StoreError(.invalidUpdate, "invalid update: mixes update operators and plain fields; use $set for fields, or no operators to replace the document")
+            throw StoreError(
+                .invalidUpdate,
+                "invalid update: mixes update operators and plain fields; "
+                    + "use $set for fields, or no operators to replace the document"
+            )
         }
         var ops: [Op] = []
         var touched: [FieldPath] = []
@@ -70,7 +75,8 @@ public struct Update: Sendable {
                 case "$unset": ops.append(.unset(path))
                 case "$inc":
                     guard value.numberValue != nil else {
-                        throw StoreError(.invalidUpdate, "invalid update: $inc on \"\(key)\" needs a number, got \(value.typeName)")
+                        throw StoreError(
+                            .invalidUpdate, "invalid update: $inc on \"\(key)\" needs a number, got \(value.typeName)")
                     }
                     ops.append(.inc(path, value))
                 case "$rename":
@@ -82,8 +88,11 @@ public struct Update: Sendable {
                     ops.append(.rename(path, to))
                 case "$push":
                     if Filter.isOperatorObject(value) {
-                        guard case .object(let mods) = value, mods.count == 1, case .array(let each)? = mods["$each"] else {
-                            throw StoreError(.invalidUpdate, "invalid update: $push on \"\(key)\" accepts only {\"$each\": [...]} as a modifier")
+                        guard case .object(let mods) = value, mods.count == 1, case .array(let each)? = mods["$each"]
+                        else {
+                            throw StoreError(
+                                .invalidUpdate,
+                                "invalid update: $push on \"\(key)\" accepts only {\"$each\": [...]} as a modifier")
                         }
                         ops.append(.push(path, each))
                     } else {
@@ -94,7 +103,8 @@ public struct Update: Sendable {
                         do {
                             ops.append(.pull(path, .matching(try Filter.compilePredicates(value, path: key))))
                         } catch {
-                            throw StoreError(.invalidUpdate, "invalid update: $pull condition on \"\(key)\": \(error.message)")
+                            throw StoreError(
+                                .invalidUpdate, "invalid update: $pull condition on \"\(key)\": \(error.message)")
                         }
                     } else {
                         ops.append(.pull(path, .equal(value)))
@@ -116,14 +126,18 @@ public struct Update: Sendable {
             case .rename(_, let to): depth = to.components.count
             }
             if depth > JSONParser.maxDepth {
-                throw StoreError(.invalidUpdate, "invalid update: the result would nest deeper than \(JSONParser.maxDepth) levels")
+                throw StoreError(
+                    .invalidUpdate, "invalid update: the result would nest deeper than \(JSONParser.maxDepth) levels")
             }
         }
         renames = ops.contains { if case .rename = $0 { return true } else { return false } }
         kind = .operators(ops)
         var sets: [(key: [UInt8], value: [UInt8])] = []
         for op in ops {
-            guard case .set(let p, let v) = op, p.components.count == 1 else { sets = []; break }
+            guard case .set(let p, let v) = op, p.components.count == 1 else {
+                sets = []
+                break
+            }
             var k: [UInt8] = []
             JSONSerializer.writeString(p.components[0], into: &k)
             sets.append((k, JSONSerializer.bytes(v)))
@@ -147,7 +161,9 @@ public struct Update: Sendable {
         for op in ops {
             switch op {
             case .set(let p, _), .unset(let p), .inc(let p, _), .push(let p, _), .pull(let p, _): out.append(p)
-            case .rename(let a, let b): out.append(a); out.append(b)
+            case .rename(let a, let b):
+                out.append(a)
+                out.append(b)
             }
         }
         return out
@@ -170,7 +186,8 @@ public struct Update: Sendable {
             var root = JSON.object(doc)
             for op in ops { try Self.apply(op, to: &root) }
             if renames && root.nestingDepth > JSONParser.maxDepth {
-                throw StoreError(.invalidUpdate, "$rename would nest the document deeper than \(JSONParser.maxDepth) levels")
+                throw StoreError(
+                    .invalidUpdate, "$rename would nest the document deeper than \(JSONParser.maxDepth) levels")
             }
             if case .object(let o) = root { doc = o }
         }
@@ -184,7 +201,10 @@ public struct Update: Sendable {
             try mutate(&root, p.components[...], path: p, create: false) { slot throws(StoreError) in slot = nil }
         case .inc(let p, let by):
             try mutate(&root, p.components[...], path: p, create: true) { slot throws(StoreError) in
-                guard let current = slot else { slot = by; return }
+                guard let current = slot else {
+                    slot = by
+                    return
+                }
                 slot = try add(current, by, path: p)
             }
         case .rename(let from, let to):
@@ -194,13 +214,16 @@ public struct Update: Sendable {
                 slot = nil
             }
             if let taken {
-                try mutate(&root, to.components[...], path: to, create: true) { slot throws(StoreError) in slot = taken }
+                try mutate(&root, to.components[...], path: to, create: true) { slot throws(StoreError) in slot = taken
+                }
             }
         case .push(let p, let items):
             try mutate(&root, p.components[...], path: p, create: true) { slot throws(StoreError) in
                 switch slot {
                 case nil: slot = .array(items)
-                case .array(var a)?: a.append(contentsOf: items); slot = .array(a)
+                case .array(var a)?:
+                    a.append(contentsOf: items)
+                    slot = .array(a)
                 case let other?:
                     throw StoreError(.invalidUpdate, "$push on \"\(p)\" needs an array, found \(other.typeName)")
                 }
@@ -210,12 +233,13 @@ public struct Update: Sendable {
                 switch slot {
                 case nil: return
                 case .array(let a)?:
-                    slot = .array(a.filter { item in
-                        switch cond {
-                        case .equal(let v): return !Values.equal(item, v)
-                        case .matching(let preds): return !preds.allSatisfy { Filter.test($0, [item]) }
-                        }
-                    })
+                    slot = .array(
+                        a.filter { item in
+                            switch cond {
+                            case .equal(let v): return !Values.equal(item, v)
+                            case .matching(let preds): return !preds.allSatisfy { Filter.test($0, [item]) }
+                            }
+                        })
                 case let other?:
                     throw StoreError(.invalidUpdate, "$pull on \"\(p)\" needs an array, found \(other.typeName)")
                 }
@@ -241,8 +265,10 @@ public struct Update: Sendable {
 
     /// Walks to the slot at `comps` and lets `body` read or replace it
     /// (nil means absent). With `create`, missing objects on the way are made.
-    static func mutate(_ value: inout JSON, _ comps: ArraySlice<String>, path: FieldPath, create: Bool,
-                       _ body: (inout JSON?) throws(StoreError) -> Void) throws(StoreError) {
+    static func mutate(
+        _ value: inout JSON, _ comps: ArraySlice<String>, path: FieldPath, create: Bool,
+        _ body: (inout JSON?) throws(StoreError) -> Void
+    ) throws(StoreError) {
         guard let head = comps.first else { return }
         let last = comps.count == 1
         switch value {
@@ -260,7 +286,9 @@ public struct Update: Sendable {
             value = .object(o)
         case .array(var a):
             guard let i = Int(head), i >= 0 else {
-                if create { throw StoreError(.invalidUpdate, "cannot use the part \"\(head)\" of \"\(path)\" to index an array") }
+                if create {
+                    throw StoreError(.invalidUpdate, "cannot use the part \"\(head)\" of \"\(path)\" to index an array")
+                }
                 return
             }
             if i >= a.count {
@@ -278,7 +306,8 @@ public struct Update: Sendable {
             value = .array(a)
         default:
             if create {
-                throw StoreError(.invalidUpdate, "cannot create \"\(path)\": the part before \"\(head)\" is a \(value.typeName)")
+                throw StoreError(
+                    .invalidUpdate, "cannot create \"\(path)\": the part before \"\(head)\" is a \(value.typeName)")
             }
         }
     }

@@ -29,7 +29,10 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
     }
 
     private static func collect(_ v: JSON, _ comps: ArraySlice<String>, into out: inout [JSON]) {
-        guard let head = comps.first else { out.append(v); return }
+        guard let head = comps.first else {
+            out.append(v)
+            return
+        }
         switch v {
         case .object(let o):
             if let child = o[head] { collect(child, comps.dropFirst(), into: &out) }
@@ -86,7 +89,8 @@ enum Values {
 
     /// A total order for sorting.
     static func compare(_ a: JSON, _ b: JSON) -> Int {
-        let ra = typeRank(a), rb = typeRank(b)
+        let ra = typeRank(a)
+        let rb = typeRank(b)
         if ra != rb { return ra < rb ? -1 : 1 }
         switch (a, b) {
         case (.int(let x), .int(let y)): return x < y ? -1 : (x == y ? 0 : 1)
@@ -95,7 +99,10 @@ enum Values {
             return x.utf8.lexicographicallyPrecedes(y.utf8) ? -1 : (x == y ? 0 : 1)
         case (.bool(let x), .bool(let y)): return x == y ? 0 : (x ? 1 : -1)
         case (.array(let x), .array(let y)):
-            for (p, q) in zip(x, y) { let c = compare(p, q); if c != 0 { return c } }
+            for (p, q) in zip(x, y) {
+                let c = compare(p, q)
+                if c != 0 { return c }
+            }
             return x.count < y.count ? -1 : (x.count == y.count ? 0 : 1)
         case (.object(let x), .object(let y)):
             for (p, q) in zip(x.fields, y.fields) {

@@ -1,5 +1,6 @@
 import CLMDB
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,7 +31,10 @@ final class Environment: @unchecked Sendable {
     }
     private let state: Mutex<State>
 
-    private struct FileID: Hashable { let dev: UInt64; let ino: UInt64 }
+    private struct FileID: Hashable {
+        let dev: UInt64
+        let ino: UInt64
+    }
     /// `@unchecked Sendable`: only read and written under `registry`'s lock.
     private final class WeakEnvironment: @unchecked Sendable { weak var env: Environment? }
     private static let registry = Mutex<[FileID: WeakEnvironment]>([:])
@@ -86,7 +90,8 @@ final class Environment: @unchecked Sendable {
             // migration); only a new file needs a write transaction.
             for write in [false, true] {
                 var txn: OpaquePointer?
-                try Environment.check(mdb_txn_begin(env, nil, write ? 0 : UInt32(MDB_RDONLY), &txn), path, "mdb_txn_begin")
+                try Environment.check(
+                    mdb_txn_begin(env, nil, write ? 0 : UInt32(MDB_RDONLY), &txn), path, "mdb_txn_begin")
                 fixed = []
                 for (name, flags) in [("docs", 0), ("index", MDB_DUPSORT), ("meta", 0)] {
                     var dbi: MDB_dbi = 0
@@ -94,8 +99,14 @@ final class Environment: @unchecked Sendable {
                     if rc != 0 { break }
                     fixed.append(dbi)
                 }
-                if rc == MDB_NOTFOUND && !write { mdb_txn_abort(txn); continue }
-                if rc != 0 { mdb_txn_abort(txn); try Environment.check(rc, path, "mdb_dbi_open") }
+                if rc == MDB_NOTFOUND && !write {
+                    mdb_txn_abort(txn)
+                    continue
+                }
+                if rc != 0 {
+                    mdb_txn_abort(txn)
+                    try Environment.check(rc, path, "mdb_dbi_open")
+                }
                 try Environment.check(mdb_txn_commit(txn), path, "mdb_txn_commit")
                 break
             }
@@ -144,8 +155,9 @@ final class Environment: @unchecked Sendable {
             return false
         }
         if nested {
-            throw StoreError(.nestedWriteTransaction,
-                             "\(path): a write transaction is already open on this thread; nest the work inside it instead")
+            throw StoreError(
+                .nestedWriteTransaction,
+                "\(path): a write transaction is already open on this thread; nest the work inside it instead")
         }
     }
 
@@ -157,7 +169,11 @@ final class Environment: @unchecked Sendable {
     func grow() throws(StoreError) {
         let result: StoreError? = state.withLock { s in
             guard s.activeTransactions == 0 else {
-                return StoreError(.mapFull, "\(path): the database map is full and cannot grow while \(s.activeTransactions) other transaction(s) are open in this process")
+                return StoreError(
+                    .mapFull,
+                    "\(path): the database map is full and cannot grow while \(s.activeTransactions) "
+                        + "other transaction(s) are open in this process"
+                )
             }
             let next = s.mapSize >= maxMapSize ? 0 : min(maxMapSize, max(s.mapSize * 2, 1 << 20))
             guard next > s.mapSize else {
@@ -204,7 +220,9 @@ final class Environment: @unchecked Sendable {
         var st = stat()
         if stat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw StoreError(.badPath, "\(path): exists and is not a directory (a database is a directory holding data.mdb and lock.mdb)")
+                throw StoreError(
+                    .badPath,
+                    "\(path): exists and is not a directory (a database is a directory holding data.mdb and lock.mdb)")
             }
             return
         }

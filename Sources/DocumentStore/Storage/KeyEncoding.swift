@@ -20,7 +20,8 @@ enum KeyEncoding {
             out.append(stringTag)
             out.append(contentsOf: s.utf8)
         default:
-            throw StoreError(.invalidDocument, "_id must be a string or an integer, not \(id.typeName) \(id.serialized)")
+            throw StoreError(
+                .invalidDocument, "_id must be a string or an integer, not \(id.typeName) \(id.serialized)")
         }
     }
 
@@ -79,7 +80,10 @@ enum KeyEncoding {
             out.append(contentsOf: s.utf8)
         case .array(let items):
             out.append(0x40)
-            for item in items { appendCanonical(item, to: &out); out.append(0xFF) }
+            for item in items {
+                appendCanonical(item, to: &out)
+                out.append(0xFF)
+            }
         case .object(let obj):
             out.append(0x50)
             for (k, item) in obj {

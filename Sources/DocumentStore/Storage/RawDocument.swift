@@ -31,8 +31,10 @@ enum RawDocument {
 
     /// Writes `doc` with top-level `key` set to `value` (both serialized) into
     /// `out`. Returns false when the stored bytes already hold that value.
-    static func set(quotedKey key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
-                    in doc: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
+    static func set(
+        quotedKey key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
+        in doc: UnsafeRawBufferPointer, into out: inout [UInt8]
+    ) -> Bool {
         out.removeAll(keepingCapacity: true)
         if let r = findValue(ofQuotedKey: key, in: doc) {
             if r.count == value.count && memoryEqual(doc, r.lowerBound, value) { return false }

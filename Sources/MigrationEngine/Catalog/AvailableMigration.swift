@@ -52,7 +52,10 @@ public struct AvailableMigration: @unchecked Sendable {
     public let origin: Origin
     let body: Body
 
-    init(id: String, name: String, description: String, version: String, checksum: String?, isReversible: Bool, origin: Origin, body: Body) {
+    init(
+        id: String, name: String, description: String, version: String, checksum: String?, isReversible: Bool,
+        origin: Origin, body: Body
+    ) {
         self.id = id
         self.name = name
         self.description = description
@@ -66,19 +69,23 @@ public struct AvailableMigration: @unchecked Sendable {
 
     /// An in-process migration of the app named `app`; its id must be valid.
     init(_ migration: any Migration, app: String) {
-        self.init(id: migration.id, name: migration.name, description: migration.description, version: migration.version,
-                  checksum: migration.checksum, isReversible: migration.isReversible, origin: .inProcess(app: app),
-                  body: .swift(migration))
+        self.init(
+            id: migration.id, name: migration.name, description: migration.description, version: migration.version,
+            checksum: migration.checksum, isReversible: migration.isReversible, origin: .inProcess(app: app),
+            body: .swift(migration))
     }
 
     /// Order of application: numeric prefix, then id.
     static func precedes(_ a: AvailableMigration, _ b: AvailableMigration) -> Bool {
-        a.sequence != b.sequence ? a.sequence < b.sequence : Array(a.id.utf8).lexicographicallyPrecedes(Array(b.id.utf8))
+        a.sequence != b.sequence
+            ? a.sequence < b.sequence : Array(a.id.utf8).lexicographicallyPrecedes(Array(b.id.utf8))
     }
 
     /// Sorts `migrations` and reports duplicate ids and sequence numbers
     /// shared by different ids, naming both sources.
-    static func ordered(_ migrations: [AvailableMigration]) -> (migrations: [AvailableMigration], problems: [MigratorError]) {
+    static func ordered(
+        _ migrations: [AvailableMigration]
+    ) -> (migrations: [AvailableMigration], problems: [MigratorError]) {
         let sorted = migrations.sorted(by: precedes)
         var problems: [MigratorError] = []
         var byID: [String: AvailableMigration] = [:]
@@ -86,15 +93,20 @@ public struct AvailableMigration: @unchecked Sendable {
         var unique: [AvailableMigration] = []
         for m in sorted {
             if let first = byID[m.id] {
-                problems.append(MigratorError(.duplicateID,
-                    "migration id '\(m.id)' is defined twice: in \(first.origin.label) and in \(m.origin.label)",
-                    file: m.origin.label, migrationID: m.id))
+                problems.append(
+                    MigratorError(
+                        .duplicateID,
+                        "migration id '\(m.id)' is defined twice: in \(first.origin.label) and in \(m.origin.label)",
+                        file: m.origin.label, migrationID: m.id))
                 continue
             }
             if let first = bySequence[m.sequence] {
-                problems.append(MigratorError(.duplicateSequence,
-                    "sequence number \(m.sequence) is used by both '\(first.id)' (\(first.origin.label)) and '\(m.id)' (\(m.origin.label)); renumber one of them",
-                    file: m.origin.label, migrationID: m.id))
+                problems.append(
+                    MigratorError(
+                        .duplicateSequence,
+                        "sequence number \(m.sequence) is used by both '\(first.id)' (\(first.origin.label)) "
+                            + "and '\(m.id)' (\(m.origin.label)); renumber one of them",
+                        file: m.origin.label, migrationID: m.id))
             }
             byID[m.id] = m
             bySequence[m.sequence] = m

@@ -35,11 +35,13 @@ public struct MigrationCatalog: Sendable {
     /// - Throws: ``MigratorError`` `.invalidID` or `.duplicateID`.
     public mutating func register(_ migration: any Migration) throws(MigratorError) {
         if let problem = MigrationID.problem(with: migration.id) {
-            throw MigratorError(.invalidID, "in-process migration '\(migration.id)': \(problem)", migrationID: migration.id)
+            throw MigratorError(
+                .invalidID, "in-process migration '\(migration.id)': \(problem)", migrationID: migration.id)
         }
         if registered.contains(where: { $0.id == migration.id }) {
-            throw MigratorError(.duplicateID, "in-process migration '\(migration.id)' is registered twice",
-                                migrationID: migration.id)
+            throw MigratorError(
+                .duplicateID, "in-process migration '\(migration.id)' is registered twice",
+                migrationID: migration.id)
         }
         registered.append(AvailableMigration(migration, app: appName))
         rebuild()

@@ -2,6 +2,7 @@ import DocumentStore
 import MigrationKit
 import MigratorPluginABI
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -133,8 +134,14 @@ enum HostHandles {
 
         /// Forgets `ended` and its cursors, so they are not kept alive.
         func forget(_ ended: HostStep) {
-            if step === ended { step = nil; stepID = 0 }
-            if let c = cursor, c.step === ended { cursor = nil; cursorID = 0 }
+            if step === ended {
+                step = nil
+                stepID = 0
+            }
+            if let c = cursor, c.step === ended {
+                cursor = nil
+                cursorID = 0
+            }
         }
     }
     static func handle(_ id: UInt) -> OpaquePointer? { OpaquePointer(bitPattern: id) }
@@ -165,7 +172,9 @@ enum HostAPI {
         return UnsafeRawBufferPointer(start: p, count: strlen(p))
     }
 
-    static func collection(_ p: UnsafePointer<CChar>?) throws(DatabaseError) -> String { try string(p, "the collection name") }
+    static func collection(_ p: UnsafePointer<CChar>?) throws(DatabaseError) -> String {
+        try string(p, "the collection name")
+    }
 
     static let table: migrator_host_v1 = migrator_host_v1(
         abi_major: UInt32(MIGRATOR_ABI_MAJOR),
@@ -179,7 +188,9 @@ enum HostAPI {
         },
         create_index: { txn, c, path, unique in
             call(txn) { s throws(DatabaseError) in
-                try s.db.run { try $0.createIndex(try collection(c), path: try string(path, "the index path"), unique: unique != 0) }
+                try s.db.run {
+                    try $0.createIndex(try collection(c), path: try string(path, "the index path"), unique: unique != 0)
+                }
             }
         },
         drop_index: { txn, c, path in
@@ -190,16 +201,21 @@ enum HostAPI {
         insert: { txn, c, json in
             call(txn) { s throws(DatabaseError) in
                 let name = try collection(c)
-                guard let doc = bytes(json) else { throw DatabaseError(.invalid, "insert into '\(name)': the document is NULL") }
+                guard let doc = bytes(json) else {
+                    throw DatabaseError(.invalid, "insert into '\(name)': the document is NULL")
+                }
                 try s.db.insert(jsonBytes: doc, into: name)
             }
         },
         find: { txn, c, filter, out in
             call(txn) { s throws(DatabaseError) in
                 let name = try collection(c)
-                guard let out else { throw DatabaseError(.invalid, "find in '\(name)': the cursor out-pointer is NULL") }
+                guard let out else {
+                    throw DatabaseError(.invalid, "find in '\(name)': the cursor out-pointer is NULL")
+                }
                 out.pointee = nil
-                let id = HostHandles.register(HostCursor(cursor: try s.db.openCursor(name, filter: bytes(filter)), step: s))
+                let id = HostHandles.register(
+                    HostCursor(cursor: try s.db.openCursor(name, filter: bytes(filter)), step: s))
                 s.cursorIDs.append(id)
                 out.pointee = HostHandles.handle(id)
             }
@@ -214,7 +230,9 @@ enum HostAPI {
                     c.capacity = max(raw.count + 1, 2 * c.capacity)
                     c.buffer = .allocate(capacity: c.capacity)
                 }
-                if let base = raw.baseAddress { UnsafeMutableRawPointer(c.buffer).copyMemory(from: base, byteCount: raw.count) }
+                if let base = raw.baseAddress {
+                    UnsafeMutableRawPointer(c.buffer).copyMemory(from: base, byteCount: raw.count)
+                }
                 c.buffer[raw.count] = 0
                 outJSON.pointee = UnsafePointer(c.buffer)
                 outLen.pointee = raw.count
@@ -226,16 +244,23 @@ enum HostAPI {
         cursor_close: { handle in
             guard let handle else { return MIGRATOR_OK }
             let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
-            guard let c = HostHandles.table.withLock({ $0.cursors.removeValue(forKey: id) }) else { return MIGRATOR_INVALID }
+            guard let c = HostHandles.table.withLock({ $0.cursors.removeValue(forKey: id) }) else {
+                return MIGRATOR_INVALID
+            }
             let cache = HostHandles.ThreadCache.current
-            if cache.cursorID == id { cache.cursor = nil; cache.cursorID = 0 }
+            if cache.cursorID == id {
+                cache.cursor = nil
+                cache.cursorID = 0
+            }
             c.cursor.close()
             return MIGRATOR_OK
         },
         update: { txn, c, filter, update, out in
             call(txn) { s throws(DatabaseError) in
                 let name = try collection(c)
-                guard let u = bytes(update) else { throw DatabaseError(.invalid, "update of '\(name)': the update is NULL") }
+                guard let u = bytes(update) else {
+                    throw DatabaseError(.invalid, "update of '\(name)': the update is NULL")
+                }
                 let n = try s.db.updateRaw(name, filter: bytes(filter), update: u)
                 out?.pointee = n
             }
@@ -255,7 +280,10 @@ enum HostAPI {
         },
         log: { txn, level, message in
             call(txn) { s throws(DatabaseError) in
-                let text = message.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self) } ?? ""
+                let text =
+                    message.map {
+                        String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self)
+                    } ?? ""
                 s.db.log(LogLevel(rawValue: min(max(level, 0), 3)) ?? .info, text)
             }
         },
@@ -264,7 +292,9 @@ enum HostAPI {
         },
         set_error: { txn, message in
             call(txn) { s throws(DatabaseError) in
-                s.pluginError = message.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self) }
+                s.pluginError = message.map {
+                    String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self)
+                }
             }
         },
         last_error: { txn in

@@ -5,8 +5,10 @@ import MigrationKit
 public struct StepObserver: Sendable {
     public var log: @Sendable (_ migrationID: String, _ level: LogLevel, _ message: String) -> Void
     public var progress: @Sendable (_ migrationID: String, _ done: UInt64, _ total: UInt64) -> Void
-    public init(log: @escaping @Sendable (String, LogLevel, String) -> Void = { _, _, _ in },
-                progress: @escaping @Sendable (String, UInt64, UInt64) -> Void = { _, _, _ in }) {
+    public init(
+        log: @escaping @Sendable (String, LogLevel, String) -> Void = { _, _, _ in },
+        progress: @escaping @Sendable (String, UInt64, UInt64) -> Void = { _, _, _ in }
+    ) {
         self.log = log
         self.progress = progress
     }
@@ -51,7 +53,7 @@ final class StoreDatabase: StepDatabase {
         case .duplicateKey, .collectionExists, .indexExists: status = .duplicateKey
         case .collectionNotFound, .indexNotFound: status = .notFound
         case .invalidJSON, .invalidDocument, .invalidFilter, .invalidUpdate, .invalidProjection, .invalidName,
-             .reservedCollection, .cursorClosed:
+            .reservedCollection, .cursorClosed:
             status = .invalid
         default: status = .error
         }
@@ -67,7 +69,9 @@ final class StoreDatabase: StepDatabase {
     func filter(_ text: UnsafeRawBufferPointer?) throws(StoreError) -> Filter {
         guard let text, !text.isEmpty else { return .all }
         // {"_id": <int or string>}: parse just the value.
-        if text.count > Self.idFilterPrefix.count + 1, text.starts(with: Self.idFilterPrefix), text[text.count - 1] == UInt8(ascii: "}") {
+        if text.count > Self.idFilterPrefix.count + 1, text.starts(with: Self.idFilterPrefix),
+            text[text.count - 1] == UInt8(ascii: "}")
+        {
             let value = UnsafeRawBufferPointer(rebasing: text[Self.idFilterPrefix.count..<(text.count - 1)])
             switch try? JSON(parsing: value) {
             case .int(let v)?: return .idEquals(.int(v))
@@ -100,9 +104,13 @@ final class StoreDatabase: StepDatabase {
             return StoreCursor(cursor: c)
         }
     }
-    func updateRaw(_ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer) throws(DatabaseError) -> UInt64 {
+    func updateRaw(
+        _ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer
+    ) throws(DatabaseError) -> UInt64 {
         try store { () throws(StoreError) in
-            UInt64(try txn.updateMany(collection, filter: try self.filter(filter), update: try self.update(update)).matched)
+            UInt64(
+                try txn.updateMany(collection, filter: try self.filter(filter), update: try self.update(update)).matched
+            )
         }
     }
     func removeRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64 {
@@ -133,15 +141,18 @@ final class StoreDatabase: StepDatabase {
     func find(_ collection: String, filter: String) throws -> Documents {
         var filter = filter
         let cursor = try filter.withUTF8 { b in try openCursor(collection, filter: UnsafeRawBufferPointer(b)) }
-        return Documents(next: { [unowned self] in
-            guard !self.finished else {
-                throw DatabaseError(.invalid, "migration '\(self.migrationID)': the database was used after its step returned")
-            }
-            return try cursor.nextRaw().map { Document(bytes: [UInt8]($0)) }
-        }, close: { cursor.close() })
+        return Documents(
+            next: { [unowned self] in
+                guard !self.finished else {
+                    throw DatabaseError(
+                        .invalid, "migration '\(self.migrationID)': the database was used after its step returned")
+                }
+                return try cursor.nextRaw().map { Document(bytes: [UInt8]($0)) }
+            }, close: { cursor.close() })
     }
     func update(_ collection: String, filter: String, update: String) throws -> UInt64 {
-        var filter = filter, update = update
+        var filter = filter
+        var update = update
         return try filter.withUTF8 { f in
             try update.withUTF8 { u in
                 try self.updateRaw(collection, filter: UnsafeRawBufferPointer(f), update: UnsafeRawBufferPointer(u))

@@ -1,5 +1,6 @@
 import DocumentStore
 import MigrationKit
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,8 +31,9 @@ struct DescriptorCache {
             bytes += buf[..<n]
         }
         guard let root = (try? bytes.withUnsafeBytes { try JSON(parsing: $0) })?.objectValue,
-              case .int(1)? = root["version"], root["toolchain"]?.stringValue == SwiftToolchain.current,
-              let files = root["files"]?.objectValue else { return cache }
+            case .int(1)? = root["version"], root["toolchain"]?.stringValue == SwiftToolchain.current,
+            let files = root["files"]?.objectValue
+        else { return cache }
         for (path, value) in files {
             guard let o = value.objectValue, let e = entry(o, path: path) else { continue }
             cache.entries[path] = e
@@ -40,22 +42,30 @@ struct DescriptorCache {
     }
 
     private static func entry(_ o: JSONObject, path: String) -> Entry? {
-        func int(_ k: String) -> Int64? { if case .int(let v)? = o[k] { return v }; return nil }
+        func int(_ k: String) -> Int64? {
+            if case .int(let v)? = o[k] { return v }
+            return nil
+        }
         guard let dev = int("device"), let ino = int("inode"), let size = int("size"), let mtime = int("mtime_ns"),
-              let sha = o["sha256"]?.stringValue, let name = o["name"]?.stringValue, let file = o["file"]?.stringValue,
-              let list = o["migrations"]?.arrayValue else { return nil }
-        let identity = FileIdentity(device: UInt64(bitPattern: dev), inode: UInt64(bitPattern: ino), size: size, mtimeNanoseconds: mtime)
+            let sha = o["sha256"]?.stringValue, let name = o["name"]?.stringValue, let file = o["file"]?.stringValue,
+            let list = o["migrations"]?.arrayValue
+        else { return nil }
+        let identity = FileIdentity(
+            device: UInt64(bitPattern: dev), inode: UInt64(bitPattern: ino), size: size, mtimeNanoseconds: mtime)
         var migrations: [AvailableMigration] = []
         for m in list {
             guard let m = m.objectValue, let id = m["id"]?.stringValue else { return nil }
-            migrations.append(AvailableMigration(
-                id: id, name: m["name"]?.stringValue ?? "", description: m["description"]?.stringValue ?? "",
-                version: m["version"]?.stringValue ?? "", checksum: m["checksum"]?.stringValue,
-                isReversible: m["reversible"] == .bool(true), origin: .plugin(file: file, sha256: sha), body: .descriptorOnly))
+            migrations.append(
+                AvailableMigration(
+                    id: id, name: m["name"]?.stringValue ?? "", description: m["description"]?.stringValue ?? "",
+                    version: m["version"]?.stringValue ?? "", checksum: m["checksum"]?.stringValue,
+                    isReversible: m["reversible"] == .bool(true), origin: .plugin(file: file, sha256: sha),
+                    body: .descriptorOnly))
         }
         let abiMinor: UInt32 = int("abi_minor").map { UInt32(truncatingIfNeeded: $0) } ?? 0
-        let plugin = LoadedPlugin(file: file, path: path, sha256: sha, identity: identity, name: name,
-                                  toolchain: o["toolchain"]?.stringValue, abiMinor: abiMinor, migrations: migrations)
+        let plugin = LoadedPlugin(
+            file: file, path: path, sha256: sha, identity: identity, name: name,
+            toolchain: o["toolchain"]?.stringValue, abiMinor: abiMinor, migrations: migrations)
         return Entry(identity: identity, plugin: plugin)
     }
 
@@ -65,19 +75,39 @@ struct DescriptorCache {
         var files: [(String, JSON)] = []
         for (key, e) in entries.sorted(by: { $0.key < $1.key }) {
             let p = e.plugin
-            files.append((key, .object(JSONObject([
-                ("device", .int(Int64(bitPattern: e.identity.device))), ("inode", .int(Int64(bitPattern: e.identity.inode))),
-                ("size", .int(e.identity.size)), ("mtime_ns", .int(e.identity.mtimeNanoseconds)),
-                ("file", .string(p.file)), ("sha256", .string(p.sha256)), ("name", .string(p.name)),
-                ("toolchain", p.toolchain.map(JSON.string) ?? .null), ("abi_minor", .int(Int64(p.abiMinor))),
-                ("migrations", .array(p.migrations.map { m in
-                    .object(JSONObject([("id", .string(m.id)), ("name", .string(m.name)), ("description", .string(m.description)),
-                                        ("version", .string(m.version)), ("checksum", m.checksum.map(JSON.string) ?? .null),
-                                        ("reversible", .bool(m.isReversible))]))
-                })),
-            ]))))
+            files.append(
+                (
+                    key,
+                    .object(
+                        JSONObject([
+                            ("device", .int(Int64(bitPattern: e.identity.device))),
+                            ("inode", .int(Int64(bitPattern: e.identity.inode))),
+                            ("size", .int(e.identity.size)), ("mtime_ns", .int(e.identity.mtimeNanoseconds)),
+                            ("file", .string(p.file)), ("sha256", .string(p.sha256)), ("name", .string(p.name)),
+                            ("toolchain", p.toolchain.map(JSON.string) ?? .null),
+                            ("abi_minor", .int(Int64(p.abiMinor))),
+                            (
+                                "migrations",
+                                .array(
+                                    p.migrations.map { m in
+                                        .object(
+                                            JSONObject([
+                                                ("id", .string(m.id)), ("name", .string(m.name)),
+                                                ("description", .string(m.description)),
+                                                ("version", .string(m.version)),
+                                                ("checksum", m.checksum.map(JSON.string) ?? .null),
+                                                ("reversible", .bool(m.isReversible)),
+                                            ]))
+                                    })
+                            ),
+                        ]))
+                ))
         }
-        let doc: JSON = .object(JSONObject([("version", .int(1)), ("toolchain", .string(SwiftToolchain.current)), ("files", .object(JSONObject(files)))]))
+        let doc: JSON = .object(
+            JSONObject([
+                ("version", .int(1)), ("toolchain", .string(SwiftToolchain.current)),
+                ("files", .object(JSONObject(files))),
+            ]))
         let bytes = JSONSerializer.bytes(doc)
         let tmp = path + ".tmp.\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

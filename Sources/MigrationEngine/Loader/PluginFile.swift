@@ -49,19 +49,24 @@ enum PluginDirectory {
     /// Finds `*.so` regular files directly in `directory`, in byte order of
     /// their names, and checks each one. Throws only when the directory
     /// itself cannot be used.
-    static func scan(_ directory: String, insecure: Bool, cache: DescriptorCache = .init(), descriptorsOnly: Bool = false) throws(MigratorError) -> Scan {
+    static func scan(
+        _ directory: String, insecure: Bool, cache: DescriptorCache = .init(), descriptorsOnly: Bool = false
+    ) throws(MigratorError) -> Scan {
         var scan = Scan()
         var st = stat()
         guard stat(directory, &st) == 0 else {
             let e = errno
-            if e == ENOENT { throw MigratorError(.directoryNotFound, "migrations directory '\(directory)' does not exist") }
+            if e == ENOENT {
+                throw MigratorError(.directoryNotFound, "migrations directory '\(directory)' does not exist")
+            }
             throw MigratorError(.directoryUnreadable, "migrations directory '\(directory)': \(errorText(e))")
         }
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
             throw MigratorError(.directoryNotFound, "migrations directory '\(directory)' is not a directory")
         }
         if let problem = ownershipProblem(st) {
-            let message = "migrations directory '\(directory)' \(problem); anyone who can write to it can run code as you"
+            let message =
+                "migrations directory '\(directory)' \(problem); anyone who can write to it can run code as you"
             if !insecure { throw MigratorError(.insecurePermissions, message + " (fix it, or pass --insecure)") }
             scan.warnings.append("warning: " + message + " (allowed by --insecure)")
         }
@@ -69,7 +74,8 @@ enum PluginDirectory {
             throw MigratorError(.directoryUnreadable, "migrations directory '\(directory)': \(errorText(errno))")
         }
         guard let dir = opendir(directory) else {
-            throw MigratorError(.directoryUnreadable, "cannot read migrations directory '\(directory)': \(errorText(errno))")
+            throw MigratorError(
+                .directoryUnreadable, "cannot read migrations directory '\(directory)': \(errorText(errno))")
         }
         var names: [String] = []
         while let entry = readdir(dir) {
@@ -88,8 +94,10 @@ enum PluginDirectory {
                 continue
             }
             do {
-                scan.files.append(try check(name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings,
-                                            cache: cache, descriptorsOnly: descriptorsOnly))
+                scan.files.append(
+                    try check(
+                        name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings,
+                        cache: cache, descriptorsOnly: descriptorsOnly))
             } catch {
                 scan.problems.append(error)
             }
@@ -97,17 +105,25 @@ enum PluginDirectory {
         return scan
     }
 
-    private static func check(name: String, path: String, realDir: String, insecure: Bool, warnings: inout [String],
-                              cache: DescriptorCache, descriptorsOnly: Bool) throws(MigratorError) -> CheckedPluginFile {
+    private static func check(
+        name: String, path: String, realDir: String, insecure: Bool, warnings: inout [String],
+        cache: DescriptorCache, descriptorsOnly: Bool
+    ) throws(MigratorError) -> CheckedPluginFile {
         func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
             MigratorError(code, "plugin '\(path)': \(why)", file: name)
         }
         var lst = stat()
         guard lstat(path, &lst) == 0 else { throw fail(.loadFailed, errorText(errno)) }
         if (lst.st_mode & S_IFMT) == S_IFLNK {
-            guard let target = realPath(path) else { throw fail(.notAPlugin, "a symlink whose target cannot be resolved (\(errorText(errno)))") }
+            guard let target = realPath(path) else {
+                throw fail(.notAPlugin, "a symlink whose target cannot be resolved (\(errorText(errno)))")
+            }
             guard target.hasPrefix(realDir + "/") else {
-                throw fail(.notAPlugin, "a symlink to '\(target)', outside the migrations directory; only links that stay inside are followed")
+                throw fail(
+                    .notAPlugin,
+                    "a symlink to '\(target)', outside the migrations directory; "
+                        + "only links that stay inside are followed"
+                )
             }
         }
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
@@ -122,7 +138,9 @@ enum PluginDirectory {
         }
         if let problem = ownershipProblem(st) {
             let message = "plugin '\(path)' \(problem); anyone who can write to it can run code as you"
-            if !insecure { throw MigratorError(.insecurePermissions, message + " (fix it, or pass --insecure)", file: name) }
+            if !insecure {
+                throw MigratorError(.insecurePermissions, message + " (fix it, or pass --insecure)", file: name)
+            }
             warnings.append("warning: " + message + " (allowed by --insecure)")
         }
         let size = Int(st.st_size)
@@ -130,19 +148,24 @@ enum PluginDirectory {
         let identity = FileIdentity(st)
         let known = cache.entries[key].flatMap { $0.identity == identity ? $0.plugin : nil }
         if descriptorsOnly, let known {
-            return CheckedPluginFile(name: name, path: path, sha256: known.sha256, identity: identity, key: key, cached: known)
+            return CheckedPluginFile(
+                name: name, path: path, sha256: known.sha256, identity: identity, key: key, cached: known)
         }
         var bytes = [UInt8](repeating: 0, count: size)
         var got = 0
         while got < size {
             let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, size - got, off_t(got)) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw fail(.loadFailed, n == 0 ? "the file shrank while being read" : "read failed: \(errorText(errno))") }
+            guard n > 0 else {
+                throw fail(
+                    .loadFailed, n == 0 ? "the file shrank while being read" : "read failed: \(errorText(errno))")
+            }
             got += n
         }
         if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
         // An unchanged file keeps its recorded hash; hashing is the costliest check.
-        return CheckedPluginFile(name: name, path: path, sha256: known?.sha256 ?? SHA256Digest.hex(bytes), identity: identity, key: key)
+        return CheckedPluginFile(
+            name: name, path: path, sha256: known?.sha256 ?? SHA256Digest.hex(bytes), identity: identity, key: key)
     }
 
     /// sshd StrictModes: writable by group or others, or owned by someone
@@ -151,7 +174,8 @@ enum PluginDirectory {
         let uid = getuid()
         if st.st_uid != uid && st.st_uid != 0 { return "is owned by uid \(st.st_uid), not by you (uid \(uid)) or root" }
         if st.st_mode & (S_IWGRP | S_IWOTH) != 0 {
-            return "is writable by \((st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group") (mode \(String(st.st_mode & 0o7777, radix: 8)))"
+            let who = (st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group"
+            return "is writable by \(who) (mode \(String(st.st_mode & 0o7777, radix: 8)))"
         }
         return nil
     }
@@ -201,27 +225,39 @@ enum ELFCheck {
             return "not an ELF file (no \\x7fELF magic); is it a text file or a wrongly named file?"
         }
         guard bytes.count >= 64 else { return "truncated ELF: \(bytes.count) bytes is shorter than an ELF header" }
-        if bytes[4] != 2 { return "a \(bytes[4] == 1 ? "32-bit" : "unknown-class") ELF file; this host loads 64-bit plugins" }
+        if bytes[4] != 2 {
+            return "a \(bytes[4] == 1 ? "32-bit" : "unknown-class") ELF file; this host loads 64-bit plugins"
+        }
         if bytes[5] != 1 { return "a big-endian ELF file; this host is little-endian" }
         func u16(_ o: Int) -> UInt16 { UInt16(bytes[o]) | UInt16(bytes[o + 1]) << 8 }
         func u32(_ o: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(bytes[o + $1]) << (8 * UInt32($1)) } }
         func u64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(bytes[o + $1]) << (8 * UInt64($1)) } }
         let type = u16(16)
-        if type != 3 { return "not a shared library (ELF type \(type)\(type == 2 ? ", an executable" : type == 1 ? ", an object file" : "")); build it with -shared" }
+        if type != 3 {
+            let kind = type == 2 ? ", an executable" : type == 1 ? ", an object file" : ""
+            return "not a shared library (ELF type \(type)\(kind)); build it with -shared"
+        }
         let machine = u16(18)
-        if machine != hostMachine { return "built for \(machineName(machine)); this host is \(machineName(hostMachine))" }
-        let phoff = u64(32), phentsize = UInt64(u16(54)), phnum = UInt64(u16(56))
+        if machine != hostMachine {
+            return "built for \(machineName(machine)); this host is \(machineName(hostMachine))"
+        }
+        let phoff = u64(32)
+        let phentsize = UInt64(u16(54))
+        let phnum = UInt64(u16(56))
         let size = UInt64(bytes.count)
         guard phentsize == 56, phnum > 0, phoff <= size, phnum * 56 <= size - phoff else {
             return "truncated or corrupt ELF: the program header table does not fit in the file (\(size) bytes)"
         }
         for i in 0..<Int(phnum) {
             let ph = Int(phoff) + i * 56
-            guard u32(ph) == 1 else { continue } // PT_LOAD
-            let offset = u64(ph + 8), filesz = u64(ph + 32)
+            guard u32(ph) == 1 else { continue }  // PT_LOAD
+            let offset = u64(ph + 8)
+            let filesz = u64(ph + 32)
             let (end, overflow) = offset.addingReportingOverflow(filesz)
             if overflow || end > size {
-                return "truncated ELF: loadable segment \(i) needs bytes up to \(overflow ? "beyond 2^64" : String(end)), but the file has \(size); was the copy cut short?"
+                let needed = overflow ? "beyond 2^64" : String(end)
+                return "truncated ELF: loadable segment \(i) needs bytes up to \(needed), but the file has \(size); "
+                    + "was the copy cut short?"
             }
         }
         return nil

@@ -1,6 +1,7 @@
 import Foundation
 import MigrationKit
 import MigratorPluginABI
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,7 +55,10 @@ public enum PluginLoader {
         public var descriptorsOnly = false
         /// Where the descriptor cache lives (the database directory), if any.
         public var cacheDirectory: String?
-        public init(insecure: Bool = false, strictToolchain: Bool = false, descriptorsOnly: Bool = false, cacheDirectory: String? = nil) {
+        public init(
+            insecure: Bool = false, strictToolchain: Bool = false, descriptorsOnly: Bool = false,
+            cacheDirectory: String? = nil
+        ) {
             self.insecure = insecure
             self.strictToolchain = strictToolchain
             self.descriptorsOnly = descriptorsOnly
@@ -72,7 +76,8 @@ public enum PluginLoader {
     public static func load(directory: String, options: Options = Options()) throws(MigratorError) -> PluginSet {
         let cachePath = options.cacheDirectory.map { $0 + "/" + DescriptorCache.fileName }
         let old = cachePath.map(DescriptorCache.load) ?? DescriptorCache()
-        let scan = try PluginDirectory.scan(directory, insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly)
+        let scan = try PluginDirectory.scan(
+            directory, insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly)
         var set = PluginSet()
         set.problems = scan.problems
         set.warnings = scan.warnings + scan.skipped.map { "note: skipping \($0)" }
@@ -81,7 +86,11 @@ public enum PluginLoader {
         for file in scan.files {
             do {
                 let plugin: LoadedPlugin
-                if let cached = file.cached { plugin = cached } else { plugin = try load(file, options: options, warnings: &set.warnings) }
+                if let cached = file.cached {
+                    plugin = cached
+                } else {
+                    plugin = try load(file, options: options, warnings: &set.warnings)
+                }
                 set.plugins.append(plugin)
                 all += plugin.migrations
                 cache.entries[file.key] = .init(identity: file.identity, plugin: plugin)
@@ -90,7 +99,9 @@ public enum PluginLoader {
             }
         }
         if let cachePath, access(options.cacheDirectory ?? "", W_OK) == 0, !cache.entries.isEmpty,
-           cache.entries.contains(where: { old.entries[$0.key]?.identity != $0.value.identity }) || cache.entries.count != old.entries.count {
+            cache.entries.contains(where: { old.entries[$0.key]?.identity != $0.value.identity })
+                || cache.entries.count != old.entries.count
+        {
             cache.save(cachePath)
         }
         // Conflicts between migrations are the catalog's to report, once.
@@ -98,7 +109,9 @@ public enum PluginLoader {
         return set
     }
 
-    private static func load(_ file: CheckedPluginFile, options: Options, warnings: inout [String]) throws(MigratorError) -> LoadedPlugin {
+    private static func load(
+        _ file: CheckedPluginFile, options: Options, warnings: inout [String]
+    ) throws(MigratorError) -> LoadedPlugin {
         func fail(_ code: MigratorError.Code, _ why: String, id: String? = nil) -> MigratorError {
             MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name, migrationID: id)
         }
@@ -119,17 +132,23 @@ public enum PluginLoader {
         }
         // Never dlclose: see the type's documentation.
         guard let symbol = dlsym(handle, MIGRATOR_PLUGIN_ENTRY_NAME) else {
-            throw fail(.noEntrySymbol, "does not export \(MIGRATOR_PLUGIN_ENTRY_NAME); is it a migrator plugin? (see 'migrator header')")
+            throw fail(
+                .noEntrySymbol,
+                "does not export \(MIGRATOR_PLUGIN_ENTRY_NAME); is it a migrator plugin? (see 'migrator header')")
         }
         let entry = unsafeBitCast(symbol, to: migrator_plugin_entry_fn.self)
-        guard let bundle = entry() else { throw fail(.invalidDescriptor, "\(MIGRATOR_PLUGIN_ENTRY_NAME)() returned NULL") }
+        guard let bundle = entry() else {
+            throw fail(.invalidDescriptor, "\(MIGRATOR_PLUGIN_ENTRY_NAME)() returned NULL")
+        }
         return try describe(bundle, file: file, options: options, warnings: &warnings)
     }
 
     /// Validates a bundle field by field and copies it into Swift values.
     /// (Separate from loading so that the fuzzer can feed it any bytes.)
-    static func describe(_ bundle: UnsafePointer<migrator_plugin_v1>, file: CheckedPluginFile, options: Options,
-                         warnings: inout [String]) throws(MigratorError) -> LoadedPlugin {
+    static func describe(
+        _ bundle: UnsafePointer<migrator_plugin_v1>, file: CheckedPluginFile, options: Options,
+        warnings: inout [String]
+    ) throws(MigratorError) -> LoadedPlugin {
         func fail(_ code: MigratorError.Code, _ why: String, id: String? = nil) -> MigratorError {
             MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name, migrationID: id)
         }
@@ -139,21 +158,31 @@ public enum PluginLoader {
         let minor = raw.load(fromByteOffset: 4, as: UInt32.self)
         let size = raw.load(fromByteOffset: 8, as: UInt32.self)
         guard major == UInt32(MIGRATOR_ABI_MAJOR) else {
-            throw fail(.abiMismatch, "built for plugin ABI \(major).\(minor); this migrator loads ABI \(MIGRATOR_ABI_MAJOR).x (it is \(MIGRATOR_ABI_MAJOR).\(MIGRATOR_ABI_MINOR))")
+            throw fail(
+                .abiMismatch,
+                "built for plugin ABI \(major).\(minor); this migrator loads ABI \(MIGRATOR_ABI_MAJOR).x "
+                    + "(it is \(MIGRATOR_ABI_MAJOR).\(MIGRATOR_ABI_MINOR))"
+            )
         }
         guard size >= pluginStructSize else {
-            throw fail(.invalidDescriptor, "struct_size is \(size) bytes; migrator_plugin_v1 needs at least \(pluginStructSize)")
+            throw fail(
+                .invalidDescriptor,
+                "struct_size is \(size) bytes; migrator_plugin_v1 needs at least \(pluginStructSize)")
         }
         let b = bundle.pointee
         let name = try requiredString(b.name, "the bundle name", limit: 1024, fail)
         let toolchain = try optionalString(b.toolchain, "toolchain", limit: 256, fail)
         if let toolchain, toolchain.hasPrefix("swift"), toolchain != SwiftToolchain.current {
-            let why = "built with \(toolchain), but this migrator runs \(SwiftToolchain.current); a Swift plugin must be built with the host's toolchain or it may crash"
+            let why =
+                "built with \(toolchain), but this migrator runs \(SwiftToolchain.current); "
+                + "a Swift plugin must be built with the host's toolchain or it may crash"
             if options.strictToolchain { throw fail(.toolchainMismatch, why) }
             warnings.append("warning: plugin '\(file.path)': \(why)")
         }
         guard b.migration_count <= maxMigrationsPerPlugin else {
-            throw fail(.invalidDescriptor, "declares \(b.migration_count) migrations; the limit is \(maxMigrationsPerPlugin) per plugin")
+            throw fail(
+                .invalidDescriptor,
+                "declares \(b.migration_count) migrations; the limit is \(maxMigrationsPerPlugin) per plugin")
         }
         guard b.migration_count == 0 || b.migrations != nil else {
             throw fail(.invalidDescriptor, "declares \(b.migration_count) migrations but the migrations array is NULL")
@@ -175,22 +204,25 @@ public enum PluginLoader {
             let version = try requiredString(m.version, "the version of \(what)", limit: 256, fail)
             // The header makes version required: an empty one says nothing.
             guard !version.isEmpty else { throw fail(.invalidDescriptor, "the version of \(what) is empty", id: id) }
-            migrations.append(AvailableMigration(
-                id: id,
-                name: try requiredString(m.name, "the name of \(what)", limit: 1024, fail),
-                description: try requiredString(m.description, "the description of \(what)", limit: 65536, fail),
-                version: version,
-                checksum: try optionalString(m.checksum, "the checksum of \(what)", limit: 1024, fail),
-                isReversible: m.down != nil,
-                origin: .plugin(file: file.name, sha256: file.sha256),
-                body: .plugin(up: up, down: m.down, userdata: m.userdata)))
+            migrations.append(
+                AvailableMigration(
+                    id: id,
+                    name: try requiredString(m.name, "the name of \(what)", limit: 1024, fail),
+                    description: try requiredString(m.description, "the description of \(what)", limit: 65536, fail),
+                    version: version,
+                    checksum: try optionalString(m.checksum, "the checksum of \(what)", limit: 1024, fail),
+                    isReversible: m.down != nil,
+                    origin: .plugin(file: file.name, sha256: file.sha256),
+                    body: .plugin(up: up, down: m.down, userdata: m.userdata)))
         }
-        return LoadedPlugin(file: file.name, path: file.path, sha256: file.sha256, identity: file.identity,
-                            name: name, toolchain: toolchain, abiMinor: minor, migrations: migrations)
+        return LoadedPlugin(
+            file: file.name, path: file.path, sha256: file.sha256, identity: file.identity,
+            name: name, toolchain: toolchain, abiMinor: minor, migrations: migrations)
     }
 
     private static func requiredString(
-        _ p: UnsafePointer<CChar>?, _ what: String, limit: Int, _ fail: (MigratorError.Code, String, String?) -> MigratorError
+        _ p: UnsafePointer<CChar>?, _ what: String, limit: Int,
+        _ fail: (MigratorError.Code, String, String?) -> MigratorError
     ) throws(MigratorError) -> String {
         guard let s = try optionalString(p, what, limit: limit, fail) else {
             throw fail(.invalidDescriptor, "\(what) is NULL", nil)
@@ -200,7 +232,8 @@ public enum PluginLoader {
 
     /// A plugin string, bounded and checked to be UTF-8.
     private static func optionalString(
-        _ p: UnsafePointer<CChar>?, _ what: String, limit: Int, _ fail: (MigratorError.Code, String, String?) -> MigratorError
+        _ p: UnsafePointer<CChar>?, _ what: String, limit: Int,
+        _ fail: (MigratorError.Code, String, String?) -> MigratorError
     ) throws(MigratorError) -> String? {
         guard let p else { return nil }
         let n = strnlen(p, limit + 1)

@@ -7,8 +7,10 @@ public enum Planner {
     ///
     /// A plan with refusals must not run; its ``Plan/steps`` are what it
     /// would have run.
-    public static func plan(_ request: MigrationRequest, catalog: MigrationCatalog, applied: [AppliedMigration],
-                            options: PlanOptions = PlanOptions()) -> Plan {
+    public static func plan(
+        _ request: MigrationRequest, catalog: MigrationCatalog, applied: [AppliedMigration],
+        options: PlanOptions = PlanOptions()
+    ) -> Plan {
         var refusals = catalog.problems.map(Refusal.init)
         let steps: [AvailableMigration]
         switch request.kind {
@@ -17,15 +19,20 @@ public enum Planner {
             let pending = pendingMigrations(catalog, applied)
             if let through {
                 if catalog.migration(through) == nil {
-                    refusals.append(Refusal(.unknownTarget, "target '\(through)' is not a known migration",
-                                            migrationIDs: [through]))
+                    refusals.append(
+                        Refusal(
+                            .unknownTarget, "target '\(through)' is not a known migration",
+                            migrationIDs: [through]))
                     steps = []
                 } else if let end = pending.firstIndex(where: { $0.id == through }) {
                     steps = Array(pending[...end])
                 } else {
-                    refusals.append(Refusal(.targetAlreadyApplied,
-                        "target '\(through)' is already applied (the database is at '\(applied.last?.id ?? through)')",
-                        migrationIDs: [through]))
+                    refusals.append(
+                        Refusal(
+                            .targetAlreadyApplied,
+                            "target '\(through)' is already applied "
+                                + "(the database is at '\(applied.last?.id ?? through)')",
+                            migrationIDs: [through]))
                     steps = []
                 }
             } else {
@@ -42,8 +49,10 @@ public enum Planner {
                     chosen = applied[(i + 1)...]
                 } else {
                     let list = applied.isEmpty ? "none" : applied.map(\.id).joined(separator: ", ")
-                    refusals.append(Refusal(.targetNotApplied,
-                        "cannot roll back to '\(id)': it is not applied (applied: \(list))", migrationIDs: [id]))
+                    refusals.append(
+                        Refusal(
+                            .targetNotApplied,
+                            "cannot roll back to '\(id)': it is not applied (applied: \(list))", migrationIDs: [id]))
                     chosen = []
                 }
             case .last(let n): chosen = applied.suffix(max(0, n))
@@ -55,16 +64,20 @@ public enum Planner {
                     if m.isReversible {
                         down.append(m)
                     } else {
-                        refusals.append(Refusal(.irreversible,
-                            "cannot roll back '\(a.id)' (\(m.origin.label)): it is irreversible (no down)",
-                            migrationIDs: [a.id], files: [m.origin.label]))
+                        refusals.append(
+                            Refusal(
+                                .irreversible,
+                                "cannot roll back '\(a.id)' (\(m.origin.label)): it is irreversible (no down)",
+                                migrationIDs: [a.id], files: [m.origin.label]))
                     }
                 } else if !catalog.owns(a) {
                     refusals.append(Refusal(.ownedElsewhere, ownerMessage(a), migrationIDs: [a.id], files: fileOf(a)))
                 } else {
-                    refusals.append(Refusal(.missingMigrations,
-                        "cannot roll back '\(a.id)': nothing provides it (it was applied from \(a.plugin))",
-                        migrationIDs: [a.id], files: fileOf(a)))
+                    refusals.append(
+                        Refusal(
+                            .missingMigrations,
+                            "cannot roll back '\(a.id)': nothing provides it (it was applied from \(a.plugin))",
+                            migrationIDs: [a.id], files: fileOf(a)))
                 }
             }
             steps = down
@@ -73,13 +86,17 @@ public enum Planner {
     }
 
     /// Known migrations not applied, in order.
-    public static func pendingMigrations(_ catalog: MigrationCatalog, _ applied: [AppliedMigration]) -> [AvailableMigration] {
+    public static func pendingMigrations(
+        _ catalog: MigrationCatalog, _ applied: [AppliedMigration]
+    ) -> [AvailableMigration] {
         let appliedIDs = Set(applied.map(\.id))
         return catalog.migrations.filter { !appliedIDs.contains($0.id) }
     }
 
     /// Applied records this catalog owns but does not provide.
-    public static func missingMigrations(_ catalog: MigrationCatalog, _ applied: [AppliedMigration]) -> [AppliedMigration] {
+    public static func missingMigrations(
+        _ catalog: MigrationCatalog, _ applied: [AppliedMigration]
+    ) -> [AppliedMigration] {
         applied.filter { catalog.migration($0.id) == nil && catalog.owns($0) }
     }
 
@@ -91,24 +108,31 @@ public enum Planner {
 
     /// The refusals every forward run shares: edited, missing and
     /// out-of-order migrations.
-    private static func applyChecks(_ catalog: MigrationCatalog, _ applied: [AppliedMigration],
-                                    _ options: PlanOptions) -> [Refusal] {
+    private static func applyChecks(
+        _ catalog: MigrationCatalog, _ applied: [AppliedMigration],
+        _ options: PlanOptions
+    ) -> [Refusal] {
         var refusals: [Refusal] = []
         for a in applied {
             guard let m = catalog.migration(a.id), checksumChanged(a, m) else { continue }
-            refusals.append(Refusal(.checksumChanged,
-                "migration '\(a.id)' in \(m.origin.label) declares checksum '\(m.checksum ?? "")', but '\(a.checksum ?? "")' "
-                    + "was recorded when it was applied (\(a.appliedAt)); an applied migration must not change: "
-                    + "restore it, or write a new migration",
-                migrationIDs: [a.id], files: [m.origin.label], recordedChecksum: a.checksum, declaredChecksum: m.checksum))
+            refusals.append(
+                Refusal(
+                    .checksumChanged,
+                    "migration '\(a.id)' in \(m.origin.label) declares checksum '\(m.checksum ?? "")', "
+                        + "but '\(a.checksum ?? "")' was recorded when it was applied (\(a.appliedAt)); "
+                        + "an applied migration must not change: restore it, or write a new migration",
+                    migrationIDs: [a.id], files: [m.origin.label], recordedChecksum: a.checksum,
+                    declaredChecksum: m.checksum))
         }
         let missing = missingMigrations(catalog, applied)
         if !missing.isEmpty && !options.allowMissing {
-            refusals.append(Refusal(.missingMigrations,
-                "the database is newer than these migrations: applied "
-                    + missing.map { "'\($0.id)' (from \($0.plugin))" }.joined(separator: ", ")
-                    + " but nothing here provides \(missing.count == 1 ? "it" : "them")",
-                migrationIDs: missing.map(\.id), files: missing.flatMap(fileOf)))
+            refusals.append(
+                Refusal(
+                    .missingMigrations,
+                    "the database is newer than these migrations: applied "
+                        + missing.map { "'\($0.id)' (from \($0.plugin))" }.joined(separator: ", ")
+                        + " but nothing here provides \(missing.count == 1 ? "it" : "them")",
+                    migrationIDs: missing.map(\.id), files: missing.flatMap(fileOf)))
         }
         // The high-water mark counts only records this catalog answers for:
         // another app's in-process migrations never make ours late.
@@ -116,11 +140,15 @@ public enum Planner {
         if let highest = counted.map(\.sequence).max(), !options.allowOutOfOrder {
             let late = pendingMigrations(catalog, applied).filter { $0.sequence < highest }
             if !late.isEmpty {
-                refusals.append(Refusal(.outOfOrder,
-                    "pending " + late.map { "'\($0.id)' (\($0.origin.label))" }.joined(separator: ", ")
-                        + " sort\(late.count == 1 ? "s" : "") before the last applied migration (number \(highest)); "
-                        + "was a branch merged?",
-                    migrationIDs: late.map(\.id), files: late.compactMap { $0.origin.sha256 == nil ? nil : $0.origin.label }))
+                refusals.append(
+                    Refusal(
+                        .outOfOrder,
+                        "pending " + late.map { "'\($0.id)' (\($0.origin.label))" }.joined(separator: ", ")
+                            + " sort\(late.count == 1 ? "s" : "") before the last applied migration "
+                            + "(number \(highest)); "
+                            + "was a branch merged?",
+                        migrationIDs: late.map(\.id),
+                        files: late.compactMap { $0.origin.sha256 != nil ? $0.origin.label : nil }))
             }
         }
         return refusals
@@ -138,7 +166,8 @@ public enum Planner {
             return "cannot roll back '\(a.id)': it was applied in-process by \(app.map { "'\($0)'" } ?? "an app"); "
                 + "it is rolled back by the app that owns it"
         case .plugin(let file):
-            return "cannot roll back '\(a.id)': it was applied from the plugin \(file), which this catalog does not load; "
+            return
+                "cannot roll back '\(a.id)': it was applied from the plugin \(file), which this catalog does not load; "
                 + "roll it back with that plugin's directory"
         }
     }
@@ -147,8 +176,10 @@ public enum Planner {
 
     /// Every known migration and every applied record, with its state, in
     /// application order: the body of ``MigrationStatus``.
-    public static func entries(catalog: MigrationCatalog, applied: [AppliedMigration],
-                               history: [HistoryEntry]) -> [MigrationStatus.Entry] {
+    public static func entries(
+        catalog: MigrationCatalog, applied: [AppliedMigration],
+        history: [HistoryEntry]
+    ) -> [MigrationStatus.Entry] {
         var lastUp: [String: HistoryEntry.Outcome] = [:]
         for h in history where h.direction == .up { lastUp[h.migrationID] = h.outcome }
         let appliedByID = Dictionary(applied.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -156,16 +187,24 @@ public enum Planner {
         for m in catalog.migrations {
             let a = appliedByID[m.id]
             let state: MigrationState = a != nil ? .applied : lastUp[m.id] == .failed ? .failed : .pending
-            entries.append((m.sequence, MigrationStatus.Entry(
-                id: m.id, name: m.name, description: m.description, version: m.version, state: state,
-                appliedAt: a?.appliedAt, plugin: m.origin.label, checksum: m.checksum ?? a?.checksum,
-                changed: a.map { checksumChanged($0, m) } ?? false, app: a?.source.app ?? m.origin.app)))
+            entries.append(
+                (
+                    m.sequence,
+                    MigrationStatus.Entry(
+                        id: m.id, name: m.name, description: m.description, version: m.version, state: state,
+                        appliedAt: a?.appliedAt, plugin: m.origin.label, checksum: m.checksum ?? a?.checksum,
+                        changed: a.map { checksumChanged($0, m) } ?? false, app: a?.source.app ?? m.origin.app)
+                ))
         }
         for a in applied where catalog.migration(a.id) == nil {
-            entries.append((a.sequence, MigrationStatus.Entry(
-                id: a.id, name: a.name, description: a.description, version: a.version,
-                state: catalog.owns(a) ? .missing : .applied, appliedAt: a.appliedAt, plugin: a.plugin,
-                checksum: a.checksum, changed: false, app: a.source.app)))
+            entries.append(
+                (
+                    a.sequence,
+                    MigrationStatus.Entry(
+                        id: a.id, name: a.name, description: a.description, version: a.version,
+                        state: catalog.owns(a) ? .missing : .applied, appliedAt: a.appliedAt, plugin: a.plugin,
+                        checksum: a.checksum, changed: false, app: a.source.app)
+                ))
         }
         entries.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1.id < $1.1.id }
         return entries.map(\.1)
@@ -173,7 +212,9 @@ public enum Planner {
 
     /// A leftover lock record marks an interrupted step, unless that step
     /// committed just before its process died.
-    public static func interruptedStep(_ leftover: LockOwner?, appliedIDs: Set<String>) -> (id: String, direction: Direction)? {
+    public static func interruptedStep(
+        _ leftover: LockOwner?, appliedIDs: Set<String>
+    ) -> (id: String, direction: Direction)? {
         guard let o = leftover, let id = o.currentID else { return nil }
         let direction = o.currentDirection ?? .up
         let committed = direction == .up ? appliedIDs.contains(id) : !appliedIDs.contains(id)
@@ -186,7 +227,9 @@ public enum Planner {
     /// plugin files rebuilt since they applied something (notes; the
     /// declared checksum, not the file hash, decides whether a migration
     /// was edited).
-    public static func advice(catalog: MigrationCatalog, applied: [AppliedMigration]) -> (warnings: [String], notes: [String]) {
+    public static func advice(
+        catalog: MigrationCatalog, applied: [AppliedMigration]
+    ) -> (warnings: [String], notes: [String]) {
         var warnings: [String] = []
         var notes: [String] = []
         let numbers = Set(catalog.migrations.map(\.sequence) + applied.filter(catalog.owns).map(\.sequence)).sorted()
@@ -195,11 +238,13 @@ public enum Planner {
             warnings.append("sequence gap: nothing numbered \(hole) between \(a) and \(b)")
         }
         for a in applied {
-            guard let m = catalog.migration(a.id), let now = m.origin.sha256, let then = a.pluginSHA256, now != then else {
+            guard let m = catalog.migration(a.id), let now = m.origin.sha256, let then = a.pluginSHA256, now != then
+            else {
                 continue
             }
-            notes.append("'\(a.id)' was applied from \(a.plugin) with SHA-256 \(then.prefix(12))…; "
-                + "\(m.origin.label) now has \(now.prefix(12))… (rebuilt; its declared checksum is unchanged)")
+            notes.append(
+                "'\(a.id)' was applied from \(a.plugin) with SHA-256 \(then.prefix(12))…; "
+                    + "\(m.origin.label) now has \(now.prefix(12))… (rebuilt; its declared checksum is unchanged)")
         }
         return (warnings, notes)
     }

@@ -15,7 +15,9 @@ public struct MigrationRequest: Sendable, Equatable, CustomStringConvertible {
     /// Apply the next `count` pending migrations.
     public static func applyNext(_ count: Int) -> MigrationRequest { MigrationRequest(kind: .applyNext(count)) }
     /// Roll back as `target` says, newest first.
-    public static func rollback(_ target: RollbackTarget) -> MigrationRequest { MigrationRequest(kind: .rollback(target)) }
+    public static func rollback(_ target: RollbackTarget) -> MigrationRequest {
+        MigrationRequest(kind: .rollback(target))
+    }
 
     /// The direction its steps run in.
     public var direction: Direction {

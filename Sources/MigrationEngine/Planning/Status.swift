@@ -21,8 +21,10 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         /// when set, so plugin-only output is unchanged.
         public var app: String?
 
-        public init(id: String, name: String, description: String, version: String, state: MigrationState,
-                    appliedAt: String?, plugin: String?, checksum: String?, changed: Bool, app: String? = nil) {
+        public init(
+            id: String, name: String, description: String, version: String, state: MigrationState,
+            appliedAt: String?, plugin: String?, checksum: String?, changed: Bool, app: String? = nil
+        ) {
             self.id = id
             self.name = name
             self.description = description
@@ -36,7 +38,9 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case id, name, description, version, state, appliedAt = "applied_at", plugin, checksum, changed, app
+            case id, name, description, version, state
+            case appliedAt = "applied_at"
+            case plugin, checksum, changed, app
         }
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -82,7 +86,8 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
     public var lockedBy: String?
 
     enum CodingKeys: String, CodingKey {
-        case database, migrations, summary, interrupted, lockedBy = "locked_by"
+        case database, migrations, summary, interrupted
+        case lockedBy = "locked_by"
     }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)

@@ -38,7 +38,8 @@ package struct InProcessExecutor: MigrationExecutor {
                 throw StepFailure(message: "\(error)", underlying: error)
             }
         case .descriptorOnly:
-            throw StepFailure(message: "migration '\(migration.id)' was read from the descriptor cache and is not loaded")
+            throw StepFailure(
+                message: "migration '\(migration.id)' was read from the descriptor cache and is not loaded")
         case .plugin(let up, let down, let userdata):
             guard let fn = direction == .up ? up : down else {
                 throw StepFailure(message: "migration '\(migration.id)' is irreversible (its plugin provides no down)")
@@ -49,8 +50,10 @@ package struct InProcessExecutor: MigrationExecutor {
 
     /// Calls a plugin's step function with a fresh numeric handle for the
     /// step; every handle it was given dies when it returns.
-    private func callPlugin(_ fn: migrator_step_fn, userdata: UnsafeMutableRawPointer?, direction: Direction,
-                            db: any StepDatabase) throws {
+    private func callPlugin(
+        _ fn: migrator_step_fn, userdata: UnsafeMutableRawPointer?, direction: Direction,
+        db: any StepDatabase
+    ) throws {
         let step = HostStep(db: db)
         let id = HostHandles.register(step)
         defer {
@@ -65,8 +68,8 @@ package struct InProcessExecutor: MigrationExecutor {
         let status = withUnsafePointer(to: HostAPI.table) { fn($0, HostHandles.handle(id), userdata) }
         guard status == MIGRATOR_OK else {
             let why = step.pluginError ?? (step.lastErrorText.isEmpty ? nil : step.lastErrorText)
-            throw StepFailure(message: why
-                ?? "\(direction) returned status \(status) (\(DatabaseError.Status(rawValue: status))) without an explanation")
+            let code = DatabaseError.Status(rawValue: status)
+            throw StepFailure(message: why ?? "\(direction) returned status \(status) (\(code)) without an explanation")
         }
     }
 }

@@ -26,7 +26,8 @@ struct MigrationRunner {
 
     /// One migration in one write transaction, with its bookkeeping.
     /// Returns nil when another run already did the step.
-    private func run(_ m: AvailableMigration, _ direction: Direction, lock: any RunLockSession) throws -> CompletedStep? {
+    private func run(_ m: AvailableMigration, _ direction: Direction, lock: any RunLockSession) throws -> CompletedStep?
+    {
         options.events(.started(id: m.id, direction: direction))
         lock.begin(m.id, direction)
         defer { lock.end() }
@@ -47,9 +48,10 @@ struct MigrationRunner {
                 } else {
                     try txn.removeApplied(m.id)
                 }
-                try txn.appendHistory(NewHistoryEntry(
-                    migrationID: m.id, outcome: direction == .up ? .applied : .rolledBack, direction: direction,
-                    durationMS: durationMS, error: nil, plugin: m.origin.label, at: startedAt))
+                try txn.appendHistory(
+                    NewHistoryEntry(
+                        migrationID: m.id, outcome: direction == .up ? .applied : .rolledBack, direction: direction,
+                        durationMS: durationMS, error: nil, plugin: m.origin.label, at: startedAt))
                 return true
             }
             guard ran else {
@@ -65,13 +67,15 @@ struct MigrationRunner {
             let elapsed = Int64((EngineClock.monotonic() - t0) * 1000)
             // The step's transaction is gone; record the attempt on its own.
             _ = try? storage.transaction { txn in
-                try txn.appendHistory(NewHistoryEntry(
-                    migrationID: m.id, outcome: .failed, direction: direction, durationMS: elapsed, error: message,
-                    plugin: m.origin.label, at: startedAt))
+                try txn.appendHistory(
+                    NewHistoryEntry(
+                        migrationID: m.id, outcome: .failed, direction: direction, durationMS: elapsed, error: message,
+                        plugin: m.origin.label, at: startedAt))
             }
             options.events(.failed(id: m.id, direction: direction, message: message))
             let kept = direction == .up ? ", earlier migrations stay applied" : ""
-            throw MigratorError(.migrationFailed,
+            throw MigratorError(
+                .migrationFailed,
                 "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); "
                     + "its changes were rolled back\(kept)",
                 file: m.origin.sha256 == nil ? nil : m.origin.label, migrationID: m.id,
@@ -86,12 +90,14 @@ struct MigrationRunner {
         defer { lock.clearLeftover() }
         guard let (id, direction) = Planner.interruptedStep(o, appliedIDs: Set(applied.map(\.id))) else { return nil }
         try storage.transaction { txn in
-            try txn.appendHistory(NewHistoryEntry(
-                migrationID: id, outcome: .interrupted, direction: direction, durationMS: nil,
-                error: "the run (\(o.summary)) stopped during this migration; nothing of it was committed",
-                plugin: nil, at: o.currentStartedAt ?? o.startedAt, by: "\(o.user)@\(o.host) (pid \(o.pid))"))
+            try txn.appendHistory(
+                NewHistoryEntry(
+                    migrationID: id, outcome: .interrupted, direction: direction, durationMS: nil,
+                    error: "the run (\(o.summary)) stopped during this migration; nothing of it was committed",
+                    plugin: nil, at: o.currentStartedAt ?? o.startedAt, by: "\(o.user)@\(o.host) (pid \(o.pid))"))
         }
-        let note = "the previous run (\(o.summary)) was interrupted during '\(id)' (\(direction)); nothing of it was committed"
+        let note =
+            "the previous run (\(o.summary)) was interrupted during '\(id)' (\(direction)); nothing of it was committed"
         options.events(.notice(note))
         return note
     }

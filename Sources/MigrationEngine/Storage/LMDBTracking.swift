@@ -14,13 +14,15 @@ enum Tracking {
                 guard let o = doc.objectValue, let id = o["_id"]?.stringValue else { return nil }
                 func s(_ k: String) -> String { o[k]?.stringValue ?? "" }
                 let plugin = s("plugin")
-                let source: MigrationSource = plugin == MigrationSource.inProcess(app: nil).label
+                let source: MigrationSource =
+                    plugin == MigrationSource.inProcess(app: nil).label
                     ? .inProcess(app: o["app"]?.stringValue) : .plugin(file: plugin)
                 return AppliedMigration(
                     id: id, name: s("name"), description: s("description"), version: s("version"),
                     startedAt: s("started_at"), appliedAt: s("applied_at"), checksum: o["checksum"]?.stringValue,
                     source: source, pluginSHA256: o["plugin_sha256"]?.stringValue,
-                    durationMS: o["duration_ms"].flatMap(int) ?? 0, appliedBy: s("applied_by"), runnerVersion: s("runner_version"))
+                    durationMS: o["duration_ms"].flatMap(int) ?? 0, appliedBy: s("applied_by"),
+                    runnerVersion: s("runner_version"))
             }.sorted { $0.sequence != $1.sequence ? $0.sequence < $1.sequence : $0.id < $1.id }
         }
     }
@@ -29,11 +31,13 @@ enum Tracking {
         try txn.withSystemAccess { try txn.count(applied, filter: Filter.idEquals(.string(id))) > 0 }
     }
 
-    static func recordApplied(_ txn: Transaction, _ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
+    static func recordApplied(_ txn: Transaction, _ m: AvailableMigration, startedAt: String, durationMS: Int64) throws
+    {
         var fields: [(String, JSON)] = [
             ("_id", .string(m.id)), ("migration_id", .string(m.id)), ("name", .string(m.name)),
             ("description", .string(m.description)), ("version", .string(m.version)),
-            ("started_at", .string(startedAt)), ("applied_at", .string(EngineClock.iso8601())), ("success", .bool(true)),
+            ("started_at", .string(startedAt)), ("applied_at", .string(EngineClock.iso8601())),
+            ("success", .bool(true)),
             ("checksum", m.checksum.map(JSON.string) ?? .null), ("plugin", .string(m.origin.label)),
             ("plugin_sha256", m.origin.sha256.map(JSON.string) ?? .null), ("duration_ms", .int(durationMS)),
             ("applied_by", .string(EngineClock.actor)), ("runner_version", .string(runnerVersion)),
@@ -53,13 +57,15 @@ enum Tracking {
         try txn.withSystemAccess {
             // Append-only, so the count is the last sequence number.
             let next = Int64(try txn.count(history)) + 1
-            let doc: JSON = .object(JSONObject([
-                ("_id", .int(next)), ("migration_id", .string(e.migrationID)), ("outcome", .string(e.outcome.rawValue)),
-                ("direction", .string(e.direction.rawValue)), ("at", .string(e.at)),
-                ("duration_ms", e.durationMS.map(JSON.int) ?? .null), ("error", e.error.map(JSON.string) ?? .null),
-                ("applied_by", .string(e.by)), ("plugin", e.plugin.map(JSON.string) ?? .null),
-                ("runner_version", .string(runnerVersion)),
-            ]))
+            let doc: JSON = .object(
+                JSONObject([
+                    ("_id", .int(next)), ("migration_id", .string(e.migrationID)),
+                    ("outcome", .string(e.outcome.rawValue)),
+                    ("direction", .string(e.direction.rawValue)), ("at", .string(e.at)),
+                    ("duration_ms", e.durationMS.map(JSON.int) ?? .null), ("error", e.error.map(JSON.string) ?? .null),
+                    ("applied_by", .string(e.by)), ("plugin", e.plugin.map(JSON.string) ?? .null),
+                    ("runner_version", .string(runnerVersion)),
+                ]))
             _ = try txn.insert(doc, into: history)
         }
     }
@@ -71,7 +77,8 @@ enum Tracking {
                 return HistoryEntry(
                     sequence: seq, migrationID: o["migration_id"]?.stringValue ?? "",
                     outcome: HistoryEntry.Outcome(rawValue: o["outcome"]?.stringValue ?? ""),
-                    direction: o["direction"]?.stringValue.flatMap(Direction.init(rawValue:)) ?? .up, at: o["at"]?.stringValue ?? "",
+                    direction: o["direction"]?.stringValue.flatMap(Direction.init(rawValue:)) ?? .up,
+                    at: o["at"]?.stringValue ?? "",
                     durationMS: o["duration_ms"].flatMap(int), error: o["error"]?.stringValue,
                     appliedBy: o["applied_by"]?.stringValue ?? "", plugin: o["plugin"]?.stringValue)
             }

@@ -68,7 +68,9 @@ package struct NewHistoryEntry: Sendable {
 package protocol StepDatabase: Database {
     func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError)
     func openCursor(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> any StepCursor
-    func updateRaw(_ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer) throws(DatabaseError) -> UInt64
+    func updateRaw(
+        _ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer
+    ) throws(DatabaseError) -> UInt64
     func removeRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64
     func countRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64
     /// Ends the step: closes every cursor it opened; later calls fail.

@@ -1,5 +1,6 @@
 import DocumentStore
 import _MigratorCShims
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,10 +24,15 @@ public struct LockOwner: Sendable, Equatable {
             ("command", .string(command)), ("started_at", .string(startedAt)),
         ]
         if let currentID {
-            fields.append(("current", .object(JSONObject([
-                ("id", .string(currentID)), ("direction", .string((currentDirection ?? .up).rawValue)),
-                ("started_at", .string(currentStartedAt ?? "")),
-            ]))))
+            fields.append(
+                (
+                    "current",
+                    .object(
+                        JSONObject([
+                            ("id", .string(currentID)), ("direction", .string((currentDirection ?? .up).rawValue)),
+                            ("started_at", .string(currentStartedAt ?? "")),
+                        ]))
+                ))
         }
         return .object(JSONObject(fields))
     }
@@ -103,13 +109,18 @@ final class RunLock: RunLockSession {
             if EngineClock.monotonic() >= deadline {
                 let holder = Self.readOwner(fd)
                 close(fd)
-                throw MigratorError(.lockTimeout,
-                    "database '\(database)' is locked by \(holder?.summary ?? "another process"); gave up after \(Self.seconds(timeout)) (--lock-timeout)")
+                throw MigratorError(
+                    .lockTimeout,
+                    "database '\(database)' is locked by \(holder?.summary ?? "another process"); "
+                        + "gave up after \(Self.seconds(timeout))"
+                )
             }
             usleep(20_000)
         }
         leftover = Self.readOwner(fd)
-        owner = LockOwner(pid: getpid(), host: EngineClock.hostName, user: EngineClock.userName, command: command, startedAt: EngineClock.iso8601())
+        owner = LockOwner(
+            pid: getpid(), host: EngineClock.hostName, user: EngineClock.userName, command: command,
+            startedAt: EngineClock.iso8601())
         write()
     }
 
@@ -122,7 +133,7 @@ final class RunLock: RunLockSession {
         guard !released else { return }
         released = true
         _ = ftruncate(fd, 0)
-        close(fd)   // drops the OFD lock
+        close(fd)  // drops the OFD lock
     }
 
     /// Records the migration now running (no fsync: it only has to survive

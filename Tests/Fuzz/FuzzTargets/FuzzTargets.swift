@@ -59,7 +59,8 @@ public enum FuzzTargets {
         let idFirst = o.fields.first?.key == "_id"
         if let range = fast.idRange, let id = o["_id"] {
             broken.check(idFirst, "the canonical check found _id first, the parser elsewhere")
-            broken.check(data[range].elementsEqual(JSONSerializer.bytes(id)), "the canonical check's _id range is wrong")
+            broken.check(
+                data[range].elementsEqual(JSONSerializer.bytes(id)), "the canonical check's _id range is wrong")
         } else {
             broken.check(!idFirst, "the canonical check missed a leading _id")
         }
@@ -70,8 +71,11 @@ public enum FuzzTargets {
     static func query(_ data: UnsafeRawBufferPointer, _ broken: inout Invariants) {
         guard let value = try? JSONParser.parse(data) else { return }
         let docs: [JSON] = [
-            .object(JSONObject([("_id", .int(1)), ("a", .int(5)), ("b", .array([.int(1), .string("x")])),
-                                ("c", .object(JSONObject([("d", .double(2.5)), ("e", .null)])))])),
+            .object(
+                JSONObject([
+                    ("_id", .int(1)), ("a", .int(5)), ("b", .array([.int(1), .string("x")])),
+                    ("c", .object(JSONObject([("d", .double(2.5)), ("e", .null)]))),
+                ])),
             .object(JSONObject([("_id", .string("k")), ("a", .string("5")), ("tags", .array([]))])),
         ]
         if let filter = try? Filter(value) {
@@ -85,8 +89,9 @@ public enum FuzzTargets {
                 if (try? update.apply(to: &o)) != nil {
                     // An updated document still serializes and parses back.
                     let bytes = JSONSerializer.bytes(.object(o))
-                    broken.check((bytes.withUnsafeBytes { try? JSONParser.parse($0) }) == .object(o),
-                                 "an updated document does not parse back: \(JSON.object(o).serialized)")
+                    broken.check(
+                        (bytes.withUnsafeBytes { try? JSONParser.parse($0) }) == .object(o),
+                        "an updated document does not parse back: \(JSON.object(o).serialized)")
                 }
             }
         }
@@ -112,26 +117,33 @@ public enum FuzzTargets {
             p[part.count] = 0
             strings.append(p)
         }
-        func str(_ i: Int) -> UnsafePointer<CChar>? { i < strings.count && strings[i].pointee != 0x7F ? UnsafePointer(strings[i]) : nil }
+        func str(_ i: Int) -> UnsafePointer<CChar>? {
+            i < strings.count && strings[i].pointee != 0x7F ? UnsafePointer(strings[i]) : nil
+        }
         let count = min(Int(words[2] % 5), max(0, (strings.count - 2) / 5))
         let step: migrator_step_fn = { _, _, _ in MIGRATOR_OK }
         let migrations = UnsafeMutablePointer<migrator_migration_v1>.allocate(capacity: max(count, 1))
         defer { migrations.deallocate() }
         for i in 0..<count {
-            migrations[i] = migrator_migration_v1(id: str(2 + 5 * i), name: str(3 + 5 * i), description: str(4 + 5 * i),
-                                                  version: str(5 + 5 * i), checksum: str(6 + 5 * i),
-                                                  up: words[0] & 1 == 0 ? step : nil, down: i % 2 == 0 ? step : nil, userdata: nil)
+            migrations[i] = migrator_migration_v1(
+                id: str(2 + 5 * i), name: str(3 + 5 * i), description: str(4 + 5 * i),
+                version: str(5 + 5 * i), checksum: str(6 + 5 * i),
+                up: words[0] & 1 == 0 ? step : nil, down: i % 2 == 0 ? step : nil, userdata: nil)
         }
-        var bundle = migrator_plugin_v1(abi_major: words[0] % 3, abi_minor: words[1] % 4,
-                                        struct_size: words[1] % 2 == 0 ? 48 : words[1] % 100,
-                                        name: str(0), toolchain: str(1), migration_count: UInt32(count),
-                                        migrations: UnsafePointer(migrations))
-        let file = CheckedPluginFile(name: "fuzz.so", path: "/fuzz/fuzz.so", sha256: "",
-                                     identity: FileIdentity(device: 0, inode: 0, size: 0, mtimeNanoseconds: 0), key: "/fuzz/fuzz.so")
+        var bundle = migrator_plugin_v1(
+            abi_major: words[0] % 3, abi_minor: words[1] % 4,
+            struct_size: words[1] % 2 == 0 ? 48 : words[1] % 100,
+            name: str(0), toolchain: str(1), migration_count: UInt32(count),
+            migrations: UnsafePointer(migrations))
+        let file = CheckedPluginFile(
+            name: "fuzz.so", path: "/fuzz/fuzz.so", sha256: "",
+            identity: FileIdentity(device: 0, inode: 0, size: 0, mtimeNanoseconds: 0), key: "/fuzz/fuzz.so")
         var warnings: [String] = []
         let described = try? PluginLoader.describe(&bundle, file: file, options: .init(), warnings: &warnings)
         if let described {
-            for m in described.migrations { broken.check(MigrationID.problem(with: m.id) == nil, "accepted a bad id '\(m.id)'") }
+            for m in described.migrations {
+                broken.check(MigrationID.problem(with: m.id) == nil, "accepted a bad id '\(m.id)'")
+            }
             _ = AvailableMigration.ordered(described.migrations)
         }
     }

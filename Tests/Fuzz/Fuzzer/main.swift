@@ -31,7 +31,11 @@ struct Replay {
             guard let f = fopen(path, "rb") else { continue }
             var bytes: [UInt8] = []
             var buf = [UInt8](repeating: 0, count: 65536)
-            while true { let n = fread(&buf, 1, buf.count, f); if n <= 0 { break }; bytes += buf[..<n] }
+            while true {
+                let n = fread(&buf, 1, buf.count, f)
+                if n <= 0 { break }
+                bytes += buf[..<n]
+            }
             fclose(f)
             let broken = bytes.withUnsafeBytes { FuzzTargets.run(target, $0) }
             for b in broken { print("\(path): \(b)") }

@@ -10,14 +10,16 @@ struct DocumentAnalysisEnhancement: Migration {
 
     func up(_ db: Database) throws {
         // The marker lets down remove exactly what up added.
-        let n = try db.update("documents",
+        let n = try db.update(
+            "documents",
             filter: #"{"analysis": {"$exists": false}}"#,
             update: #"{"$set": {"analysis": {"status": "pending", "added_by": "003"}}}"#)
         db.log("marked \(n) documents for analysis")
     }
 
     func down(_ db: Database) throws {
-        try db.update("documents",
+        try db.update(
+            "documents",
             filter: #"{"analysis.added_by": "003"}"#,
             update: #"{"$unset": {"analysis": ""}}"#)
     }

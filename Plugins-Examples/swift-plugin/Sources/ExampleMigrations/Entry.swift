@@ -4,9 +4,11 @@ import MigrationKit
 /// (exports.map) keeps every other symbol local.
 @_cdecl("migrator_plugin_entry_v1")
 public func migratorPluginEntry() -> UnsafeRawPointer {
-    MigrationBundle.export(name: "example-swift-migrations", migrations: [
-        InitialSetup(),
-        UserPreferences(),
-        DocumentAnalysisEnhancement(),
-    ])
+    MigrationBundle.export(
+        name: "example-swift-migrations",
+        migrations: [
+            InitialSetup(),
+            UserPreferences(),
+            DocumentAnalysisEnhancement(),
+        ])
 }

@@ -22,8 +22,9 @@ struct UserPreferences: Migration {
         let total = try db.count("users")
         var done: UInt64 = 0
         try db.find("users", as: User.self).forEach { user in
-            try db.insert(Preferences(user_id: user._id, language: "en", timezone: "UTC", email_notifications: true),
-                          into: "user_preferences")
+            try db.insert(
+                Preferences(user_id: user._id, language: "en", timezone: "UTC", email_notifications: true),
+                into: "user_preferences")
             done += 1
             db.progress(done, of: total)
         }
