@@ -25,7 +25,7 @@ for i in $(seq "$RUNS"); do
     c_size=$(du -sm "$work/c$i" | cut -f1); rm -rf "$work/c$i"
     sync
     .build/release/store-bench "$work/s$i" "$N" "$LOOKUPS" | sed "s/^/s /" >>"$work/results"
-    s_size=$(du -sm "$work/s$i" | cut -f1); rm -rf "$work/s$i"
+    s_size=$(du -sm "$work/s$i" | cut -f1); rm -rf "$work/s$i" "$work/s$i-slow"
     echo "c file_mb $c_size" >>"$work/results"
     echo "s file_mb $s_size" >>"$work/results"
     echo "run $i of $RUNS done" >&2

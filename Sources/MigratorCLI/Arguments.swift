@@ -1,17 +1,17 @@
 /// A usage mistake: exit code 2, with the command's usage line.
-public struct UsageError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+struct UsageError: Error, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
 }
 
 /// One option a command accepts.
-public struct OptionSpec: Sendable {
-    public let name: String
+struct OptionSpec: Sendable {
+    let name: String
     /// The value's placeholder (`PATH`), or nil for a flag.
-    public let value: String?
-    public let help: String
-    public init(_ name: String, value: String? = nil, _ help: String) {
+    let value: String?
+    let help: String
+    init(_ name: String, value: String? = nil, _ help: String) {
         self.name = name
         self.value = value
         self.help = help
@@ -20,13 +20,13 @@ public struct OptionSpec: Sendable {
 
 /// Parsed command-line arguments: `--name value`, `--name=value`, flags,
 /// positionals, and `--` to end options.
-public struct ParsedArguments: Sendable {
-    public var positionals: [String] = []
-    public var options: [String: String] = [:]
-    public var flags: Set<String> = []
+struct ParsedArguments: Sendable {
+    var positionals: [String] = []
+    var options: [String: String] = [:]
+    var flags: Set<String> = []
 
     /// Parses `args` against `specs`; unknown options are usage errors.
-    public init(_ args: [String], specs: [OptionSpec]) throws(UsageError) {
+    init(_ args: [String], specs: [OptionSpec]) throws(UsageError) {
         var i = 0
         var onlyPositionals = false
         while i < args.count {
@@ -66,9 +66,9 @@ public struct ParsedArguments: Sendable {
         }
     }
 
-    public func flag(_ name: String) -> Bool { flags.contains(name) }
+    func flag(_ name: String) -> Bool { flags.contains(name) }
 
-    public func int(_ name: String, min: Int = 0) throws(UsageError) -> Int? {
+    func int(_ name: String, min: Int = 0) throws(UsageError) -> Int? {
         guard let raw = options[name] else { return nil }
         guard let v = Int(raw), v >= min else {
             throw UsageError("option '--\(name)' needs a whole number of at least \(min), got '\(raw)'")

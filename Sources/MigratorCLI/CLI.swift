@@ -6,28 +6,32 @@ import Glibc
 #endif
 
 /// Exit codes of the `migrator` executable. They are part of its interface.
-public enum ExitCode {
-    public static let ok: Int32 = 0
+enum ExitCode {
+    static let ok: Int32 = 0
     /// Any failure that is not a usage error (a migration failed, bad data…).
-    public static let failure: Int32 = 1
+    static let failure: Int32 = 1
     /// The command line was wrong.
-    public static let usage: Int32 = 2
+    static let usage: Int32 = 2
     /// Another run held the lock past `--lock-timeout`.
-    public static let lockTimeout: Int32 = 3
+    static let lockTimeout: Int32 = 3
     /// Validation refused the run before anything ran.
-    public static let refused: Int32 = 4
+    static let refused: Int32 = 4
     /// `status --check` found pending, failed or missing migrations.
-    public static let work: Int32 = 5
+    static let work: Int32 = 5
 }
 
 /// What a command needs from its surroundings.
 public struct Context {
-    public var environment: [String: String]
-    public let out: TextOutput
-    public let err: TextOutput
+    var environment: [String: String]
+    let out: TextOutput
+    let err: TextOutput
 
-    public init(environment: [String: String], out: TextOutput = TextOutput(fd: 1), err: TextOutput = TextOutput(fd: 2))
-    {
+    /// The process's standard output and error, and `environment`.
+    public init(environment: [String: String]) {
+        self.init(environment: environment, out: TextOutput(fd: 1), err: TextOutput(fd: 2))
+    }
+
+    init(environment: [String: String], out: TextOutput, err: TextOutput) {
         self.environment = environment
         self.out = out
         self.err = err
@@ -59,12 +63,12 @@ public struct Context {
 }
 
 /// One `migrator` command.
-public struct Command: Sendable {
-    public let path: [String]
-    public let arguments: [(name: String, help: String)]
-    public let summary: String
-    public let options: [OptionSpec]
-    public let run: @Sendable (Context, ParsedArguments) throws -> Int32
+struct Command: Sendable {
+    let path: [String]
+    let arguments: [(name: String, help: String)]
+    let summary: String
+    let options: [OptionSpec]
+    let run: @Sendable (Context, ParsedArguments) throws -> Int32
     /// What to suggest when a command that takes no arguments gets one.
     var argumentHint: (@Sendable (String) -> String)? = nil
 
@@ -117,7 +121,7 @@ extension String {
 
 /// The `migrator` command line. The executable is only `exit(main(args))`.
 public enum MigratorCommandLine {
-    public static let version = runnerVersion
+    static let version = runnerVersion
 
     static let commands: [Command] = MigrationCommands.all + PluginCommands.all + DatabaseCommands.all
 
@@ -222,28 +226,35 @@ public enum MigratorCommandLine {
             commands
             .filter { args.starts(with: $0.path) }
             .max { $0.path.count < $1.path.count }
-        guard let command = match else {
-            let members = group(args[0])
-            if !members.isEmpty {
-                if args.count > 1 && (args[1] == "--help" || args[1] == "-h") { return help([args[0]], context) }
-                if args.count > 1 {
-                    let names = members.map { $0.path.joined(separator: " ") }
-                    context.err.line(
-                        "error: unknown command '\(args[0]) \(args[1])'"
-                            + suggestion("\(args[0]) \(args[1])", among: names))
-                } else {
-                    context.err.line("error: '\(args[0])' needs a command")
-                }
-                context.err.write(groupHelp(args[0]))
-                return ExitCode.usage
-            }
+        guard let command = match else { return noCommand(args, context) }
+        return run(command, Array(args.dropFirst(command.path.count)) + leading, context)
+    }
+
+    /// Arguments that name no command: a group without its command, or a
+    /// typo (with the nearest command suggested).
+    static func noCommand(_ args: [String], _ context: Context) -> Int32 {
+        let members = group(args[0])
+        guard !members.isEmpty else {
             let names = Set(commands.map { $0.path[0] }).sorted()
             context.err.line(
-                "error: unknown command '\(args[0])'" + suggestion(args[0], among: names)
-                    + "; see 'migrator --help'")
+                "error: unknown command '\(args[0])'" + suggestion(args[0], among: names) + "; see 'migrator --help'")
             return ExitCode.usage
         }
-        let rest = Array(args.dropFirst(command.path.count)) + leading
+        if args.count > 1 && (args[1] == "--help" || args[1] == "-h") { return help([args[0]], context) }
+        if args.count > 1 {
+            let names = members.map { $0.path.joined(separator: " ") }
+            context.err.line(
+                "error: unknown command '\(args[0]) \(args[1])'" + suggestion("\(args[0]) \(args[1])", among: names))
+        } else {
+            context.err.line("error: '\(args[0])' needs a command")
+        }
+        context.err.write(groupHelp(args[0]))
+        return ExitCode.usage
+    }
+
+    /// Parses `rest` for `command` and runs it, mapping every error to its
+    /// message and documented exit code.
+    static func run(_ command: Command, _ rest: [String], _ context: Context) -> Int32 {
         do {
             let parsed = try ParsedArguments(rest, specs: command.options + [OptionSpec("help", "")])
             if parsed.flag("help") {
@@ -272,10 +283,10 @@ public enum MigratorCommandLine {
 }
 
 /// A command failure with its message and exit code.
-public struct CommandError: Error {
-    public let message: String
-    public let exitCode: Int32
-    public init(_ message: String, exitCode: Int32 = ExitCode.failure) {
+struct CommandError: Error {
+    let message: String
+    let exitCode: Int32
+    init(_ message: String, exitCode: Int32 = ExitCode.failure) {
         self.message = message
         self.exitCode = exitCode
     }

@@ -3,31 +3,31 @@ import Glibc
 #endif
 
 /// Buffered writes to a file descriptor: data to stdout, messages to stderr.
-public final class TextOutput {
+final class TextOutput {
     let fd: Int32
     private var buffer: [UInt8] = []
 
-    public init(fd: Int32) {
+    init(fd: Int32) {
         self.fd = fd
         buffer.reserveCapacity(1 << 16)
     }
 
-    public func write(_ s: String) {
+    func write(_ s: String) {
         buffer.append(contentsOf: s.utf8)
         if buffer.count >= 1 << 16 { flush() }
     }
 
-    public func write(bytes: UnsafeRawBufferPointer) {
+    func write(bytes: UnsafeRawBufferPointer) {
         buffer.append(contentsOf: bytes)
         if buffer.count >= 1 << 16 { flush() }
     }
 
-    public func line(_ s: String) {
+    func line(_ s: String) {
         write(s)
         write("\n")
     }
 
-    public func flush() {
+    func flush() {
         var offset = 0
         buffer.withUnsafeBytes { b in
             while offset < b.count {
@@ -43,5 +43,5 @@ public final class TextOutput {
     }
 
     /// True when the descriptor is a terminal.
-    public var isTerminal: Bool { isatty(fd) == 1 }
+    var isTerminal: Bool { isatty(fd) == 1 }
 }

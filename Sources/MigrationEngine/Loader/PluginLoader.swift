@@ -73,7 +73,7 @@ public enum PluginLoader {
 
     /// Loads every plugin in `directory`. Throws only when the directory
     /// itself is unusable; per-file failures go to ``PluginSet/problems``.
-    public static func load(directory: String, options: Options = Options()) throws(MigratorError) -> PluginSet {
+    package static func load(directory: String, options: Options = Options()) throws(MigratorError) -> PluginSet {
         let cachePath = options.cacheDirectory.map { $0 + "/" + DescriptorCache.fileName }
         let old = cachePath.map(DescriptorCache.load) ?? DescriptorCache()
         let scan = try PluginDirectory.scan(

@@ -16,73 +16,82 @@ public enum Planner {
         switch request.kind {
         case .apply(let through):
             refusals += applyChecks(catalog, applied, options)
-            let pending = pendingMigrations(catalog, applied)
-            if let through {
-                if catalog.migration(through) == nil {
-                    refusals.append(
-                        Refusal(
-                            .unknownTarget, "target '\(through)' is not a known migration",
-                            migrationIDs: [through]))
-                    steps = []
-                } else if let end = pending.firstIndex(where: { $0.id == through }) {
-                    steps = Array(pending[...end])
-                } else {
-                    refusals.append(
-                        Refusal(
-                            .targetAlreadyApplied,
-                            "target '\(through)' is already applied "
-                                + "(the database is at '\(applied.last?.id ?? through)')",
-                            migrationIDs: [through]))
-                    steps = []
-                }
-            } else {
-                steps = pending
-            }
+            steps = applySteps(through: through, catalog, applied, &refusals)
         case .applyNext(let count):
             refusals += applyChecks(catalog, applied, options)
             steps = Array(pendingMigrations(catalog, applied).prefix(max(0, count)))
         case .rollback(let target):
-            let chosen: ArraySlice<AppliedMigration>
-            switch target.kind {
-            case .after(let id):
-                if let i = applied.firstIndex(where: { $0.id == id }) {
-                    chosen = applied[(i + 1)...]
-                } else {
-                    let list = applied.isEmpty ? "none" : applied.map(\.id).joined(separator: ", ")
-                    refusals.append(
-                        Refusal(
-                            .targetNotApplied,
-                            "cannot roll back to '\(id)': it is not applied (applied: \(list))", migrationIDs: [id]))
-                    chosen = []
-                }
-            case .last(let n): chosen = applied.suffix(max(0, n))
-            case .all: chosen = applied[...]
-            }
-            var down: [AvailableMigration] = []
-            for a in chosen.reversed() {
-                if let m = catalog.migration(a.id) {
-                    if m.isReversible {
-                        down.append(m)
-                    } else {
-                        refusals.append(
-                            Refusal(
-                                .irreversible,
-                                "cannot roll back '\(a.id)' (\(m.origin.label)): it is irreversible (no down)",
-                                migrationIDs: [a.id], files: [m.origin.label]))
-                    }
-                } else if !catalog.owns(a) {
-                    refusals.append(Refusal(.ownedElsewhere, ownerMessage(a), migrationIDs: [a.id], files: fileOf(a)))
-                } else {
-                    refusals.append(
-                        Refusal(
-                            .missingMigrations,
-                            "cannot roll back '\(a.id)': nothing provides it (it was applied from \(a.plugin))",
-                            migrationIDs: [a.id], files: fileOf(a)))
-                }
-            }
-            steps = down
+            steps = rollbackSteps(target, catalog, applied, &refusals)
         }
         return Plan(request: request, steps: steps, refusals: refusals)
+    }
+
+    /// Pending migrations in order, up to and including `through`.
+    private static func applySteps(
+        through: String?, _ catalog: MigrationCatalog, _ applied: [AppliedMigration], _ refusals: inout [Refusal]
+    ) -> [AvailableMigration] {
+        let pending = pendingMigrations(catalog, applied)
+        guard let through else { return pending }
+        guard catalog.migration(through) != nil else {
+            refusals.append(
+                Refusal(.unknownTarget, "target '\(through)' is not a known migration", migrationIDs: [through]))
+            return []
+        }
+        guard let end = pending.firstIndex(where: { $0.id == through }) else {
+            refusals.append(
+                Refusal(
+                    .targetAlreadyApplied,
+                    "target '\(through)' is already applied (the database is at '\(applied.last?.id ?? through)')",
+                    migrationIDs: [through]))
+            return []
+        }
+        return Array(pending[...end])
+    }
+
+    /// The applied migrations `target` selects, newest first; each one that
+    /// cannot be rolled back here is a refusal.
+    private static func rollbackSteps(
+        _ target: RollbackTarget, _ catalog: MigrationCatalog, _ applied: [AppliedMigration],
+        _ refusals: inout [Refusal]
+    ) -> [AvailableMigration] {
+        let chosen: ArraySlice<AppliedMigration>
+        switch target.kind {
+        case .after(let id):
+            guard let i = applied.firstIndex(where: { $0.id == id }) else {
+                let list = applied.isEmpty ? "none" : applied.map(\.id).joined(separator: ", ")
+                refusals.append(
+                    Refusal(
+                        .targetNotApplied, "cannot roll back to '\(id)': it is not applied (applied: \(list))",
+                        migrationIDs: [id]))
+                return []
+            }
+            chosen = applied[(i + 1)...]
+        case .last(let n): chosen = applied.suffix(max(0, n))
+        case .all: chosen = applied[...]
+        }
+        var down: [AvailableMigration] = []
+        for a in chosen.reversed() {
+            guard let m = catalog.migration(a.id) else {
+                let refusal =
+                    catalog.owns(a)
+                    ? Refusal(
+                        .missingMigrations,
+                        "cannot roll back '\(a.id)': nothing provides it (it was applied from \(a.plugin))",
+                        migrationIDs: [a.id], files: fileOf(a))
+                    : Refusal(.ownedElsewhere, ownerMessage(a), migrationIDs: [a.id], files: fileOf(a))
+                refusals.append(refusal)
+                continue
+            }
+            guard m.isReversible else {
+                refusals.append(
+                    Refusal(
+                        .irreversible, "cannot roll back '\(a.id)' (\(m.origin.label)): it is irreversible (no down)",
+                        migrationIDs: [a.id], files: [m.origin.label]))
+                continue
+            }
+            down.append(m)
+        }
+        return down
     }
 
     /// Known migrations not applied, in order.
