@@ -1,6 +1,7 @@
 import Foundation
 import MigrationEngine
 import MigrationKit
+
 #if canImport(Glibc)
 import Glibc
 #endif

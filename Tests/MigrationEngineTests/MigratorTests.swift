@@ -175,6 +175,36 @@ struct Purge: IrreversibleMigration {
         }
     }
 
+    /// An applied migration whose declared checksum changed is not "up to
+    /// date": status says changed, health is unhealthy, apply refuses.
+    @Test func anEditedMigrationMakesHealthUnhealthy() throws {
+        try withMigrator { m, path in
+            try m.register(CreateSessions())
+            try m.register(AddExpiry())
+            try m.migrateUp()
+            #expect(m.health().status == .healthy)
+            struct AddExpiryEdited: Migration {
+                let id = "002_add_expiry"
+                let name = "Add Expiry"
+                let description = "Every session expires, later"
+                let version = "1.1.1"
+                let checksum: String? = "v2"
+                func up(_ db: Database) throws {}
+                func down(_ db: Database) throws {}
+            }
+            let edited = Migrator(databasePath: path)
+            try edited.register(CreateSessions())
+            try edited.register(AddExpiryEdited())
+            let s = try edited.status()
+            #expect(s.migrations.map(\.changed) == [false, true])
+            #expect(!s.isUpToDate)
+            #expect(edited.health().status == .unhealthy)
+            let refused = #expect(throws: MigratorError.self) { try edited.migrateUp() }
+            #expect(
+                refused?.refusals.first?.recordedChecksum == "v1" && refused?.refusals.first?.declaredChecksum == "v2")
+        }
+    }
+
     @Test func statusValueEncodesToTheDocumentedSchema() throws {
         try withMigrator { m, path in
             try m.register(CreateSessions())

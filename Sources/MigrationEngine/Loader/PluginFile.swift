@@ -67,8 +67,8 @@ enum PluginDirectory {
         if let problem = ownershipProblem(st) {
             let message =
                 "migrations directory '\(directory)' \(problem); anyone who can write to it can run code as you"
-            if !insecure { throw MigratorError(.insecurePermissions, message + " (fix it, or pass --insecure)") }
-            scan.warnings.append("warning: " + message + " (allowed by --insecure)")
+            if !insecure { throw MigratorError(.insecurePermissions, message) }
+            scan.warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
         }
         guard let realDir = realPath(directory) else {
             throw MigratorError(.directoryUnreadable, "migrations directory '\(directory)': \(errorText(errno))")
@@ -138,10 +138,8 @@ enum PluginDirectory {
         }
         if let problem = ownershipProblem(st) {
             let message = "plugin '\(path)' \(problem); anyone who can write to it can run code as you"
-            if !insecure {
-                throw MigratorError(.insecurePermissions, message + " (fix it, or pass --insecure)", file: name)
-            }
-            warnings.append("warning: " + message + " (allowed by --insecure)")
+            if !insecure { throw MigratorError(.insecurePermissions, message, file: name) }
+            warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
         }
         let size = Int(st.st_size)
         let key = realDir + "/" + name
