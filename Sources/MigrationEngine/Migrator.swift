@@ -41,6 +41,14 @@ public final class Migrator {
         public var command = "embedded"
         /// Options of the LMDB store (map size limits).
         public var storeOptions = DocumentStore.Options()
+        /// Where plugin code runs: in this process (default), or only in a
+        /// worker process, so that a plugin that crashes, exits or hangs
+        /// fails its step instead of the caller. In-process migrations
+        /// always run in-process.
+        public var pluginIsolation: PluginIsolation = .inProcess
+        /// Seconds a plugin step may run in a worker before it is killed and
+        /// fails (nil: no limit). Needs worker isolation.
+        public var stepTimeout: Double?
         public init() {}
 
         var plan: PlanOptions { PlanOptions(allowOutOfOrder: allowOutOfOrder, allowMissing: allowMissing) }
@@ -52,7 +60,6 @@ public final class Migrator {
     /// Every known migration, and the problems found gathering them.
     public private(set) var catalog: MigrationCatalog
     private var storageInstance: LMDBStorage?
-    private let executor: any MigrationExecutor = InProcessExecutor()
 
     /// A migrator for the database at `databasePath`. In-process migrations
     /// are recorded as owned by `appName` (default: the process's name).
@@ -87,6 +94,7 @@ public final class Migrator {
         from directory: String, options loader: PluginLoader.Options = .init()
     ) throws(MigratorError) -> PluginSet {
         var loader = loader
+        if loader.isolation == .inProcess { loader.isolation = options.pluginIsolation }
         // The descriptor cache lives with the database, once it exists.
         if loader.cacheDirectory == nil && storage.exists { loader.cacheDirectory = databasePath }
         let set = try PluginLoader.load(directory: directory, options: loader)
@@ -183,6 +191,14 @@ public final class Migrator {
 
     // MARK: Running
 
+    private func runner(_ options: Options) -> MigrationRunner {
+        let worker = catalog.plugins?.worker
+        worker?.database = (databasePath, options.storeOptions.maxMapSize >> 20)
+        worker?.stepTimeout = options.stepTimeout
+        return MigrationRunner(
+            storage: storage, executor: InProcessExecutor(storage: storage), worker: worker, options: options)
+    }
+
     /// Runs `request`: takes the lock, plans against what is applied then,
     /// and runs the steps in order, each in its own transaction.
     /// - Throws: ``MigratorError``: refused before anything ran (its
@@ -191,7 +207,7 @@ public final class Migrator {
     ///   ``MigratorError/underlying``), or a lock timeout.
     @discardableResult
     public func run(_ request: MigrationRequest) throws -> RunReport {
-        try MigrationRunner(storage: storage, executor: executor, options: options).run(request, catalog: catalog)
+        try runner(options).run(request, catalog: catalog)
     }
 
     /// Applies pending migrations in order, up to and including `target`
@@ -229,8 +245,7 @@ public final class Migrator {
             unlockOptions.lockTimeout = 0
             let lock = try storage.acquireLock(command: "unlock", timeout: 0)
             defer { lock.release() }
-            let runner = MigrationRunner(storage: storage, executor: executor, options: unlockOptions)
-            let note = try runner.recordInterruption(lock, applied: try appliedMigrations())
+            let note = try runner(unlockOptions).recordInterruption(lock, applied: try appliedMigrations())
             return "cleared the record left by \(leftover.summary)" + (note.map { "; " + $0 } ?? "")
                 + ". The lock itself was already free: the kernel releases it when its holder dies."
         }

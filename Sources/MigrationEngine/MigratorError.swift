@@ -46,6 +46,8 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let ownedElsewhere = Code("owned_elsewhere")
         // Running.
         public static let migrationFailed = Code("migration_failed")
+        /// The operator's signal stopped a step; nothing of it was committed.
+        public static let interrupted = Code("interrupted")
         // Locking.
         public static let lockTimeout = Code("lock_timeout")
         public static let lockFailed = Code("lock_failed")

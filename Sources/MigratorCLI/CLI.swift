@@ -194,6 +194,8 @@ public enum MigratorCommandLine {
 
     /// Runs the command line `args` (without the program name) and returns the exit code.
     public static func main(_ args: [String], context: Context) -> Int32 {
+        // Started by ourselves to hold plugin code (see PluginIsolation).
+        if PluginWorker.isWorkerInvocation(args) { return PluginWorker.serve(arguments: args) }
         defer {
             context.out.flush()
             context.err.flush()

@@ -22,7 +22,9 @@ extension MigrationCommands {
         if access(dir, F_OK) == 0 {
             // With every check on: numbering a new file is no reason to
             // run code from a folder that others can write to.
-            let set = try PluginLoader.load(directory: dir)
+            var loader = PluginLoader.Options()
+            loader.isolation = PluginCommands.isolation
+            let set = try PluginLoader.load(directory: dir, options: loader)
             for p in set.problems { ctx.err.line("note: not counting \(p.file ?? dir): \(p.message)") }
             ids += set.migrations.map(\.id)
         }

@@ -19,7 +19,10 @@ enum MigrationCommands {
         "allow-out-of-order", "Apply pending migrations that sort before applied ones.")
     static let allowMissing = OptionSpec("allow-missing", "Run although the database holds ids no plugin provides.")
     static let json = OptionSpec("json", "Print JSON.")
-    static let runOptions = PluginCommands.loaderOptions + [dbOption, lockTimeout, quiet, verbose]
+    static let stepTimeout = OptionSpec(
+        "step-timeout", value: "DURATION",
+        "Kill a plugin step that runs longer (e.g. 90s, 30m, 2h; default: no limit); it fails, exit 1.")
+    static let runOptions = PluginCommands.loaderOptions + [dbOption, lockTimeout, stepTimeout, quiet, verbose]
 
     static let targetHint: @Sendable (String) -> String = { "to stop after a migration, use --target \($0)" }
 
@@ -96,6 +99,12 @@ enum MigrationCommands {
             }
             options.lockTimeout = t
         }
+        if let raw = args.options["step-timeout"] {
+            guard let seconds = duration(raw) else {
+                throw UsageError("--step-timeout needs a duration such as 90s, 30m or 2h, got '\(raw)'")
+            }
+            options.stepTimeout = seconds
+        }
         if args.flag("quiet") && args.flag("verbose") {
             throw UsageError("--quiet and --verbose cannot be used together")
         }
@@ -112,8 +121,23 @@ enum MigrationCommands {
         return m
     }
 
+    /// Seconds in "90", "90s", "30m" or "2h"; nil if not positive.
+    static func duration(_ text: String) -> Double? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+        var number = Substring(text)
+        var scale = 1.0
+        if let last = text.last, let unit = units[last] {
+            number = text.dropLast()
+            scale = unit
+        }
+        guard let v = Double(number), v > 0, v.isFinite else { return nil }
+        return v * scale
+    }
+
     /// The documented exit code of an engine error.
     static func exitCode(for e: MigratorError) -> Int32 {
+        // The operator's signal: the usual 128 + N.
+        if e.code == .interrupted, let signal = (e.underlying as? StepFailure)?.interruptedBy { return 128 + signal }
         if e.code == .lockTimeout || e.code == .lockHeld { return ExitCode.lockTimeout }
         if e.code.isRefusal { return ExitCode.refused }
         return ExitCode.failure

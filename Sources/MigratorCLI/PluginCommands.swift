@@ -25,8 +25,15 @@ enum PluginCommands {
             options: [], run: header),
     ]
 
+    /// The CLI runs plugin code only in a worker: this same binary, started
+    /// as `migrator __worker`, with the operator's signals forwarded to it.
+    static let isolation = PluginIsolation.worker(executable: "/proc/self/exe", forwardSignals: true)
+
     static func loaderOptions(_ args: ParsedArguments) -> PluginLoader.Options {
-        PluginLoader.Options(insecure: args.flag("insecure"), strictToolchain: args.flag("strict-toolchain"))
+        var options = PluginLoader.Options(
+            insecure: args.flag("insecure"), strictToolchain: args.flag("strict-toolchain"))
+        options.isolation = isolation
+        return options
     }
 
     static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {

@@ -1,2 +1,54 @@
-// Header-only target; this file makes SwiftPM build it as a C module.
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include "migrator_cshims.h"
+
+const int migrator_F_OFD_GETLK = F_OFD_GETLK;
+const int migrator_F_OFD_SETLK = F_OFD_SETLK;
+const int migrator_O_NOFOLLOW = O_NOFOLLOW;
+
+int migrator_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); }
+
+int migrator_seal_all(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+}
+
+int migrator_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0UL, 0UL, 0UL); }
+
+static volatile sig_atomic_t forward_pid;
+static volatile sig_atomic_t step_running;
+static volatile sig_atomic_t forwarded_signal;
+
+static void forward(int sig) {
+    if (step_running && forward_pid > 0) {
+        forwarded_signal = sig;
+        kill((pid_t)forward_pid, sig);
+        return;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void migrator_install_signal_forwarding(void) {
+    static int installed;
+    if (installed) return;
+    installed = 1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    int signals[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP};
+    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) sigaction(signals[i], &sa, NULL);
+}
+
+void migrator_set_forward_target(int pid) { forward_pid = pid; }
+void migrator_set_step_running(int running) { step_running = running; }
+int migrator_take_forwarded_signal(void) {
+    int sig = forwarded_signal;
+    forwarded_signal = 0;
+    return sig;
+}

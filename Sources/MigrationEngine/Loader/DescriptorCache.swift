@@ -1,5 +1,6 @@
 import DocumentStore
 import MigrationKit
+import _MigratorCShims
 
 #if canImport(Glibc)
 import Glibc
@@ -42,30 +43,14 @@ struct DescriptorCache {
     }
 
     private static func entry(_ o: JSONObject, path: String) -> Entry? {
-        func int(_ k: String) -> Int64? {
-            if case .int(let v)? = o[k] { return v }
-            return nil
-        }
-        guard let dev = int("device"), let ino = int("inode"), let size = int("size"), let mtime = int("mtime_ns"),
-            let sha = o["sha256"]?.stringValue, let name = o["name"]?.stringValue, let file = o["file"]?.stringValue,
-            let list = o["migrations"]?.arrayValue
+        guard let dev = o.int("device"), let ino = o.int("inode"), let size = o.int("size"),
+            let mtime = o.int("mtime_ns")
         else { return nil }
         let identity = FileIdentity(
             device: UInt64(bitPattern: dev), inode: UInt64(bitPattern: ino), size: size, mtimeNanoseconds: mtime)
-        var migrations: [AvailableMigration] = []
-        for m in list {
-            guard let m = m.objectValue, let id = m["id"]?.stringValue else { return nil }
-            migrations.append(
-                AvailableMigration(
-                    id: id, name: m["name"]?.stringValue ?? "", description: m["description"]?.stringValue ?? "",
-                    version: m["version"]?.stringValue ?? "", checksum: m["checksum"]?.stringValue,
-                    isReversible: m["reversible"] == .bool(true), origin: .plugin(file: file, sha256: sha),
-                    body: .descriptorOnly))
+        guard let plugin = LoadedPlugin(descriptor: o, path: path, identity: identity, body: .descriptorOnly) else {
+            return nil
         }
-        let abiMinor: UInt32 = int("abi_minor").map { UInt32(truncatingIfNeeded: $0) } ?? 0
-        let plugin = LoadedPlugin(
-            file: file, path: path, sha256: sha, identity: identity, name: name,
-            toolchain: o["toolchain"]?.stringValue, abiMinor: abiMinor, migrations: migrations)
         return Entry(identity: identity, plugin: plugin)
     }
 
@@ -74,34 +59,12 @@ struct DescriptorCache {
     func save(_ path: String) {
         var files: [(String, JSON)] = []
         for (key, e) in entries.sorted(by: { $0.key < $1.key }) {
-            let p = e.plugin
-            files.append(
-                (
-                    key,
-                    .object(
-                        JSONObject([
-                            ("device", .int(Int64(bitPattern: e.identity.device))),
-                            ("inode", .int(Int64(bitPattern: e.identity.inode))),
-                            ("size", .int(e.identity.size)), ("mtime_ns", .int(e.identity.mtimeNanoseconds)),
-                            ("file", .string(p.file)), ("sha256", .string(p.sha256)), ("name", .string(p.name)),
-                            ("toolchain", p.toolchain.map(JSON.string) ?? .null),
-                            ("abi_minor", .int(Int64(p.abiMinor))),
-                            (
-                                "migrations",
-                                .array(
-                                    p.migrations.map { m in
-                                        .object(
-                                            JSONObject([
-                                                ("id", .string(m.id)), ("name", .string(m.name)),
-                                                ("description", .string(m.description)),
-                                                ("version", .string(m.version)),
-                                                ("checksum", m.checksum.map(JSON.string) ?? .null),
-                                                ("reversible", .bool(m.isReversible)),
-                                            ]))
-                                    })
-                            ),
-                        ]))
-                ))
+            let identity: [(String, JSON)] = [
+                ("device", .int(Int64(bitPattern: e.identity.device))),
+                ("inode", .int(Int64(bitPattern: e.identity.inode))),
+                ("size", .int(e.identity.size)), ("mtime_ns", .int(e.identity.mtimeNanoseconds)),
+            ]
+            files.append((key, .object(JSONObject(identity + e.plugin.descriptorFields))))
         }
         let doc: JSON = .object(
             JSONObject([
@@ -110,10 +73,56 @@ struct DescriptorCache {
             ]))
         let bytes = JSONSerializer.bytes(doc)
         let tmp = path + ".tmp.\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        // O_EXCL | O_NOFOLLOW: never write through a link planted in the directory.
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | migrator_O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return }
         let ok = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) == $0.count }
         close(fd)
         if !ok || rename(tmp, path) != 0 { unlink(tmp) }
+    }
+}
+
+extension LoadedPlugin {
+    /// The plugin's descriptors as JSON fields: what the cache stores and
+    /// what a worker process reports.
+    var descriptorFields: [(String, JSON)] {
+        [
+            ("file", .string(file)), ("sha256", .string(sha256)), ("name", .string(name)),
+            ("toolchain", toolchain.map(JSON.string) ?? .null), ("abi_minor", .int(Int64(abiMinor))),
+            (
+                "migrations",
+                .array(
+                    migrations.map { m in
+                        .object(
+                            JSONObject([
+                                ("id", .string(m.id)), ("name", .string(m.name)),
+                                ("description", .string(m.description)), ("version", .string(m.version)),
+                                ("checksum", m.checksum.map(JSON.string) ?? .null),
+                                ("reversible", .bool(m.isReversible)),
+                            ]))
+                    })
+            ),
+        ]
+    }
+
+    /// A plugin from ``descriptorFields``; its migrations get `body`.
+    init?(descriptor o: JSONObject, path: String, identity: FileIdentity, body: AvailableMigration.Body) {
+        guard let sha = o["sha256"]?.stringValue, let name = o["name"]?.stringValue,
+            let file = o["file"]?.stringValue, let list = o["migrations"]?.arrayValue
+        else { return nil }
+        var migrations: [AvailableMigration] = []
+        for m in list {
+            guard let m = m.objectValue, let id = m["id"]?.stringValue else { return nil }
+            migrations.append(
+                AvailableMigration(
+                    id: id, name: m.string("name"), description: m.string("description"), version: m.string("version"),
+                    checksum: m["checksum"]?.stringValue, isReversible: m["reversible"] == .bool(true),
+                    origin: .plugin(file: file, sha256: sha), body: body))
+        }
+        self.init(
+            file: file, path: path, sha256: sha, identity: identity, name: name,
+            toolchain: o["toolchain"]?.stringValue,
+            abiMinor: o.int("abi_minor").map { UInt32(truncatingIfNeeded: $0) } ?? 0,
+            migrations: migrations)
     }
 }

@@ -1,3 +1,5 @@
+import _MigratorCShims
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,6 +17,9 @@ struct CheckedPluginFile {
     let key: String
     /// The plugin as cached, when `descriptorsOnly` and unchanged.
     var cached: LoadedPlugin?
+    /// The bytes that were checked and hashed (nil when `cached`): these,
+    /// and only these, are what gets loaded.
+    var bytes: [UInt8]? = nil
 }
 
 /// What identifies a file's content cheaply: unchanged identity means
@@ -114,6 +119,10 @@ enum PluginDirectory {
         }
         var lst = stat()
         guard lstat(path, &lst) == 0 else { throw fail(.loadFailed, errorText(errno)) }
+        // The path opened below: the entry itself, or an allowed symlink's
+        // resolved target. Opened with O_NOFOLLOW, so a link swapped in
+        // after this check is refused rather than followed.
+        var openPath = path
         if (lst.st_mode & S_IFMT) == S_IFLNK {
             guard let target = realPath(path) else {
                 throw fail(.notAPlugin, "a symlink whose target cannot be resolved (\(errorText(errno)))")
@@ -125,9 +134,14 @@ enum PluginDirectory {
                         + "only links that stay inside are followed"
                 )
             }
+            openPath = target
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
-        guard fd >= 0 else { throw fail(.loadFailed, "cannot open: \(errorText(errno))") }
+        let fd = open(openPath, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | migrator_O_NOFOLLOW)
+        guard fd >= 0 else {
+            let e = errno
+            let why = e == ELOOP ? "became a symbolic link while being checked; refusing it" : errorText(e)
+            throw fail(.loadFailed, "cannot open: \(why)")
+        }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw fail(.loadFailed, errorText(errno)) }
@@ -161,9 +175,10 @@ enum PluginDirectory {
             got += n
         }
         if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
-        // An unchanged file keeps its recorded hash; hashing is the costliest check.
+        // Hashed every time: the hash must describe these bytes, which are
+        // the ones that will be loaded, whatever the file's timestamps say.
         return CheckedPluginFile(
-            name: name, path: path, sha256: known?.sha256 ?? SHA256Digest.hex(bytes), identity: identity, key: key)
+            name: name, path: path, sha256: SHA256Digest.hex(bytes), identity: identity, key: key, bytes: bytes)
     }
 
     /// sshd StrictModes: writable by group or others, or owned by someone

@@ -32,6 +32,9 @@ public struct PluginSet: Sendable {
     public var problems: [MigratorError] = []
     /// Non-fatal notes: skipped files, toolchain differences, `--insecure`.
     public var warnings: [String] = []
+    /// The worker process holding the plugins' code, when they were loaded
+    /// in one (``PluginLoader/Options/isolation``).
+    package var worker: WorkerExecutor?
 
     public init() {}
 }
@@ -55,6 +58,8 @@ public enum PluginLoader {
         public var descriptorsOnly = false
         /// Where the descriptor cache lives (the database directory), if any.
         public var cacheDirectory: String?
+        /// Where plugin code is loaded and run (default: in this process).
+        public var isolation: PluginIsolation = .inProcess
         public init(
             insecure: Bool = false, strictToolchain: Bool = false, descriptorsOnly: Bool = false,
             cacheDirectory: String? = nil
@@ -83,13 +88,18 @@ public enum PluginLoader {
         set.warnings = scan.warnings + scan.skipped.map { "note: skipping \($0)" }
         var all: [AvailableMigration] = []
         var cache = DescriptorCache()
+        let worker = options.isolation.executable == nil ? nil : WorkerExecutor(options.isolation)
         for file in scan.files {
             do {
                 let plugin: LoadedPlugin
                 if let cached = file.cached {
                     plugin = cached
+                } else if let worker {
+                    plugin = try worker.describe(
+                        file, strictToolchain: options.strictToolchain, warnings: &set.warnings)
+                    set.worker = worker
                 } else {
-                    plugin = try load(file, options: options, warnings: &set.warnings)
+                    plugin = try loadInProcess(file, options: options, warnings: &set.warnings)
                 }
                 set.plugins.append(plugin)
                 all += plugin.migrations
@@ -109,32 +119,24 @@ public enum PluginLoader {
         return set
     }
 
-    private static func load(
+    /// Loads a checked file's bytes into this process, calls its entry and
+    /// validates the descriptor.
+    static func loadInProcess(
         _ file: CheckedPluginFile, options: Options, warnings: inout [String]
     ) throws(MigratorError) -> LoadedPlugin {
         func fail(_ code: MigratorError.Code, _ why: String, id: String? = nil) -> MigratorError {
             MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name, migrationID: id)
         }
-        // Load the file that was checked: the path must still name the
-        // inode we hashed, before and after dlopen. (dlopen through
-        // /proc/self/fd/N is not usable: glibc matches already-loaded
-        // objects by that name, so a second plugin would get the first.)
-        guard PluginDirectory.identity(of: file.path) == file.identity else {
-            throw fail(.loadFailed, "the file changed between its checks and loading; try again")
-        }
-        _ = dlerror()
-        guard let handle = dlopen(file.path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
-            let why = dlerror().map { String(cString: $0) } ?? "unknown error"
-            throw fail(.loadFailed, "dlopen failed: \(why)")
-        }
-        guard PluginDirectory.identity(of: file.path) == file.identity else {
-            throw fail(.loadFailed, "the file changed while it was being loaded; its code was not run")
+        guard let bytes = file.bytes else { throw fail(.loadFailed, "its bytes were not read") }
+        let handle: UnsafeMutableRawPointer
+        do { handle = try SealedImage.load(bytes, name: file.name) } catch {
+            throw fail(.loadFailed, error.description)
         }
         // Never dlclose: see the type's documentation.
         guard let symbol = dlsym(handle, MIGRATOR_PLUGIN_ENTRY_NAME) else {
             throw fail(
                 .noEntrySymbol,
-                "does not export \(MIGRATOR_PLUGIN_ENTRY_NAME); is it a migrator plugin? (see 'migrator header')")
+                "does not export \(MIGRATOR_PLUGIN_ENTRY_NAME); is it a migrator plugin? (see migrator_plugin.h)")
         }
         let entry = unsafeBitCast(symbol, to: migrator_plugin_entry_fn.self)
         guard let bundle = entry() else {

@@ -1,16 +1,22 @@
 import MigrationKit
 import MigratorPluginABI
 
-/// The executor seam: runs one migration's `up` or `down` against the
-/// step's database. The runner owns the transaction and the bookkeeping;
-/// an executor only runs the migration's code. ``InProcessExecutor`` runs
-/// it in this process; another executor can run plugin code elsewhere
-/// without changing the runner.
-package protocol MigrationExecutor: Sendable {
-    /// Runs `migration` in `direction` against `database`.
-    /// - Throws: ``StepFailure`` when the migration fails (the caller aborts
-    ///   the transaction); other errors (storage) as they are.
-    func execute(_ migration: AvailableMigration, _ direction: Direction, on database: any StepDatabase) throws
+/// The executor seam: runs one step of a migration, atomically with its
+/// bookkeeping. The runner decides what runs, records failures and reports;
+/// an executor only makes one step happen. ``InProcessExecutor`` runs the
+/// code in this process; ``WorkerExecutor`` sends the step to a worker
+/// process that holds the plugin code. Neither changes the runner.
+package protocol MigrationExecutor: AnyObject {
+    /// Runs `m` in `direction` in one write transaction, together with its
+    /// `_migrations` record and history entry; re-checks inside it that the
+    /// step is still to do.
+    /// - Returns: the duration recorded, or nil when another run already did it.
+    /// - Throws: ``StepFailure`` when the migration failed or its code died
+    ///   (nothing was committed); other errors (storage) as they are.
+    func runStep(
+        _ m: AvailableMigration, _ direction: Direction, startedAt: String, observer: StepObserver
+    ) throws
+        -> Int64?
 }
 
 /// A step that failed: the migration's or the host's explanation, and the
@@ -18,18 +24,49 @@ package protocol MigrationExecutor: Sendable {
 package struct StepFailure: Error {
     package let message: String
     package let underlying: (any Error)?
-    package init(message: String, underlying: (any Error)? = nil) {
+    /// The operator's signal that ended the step, if one did.
+    package let interruptedBy: Int32?
+    package init(message: String, underlying: (any Error)? = nil, interruptedBy: Int32? = nil) {
         self.message = message
         self.underlying = underlying
+        self.interruptedBy = interruptedBy
     }
 }
 
 /// Runs migrations in this process: in-process Swift migrations directly,
 /// plugin migrations through the C host table.
-package struct InProcessExecutor: MigrationExecutor {
-    package init() {}
+package final class InProcessExecutor: MigrationExecutor {
+    let storage: any MigrationStorage
+    package init(storage: any MigrationStorage) { self.storage = storage }
 
-    package func execute(_ migration: AvailableMigration, _ direction: Direction, on db: any StepDatabase) throws {
+    package func runStep(
+        _ m: AvailableMigration, _ direction: Direction, startedAt: String, observer: StepObserver
+    ) throws -> Int64? {
+        let t0 = EngineClock.monotonic()
+        return try storage.transaction { txn -> Int64? in
+            // Re-check inside the transaction: the state it commits on.
+            guard try txn.isApplied(m.id) == (direction == .down) else { return nil }
+            let db = txn.database(for: m.id, observer: observer)
+            defer { db.finish() }
+            try Self.execute(m, direction, on: db)
+            // One duration: recorded, reported and printed alike.
+            let durationMS = Int64((EngineClock.monotonic() - t0) * 1000)
+            if direction == .up {
+                try txn.recordApplied(m, startedAt: startedAt, durationMS: durationMS)
+            } else {
+                try txn.removeApplied(m.id)
+            }
+            try txn.appendHistory(
+                NewHistoryEntry(
+                    migrationID: m.id, outcome: direction == .up ? .applied : .rolledBack, direction: direction,
+                    durationMS: durationMS, error: nil, plugin: m.origin.label, at: startedAt))
+            return durationMS
+        }
+    }
+
+    /// Runs `m`'s code in `direction` against `db`.
+    /// - Throws: ``StepFailure`` with the migration's explanation.
+    static func execute(_ migration: AvailableMigration, _ direction: Direction, on db: any StepDatabase) throws {
         switch migration.body {
         case .swift(let m):
             do {
@@ -37,9 +74,8 @@ package struct InProcessExecutor: MigrationExecutor {
             } catch {
                 throw StepFailure(message: "\(error)", underlying: error)
             }
-        case .descriptorOnly:
-            throw StepFailure(
-                message: "migration '\(migration.id)' was read from the descriptor cache and is not loaded")
+        case .descriptorOnly, .worker:
+            throw StepFailure(message: "migration '\(migration.id)' is not loaded in this process")
         case .plugin(let up, let down, let userdata):
             guard let fn = direction == .up ? up : down else {
                 throw StepFailure(message: "migration '\(migration.id)' is irreversible (its plugin provides no down)")
@@ -50,7 +86,7 @@ package struct InProcessExecutor: MigrationExecutor {
 
     /// Calls a plugin's step function with a fresh numeric handle for the
     /// step; every handle it was given dies when it returns.
-    private func callPlugin(
+    private static func callPlugin(
         _ fn: migrator_step_fn, userdata: UnsafeMutableRawPointer?, direction: Direction,
         db: any StepDatabase
     ) throws {

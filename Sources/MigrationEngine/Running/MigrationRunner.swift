@@ -1,10 +1,21 @@
 /// Executes plans: takes the run lock, re-reads what is applied under it,
-/// asks the ``Planner``, and runs each step through the executor seam in
-/// its own storage transaction, together with its bookkeeping.
+/// asks the ``Planner``, and runs each step through the executor seam, which
+/// runs it in its own storage transaction together with its bookkeeping.
+/// A failed step's attempt is recorded here, so that it is recorded even
+/// when the executor (a worker process) died.
 struct MigrationRunner {
     let storage: any MigrationStorage
+    /// Runs in-process migrations (and plugins loaded in this process).
     let executor: any MigrationExecutor
+    /// Runs the plugins a worker process loaded, if any.
+    var worker: (any MigrationExecutor)? = nil
     let options: Migrator.Options
+
+    /// The executor that holds `m`'s code.
+    private func executor(for m: AvailableMigration) -> any MigrationExecutor {
+        if case .worker = m.body, let worker { return worker }
+        return executor
+    }
 
     /// Runs `request` against `catalog`.
     /// - Throws: ``MigratorError``: a refusal (nothing ran), a failed step
@@ -33,28 +44,9 @@ struct MigrationRunner {
         defer { lock.end() }
         let startedAt = EngineClock.iso8601()
         let t0 = EngineClock.monotonic()
-        var durationMS: Int64 = 0
         do {
-            let ran = try storage.transaction { txn -> Bool in
-                // Re-check inside the transaction: the state it commits on.
-                guard try txn.isApplied(m.id) == (direction == .down) else { return false }
-                let db = txn.database(for: m.id, observer: options.observer)
-                defer { db.finish() }
-                try executor.execute(m, direction, on: db)
-                // One duration: recorded, reported and printed alike.
-                durationMS = Int64((EngineClock.monotonic() - t0) * 1000)
-                if direction == .up {
-                    try txn.recordApplied(m, startedAt: startedAt, durationMS: durationMS)
-                } else {
-                    try txn.removeApplied(m.id)
-                }
-                try txn.appendHistory(
-                    NewHistoryEntry(
-                        migrationID: m.id, outcome: direction == .up ? .applied : .rolledBack, direction: direction,
-                        durationMS: durationMS, error: nil, plugin: m.origin.label, at: startedAt))
-                return true
-            }
-            guard ran else {
+            let ran = try executor(for: m).runStep(m, direction, startedAt: startedAt, observer: options.observer)
+            guard let durationMS = ran else {
                 let done = direction == .up ? "applied" : "rolled back"
                 options.events(.notice("'\(m.id)' was already \(done) by another run; skipped"))
                 return nil
@@ -65,17 +57,18 @@ struct MigrationRunner {
             let failure = error as? StepFailure
             let message = failure?.message ?? "\(error)"
             let elapsed = Int64((EngineClock.monotonic() - t0) * 1000)
+            let interrupted = failure?.interruptedBy != nil
             // The step's transaction is gone; record the attempt on its own.
             _ = try? storage.transaction { txn in
                 try txn.appendHistory(
                     NewHistoryEntry(
-                        migrationID: m.id, outcome: .failed, direction: direction, durationMS: elapsed, error: message,
-                        plugin: m.origin.label, at: startedAt))
+                        migrationID: m.id, outcome: interrupted ? .interrupted : .failed, direction: direction,
+                        durationMS: elapsed, error: message, plugin: m.origin.label, at: startedAt))
             }
             options.events(.failed(id: m.id, direction: direction, message: message))
             let kept = direction == .up ? ", earlier migrations stay applied" : ""
             throw MigratorError(
-                .migrationFailed,
+                interrupted ? .interrupted : .migrationFailed,
                 "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); "
                     + "its changes were rolled back\(kept)",
                 file: m.origin.sha256 == nil ? nil : m.origin.label, migrationID: m.id,

@@ -1,17 +1,35 @@
-// Linux constants that Swift's Glibc module does not import, because glibc
-// defines them only under _GNU_SOURCE. Read-only values; no state.
+// Linux calls and constants that Swift's Glibc module does not import,
+// because glibc declares them only under _GNU_SOURCE. The definitions live
+// in shims.c, compiled with _GNU_SOURCE; this header includes no system
+// header, so it cannot clash with the Glibc module.
 #ifndef MIGRATOR_CSHIMS_H
 #define MIGRATOR_CSHIMS_H
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <fcntl.h>
 
 /// fcntl(2) command: test an open-file-description lock (F_OFD_GETLK).
-static const int migrator_F_OFD_GETLK = F_OFD_GETLK;
+extern const int migrator_F_OFD_GETLK;
 /// fcntl(2) command: take an open-file-description lock, non-blocking (F_OFD_SETLK).
-static const int migrator_F_OFD_SETLK = F_OFD_SETLK;
+extern const int migrator_F_OFD_SETLK;
 /// open(2) flag: fail with ELOOP if the last path component is a symlink.
-static const int migrator_O_NOFOLLOW = O_NOFOLLOW;
+extern const int migrator_O_NOFOLLOW;
+
+/// memfd_create(2) with MFD_CLOEXEC | MFD_ALLOW_SEALING; -1 and errno on failure.
+int migrator_memfd_create(const char *name);
+
+/// Seals a memfd against every change (write, shrink, grow, more seals); 0, or -1 and errno.
+int migrator_seal_all(int fd);
+
+/// prctl(PR_SET_PDEATHSIG, sig): the kernel sends sig to this process when its parent dies.
+int migrator_set_parent_death_signal(int sig);
+
+/// Forwards SIGINT, SIGTERM, SIGQUIT and SIGHUP to the worker process while
+/// a step runs in it: the step then aborts, and the caller reports the signal.
+/// At any other moment such a signal has its default effect. Idempotent.
+void migrator_install_signal_forwarding(void);
+/// The worker the signals go to during a step (0: none).
+void migrator_set_forward_target(int pid);
+/// Marks whether a step is running in the worker.
+void migrator_set_step_running(int running);
+/// The last signal forwarded during a step (0: none), then cleared.
+int migrator_take_forwarded_signal(void);
 
 #endif

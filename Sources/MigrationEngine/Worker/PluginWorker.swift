@@ -1,0 +1,143 @@
+import DocumentStore
+import MigrationKit
+import _MigratorCShims
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The worker process: the only place plugin code runs when plugins are
+/// isolated (``PluginIsolation/worker(executable:forwardSignals:)``). It
+/// loads the verified bytes its parent sends (through a sealed memfd), reports
+/// their descriptors, and runs one step at a time, each in its own write
+/// transaction with its bookkeeping, exactly as in-process runs do.
+///
+/// An executable that offers isolation calls ``serve(arguments:)`` when it
+/// is started as `EXECUTABLE __worker PARENT_PID`; `migrator` does.
+public enum PluginWorker {
+    /// Whether `arguments` (without the program name) start a worker.
+    public static func isWorkerInvocation(_ arguments: [String]) -> Bool {
+        arguments.first == WorkerProtocol.command
+    }
+
+    /// Serves the parent until it closes the pipe; returns the exit status.
+    public static func serve(arguments: [String]) -> Int32 {
+        // Die with the parent; and if it is already gone, do nothing at all.
+        _ = migrator_set_parent_death_signal(SIGKILL)
+        guard arguments.count >= 2, let parent = pid_t(arguments[1]), getppid() == parent else { return 1 }
+        raiseFileLimit()
+        var session = Session(parent: parent)
+        return session.run()
+    }
+
+    /// One memfd per plugin stays open: lift the soft limit to the hard one.
+    private static func raiseFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
+    private struct Session {
+        let parent: pid_t
+        let requests = WorkerChannel(fd: WorkerProtocol.requestFD)
+        let responses = WorkerChannel(fd: WorkerProtocol.responseFD)
+        var migrations: [String: AvailableMigration] = [:]
+        var storage: LMDBStorage?
+
+        init(parent: pid_t) { self.parent = parent }
+
+        mutating func run() -> Int32 {
+            while let message = requests.receiveMessage() {
+                switch message.string("op") {
+                case "load": load(message)
+                case "open": open(message)
+                case "step": step(message)
+                default: reply([("op", .string("error")), ("message", .string("unknown request"))])
+                }
+            }
+            return 0
+        }
+
+        func reply(_ fields: [(String, JSON)]) { responses.send(.object(JSONObject(fields))) }
+
+        mutating func load(_ message: JSONObject) {
+            guard let bytes = requests.receive() else { exit(1) }
+            let name = message.string("file")
+            let file = CheckedPluginFile(
+                name: name, path: message.string("path"), sha256: message.string("sha256"),
+                identity: FileIdentity(device: 0, inode: 0, size: Int64(bytes.count), mtimeNanoseconds: 0),
+                key: name, bytes: bytes)
+            var warnings: [String] = []
+            var options = PluginLoader.Options()
+            options.strictToolchain = message["strict_toolchain"] == .bool(true)
+            do {
+                let plugin = try PluginLoader.loadInProcess(file, options: options, warnings: &warnings)
+                for m in plugin.migrations { migrations[m.id] = m }
+                reply([
+                    ("op", .string("loaded")), ("plugin", .object(JSONObject(plugin.descriptorFields))),
+                    ("warnings", .array(warnings.map(JSON.string))),
+                ])
+            } catch {
+                reply([
+                    ("op", .string("problem")), ("code", .string(error.code.rawValue)),
+                    ("message", .string(error.message)), ("migration_id", error.migrationID.map(JSON.string) ?? .null),
+                    ("warnings", .array(warnings.map(JSON.string))),
+                ])
+            }
+        }
+
+        mutating func open(_ message: JSONObject) {
+            var options = DocumentStore.Options()
+            if let mb = message.int("max_map_mb") {
+                options.maxMapSize = Int(mb) << 20
+                options.initialMapSize = min(options.initialMapSize, options.maxMapSize)
+            }
+            let s = LMDBStorage(path: message.string("db"), options: options)
+            do {
+                _ = try s.documentStore()
+                storage = s
+                reply([("op", .string("ok"))])
+            } catch {
+                reply([("op", .string("error")), ("message", .string("\(error)"))])
+            }
+        }
+
+        func step(_ message: JSONObject) {
+            // An orphan must not run a step: a new run may already own the lock.
+            guard getppid() == parent else { exit(1) }
+            let id = message.string("id")
+            guard let m = migrations[id], let storage,
+                let direction = Direction(rawValue: message.string("direction"))
+            else {
+                reply([("op", .string("failed")), ("message", .string("migration '\(id)' is not loaded in the worker"))])
+                return
+            }
+            let responses = self.responses
+            let observer = StepObserver(
+                log: { id, level, text in
+                    responses.send(
+                        .object(
+                            JSONObject([
+                                ("op", .string("log")), ("level", .int(Int64(level.rawValue))), ("message", .string(text)),
+                            ])))
+                },
+                progress: { _, done, total in
+                    responses.send(
+                        .object(
+                            JSONObject([
+                                ("op", .string("progress")), ("done", .int(Int64(clamping: done))),
+                                ("total", .int(Int64(clamping: total))),
+                            ])))
+                })
+            do {
+                let duration = try InProcessExecutor(storage: storage).runStep(
+                    m, direction, startedAt: message.string("started_at"), observer: observer)
+                reply([("op", .string("done")), ("duration_ms", duration.map(JSON.int) ?? .null)])
+            } catch let failure as StepFailure {
+                reply([("op", .string("failed")), ("message", .string(failure.message))])
+            } catch {
+                reply([("op", .string("failed")), ("message", .string("\(error)"))])
+            }
+        }
+    }
+}

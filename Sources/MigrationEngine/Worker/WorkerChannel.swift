@@ -1,0 +1,81 @@
+import DocumentStore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One direction of the parent–worker pipe: length-prefixed frames (a
+/// little-endian `UInt32` length, then the bytes). Messages are JSON
+/// objects; a plugin image travels as a raw frame after its `load` message.
+struct WorkerChannel {
+    let fd: Int32
+    /// The largest frame accepted: a plugin image, or a message.
+    static let maxFrame = 1 << 30
+
+    /// Writes one frame; false if the other side is gone.
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        var length = UInt32(bytes.count).littleEndian
+        var frame = [UInt8](repeating: 0, count: 4)
+        withUnsafeBytes(of: &length) { for i in 0..<4 { frame[i] = $0[i] } }
+        frame += bytes
+        var sent = 0
+        while sent < frame.count {
+            let n = frame.withUnsafeBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            sent += n
+        }
+        return true
+    }
+
+    /// Writes one JSON message.
+    @discardableResult
+    func send(_ message: JSON) -> Bool { send(JSONSerializer.bytes(message)) }
+
+    /// Reads one frame; nil at end of file, on an error, or when `deadline`
+    /// (monotonic seconds) passes first (then `timedOut` is set).
+    func receive(deadline: Double? = nil, timedOut: UnsafeMutablePointer<Bool>? = nil) -> [UInt8]? {
+        guard let header = read(4, deadline: deadline, timedOut: timedOut) else { return nil }
+        let length = Int(UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24)
+        guard length <= Self.maxFrame else { return nil }
+        return read(length, deadline: deadline, timedOut: timedOut)
+    }
+
+    /// Reads one JSON object message.
+    func receiveMessage(deadline: Double? = nil, timedOut: UnsafeMutablePointer<Bool>? = nil) -> JSONObject? {
+        guard let bytes = receive(deadline: deadline, timedOut: timedOut) else { return nil }
+        return (try? bytes.withUnsafeBytes { try JSON(parsing: $0) })?.objectValue
+    }
+
+    private func read(_ count: Int, deadline: Double?, timedOut: UnsafeMutablePointer<Bool>?) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            if let deadline {
+                let left = deadline - EngineClock.monotonic()
+                guard left > 0 else {
+                    timedOut?.pointee = true
+                    return nil
+                }
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let r = poll(&p, 1, Int32(min(left * 1000, 60_000).rounded(.up)))
+                if r == 0 || (r < 0 && errno == EINTR) { continue }
+            }
+            let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, count - got) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return nil }
+            got += n
+        }
+        return out
+    }
+}
+
+extension JSONObject {
+    /// The string at `key`, or "".
+    func string(_ key: String) -> String { self[key]?.stringValue ?? "" }
+    /// The integer at `key`, if it is one.
+    func int(_ key: String) -> Int64? {
+        if case .int(let v)? = self[key] { return v }
+        return nil
+    }
+}

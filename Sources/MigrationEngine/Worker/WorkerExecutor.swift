@@ -1,0 +1,308 @@
+import DocumentStore
+import MigrationKit
+import Synchronization
+import _MigratorCShims
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where plugin code runs.
+public struct PluginIsolation: Sendable, Equatable {
+    /// The executable that serves as the worker (`migrator __worker`), if any.
+    let executable: String?
+    /// Forward SIGINT, SIGTERM, SIGQUIT and SIGHUP to the worker during a step.
+    let forwardSignals: Bool
+
+    /// Plugins are loaded into this process (the default for embedding apps).
+    public static let inProcess = PluginIsolation(executable: nil, forwardSignals: false)
+
+    /// Plugins are loaded and run only in a worker process, `executable
+    /// __worker` (the `migrator` binary): a plugin that crashes, exits or
+    /// hangs fails its step instead of taking the caller down or faking a
+    /// success. `forwardSignals` installs handlers that pass the operator's
+    /// signals to the worker while a step runs (the CLI does).
+    public static func worker(executable: String, forwardSignals: Bool = false) -> PluginIsolation {
+        PluginIsolation(executable: executable, forwardSignals: forwardSignals)
+    }
+}
+
+/// The parent's side of a worker process: it sends verified plugin bytes to
+/// be described, then one step at a time to be run, and turns the worker's
+/// death (a signal, an `exit` from plugin code, a step timeout) into a
+/// failed step. The parent never loads plugin code itself.
+///
+/// `@unchecked Sendable`: it travels inside the catalog's plugin set, and
+/// every use of the process (a description, a step) holds `exclusive`, so
+/// two runs sharing a catalog take turns.
+package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
+    private let exclusive = Mutex(())
+    private let executable: String
+    private let forwardSignals: Bool
+    private var pid: pid_t = 0
+    private var requests = WorkerChannel(fd: -1)
+    private var responses = WorkerChannel(fd: -1)
+    /// Why the current worker is gone, once it is.
+    private var death: String?
+    private var openedDatabase: String?
+
+    /// The database steps run against, and the store options to open it with.
+    package var database: (path: String, maxMapMB: Int?)?
+    /// A step that runs longer is killed and fails (nil: no limit).
+    package var stepTimeout: Double?
+
+    init(_ isolation: PluginIsolation) {
+        executable = isolation.executable ?? "/proc/self/exe"
+        forwardSignals = isolation.forwardSignals
+    }
+
+    deinit {
+        guard pid > 0 else { return }
+        // End of input tells the worker to exit; then reap it.
+        close(requests.fd)
+        close(responses.fd)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+    }
+
+    // MARK: Describing plugins
+
+    /// Loads `file`'s checked bytes in the worker and returns its descriptors.
+    /// - Throws: ``MigratorError`` naming the file: the loader's own problems,
+    ///   or the worker's death while it read them.
+    func describe(_ file: CheckedPluginFile, strictToolchain: Bool, warnings: inout [String]) throws(MigratorError)
+        -> LoadedPlugin
+    {
+        func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
+            MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name)
+        }
+        guard let bytes = file.bytes else { throw fail(.loadFailed, "its bytes were not read") }
+        let result: Result<LoadedPlugin, MigratorError> = exclusive.withLock { _ in
+            Result { () throws(MigratorError) in
+                try describeLocked(file, bytes: bytes, strictToolchain: strictToolchain, warnings: &warnings)
+            }
+        }
+        return try result.get()
+    }
+
+    private func describeLocked(
+        _ file: CheckedPluginFile, bytes: [UInt8], strictToolchain: Bool, warnings: inout [String]
+    ) throws(MigratorError) -> LoadedPlugin {
+        func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
+            MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name)
+        }
+        do { try start() } catch { throw fail(.loadFailed, error.description) }
+        let message: JSON = .object(
+            JSONObject([
+                ("op", .string("load")), ("file", .string(file.name)), ("path", .string(file.path)),
+                ("sha256", .string(file.sha256)), ("strict_toolchain", .bool(strictToolchain)),
+            ]))
+        guard requests.send(message), requests.send(bytes), let reply = responses.receiveMessage() else {
+            throw fail(.loadFailed, "crashed while its descriptors were read (\(buryWorker()))")
+        }
+        if let list = reply["warnings"]?.arrayValue { warnings += list.compactMap(\.stringValue) }
+        switch reply.string("op") {
+        case "loaded":
+            guard let d = reply["plugin"]?.objectValue,
+                let plugin = LoadedPlugin(descriptor: d, path: file.path, identity: file.identity, body: .worker)
+            else { throw fail(.loadFailed, "the worker sent unreadable descriptors") }
+            return plugin
+        case "problem":
+            throw MigratorError(
+                MigratorError.Code(rawValue: reply.string("code")), reply.string("message"), file: file.name,
+                migrationID: reply["migration_id"]?.stringValue)
+        default:
+            throw fail(.loadFailed, "the worker answered '\(reply.string("op"))'")
+        }
+    }
+
+    // MARK: Running steps
+
+    package func runStep(
+        _ m: AvailableMigration, _ direction: Direction, startedAt: String, observer: StepObserver
+    ) throws -> Int64? {
+        try exclusive.withLock { _ in try runStepLocked(m, direction, startedAt: startedAt, observer: observer) }
+    }
+
+    private func runStepLocked(
+        _ m: AvailableMigration, _ direction: Direction, startedAt: String, observer: StepObserver
+    ) throws -> Int64? {
+        guard pid > 0, death == nil else {
+            throw StepFailure(message: "the worker holding the plugins is gone (\(death ?? "never started"))")
+        }
+        try openDatabase()
+        let request: JSON = .object(
+            JSONObject([
+                ("op", .string("step")), ("id", .string(m.id)), ("direction", .string(direction.rawValue)),
+                ("started_at", .string(startedAt)), ("parent", .int(Int64(getpid()))),
+            ]))
+        migrator_set_step_running(1)
+        defer { migrator_set_step_running(0) }
+        guard requests.send(request) else { throw died(during: m, direction) }
+        let deadline = stepTimeout.map { EngineClock.monotonic() + $0 }
+        while true {
+            var timedOut = false
+            guard let reply = responses.receiveMessage(deadline: deadline, timedOut: &timedOut) else {
+                if timedOut {
+                    kill(pid, SIGKILL)
+                    _ = buryWorker()
+                    throw StepFailure(
+                        message: "the step exceeded the step timeout (\(Self.duration(stepTimeout ?? 0))) "
+                            + "during \(direction); the worker was killed")
+                }
+                throw died(during: m, direction)
+            }
+            switch reply.string("op") {
+            case "log":
+                let level = LogLevel(rawValue: Int32(truncatingIfNeeded: reply.int("level") ?? 1)) ?? .info
+                observer.log(m.id, level, reply.string("message"))
+            case "progress":
+                observer.progress(
+                    m.id, UInt64(clamping: reply.int("done") ?? 0), UInt64(clamping: reply.int("total") ?? 0))
+            case "done":
+                return reply.int("duration_ms")
+            case "failed":
+                throw StepFailure(message: reply.string("message"))
+            default:
+                throw StepFailure(message: "the worker answered '\(reply.string("op"))' during \(direction)")
+            }
+        }
+    }
+
+    private func openDatabase() throws {
+        guard let database, openedDatabase != database.path else { return }
+        var fields: [(String, JSON)] = [("op", .string("open")), ("db", .string(database.path))]
+        if let mb = database.maxMapMB { fields.append(("max_map_mb", .int(Int64(mb)))) }
+        guard requests.send(.object(JSONObject(fields))), let reply = responses.receiveMessage() else {
+            throw StepFailure(message: "the worker died opening the database (\(buryWorker()))")
+        }
+        guard reply.string("op") == "ok" else { throw StepFailure(message: reply.string("message")) }
+        openedDatabase = database.path
+    }
+
+    /// The failure for a worker that stopped answering during a step.
+    private func died(during m: AvailableMigration, _ direction: Direction) -> StepFailure {
+        let how = buryWorker()
+        let signal = migrator_take_forwarded_signal()
+        if signal != 0 {
+            return StepFailure(
+                message: "interrupted by \(Self.signalName(signal)) during \(direction); nothing of it was committed",
+                interruptedBy: signal)
+        }
+        return StepFailure(message: "\(how) during \(direction)")
+    }
+
+    // MARK: The process
+
+    /// Starts the worker if none is running.
+    private func start() throws(SealedImageError) {
+        if pid > 0 && death == nil { return }
+        var toWorker: [Int32] = [0, 0]
+        var fromWorker: [Int32] = [0, 0]
+        guard pipe(&toWorker) == 0, pipe(&fromWorker) == 0 else {
+            throw SealedImageError("cannot create the worker's pipes: \(errorText(errno))")
+        }
+        // Our ends must not leak into other children; the worker's ends are
+        // dup2'ed to 3 and 4, which clears the flag there.
+        for fd in toWorker + fromWorker { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // A worker that dies mid-message must not kill us with SIGPIPE.
+        signal(SIGPIPE, SIG_IGN)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, toWorker[0], WorkerProtocol.requestFD)
+        posix_spawn_file_actions_adddup2(&actions, fromWorker[1], WorkerProtocol.responseFD)
+        // Plugin output must never reach stdout, where data goes.
+        posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        let args = [executable, WorkerProtocol.command, String(getpid())]
+        var env = ProcessEnvironment.current.filter { !$0.hasPrefix("SWIFT_BACKTRACE=") }
+        // No backtracer: it would return from a raised signal and let the
+        // step commit. A crash kills the worker, and the parent reports it.
+        env.append("SWIFT_BACKTRACE=enable=no")
+        var child: pid_t = 0
+        let rc = withCStrings(args) { argv in
+            withCStrings(env) { envp in posix_spawn(&child, executable, &actions, nil, argv, envp) }
+        }
+        close(toWorker[0])
+        close(fromWorker[1])
+        guard rc == 0 else {
+            close(toWorker[1])
+            close(fromWorker[0])
+            throw SealedImageError("cannot start the worker '\(executable)': \(errorText(rc))")
+        }
+        pid = child
+        death = nil
+        openedDatabase = nil
+        requests = WorkerChannel(fd: toWorker[1])
+        responses = WorkerChannel(fd: fromWorker[0])
+        if forwardSignals {
+            migrator_install_signal_forwarding()
+            migrator_set_forward_target(child)
+        }
+    }
+
+    /// Reaps the worker and says how it ended.
+    private func buryWorker() -> String {
+        if let death { return death }
+        var status: Int32 = 0
+        var how = "the worker stopped answering"
+        close(requests.fd)
+        close(responses.fd)
+        if waitpid(pid, &status, 0) == pid {
+            let signal = status & 0x7F
+            if signal != 0 {
+                how = "the worker was killed by \(Self.signalName(signal))"
+            } else {
+                let code = (status >> 8) & 0xFF
+                how = "the plugin ended the worker process with exit status \(code) (exit() or _exit() in plugin code)"
+            }
+        }
+        death = how
+        migrator_set_forward_target(0)
+        return how
+    }
+
+    static func signalName(_ signal: Int32) -> String {
+        let names: [Int32: String] = [
+            SIGSEGV: "SIGSEGV", SIGBUS: "SIGBUS", SIGABRT: "SIGABRT", SIGFPE: "SIGFPE", SIGILL: "SIGILL",
+            SIGTRAP: "SIGTRAP", SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT",
+            SIGHUP: "SIGHUP", SIGSYS: "SIGSYS", SIGPIPE: "SIGPIPE",
+        ]
+        return names[signal] ?? "signal \(signal)"
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        seconds >= 60 && seconds.truncatingRemainder(dividingBy: 60) == 0
+            ? "\(Int(seconds / 60))m" : "\(seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds))s"
+    }
+}
+
+/// The worker's command line and pipe numbers.
+enum WorkerProtocol {
+    /// `migrator __worker PARENT_PID`: hidden from help.
+    static let command = "__worker"
+    /// The worker reads requests here.
+    static let requestFD: Int32 = 3
+    /// The worker writes responses here.
+    static let responseFD: Int32 = 4
+}
+
+/// This process's environment as `NAME=value` strings.
+enum ProcessEnvironment {
+    static var current: [String] {
+        var out: [String] = []
+        var p = environ
+        while let entry = p.pointee {
+            out.append(String(cString: entry))
+            p += 1
+        }
+        return out
+    }
+}
+
+/// Calls `body` with a NULL-terminated C array of `strings`.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
