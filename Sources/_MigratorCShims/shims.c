@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
+#include <pthread.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -17,6 +19,9 @@ int migrator_seal_all(int fd) {
 }
 
 int migrator_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, (unsigned long)sig, 0UL, 0UL, 0UL); }
+
+static void mark_child(void);
+static void migrator_install_fork_guard_once(void) { pthread_atfork(NULL, NULL, mark_child); }
 
 static volatile sig_atomic_t forward_pid;
 static volatile sig_atomic_t step_running;
@@ -42,7 +47,14 @@ void migrator_install_signal_forwarding(void) {
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
     int signals[] = {SIGINT, SIGTERM, SIGQUIT, SIGHUP};
-    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) sigaction(signals[i], &sa, NULL);
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        sigaction(signals[i], &sa, NULL);
+        sigaddset(&unblock, signals[i]);
+    }
+    /* A parent process may have left them blocked; forwarding needs them. */
+    pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
 }
 
 void migrator_set_forward_target(int pid) { forward_pid = pid; }
@@ -51,4 +63,24 @@ int migrator_take_forwarded_signal(void) {
     int sig = forwarded_signal;
     forwarded_signal = 0;
     return sig;
+}
+
+static volatile sig_atomic_t forked_child;
+static void mark_child(void) { forked_child = 1; }
+
+void migrator_install_fork_guard(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, migrator_install_fork_guard_once);
+}
+
+int migrator_in_forked_child(void) { return forked_child; }
+
+int migrator_spawnattr_reset_signals(void *attr) {
+    posix_spawnattr_t *a = attr;
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigfillset(&defaults);
+    if (posix_spawnattr_setsigmask(a, &none) != 0) return -1;
+    if (posix_spawnattr_setsigdefault(a, &defaults) != 0) return -1;
+    return posix_spawnattr_setflags(a, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 }

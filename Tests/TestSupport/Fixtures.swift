@@ -140,6 +140,7 @@ public enum Fixtures {
             #include <string.h>
             #include <unistd.h>
             #include <signal.h>
+            #include <sys/wait.h>
             #include "migrator_plugin.h"
             static migrator_status up(const migrator_host_v1 *host, migrator_txn *txn, void *u) { (void)u; \(up) }
             \(downFunction)

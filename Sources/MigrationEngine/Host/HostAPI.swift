@@ -2,6 +2,7 @@ import DocumentStore
 import MigrationKit
 import MigratorPluginABI
 import Synchronization
+import _MigratorCShims
 
 #if canImport(Glibc)
 import Glibc
@@ -155,7 +156,8 @@ enum HostAPI {
     /// Runs `body` for the step behind `txn`, mapping errors to statuses.
     @inline(__always)
     static func call(_ txn: OpaquePointer?, _ body: (HostStep) throws(DatabaseError) -> Void) -> migrator_status {
-        guard let step = HostHandles.step(txn) else { return MIGRATOR_INVALID }
+        // A forked child holds a copy of the transaction: it may not touch it.
+        guard migrator_in_forked_child() == 0, let step = HostHandles.step(txn) else { return MIGRATOR_INVALID }
         do {
             try body(step)
             return MIGRATOR_OK
@@ -224,7 +226,7 @@ enum HostAPI {
             }
         },
         cursor_next: { handle, outJSON, outLen in
-            guard let c = HostHandles.cursor(handle) else { return MIGRATOR_INVALID }
+            guard migrator_in_forked_child() == 0, let c = HostHandles.cursor(handle) else { return MIGRATOR_INVALID }
             guard let outJSON, let outLen else { return MIGRATOR_INVALID }
             do throws(DatabaseError) {
                 guard let raw = try c.cursor.nextRaw() else { return MIGRATOR_DONE }

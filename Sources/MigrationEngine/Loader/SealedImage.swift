@@ -1,4 +1,5 @@
 import _MigratorCShims
+
 #if canImport(Glibc)
 import Glibc
 #endif

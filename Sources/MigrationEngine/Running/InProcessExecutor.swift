@@ -1,5 +1,10 @@
 import MigrationKit
 import MigratorPluginABI
+import _MigratorCShims
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The executor seam: runs one step of a migration, atomically with its
 /// bookkeeping. The runner decides what runs, records failures and reports;
@@ -86,10 +91,14 @@ package final class InProcessExecutor: MigrationExecutor {
 
     /// Calls a plugin's step function with a fresh numeric handle for the
     /// step; every handle it was given dies when it returns.
+    /// Installed before the first plugin call: a plugin may fork.
+    private static let forkGuard: Void = migrator_install_fork_guard()
+
     private static func callPlugin(
         _ fn: migrator_step_fn, userdata: UnsafeMutableRawPointer?, direction: Direction,
         db: any StepDatabase
     ) throws {
+        _ = forkGuard
         let step = HostStep(db: db)
         let id = HostHandles.register(step)
         defer {
@@ -102,6 +111,9 @@ package final class InProcessExecutor: MigrationExecutor {
             HostHandles.ThreadCache.current.forget(step)
         }
         let status = withUnsafePointer(to: HostAPI.table) { fn($0, HostHandles.handle(id), userdata) }
+        // A child the plugin forked must not go on with the run: it would
+        // commit the step a second time from a copy of our transaction.
+        if migrator_in_forked_child() != 0 { _exit(127) }
         guard status == MIGRATOR_OK else {
             let why = step.pluginError ?? (step.lastErrorText.isEmpty ? nil : step.lastErrorText)
             let code = DatabaseError.Status(rawValue: status)

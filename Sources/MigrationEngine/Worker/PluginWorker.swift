@@ -1,6 +1,7 @@
 import DocumentStore
 import MigrationKit
 import _MigratorCShims
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -109,7 +110,9 @@ public enum PluginWorker {
             guard let m = migrations[id], let storage,
                 let direction = Direction(rawValue: message.string("direction"))
             else {
-                reply([("op", .string("failed")), ("message", .string("migration '\(id)' is not loaded in the worker"))])
+                reply([
+                    ("op", .string("failed")), ("message", .string("migration '\(id)' is not loaded in the worker")),
+                ])
                 return
             }
             let responses = self.responses
@@ -118,7 +121,8 @@ public enum PluginWorker {
                     responses.send(
                         .object(
                             JSONObject([
-                                ("op", .string("log")), ("level", .int(Int64(level.rawValue))), ("message", .string(text)),
+                                ("op", .string("log")), ("level", .int(Int64(level.rawValue))),
+                                ("message", .string(text)),
                             ])))
                 },
                 progress: { _, done, total in

@@ -1,4 +1,5 @@
 import DocumentStore
+
 #if canImport(Glibc)
 import Glibc
 #endif

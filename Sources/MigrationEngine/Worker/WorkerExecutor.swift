@@ -2,6 +2,7 @@ import DocumentStore
 import MigrationKit
 import Synchronization
 import _MigratorCShims
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -69,7 +70,9 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     /// Loads `file`'s checked bytes in the worker and returns its descriptors.
     /// - Throws: ``MigratorError`` naming the file: the loader's own problems,
     ///   or the worker's death while it read them.
-    func describe(_ file: CheckedPluginFile, strictToolchain: Bool, warnings: inout [String]) throws(MigratorError)
+    func describe(
+        _ file: CheckedPluginFile, strictToolchain: Bool, warnings: inout [String]
+    ) throws(MigratorError)
         -> LoadedPlugin
     {
         func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
@@ -218,9 +221,13 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         // No backtracer: it would return from a raised signal and let the
         // step commit. A crash kills the worker, and the parent reports it.
         env.append("SWIFT_BACKTRACE=enable=no")
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        _ = migrator_spawnattr_reset_signals(&attributes)
         var child: pid_t = 0
         let rc = withCStrings(args) { argv in
-            withCStrings(env) { envp in posix_spawn(&child, executable, &actions, nil, argv, envp) }
+            withCStrings(env) { envp in posix_spawn(&child, executable, &actions, &attributes, argv, envp) }
         }
         close(toWorker[0])
         close(fromWorker[1])

@@ -32,4 +32,15 @@ void migrator_set_step_running(int running);
 /// The last signal forwarded during a step (0: none), then cleared.
 int migrator_take_forwarded_signal(void);
 
+/// Sets `attr` so that a spawned process starts with no blocked signal and
+/// the default action for every signal that ends a process: whatever its
+/// parent inherited, a crash in plugin code must kill the worker.
+/// `attr` is a posix_spawnattr_t, initialised by the caller.
+int migrator_spawnattr_reset_signals(void *attr);
+
+/// Registers (once) a pthread_atfork child handler that marks the child.
+void migrator_install_fork_guard(void);
+/// Nonzero in a process forked from one that installed the guard.
+int migrator_in_forked_child(void);
+
 #endif

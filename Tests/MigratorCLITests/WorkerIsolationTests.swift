@@ -1,0 +1,157 @@
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Plugin code that crashes, exits, hangs or forks runs in the worker
+/// process: the run reports a failed step naming the migration and the
+/// cause, exits 1, and commits nothing of the step. Each case asserts all
+/// three.
+@Suite("plugin code behind the worker boundary (end to end)")
+struct WorkerIsolationTests {
+    /// A workspace with one good migration applied first and a hostile one
+    /// after it, whose `up` inserts a document before misbehaving.
+    func hostile(_ body: String, id: String = "002_hostile") throws -> Workspace {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_good", up: #"return host->insert(txn, "things", "{}");"#))
+        try w.add(
+            "b.so",
+            Fixtures.stepPlugin(
+                id,
+                up: """
+                    if (host->insert(txn, "things", "{\\"half\\":true}") != MIGRATOR_OK) return MIGRATOR_ERROR;
+                    \(body)
+                    return MIGRATOR_OK;
+                    """))
+        return w
+    }
+
+    /// The three assertions every case makes.
+    func expectFailedCleanly(_ w: Workspace, _ r: RunResult, cause: String, id: String = "002_hostile") throws {
+        #expect(r.status == 1, "\(cause): exit \(r.status): \(r.stderr)")
+        #expect(r.stderr.contains("migration '\(id)' (b.so) failed during up"), "\(r.stderr)")
+        #expect(r.stderr.contains(cause), "\(cause): \(r.stderr)")
+        #expect(!r.stderr.contains("Program crashed"), "no backtrace on the operator's terminal")
+        #expect(try w.count("things") == 1, "nothing of the step was committed")
+        #expect(try w.count("things", #"{"half":true}"#) == 0)
+        #expect(try w.states() == ["001_good": "applied", id: "failed"])
+        let last = try w.history().last
+        #expect(last?["outcome"] as? String == "failed" && (last?["error"] as? String)?.contains(cause) == true)
+    }
+
+    @Test(arguments: [
+        ("SIGSEGV", "raise(SIGSEGV);"), ("SIGBUS", "raise(SIGBUS);"), ("SIGABRT", "raise(SIGABRT);"),
+        ("SIGFPE", "raise(SIGFPE);"), ("SIGILL", "raise(SIGILL);"), ("SIGTRAP", "raise(SIGTRAP);"),
+    ])
+    func aRaisedSignalIsACrashNotASuccess(signal: String, code: String) throws {
+        let w = try hostile(code)
+        try expectFailedCleanly(w, try w.run(["apply"]), cause: "the worker was killed by \(signal)")
+    }
+
+    @Test(arguments: [("exit(0);", 0), ("_exit(0);", 0), ("exit(3);", 3), ("exit(5);", 5)])
+    func exitFromPluginCodeIsAFailure(code: String, status: Int) throws {
+        let w = try hostile(code)
+        try expectFailedCleanly(w, try w.run(["apply"]), cause: "exit status \(status) (exit() or _exit() in plugin code)")
+    }
+
+    @Test func abortNullDereferenceAndStackOverflow() throws {
+        let cases = [
+            ("abort();", "SIGABRT"),
+            ("*(volatile int *)0 = 1;", "SIGSEGV"),
+            (
+                "volatile char big[1 << 20]; big[0] = 1; migrator_status r = up(host, txn, (void *)big); "
+                    + "big[1] = (char)r; return r;", "SIGSEGV"
+            ),
+        ]
+        for (code, signal) in cases {
+            let w = try hostile(code)
+            try expectFailedCleanly(w, try w.run(["apply"]), cause: "the worker was killed by \(signal)")
+        }
+    }
+
+    @Test func aHangingStepIsKilledAtTheStepTimeout() throws {
+        let w = try hostile("sleep(30);")
+        let started = Date()
+        let r = try w.run(["apply", "--step-timeout", "1s"])
+        try expectFailedCleanly(w, r, cause: "exceeded the step timeout (1s)")
+        #expect(Date().timeIntervalSince(started) < 60)
+        #expect(try w.run(["apply", "--step-timeout", "soon"]).status == 2)
+    }
+
+    /// The operator's signal reaches the step: it aborts, nothing commits,
+    /// the history says interrupted, and the exit code is 128 + N.
+    @Test(arguments: [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGQUIT, "SIGQUIT")])
+    func operatorSignalsInterruptTheStep(signal: Int32, name: String) throws {
+        // The step sleeps: it is still running when the signal arrives.
+        let w = try hostile(#"fprintf(stderr, "step running\n"); fflush(stderr); sleep(30);"#)
+        let run = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir])
+        let handle = run.stderr.fileHandleForReading
+        var seen = ""
+        while !seen.contains("step running") {
+            let d = handle.availableData
+            if d.isEmpty { break }
+            seen += String(decoding: d, as: UTF8.self)
+        }
+        #expect(seen.contains("step running"))
+        kill(run.process.processIdentifier, signal)
+        seen += String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        run.process.waitUntilExit()
+        #expect(run.process.terminationReason == .exit && run.process.terminationStatus == 128 + signal, "\(seen)")
+        #expect(seen.contains("interrupted by \(name) during up"), "\(seen)")
+        #expect(try w.count("things", #"{"half":true}"#) == 0)
+        #expect(try w.history().last?["outcome"] as? String == "interrupted")
+        #expect(try w.states()["002_hostile"] == "pending")
+    }
+
+    /// A plugin that forks: the child must not go on with the run.
+    @Test func forkInUpDoesNotRunTheStepTwice() throws {
+        let w = try hostile(
+            """
+            pid_t child = fork();
+            if (child == 0) {
+                /* The child tries to use the host, then returns into the worker. */
+                if (host->insert(txn, "things", "{\\"child\\":true}") == MIGRATOR_OK) _exit(42);
+                return MIGRATOR_OK;
+            }
+            int status = 0;
+            waitpid(child, &status, 0);
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 42) { host->set_error(txn, "the child wrote"); return MIGRATOR_ERROR; }
+            """)
+        let r = try w.run(["apply"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.components(separatedBy: "applied 002_hostile").count == 2, "applied once: \(r.stderr)")
+        #expect(try w.count("things") == 2 && w.count("things", #"{"child":true}"#) == 0)
+        #expect(try w.history().map { $0["outcome"] as? String ?? "" } == ["applied", "applied"])
+    }
+
+    // MARK: Reading descriptors
+
+    /// Plugins whose constructor or descriptors crash the reader are
+    /// reported by file; the command itself never crashes.
+    @Test func descriptorsThatCrashTheReaderAreReportedByFile() throws {
+        let cases = [
+            ("ctor.so", "__attribute__((constructor)) static void boom(void) { raise(SIGSEGV); }"),
+            ("wild.so", "const void *wild_entry(void) { return (const void *)16; }"),
+        ]
+        for (file, prelude) in cases {
+            let w = try Workspace()
+            var source = Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")], prelude: "#include <signal.h>\n" + prelude)
+            if file == "wild.so" {
+                source = source.replacingOccurrences(
+                    of: "const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &bundle; }",
+                    with: "const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return bundle.abi_major ? wild_entry() : &bundle; }")
+            }
+            try w.add(file, source)
+            let apply = try w.run(["apply"])
+            #expect(apply.status == 4, "\(file): \(apply.stderr)")
+            #expect(apply.stderr.contains("plugin '\(w.dir)/\(file)': crashed while its descriptors were read"), "\(apply.stderr)")
+            #expect(apply.stderr.contains("SIGSEGV"), "\(apply.stderr)")
+            let list = try w.run(["list"])
+            #expect(list.status == 1 && list.stderr.contains(file), "\(list.stderr)")
+            #expect(try w.run(["status"]).status == 0, "status still answers")
+        }
+    }
+}
