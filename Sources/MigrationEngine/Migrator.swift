@@ -150,6 +150,7 @@ public final class Migrator {
             }
         }
         var status = MigrationStatus(database: databasePath, migrations: entries, summary: summary)
+        status.exists = storage.exists
         switch lockState {
         case .held(let owner):
             status.lockedBy = owner?.summary ?? "another process"

@@ -56,8 +56,17 @@ enum DatabaseCommands {
             options: [dbOption, filterOption], run: explain),
     ]
 
-    static func open(_ ctx: Context, _ args: ParsedArguments) throws -> DocumentStore {
-        try DocumentStore(path: ctx.databasePath(args), options: ctx.storeOptions())
+    /// The store at `--db`. Reads never create one: a mistyped path must
+    /// not answer "0 documents" from a database made on the spot.
+    static func open(_ ctx: Context, _ args: ParsedArguments, forWriting: Bool = false) throws -> DocumentStore {
+        let path = ctx.databasePath(args)
+        if !forWriting { try requireDatabase(path) }
+        return try DocumentStore(path: path, options: ctx.storeOptions())
+    }
+
+    /// Fails with exit 1 when there is nothing at `path`.
+    static func requireDatabase(_ path: String) throws {
+        guard access(path, F_OK) == 0 else { throw CommandError("no database at \(path) (apply creates one)") }
     }
 
     static func filter(_ args: ParsedArguments) throws -> Filter {
@@ -75,7 +84,7 @@ enum DatabaseCommands {
         let collection = args.positionals[0]
         let file = args.positionals[1]
         let source = try LineSource(path: file)
-        let store = try open(ctx, args)
+        let store = try open(ctx, args, forWriting: true)
         let verbose = args.flag("verbose")
         let n = try store.write { txn -> Int in
             source.rewind()
@@ -151,7 +160,7 @@ enum DatabaseCommands {
 
     static func createIndex(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let (collection, path) = (args.positionals[0], args.positionals[1])
-        let created = try open(ctx, args).write {
+        let created = try open(ctx, args, forWriting: true).write {
             try $0.createIndex(collection, path: path, unique: args.flag("unique"))
         }
         ctx.err.line(

@@ -228,7 +228,7 @@ enum MigrationCommands {
         if args.flag("json") {
             ctx.out.line(try encode(s))
         } else {
-            ctx.out.line("Database: \(s.database)")
+            ctx.out.line("Database: \(s.database)" + (s.exists ? "" : " (no database there yet; apply creates it)"))
             var rows = [["ID", "STATE", "APPLIED AT", "VERSION", "PLUGIN"]]
             for e in s.migrations {
                 rows.append([e.id, stateText(e), e.appliedAt ?? "-", e.version, e.plugin ?? "-"])
@@ -275,6 +275,7 @@ enum MigrationCommands {
 
     static func history(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let m = Migrator(databasePath: ctx.databasePath(args))
+        try DatabaseCommands.requireDatabase(ctx.databasePath(args))
         let entries = try m.history()
         if args.flag("json") {
             let doc: JSON = .object(

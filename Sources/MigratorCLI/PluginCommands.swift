@@ -1,6 +1,10 @@
 import DocumentStore
 import MigrationEngine
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `migrator list` and `migrator header`: what plugins hold, and the ABI.
 enum PluginCommands {
     static let dirOption = OptionSpec(
@@ -39,7 +43,12 @@ enum PluginCommands {
     static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         // With a database (--db or $MIGRATOR_DB), each migration's state
         // there, exactly as `status` reports it (reads only; never blocked).
-        let dbPath = args.options["db"] ?? ctx.environment["MIGRATOR_DB"]
+        // An explicit --db must exist; $MIGRATOR_DB adds states only if it does.
+        if let explicit = args.options["db"] { try DatabaseCommands.requireDatabase(explicit) }
+        var dbPath = args.options["db"]
+        if dbPath == nil, let fromEnvironment = ctx.environment["MIGRATOR_DB"], access(fromEnvironment, F_OK) == 0 {
+            dbPath = fromEnvironment
+        }
         let migrator = Migrator(databasePath: dbPath ?? "")
         let directory = ctx.migrationsDirectory(args)
         var loader = loaderOptions(args)

@@ -39,18 +39,46 @@ enum Scaffold {
         return name.first?.isLetter == true ? name : "Migration" + name
     }
 
+    /// A C string literal. Control characters become three-digit octal
+    /// escapes, which cannot run into a following digit as `\x` would.
     static func cString(_ s: String) -> String {
         var out = "\""
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""
             case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case _ where u.value < 0x20 || u.value == 0x7F: out += "\\x" + String(u.value, radix: 16)
+            case "?": out += "\\?"  // no trigraphs
+            case _ where u.value < 0x20 || u.value == 0x7F:
+                let octal = String(u.value, radix: 8)
+                out += "\\" + String(repeating: "0", count: 3 - octal.count) + octal
             default: out.unicodeScalars.append(u)
             }
         }
         return out + "\""
+    }
+
+    /// A Swift string literal: quotes, backslashes and control characters
+    /// escaped, so no text can end the literal or start an interpolation.
+    static func swiftString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where u.value < 0x20 || u.value == 0x7F: out += "\\u{" + String(u.value, radix: 16) + "}"
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
+    }
+
+    /// Text for one line of a comment: control characters (line breaks
+    /// included) become spaces, and neither `*/` nor `/*` survives to close
+    /// or nest a C comment.
+    static func commentText(_ s: String) -> String {
+        let flat = String(
+            String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : $0 }))
+        return flat.replacingOccurrences(of: "*/", with: "* /").replacingOccurrences(of: "/*", with: "/ *")
     }
 
     /// The file name and source text for a new migration.
@@ -65,15 +93,15 @@ enum Scaffold {
                 """
                 import MigrationKit
 
-                /// \(name): \(description)
+                /// \(commentText(name)): \(commentText(description))
                 ///
                 /// Add `\(type)()` to the list passed to MigrationBundle.export in your
                 /// plugin's entry function (or register it with Migrator.register).
                 struct \(type): Migration {
-                    let id = \(JSONText.quote(id))
-                    let name = \(JSONText.quote(name))
-                    let description = \(JSONText.quote(description))
-                    let version = \(JSONText.quote(version))
+                    let id = \(swiftString(id))
+                    let name = \(swiftString(name))
+                    let description = \(swiftString(description))
+                    let version = \(swiftString(version))
                     /// Change this if you ever change the migration after it shipped.
                     let checksum: String? = "\(id)-v1"
 
@@ -98,8 +126,8 @@ enum Scaffold {
                 "\(id).c",
                 """
                 /*
-                 * \(id): \(name)
-                 * \(description)
+                 * \(id): \(commentText(name))
+                 * \(commentText(description))
                  *
                  * Build:  cc -shared -fPIC -O2 -fvisibility=hidden -I<dir of migrator_plugin.h> -o \(id).so \(id).c
                  * Header: migrator header > migrator_plugin.h

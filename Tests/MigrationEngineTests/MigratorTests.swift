@@ -205,6 +205,38 @@ struct Purge: IrreversibleMigration {
         }
     }
 
+    /// A step that needs more map than the initial size must not be run a
+    /// second time after the map grows: the engine reserves the whole map.
+    @Test func aLargeStepRunsOnce() throws {
+        final class Calls: @unchecked Sendable {  // written by one step at a time
+            var count = 0
+        }
+        struct Big: Migration {
+            let id = "001_big"
+            let name = "Big"
+            let description = "writes more than the initial map"
+            let version = "1.0.0"
+            let calls: Calls
+            func up(_ db: Database) throws {
+                calls.count += 1
+                let blob = String(repeating: "x", count: 2000)
+                for i in 0..<4000 { try db.insert(json: #"{"_id":\#(i),"b":"\#(blob)"}"#, into: "blobs") }
+            }
+            func down(_ db: Database) throws {}
+        }
+        let dir = Fixtures.temporaryDirectory("bigstep")
+        defer { Fixtures.removeTree(dir) }
+        var options = Migrator.Options()
+        options.storeOptions.initialMapSize = 1 << 20
+        options.storeOptions.maxMapSize = 64 << 20
+        let calls = Calls()
+        let m = Migrator(databasePath: dir + "/db", options: options)
+        try m.register(Big(calls: calls))
+        try m.migrateUp()
+        #expect(calls.count == 1, "up ran \(calls.count) times")
+        #expect(try DocumentStore(path: dir + "/db").read { try $0.count("blobs") } == 4000)
+    }
+
     @Test func statusValueEncodesToTheDocumentedSchema() throws {
         try withMigrator { m, path in
             try m.register(CreateSessions())

@@ -54,7 +54,8 @@ struct WorkerIsolationTests {
     @Test(arguments: [("exit(0);", 0), ("_exit(0);", 0), ("exit(3);", 3), ("exit(5);", 5)])
     func exitFromPluginCodeIsAFailure(code: String, status: Int) throws {
         let w = try hostile(code)
-        try expectFailedCleanly(w, try w.run(["apply"]), cause: "exit status \(status) (exit() or _exit() in plugin code)")
+        try expectFailedCleanly(
+            w, try w.run(["apply"]), cause: "exit status \(status) (exit() or _exit() in plugin code)")
     }
 
     @Test func abortNullDereferenceAndStackOverflow() throws {
@@ -118,7 +119,8 @@ struct WorkerIsolationTests {
             }
             int status = 0;
             waitpid(child, &status, 0);
-            if (WIFEXITED(status) && WEXITSTATUS(status) == 42) { host->set_error(txn, "the child wrote"); return MIGRATOR_ERROR; }
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 42) {
+                host->set_error(txn, "the child wrote"); return MIGRATOR_ERROR; }
             """)
         let r = try w.run(["apply"])
         #expect(r.status == 0, "\(r.stderr)")
@@ -138,16 +140,21 @@ struct WorkerIsolationTests {
         ]
         for (file, prelude) in cases {
             let w = try Workspace()
-            var source = Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")], prelude: "#include <signal.h>\n" + prelude)
+            var source = Fixtures.pluginSource(
+                migrations: [Fixtures.migration("001_a")], prelude: "#include <signal.h>\n" + prelude)
             if file == "wild.so" {
                 source = source.replacingOccurrences(
                     of: "const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &bundle; }",
-                    with: "const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return bundle.abi_major ? wild_entry() : &bundle; }")
+                    with: "const migrator_plugin_v1 *migrator_plugin_entry_v1(void) {\n"
+                        + "    return bundle.abi_major ? wild_entry() : &bundle; }"
+                )
             }
             try w.add(file, source)
             let apply = try w.run(["apply"])
             #expect(apply.status == 4, "\(file): \(apply.stderr)")
-            #expect(apply.stderr.contains("plugin '\(w.dir)/\(file)': crashed while its descriptors were read"), "\(apply.stderr)")
+            #expect(
+                apply.stderr.contains("plugin '\(w.dir)/\(file)': crashed while its descriptors were read"),
+                "\(apply.stderr)")
             #expect(apply.stderr.contains("SIGSEGV"), "\(apply.stderr)")
             let list = try w.run(["list"])
             #expect(list.status == 1 && list.stderr.contains(file), "\(list.stderr)")

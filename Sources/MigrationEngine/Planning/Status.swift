@@ -84,9 +84,12 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
     public var interrupted: Interrupted?
     /// Set while a run holds the lock: who, e.g. "apply (pid 42, …) since …".
     public var lockedBy: String?
+    /// False when there is no database at the path yet (`apply` creates
+    /// one); encoded only then, so the output for a database is unchanged.
+    public var exists: Bool = true
 
     enum CodingKeys: String, CodingKey {
-        case database, migrations, summary, interrupted
+        case database, migrations, summary, interrupted, exists
         case lockedBy = "locked_by"
     }
     public func encode(to encoder: Encoder) throws {
@@ -96,6 +99,23 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         try c.encode(summary, forKey: .summary)
         try c.encode(interrupted, forKey: .interrupted)
         try c.encode(lockedBy, forKey: .lockedBy)
+        if !exists { try c.encode(exists, forKey: .exists) }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        database = try c.decode(String.self, forKey: .database)
+        migrations = try c.decode([Entry].self, forKey: .migrations)
+        summary = try c.decode(Summary.self, forKey: .summary)
+        interrupted = try c.decodeIfPresent(Interrupted.self, forKey: .interrupted)
+        lockedBy = try c.decodeIfPresent(String.self, forKey: .lockedBy)
+        exists = try c.decodeIfPresent(Bool.self, forKey: .exists) ?? true
+    }
+
+    public init(database: String, migrations: [Entry], summary: Summary) {
+        self.database = database
+        self.migrations = migrations
+        self.summary = summary
     }
 
     /// True when nothing is pending, failed or missing, and no applied

@@ -15,6 +15,12 @@ package final class LMDBStorage: MigrationStorage {
     /// Storage at `path`; nothing is opened or created until it is used.
     package init(path: String, options: DocumentStore.Options = .init()) {
         location = path
+        var options = options
+        // Reserve the whole map up front (it is address space, not disk): a
+        // step that filled a smaller map would be aborted and run again after
+        // the map grew, calling the migration's code twice. Full now means
+        // the size limit, and the step fails saying so.
+        options.initialMapSize = options.maxMapSize
         self.options = options
     }
 

@@ -1,0 +1,80 @@
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Outcomes that must be true: generated code that cannot be hijacked by a
+/// name, and reads that never invent a database.
+@Suite("honest outcomes (end to end)")
+struct HonestOutcomesTests {
+    static let hostileName = "Evil */ __attribute__((constructor)) static void evil(void) { abort(); } /* \"quoted\" ??= \\(x)"
+    static let hostileDescription = "line one\nstruct Injected {} // \"\"\" \\(boom) \u{1}end"
+
+    /// A C file generated for a hostile name compiles, and its constructor
+    /// was never emitted: the plugin loads, and its name reads back exactly.
+    @Test func createEscapesHostileNamesInC() throws {
+        let w = try Workspace()
+        let out = w.root + "/src"
+        let r = try w.run(["create", Self.hostileName, Self.hostileDescription, "--lang", "c", "--out", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let path = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let header = text.components(separatedBy: "#include").first ?? ""
+        #expect(header.components(separatedBy: "*/").count == 2, "only the header's own */ closes it: \(header)")
+        try Fixtures.compilePlugin(text, name: "evil.so", in: w.dir)
+        let list = try migrator(["list", "--json", "--dir", w.dir])
+        #expect(list.status == 0, "\(list.stderr)")
+        let doc = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
+        let m = (doc?["migrations"] as? [[String: Any]])?.first
+        #expect(m?["name"] as? String == Self.hostileName)
+        #expect(m?["description"] as? String == Self.hostileDescription)
+    }
+
+    /// The Swift file type-checks and holds the texts as data, not code.
+    @Test func createEscapesHostileNamesInSwift() throws {
+        let w = try Workspace()
+        let r = try w.run(["create", Self.hostileName, Self.hostileDescription, "--out", w.root])
+        #expect(r.status == 0, "\(r.stderr)")
+        let path = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(!text.contains("\nstruct Injected"), "a line break cannot end the doc comment")
+        let modules = Fixtures.productsDirectory + "/Modules"
+        let abiMap = Fixtures.productsDirectory + "/MigratorPluginABI.build/module.modulemap"
+        let swiftc = Fixtures.tool(["swiftc"], fallback: "/opt/swift/usr/bin/swiftc")
+        let tc = try Fixtures.run(
+            swiftc,
+            [
+                "-typecheck", "-swift-version", "6", "-I", modules, "-Xcc", "-fmodule-map-file=\(abiMap)",
+                "-Xcc", "-I", "-Xcc", Fixtures.includeDirectory, path,
+            ])
+        #expect(tc.status == 0, "\(tc.output)\n\(text)")
+    }
+
+    /// Reads of a path with nothing there fail and create nothing.
+    @Test func readsNeverCreateADatabase() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))
+        let typo = w.root + "/typo.dbb"
+        for args in [
+            ["db", "count", "users"], ["db", "find", "users"], ["db", "collections"], ["db", "export", "users"],
+            ["db", "indexes", "users"], ["db", "explain", "users"], ["history"], ["list", "--dir", w.dir],
+        ] {
+            let r = try migrator(args + ["--db", typo])
+            #expect(r.status == 1 && r.stderr.contains("no database at \(typo) (apply creates one)"), "\(args): \(r.stderr)")
+            #expect(access(typo, F_OK) != 0, "\(args) created \(typo)")
+        }
+        // status says so, in text and JSON, and --check sees the pending work.
+        let text = try migrator(["status", "--db", typo, "--dir", w.dir])
+        #expect(text.status == 0 && text.stdout.contains("no database there yet; apply creates it"), "\(text.stdout)")
+        let json = try migrator(["status", "--json", "--db", typo, "--dir", w.dir])
+        #expect(json.stdout.contains(#""exists":false"#) && json.stdout.contains(#""pending":1"#), "\(json.stdout)")
+        #expect(try migrator(["status", "--check", "--db", typo, "--dir", w.dir]).status == 5)
+        #expect(access(typo, F_OK) != 0, "status created \(typo)")
+        // An existing database has no "exists" key: the pinned schema holds.
+        #expect(try w.run(["apply"]).status == 0)
+        #expect(!(try w.run(["status", "--json"]).stdout.contains("exists")))
+    }
+}
