@@ -196,10 +196,22 @@ public enum MigratorCommandLine {
     public static func main(_ args: [String], context: Context) -> Int32 {
         // Started by ourselves to hold plugin code (see PluginIsolation).
         if PluginWorker.isWorkerInvocation(args) { return PluginWorker.serve(arguments: args) }
-        defer {
-            context.out.flush()
-            context.err.flush()
+        var code = dispatch(args, context: context)
+        context.out.flush()
+        if let e = context.out.writeError {
+            if e == EPIPE {
+                code = 128 + SIGPIPE  // the reader went away: quietly, as a pipe usually ends
+            } else {
+                context.err.line("error: cannot write to standard output: \(String(cString: strerror(e)))")
+                code = ExitCode.failure
+            }
         }
+        context.err.flush()
+        return code
+    }
+
+    /// Runs the command `args` names.
+    static func dispatch(_ args: [String], context: Context) -> Int32 {
         // `migrator --db X --dir Y status` means `migrator status --db X --dir Y`.
         var args = args
         var leading: [String] = []

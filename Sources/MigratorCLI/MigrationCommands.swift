@@ -170,7 +170,8 @@ enum MigrationCommands {
     }
 
     static func report(_ ctx: Context, _ code: MigratorError.Code, _ message: String, ids: [String]) {
-        ctx.err.line("error: \(message)")
+        // One line per problem: plugin text cannot add lines or escapes.
+        ctx.err.line("error: \(printable(message))")
         if let hint = hint(for: code, ids: ids) { ctx.err.line("  hint: \(hint)") }
     }
 
@@ -304,7 +305,7 @@ enum MigrationCommands {
                 rows.append([
                     String(h.sequence), h.at, h.migrationID,
                     h.outcome.rawValue + (h.direction == .down && h.outcome == .failed ? " (down)" : ""),
-                    h.durationMS.map(String.init) ?? "-", h.appliedBy, h.error ?? "",
+                    h.durationMS.map(String.init) ?? "-", h.appliedBy, printable(h.error ?? ""),
                 ])
             }
             ctx.out.write(Table.render(rows))

@@ -65,7 +65,7 @@ final class Reporter: @unchecked Sendable {
                 defer { lock.unlock() }
                 clearBar()
                 let tag = level == .warning ? "warning: " : level == .error ? "error: " : ""
-                err.line("  [\(id)] \(tag)\(message)")
+                err.line("  [\(id)] \(tag)\(printable(message))")
                 err.flush()
             },
             progress: { [self] id, done, total in

@@ -10,7 +10,8 @@ import Glibc
 /// name, and reads that never invent a database.
 @Suite("honest outcomes (end to end)")
 struct HonestOutcomesTests {
-    static let hostileName = "Evil */ __attribute__((constructor)) static void evil(void) { abort(); } /* \"quoted\" ??= \\(x)"
+    static let hostileName =
+        "Evil */ __attribute__((constructor)) static void evil(void) { abort(); } /* \"quoted\" ??= \\(x)"
     static let hostileDescription = "line one\nstruct Injected {} // \"\"\" \\(boom) \u{1}end"
 
     /// A C file generated for a hostile name compiles, and its constructor
@@ -63,7 +64,9 @@ struct HonestOutcomesTests {
             ["db", "indexes", "users"], ["db", "explain", "users"], ["history"], ["list", "--dir", w.dir],
         ] {
             let r = try migrator(args + ["--db", typo])
-            #expect(r.status == 1 && r.stderr.contains("no database at \(typo) (apply creates one)"), "\(args): \(r.stderr)")
+            #expect(
+                r.status == 1 && r.stderr.contains("no database at \(typo) (apply creates one)"), "\(args): \(r.stderr)"
+            )
             #expect(access(typo, F_OK) != 0, "\(args) created \(typo)")
         }
         // status says so, in text and JSON, and --check sees the pending work.
@@ -76,5 +79,47 @@ struct HonestOutcomesTests {
         // An existing database has no "exists" key: the pinned schema holds.
         #expect(try w.run(["apply"]).status == 0)
         #expect(!(try w.run(["status", "--json"]).stdout.contains("exists")))
+    }
+
+    /// A full disk on stdout is a failure, never a finished export.
+    @Test func writeErrorsOnStdoutFail() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: #"return host->insert(txn, "t", "{}");"#))
+        #expect(try w.run(["apply"]).status == 0)
+        for args in [
+            ["db", "export", "t", "--db", w.db], ["status", "--json", "--db", w.db, "--dir", w.dir], ["header"],
+        ] {
+            let r = try Fixtures.run(
+                "/bin/sh", ["-c", ([migratorBinary] + args).map { "'\($0)'" }.joined(separator: " ") + " > /dev/full"])
+            #expect(
+                r.status == 1 && r.output.contains("cannot write to standard output: No space left on device"),
+                "\(args): \(r.output)")
+        }
+    }
+
+    /// A plugin's message is capped, and printed without its control
+    /// characters: it cannot flood history or redraw the terminal.
+    @Test func pluginMessagesAreCappedAndEscaped() throws {
+        let w = try Workspace()
+        try w.add(
+            "a.so",
+            Fixtures.stepPlugin(
+                "001_loud",
+                up: """
+                    static char big[100000];
+                    memset(big, 'x', sizeof big - 1);
+                    memcpy(big, "\\033[2Jfake\\nerror: all good", 24);
+                    host->set_error(txn, big);
+                    return MIGRATOR_ERROR;
+                    """))
+        let r = try w.run(["apply"])
+        #expect(r.status == 1)
+        #expect(!r.stderr.contains("\u{1B}"), "no raw escape reaches the terminal")
+        #expect(r.stderr.contains("\\x1b[2Jfake\\nerror: all good"), "\(r.stderr.prefix(300))")
+        #expect(r.stderr.contains("(cut at 4096 bytes)"))
+        let stored = try w.history().last?["error"] as? String ?? ""
+        #expect(stored.utf8.count < 4200, "history holds \(stored.utf8.count) bytes")
+        let table = try w.run(["history"], dir: false).stdout
+        #expect(table.split(separator: "\n").count == 2 && !table.contains("\u{1B}"), "one row, no escape")
     }
 }

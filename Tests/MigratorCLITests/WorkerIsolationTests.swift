@@ -161,4 +161,57 @@ struct WorkerIsolationTests {
             #expect(try w.run(["status"]).status == 0, "status still answers")
         }
     }
+
+    /// Host calls from another thread are refused without touching the
+    /// transaction, during the step and after it; the run goes on.
+    @Test func threadsCannotUseTheStepsTransaction() throws {
+        let w = try Workspace()
+        let result = w.root + "/late.txt"
+        try w.add(
+            "a.so",
+            """
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <unistd.h>
+            #include "migrator_plugin.h"
+            struct call { const migrator_host_v1 *h; migrator_txn *t; int during; };
+            static void *racer_main(void *p) {
+                struct call *c = p;
+                c->during = c->h->insert(c->t, "t", "{}");
+                return NULL;
+            }
+            static void *late_main(void *p) {
+                struct call *c = p;
+                usleep(200000);
+                int rc = c->h->insert(c->t, "t", "{}");
+                FILE *f = fopen(getenv("LATE_FILE"), "w");
+                if (f) { fprintf(f, "%d", rc); fclose(f); }
+                return NULL;
+            }
+            static migrator_status up(const migrator_host_v1 *host, migrator_txn *txn, void *u) {
+                (void)u;
+                struct call *c = malloc(sizeof *c);
+                c->h = host; c->t = txn;
+                pthread_t racer, late;
+                pthread_create(&racer, NULL, racer_main, c);
+                pthread_join(racer, NULL);
+                if (c->during != MIGRATOR_INVALID) {
+                    host->set_error(txn, "another thread got in"); return MIGRATOR_ERROR; }
+                pthread_create(&late, NULL, late_main, c);
+                pthread_detach(late);
+                return host->insert(txn, "t", "{\\"n\\":1}");
+            }
+            static const migrator_migration_v1 m = { "001_threads", "Threads", "d", "1.0.0", NULL, up, NULL, NULL };
+            static const migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b, "t", NULL, 1, &m };
+            const migrator_plugin_v1 *migrator_plugin_entry_v1(void) { return &b; }
+            """)
+        // Keeps the worker alive while the late thread calls.
+        try w.add("b.so", Fixtures.stepPlugin("002_wait", up: "usleep(600000); return MIGRATOR_OK;"))
+        let r = try w.run(["apply"], environment: ["LATE_FILE": result])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try w.count("t") == 1, "only the step's own insert")
+        let late = try String(contentsOfFile: result, encoding: .utf8)
+        #expect(late == "-4", "a call after the step returned gets MIGRATOR_INVALID (-4), got \(late)")
+    }
 }

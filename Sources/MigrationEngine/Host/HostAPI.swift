@@ -18,9 +18,13 @@ final class HostStep: @unchecked Sendable {
     /// The text of the host's last failed call, NUL-terminated, owned
     /// here and handed out by `last_error` until the next failure.
     private(set) var lastError: UnsafeMutablePointer<CChar>
-    /// What the plugin said with `set_error`.
+    /// What the plugin said with `set_error`, at most ``maxErrorBytes``.
     var pluginError: String?
+    static let maxErrorBytes = 4096
     var cursorIDs: [UInt] = []
+
+    /// The thread running the step: the only one allowed to call the host.
+    let thread = pthread_self()
 
     init(db: any StepDatabase) {
         self.db = db
@@ -158,6 +162,9 @@ enum HostAPI {
     static func call(_ txn: OpaquePointer?, _ body: (HostStep) throws(DatabaseError) -> Void) -> migrator_status {
         // A forked child holds a copy of the transaction: it may not touch it.
         guard migrator_in_forked_child() == 0, let step = HostHandles.step(txn) else { return MIGRATOR_INVALID }
+        // LMDB transactions belong to their thread: another thread's call is
+        // refused before it touches anything.
+        guard pthread_equal(step.thread, pthread_self()) != 0 else { return MIGRATOR_INVALID }
         do {
             try body(step)
             return MIGRATOR_OK
@@ -180,6 +187,15 @@ enum HostAPI {
     static func collection(_ p: UnsafePointer<CChar>?) throws(DatabaseError) -> String {
         try string(p, "the collection name")
     }
+
+    /// The table plugins get, at one address for the life of the process:
+    /// a pointer a plugin keeps never dangles. `nonisolated(unsafe)`: it is
+    /// written once, here, and only read after.
+    nonisolated(unsafe) static let tablePointer: UnsafePointer<migrator_host_v1> = {
+        let p = UnsafeMutablePointer<migrator_host_v1>.allocate(capacity: 1)
+        p.initialize(to: table)
+        return UnsafePointer(p)
+    }()
 
     static let table: migrator_host_v1 = migrator_host_v1(
         abi_major: UInt32(MIGRATOR_ABI_MAJOR),
@@ -297,13 +313,18 @@ enum HostAPI {
         },
         set_error: { txn, message in
             call(txn) { s throws(DatabaseError) in
+                // Capped: a plugin's message goes into history and onto terminals.
                 s.pluginError = message.map {
-                    String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self)
+                    let n = strnlen($0, HostStep.maxErrorBytes + 1)
+                    let text = String(
+                        decoding: UnsafeRawBufferPointer(start: $0, count: min(n, HostStep.maxErrorBytes)),
+                        as: UTF8.self)
+                    return n > HostStep.maxErrorBytes ? text + "… (cut at \(HostStep.maxErrorBytes) bytes)" : text
                 }
             }
         },
         last_error: { txn in
-            guard let s = HostHandles.step(txn) else { return nil }
+            guard let s = HostHandles.step(txn), pthread_equal(s.thread, pthread_self()) != 0 else { return nil }
             return UnsafePointer(s.lastError)
         }
     )

@@ -110,7 +110,7 @@ package final class InProcessExecutor: MigrationExecutor {
             for c in left { c.cursor.close() }
             HostHandles.ThreadCache.current.forget(step)
         }
-        let status = withUnsafePointer(to: HostAPI.table) { fn($0, HostHandles.handle(id), userdata) }
+        let status = fn(HostAPI.tablePointer, HostHandles.handle(id), userdata)
         // A child the plugin forked must not go on with the run: it would
         // commit the step a second time from a copy of our transaction.
         if migrator_in_forked_child() != 0 { _exit(127) }
