@@ -89,15 +89,24 @@ public enum PluginLoader {
         var all: [AvailableMigration] = []
         var cache = DescriptorCache()
         let worker = options.isolation.executable == nil ? nil : WorkerExecutor(options.isolation)
+        // With a worker, every file to load goes in one exchange.
+        var described: [String: Result<LoadedPlugin, MigratorError>] = [:]
+        if let worker {
+            let toLoad = scan.files.filter { $0.cached == nil }
+            if !toLoad.isEmpty {
+                let results = worker.describeAll(
+                    toLoad, strictToolchain: options.strictToolchain, warnings: &set.warnings)
+                for (file, result) in zip(toLoad, results) { described[file.key] = result }
+                set.worker = worker
+            }
+        }
         for file in scan.files {
             do {
                 let plugin: LoadedPlugin
                 if let cached = file.cached {
                     plugin = cached
-                } else if let worker {
-                    plugin = try worker.describe(
-                        file, strictToolchain: options.strictToolchain, warnings: &set.warnings)
-                    set.worker = worker
+                } else if let result = described[file.key] {
+                    plugin = try result.get()
                 } else {
                     plugin = try loadInProcess(file, options: options, warnings: &set.warnings)
                 }

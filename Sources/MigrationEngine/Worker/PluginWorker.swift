@@ -51,6 +51,7 @@ public enum PluginWorker {
             while let message = requests.receiveMessage() {
                 switch message.string("op") {
                 case "load": load(message)
+                case "load_batch": loadBatch(message)
                 case "open": open(message)
                 case "step": step(message)
                 default: reply([("op", .string("error")), ("message", .string("unknown request"))])
@@ -62,6 +63,22 @@ public enum PluginWorker {
         func reply(_ fields: [(String, JSON)]) { responses.send(.object(JSONObject(fields))) }
 
         mutating func load(_ message: JSONObject) {
+            reply(loaded(message))
+        }
+
+        /// `load_batch`: COUNT load messages, each followed by its bytes; one
+        /// reply with every result in order, so the parent never waits per file.
+        mutating func loadBatch(_ message: JSONObject) {
+            var results: [JSON] = []
+            for _ in 0..<max(0, Int(message.int("count") ?? 0)) {
+                guard let one = requests.receiveMessage() else { exit(1) }
+                results.append(.object(JSONObject(loaded(one))))
+            }
+            reply([("op", .string("loaded_batch")), ("results", .array(results))])
+        }
+
+        /// Loads one plugin whose bytes follow `message`; the reply's fields.
+        mutating func loaded(_ message: JSONObject) -> [(String, JSON)] {
             guard let bytes = requests.receive() else { exit(1) }
             let name = message.string("file")
             let file = CheckedPluginFile(
@@ -74,16 +91,16 @@ public enum PluginWorker {
             do {
                 let plugin = try PluginLoader.loadInProcess(file, options: options, warnings: &warnings)
                 for m in plugin.migrations { migrations[m.id] = m }
-                reply([
+                return [
                     ("op", .string("loaded")), ("plugin", .object(JSONObject(plugin.descriptorFields))),
                     ("warnings", .array(warnings.map(JSON.string))),
-                ])
+                ]
             } catch {
-                reply([
+                return [
                     ("op", .string("problem")), ("code", .string(error.code.rawValue)),
                     ("message", .string(error.message)), ("migration_id", error.migrationID.map(JSON.string) ?? .null),
                     ("warnings", .array(warnings.map(JSON.string))),
-                ])
+                ]
             }
         }
 

@@ -89,6 +89,91 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         return try result.get()
     }
 
+    /// Describes `files` in one exchange: every file is sent, then every
+    /// result read. If the worker dies midway, the files are described again
+    /// one at a time in a fresh worker, which names the one that crashed.
+    func describeAll(
+        _ files: [CheckedPluginFile], strictToolchain: Bool, warnings: inout [String]
+    )
+        -> [Result<LoadedPlugin, MigratorError>]
+    {
+        let batch: [Result<LoadedPlugin, MigratorError>]? = exclusive.withLock { _ in
+            describeBatchLocked(files, strictToolchain: strictToolchain, warnings: &warnings)
+        }
+        if let batch { return batch }
+        return files.map { file in
+            Result { () throws(MigratorError) in
+                try describe(file, strictToolchain: strictToolchain, warnings: &warnings)
+            }
+        }
+    }
+
+    private func describeBatchLocked(
+        _ files: [CheckedPluginFile], strictToolchain: Bool, warnings: inout [String]
+    )
+        -> [Result<LoadedPlugin, MigratorError>]?
+    {
+        guard (try? start()) != nil else { return nil }
+        guard requests.send(.object(JSONObject([("op", .string("load_batch")), ("count", .int(Int64(files.count)))])))
+        else {
+            _ = buryWorker()
+            return nil
+        }
+        for file in files {
+            guard let bytes = file.bytes, requests.send(loadMessage(file, strictToolchain: strictToolchain)),
+                requests.send(bytes)
+            else {
+                _ = buryWorker()
+                return nil
+            }
+        }
+        guard let reply = responses.receiveMessage(), let results = reply["results"]?.arrayValue,
+            results.count == files.count
+        else {
+            _ = buryWorker()
+            return nil
+        }
+        return zip(files, results).map { file, result in
+            Result { () throws(MigratorError) in
+                try plugin(from: result.objectValue ?? JSONObject(), file: file, warnings: &warnings)
+            }
+        }
+    }
+
+    private func loadMessage(_ file: CheckedPluginFile, strictToolchain: Bool) -> JSON {
+        .object(
+            JSONObject([
+                ("op", .string("load")), ("file", .string(file.name)), ("path", .string(file.path)),
+                ("sha256", .string(file.sha256)), ("strict_toolchain", .bool(strictToolchain)),
+            ]))
+    }
+
+    /// The plugin a worker's `loaded` reply describes, or its problem.
+    private func plugin(
+        from reply: JSONObject, file: CheckedPluginFile, warnings: inout [String]
+    ) throws(MigratorError)
+        -> LoadedPlugin
+    {
+        if let list = reply["warnings"]?.arrayValue { warnings += list.compactMap(\.stringValue) }
+        switch reply.string("op") {
+        case "loaded":
+            guard let d = reply["plugin"]?.objectValue,
+                let plugin = LoadedPlugin(descriptor: d, path: file.path, identity: file.identity, body: .worker)
+            else {
+                throw MigratorError(
+                    .loadFailed, "plugin '\(file.path)': the worker sent unreadable descriptors", file: file.name)
+            }
+            return plugin
+        case "problem":
+            throw MigratorError(
+                MigratorError.Code(rawValue: reply.string("code")), reply.string("message"), file: file.name,
+                migrationID: reply["migration_id"]?.stringValue)
+        default:
+            throw MigratorError(
+                .loadFailed, "plugin '\(file.path)': the worker answered '\(reply.string("op"))'", file: file.name)
+        }
+    }
+
     private func describeLocked(
         _ file: CheckedPluginFile, bytes: [UInt8], strictToolchain: Bool, warnings: inout [String]
     ) throws(MigratorError) -> LoadedPlugin {
@@ -96,28 +181,12 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name)
         }
         do { try start() } catch { throw fail(.loadFailed, error.description) }
-        let message: JSON = .object(
-            JSONObject([
-                ("op", .string("load")), ("file", .string(file.name)), ("path", .string(file.path)),
-                ("sha256", .string(file.sha256)), ("strict_toolchain", .bool(strictToolchain)),
-            ]))
-        guard requests.send(message), requests.send(bytes), let reply = responses.receiveMessage() else {
+        guard requests.send(loadMessage(file, strictToolchain: strictToolchain)), requests.send(bytes),
+            let reply = responses.receiveMessage()
+        else {
             throw fail(.loadFailed, "crashed while its descriptors were read (\(buryWorker()))")
         }
-        if let list = reply["warnings"]?.arrayValue { warnings += list.compactMap(\.stringValue) }
-        switch reply.string("op") {
-        case "loaded":
-            guard let d = reply["plugin"]?.objectValue,
-                let plugin = LoadedPlugin(descriptor: d, path: file.path, identity: file.identity, body: .worker)
-            else { throw fail(.loadFailed, "the worker sent unreadable descriptors") }
-            return plugin
-        case "problem":
-            throw MigratorError(
-                MigratorError.Code(rawValue: reply.string("code")), reply.string("message"), file: file.name,
-                migrationID: reply["migration_id"]?.stringValue)
-        default:
-            throw fail(.loadFailed, "the worker answered '\(reply.string("op"))'")
-        }
+        return try plugin(from: reply, file: file, warnings: &warnings)
     }
 
     // MARK: Running steps
