@@ -241,9 +241,13 @@ enum MigrationCommands {
                     + "\(sm.failed) failed, \(sm.missing) missing"
             )
             if let i = s.interrupted {
+                // An interrupted down left the migration applied; apply never runs a down.
                 ctx.out.line(
-                    "interrupted at \(i.id) (\(i.direction), pid \(i.pid), \(i.at)): "
-                        + "nothing of it was committed; the next apply retries it"
+                    i.direction == .up
+                        ? "interrupted at \(i.id) (up, pid \(i.pid), \(i.at)): "
+                            + "nothing of it was committed; the next apply retries it"
+                        : "rollback of \(i.id) interrupted (pid \(i.pid), \(i.at)): "
+                            + "nothing of it was committed; \(i.id) is still applied (roll back again to retry)"
                 )
             }
             if let by = s.lockedBy { ctx.out.line("migrating now: locked by \(by)") }

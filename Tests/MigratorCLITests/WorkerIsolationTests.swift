@@ -214,4 +214,68 @@ struct WorkerIsolationTests {
         let late = try String(contentsOfFile: result, encoding: .utf8)
         #expect(late == "-4", "a call after the step returned gets MIGRATOR_INVALID (-4), got \(late)")
     }
+
+    /// The runner killed mid-step takes its worker with it: a new run that
+    /// starts at once applies every migration exactly once.
+    @Test func killingTheRunnerKillsItsWorker() throws {
+        let w = try Workspace()
+        for i in 1...3 {
+            let id = String(format: "%03d_step", i)
+            try w.add(
+                "p\(i).so",
+                Fixtures.stepPlugin(
+                    id,
+                    up: """
+                        host->insert(txn, "log", "{\\"id\\":\\"\(id)\\"}");
+                        if (getenv("SLOW_STEP") && strcmp(getenv("SLOW_STEP"), "\(id)") == 0) {
+                            fprintf(stderr, "in \(id)\\n"); fflush(stderr); sleep(5);
+                        }
+                        return MIGRATOR_OK;
+                        """))
+        }
+        let first = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir], environment: ["SLOW_STEP": "002_step"])
+        let handle = first.stderr.fileHandleForReading
+        var seen = ""
+        while !seen.contains("in 002_step") {
+            let d = handle.availableData
+            if d.isEmpty { break }
+            seen += String(decoding: d, as: UTF8.self)
+        }
+        #expect(seen.contains("in 002_step"))
+        kill(first.process.processIdentifier, SIGKILL)
+        first.process.waitUntilExit()
+        // At once: the kernel freed the lock; the old worker must not commit 002 behind our back.
+        let second = try w.run(["apply", "--lock-timeout", "10"])
+        #expect(second.status == 0, "\(second.stderr)")
+        usleep(300_000)
+        #expect(try w.count("log") == 3, "each migration wrote once")
+        for i in 1...3 { #expect(try w.count("log", #"{"id":"\#(String(format: "%03d_step", i))"}"#) == 1) }
+        #expect(try w.history().filter { $0["outcome"] as? String == "applied" }.count == 3)
+    }
+
+    /// After a rollback killed mid-step, status says the migration is still
+    /// applied (apply never runs a down), not that apply will retry it.
+    @Test func anInterruptedRollbackIsReportedAsSuch() throws {
+        let w = try Workspace()
+        try w.add(
+            "a.so",
+            Fixtures.stepPlugin(
+                "001_a", up: "return MIGRATOR_OK;",
+                down: #"fprintf(stderr, "in down\n"); fflush(stderr); sleep(5); return MIGRATOR_OK;"#))
+        #expect(try w.run(["apply"]).status == 0)
+        let run = try launchMigrator(["rollback", "--all", "--db", w.db, "--dir", w.dir])
+        let handle = run.stderr.fileHandleForReading
+        var seen = ""
+        while !seen.contains("in down") {
+            let d = handle.availableData
+            if d.isEmpty { break }
+            seen += String(decoding: d, as: UTF8.self)
+        }
+        kill(run.process.processIdentifier, SIGKILL)
+        run.process.waitUntilExit()
+        let status = try w.run(["status"]).stdout
+        #expect(
+            status.contains("rollback of 001_a interrupted") && status.contains("001_a is still applied"), "\(status)")
+        #expect(try w.states()["001_a"] == "applied")
+    }
 }
