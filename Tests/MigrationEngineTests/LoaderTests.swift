@@ -352,4 +352,36 @@ import Glibc
             #expect(error.message.contains("/nonexistent/migrations"))
         }
     }
+
+    /// As sshd does: a folder inside a directory others can write is refused,
+    /// and so is a symlink into a subdirectory others can write.
+    @Test func writableAncestorsAndSubdirectoriesAreRefused() throws {
+        let root = Fixtures.temporaryDirectory("ancestors")
+        defer { Fixtures.removeTree(root) }
+        let open = root + "/open"
+        mkdir(open, 0o755)
+        chmod(open, 0o777)
+        let dir = try pluginDirectory([("ok.so", Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]))])
+        defer { Fixtures.removeTree(dir) }
+        let inside = open + "/migrations"
+        #expect(rename(dir, inside) == 0)
+        let e = #expect(throws: MigratorError.self) { try PluginLoader.load(directory: inside) }
+        #expect(e?.code == .insecurePermissions && e?.message.contains("'\(open)', which is writable by everyone") == true)
+        #expect((try? PluginLoader.load(directory: inside, options: .init(insecure: true)))?.warnings.isEmpty == false)
+        // A sticky world-writable directory (like /tmp) is fine.
+        chmod(open, 0o1777)
+        #expect(loadPlugins(inside).problems.isEmpty)
+        // A symlink into a subdirectory others can write.
+        chmod(open, 0o755)
+        let sub = inside + "/sub"
+        mkdir(sub, 0o777)
+        chmod(sub, 0o777)
+        #expect(rename(inside + "/ok.so", sub + "/real.so") == 0)
+        #expect(symlink("sub/real.so", inside + "/legit.so") == 0)
+        let set = loadPlugins(inside)
+        #expect(set.problems.map(\.code) == [.insecurePermissions])
+        #expect(set.problems.first?.message.contains("links into '\(sub)'") == true, "\(set.problems)")
+        chmod(sub, 0o755)
+        #expect(loadPlugins(inside).problems.isEmpty)
+    }
 }

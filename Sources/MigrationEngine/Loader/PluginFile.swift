@@ -78,6 +78,13 @@ enum PluginDirectory {
         guard let realDir = realPath(directory) else {
             throw MigratorError(.directoryUnreadable, "migrations directory '\(directory)': \(errorText(errno))")
         }
+        // Whoever can write an ancestor can swap the whole folder (sshd checks them too).
+        if let problem = ancestorProblem(of: realDir, below: nil) {
+            let message = "migrations directory '\(directory)' is inside \(problem); anyone who can write there "
+                + "can replace the migrations"
+            if !insecure { throw MigratorError(.insecurePermissions, message) }
+            scan.warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
+        }
         guard let dir = opendir(directory) else {
             throw MigratorError(
                 .directoryUnreadable, "cannot read migrations directory '\(directory)': \(errorText(errno))")
@@ -134,6 +141,12 @@ enum PluginDirectory {
                         + "only links that stay inside are followed"
                 )
             }
+            // A subdirectory on the way must be as safe as the folder itself.
+            if let problem = ancestorProblem(of: target, below: realDir) {
+                let message = "plugin '\(path)' links into \(problem); anyone who can write there can swap the plugin"
+                if !insecure { throw MigratorError(.insecurePermissions, message, file: name) }
+                warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
+            }
             openPath = target
         }
         let fd = open(openPath, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | migrator_O_NOFOLLOW)
@@ -189,6 +202,30 @@ enum PluginDirectory {
         if st.st_mode & (S_IWGRP | S_IWOTH) != 0 {
             let who = (st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group"
             return "is writable by \(who) (mode \(String(st.st_mode & 0o7777, radix: 8)))"
+        }
+        return nil
+    }
+
+    /// The first directory on the way to `path` (from `/`, or from just below
+    /// `top` when given, down to `path`'s parent) that someone else could
+    /// write: owned by another user than you or root, or writable by group
+    /// or others without the sticky bit (as `/tmp` has). nil if none.
+    static func ancestorProblem(of path: String, below top: String?) -> String? {
+        var components = path.split(separator: "/").map(String.init)
+        components.removeLast()
+        var current = ""
+        for c in components {
+            current += "/" + c
+            if let top, current.count <= top.count { continue }
+            var st = stat()
+            guard stat(current, &st) == 0 else { return "'\(current)', which cannot be examined (\(errorText(errno)))" }
+            let uid = getuid()
+            if st.st_uid != uid && st.st_uid != 0 { return "'\(current)', owned by uid \(st.st_uid)" }
+            let sticky = st.st_mode & S_ISVTX != 0
+            if st.st_mode & (S_IWGRP | S_IWOTH) != 0 && !sticky {
+                let who = (st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group"
+                return "'\(current)', which is writable by \(who) (mode \(String(st.st_mode & 0o7777, radix: 8)))"
+            }
         }
         return nil
     }
