@@ -49,6 +49,9 @@ public final class Migrator {
         /// Seconds a plugin step may run in a worker before it is killed and
         /// fails (nil: no limit). Needs worker isolation.
         public var stepTimeout: Double?
+        /// Run even if the database directory is writable by others, or
+        /// owned by another user (the refusal is `insecure_permissions`).
+        public var allowInsecureDatabase = false
         public init() {}
 
         var plan: PlanOptions { PlanOptions(allowOutOfOrder: allowOutOfOrder, allowMissing: allowMissing) }
@@ -73,6 +76,7 @@ public final class Migrator {
     private var storage: LMDBStorage {
         if let storageInstance { return storageInstance }
         let s = LMDBStorage(path: databasePath, options: options.storeOptions)
+        s.allowInsecureDirectory = options.allowInsecureDatabase
         storageInstance = s
         return s
     }

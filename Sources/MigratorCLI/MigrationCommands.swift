@@ -93,6 +93,7 @@ enum MigrationCommands {
         options.storeOptions = try ctx.storeOptions()
         options.allowOutOfOrder = args.flag("allow-out-of-order")
         options.allowMissing = args.flag("allow-missing")
+        options.allowInsecureDatabase = args.flag("insecure")
         if let raw = args.options["lock-timeout"] {
             guard let t = Double(raw), t >= 0 else {
                 throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'")

@@ -10,7 +10,7 @@ enum PluginCommands {
     static let dirOption = OptionSpec(
         "dir", value: "DIR", "Migrations directory (default: $MIGRATOR_DIR, else ./migrations).")
     static let insecureOption = OptionSpec(
-        "insecure", "Load plugins even if they or the directory are writable by others (warns).")
+        "insecure", "Load plugins (and run on a database directory) even if others can write them (warns).")
     static let strictToolchainOption = OptionSpec(
         "strict-toolchain", "Refuse Swift plugins built by another toolchain (default: warn).")
     static let loaderOptions = [dirOption, insecureOption, strictToolchainOption]

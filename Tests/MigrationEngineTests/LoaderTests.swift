@@ -366,7 +366,8 @@ import Glibc
         let inside = open + "/migrations"
         #expect(rename(dir, inside) == 0)
         let e = #expect(throws: MigratorError.self) { try PluginLoader.load(directory: inside) }
-        #expect(e?.code == .insecurePermissions && e?.message.contains("'\(open)', which is writable by everyone") == true)
+        #expect(
+            e?.code == .insecurePermissions && e?.message.contains("'\(open)', which is writable by everyone") == true)
         #expect((try? PluginLoader.load(directory: inside, options: .init(insecure: true)))?.warnings.isEmpty == false)
         // A sticky world-writable directory (like /tmp) is fine.
         chmod(open, 0o1777)

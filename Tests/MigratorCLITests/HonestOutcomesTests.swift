@@ -122,4 +122,31 @@ struct HonestOutcomesTests {
         let table = try w.run(["history"], dir: false).stdout
         #expect(table.split(separator: "\n").count == 2 && !table.contains("\u{1B}"), "one row, no escape")
     }
+
+    /// A database directory others can write is refused for runs, and a
+    /// planted symlink as the lock file is never followed or truncated.
+    @Test func theDatabaseDirectoryIsCheckedAndItsLockNeverFollowed() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))
+        try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;"))
+        #expect(try w.run(["apply", "--target", "001_a"]).status == 0)
+        chmod(w.db, 0o777)
+        let open = try w.run(["apply"])
+        #expect(
+            open.status == 4 && open.stderr.contains("database directory '\(w.db)' is writable by everyone"),
+            "\(open.stderr)")
+        #expect(try w.states()["002_b"] == "pending")
+        chmod(w.db, 0o700)
+        // The planted link: its target must survive, untouched.
+        let victim = w.root + "/victim.txt"
+        try "precious".write(toFile: victim, atomically: true, encoding: .utf8)
+        unlink(w.db + "/migrator.lock")
+        #expect(symlink(victim, w.db + "/migrator.lock") == 0)
+        let linked = try w.run(["apply"])
+        #expect(
+            linked.status == 1 && linked.stderr.contains("is a symbolic link; refusing to follow it"),
+            "\(linked.stderr)")
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious")
+        #expect(try w.states()["002_b"] == "pending")
+    }
 }

@@ -80,7 +80,8 @@ enum PluginDirectory {
         }
         // Whoever can write an ancestor can swap the whole folder (sshd checks them too).
         if let problem = ancestorProblem(of: realDir, below: nil) {
-            let message = "migrations directory '\(directory)' is inside \(problem); anyone who can write there "
+            let message =
+                "migrations directory '\(directory)' is inside \(problem); anyone who can write there "
                 + "can replace the migrations"
             if !insecure { throw MigratorError(.insecurePermissions, message) }
             scan.warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")

@@ -10,6 +10,8 @@ import Glibc
 package final class LMDBStorage: MigrationStorage {
     package let location: String
     private let options: DocumentStore.Options
+    /// Run even if others can write the database directory (the insecure option).
+    package var allowInsecureDirectory = false
     private var store: DocumentStore?
 
     /// Storage at `path`; nothing is opened or created until it is used.
@@ -52,6 +54,14 @@ package final class LMDBStorage: MigrationStorage {
         // The lock file lives in the database directory: create it first.
         do { _ = try documentStore() } catch {
             throw MigratorError(.lockFailed, "cannot open the database '\(location)': \(error)", underlying: error)
+        }
+        // Whoever can write the database directory can plant files the run
+        // opens: it gets the same rule as the migrations folder.
+        var st = stat()
+        if !allowInsecureDirectory, stat(location, &st) == 0, let problem = PluginDirectory.ownershipProblem(st) {
+            throw MigratorError(
+                .insecurePermissions,
+                "database directory '\(location)' \(problem); anyone who can write to it can tamper with the run")
         }
         return try RunLock(database: location, command: command, timeout: timeout)
     }
