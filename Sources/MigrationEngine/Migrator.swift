@@ -248,7 +248,7 @@ public final class Migrator {
             var unlockOptions = options
             unlockOptions.command = "unlock"
             unlockOptions.lockTimeout = 0
-            let lock = try storage.acquireLock(command: "unlock", timeout: 0)
+            let lock = try storage.acquireLock(command: "unlock", timeout: 0, onWait: nil)
             defer { lock.release() }
             let note = try runner(unlockOptions).recordInterruption(lock, applied: try appliedMigrations())
             return "cleared the record left by \(leftover.summary)" + (note.map { "; " + $0 } ?? "")

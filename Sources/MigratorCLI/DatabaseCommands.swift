@@ -1,4 +1,5 @@
 import DocumentStore
+import MigrationEngine
 
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +21,8 @@ enum DatabaseCommands {
             path: ["db", "import"],
             arguments: [collectionArgument, ("FILE", "JSON Lines file, one object per line; '-' reads stdin.")],
             summary: "Import JSON Lines in one transaction: one bad line and nothing is imported.",
-            options: [dbOption, OptionSpec("verbose", "Report progress on stderr.")], run: importLines),
+            options: [dbOption, MigrationCommands.lockTimeout, OptionSpec("verbose", "Report progress on stderr.")],
+            run: importLines),
         Command(
             path: ["db", "export"], arguments: [collectionArgument],
             summary: "Write documents as JSON Lines to stdout, in _id order.",
@@ -49,7 +51,10 @@ enum DatabaseCommands {
             path: ["db", "create-index"],
             arguments: [collectionArgument, ("PATH", "Dotted field path, e.g. address.city.")],
             summary: "Create a secondary index over existing documents.",
-            options: [dbOption, OptionSpec("unique", "Refuse two documents with the same value.")], run: createIndex),
+            options: [
+                dbOption, MigrationCommands.lockTimeout,
+                OptionSpec("unique", "Refuse two documents with the same value."),
+            ], run: createIndex),
         Command(
             path: ["db", "explain"], arguments: [collectionArgument],
             summary: "Show whether a filter uses an index or scans the collection.",
@@ -62,6 +67,26 @@ enum DatabaseCommands {
         let path = ctx.databasePath(args)
         if !forWriting { try requireDatabase(path) }
         return try DocumentStore(path: path, options: ctx.storeOptions())
+    }
+
+    /// Writes wait for a running migration like a run does, and say so,
+    /// instead of hanging silently on LMDB's writer lock.
+    static func runLock(_ ctx: Context, _ args: ParsedArguments, command: String) throws -> any RunLockSession {
+        var timeout = 60.0
+        if let raw = args.options["lock-timeout"] {
+            guard let t = Double(raw), t >= 0 else {
+                throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'")
+            }
+            timeout = t
+        }
+        let storage = LMDBStorage(path: ctx.databasePath(args), options: try ctx.storeOptions())
+        return try storage.acquireLock(
+            command: command, timeout: timeout,
+            onWait: { owner in
+                let what = owner?.currentID.map { " (migration \($0))" } ?? ""
+                ctx.err.line("waiting for the run lock held by \(owner?.summary ?? "another process")\(what) …")
+                ctx.err.flush()
+            })
     }
 
     /// Fails with exit 1 when there is nothing at `path`.
@@ -84,6 +109,8 @@ enum DatabaseCommands {
         let collection = args.positionals[0]
         let file = args.positionals[1]
         let source = try LineSource(path: file)
+        let lock = try runLock(ctx, args, command: "db import")
+        defer { lock.release() }
         let store = try open(ctx, args, forWriting: true)
         let verbose = args.flag("verbose")
         let n = try store.write { txn -> Int in
@@ -160,6 +187,8 @@ enum DatabaseCommands {
 
     static func createIndex(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let (collection, path) = (args.positionals[0], args.positionals[1])
+        let lock = try runLock(ctx, args, command: "db create-index")
+        defer { lock.release() }
         let created = try open(ctx, args, forWriting: true).write {
             try $0.createIndex(collection, path: path, unique: args.flag("unique"))
         }

@@ -71,6 +71,12 @@ struct ConcurrencyTests {
         let blocked = try w.run(["apply", "--lock-timeout", "0"])
         #expect(blocked.status == 3)
         #expect(blocked.stderr.contains("locked by apply (pid \(slow.process.processIdentifier)"), "\(blocked.stderr)")
+        // Writes through `db` wait like a run does, and say for whom.
+        let importing = try migrator(["db", "import", "things", "-", "--db", w.db, "--lock-timeout", "0"], input: "{}")
+        #expect(importing.status == 3, "\(importing.stderr)")
+        #expect(
+            importing.stderr.contains("waiting for the run lock held by apply (pid \(slow.process.processIdentifier)")
+                && importing.stderr.contains("(migration 001_slow)"), "\(importing.stderr)")
         // Readers are not blocked, and see the run.
         let status = try w.run(["status"])
         #expect(status.status == 0)

@@ -21,7 +21,11 @@ struct MigrationRunner {
     /// - Throws: ``MigratorError``: a refusal (nothing ran), a failed step
     ///   (its changes rolled back, earlier steps kept), or a lock error.
     func run(_ request: MigrationRequest, catalog: MigrationCatalog) throws -> RunReport {
-        let lock = try storage.acquireLock(command: options.command, timeout: options.lockTimeout)
+        let lock = try storage.acquireLock(
+            command: options.command, timeout: options.lockTimeout,
+            onWait: { owner in
+                options.events(.notice("waiting for the run lock held by \(owner?.summary ?? "another process")"))
+            })
         defer { lock.release() }
         var report = RunReport()
         // Read under the lock: the state the plan is made against.

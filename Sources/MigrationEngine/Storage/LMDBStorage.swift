@@ -50,7 +50,9 @@ package final class LMDBStorage: MigrationStorage {
 
     package func lockState() -> LockState { RunLock.inspect(database: location) }
 
-    package func acquireLock(command: String, timeout: Double) throws(MigratorError) -> any RunLockSession {
+    package func acquireLock(
+        command: String, timeout: Double, onWait: ((LockOwner?) -> Void)? = nil
+    ) throws(MigratorError) -> any RunLockSession {
         // The lock file lives in the database directory: create it first.
         do { _ = try documentStore() } catch {
             throw MigratorError(.lockFailed, "cannot open the database '\(location)': \(error)", underlying: error)
@@ -63,7 +65,7 @@ package final class LMDBStorage: MigrationStorage {
                 .insecurePermissions,
                 "database directory '\(location)' \(problem); anyone who can write to it can tamper with the run")
         }
-        return try RunLock(database: location, command: command, timeout: timeout)
+        return try RunLock(database: location, command: command, timeout: timeout, onWait: onWait)
     }
 
     package func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {

@@ -17,9 +17,13 @@ package protocol MigrationStorage: AnyObject {
     func history() throws -> [HistoryEntry]
     /// The run lock's state, without taking it.
     func lockState() -> LockState
-    /// Takes the exclusive run lock, waiting up to `timeout` seconds.
+    /// Takes the exclusive run lock, waiting up to `timeout` seconds; tells
+    /// `onWait` who holds it if it must wait.
     /// - Throws: ``MigratorError`` `.lockTimeout` or `.lockFailed`.
-    func acquireLock(command: String, timeout: Double) throws(MigratorError) -> any RunLockSession
+    func acquireLock(
+        command: String, timeout: Double, onWait: ((LockOwner?) -> Void)?
+    ) throws(MigratorError)
+        -> any RunLockSession
     /// Runs `body` in one write transaction: commits when it returns,
     /// aborts when it throws. The transaction stays on the calling thread.
     func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R

@@ -87,8 +87,11 @@ final class RunLock: RunLockSession {
     /// did not finish cleanly.
     let leftover: LockOwner?
 
-    /// Takes the lock, waiting up to `timeout` seconds.
-    init(database: String, command: String, timeout: Double) throws(MigratorError) {
+    /// Takes the lock, waiting up to `timeout` seconds; `onWait` is told once,
+    /// with the holder, when the lock is not free at once.
+    init(
+        database: String, command: String, timeout: Double, onWait: ((LockOwner?) -> Void)? = nil
+    ) throws(MigratorError) {
         let path = Self.path(database: database)
         // Never through a symlink: a planted link would make us truncate its target.
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | migrator_O_NOFOLLOW, 0o600)
@@ -98,9 +101,14 @@ final class RunLock: RunLockSession {
             throw MigratorError(.lockFailed, "cannot open the lock file '\(path)': \(why)")
         }
         let deadline = EngineClock.monotonic() + timeout
+        var told = false
         while true {
             var fl = Self.request(F_WRLCK)
             if fcntl(fd, Self.setLock, &fl) == 0 { break }
+            if !told, let onWait {
+                told = true
+                onWait(Self.readOwner(fd))
+            }
             let e = errno
             guard e == EAGAIN || e == EACCES || e == EINTR else {
                 close(fd)
