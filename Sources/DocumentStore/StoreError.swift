@@ -37,8 +37,10 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let cursorClosed = Code("cursor_closed")
         /// A transaction used after its closure returned.
         public static let transactionEnded = Code("transaction_ended")
-        /// The database could not grow (disk full, or the map limit reached).
+        /// The database reached its size limit (``DocumentStore/Options/maxMapSize``).
         public static let mapFull = Code("map_full")
+        /// The file system has no room left (`ENOSPC`, `EDQUOT`).
+        public static let diskFull = Code("disk_full")
         /// The path cannot be used as a database directory.
         public static let badPath = Code("bad_path")
         /// Permission denied on the database files.

@@ -350,4 +350,39 @@ struct HostileInputTests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try w.count("t") == 3)
     }
+
+    // MARK: - [x] a really full disk (a small tmpfs)
+
+    @Test(.enabled(if: getuid() == 0, "mounting a tmpfs needs root; CI runs as root"))
+    func aFullFileSystemSaysDiskFull() throws {
+        let w = try Workspace()
+        let small = w.root + "/small"
+        mkdir(small, 0o700)
+        let mount = try Fixtures.run("/bin/mount", ["-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", small])
+        #expect(mount.status == 0, "\(mount.output)")
+        defer { _ = try? Fixtures.run("/bin/umount", [small]) }
+        let db = small + "/db"
+        try w.add("a.so", Fixtures.stepPlugin("001_small", up: #"return host->insert(txn, "t", "{}");"#))
+        try w.add(
+            "b.so",
+            Fixtures.stepPlugin(
+                "002_huge",
+                up: """
+                    char d[2100]; memset(d, 'x', sizeof d);
+                    d[0] = '{'; d[1] = '"'; d[2] = 'p'; d[3] = '"'; d[4] = ':'; d[5] = '"';
+                    d[sizeof d - 3] = '"'; d[sizeof d - 2] = '}'; d[sizeof d - 1] = 0;
+                    for (int i = 0; i < 4000; i++) {
+                        migrator_status st = host->insert(txn, "blobs", d); if (st) return st; }
+                    return MIGRATOR_OK;
+                    """))
+        let r = try migrator(["apply", "--db", db, "--dir", w.dir])
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("'002_huge'") && r.stderr.contains("disk full"), "\(r.stderr)")
+        #expect(!r.stderr.contains("corrupt"), "a full disk is not corruption: \(r.stderr)")
+        #expect(try migrator(["db", "count", "blobs", "--db", db]).stdout == "0\n", "nothing of the step was kept")
+        let status = try migrator(["status", "--db", db, "--dir", w.dir]).stdout
+        #expect(
+            status.contains("002_huge") && (status.contains("failed") || status.contains("interrupted at 002_huge")),
+            "\(status)")
+    }
 }

@@ -177,7 +177,8 @@ final class Environment: @unchecked Sendable {
             }
             let next = s.mapSize >= maxMapSize ? 0 : min(maxMapSize, max(s.mapSize * 2, 1 << 20))
             guard next > s.mapSize else {
-                return StoreError(.mapFull, "\(path): the database reached its size limit of \(maxMapSize) bytes")
+                return StoreError(
+                    .mapFull, "\(path): the database map is full: it reached its size limit of \(maxMapSize >> 20) MiB")
             }
             let rc = mdb_env_set_mapsize(env, next)
             guard rc == 0 else { return Environment.lmdbError(rc, path: path, "mdb_env_set_mapsize") }
@@ -198,16 +199,36 @@ final class Environment: @unchecked Sendable {
     }
 
     static func lmdbError(_ rc: Int32, path: String, _ what: String) -> StoreError {
-        let text = String(cString: mdb_strerror(rc))
+        var text = String(cString: mdb_strerror(rc))
         let code: StoreError.Code
         switch rc {
-        case MDB_MAP_FULL, ENOSPC: code = .mapFull
+        case MDB_MAP_FULL: code = .mapFull
+        case ENOSPC, EDQUOT:
+            code = .diskFull
+            text = "disk full (\(text)); nothing of this transaction was written"
         case EACCES, EPERM, EROFS: code = .permissionDenied
         case ENOENT, ENOTDIR: code = .badPath
-        case MDB_INVALID, MDB_CORRUPTED, MDB_VERSION_MISMATCH, MDB_PAGE_NOTFOUND, EIO: code = .corrupted
+        case MDB_INVALID, MDB_CORRUPTED, MDB_VERSION_MISMATCH, MDB_PAGE_NOTFOUND: code = .corrupted
+        case EIO:
+            // A device error, not evidence of a damaged file. LMDB turns a
+            // short write on a full disk into EIO: look at the free space.
+            if freeBytes(path).map({ $0 < 1 << 20 }) ?? false {
+                code = .diskFull
+                text = "disk full (the file system has no room left); nothing of this transaction was written"
+            } else {
+                code = .storage
+                text += " (the disk may be failing)"
+            }
         default: code = .storage
         }
         return StoreError(code, "\(path): \(what) failed: \(text)", lmdbCode: rc)
+    }
+
+    /// Bytes an unprivileged write could still use on `path`'s file system.
+    static func freeBytes(_ path: String) -> Int? {
+        var fs = statvfs()
+        guard statvfs(path, &fs) == 0 else { return nil }
+        return Int(fs.f_bavail) * Int(fs.f_frsize)
     }
 
     static func errnoError(_ e: Int32, path: String, _ what: String) -> StoreError {

@@ -45,7 +45,8 @@ struct MigrationRunner {
     {
         options.events(.started(id: m.id, direction: direction))
         lock.begin(m.id, direction)
-        defer { lock.end() }
+        var unrecorded = false
+        defer { if !unrecorded { lock.end() } }
         let startedAt = EngineClock.iso8601()
         let t0 = EngineClock.monotonic()
         do {
@@ -62,13 +63,17 @@ struct MigrationRunner {
             let message = failure?.message ?? "\(error)"
             let elapsed = Int64((EngineClock.monotonic() - t0) * 1000)
             let interrupted = failure?.interruptedBy != nil
-            // The step's transaction is gone; record the attempt on its own.
-            _ = try? storage.transaction { txn in
-                try txn.appendHistory(
-                    NewHistoryEntry(
-                        migrationID: m.id, outcome: interrupted ? .interrupted : .failed, direction: direction,
-                        durationMS: elapsed, error: message, plugin: m.origin.label, at: startedAt))
-            }
+            // The step's transaction is gone; record the attempt on its own. If
+            // even that fails (a full disk), the lock file keeps naming the
+            // step, and status and the next run report it as interrupted.
+            unrecorded =
+                (try? storage.transaction { txn in
+                    try txn.appendHistory(
+                        NewHistoryEntry(
+                            migrationID: m.id, outcome: interrupted ? .interrupted : .failed, direction: direction,
+                            durationMS: elapsed, error: message, plugin: m.origin.label, at: startedAt))
+                }) == nil
+            if unrecorded { lock.keepRecord() }
             options.events(.failed(id: m.id, direction: direction, message: message))
             let kept = direction == .up ? ", earlier migrations stay applied" : ""
             throw MigratorError(

@@ -40,6 +40,9 @@ package protocol RunLockSession: AnyObject {
     func end()
     /// Forgets ``leftover`` once it has been dealt with.
     func clearLeftover()
+    /// Leaves the record of the step in progress in place at release, for
+    /// the next run to report (when its failure could not be recorded).
+    func keepRecord()
     /// Clears the owner record and drops the lock.
     func release()
 }

@@ -135,14 +135,17 @@ final class RunLock: RunLockSession {
     deinit { release() }
 
     private var released = false
+    private var keepsRecord = false
 
-    /// Clears the owner record and drops the lock.
+    /// Clears the owner record (unless kept) and drops the lock.
     func release() {
         guard !released else { return }
         released = true
-        _ = ftruncate(fd, 0)
+        if !keepsRecord { _ = ftruncate(fd, 0) }
         close(fd)  // drops the OFD lock
     }
+
+    func keepRecord() { keepsRecord = true }
 
     /// Records the migration now running (no fsync: it only has to survive
     /// the process, which the page cache does).
