@@ -108,6 +108,11 @@ struct HostileInputTests {
             chmod(readOnly, 0o500)
         }
         defer { if mounted { _ = try? Fixtures.run("/bin/umount", [readOnly]) } }
+        // Reads work on it, opened read-only.
+        let status = try migrator(["status", "--db", readOnly, "--dir", w.dir])
+        #expect(
+            status.status == 0 && status.stdout.contains("001_seed") && status.stdout.contains("applied"), "\(status)")
+        #expect(try migrator(["db", "count", "users", "--db", readOnly]).stdout == "50\n")
         let r = try migrator(["apply", "--db", readOnly, "--dir", w.dir])
         #expect(r.status == 1)
         let message = r.stderr.lowercased()
@@ -143,6 +148,9 @@ struct HostileInputTests {
         chmod(w.db, 0o755)
         for f in ["data.mdb", "lock.mdb"] { chmod(w.db + "/" + f, 0o644) }
         let before = try fingerprint(w)
+        // Reading works without write access to the directory.
+        let reading = try migratorAsNobody(["db", "count", "users", "--db", w.db])
+        #expect(reading.status == 0 && reading.output.contains("50"), "\(reading.output)")
         let ro = try migratorAsNobody(["apply", "--db", w.db, "--dir", w.dir])
         #expect(
             ro.status == 1 && ro.output.contains(w.db) && ro.output.lowercased().contains("permission"), "\(ro.output)")

@@ -77,10 +77,20 @@ final class Environment: @unchecked Sendable {
             try Environment.check(mdb_env_set_mapsize(env, options.initialMapSize), path, "mdb_env_set_mapsize")
             // MDB_NOTLS: read transactions are not tied to threads, so one
             // thread may hold several and tasks may hop threads between them.
-            rc = mdb_env_open(env, path, UInt32(MDB_NOTLS), 0o600)
+            // A directory we may not write (a read-only mount, another user's
+            // database) is opened read-only, so that reads still work; without
+            // a writable lock.mdb, also without LMDB's reader table.
+            var flags = UInt32(MDB_NOTLS)
+            if access(path, W_OK) != 0 {
+                flags |= UInt32(MDB_RDONLY)
+                if access(path + "/lock.mdb", W_OK) != 0 { flags |= UInt32(MDB_NOLOCK) }
+            }
+            rc = mdb_env_open(env, path, flags, 0o600)
             try Environment.check(rc, path, "mdb_env_open")
-            var dead: Int32 = 0
-            try Environment.check(mdb_reader_check(env, &dead), path, "mdb_reader_check")
+            if flags & UInt32(MDB_NOLOCK) == 0 {
+                var dead: Int32 = 0
+                try Environment.check(mdb_reader_check(env, &dead), path, "mdb_reader_check")
+            }
             var info = MDB_envinfo()
             mdb_env_info(env, &info)
             state = Mutex(State(mapSize: info.me_mapsize))
