@@ -385,4 +385,60 @@ import Glibc
         chmod(sub, 0o755)
         #expect(loadPlugins(inside).problems.isEmpty)
     }
+
+    /// A helper library beside the plugin, found through `$ORIGIN`, is not
+    /// part of what was checked: it is never loaded (its constructor never
+    /// runs), and the plugin fails to load with a message naming it.
+    @Test func aHelperBesideThePluginIsNeverLoaded() throws {
+        let dir = Fixtures.temporaryDirectory("origin")
+        defer { Fixtures.removeTree(dir) }
+        let marker = dir + "/helper-ran"
+        let libs = Fixtures.temporaryDirectory("helperlib")
+        defer { Fixtures.removeTree(libs) }
+        try Fixtures.compilePlugin(
+            """
+            #include <stdio.h>
+            __attribute__((constructor)) static void ran(void) { FILE *f = fopen("\(marker)", "w"); if (f) fclose(f); }
+            int helper_value(void) { return 7; }
+            """, name: "libhelper.so.1", in: libs, extraFlags: ["-Wl,-soname,libhelper.so.1"])
+        symlink(libs + "/libhelper.so.1", libs + "/libhelper.so")
+        let source = Fixtures.pluginSource(
+            migrations: [Fixtures.migration("001_a", up: "uses_helper")],
+            prelude: """
+                int helper_value(void);
+                static migrator_status uses_helper(const migrator_host_v1 *h, migrator_txn *t, void *u) {
+                    (void)h; (void)t; (void)u; return helper_value() == 7 ? MIGRATOR_OK : MIGRATOR_ERROR; }
+                """)
+        try Fixtures.compilePlugin(
+            source, name: "p.so", in: dir, extraFlags: ["-L", libs, "-lhelper", "-Wl,-rpath,$ORIGIN"])
+        // The helper sits beside the plugin, as an attacker (or a careless build) would put it.
+        #expect(rename(libs + "/libhelper.so.1", dir + "/libhelper.so.1") == 0)
+        chmod(dir + "/libhelper.so.1", 0o666)
+        let set = loadPlugins(dir)
+        #expect(set.problems.map(\.code) == [.loadFailed], "\(set.problems)")
+        #expect(set.problems.first?.message.contains("libhelper.so.1") == true, "\(set.problems)")
+        #expect(access(marker, F_OK) != 0, "the helper's constructor ran")
+    }
+
+    /// A RUNPATH directory others can write would let them replace a
+    /// library the plugin loads: refused, naming the plugin and directory.
+    @Test func aRunpathOthersCanWriteIsRefused() throws {
+        let dir = try pluginDirectory([])
+        defer { Fixtures.removeTree(dir) }
+        let open = Fixtures.temporaryDirectory("openlibs")
+        defer { Fixtures.removeTree(open) }
+        chmod(open, 0o777)
+        try Fixtures.compilePlugin(
+            Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "p.so", in: dir,
+            extraFlags: ["-Wl,-rpath,\(open)"])
+        let set = loadPlugins(dir)
+        #expect(set.problems.map(\.code) == [.insecurePermissions])
+        #expect(
+            set.problems.first?.message.contains("its RUNPATH directory '\(open)' is writable by everyone") == true,
+            "\(set.problems)")
+        try Fixtures.compilePlugin(
+            Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "p.so", in: dir,
+            extraFlags: ["-Wl,-rpath,relative/libs"])
+        #expect(loadPlugins(dir).problems.first?.message.contains("relative directory 'relative/libs'") == true)
+    }
 }

@@ -189,6 +189,10 @@ enum PluginDirectory {
             got += n
         }
         if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
+        if let dependencies = ELFDependencies(bytes), let why = dependencies.problem(migrationsDirectory: realDir) {
+            if !insecure { throw MigratorError(.insecurePermissions, "plugin '\(path)': \(why)", file: name) }
+            warnings.append("warning: plugin '\(path)': \(why) (loaded anyway: the insecure option is set)")
+        }
         // Hashed every time: the hash must describe these bytes, which are
         // the ones that will be loaded, whatever the file's timestamps say.
         return CheckedPluginFile(
