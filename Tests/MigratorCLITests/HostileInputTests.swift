@@ -393,4 +393,63 @@ struct HostileInputTests {
             status.contains("002_huge") && (status.contains("failed") || status.contains("interrupted at 002_huge")),
             "\(status)")
     }
+
+    // MARK: - [x] the rename-exchange race
+
+    /// An unprivileged user swaps their file with the real one in a loop
+    /// (`renameat2(RENAME_EXCHANGE)` in a world-writable subdirectory that a
+    /// symlink in the migrations folder points into) while `list` runs a
+    /// hundred times: their constructor never runs, and every run says why.
+    @Test(.enabled(if: getuid() == 0, "the attacker is user nobody; CI runs as root"))
+    func theRenameExchangeRaceNeverRunsTheAttackersCode() throws {
+        let w = try Workspace()
+        chmod(w.root, 0o755)
+        chmod(w.dir, 0o755)
+        let sub = w.dir + "/sub"
+        mkdir(sub, 0o777)
+        chmod(sub, 0o777)
+        let marker = w.root + "/attacker-ran"
+        try Fixtures.compilePlugin(
+            Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "real.so", in: sub)
+        try Fixtures.compilePlugin(
+            Fixtures.pluginSource(
+                migrations: [Fixtures.migration("001_a")],
+                prelude: "#include <stdio.h>\n__attribute__((constructor)) static void evil(void) { "
+                    + "FILE *f = fopen(\"\(marker)\", \"w\"); if (f) fclose(f); }"), name: "evil.so", in: sub)
+        chown(sub + "/evil.so", 65534, 65534)
+        #expect(symlink("sub/real.so", w.dir + "/legit.so") == 0)
+        let swapper = w.root + "/swapper"
+        let src = w.root + "/swapper.c"
+        try """
+        #define _GNU_SOURCE
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <sys/syscall.h>
+        #include <time.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+            time_t end = time(NULL) + 3;
+            while (time(NULL) < end)
+                syscall(SYS_renameat2, AT_FDCWD, argv[1], AT_FDCWD, argv[2], 2 /* RENAME_EXCHANGE */);
+            return 0;
+        }
+        """.write(toFile: src, atomically: true, encoding: .utf8)
+        let built = try Fixtures.run(Fixtures.cCompiler, ["-O1", "-o", swapper, src])
+        #expect(built.status == 0, "\(built.output)")
+        chmod(swapper, 0o755)
+        let attacker = Process()
+        attacker.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        attacker.arguments = [
+            "--reuid=65534", "--regid=65534", "--clear-groups", "--", swapper, sub + "/real.so", sub + "/evil.so",
+        ]
+        try attacker.run()
+        var refused = 0
+        for _ in 0..<100 {
+            let r = try migrator(["list", "--dir", w.dir])
+            if r.status == 1 && r.stderr.contains("links into '\(sub)'") { refused += 1 }
+        }
+        attacker.waitUntilExit()
+        #expect(access(marker, F_OK) != 0, "the attacker's constructor ran")
+        #expect(refused == 100, "every run refused the writable subdirectory (\(refused) did)")
+    }
 }

@@ -33,7 +33,9 @@ struct ELFDependencies: Equatable {
         guard let dynamic else { return nil }
         // Virtual address to file offset, through the loadable segments.
         func fileOffset(_ vaddr: UInt64) -> Int? {
-            for l in loads where vaddr >= l.vaddr && vaddr - l.vaddr < l.size { return Int(l.offset + (vaddr - l.vaddr)) }
+            for l in loads where vaddr >= l.vaddr && vaddr - l.vaddr < l.size {
+                return Int(l.offset + (vaddr - l.vaddr))
+            }
             return nil
         }
         var strtab: UInt64?
@@ -73,18 +75,23 @@ struct ELFDependencies: Equatable {
             }
             let real = PluginDirectory.realPath(path) ?? path
             if real == migrationsDirectory || real.hasPrefix(migrationsDirectory + "/") {
-                return "its RUNPATH directory '\(path)' is inside the migrations folder, whose files are not checked as libraries"
+                return
+                    "its RUNPATH directory '\(path)' is inside the migrations folder, "
+                    + "whose files are not checked as libraries"
             }
             var st = stat()
             if stat(real, &st) == 0, let why = PluginDirectory.ownershipProblem(st) {
-                return "its RUNPATH directory '\(path)' \(why); anyone who can write there can replace a library it loads"
+                return
+                    "its RUNPATH directory '\(path)' \(why); anyone who can write there can replace a library it loads"
             }
             if let why = PluginDirectory.ancestorProblem(of: real + "/x", below: nil) {
                 return "its RUNPATH directory '\(path)' is inside \(why)"
             }
         }
         for library in needed where library.contains("/") {
-            return "it needs the library '\(library)' by path; name libraries by soname and install them in a system directory"
+            return
+                "it needs the library '\(library)' by path; "
+                + "name libraries by soname and install them in a system directory"
         }
         return nil
     }
