@@ -278,4 +278,43 @@ struct WorkerIsolationTests {
             status.contains("rollback of 001_a interrupted") && status.contains("001_a is still applied"), "\(status)")
         #expect(try w.states()["001_a"] == "applied")
     }
+
+    /// Descriptors that lie: a name running into an unreadable page, a count
+    /// past the end of the array. The reader may crash; the command reports
+    /// the file with exit 4 and never crashes itself.
+    @Test func lyingDescriptorsAreReportedByFile() throws {
+        let noNUL = """
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <unistd.h>
+            #include "migrator_plugin.h"
+            static migrator_status ok(const migrator_host_v1 *h, migrator_txn *t, void *u) {
+                (void)h; (void)t; (void)u; return 0; }
+            static migrator_migration_v1 m = { "001_a", "A", "d", "1.0.0", NULL, ok, ok, NULL };
+            static migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b, "x", NULL, 1, &m };
+            const migrator_plugin_v1 *migrator_plugin_entry_v1(void) {
+                long page = sysconf(_SC_PAGESIZE);
+                char *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                memset(p, 'a', page);
+                mprotect(p + page, page, PROT_NONE);
+                m.name = p + page - 10;  /* no NUL before the unreadable page */
+                return &b;
+            }
+            """
+        let oversized = Fixtures.pluginSource(
+            migrations: [Fixtures.migration("001_a"), Fixtures.migration("002_b")],
+            bundle: "{ MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof(migrator_plugin_v1), \"x\", NULL, "
+                + "100000, migrations }")
+        for (file, source) in [("nonul.so", noNUL), ("oversized.so", oversized)] {
+            let w = try Workspace()
+            try w.add(file, source)
+            let r = try w.run(["apply"])
+            #expect(r.status == 4, "\(file): \(r.stderr)")
+            #expect(r.stderr.contains("plugin '\(w.dir)/\(file)'"), "\(file): \(r.stderr)")
+            #expect(!r.stderr.contains("Program crashed"))
+            #expect(try w.run(["status"]).status == 0)
+            let applied = access(w.db, F_OK) == 0 ? try w.count("_migrations") : 0
+            #expect(applied == 0, "nothing applied")
+        }
+    }
 }
