@@ -19,6 +19,21 @@ struct Launched {
     let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
 }
 
+extension Launched {
+    /// Reads stderr until `marker` appears (or it closes); returns what it read.
+    /// The handshake between a test and a child: no sleeps.
+    func stderr(until marker: String) -> String {
+        let handle = stderr.fileHandleForReading
+        var seen = ""
+        while !seen.contains(marker) {
+            let d = handle.availableData
+            if d.isEmpty { break }
+            seen += String(decoding: d, as: UTF8.self)
+        }
+        return seen
+    }
+}
+
 /// Starts `migrator` with `args`; crash backtraces are off so kills are quick.
 func launchMigrator(_ args: [String], environment: [String: String] = [:]) throws -> Launched {
     let l = Launched()

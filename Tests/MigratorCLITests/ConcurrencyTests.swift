@@ -58,13 +58,7 @@ struct ConcurrencyTests {
         let slow = try launchMigrator(
             ["apply", "--db", w.db, "--dir", w.dir], environment: ["RELEASE_FILE": w.root + "/release"])
         // Wait until the step runs, i.e. the lock is held.
-        let handle = slow.stderr.fileHandleForReading
-        var seen = ""
-        while !seen.contains("slow step running") {
-            let d = handle.availableData
-            if d.isEmpty { break }
-            seen += String(decoding: d, as: UTF8.self)
-        }
+        let seen = slow.stderr(until: "slow step running")
         #expect(seen.contains("slow step running"))
 
         // The holder is inside its step until we kill it: no timing involved.

@@ -389,15 +389,7 @@ struct EngineCLITests {
         #expect(r.status == 0)
         let path = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(path.hasSuffix("/001_add_audit_log.swift"))
-        let modules = Fixtures.productsDirectory + "/Modules"
-        let abiMap = Fixtures.productsDirectory + "/MigratorPluginABI.build/module.modulemap"
-        let swiftc = Fixtures.tool(["swiftc"], fallback: "/opt/swift/usr/bin/swiftc")
-        let tc = try Fixtures.run(
-            swiftc,
-            [
-                "-typecheck", "-swift-version", "6", "-I", modules, "-Xcc", "-fmodule-map-file=\(abiMap)",
-                "-Xcc", "-I", "-Xcc", Fixtures.includeDirectory, path,
-            ])
+        let tc = try Fixtures.typecheckSwift(path)
         #expect(tc.status == 0, "\(tc.output)")
     }
 

@@ -42,15 +42,7 @@ struct HonestOutcomesTests {
         let path = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(!text.contains("\nstruct Injected"), "a line break cannot end the doc comment")
-        let modules = Fixtures.productsDirectory + "/Modules"
-        let abiMap = Fixtures.productsDirectory + "/MigratorPluginABI.build/module.modulemap"
-        let swiftc = Fixtures.tool(["swiftc"], fallback: "/opt/swift/usr/bin/swiftc")
-        let tc = try Fixtures.run(
-            swiftc,
-            [
-                "-typecheck", "-swift-version", "6", "-I", modules, "-Xcc", "-fmodule-map-file=\(abiMap)",
-                "-Xcc", "-I", "-Xcc", Fixtures.includeDirectory, path,
-            ])
+        let tc = try Fixtures.typecheckSwift(path)
         #expect(tc.status == 0, "\(tc.output)\n\(text)")
     }
 

@@ -28,6 +28,20 @@ struct HostileInputTests {
         return w
     }
 
+    /// A migration inserting `count` documents of about 2 KB each.
+    static func blobs(_ id: String, count: Int) -> String {
+        Fixtures.stepPlugin(
+            id,
+            up: """
+                char d[2100]; memset(d, 'x', sizeof d);
+                d[0] = '{'; d[1] = '"'; d[2] = 'p'; d[3] = '"'; d[4] = ':'; d[5] = '"';
+                d[sizeof d - 3] = '"'; d[sizeof d - 2] = '}'; d[sizeof d - 1] = 0;
+                for (int i = 0; i < \(count); i++) {
+                    migrator_status st = host->insert(txn, "blobs", d); if (st) return st; }
+                return MIGRATOR_OK;
+                """)
+    }
+
     func fingerprint(_ w: Workspace) throws -> String {
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: w.db + "/data.mdb")))
         return
@@ -180,18 +194,7 @@ struct HostileInputTests {
 
     @Test func fullDisk() throws {
         let w = try seeded()
-        try w.add(
-            "b.so",
-            Fixtures.stepPlugin(
-                "002_huge",
-                up: """
-                    char d[2100]; memset(d, 'x', sizeof d);
-                    d[0] = '{'; d[1] = '"'; d[2] = 'p'; d[3] = '"'; d[4] = ':'; d[5] = '"';
-                    d[sizeof d - 3] = '"'; d[sizeof d - 2] = '}'; d[sizeof d - 1] = 0;
-                    for (int i = 0; i < 20000; i++) {
-                        migrator_status st = host->insert(txn, "blobs", d); if (st) return st; }
-                    return MIGRATOR_OK;
-                    """))
+        try w.add("b.so", Self.blobs("002_huge", count: 20000))
         let before = try w.count("users")
         let r = try w.run(["apply"], environment: ["MIGRATOR_MAX_MAP_MB": "8"])
         #expect(r.status == 1)
@@ -371,18 +374,7 @@ struct HostileInputTests {
         defer { _ = try? Fixtures.run("/bin/umount", [small]) }
         let db = small + "/db"
         try w.add("a.so", Fixtures.stepPlugin("001_small", up: #"return host->insert(txn, "t", "{}");"#))
-        try w.add(
-            "b.so",
-            Fixtures.stepPlugin(
-                "002_huge",
-                up: """
-                    char d[2100]; memset(d, 'x', sizeof d);
-                    d[0] = '{'; d[1] = '"'; d[2] = 'p'; d[3] = '"'; d[4] = ':'; d[5] = '"';
-                    d[sizeof d - 3] = '"'; d[sizeof d - 2] = '}'; d[sizeof d - 1] = 0;
-                    for (int i = 0; i < 4000; i++) {
-                        migrator_status st = host->insert(txn, "blobs", d); if (st) return st; }
-                    return MIGRATOR_OK;
-                    """))
+        try w.add("b.so", Self.blobs("002_huge", count: 4000))
         let r = try migrator(["apply", "--db", db, "--dir", w.dir])
         #expect(r.status == 1, "\(r.stderr)")
         #expect(r.stderr.contains("'002_huge'") && r.stderr.contains("disk full"), "\(r.stderr)")

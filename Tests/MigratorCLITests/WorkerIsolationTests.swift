@@ -89,16 +89,10 @@ struct WorkerIsolationTests {
         // The step sleeps: it is still running when the signal arrives.
         let w = try hostile(#"fprintf(stderr, "step running\n"); fflush(stderr); sleep(30);"#)
         let run = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir])
-        let handle = run.stderr.fileHandleForReading
-        var seen = ""
-        while !seen.contains("step running") {
-            let d = handle.availableData
-            if d.isEmpty { break }
-            seen += String(decoding: d, as: UTF8.self)
-        }
+        var seen = run.stderr(until: "step running")
         #expect(seen.contains("step running"))
         kill(run.process.processIdentifier, signal)
-        seen += String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
+        seen += String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         run.process.waitUntilExit()
         #expect(run.process.terminationReason == .exit && run.process.terminationStatus == 128 + signal, "\(seen)")
         #expect(seen.contains("interrupted by \(name) during up"), "\(seen)")
@@ -234,13 +228,7 @@ struct WorkerIsolationTests {
                         """))
         }
         let first = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir], environment: ["SLOW_STEP": "002_step"])
-        let handle = first.stderr.fileHandleForReading
-        var seen = ""
-        while !seen.contains("in 002_step") {
-            let d = handle.availableData
-            if d.isEmpty { break }
-            seen += String(decoding: d, as: UTF8.self)
-        }
+        let seen = first.stderr(until: "in 002_step")
         #expect(seen.contains("in 002_step"))
         kill(first.process.processIdentifier, SIGKILL)
         first.process.waitUntilExit()
@@ -264,13 +252,7 @@ struct WorkerIsolationTests {
                 down: #"fprintf(stderr, "in down\n"); fflush(stderr); sleep(5); return MIGRATOR_OK;"#))
         #expect(try w.run(["apply"]).status == 0)
         let run = try launchMigrator(["rollback", "--all", "--db", w.db, "--dir", w.dir])
-        let handle = run.stderr.fileHandleForReading
-        var seen = ""
-        while !seen.contains("in down") {
-            let d = handle.availableData
-            if d.isEmpty { break }
-            seen += String(decoding: d, as: UTF8.self)
-        }
+        #expect(run.stderr(until: "in down").contains("in down"))
         kill(run.process.processIdentifier, SIGKILL)
         run.process.waitUntilExit()
         let status = try w.run(["status"]).stdout

@@ -68,6 +68,19 @@ public enum Fixtures {
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
+    /// Type-checks a Swift migration source against the built MigrationKit.
+    public static func typecheckSwift(_ path: String) throws -> (status: Int32, output: String) {
+        let modules = productsDirectory + "/Modules"
+        let abiMap = productsDirectory + "/MigratorPluginABI.build/module.modulemap"
+        let swiftc = tool(["swiftc"], fallback: "/opt/swift/usr/bin/swiftc")
+        return try run(
+            swiftc,
+            [
+                "-typecheck", "-swift-version", "6", "-I", modules, "-Xcc", "-fmodule-map-file=\(abiMap)",
+                "-Xcc", "-I", "-Xcc", includeDirectory, path,
+            ])
+    }
+
     public struct CompileError: Error, CustomStringConvertible {
         public let description: String
     }
