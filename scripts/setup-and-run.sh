@@ -13,7 +13,7 @@ export MIGRATOR_DIR=${MIGRATOR_DIR:-./migrations}
 scripts/build-examples.sh "$MIGRATOR_DIR" release
 echo "== plugins in $MIGRATOR_DIR"
 $m list
-if [ "$($m db count users)" = "0" ]; then
+if [ ! -e "$MIGRATOR_DB" ] || [ "$($m db count users)" = "0" ]; then
     echo "== importing the sample data"
     $m db import users Plugins-Examples/sample-data/users.jsonl
     $m db import documents Plugins-Examples/sample-data/documents.jsonl
