@@ -84,3 +84,30 @@ int migrator_spawnattr_reset_signals(void *attr) {
     if (posix_spawnattr_setsigdefault(a, &defaults) != 0) return -1;
     return posix_spawnattr_setflags(a, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 }
+
+static struct sigaction previous_fatal[65];
+
+static void die_after_report(int sig, siginfo_t *info, void *context) {
+    struct sigaction *p = &previous_fatal[sig];
+    if (p->sa_flags & SA_SIGINFO) {
+        if (p->sa_sigaction) p->sa_sigaction(sig, info, context);
+    } else if (p->sa_handler != SIG_DFL && p->sa_handler != SIG_IGN) {
+        p->sa_handler(sig);
+    }
+    /* Whatever the reporter did, this signal ends the process: delivered with
+       the default action as soon as this handler returns. */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void migrator_make_fatal_signals_fatal(void) {
+    int signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS, SIGQUIT};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = die_after_report;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        sigaction(signals[i], &sa, &previous_fatal[signals[i]]);
+    }
+}

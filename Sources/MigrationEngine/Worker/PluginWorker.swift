@@ -25,6 +25,9 @@ public enum PluginWorker {
         // Die with the parent; and if it is already gone, do nothing at all.
         _ = migrator_set_parent_death_signal(SIGKILL)
         guard arguments.count >= 2, let parent = pid_t(arguments[1]), getppid() == parent else { return 1 }
+        // Should a crash reporter be active after all (it returns from a
+        // raised signal), a fatal signal still ends the worker.
+        migrator_make_fatal_signals_fatal()
         raiseFileLimit()
         var session = Session(parent: parent)
         return session.run()

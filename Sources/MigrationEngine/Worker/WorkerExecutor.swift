@@ -289,8 +289,9 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, 2, 1)
         let args = [executable, WorkerProtocol.command, String(getpid())]
         var env = ProcessEnvironment.current.filter { !$0.hasPrefix("SWIFT_BACKTRACE=") }
-        // No backtracer: it would return from a raised signal and let the
-        // step commit. A crash kills the worker, and the parent reports it.
+        // No crash reporter: Swift's would return from a raised signal (the
+        // worker makes those fatal anyway) and can stall a crash for 30 s
+        // while it symbolicates. The parent reports the signal instead.
         env.append("SWIFT_BACKTRACE=enable=no")
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -38,6 +38,12 @@ int migrator_take_forwarded_signal(void);
 /// `attr` is a posix_spawnattr_t, initialised by the caller.
 int migrator_spawnattr_reset_signals(void *attr);
 
+/// Makes every fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP,
+/// SIGSYS, SIGQUIT) end the process: the handler already installed (Swift's
+/// crash reporter, which returns from a raised signal) still runs first, then
+/// the default action kills the process. Call once, early.
+void migrator_make_fatal_signals_fatal(void);
+
 /// Registers (once) a pthread_atfork child handler that marks the child.
 void migrator_install_fork_guard(void);
 /// Nonzero in a process forked from one that installed the guard.
