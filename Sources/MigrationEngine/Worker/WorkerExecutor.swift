@@ -77,13 +77,9 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     ) throws(MigratorError)
         -> LoadedPlugin
     {
-        func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
-            MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name)
-        }
-        guard let bytes = file.bytes else { throw fail(.loadFailed, "its bytes were not read") }
         let result: Result<LoadedPlugin, MigratorError> = exclusive.withLock { _ in
             Result { () throws(MigratorError) in
-                try describeLocked(file, bytes: bytes, strictToolchain: strictToolchain, warnings: &warnings)
+                try describeLocked(file, strictToolchain: strictToolchain, warnings: &warnings)
             }
         }
         return try result.get()
@@ -175,11 +171,12 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     }
 
     private func describeLocked(
-        _ file: CheckedPluginFile, bytes: [UInt8], strictToolchain: Bool, warnings: inout [String]
+        _ file: CheckedPluginFile, strictToolchain: Bool, warnings: inout [String]
     ) throws(MigratorError) -> LoadedPlugin {
         func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
             MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name)
         }
+        guard let bytes = file.bytes else { throw fail(.loadFailed, "its bytes were not read") }
         do { try start() } catch { throw fail(.loadFailed, error.description) }
         guard requests.send(loadMessage(file, strictToolchain: strictToolchain)), requests.send(bytes),
             let reply = responses.receiveMessage()
