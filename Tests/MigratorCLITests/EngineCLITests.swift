@@ -296,6 +296,8 @@ struct EngineCLITests {
         let history = try w.history()
         #expect(history.map { $0["outcome"] as? String ?? "" } == ["applied", "failed", "applied"])
         #expect((history[1]["error"] as? String)?.contains("killed by SIGKILL") == true)
+        // Written by the worker and by the runner: both name the process the operator ran.
+        #expect(history[0]["applied_by"] as? String == history[1]["applied_by"] as? String)
     }
 
     // MARK: Refusals

@@ -169,10 +169,13 @@ struct WorkerIsolationTests {
             #include <stdlib.h>
             #include <unistd.h>
             #include "migrator_plugin.h"
-            struct call { const migrator_host_v1 *h; migrator_txn *t; int during; };
+            struct call { const migrator_host_v1 *h; migrator_txn *t; migrator_cursor *cur; int during, next, close; };
             static void *racer_main(void *p) {
                 struct call *c = p;
+                const char *doc; size_t len;
                 c->during = c->h->insert(c->t, "t", "{}");
+                c->next = c->h->cursor_next(c->cur, &doc, &len);
+                c->close = c->h->cursor_close(c->cur);
                 return NULL;
             }
             static void *late_main(void *p) {
@@ -187,11 +190,14 @@ struct WorkerIsolationTests {
                 (void)u;
                 struct call *c = malloc(sizeof *c);
                 c->h = host; c->t = txn;
+                if (host->find(txn, "t", NULL, &c->cur) != MIGRATOR_OK) return MIGRATOR_ERROR;
                 pthread_t racer, late;
                 pthread_create(&racer, NULL, racer_main, c);
                 pthread_join(racer, NULL);
-                if (c->during != MIGRATOR_INVALID) {
+                if (c->during != MIGRATOR_INVALID || c->next != MIGRATOR_INVALID || c->close != MIGRATOR_INVALID) {
                     host->set_error(txn, "another thread got in"); return MIGRATOR_ERROR; }
+                if (host->cursor_close(c->cur) != MIGRATOR_OK) {
+                    host->set_error(txn, "own close refused"); return MIGRATOR_ERROR; }
                 pthread_create(&late, NULL, late_main, c);
                 pthread_detach(late);
                 return host->insert(txn, "t", "{\\"n\\":1}");

@@ -76,6 +76,13 @@ enum HostHandles {
     }
     static let table = Mutex(Table())
 
+    /// Whether the calling thread may use `step`'s transaction: only the
+    /// step's own thread (LMDB transactions belong to their thread), and
+    /// never from a forked child, which holds a copy of the transaction.
+    static func mayUse(_ step: HostStep) -> Bool {
+        migrator_in_forked_child() == 0 && pthread_equal(step.thread, pthread_self()) != 0
+    }
+
     /// A fresh handle number for `step`; numbers are never reused.
     static func register(_ step: HostStep) -> UInt { allocate { $0.steps[$1] = step } }
     /// A fresh handle number for `cursor`.
@@ -160,11 +167,7 @@ enum HostAPI {
     /// Runs `body` for the step behind `txn`, mapping errors to statuses.
     @inline(__always)
     static func call(_ txn: OpaquePointer?, _ body: (HostStep) throws(DatabaseError) -> Void) -> migrator_status {
-        // A forked child holds a copy of the transaction: it may not touch it.
-        guard migrator_in_forked_child() == 0, let step = HostHandles.step(txn) else { return MIGRATOR_INVALID }
-        // LMDB transactions belong to their thread: another thread's call is
-        // refused before it touches anything.
-        guard pthread_equal(step.thread, pthread_self()) != 0 else { return MIGRATOR_INVALID }
+        guard let step = HostHandles.step(txn), HostHandles.mayUse(step) else { return MIGRATOR_INVALID }
         do {
             try body(step)
             return MIGRATOR_OK
@@ -242,7 +245,7 @@ enum HostAPI {
             }
         },
         cursor_next: { handle, outJSON, outLen in
-            guard migrator_in_forked_child() == 0, let c = HostHandles.cursor(handle) else { return MIGRATOR_INVALID }
+            guard let c = HostHandles.cursor(handle), HostHandles.mayUse(c.step) else { return MIGRATOR_INVALID }
             guard let outJSON, let outLen else { return MIGRATOR_INVALID }
             do throws(DatabaseError) {
                 guard let raw = try c.cursor.nextRaw() else { return MIGRATOR_DONE }
@@ -265,7 +268,10 @@ enum HostAPI {
         cursor_close: { handle in
             guard let handle else { return MIGRATOR_OK }
             let id = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(handle)))
-            guard let c = HostHandles.table.withLock({ $0.cursors.removeValue(forKey: id) }) else {
+            // Only the step's own thread may close it: closing touches LMDB.
+            guard let open = HostHandles.cursor(handle), HostHandles.mayUse(open.step),
+                let c = HostHandles.table.withLock({ $0.cursors.removeValue(forKey: id) })
+            else {
                 return MIGRATOR_INVALID
             }
             let cache = HostHandles.ThreadCache.current
@@ -324,7 +330,7 @@ enum HostAPI {
             }
         },
         last_error: { txn in
-            guard let s = HostHandles.step(txn), pthread_equal(s.thread, pthread_self()) != 0 else { return nil }
+            guard let s = HostHandles.step(txn), HostHandles.mayUse(s) else { return nil }
             return UnsafePointer(s.lastError)
         }
     )

@@ -62,6 +62,15 @@ struct MigrationRunner {
             let failure = error as? StepFailure
             let message = failure?.message ?? "\(error)"
             let elapsed = Int64((EngineClock.monotonic() - t0) * 1000)
+            // A worker can die after its commit and before its answer: then
+            // the step is done, and saying "failed" would be false.
+            if failure != nil, let applied = try? storage.appliedMigrations(),
+                applied.contains(where: { $0.id == m.id }) == (direction == .up)
+            {
+                options.events(.notice("'\(m.id)' committed, then its executor ended (\(message))"))
+                options.events(.finished(id: m.id, direction: direction, milliseconds: elapsed))
+                return CompletedStep(id: m.id, direction: direction, durationMS: elapsed)
+            }
             let interrupted = failure?.interruptedBy != nil
             // The step's transaction is gone; record the attempt on its own. If
             // even that fails (a full disk), the lock file keeps naming the

@@ -25,6 +25,7 @@ public enum PluginWorker {
         // Die with the parent; and if it is already gone, do nothing at all.
         _ = migrator_set_parent_death_signal(SIGKILL)
         guard arguments.count >= 2, let parent = pid_t(arguments[1]), getppid() == parent else { return 1 }
+        EngineClock.runnerPID = parent
         // Should a crash reporter be active after all (it returns from a
         // raised signal), a fatal signal still ends the worker.
         migrator_make_fatal_signals_fatal()
