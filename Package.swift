@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "MigrationEngine", targets: ["MigrationEngine"]),
         .executable(name: "migrator", targets: ["migrator"]),
         .executable(name: "store-bench", targets: ["StoreBench"]),
+        .executable(name: "engine-bench", targets: ["EngineBench"]),
         .executable(name: "example-app", targets: ["ExampleApp"]),
         // The example Swift plugin: libExampleMigrations.so.
         .library(name: "ExampleMigrations", type: .dynamic, targets: ["ExampleMigrations"]),
@@ -62,6 +63,8 @@ let package = Package(
         ),
         // Release-build benchmark driven by bench/store-bench.sh.
         .executableTarget(name: "StoreBench", dependencies: ["DocumentStore"], path: "bench/StoreBench"),
+        // The in-process versus worker comparison in bench/engine-bench.sh.
+        .executableTarget(name: "EngineBench", dependencies: ["MigrationEngine"], path: "bench/EngineBench"),
         // Fixture helpers shared by the test targets (C plugins built on the fly).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         // Fuzz targets (internal APIs, hence debug builds only) and the
@@ -71,7 +74,8 @@ let package = Package(
         .executableTarget(name: "Fuzzer", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Fuzzer",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore", "TestSupport"]),
-        .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport"]),
+        // `migrator` serves as the worker process in the isolation tests.
+        .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport", "migrator"]),
         .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "TestSupport"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], path: "Tests/Fuzz/RegressionTests"),
     ],

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The database as a migration sees it: collections of JSON documents, with
 /// MongoDB-style filters and updates, inside the migration's transaction.
@@ -206,7 +206,9 @@ public enum JSONText {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+            case _ where u.value < 0x20:
+                let hex = String(u.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default: out.unicodeScalars.append(u)
             }
         }

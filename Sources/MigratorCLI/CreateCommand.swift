@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import MigrationEngine
 import MigrationKit
 
@@ -29,7 +29,8 @@ extension MigrationCommands {
             ids += set.migrations.map(\.id)
         }
         if let names = try? FileManager.default.contentsOfDirectory(atPath: out) {
-            ids += names.map { ($0 as NSString).deletingPathExtension }.filter { MigrationID.problem(with: $0) == nil }
+            let stems = names.map { name in name.lastIndex(of: ".").map { String(name[..<$0]) } ?? name }
+            ids += stems.filter { MigrationID.problem(with: $0) == nil }
         }
         ids += try Migrator(databasePath: ctx.databasePath(args)).appliedMigrations().map(\.id)
         guard let id = Scaffold.nextID(name: name, existingIDs: ids) else {
@@ -38,7 +39,7 @@ extension MigrationCommands {
         let (file, text) = Scaffold.source(
             id: id, name: name, description: description,
             version: args.options["version"] ?? "1.0.0", language: language)
-        let path = (out as NSString).appendingPathComponent(file)
+        let path = out.hasSuffix("/") ? out + file : out + "/" + file
         guard !FileManager.default.fileExists(atPath: path) else {
             throw CommandError("'\(path)' already exists; not overwriting it")
         }

@@ -1,5 +1,5 @@
 import DocumentStore
-import Foundation
+import FoundationEssentials
 import MigrationEngine
 import MigrationKit
 
@@ -181,10 +181,10 @@ enum MigrationCommands {
     static func apply(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let m = try migrator(ctx, args, command: "apply")
         do {
-            let t0 = Date()
+            let t0 = EngineClock.monotonic()
             let report = try m.migrateUp(to: args.options["target"])
             if !args.flag("quiet") {
-                let took = String(format: "%.2f s", Date().timeIntervalSince(t0))
+                let took = "\(hundredths(EngineClock.monotonic() - t0)) s"
                 ctx.err.line(
                     report.completed.isEmpty
                         ? "nothing to apply: \(m.databasePath) is up to date"
@@ -215,6 +215,13 @@ enum MigrationCommands {
         } catch let e as MigratorError {
             return fail(ctx, e)
         }
+    }
+
+    /// `seconds` with two decimals, e.g. `0.45`.
+    static func hundredths(_ seconds: Double) -> String {
+        let n = Int((max(0, seconds) * 100).rounded())
+        let cents = n % 100
+        return "\(n / 100).\(cents < 10 ? "0" : "")\(cents)"
     }
 
     static func encode<T: Encodable>(_ value: T) throws -> String {

@@ -1,6 +1,7 @@
-import Foundation
+import Dispatch
 import MigrationEngine
 import MigrationKit
+import Synchronization
 
 /// Step logs, progress and run events on stderr. On a terminal, a progress
 /// bar follows a migration's `progress` calls, and a migration running for
@@ -12,7 +13,8 @@ final class Reporter: @unchecked Sendable {
     let quiet: Bool
     let verbose: Bool
     let tty: Bool
-    private let lock = NSLock()
+    private let lock = Mutex(())
+    private var ticker: (any DispatchSourceTimer)?
     private var lastDraw = 0.0
     private var barShown = false
     /// The migration running now and when it started, for the ticker.
@@ -24,22 +26,23 @@ final class Reporter: @unchecked Sendable {
         self.verbose = verbose
         tty = ctx.err.isTerminal && ctx.environment["TERM"] != "dumb"
         if tty && !quiet {
-            Thread.detachNewThread { [weak self] in
-                while let self {
-                    Thread.sleep(forTimeInterval: 0.25)
-                    self.tick()
-                }
-            }
+            let timer = DispatchSource.makeTimerSource(queue: .global())
+            timer.schedule(deadline: .now() + 0.25, repeating: 0.25)
+            timer.setEventHandler { [weak self] in self?.tick() }
+            timer.resume()
+            ticker = timer
         }
     }
 
+    deinit { ticker?.cancel() }
+
     private func tick() {
-        lock.lock()
-        defer { lock.unlock() }
-        guard let c = current, !c.progressed else { return }
-        let elapsed = Date().timeIntervalSince1970 - c.since
-        guard elapsed >= 1 else { return }
-        draw(String(format: "  %@ running… %.0f s", c.id, elapsed))
+        lock.withLock { _ in
+            guard let c = current, !c.progressed else { return }
+            let elapsed = EngineClock.monotonic() - c.since
+            guard elapsed >= 1 else { return }
+            draw("  \(c.id) running… \(Int(elapsed.rounded())) s")
+        }
     }
 
     /// Must hold `lock`.
@@ -61,54 +64,54 @@ final class Reporter: @unchecked Sendable {
         StepObserver(
             log: { [self] id, level, message in
                 guard !quiet, level != .debug || verbose else { return }
-                lock.lock()
-                defer { lock.unlock() }
-                clearBar()
-                let tag = level == .warning ? "warning: " : level == .error ? "error: " : ""
-                err.line("  [\(id)] \(tag)\(printable(message))")
-                err.flush()
+                lock.withLock { _ in
+                    clearBar()
+                    let tag = level == .warning ? "warning: " : level == .error ? "error: " : ""
+                    err.line("  [\(id)] \(tag)\(printable(message))")
+                    err.flush()
+                }
             },
             progress: { [self] id, done, total in
                 guard tty, !quiet else { return }
-                lock.lock()
-                defer { lock.unlock() }
-                current?.progressed = true
-                let now = Date().timeIntervalSince1970
-                guard now - lastDraw >= 0.1 || done == total else { return }
-                lastDraw = now
-                var line = "  \(id) "
-                if total > 0 {
-                    let width = 30
-                    let filled = Int(Double(width) * Double(min(done, total)) / Double(total))
-                    line +=
-                        "[" + String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
-                        + "] "
-                    line += "\(done * 100 / total)% (\(done)/\(total))"
-                } else {
-                    line += "\(done) done"
+                lock.withLock { _ in
+                    current?.progressed = true
+                    let now = EngineClock.monotonic()
+                    guard now - lastDraw >= 0.1 || done == total else { return }
+                    lastDraw = now
+                    var line = "  \(id) "
+                    if total > 0 {
+                        let width = 30
+                        let filled = Int(Double(width) * Double(min(done, total)) / Double(total))
+                        line +=
+                            "[" + String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
+                            + "] "
+                        line += "\(done * 100 / total)% (\(done)/\(total))"
+                    } else {
+                        line += "\(done) done"
+                    }
+                    draw(line)
                 }
-                draw(line)
             })
     }
 
     var event: @Sendable (RunEvent) -> Void {
         { [self] e in
-            lock.lock()
-            defer { lock.unlock() }
-            clearBar()
-            switch e {
-            case .started(let id, let direction):
-                current = (id, Date().timeIntervalSince1970, false)
-                if verbose { err.line("\(direction == .up ? "applying" : "rolling back") \(id)…") }
-            case .finished(let id, let direction, let ms):
-                current = nil
-                if !quiet { err.line("\(direction == .up ? "applied" : "rolled back") \(id) (\(ms) ms)") }
-            case .failed:
-                current = nil  // reported with the error
-            case .notice(let text):
-                if !quiet { err.line("note: \(text)") }
+            lock.withLock { _ in
+                clearBar()
+                switch e {
+                case .started(let id, let direction):
+                    current = (id, EngineClock.monotonic(), false)
+                    if verbose { err.line("\(direction == .up ? "applying" : "rolling back") \(id)…") }
+                case .finished(let id, let direction, let ms):
+                    current = nil
+                    if !quiet { err.line("\(direction == .up ? "applied" : "rolled back") \(id) (\(ms) ms)") }
+                case .failed:
+                    current = nil  // reported with the error
+                case .notice(let text):
+                    if !quiet { err.line("note: \(text)") }
+                }
+                err.flush()
             }
-            err.flush()
         }
     }
 }

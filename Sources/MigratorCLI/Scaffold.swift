@@ -78,7 +78,7 @@ enum Scaffold {
     static func commentText(_ s: String) -> String {
         let flat = String(
             String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? " " : $0 }))
-        return flat.replacingOccurrences(of: "*/", with: "* /").replacingOccurrences(of: "/*", with: "/ *")
+        return flat.replacing("*/", with: "* /").replacing("/*", with: "/ *")
     }
 
     /// The file name and source text for a new migration.

@@ -305,3 +305,45 @@ struct FilterShortcuts: Migration {
         #expect(try m.migrateUp().completed == ["001_filter_shortcuts"])
     }
 }
+
+extension MigratorTests {
+    /// With plugins in a worker, each step is sent ahead of the answer to the
+    /// one before it. A step queued behind a failing one never runs, and the
+    /// same Migrator (and worker) keeps working afterwards.
+    @Test func aStepQueuedBehindAFailureNeverRuns() throws {
+        func logging(_ id: String, fail: Bool = false) -> String {
+            Fixtures.stepPlugin(
+                id,
+                up: """
+                    host->insert(txn, "log", "{\\"id\\":\\"\(id)\\"}");
+                    \(fail ? #"host->set_error(txn, "no"); return MIGRATOR_ERROR;"# : "")
+                    return MIGRATOR_OK;
+                    """,
+                down: #"return host->remove(txn, "log", "{\"id\":\"\#(id)\"}", NULL);"#)
+        }
+        let dir = try pluginDirectory([
+            ("a.so", logging("001_a")), ("b.so", logging("002_b", fail: true)), ("c.so", logging("003_c")),
+        ])
+        let db = Fixtures.temporaryDirectory("db")
+        defer {
+            Fixtures.removeTree(dir)
+            Fixtures.removeTree(db)
+        }
+        var options = Migrator.Options()
+        options.pluginIsolation = .worker(executable: Fixtures.productsDirectory + "/migrator")
+        let m = Migrator(databasePath: db, options: options)
+        try m.loadPlugins(from: dir)
+        for _ in 1...2 {
+            #expect(throws: MigratorError.self) { try m.migrateUp() }
+            #expect(try m.appliedMigrations().map(\.id) == ["001_a"])
+            #expect(try m.status().migrations.map(\.state) == [.applied, .failed, .pending])
+        }
+        let store = try DocumentStore(path: db)
+        let third = try Filter(parsing: #"{"id":"003_c"}"#)
+        #expect(try store.read { try $0.count("log", filter: third) } == 0, "003 never ran")
+        #expect(try store.read { try $0.count("log") } == 1)
+        // The worker is still usable: the rollback runs in it.
+        #expect(try m.rollback(.all).completed == ["001_a"])
+        #expect(try m.appliedMigrations().isEmpty)
+    }
+}

@@ -226,6 +226,15 @@ import Testing
         o.currentDirection = .down
         #expect(Planner.interruptedStep(o, appliedIDs: ["002_b"])?.direction == .down)
         #expect(Planner.interruptedStep(o, appliedIDs: []) == nil, "the rollback committed")
+        // A step sent ahead to the worker starts as soon as the current one
+        // commits: then it is the one interrupted.
+        o.currentDirection = .up
+        o.nextID = "003_c"
+        #expect(Planner.interruptedStep(o, appliedIDs: ["001_a", "002_b"])?.id == "003_c")
+        #expect(Planner.interruptedStep(o, appliedIDs: ["001_a"])?.id == "002_b", "the current one first")
+        #expect(Planner.interruptedStep(o, appliedIDs: ["002_b", "003_c"]) == nil)
+        o.currentDirection = .down
+        #expect(Planner.interruptedStep(o, appliedIDs: ["003_c"])?.id == "003_c")
     }
 
     @Test func adviceNamesSequenceGapsAndRebuiltFiles() throws {

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import MigrationKit
 
 /// The migrations an engine knows, in application order: registered

@@ -53,9 +53,11 @@ enum PluginDirectory {
 
     /// Finds `*.so` regular files directly in `directory`, in byte order of
     /// their names, and checks each one. Throws only when the directory
-    /// itself cannot be used.
+    /// itself cannot be used. `onChecked` sees each file as soon as it
+    /// passed, so that loading can overlap with checking the rest.
     static func scan(
-        _ directory: String, insecure: Bool, cache: DescriptorCache = .init(), descriptorsOnly: Bool = false
+        _ directory: String, insecure: Bool, cache: DescriptorCache = .init(), descriptorsOnly: Bool = false,
+        onChecked: (CheckedPluginFile) -> Void = { _ in }
     ) throws(MigratorError) -> Scan {
         var scan = Scan()
         var st = stat()
@@ -107,10 +109,11 @@ enum PluginDirectory {
                 continue
             }
             do {
-                scan.files.append(
-                    try check(
-                        name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings,
-                        cache: cache, descriptorsOnly: descriptorsOnly))
+                let file = try check(
+                    name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings,
+                    cache: cache, descriptorsOnly: descriptorsOnly)
+                onChecked(file)
+                scan.files.append(file)
             } catch {
                 scan.problems.append(error)
             }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import MigrationKit
 import MigratorPluginABI
 
@@ -81,26 +81,33 @@ public enum PluginLoader {
     package static func load(directory: String, options: Options = Options()) throws(MigratorError) -> PluginSet {
         let cachePath = options.cacheDirectory.map { $0 + "/" + DescriptorCache.fileName }
         let old = cachePath.map(DescriptorCache.load) ?? DescriptorCache()
-        let scan = try PluginDirectory.scan(
-            directory, insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly)
+        let worker = options.isolation.executable == nil ? nil : WorkerExecutor(options.isolation)
+        func scan(onChecked: (CheckedPluginFile) -> Void = { _ in }) throws(MigratorError) -> PluginDirectory.Scan {
+            try PluginDirectory.scan(
+                directory, insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly,
+                onChecked: onChecked)
+        }
+        // With a worker, every file to load goes in one exchange, each as
+        // soon as it passed its checks.
+        let scanned: PluginDirectory.Scan
+        var described: [String: Result<LoadedPlugin, MigratorError>] = [:]
+        var workerWarnings: [String] = []
+        if let worker {
+            (scanned, described) = try worker.describeAll(
+                strictToolchain: options.strictToolchain, warnings: &workerWarnings
+            ) { send throws(MigratorError) in
+                try scan { file in if file.cached == nil { send(file) } }
+            }
+        } else {
+            scanned = try scan()
+        }
         var set = PluginSet()
-        set.problems = scan.problems
-        set.warnings = scan.warnings + scan.skipped.map { "note: skipping \($0)" }
+        set.problems = scanned.problems
+        set.warnings = scanned.warnings + scanned.skipped.map { "note: skipping \($0)" } + workerWarnings
+        if !described.isEmpty { set.worker = worker }
         var all: [AvailableMigration] = []
         var cache = DescriptorCache()
-        let worker = options.isolation.executable == nil ? nil : WorkerExecutor(options.isolation)
-        // With a worker, every file to load goes in one exchange.
-        var described: [String: Result<LoadedPlugin, MigratorError>] = [:]
-        if let worker {
-            let toLoad = scan.files.filter { $0.cached == nil }
-            if !toLoad.isEmpty {
-                let results = worker.describeAll(
-                    toLoad, strictToolchain: options.strictToolchain, warnings: &set.warnings)
-                for (file, result) in zip(toLoad, results) { described[file.key] = result }
-                set.worker = worker
-            }
-        }
-        for file in scan.files {
+        for file in scanned.files {
             do {
                 let plugin: LoadedPlugin
                 if let cached = file.cached {
@@ -137,10 +144,24 @@ public enum PluginLoader {
             MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name, migrationID: id)
         }
         guard let bytes = file.bytes else { throw fail(.loadFailed, "its bytes were not read") }
-        let handle: UnsafeMutableRawPointer
-        do { handle = try SealedImage.load(bytes, name: file.name) } catch {
+        let image: Int32
+        do { image = try SealedImage.seal(bytes, name: file.name) } catch {
             throw fail(.loadFailed, error.description)
         }
+        return try loadSealed(image, file: file, options: options, warnings: &warnings)
+    }
+
+    /// Loads a sealed memfd holding a checked file's bytes (made by
+    /// ``SealedImage/seal(_:name:)``, here or in the worker's parent), calls
+    /// its entry and validates the descriptor.
+    static func loadSealed(
+        _ image: Int32, file: CheckedPluginFile, options: Options, warnings: inout [String]
+    ) throws(MigratorError) -> LoadedPlugin {
+        func fail(_ code: MigratorError.Code, _ why: String, id: String? = nil) -> MigratorError {
+            MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name, migrationID: id)
+        }
+        let handle: UnsafeMutableRawPointer
+        do { handle = try SealedImage.open(image) } catch { throw fail(.loadFailed, error.description) }
         // Never dlclose: see the type's documentation.
         guard let symbol = dlsym(handle, MIGRATOR_PLUGIN_ENTRY_NAME) else {
             throw fail(

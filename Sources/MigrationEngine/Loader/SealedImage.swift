@@ -18,6 +18,11 @@ enum SealedImage {
     /// `dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)` of `bytes`.
     /// - Throws: the reason, for a message that names the plugin.
     static func load(_ bytes: [UInt8], name: String) throws(SealedImageError) -> UnsafeMutableRawPointer {
+        try open(seal(bytes, name: name))
+    }
+
+    /// A new memfd holding `bytes`, sealed against every change.
+    static func seal(_ bytes: [UInt8], name: String) throws(SealedImageError) -> Int32 {
         let fd = migrator_memfd_create("migrator-plugin:" + name)
         guard fd >= 0 else { throw SealedImageError("memfd_create failed: \(errorText(errno))") }
         var written = 0
@@ -35,6 +40,17 @@ enum SealedImage {
             let e = errno
             close(fd)
             throw SealedImageError("sealing the image failed: \(errorText(e))")
+        }
+        return fd
+    }
+
+    /// `dlopen` of a sealed memfd, which then stays open for good (it is
+    /// closed if the open fails). A descriptor without every seal is refused:
+    /// its bytes could still change under the loader.
+    static func open(_ fd: Int32) throws(SealedImageError) -> UnsafeMutableRawPointer {
+        guard migrator_is_sealed(fd) == 1 else {
+            close(fd)
+            throw SealedImageError("the image handed over is not a sealed memfd")
         }
         _ = dlerror()
         guard let handle = dlopen("/proc/self/fd/\(fd)", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {

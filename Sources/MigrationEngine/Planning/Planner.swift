@@ -226,8 +226,12 @@ public enum Planner {
     ) -> (id: String, direction: Direction)? {
         guard let o = leftover, let id = o.currentID else { return nil }
         let direction = o.currentDirection ?? .up
-        let committed = direction == .up ? appliedIDs.contains(id) : !appliedIDs.contains(id)
-        return committed ? nil : (id, direction)
+        func committed(_ id: String) -> Bool { direction == .up ? appliedIDs.contains(id) : !appliedIDs.contains(id) }
+        if !committed(id) { return (id, direction) }
+        // The current step committed, so the one queued behind it had started
+        // (or was about to): nothing of it committed either way.
+        if let next = o.nextID, !committed(next) { return (next, direction) }
+        return nil
     }
 
     // MARK: Advice

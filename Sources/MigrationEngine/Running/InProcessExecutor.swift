@@ -15,11 +15,16 @@ package protocol MigrationExecutor: AnyObject {
     /// Runs `m` in `direction` in one write transaction, together with its
     /// `_migrations` record and history entry; re-checks inside it that the
     /// step is still to do.
+    ///
+    /// `next` is the step the caller will run right after this one if it
+    /// succeeds (nil: none, or another executor's). An executor may start it
+    /// as soon as `m` commits; the caller then always asks for it next.
     /// - Returns: the duration recorded, or nil when another run already did it.
     /// - Throws: ``StepFailure`` when the migration failed or its code died
     ///   (nothing was committed); other errors (storage) as they are.
     func runStep(
-        _ m: AvailableMigration, _ direction: Direction, startedAt: String, observer: StepObserver
+        _ m: AvailableMigration, _ direction: Direction, next: AvailableMigration?, startedAt: String,
+        observer: StepObserver
     ) throws
         -> Int64?
 }
@@ -45,7 +50,8 @@ package final class InProcessExecutor: MigrationExecutor {
     package init(storage: any MigrationStorage) { self.storage = storage }
 
     package func runStep(
-        _ m: AvailableMigration, _ direction: Direction, startedAt: String, observer: StepObserver
+        _ m: AvailableMigration, _ direction: Direction, next: AvailableMigration? = nil, startedAt: String,
+        observer: StepObserver
     ) throws -> Int64? {
         let t0 = EngineClock.monotonic()
         return try storage.transaction { txn -> Int64? in

@@ -33,24 +33,34 @@ struct MigrationRunner {
         if let note = try recordInterruption(lock, applied: applied) { report.notices.append(note) }
         let plan = Planner.plan(request, catalog: catalog, applied: applied, options: options.plan)
         guard plan.isAllowed else { throw MigratorError(refusals: plan.refusals) }
-        for m in plan.steps {
-            if let step = try run(m, plan.direction, lock: lock) { report.steps.append(step) }
+        for (i, m) in plan.steps.enumerated() {
+            // The step after this one, if the same executor runs it: a worker
+            // starts it as soon as this one commits, without a round trip.
+            let next = plan.steps.dropFirst(i + 1).first.flatMap { executor(for: $0) === executor(for: m) ? $0 : nil }
+            if let step = try run(m, plan.direction, next: next, lock: lock) { report.steps.append(step) }
         }
         return report
     }
 
     /// One migration in one write transaction, with its bookkeeping.
-    /// Returns nil when another run already did the step.
-    private func run(_ m: AvailableMigration, _ direction: Direction, lock: any RunLockSession) throws -> CompletedStep?
-    {
+    /// Returns nil when another run already did the step. `next` is the
+    /// step the caller runs after this one if it succeeds.
+    private func run(
+        _ m: AvailableMigration, _ direction: Direction, next: AvailableMigration?, lock: any RunLockSession
+    ) throws -> CompletedStep? {
         options.events(.started(id: m.id, direction: direction))
-        lock.begin(m.id, direction)
+        lock.begin(m.id, direction, next: next?.id)
         var unrecorded = false
-        defer { if !unrecorded { lock.end() } }
+        var succeeded = false
+        // After a success with a next step, that step's own begin replaces
+        // the record: it may already be running.
+        defer { if !unrecorded && !(succeeded && next != nil) { lock.end() } }
         let startedAt = EngineClock.iso8601()
         let t0 = EngineClock.monotonic()
         do {
-            let ran = try executor(for: m).runStep(m, direction, startedAt: startedAt, observer: options.observer)
+            let ran = try executor(for: m).runStep(
+                m, direction, next: next, startedAt: startedAt, observer: options.observer)
+            succeeded = true
             guard let durationMS = ran else {
                 let done = direction == .up ? "applied" : "rolled back"
                 options.events(.notice("'\(m.id)' was already \(done) by another run; skipped"))

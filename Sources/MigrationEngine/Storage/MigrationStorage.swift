@@ -34,8 +34,9 @@ package protocol MigrationStorage: AnyObject {
 package protocol RunLockSession: AnyObject {
     /// The record a previous holder left behind: it did not finish cleanly.
     var leftover: LockOwner? { get }
-    /// Records that `id` is now running in `direction`.
-    func begin(_ id: String, _ direction: Direction)
+    /// Records that `id` is now running in `direction`, and `next` (in the
+    /// same direction) queued to start as soon as it commits, if any.
+    func begin(_ id: String, _ direction: Direction, next: String?)
     /// Records that no step is running.
     func end()
     /// Forgets ``leftover`` once it has been dealt with.

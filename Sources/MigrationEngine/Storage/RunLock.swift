@@ -17,6 +17,9 @@ public struct LockOwner: Sendable, Equatable {
     public var currentID: String?
     public var currentDirection: Direction?
     public var currentStartedAt: String?
+    /// The step sent ahead to run right after the current one, if any: once
+    /// the current one committed, a crash interrupted this one.
+    public var nextID: String?
 
     var json: JSON {
         var fields: [(String, JSON)] = [
@@ -28,10 +31,11 @@ public struct LockOwner: Sendable, Equatable {
                 (
                     "current",
                     .object(
-                        JSONObject([
-                            ("id", .string(currentID)), ("direction", .string((currentDirection ?? .up).rawValue)),
-                            ("started_at", .string(currentStartedAt ?? "")),
-                        ]))
+                        JSONObject(
+                            [
+                                ("id", .string(currentID)), ("direction", .string((currentDirection ?? .up).rawValue)),
+                                ("started_at", .string(currentStartedAt ?? "")),
+                            ] + (nextID.map { [("next", JSON.string($0))] } ?? [])))
                 ))
         }
         return .object(JSONObject(fields))
@@ -56,6 +60,7 @@ public struct LockOwner: Sendable, Equatable {
         currentID = current?["id"]?.stringValue
         currentDirection = current?["direction"]?.stringValue.flatMap(Direction.init(rawValue:))
         currentStartedAt = current?["started_at"]?.stringValue
+        nextID = current?["next"]?.stringValue
     }
 
     /// "apply (pid 42, root@box) since 2026-11-26T10:00:05.123Z"
@@ -149,10 +154,11 @@ final class RunLock: RunLockSession {
 
     /// Records the migration now running (no fsync: it only has to survive
     /// the process, which the page cache does).
-    func begin(_ id: String, _ direction: Direction) {
+    func begin(_ id: String, _ direction: Direction, next: String?) {
         owner.currentID = id
         owner.currentDirection = direction
         owner.currentStartedAt = EngineClock.iso8601()
+        owner.nextID = next
         write()
     }
 
@@ -160,6 +166,7 @@ final class RunLock: RunLockSession {
         owner.currentID = nil
         owner.currentDirection = nil
         owner.currentStartedAt = nil
+        owner.nextID = nil
         write()
     }
 

@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Wall-clock and monotonic time, and who is running.
-enum EngineClock {
+package enum EngineClock {
     /// Now as ISO-8601 UTC with milliseconds, e.g. `2026-11-26T10:00:05.123Z`.
     static func iso8601() -> String {
         var ts = timespec()
@@ -24,7 +24,7 @@ enum EngineClock {
     }
 
     /// Monotonic seconds, for durations.
-    static func monotonic() -> Double {
+    package static func monotonic() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

@@ -48,6 +48,8 @@ public enum PluginWorker {
         let responses = WorkerChannel(fd: WorkerProtocol.responseFD)
         var migrations: [String: AvailableMigration] = [:]
         var storage: LMDBStorage?
+        /// The id of the step that just succeeded, if the last one did.
+        var lastSucceeded: String?
 
         init(parent: pid_t) { self.parent = parent }
 
@@ -55,7 +57,7 @@ public enum PluginWorker {
             while let message = requests.receiveMessage() {
                 switch message.string("op") {
                 case "load": load(message)
-                case "load_batch": loadBatch(message)
+                case "load_batch": loadBatch()
                 case "open": open(message)
                 case "step": step(message)
                 default: reply([("op", .string("error")), ("message", .string("unknown request"))])
@@ -70,30 +72,34 @@ public enum PluginWorker {
             reply(loaded(message))
         }
 
-        /// `load_batch`: COUNT load messages, each followed by its bytes; one
-        /// reply with every result in order, so the parent never waits per file.
-        mutating func loadBatch(_ message: JSONObject) {
+        /// `load_batch`: load messages, each followed by its bytes, until
+        /// `end_batch`; then one reply with every result in order, so the
+        /// parent never waits per file and never blocks on our replies.
+        mutating func loadBatch() {
             var results: [JSON] = []
-            for _ in 0..<max(0, Int(message.int("count") ?? 0)) {
+            while true {
                 guard let one = requests.receiveMessage() else { exit(1) }
+                if one.string("op") == "end_batch" { break }
                 results.append(.object(JSONObject(loaded(one))))
             }
             reply([("op", .string("loaded_batch")), ("results", .array(results))])
         }
 
-        /// Loads one plugin whose bytes follow `message`; the reply's fields.
+        /// Loads one plugin whose sealed image follows `message`; the reply's fields.
         mutating func loaded(_ message: JSONObject) -> [(String, JSON)] {
-            guard let bytes = requests.receive() else { exit(1) }
+            let image = migrator_receive_fd(requests.fd)
+            guard image >= 0 else { exit(1) }
+            var st = stat()
+            let size = fstat(image, &st) == 0 ? Int64(st.st_size) : 0
             let name = message.string("file")
             let file = CheckedPluginFile(
                 name: name, path: message.string("path"), sha256: message.string("sha256"),
-                identity: FileIdentity(device: 0, inode: 0, size: Int64(bytes.count), mtimeNanoseconds: 0),
-                key: name, bytes: bytes)
+                identity: FileIdentity(device: 0, inode: 0, size: size, mtimeNanoseconds: 0), key: name)
             var warnings: [String] = []
             var options = PluginLoader.Options()
             options.strictToolchain = message["strict_toolchain"] == .bool(true)
             do {
-                let plugin = try PluginLoader.loadInProcess(file, options: options, warnings: &warnings)
+                let plugin = try PluginLoader.loadSealed(image, file: file, options: options, warnings: &warnings)
                 for m in plugin.migrations { migrations[m.id] = m }
                 return [
                     ("op", .string("loaded")), ("plugin", .object(JSONObject(plugin.descriptorFields))),
@@ -124,10 +130,18 @@ public enum PluginWorker {
             }
         }
 
-        func step(_ message: JSONObject) {
+        mutating func step(_ message: JSONObject) {
             // An orphan must not run a step: a new run may already own the lock.
             guard getppid() == parent else { exit(1) }
             let id = message.string("id")
+            // A step sent ahead runs only if the one it follows succeeded.
+            let after = message["after"]?.stringValue
+            let previous = lastSucceeded
+            lastSucceeded = nil
+            if let after, after != previous {
+                reply([("op", .string("skipped"))])
+                return
+            }
             guard let m = migrations[id], let storage,
                 let direction = Direction(rawValue: message.string("direction"))
             else {
@@ -156,7 +170,8 @@ public enum PluginWorker {
                 })
             do {
                 let duration = try InProcessExecutor(storage: storage).runStep(
-                    m, direction, startedAt: message.string("started_at"), observer: observer)
+                    m, direction, startedAt: EngineClock.iso8601(), observer: observer)
+                lastSucceeded = id
                 reply([("op", .string("done")), ("duration_ms", duration.map(JSON.int) ?? .null)])
             } catch let failure as StepFailure {
                 reply([("op", .string("failed")), ("message", .string(failure.message))])

@@ -44,6 +44,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     private var responses = WorkerChannel(fd: -1)
     /// Why the current worker is gone, once it is.
     private var death: String?
+    /// The step ("DIRECTION ID") sent ahead, whose answer is still unread.
+    private var queued: String?
     private var openedDatabase: String?
 
     /// The database steps run against, and the store options to open it with.
@@ -69,79 +71,81 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
 
     // MARK: Describing plugins
 
-    /// Loads `file`'s checked bytes in the worker and returns its descriptors.
-    /// - Throws: ``MigratorError`` naming the file: the loader's own problems,
-    ///   or the worker's death while it read them.
-    func describe(
-        _ file: CheckedPluginFile, strictToolchain: Bool, warnings: inout [String]
-    ) throws(MigratorError)
-        -> LoadedPlugin
-    {
-        let result: Result<LoadedPlugin, MigratorError> = exclusive.withLock { _ in
-            Result { () throws(MigratorError) in
-                try describeLocked(file, strictToolchain: strictToolchain, warnings: &warnings)
+    /// Describes, in one exchange, every file that `feed` sends while it
+    /// runs (the directory scan hands over each file as soon as it passed its
+    /// checks, so the worker loads while the rest are checked). Results are
+    /// read once `feed` returns. If the worker dies midway, the files are
+    /// described again one at a time in a fresh worker, which names the one
+    /// that crashed. Returns `feed`'s result and each file's, by cache key.
+    func describeAll<T: Sendable>(
+        strictToolchain: Bool, warnings: inout [String],
+        feeding feed: (_ send: (CheckedPluginFile) -> Void) throws(MigratorError) -> T
+    ) throws(MigratorError) -> (T, [String: Result<LoadedPlugin, MigratorError>]) {
+        let outcome: Result<(T, [String: Result<LoadedPlugin, MigratorError>]), MigratorError> = exclusive.withLock {
+            _ in
+            var sent: [CheckedPluginFile] = []
+            var streaming = false
+            var broken = false
+            let fed = Result { () throws(MigratorError) in
+                try feed { file in
+                    sent.append(file)
+                    guard !broken else { return }
+                    if !streaming {
+                        guard (try? start()) != nil, requests.send(Self.message("load_batch")) else {
+                            broken = true
+                            return
+                        }
+                        streaming = true
+                    }
+                    guard (try? sendLoad(file, strictToolchain: strictToolchain)) == true else {
+                        broken = true
+                        return
+                    }
+                }
             }
+            guard case .success(let value) = fed else {
+                // The directory became unusable midway: nothing to describe.
+                if streaming { _ = buryWorker() }
+                return fed.map { ($0, [:]) }
+            }
+            var results: [String: Result<LoadedPlugin, MigratorError>] = [:]
+            if streaming, !broken, requests.send(Self.message("end_batch")),
+                let reply = responses.receiveMessage(), let answers = reply["results"]?.arrayValue,
+                answers.count == sent.count
+            {
+                for (file, answer) in zip(sent, answers) {
+                    results[file.key] = Result { () throws(MigratorError) in
+                        try plugin(from: answer.objectValue ?? JSONObject(), file: file, warnings: &warnings)
+                    }
+                }
+                return .success((value, results))
+            }
+            if streaming { _ = buryWorker() }
+            for file in sent {
+                results[file.key] = Result { () throws(MigratorError) in
+                    try describeLocked(file, strictToolchain: strictToolchain, warnings: &warnings)
+                }
+            }
+            return .success((value, results))
         }
-        return try result.get()
+        return try outcome.get()
     }
 
-    /// Describes `files` in one exchange: every file is sent, then every
-    /// result read. If the worker dies midway, the files are described again
-    /// one at a time in a fresh worker, which names the one that crashed.
-    func describeAll(
-        _ files: [CheckedPluginFile], strictToolchain: Bool, warnings: inout [String]
-    )
-        -> [Result<LoadedPlugin, MigratorError>]
-    {
-        let batch: [Result<LoadedPlugin, MigratorError>]? = exclusive.withLock { _ in
-            describeBatchLocked(files, strictToolchain: strictToolchain, warnings: &warnings)
-        }
-        if let batch { return batch }
-        return files.map { file in
-            Result { () throws(MigratorError) in
-                try describe(file, strictToolchain: strictToolchain, warnings: &warnings)
-            }
-        }
-    }
+    private static func message(_ op: String) -> JSON { .object(JSONObject([("op", .string(op))])) }
 
-    private func describeBatchLocked(
-        _ files: [CheckedPluginFile], strictToolchain: Bool, warnings: inout [String]
-    )
-        -> [Result<LoadedPlugin, MigratorError>]?
-    {
-        guard (try? start()) != nil else { return nil }
-        guard requests.send(.object(JSONObject([("op", .string("load_batch")), ("count", .int(Int64(files.count)))])))
-        else {
-            _ = buryWorker()
-            return nil
-        }
-        for file in files {
-            guard let bytes = file.bytes, requests.send(loadMessage(file, strictToolchain: strictToolchain)),
-                requests.send(bytes)
-            else {
-                _ = buryWorker()
-                return nil
-            }
-        }
-        guard let reply = responses.receiveMessage(), let results = reply["results"]?.arrayValue,
-            results.count == files.count
-        else {
-            _ = buryWorker()
-            return nil
-        }
-        return zip(files, results).map { file, result in
-            Result { () throws(MigratorError) in
-                try plugin(from: result.objectValue ?? JSONObject(), file: file, warnings: &warnings)
-            }
-        }
-    }
-
-    private func loadMessage(_ file: CheckedPluginFile, strictToolchain: Bool) -> JSON {
-        .object(
+    /// Sends a `load` request and, with it, the file's checked bytes in a
+    /// sealed memfd (no copy travels through the socket). Throws when the
+    /// image cannot be made; false when the worker is gone.
+    private func sendLoad(_ file: CheckedPluginFile, strictToolchain: Bool) throws(SealedImageError) -> Bool {
+        guard let bytes = file.bytes else { throw SealedImageError("its bytes were not read") }
+        let image = try SealedImage.seal(bytes, name: file.name)
+        defer { close(image) }
+        let message: JSON = .object(
             JSONObject([
                 ("op", .string("load")), ("file", .string(file.name)), ("path", .string(file.path)),
                 ("sha256", .string(file.sha256)), ("strict_toolchain", .bool(strictToolchain)),
             ]))
+        return requests.send(message) && migrator_send_fd(requests.fd, image) == 0
     }
 
     /// The plugin a worker's `loaded` reply describes, or its problem.
@@ -176,11 +180,12 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
             MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name)
         }
-        guard let bytes = file.bytes else { throw fail(.loadFailed, "its bytes were not read") }
-        do { try start() } catch { throw fail(.loadFailed, error.description) }
-        guard requests.send(loadMessage(file, strictToolchain: strictToolchain)), requests.send(bytes),
-            let reply = responses.receiveMessage()
-        else {
+        let sent: Bool
+        do {
+            try start()
+            sent = try sendLoad(file, strictToolchain: strictToolchain)
+        } catch { throw fail(.loadFailed, error.description) }
+        guard sent, let reply = responses.receiveMessage() else {
             throw fail(.loadFailed, "crashed while its descriptors were read (\(buryWorker()))")
         }
         return try plugin(from: reply, file: file, warnings: &warnings)
@@ -189,26 +194,53 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     // MARK: Running steps
 
     package func runStep(
-        _ m: AvailableMigration, _ direction: Direction, startedAt: String, observer: StepObserver
+        _ m: AvailableMigration, _ direction: Direction, next: AvailableMigration?, startedAt: String,
+        observer: StepObserver
     ) throws -> Int64? {
-        try exclusive.withLock { _ in try runStepLocked(m, direction, startedAt: startedAt, observer: observer) }
+        try exclusive.withLock { _ in try runStepLocked(m, direction, next: next, observer: observer) }
+    }
+
+    private func stepRequest(_ m: AvailableMigration, _ direction: Direction, after: String?) -> JSON {
+        var fields: [(String, JSON)] = [
+            ("op", .string("step")), ("id", .string(m.id)), ("direction", .string(direction.rawValue)),
+        ]
+        if let after { fields.append(("after", .string(after))) }
+        return .object(JSONObject(fields))
+    }
+
+    /// Reads and drops the answer to a step sent ahead that the runner did
+    /// not ask for (the step before it failed, so the worker skipped it).
+    private func dropQueued() {
+        guard queued != nil else { return }
+        queued = nil
+        while let reply = responses.receiveMessage() {
+            if ["done", "failed", "skipped"].contains(reply.string("op")) { return }
+        }
+        _ = buryWorker()
     }
 
     private func runStepLocked(
-        _ m: AvailableMigration, _ direction: Direction, startedAt: String, observer: StepObserver
+        _ m: AvailableMigration, _ direction: Direction, next: AvailableMigration?, observer: StepObserver
     ) throws -> Int64? {
         guard pid > 0, death == nil else {
             throw StepFailure(message: "the worker holding the plugins is gone (\(death ?? "never started"))")
         }
+        let key = "\(direction) \(m.id)"
+        let alreadySent = queued == key
+        if !alreadySent { dropQueued() }
+        queued = nil
         try openDatabase()
-        let request: JSON = .object(
-            JSONObject([
-                ("op", .string("step")), ("id", .string(m.id)), ("direction", .string(direction.rawValue)),
-                ("started_at", .string(startedAt)), ("parent", .int(Int64(getpid()))),
-            ]))
         migrator_set_step_running(1)
-        defer { migrator_set_step_running(0) }
-        guard requests.send(request) else { throw died(during: m, direction) }
+        var nextQueued = false
+        // While a step sent ahead runs, the operator's signals still go to it.
+        defer { if !nextQueued { migrator_set_step_running(0) } }
+        if !alreadySent {
+            guard requests.send(stepRequest(m, direction, after: nil)) else { throw died(during: m, direction) }
+        }
+        // The worker starts `next` as soon as `m` commits, and skips it if `m` fails.
+        if let next, requests.send(stepRequest(next, direction, after: m.id)) {
+            queued = "\(direction) \(next.id)"
+        }
         let deadline = stepTimeout.map { EngineClock.monotonic() + $0 }
         while true {
             var timedOut = false
@@ -230,9 +262,12 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 observer.progress(
                     m.id, UInt64(clamping: reply.int("done") ?? 0), UInt64(clamping: reply.int("total") ?? 0))
             case "done":
+                nextQueued = queued != nil
                 return reply.int("duration_ms")
             case "failed":
                 throw StepFailure(message: reply.string("message"))
+            case "skipped":
+                throw StepFailure(message: "the worker skipped it: the step before it did not complete")
             default:
                 throw StepFailure(message: "the worker answered '\(reply.string("op"))' during \(direction)")
             }
@@ -266,11 +301,16 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
 
     /// Starts the worker if none is running.
     private func start() throws(SealedImageError) {
-        if pid > 0 && death == nil { return }
+        if pid > 0 && death == nil {
+            dropQueued()
+            if death == nil { return }
+        }
+        // Requests go over a Unix socket, which can carry the plugins'
+        // sealed memfds; responses over a pipe.
         var toWorker: [Int32] = [0, 0]
         var fromWorker: [Int32] = [0, 0]
-        guard pipe(&toWorker) == 0, pipe(&fromWorker) == 0 else {
-            throw SealedImageError("cannot create the worker's pipes: \(errorText(errno))")
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &toWorker) == 0, pipe(&fromWorker) == 0 else {
+            throw SealedImageError("cannot create the worker's channels: \(errorText(errno))")
         }
         // Our ends must not leak into other children; the worker's ends are
         // dup2'ed to 3 and 4, which clears the flag there.
@@ -307,6 +347,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         }
         pid = child
         death = nil
+        queued = nil
         openedDatabase = nil
         requests = WorkerChannel(fd: toWorker[1])
         responses = WorkerChannel(fd: fromWorker[0])

@@ -18,6 +18,16 @@ int migrator_memfd_create(const char *name);
 /// Seals a memfd against every change (write, shrink, grow, more seals); 0, or -1 and errno.
 int migrator_seal_all(int fd);
 
+/// Whether a memfd carries every seal migrator_seal_all sets: 1, 0, or -1 and errno.
+int migrator_is_sealed(int fd);
+
+/// Sends `fd` over the Unix socket `sock` with one data byte (SCM_RIGHTS);
+/// 0, or -1 and errno. The caller keeps its own copy of `fd`.
+int migrator_send_fd(int sock, int fd);
+/// Receives one descriptor sent by migrator_send_fd, close-on-exec; -1 and
+/// errno (EBADMSG when the byte carried none) on failure.
+int migrator_receive_fd(int sock);
+
 /// prctl(PR_SET_PDEATHSIG, sig): the kernel sends sig to this process when its parent dies.
 int migrator_set_parent_death_signal(int sig);
 
