@@ -8,6 +8,9 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <errno.h>
+#include <execinfo.h>
+#include <stdint.h>
+#include <unistd.h>
 #include "migrator_cshims.h"
 
 const int migrator_F_OFD_GETLK = F_OFD_GETLK;
@@ -141,8 +144,52 @@ int migrator_spawnattr_reset_signals(void *attr) {
 }
 
 static struct sigaction previous_fatal[65];
+static int crash_report_fd = -1;
+
+/* Async-signal-safe output: no stdio, no malloc. */
+static void report_text(const char *s) {
+    size_t n = strlen(s);
+    while (n > 0) {
+        ssize_t w = write(crash_report_fd, s, n);
+        if (w <= 0) return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void report_number(uintptr_t v, unsigned base) {
+    char buf[32];
+    int i = (int)sizeof buf - 1;
+    buf[i] = 0;
+    do {
+        buf[--i] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v && i > 0);
+    report_text(buf + i);
+}
+
+static void write_crash_report(int sig, siginfo_t *info) {
+    report_text("signal ");
+    report_number((uintptr_t)sig, 10);
+    report_text(" (");
+    report_text(sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+    report_text("), si_code ");
+    report_number((uintptr_t)(unsigned)info->si_code, 10);
+    if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE) {
+        report_text(", address 0x");
+        report_number((uintptr_t)info->si_addr, 16);
+    }
+    report_text("\nbacktrace (innermost first; /proc/self/fd/N is a plugin, named below):\n");
+    void *frames[64];
+    int n = backtrace(frames, 64);
+    backtrace_symbols_fd(frames, n, crash_report_fd);
+}
 
 static void die_after_report(int sig, siginfo_t *info, void *context) {
+    if (crash_report_fd >= 0) {
+        write_crash_report(sig, info);
+        crash_report_fd = -1; /* once: a crash inside the report must not recurse */
+    }
     struct sigaction *p = &previous_fatal[sig];
     if (p->sa_flags & SA_SIGINFO) {
         if (p->sa_sigaction) p->sa_sigaction(sig, info, context);
@@ -155,7 +202,17 @@ static void die_after_report(int sig, siginfo_t *info, void *context) {
     raise(sig);
 }
 
-void migrator_make_fatal_signals_fatal(void) {
+void migrator_make_fatal_signals_fatal(int report_fd) {
+    if (report_fd >= 0) {
+        /* backtrace() loads libgcc_s on first use: do it now, not in a handler. */
+        void *warm[1];
+        (void)backtrace(warm, 1);
+        /* A stack overflow leaves no stack for the handler: give it its own. */
+        static char alternate[128 * 1024];
+        stack_t ss = {.ss_sp = alternate, .ss_size = sizeof alternate, .ss_flags = 0};
+        sigaltstack(&ss, NULL);
+        crash_report_fd = report_fd;
+    }
     int signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS, SIGQUIT};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -22,9 +22,12 @@ final class Workspace {
     }
     deinit { Fixtures.removeTree(root) }
 
-    /// `migrator <args> --db db --dir dir`.
+    /// `migrator <args> --db db --dir dir`. Crash reports go to the
+    /// workspace (TMPDIR), not to /tmp, unless `environment` says otherwise.
     func run(_ args: [String], dir: Bool = true, environment: [String: String] = [:]) throws -> RunResult {
-        try migrator(args + ["--db", db] + (dir ? ["--dir", self.dir] : []), environment: environment)
+        try migrator(
+            args + ["--db", db] + (dir ? ["--dir", self.dir] : []),
+            environment: ["TMPDIR": root].merging(environment) { _, given in given })
     }
 
     func add(_ file: String, _ source: String) throws {

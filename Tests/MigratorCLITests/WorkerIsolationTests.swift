@@ -69,7 +69,22 @@ struct WorkerIsolationTests {
         ]
         for (code, signal) in cases {
             let w = try hostile(code)
-            try expectFailedCleanly(w, try w.run(["apply"]), cause: "the worker was killed by \(signal)")
+            let tmp = Fixtures.temporaryDirectory("crash")
+            defer { Fixtures.removeTree(tmp) }
+            let r = try w.run(["apply"], environment: ["TMPDIR": tmp])
+            try expectFailedCleanly(w, r, cause: "the worker was killed by \(signal)")
+            // The backtrace is in a file the message names, not on the terminal.
+            let files = try FileManager.default.contentsOfDirectory(atPath: tmp)
+            #expect(files.count == 1 && files[0].hasPrefix("migrator-crash-"), "\(files)")
+            guard let file = files.first else { continue }
+            #expect(r.stderr.contains("during up (backtrace in \(tmp)/\(file))"), "\(r.stderr)")
+            let report = try String(contentsOfFile: tmp + "/" + file, encoding: .utf8)
+            #expect(report.contains("killed by \(signal)\nwhile: up of migration '002_hostile' (b.so)"), "\(report)")
+            #expect(report.contains("backtrace (innermost first"), "\(report)")
+            // The frame in the plugin is named by its file and hash.
+            #expect(report.contains("= \(w.dir)/b.so (sha256 "), "\(report)")
+            let mode = try FileManager.default.attributesOfItem(atPath: tmp + "/" + file)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
         }
     }
 
@@ -88,7 +103,7 @@ struct WorkerIsolationTests {
     func operatorSignalsInterruptTheStep(signal: Int32, name: String) throws {
         // The step sleeps: it is still running when the signal arrives.
         let w = try hostile(#"fprintf(stderr, "step running\n"); fflush(stderr); sleep(30);"#)
-        let run = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir])
+        let run = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir], environment: ["TMPDIR": w.root])
         var seen = run.stderr(until: "step running")
         #expect(seen.contains("step running"))
         kill(run.process.processIdentifier, signal)
@@ -96,6 +111,8 @@ struct WorkerIsolationTests {
         run.process.waitUntilExit()
         #expect(run.process.terminationReason == .exit && run.process.terminationStatus == 128 + signal, "\(seen)")
         #expect(seen.contains("interrupted by \(name) during up"), "\(seen)")
+        // Ctrl-\ asks where the step was: the worker leaves a backtrace.
+        #expect(seen.contains("during up (backtrace in \(w.root)/migrator-crash-") == (signal == SIGQUIT), "\(seen)")
         #expect(try w.count("things", #"{"half":true}"#) == 0)
         #expect(try w.history().last?["outcome"] as? String == "interrupted")
         #expect(try w.states()["002_hostile"] == "pending")
@@ -149,7 +166,7 @@ struct WorkerIsolationTests {
             #expect(
                 apply.stderr.contains("plugin '\(w.dir)/\(file)': crashed while its descriptors were read"),
                 "\(apply.stderr)")
-            #expect(apply.stderr.contains("SIGSEGV"), "\(apply.stderr)")
+            #expect(apply.stderr.contains("SIGSEGV; backtrace in "), "\(apply.stderr)")
             let list = try w.run(["list"])
             #expect(list.status == 1 && list.stderr.contains(file), "\(list.stderr)")
             #expect(try w.run(["status"]).status == 0, "status still answers")
@@ -233,7 +250,8 @@ struct WorkerIsolationTests {
                         return MIGRATOR_OK;
                         """))
         }
-        let first = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir], environment: ["SLOW_STEP": "002_step"])
+        let first = try launchMigrator(
+            ["apply", "--db", w.db, "--dir", w.dir], environment: ["SLOW_STEP": "002_step", "TMPDIR": w.root])
         let seen = first.stderr(until: "in 002_step")
         #expect(seen.contains("in 002_step"))
         kill(first.process.processIdentifier, SIGKILL)
@@ -257,7 +275,8 @@ struct WorkerIsolationTests {
                 "001_a", up: "return MIGRATOR_OK;",
                 down: #"fprintf(stderr, "in down\n"); fflush(stderr); sleep(5); return MIGRATOR_OK;"#))
         #expect(try w.run(["apply"]).status == 0)
-        let run = try launchMigrator(["rollback", "--all", "--db", w.db, "--dir", w.dir])
+        let run = try launchMigrator(
+            ["rollback", "--all", "--db", w.db, "--dir", w.dir], environment: ["TMPDIR": w.root])
         #expect(run.stderr(until: "in down").contains("in down"))
         kill(run.process.processIdentifier, SIGKILL)
         run.process.waitUntilExit()

@@ -28,10 +28,20 @@ public enum PluginWorker {
         EngineClock.runnerPID = parent
         // Should a crash reporter be active after all (it returns from a
         // raised signal), a fatal signal still ends the worker.
-        migrator_make_fatal_signals_fatal()
+        // The crash report goes to the memfd the parent passed, if it did
+        // (and never into some other file that happens to be fd 5).
+        migrator_make_fatal_signals_fatal(isCrashReport(WorkerProtocol.reportFD) ? WorkerProtocol.reportFD : -1)
         raiseFileLimit()
         var session = Session(parent: parent)
         return session.run()
+    }
+
+    private static func isCrashReport(_ fd: Int32) -> Bool {
+        var target = [CChar](repeating: 0, count: 256)
+        let n = readlink("/proc/self/fd/\(fd)", &target, target.count - 1)
+        guard n > 0 else { return false }
+        let name = String(decoding: target.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.hasPrefix("/memfd:\(CrashReport.name) ")
     }
 
     /// One memfd per plugin stays open: lift the soft limit to the hard one.
@@ -103,6 +113,7 @@ public enum PluginWorker {
                 for m in plugin.migrations { migrations[m.id] = m }
                 return [
                     ("op", .string("loaded")), ("plugin", .object(JSONObject(plugin.descriptorFields))),
+                    ("image_fd", .int(Int64(image))),
                     ("warnings", .array(warnings.map(JSON.string))),
                 ]
             } catch {

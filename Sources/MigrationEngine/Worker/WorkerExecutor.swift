@@ -46,6 +46,14 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     private var death: String?
     /// The step ("DIRECTION ID") sent ahead, whose answer is still unread.
     private var queued: String?
+    /// Where the worker writes its backtrace if a signal kills it.
+    private var crashReport: CrashReport?
+    /// What the worker is doing, for its crash report.
+    private var activity = "starting"
+    /// The plugin behind each memfd number in the worker, for crash reports.
+    private var images: [Int32: String] = [:]
+    /// Where the last worker's crash report was saved, if it wrote one.
+    private var backtraceFile: String?
     private var openedDatabase: String?
 
     /// The database steps run against, and the store options to open it with.
@@ -59,6 +67,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     }
 
     deinit {
+        crashReport?.close()
         guard pid > 0, death == nil else { return }
         close(requests.fd)
         close(responses.fd)
@@ -96,6 +105,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                             return
                         }
                         streaming = true
+                        activity = "reading the descriptors of the plugins in one batch"
                     }
                     guard (try? sendLoad(file, strictToolchain: strictToolchain)) == true else {
                         broken = true
@@ -105,7 +115,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             }
             guard case .success(let value) = fed else {
                 // The directory became unusable midway: nothing to describe.
-                if streaming { _ = buryWorker() }
+                if streaming { _ = buryWorker(report: false) }
                 return fed.map { ($0, [:]) }
             }
             var results: [String: Result<LoadedPlugin, MigratorError>] = [:]
@@ -120,7 +130,9 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 }
                 return .success((value, results))
             }
-            if streaming { _ = buryWorker() }
+            // Described again one at a time, which names the file (and keeps
+            // the crash report of the one that crashes).
+            if streaming { _ = buryWorker(report: false) }
             for file in sent {
                 results[file.key] = Result { () throws(MigratorError) in
                     try describeLocked(file, strictToolchain: strictToolchain, warnings: &warnings)
@@ -157,6 +169,9 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         if let list = reply["warnings"]?.arrayValue { warnings += list.compactMap(\.stringValue) }
         switch reply.string("op") {
         case "loaded":
+            if let image = reply.int("image_fd") {
+                images[Int32(truncatingIfNeeded: image)] = "\(file.path) (sha256 \(file.sha256))"
+            }
             guard let d = reply["plugin"]?.objectValue,
                 let plugin = LoadedPlugin(descriptor: d, path: file.path, identity: file.identity, body: .worker)
             else {
@@ -183,10 +198,14 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         let sent: Bool
         do {
             try start()
+            activity = "reading the descriptors of \(file.path)"
             sent = try sendLoad(file, strictToolchain: strictToolchain)
         } catch { throw fail(.loadFailed, error.description) }
         guard sent, let reply = responses.receiveMessage() else {
-            throw fail(.loadFailed, "crashed while its descriptors were read (\(buryWorker()))")
+            let how = buryWorker()
+            throw fail(
+                .loadFailed,
+                "crashed while its descriptors were read (\(how)\(backtraceFile.map { "; backtrace in \($0)" } ?? ""))")
         }
         return try plugin(from: reply, file: file, warnings: &warnings)
     }
@@ -226,6 +245,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             throw StepFailure(message: "the worker holding the plugins is gone (\(death ?? "never started"))")
         }
         let key = "\(direction) \(m.id)"
+        activity = "\(direction) of migration '\(m.id)' (\(m.origin.label))"
         let alreadySent = queued == key
         if !alreadySent { dropQueued() }
         queued = nil
@@ -288,13 +308,15 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     /// The failure for a worker that stopped answering during a step.
     private func died(during m: AvailableMigration, _ direction: Direction) -> StepFailure {
         let how = buryWorker()
+        let backtrace = backtraceFile.map { " (backtrace in \($0))" } ?? ""
         let signal = migrator_take_forwarded_signal()
         if signal != 0 {
             return StepFailure(
-                message: "interrupted by \(Self.signalName(signal)) during \(direction); nothing of it was committed",
+                message: "interrupted by \(Self.signalName(signal)) during \(direction)\(backtrace); "
+                    + "nothing of it was committed",
                 interruptedBy: signal)
         }
-        return StepFailure(message: "\(how) during \(direction)")
+        return StepFailure(message: "\(how) during \(direction)\(backtrace)")
     }
 
     // MARK: The process
@@ -312,9 +334,16 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &toWorker) == 0, pipe(&fromWorker) == 0 else {
             throw SealedImageError("cannot create the worker's channels: \(errorText(errno))")
         }
-        // Our ends must not leak into other children; the worker's ends are
-        // dup2'ed to 3 and 4, which clears the flag there.
-        for fd in toWorker + fromWorker { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        // Every end moves above the numbers the worker gets (3, 4, 5), so no
+        // dup2 below overwrites a descriptor a later one still reads; and
+        // none leaks into other children (dup2 clears the flag in the worker).
+        toWorker = toWorker.map(Self.lifted)
+        fromWorker = fromWorker.map(Self.lifted)
+        crashReport?.close()
+        let report = CrashReport()
+        crashReport = report
+        images = [:]
+        backtraceFile = nil
         // A worker that dies mid-message must not kill us with SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
         var actions = posix_spawn_file_actions_t()
@@ -322,6 +351,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, toWorker[0], WorkerProtocol.requestFD)
         posix_spawn_file_actions_adddup2(&actions, fromWorker[1], WorkerProtocol.responseFD)
+        if report.fd >= 0 { posix_spawn_file_actions_adddup2(&actions, report.fd, WorkerProtocol.reportFD) }
         // Plugin output must never reach stdout, where data goes.
         posix_spawn_file_actions_adddup2(&actions, 2, 1)
         let args = [executable, WorkerProtocol.command, String(getpid())]
@@ -357,8 +387,18 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         }
     }
 
-    /// Reaps the worker and says how it ended.
-    private func buryWorker() -> String {
+    /// `fd` moved to a number of at least 10, close-on-exec (itself if that fails).
+    static func lifted(_ fd: Int32) -> Int32 {
+        guard fd >= 0 else { return fd }
+        let high = fcntl(fd, F_DUPFD_CLOEXEC, 10)
+        guard high >= 0 else { return fd }
+        close(fd)
+        return high
+    }
+
+    /// Reaps the worker and says how it ended; with `report`, a crash
+    /// report the worker wrote is saved and its path named.
+    private func buryWorker(report: Bool = true) -> String {
         if let death { return death }
         var status: Int32 = 0
         var how = "the worker stopped answering"
@@ -368,6 +408,10 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             let signal = status & 0x7F
             if signal != 0 {
                 how = "the worker was killed by \(Self.signalName(signal))"
+                if report {
+                    backtraceFile = crashReport?.save(
+                        worker: pid, signal: Self.signalName(signal), what: activity, images: images)
+                }
             } else {
                 let code = (status >> 8) & 0xFF
                 how = "the plugin ended the worker process with exit status \(code) (exit() or _exit() in plugin code)"
@@ -401,6 +445,8 @@ enum WorkerProtocol {
     static let requestFD: Int32 = 3
     /// The worker writes responses here.
     static let responseFD: Int32 = 4
+    /// The worker's fatal-signal handler writes its crash report here.
+    static let reportFD: Int32 = 5
 }
 
 /// This process's environment as `NAME=value` strings.

@@ -51,8 +51,10 @@ int migrator_spawnattr_reset_signals(void *attr);
 /// Makes every fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP,
 /// SIGSYS, SIGQUIT) end the process: the handler already installed (Swift's
 /// crash reporter, which returns from a raised signal) still runs first, then
-/// the default action kills the process. Call once, early.
-void migrator_make_fatal_signals_fatal(void);
+/// the default action kills the process. If `report_fd` >= 0, the signal and
+/// a backtrace (glibc's backtrace_symbols_fd) are first written to it, from
+/// an alternate stack so that a stack overflow is reported too. Call once, early.
+void migrator_make_fatal_signals_fatal(int report_fd);
 
 /// Registers (once) a pthread_atfork child handler that marks the child.
 void migrator_install_fork_guard(void);
