@@ -99,6 +99,7 @@ public final class Migrator {
     ) throws(MigratorError) -> PluginSet {
         var loader = loader
         if loader.isolation == .inProcess { loader.isolation = options.pluginIsolation }
+        if let limit = options.stepTimeout { loader.isolation.loadTimeout = limit }
         // The descriptor cache lives with the database, once it exists.
         if loader.cacheDirectory == nil && storage.exists { loader.cacheDirectory = databasePath }
         let set = try PluginLoader.load(directory: directory, options: loader)

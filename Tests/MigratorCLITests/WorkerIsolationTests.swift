@@ -97,6 +97,30 @@ struct WorkerIsolationTests {
         #expect(try w.run(["apply", "--step-timeout", "soon"]).status == 2)
     }
 
+    /// A constructor that never returns: loading stalls, the worker is
+    /// killed at the step timeout, and the file is named (exit 4), while the
+    /// other plugins still load.
+    @Test func aHangingConstructorIsKilledAndNamed() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_good", up: "return MIGRATOR_OK;"))
+        try w.add(
+            "b.so",
+            Fixtures.pluginSource(
+                migrations: [Fixtures.migration("002_b")],
+                prelude: "#include <unistd.h>\n__attribute__((constructor)) static void hang(void) { sleep(30); }"))
+        let started = Date()
+        let r = try w.run(["apply", "--step-timeout", "1s"])
+        #expect(r.status == 4, "\(r.stderr)")
+        #expect(
+            r.stderr.contains(
+                "plugin '\(w.dir)/b.so': did not finish loading within 1s (a constructor or its entry function hung)"),
+            "\(r.stderr)")
+        #expect(!r.stderr.contains("a.so"), "the good plugin loaded: \(r.stderr)")
+        #expect(Date().timeIntervalSince(started) < 20)
+        let history = try w.run(["history", "--json"], dir: false)
+        #expect(history.status == 1 || !history.stdout.contains("001_good"), "nothing ran: \(history.stdout)")
+    }
+
     /// The operator's signal reaches the step: it aborts, nothing commits,
     /// the history says interrupted, and the exit code is 128 + N.
     @Test(arguments: [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM"), (SIGQUIT, "SIGQUIT")])

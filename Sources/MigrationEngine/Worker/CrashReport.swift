@@ -38,7 +38,9 @@ struct CrashReport {
         guard let text = contents() else { return nil }
         var out = "migrator: the worker process (pid \(worker)) of run pid \(getpid()) was killed by \(signal)\n"
         out += "while: \(what)\n\n" + text
-        let named = images.filter { text.contains("/proc/self/fd/\($0.key)(") || text.contains("/proc/self/fd/\($0.key) ") }
+        let named = images.filter {
+            text.contains("/proc/self/fd/\($0.key)(") || text.contains("/proc/self/fd/\($0.key) ")
+        }
         if !named.isEmpty {
             out += "\nplugins in this backtrace:\n"
             for (fd, plugin) in named.sorted(by: { $0.key < $1.key }) { out += "  /proc/self/fd/\(fd) = \(plugin)\n" }

@@ -12,15 +12,17 @@ struct WorkerChannel {
     /// The largest frame accepted: a plugin image, or a message.
     static let maxFrame = 1 << 30
 
-    /// Writes one frame; false if the other side is gone.
+    /// Writes one frame; false if the other side is gone, or stopped reading
+    /// for `patience` seconds (then it may be hung: the caller kills it).
     @discardableResult
-    func send(_ bytes: [UInt8]) -> Bool {
+    func send(_ bytes: [UInt8], patience: Double? = nil) -> Bool {
         var length = UInt32(bytes.count).littleEndian
         var frame = [UInt8](repeating: 0, count: 4)
         withUnsafeBytes(of: &length) { for i in 0..<4 { frame[i] = $0[i] } }
         frame += bytes
         var sent = 0
         while sent < frame.count {
+            guard writable(patience: patience) else { return false }
             let n = frame.withUnsafeBytes { write(fd, $0.baseAddress! + sent, $0.count - sent) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { return false }
@@ -31,7 +33,23 @@ struct WorkerChannel {
 
     /// Writes one JSON message.
     @discardableResult
-    func send(_ message: JSON) -> Bool { send(JSONSerializer.bytes(message)) }
+    func send(_ message: JSON, patience: Double? = nil) -> Bool {
+        send(JSONSerializer.bytes(message), patience: patience)
+    }
+
+    /// Whether a write can proceed within `patience` seconds (nil: wait).
+    func writable(patience: Double?) -> Bool {
+        guard let patience else { return true }
+        let deadline = EngineClock.monotonic() + patience
+        while true {
+            let left = deadline - EngineClock.monotonic()
+            guard left > 0 else { return false }
+            var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+            let r = poll(&p, 1, Int32(min(left * 1000, 60_000).rounded(.up)))
+            if r > 0 { return true }
+            if r < 0 && errno != EINTR { return false }
+        }
+    }
 
     /// Reads one frame; nil at end of file, on an error, or when `deadline`
     /// (monotonic seconds) passes first (then `timedOut` is set).

@@ -13,6 +13,8 @@ public struct PluginIsolation: Sendable, Equatable {
     let executable: String?
     /// Forward SIGINT, SIGTERM, SIGQUIT and SIGHUP to the worker during a step.
     let forwardSignals: Bool
+    /// How long loading may stall (a hanging constructor) before the worker is killed.
+    var loadTimeout: Double = 60
 
     /// Plugins are loaded into this process (the default for embedding apps).
     public static let inProcess = PluginIsolation(executable: nil, forwardSignals: false)
@@ -21,9 +23,14 @@ public struct PluginIsolation: Sendable, Equatable {
     /// __worker` (the `migrator` binary): a plugin that crashes, exits or
     /// hangs fails its step instead of taking the caller down or faking a
     /// success. `forwardSignals` installs handlers that pass the operator's
-    /// signals to the worker while a step runs (the CLI does).
-    public static func worker(executable: String, forwardSignals: Bool = false) -> PluginIsolation {
-        PluginIsolation(executable: executable, forwardSignals: forwardSignals)
+    /// signals to the worker while a step runs (the CLI does). Loading that
+    /// stalls for `loadTimeout` seconds (a constructor or entry function that
+    /// hangs) kills the worker and is reported for the file; a migrator whose
+    /// ``Migrator/Options/stepTimeout`` is set uses that instead.
+    public static func worker(
+        executable: String, forwardSignals: Bool = false, loadTimeout: Double = 60
+    ) -> PluginIsolation {
+        PluginIsolation(executable: executable, forwardSignals: forwardSignals, loadTimeout: loadTimeout)
     }
 }
 
@@ -60,10 +67,14 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     package var database: (path: String, maxMapMB: Int?)?
     /// A step that runs longer is killed and fails (nil: no limit).
     package var stepTimeout: Double?
+    /// Loading that stalls this long (a constructor or entry that hangs) is
+    /// killed and reported.
+    private let loadTimeout: Double
 
     init(_ isolation: PluginIsolation) {
         executable = isolation.executable ?? "/proc/self/exe"
         forwardSignals = isolation.forwardSignals
+        loadTimeout = isolation.loadTimeout
     }
 
     deinit {
@@ -100,7 +111,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                     sent.append(file)
                     guard !broken else { return }
                     if !streaming {
-                        guard (try? start()) != nil, requests.send(Self.message("load_batch")) else {
+                        guard (try? start()) != nil, requests.send(Self.message("load_batch"), patience: loadTimeout)
+                        else {
                             broken = true
                             return
                         }
@@ -115,13 +127,15 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             }
             guard case .success(let value) = fed else {
                 // The directory became unusable midway: nothing to describe.
-                if streaming { _ = buryWorker(report: false) }
+                if streaming { _ = buryWorker(report: false, kill: true) }
                 return fed.map { ($0, [:]) }
             }
             var results: [String: Result<LoadedPlugin, MigratorError>] = [:]
-            if streaming, !broken, requests.send(Self.message("end_batch")),
-                let reply = responses.receiveMessage(), let answers = reply["results"]?.arrayValue,
-                answers.count == sent.count
+            var timedOut = false
+            if streaming, !broken, requests.send(Self.message("end_batch"), patience: loadTimeout),
+                let reply = responses.receiveMessage(
+                    deadline: EngineClock.monotonic() + loadTimeout, timedOut: &timedOut),
+                let answers = reply["results"]?.arrayValue, answers.count == sent.count
             {
                 for (file, answer) in zip(sent, answers) {
                     results[file.key] = Result { () throws(MigratorError) in
@@ -131,8 +145,9 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 return .success((value, results))
             }
             // Described again one at a time, which names the file (and keeps
-            // the crash report of the one that crashes).
-            if streaming { _ = buryWorker(report: false) }
+            // the crash report of the one that crashes). A hung worker is
+            // killed first: loading holds no transaction.
+            if streaming { _ = buryWorker(report: false, kill: true) }
             for file in sent {
                 results[file.key] = Result { () throws(MigratorError) in
                     try describeLocked(file, strictToolchain: strictToolchain, warnings: &warnings)
@@ -157,7 +172,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 ("op", .string("load")), ("file", .string(file.name)), ("path", .string(file.path)),
                 ("sha256", .string(file.sha256)), ("strict_toolchain", .bool(strictToolchain)),
             ]))
-        return requests.send(message) && migrator_send_fd(requests.fd, image) == 0
+        return requests.send(message, patience: loadTimeout) && requests.writable(patience: loadTimeout)
+            && migrator_send_fd(requests.fd, image) == 0
     }
 
     /// The plugin a worker's `loaded` reply describes, or its problem.
@@ -201,8 +217,18 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             activity = "reading the descriptors of \(file.path)"
             sent = try sendLoad(file, strictToolchain: strictToolchain)
         } catch { throw fail(.loadFailed, error.description) }
-        guard sent, let reply = responses.receiveMessage() else {
-            let how = buryWorker()
+        var timedOut = false
+        guard sent,
+            let reply = responses.receiveMessage(deadline: EngineClock.monotonic() + loadTimeout, timedOut: &timedOut)
+        else {
+            let stalled = timedOut || !requests.writable(patience: 0)
+            let how = buryWorker(kill: stalled)
+            if stalled {
+                throw fail(
+                    .loadFailed,
+                    "did not finish loading within \(Self.duration(loadTimeout)) (a constructor or its entry function "
+                        + "hung); the worker was killed")
+            }
             throw fail(
                 .loadFailed,
                 "crashed while its descriptors were read (\(how)\(backtraceFile.map { "; backtrace in \($0)" } ?? ""))")
@@ -398,8 +424,10 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
 
     /// Reaps the worker and says how it ended; with `report`, a crash
     /// report the worker wrote is saved and its path named.
-    private func buryWorker(report: Bool = true) -> String {
+    private func buryWorker(report: Bool = true, kill killFirst: Bool = false) -> String {
         if let death { return death }
+        // Only while nothing is committed-in-progress: loading, or a timeout.
+        if killFirst { kill(pid, SIGKILL) }
         var status: Int32 = 0
         var how = "the worker stopped answering"
         close(requests.fd)
