@@ -47,6 +47,20 @@ struct HonestOutcomesTests {
     }
 
     /// Reads of a path with nothing there fail and create nothing.
+    /// Under `ulimit -v` the whole map cannot be reserved: the store opens
+    /// with the largest map that fits, in the runner and in the worker, and
+    /// the run still applies each migration once.
+    @Test func aLimitedAddressSpaceStillRuns() throws {
+        let w = try Workspace(examples: true)
+        let exe = Fixtures.productsDirectory + "/migrator"
+        let r = try Fixtures.run(
+            "/bin/sh", ["-c", "ulimit -v 6000000 && exec \"$0\" apply --db \"$1\" --dir \"$2\"", exe, w.db, w.dir])
+        #expect(r.status == 0, "\(r.output)")
+        let states = try w.states()
+        #expect(!states.isEmpty && states.values.allSatisfy { $0 == "applied" }, "\(states)")
+        #expect(try w.history().filter { $0["outcome"] as? String == "applied" }.count == states.count)
+    }
+
     @Test func readsNeverCreateADatabase() throws {
         let w = try Workspace()
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))

@@ -23,6 +23,8 @@ final class Environment: @unchecked Sendable {
     /// Collection records and the id sequence.
     let meta: MDB_dbi
     let maxMapSize: Int
+    /// The map size asked for, when the address space allowed less.
+    let reducedFrom: Int?
 
     private struct State {
         var activeTransactions = 0
@@ -49,7 +51,7 @@ final class Environment: @unchecked Sendable {
         let result: Result<Environment, StoreError> = registry.withLock { reg in
             if let live = reg[id]?.env { return .success(live) }
             do {
-                let env = try Environment(path: path, fileID: id, options: options)
+                let env = try openReducingMap(path: path, fileID: id, options: options)
                 let box = WeakEnvironment()
                 box.env = env
                 reg[id] = box
@@ -63,10 +65,38 @@ final class Environment: @unchecked Sendable {
         return try result.get()
     }
 
-    private init(path: String, fileID: FileID, options: DocumentStore.Options) throws(StoreError) {
+    /// The smallest map a reduced reservation goes down to.
+    static let smallestReducedMap = 64 << 20
+
+    /// Opens with the map asked for or, when the process may not reserve that
+    /// much address space (`ulimit -v`: `mdb_env_open` fails with ENOMEM),
+    /// with the largest halving of it that fits. A store that reserved its
+    /// whole map (initial == max) keeps initial == max at the reduced size,
+    /// so a step still never runs twice; it fails "map full" naming both sizes.
+    private static func openReducingMap(
+        path: String, fileID: FileID, options: DocumentStore.Options
+    ) throws(StoreError) -> Environment {
+        var tried = options
+        while true {
+            do {
+                return try Environment(
+                    path: path, fileID: fileID, options: tried,
+                    reducedFrom: tried.initialMapSize == options.initialMapSize ? nil : options.maxMapSize)
+            } catch  where error.lmdbCode == ENOMEM && tried.initialMapSize / 2 >= smallestReducedMap {
+                let reserving = tried.initialMapSize == tried.maxMapSize
+                tried.initialMapSize /= 2
+                if reserving { tried.maxMapSize = tried.initialMapSize }
+            }
+        }
+    }
+
+    private init(
+        path: String, fileID: FileID, options: DocumentStore.Options, reducedFrom: Int?
+    ) throws(StoreError) {
         self.path = path
         self.fileID = fileID
         self.maxMapSize = options.maxMapSize
+        self.reducedFrom = reducedFrom
         var envp: OpaquePointer?
         var rc = mdb_env_create(&envp)
         guard rc == 0, let env = envp else { throw Environment.lmdbError(rc, path: path, "mdb_env_create") }
@@ -187,8 +217,14 @@ final class Environment: @unchecked Sendable {
             }
             let next = s.mapSize >= maxMapSize ? 0 : min(maxMapSize, max(s.mapSize * 2, 1 << 20))
             guard next > s.mapSize else {
+                let reduced = reducedFrom.map {
+                    " (\($0 >> 20) MiB was asked for, but this process may not reserve that much address space: "
+                        + "see ulimit -v)"
+                }
                 return StoreError(
-                    .mapFull, "\(path): the database map is full: it reached its size limit of \(maxMapSize >> 20) MiB")
+                    .mapFull,
+                    "\(path): the database map is full: it reached its size limit of \(maxMapSize >> 20) MiB"
+                        + (reduced ?? ""))
             }
             let rc = mdb_env_set_mapsize(env, next)
             guard rc == 0 else { return Environment.lmdbError(rc, path: path, "mdb_env_set_mapsize") }
