@@ -61,6 +61,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     private var images: [Int32: String] = [:]
     /// Where the last worker's crash report was saved, if it wrote one.
     private var backtraceFile: String?
+    /// Whether the worker stopped reading while plugins were being sent.
+    private var loadStalled = false
     private var openedDatabase: String?
 
     /// The database steps run against, and the store options to open it with.
@@ -111,7 +113,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                     sent.append(file)
                     guard !broken else { return }
                     if !streaming {
-                        guard (try? start()) != nil, requests.send(Self.message("load_batch"), patience: loadTimeout)
+                        guard (try? start()) != nil, sendWhileLoading(Self.message("load_batch"))
                         else {
                             broken = true
                             return
@@ -132,7 +134,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             }
             var results: [String: Result<LoadedPlugin, MigratorError>] = [:]
             var timedOut = false
-            if streaming, !broken, requests.send(Self.message("end_batch"), patience: loadTimeout),
+            if streaming, !broken, sendWhileLoading(Self.message("end_batch")),
                 let reply = responses.receiveMessage(
                     deadline: EngineClock.monotonic() + loadTimeout, timedOut: &timedOut),
                 let answers = reply["results"]?.arrayValue, answers.count == sent.count
@@ -172,8 +174,19 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 ("op", .string("load")), ("file", .string(file.name)), ("path", .string(file.path)),
                 ("sha256", .string(file.sha256)), ("strict_toolchain", .bool(strictToolchain)),
             ]))
-        return requests.send(message, patience: loadTimeout) && requests.writable(patience: loadTimeout)
-            && migrator_send_fd(requests.fd, image) == 0
+        return sendWhileLoading(message) && writableWhileLoading() && migrator_send_fd(requests.fd, image) == 0
+    }
+
+    /// Whether the worker reads within the load timeout; if not, it is
+    /// marked stalled (hung in a constructor), not dead.
+    private func writableWhileLoading() -> Bool {
+        if requests.writable(patience: loadTimeout) { return true }
+        loadStalled = true
+        return false
+    }
+
+    private func sendWhileLoading(_ message: JSON) -> Bool {
+        writableWhileLoading() && requests.send(message, patience: loadTimeout)
     }
 
     /// The plugin a worker's `loaded` reply describes, or its problem.
@@ -212,6 +225,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             MigratorError(code, "plugin '\(file.path)': \(why)", file: file.name)
         }
         let sent: Bool
+        loadStalled = false
         do {
             try start()
             activity = "reading the descriptors of \(file.path)"
@@ -221,7 +235,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         guard sent,
             let reply = responses.receiveMessage(deadline: EngineClock.monotonic() + loadTimeout, timedOut: &timedOut)
         else {
-            let stalled = timedOut || !requests.writable(patience: 0)
+            let stalled = timedOut || loadStalled
             let how = buryWorker(kill: stalled)
             if stalled {
                 throw fail(
