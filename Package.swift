@@ -36,7 +36,7 @@ let package = Package(
         // Linux constants Glibc does not import (F_OFD_SETLK, …).
         .target(name: "_MigratorCShims"),
         // The embedded JSON document store over LMDB.
-        .target(name: "DocumentStore", dependencies: ["CLMDB"]),
+        .target(name: "DocumentStore", dependencies: ["CLMDB", "CCrypto"]),
         // The plugin C ABI: include/migrator_plugin.h, the durable contract.
         .target(name: "MigratorPluginABI"),
         // The Swift SDK plugin authors (and embedding apps) write migrations with.

@@ -84,6 +84,20 @@ public final class DocumentStore: Sendable {
         }
     }
 
+    /// Runs `body` in a write transaction that is always rolled back, even
+    /// when `body` returns: what it changed is seen only inside it (dry runs,
+    /// reversibility checks). A full map is an error, never a re-run.
+    public func trial<R>(_ body: (Transaction) throws -> R) throws -> R {
+        try env.enterWriter()
+        let txn = try Transaction(env: env, write: true)
+        env.claimWriter()
+        defer {
+            txn.abort()
+            env.releaseWriter()
+        }
+        return try body(txn)
+    }
+
     /// The current LMDB map size in bytes.
     public var mapSize: Int { env.mapSize }
 }

@@ -134,6 +134,10 @@ public final class Transaction {
     /// The collection used last: loops over one collection skip hashing its name.
     private var lastState: CollectionState?
     private var systemAccess = false
+    /// Whether the write under way is the engine's own (reserved collections).
+    var isSystemWrite: Bool { systemAccess }
+    /// Follows user changes, when set (``track(_:)``).
+    var changeTracker: ChangeTracker?
     /// Set when a multi-document operation failed half way: the transaction
     /// can then only be aborted.
     var poison: StoreError?
@@ -215,6 +219,7 @@ public final class Transaction {
                     + "(names starting with '_' are read-only to user code)"
             )
         }
+        if let t = changeTracker, !systemAccess { try t.willChange(collection, in: self) }
     }
 
     /// Checks a collection name: 1 to 120 bytes, no control characters.
@@ -364,6 +369,7 @@ public final class Transaction {
             throw StoreError(.collectionExists, "collection '\(name)' already exists")
         }
         _ = try state(name, create: true)
+        noteChange(name) { $0.created = true }
         return true
     }
 
@@ -375,6 +381,14 @@ public final class Transaction {
         guard let s = try state(name) else {
             if ifExists { return false }
             throw StoreError(.collectionNotFound, "collection '\(name)' does not exist")
+        }
+        if let t = changeTracker, t.keepsPreImages, !isSystemWrite {
+            try scanAll(s) { key, value in notePreImage(s, idKey: key, bytes: value) }
+        }
+        noteChange(name) {
+            $0.dropped = true
+            $0.deleted += Int(s.count)
+            $0.indexesDropped += s.indexes.count
         }
         try deleteRange(env.docs, prefix: s.prefix)
         for spec in s.indexes { try deleteIndexEntries(spec) }

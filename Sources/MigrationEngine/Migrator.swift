@@ -231,6 +231,70 @@ public final class Migrator {
         try run(.rollback(target))
     }
 
+    // MARK: Trials
+
+    /// Runs what `request` would run, every step, in order, inside one write
+    /// transaction that is rolled back at the end: the database keeps the
+    /// same data, `_migrations` and history (only an earlier run's
+    /// interruption, if one is pending, is recorded, as any run records it).
+    /// A failing step ends it, as it ends a real run; the report says which
+    /// and why, with the message a real run gives, and what each step
+    /// changed per collection.
+    /// - Throws: refusals, lock errors, or `.unsupported` when in-process
+    ///   migrations and worker plugins would have to share the transaction.
+    public func dryRun(_ request: MigrationRequest = .applyAll) throws -> TrialReport {
+        var o = options
+        o.command = "\(o.command) --dry-run"
+        let results = try runner(o).trial(request, verify: nil, catalog: catalog, dryRun: true)
+        return TrialReport(database: databasePath, kind: .dryRun, direction: request.direction, results: results)
+    }
+
+    /// Checks that `down` undoes `up` for each pending migration (or each of
+    /// `ids`, which must be pending), inside one write transaction that is
+    /// rolled back: for each, the collections `up` touches are digested, then
+    /// `up`, `down`, a comparison, and `up` again. Migrations before a named
+    /// one run (`up`) first, as `apply` would run them.
+    /// - Throws: `.unknownTarget` or `.targetAlreadyApplied` for a bad id;
+    ///   refusals and lock errors as for ``dryRun(_:)``.
+    public func verify(_ ids: [String] = []) throws -> TrialReport {
+        var request = MigrationRequest.applyAll
+        if !ids.isEmpty {
+            let known = Dictionary(catalog.migrations.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            let applied = Set(try storage.appliedMigrations().map(\.id))
+            for id in ids {
+                guard known[id] != nil else {
+                    throw MigratorError(.unknownTarget, "no migration '\(id)' to verify", migrationID: id)
+                }
+                guard !applied.contains(id) else {
+                    throw MigratorError(
+                        .targetAlreadyApplied,
+                        "'\(id)' is already applied; verify checks pending migrations (roll it back first, or redo it)",
+                        migrationID: id)
+                }
+            }
+            let last = catalog.migrations.last { ids.contains($0.id) }
+            if let last { request = .apply(through: last.id) }
+        }
+        var o = options
+        o.command = "verify"
+        let results = try runner(o).trial(
+            request, verify: ids.isEmpty ? nil : Set(ids), catalog: catalog, dryRun: false)
+        return TrialReport(database: databasePath, kind: .verify, direction: .up, results: results)
+    }
+
+    /// Rolls back the last applied migration and applies it again, under one
+    /// hold of the lock (goose's `redo`). Refused, with nothing run, when it
+    /// is irreversible or owned by another app.
+    @discardableResult
+    public func redo() throws -> RunReport {
+        guard let last = try storage.appliedMigrations().last else {
+            throw MigratorError(.targetNotApplied, "nothing is applied to redo")
+        }
+        var o = options
+        o.command = "redo"
+        return try runner(o).run([.rollback(.last(1)), .apply(through: last.id)], catalog: catalog)
+    }
+
     // MARK: Lock maintenance
 
     /// What `migrator unlock` does: explains the lock's state and clears a

@@ -49,6 +49,10 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         /// The operator's signal stopped a step; nothing of it was committed.
         public static let interrupted = Code("interrupted")
         // Locking.
+        /// What was asked cannot be done in this configuration.
+        public static let unsupported = Code("unsupported")
+        /// A reversibility check found a migration whose `down` does not undo its `up`.
+        public static let notReversible = Code("not_reversible")
         public static let lockTimeout = Code("lock_timeout")
         public static let lockFailed = Code("lock_failed")
         public static let lockHeld = Code("lock_held")

@@ -18,6 +18,11 @@ enum DatabaseCommands {
             path: ["db", "collections"], arguments: [], summary: "List collections with their document counts.",
             options: [dbOption], run: collections),
         Command(
+            path: ["db", "digest"],
+            arguments: [("[COLLECTION...]", "Digest only these (default: every user collection).")],
+            summary: "Print a SHA-256 of each collection's documents and indexes, and a total.",
+            options: [dbOption, MigrationCommands.json], run: digest),
+        Command(
             path: ["db", "import"],
             arguments: [collectionArgument, ("FILE", "JSON Lines file, one object per line; '-' reads stdin.")],
             summary: "Import JSON Lines in one transaction: one bad line and nothing is imported.",
@@ -102,6 +107,29 @@ enum DatabaseCommands {
     static func collections(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let list = try open(ctx, args).read { try $0.collections() }
         ctx.out.write(Table.render([["COLLECTION", "DOCUMENTS"]] + list.map { [$0.name, String($0.count)] }))
+        return ExitCode.ok
+    }
+
+    /// One line per collection (`DIGEST  NAME`) and a total, over the
+    /// documents in `_id` order and the index definitions; equal digests
+    /// mean equal contents.
+    static func digest(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let only = args.positionals.isEmpty ? nil : args.positionals
+        let (list, total) = try open(ctx, args).read { txn in
+            if let only {
+                for name in only where !(try txn.collectionExists(name)) {
+                    throw CommandError("collection '\(name)' does not exist")
+                }
+            }
+            return try txn.digests(only)
+        }
+        if args.flag("json") {
+            let fields = list.map { "\(JSON.string($0.0).serialized):\(JSON.string($0.1).serialized)" }
+            ctx.out.line("{\"collections\":{\(fields.joined(separator: ","))},\"total\":\"\(total)\"}")
+        } else {
+            for (name, d) in list { ctx.out.line("\(d)  \(printable(name))") }
+            ctx.out.line("\(total)  (total)")
+        }
         return ExitCode.ok
     }
 

@@ -25,26 +25,30 @@ enum MigrationCommands {
     static let runOptions = PluginCommands.loaderOptions + [dbOption, lockTimeout, stepTimeout, quiet, verbose]
 
     static let targetHint: @Sendable (String) -> String = { "to stop after a migration, use --target \($0)" }
+    static let applyOptions =
+        runOptions + [
+            OptionSpec("target", value: "ID", "Stop after this migration."),
+            OptionSpec("count", value: "N", "Apply only the next N pending migrations."),
+            allowOutOfOrder, allowMissing, TrialCommands.dryRun,
+            OptionSpec(
+                "verify", "First check that every pending migration's down undoes its up; refuse (exit 4) if not."),
+            OptionSpec("json", "With --dry-run: print the report as JSON."),
+        ]
 
     static let all: [Command] = [
         Command(
             path: ["apply"], arguments: [], summary: "Apply pending migrations in order, each in its own transaction.",
-            options: runOptions + [
-                OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing,
-            ],
-            run: apply, argumentHint: targetHint),
+            options: applyOptions, run: apply, argumentHint: targetHint),
         Command(
             path: ["migrate"], arguments: [], summary: "Alias of apply.",
-            options: runOptions + [
-                OptionSpec("target", value: "ID", "Stop after this migration."), allowOutOfOrder, allowMissing,
-            ],
-            run: apply, argumentHint: targetHint),
+            options: applyOptions, run: apply, argumentHint: targetHint),
         Command(
             path: ["rollback"], arguments: [("[TARGET]", "Roll back every migration applied after TARGET.")],
             summary: "Run down for applied migrations after TARGET, newest first.",
             options: runOptions + [
                 OptionSpec("last", value: "N", "Roll back the last N applied migrations instead."),
-                OptionSpec("all", "Roll back every applied migration."),
+                OptionSpec("all", "Roll back every applied migration."), TrialCommands.dryRun,
+                OptionSpec("json", "With --dry-run: print the report as JSON."),
             ],
             run: rollback),
         Command(
@@ -179,10 +183,30 @@ enum MigrationCommands {
     // MARK: Commands
 
     static func apply(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let count = try args.int("count", min: 1)
+        if count != nil && args.options["target"] != nil { throw UsageError("give --target or --count, not both") }
+        if args.flag("json") && !args.flag("dry-run") { throw UsageError("--json goes with --dry-run") }
+        if args.flag("dry-run") && args.flag("verify") { throw UsageError("--dry-run and --verify cannot be combined") }
+        let request =
+            count.map(MigrationRequest.applyNext) ?? args.options["target"].map(MigrationRequest.apply(through:))
+            ?? .applyAll
+        if args.flag("dry-run") { return try TrialCommands.dryRun(ctx, args, command: "apply", request) }
         let m = try migrator(ctx, args, command: "apply")
         do {
+            if args.flag("verify") {
+                let check = try m.verify()
+                let code = TrialCommands.exitCode(check)
+                guard code == ExitCode.ok else {
+                    TrialCommands.printReport(ctx, check, m)
+                    ctx.err.line("error: apply refused: the reversibility check did not pass (nothing was applied)")
+                    return code
+                }
+                if !args.flag("quiet") {
+                    ctx.err.line("verified: every pending migration's down undoes its up (or it has none)")
+                }
+            }
             let t0 = EngineClock.monotonic()
-            let report = try m.migrateUp(to: args.options["target"])
+            let report = try m.run(request)
             if !args.flag("quiet") {
                 let took = "\(hundredths(EngineClock.monotonic() - t0)) s"
                 ctx.err.line(
@@ -203,9 +227,14 @@ enum MigrationCommands {
         let last = try args.int("last", min: 1)
         let choices = [target != nil, last != nil, args.flag("all")].filter { $0 }.count
         guard choices == 1 else { throw UsageError("give exactly one of TARGET, --last N or --all") }
+        let rollbackTarget = last.map(RollbackTarget.last) ?? target.map(RollbackTarget.to) ?? .all
+        if args.flag("json") && !args.flag("dry-run") { throw UsageError("--json goes with --dry-run") }
+        if args.flag("dry-run") {
+            return try TrialCommands.dryRun(ctx, args, command: "rollback", .rollback(rollbackTarget))
+        }
         let m = try migrator(ctx, args, command: "rollback")
         do {
-            let report = try m.rollback(last.map(RollbackTarget.last) ?? target.map(RollbackTarget.to) ?? .all)
+            let report = try m.rollback(rollbackTarget)
             if !args.flag("quiet") {
                 ctx.err.line(
                     report.completed.isEmpty

@@ -26,6 +26,7 @@ extension Transaction {
                     let old = try doc.orParse { () throws(StoreError) in try parseStored(s, bytes, idKey: idKey) }
                     try reindex(s, s.indexes, idKey: idKey, old: .object(old), new: nil)
                 }
+                notePreImage(s, idKey: idKey, bytes: bytes)
                 n += 1
                 changed = true
                 return .delete
@@ -35,6 +36,7 @@ extension Transaction {
             s.count -= Int64(n)
             s.dirty = true
         }
+        noteChange(collection) { $0.deleted += n }
         return n
     }
 }

@@ -121,6 +121,7 @@ extension Transaction {
         }
         s.indexes.append(spec)
         s.dirty = true
+        noteChange(collection) { $0.indexesCreated += 1 }
         return true
     }
 
@@ -134,6 +135,7 @@ extension Transaction {
         try deleteIndexEntries(s.indexes[i])
         s.indexes.remove(at: i)
         s.dirty = true
+        noteChange(collection) { $0.indexesDropped += 1 }
     }
 
     func deleteIndexEntries(_ spec: IndexSpec) throws(StoreError) {

@@ -99,6 +99,7 @@ extension Transaction {
         s.count += 1
         s.dirty = true
         s.generation += 1
+        noteInserted(s, key: keyBuffer)
         return id
     }
 
@@ -156,6 +157,14 @@ extension Transaction {
         s.count += 1
         s.dirty = true
         s.generation += 1
+        noteInserted(s, key: key)
         return id
+    }
+
+    /// Counts an insert of the document at `key` (with the collection prefix).
+    private func noteInserted(_ s: CollectionState, key: [UInt8]) {
+        guard changeTracker != nil else { return }
+        noteChange(s.name) { $0.inserted += 1 }
+        key.withUnsafeBytes { k in notePreImage(s, idKey: UnsafeRawBufferPointer(rebasing: k[4...]), bytes: nil) }
     }
 }

@@ -58,6 +58,7 @@ extension Transaction {
                     if bytes.elementsEqual(valueBuffer) { return .keep }
                     try reindex(s, affected, idKey: idKey, old: .object(old), new: .object(new))
                 }
+                notePreImage(s, idKey: idKey, bytes: bytes)
                 result.modified += 1
                 changed = true
                 return .replaceWithValueBuffer
@@ -72,6 +73,7 @@ extension Transaction {
             result.upsertedID = try insert(&obj, into: s)
         }
         if result.modified > 0 { s.dirty = true }
+        noteChange(collection) { $0.updated += result.modified }
         return result
     }
 

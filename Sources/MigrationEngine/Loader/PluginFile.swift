@@ -1,3 +1,4 @@
+import DocumentStore
 import _MigratorCShims
 
 #if canImport(Glibc)

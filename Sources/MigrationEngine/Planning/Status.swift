@@ -185,3 +185,22 @@ public enum RunEvent: Sendable {
     case failed(id: String, direction: Direction, message: String)
     case notice(String)
 }
+
+/// What ``Migrator/dryRun(_:)`` or ``Migrator/verify(_:)`` found. Nothing
+/// of it was kept.
+public struct TrialReport: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable {
+        case dryRun = "dry_run"
+        case verify
+    }
+    public var database: String
+    public var kind: Kind
+    public var direction: Direction
+    /// One per planned step, in order.
+    public var results: [TrialResult]
+
+    /// The first step whose code failed, if any: a real run would stop there.
+    public var failure: TrialResult? { results.first { $0.verdict == .failed } }
+    /// The migrations whose `down` does not undo their `up`.
+    public var notReversible: [TrialResult] { results.filter { $0.verdict == .notReversible } }
+}

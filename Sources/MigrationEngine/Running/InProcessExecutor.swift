@@ -27,6 +27,12 @@ package protocol MigrationExecutor: AnyObject {
         observer: StepObserver
     ) throws
         -> Int64?
+
+    /// Runs `steps` (each with its migration) in one write transaction that
+    /// is rolled back at the end: a dry run, or reversibility checks.
+    /// - Returns: one result per step, in order; a step that failed ends the
+    ///   trial and the rest are `notRun`.
+    func trial(_ steps: [(AvailableMigration, TrialStep)], observer: StepObserver) throws -> [TrialResult]
 }
 
 /// A step that failed: the migration's or the host's explanation, and the
@@ -49,30 +55,43 @@ package final class InProcessExecutor: MigrationExecutor {
     let storage: any MigrationStorage
     package init(storage: any MigrationStorage) { self.storage = storage }
 
+    package func trial(_ steps: [(AvailableMigration, TrialStep)], observer: StepObserver) throws -> [TrialResult] {
+        try TrialRunner.run(steps, storage: storage, observer: observer)
+    }
+
     package func runStep(
         _ m: AvailableMigration, _ direction: Direction, next: AvailableMigration? = nil, startedAt: String,
         observer: StepObserver
     ) throws -> Int64? {
-        let t0 = EngineClock.monotonic()
-        return try storage.transaction { txn -> Int64? in
-            // Re-check inside the transaction: the state it commits on.
-            guard try txn.isApplied(m.id) == (direction == .down) else { return nil }
-            let db = txn.database(for: m.id, observer: observer)
-            defer { db.finish() }
-            try Self.execute(m, direction, on: db)
-            // One duration: recorded, reported and printed alike.
-            let durationMS = Int64((EngineClock.monotonic() - t0) * 1000)
-            if direction == .up {
-                try txn.recordApplied(m, startedAt: startedAt, durationMS: durationMS)
-            } else {
-                try txn.removeApplied(m.id)
-            }
-            try txn.appendHistory(
-                NewHistoryEntry(
-                    migrationID: m.id, outcome: direction == .up ? .applied : .rolledBack, direction: direction,
-                    durationMS: durationMS, error: nil, plugin: m.origin.label, at: startedAt))
-            return durationMS
+        try storage.transaction { txn in
+            try Self.runStep(m, direction, in: txn, startedAt: startedAt, observer: observer)
         }
+    }
+
+    /// Runs `m` in `direction` inside `txn`, with its `_migrations` record
+    /// and history entry; nil when the step is already done.
+    static func runStep(
+        _ m: AvailableMigration, _ direction: Direction, in txn: any StorageTransaction, startedAt: String,
+        observer: StepObserver
+    ) throws -> Int64? {
+        let t0 = EngineClock.monotonic()
+        // Re-check inside the transaction: the state it commits on.
+        guard try txn.isApplied(m.id) == (direction == .down) else { return nil }
+        let db = txn.database(for: m.id, observer: observer)
+        defer { db.finish() }
+        try Self.execute(m, direction, on: db)
+        // One duration: recorded, reported and printed alike.
+        let durationMS = Int64((EngineClock.monotonic() - t0) * 1000)
+        if direction == .up {
+            try txn.recordApplied(m, startedAt: startedAt, durationMS: durationMS)
+        } else {
+            try txn.removeApplied(m.id)
+        }
+        try txn.appendHistory(
+            NewHistoryEntry(
+                migrationID: m.id, outcome: direction == .up ? .applied : .rolledBack, direction: direction,
+                durationMS: durationMS, error: nil, plugin: m.origin.label, at: startedAt))
+        return durationMS
     }
 
     /// Runs `m`'s code in `direction` against `db`.

@@ -21,25 +21,71 @@ struct MigrationRunner {
     /// - Throws: ``MigratorError``: a refusal (nothing ran), a failed step
     ///   (its changes rolled back, earlier steps kept), or a lock error.
     func run(_ request: MigrationRequest, catalog: MigrationCatalog) throws -> RunReport {
-        let lock = try storage.acquireLock(
+        try run([request], catalog: catalog)
+    }
+
+    /// Runs `requests` one after the other under one hold of the lock, each
+    /// planned against what the ones before it left (`redo`).
+    func run(_ requests: [MigrationRequest], catalog: MigrationCatalog) throws -> RunReport {
+        let lock = try acquireLock()
+        defer { lock.release() }
+        var report = RunReport()
+        for request in requests {
+            // Read under the lock: the state the plan is made against.
+            let applied = try storage.appliedMigrations()
+            if let note = try recordInterruption(lock, applied: applied) { report.notices.append(note) }
+            let plan = Planner.plan(request, catalog: catalog, applied: applied, options: options.plan)
+            guard plan.isAllowed else { throw MigratorError(refusals: plan.refusals) }
+            for (i, m) in plan.steps.enumerated() {
+                // The step after this one, if the same executor runs it: a worker
+                // starts it as soon as this one commits, without a round trip.
+                let next = plan.steps.dropFirst(i + 1).first.flatMap {
+                    executor(for: $0) === executor(for: m) ? $0 : nil
+                }
+                if let step = try run(m, plan.direction, next: next, lock: lock) { report.steps.append(step) }
+            }
+        }
+        return report
+    }
+
+    private func acquireLock() throws -> any RunLockSession {
+        try storage.acquireLock(
             command: options.command, timeout: options.lockTimeout,
             onWait: { owner in
                 options.events(.notice("waiting for the run lock held by \(owner?.summary ?? "another process")"))
             })
+    }
+
+    /// Plans `request` under the lock and runs it as a trial: every step in
+    /// one write transaction that is rolled back, so nothing is kept. With
+    /// `verify`, the steps it names (nil: every step) are checked for
+    /// reversibility instead of just run.
+    /// - Throws: refusals as for a real run; `.unsupported` when the steps
+    ///   live in different executors (in-process and worker), which cannot
+    ///   share a transaction.
+    func trial(
+        _ request: MigrationRequest, verify: Set<String>?, catalog: MigrationCatalog, dryRun: Bool
+    )
+        throws -> [TrialResult]
+    {
+        let lock = try acquireLock()
         defer { lock.release() }
-        var report = RunReport()
-        // Read under the lock: the state the plan is made against.
         let applied = try storage.appliedMigrations()
-        if let note = try recordInterruption(lock, applied: applied) { report.notices.append(note) }
+        _ = try recordInterruption(lock, applied: applied)
         let plan = Planner.plan(request, catalog: catalog, applied: applied, options: options.plan)
         guard plan.isAllowed else { throw MigratorError(refusals: plan.refusals) }
-        for (i, m) in plan.steps.enumerated() {
-            // The step after this one, if the same executor runs it: a worker
-            // starts it as soon as this one commits, without a round trip.
-            let next = plan.steps.dropFirst(i + 1).first.flatMap { executor(for: $0) === executor(for: m) ? $0 : nil }
-            if let step = try run(m, plan.direction, next: next, lock: lock) { report.steps.append(step) }
+        guard let first = plan.steps.first else { return [] }
+        let executor = executor(for: first)
+        guard plan.steps.allSatisfy({ self.executor(for: $0) === executor }) else {
+            throw MigratorError(
+                .unsupported,
+                "a \(dryRun ? "dry run" : "reversibility check") cannot span in-process migrations and plugins "
+                    + "loaded in a worker: they cannot share one transaction (load the plugins in-process)")
         }
-        return report
+        let steps = plan.steps.map { m in
+            (m, TrialStep(id: m.id, direction: plan.direction, verify: !dryRun && (verify?.contains(m.id) ?? true)))
+        }
+        return try executor.trial(steps, observer: options.observer)
     }
 
     /// One migration in one write transaction, with its bookkeeping.

@@ -71,6 +71,10 @@ package final class LMDBStorage: MigrationStorage {
     package func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
         try documentStore().write { txn in try body(LMDBTransaction(txn)) }
     }
+
+    package func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
+        try documentStore().trial { txn in try body(LMDBTransaction(txn)) }
+    }
 }
 
 /// One LMDB write transaction, seen through ``StorageTransaction``.
@@ -86,5 +90,9 @@ final class LMDBTransaction: StorageTransaction {
     func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(txn, entry) }
     func database(for migrationID: String, observer: StepObserver) -> any StepDatabase {
         StoreDatabase(txn: txn, migrationID: migrationID, observer: observer)
+    }
+    func track(_ tracker: ChangeTracker?) { txn.track(tracker) }
+    func differences(since tracker: ChangeTracker) throws -> [ContentDifference] {
+        try txn.differences(since: tracker)
     }
 }

@@ -1,3 +1,4 @@
+import DocumentStore
 import MigrationKit
 
 /// The storage seam: everything the runner needs from a database, and
@@ -27,6 +28,9 @@ package protocol MigrationStorage: AnyObject {
     /// Runs `body` in one write transaction: commits when it returns,
     /// aborts when it throws. The transaction stays on the calling thread.
     func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R
+    /// Runs `body` in one write transaction that is always rolled back: dry
+    /// runs and reversibility checks. The transaction stays on the calling thread.
+    func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R
 }
 
 /// A held run lock. It also records the step in progress, so that a run
@@ -57,6 +61,10 @@ package protocol StorageTransaction: AnyObject {
     func appendHistory(_ entry: NewHistoryEntry) throws
     /// The ``Database`` a migration writes through inside this transaction.
     func database(for migrationID: String, observer: StepObserver) -> any StepDatabase
+    /// Follows what migration code changes from now on (nil: stop).
+    func track(_ tracker: ChangeTracker?)
+    /// The touched collections that differ from before `tracker` first saw them change.
+    func differences(since tracker: ChangeTracker) throws -> [ContentDifference]
 }
 
 /// A history entry to append; the storage numbers it.

@@ -1,4 +1,5 @@
 import DocumentStore
+import FoundationEssentials
 import MigrationKit
 import _MigratorCShims
 
@@ -70,6 +71,7 @@ public enum PluginWorker {
                 case "load_batch": loadBatch()
                 case "open": open(message)
                 case "step": step(message)
+                case "trial": trial()
                 default: reply([("op", .string("error")), ("message", .string("unknown request"))])
                 }
             }
@@ -141,6 +143,64 @@ public enum PluginWorker {
             }
         }
 
+        /// `trial`, then the steps (JSON): runs them in one rolled-back
+        /// transaction, naming each as it starts; replies `trial_done` and
+        /// the results (JSON).
+        mutating func trial() {
+            lastSucceeded = nil
+            guard getppid() == parent, let bytes = requests.receive() else { exit(1) }
+            guard let steps = try? JSONDecoder().decode([TrialStep].self, from: Data(bytes)), let storage else {
+                reply([("op", .string("failed")), ("message", .string("the trial request is unreadable"))])
+                return
+            }
+            var pairs: [(AvailableMigration, TrialStep)] = []
+            for step in steps {
+                guard let m = migrations[step.id] else {
+                    reply([
+                        ("op", .string("failed")),
+                        ("message", .string("migration '\(step.id)' is not loaded in the worker")),
+                    ])
+                    return
+                }
+                pairs.append((m, step))
+            }
+            let responses = self.responses
+            do {
+                let results = try TrialRunner.run(
+                    pairs, storage: storage, observer: forwardingObserver(),
+                    onStart: { id in
+                        responses.send(.object(JSONObject([("op", .string("trial_step")), ("id", .string(id))])))
+                    })
+                let encoded = try JSONEncoder().encode(results)
+                reply([("op", .string("trial_done"))])
+                responses.send(Array(encoded))
+            } catch {
+                reply([("op", .string("failed")), ("message", .string("\(error)"))])
+            }
+        }
+
+        /// Passes a step's log lines and progress to the parent.
+        func forwardingObserver() -> StepObserver {
+            let responses = self.responses
+            return StepObserver(
+                log: { _, level, text in
+                    responses.send(
+                        .object(
+                            JSONObject([
+                                ("op", .string("log")), ("level", .int(Int64(level.rawValue))),
+                                ("message", .string(text)),
+                            ])))
+                },
+                progress: { _, done, total in
+                    responses.send(
+                        .object(
+                            JSONObject([
+                                ("op", .string("progress")), ("done", .int(Int64(clamping: done))),
+                                ("total", .int(Int64(clamping: total))),
+                            ])))
+                })
+        }
+
         mutating func step(_ message: JSONObject) {
             // An orphan must not run a step: a new run may already own the lock.
             guard getppid() == parent else { exit(1) }
@@ -161,24 +221,7 @@ public enum PluginWorker {
                 ])
                 return
             }
-            let responses = self.responses
-            let observer = StepObserver(
-                log: { id, level, text in
-                    responses.send(
-                        .object(
-                            JSONObject([
-                                ("op", .string("log")), ("level", .int(Int64(level.rawValue))),
-                                ("message", .string(text)),
-                            ])))
-                },
-                progress: { _, done, total in
-                    responses.send(
-                        .object(
-                            JSONObject([
-                                ("op", .string("progress")), ("done", .int(Int64(clamping: done))),
-                                ("total", .int(Int64(clamping: total))),
-                            ])))
-                })
+            let observer = forwardingObserver()
             do {
                 let duration = try InProcessExecutor(storage: storage).runStep(
                     m, direction, startedAt: EngineClock.iso8601(), observer: observer)

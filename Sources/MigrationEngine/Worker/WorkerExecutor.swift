@@ -1,4 +1,5 @@
 import DocumentStore
+import FoundationEssentials
 import MigrationKit
 import Synchronization
 import _MigratorCShims
@@ -330,6 +331,81 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 throw StepFailure(message: "the worker skipped it: the step before it did not complete")
             default:
                 throw StepFailure(message: "the worker answered '\(reply.string("op"))' during \(direction)")
+            }
+        }
+    }
+
+    package func trial(_ steps: [(AvailableMigration, TrialStep)], observer: StepObserver) throws -> [TrialResult] {
+        try exclusive.withLock { _ in try trialLocked(steps, observer: observer) }
+    }
+
+    private func trialLocked(
+        _ steps: [(AvailableMigration, TrialStep)], observer: StepObserver
+    ) throws
+        -> [TrialResult]
+    {
+        guard pid > 0, death == nil else {
+            throw StepFailure(message: "the worker holding the plugins is gone (\(death ?? "never started"))")
+        }
+        dropQueued()
+        try openDatabase()
+        let encoded = try JSONEncoder().encode(steps.map(\.1))
+        guard requests.send(Self.message("trial")), requests.send(Array(encoded)) else {
+            throw StepFailure(message: "the worker died (\(buryWorker()))")
+        }
+        migrator_set_step_running(1)
+        defer { migrator_set_step_running(0) }
+        let deadline = stepTimeout.map { EngineClock.monotonic() + $0 * Double(max(1, steps.count)) }
+        var current = steps.first?.0
+        while true {
+            var timedOut = false
+            guard let reply = responses.receiveMessage(deadline: deadline, timedOut: &timedOut) else {
+                // The worker died or hung: the step it was on failed, and
+                // nothing after it ran. The trial commits nothing either way.
+                let why: String
+                if timedOut {
+                    kill(pid, SIGKILL)
+                    _ = buryWorker()
+                    why = "the trial exceeded the step timeout; the worker was killed"
+                } else {
+                    let failure = died(during: current ?? steps[0].0, steps.first?.1.direction ?? .up)
+                    why = failure.message
+                }
+                var results: [TrialResult] = []
+                var reached = false
+                for (m, step) in steps {
+                    if m.id == current?.id {
+                        var r = TrialResult(id: m.id, direction: step.direction, verdict: .failed)
+                        r.error = why
+                        results.append(r)
+                        reached = true
+                    } else {
+                        results.append(
+                            TrialResult(id: m.id, direction: step.direction, verdict: reached ? .notRun : .ran))
+                    }
+                }
+                return results
+            }
+            switch reply.string("op") {
+            case "log":
+                let level = LogLevel(rawValue: Int32(truncatingIfNeeded: reply.int("level") ?? 1)) ?? .info
+                observer.log(current?.id ?? "", level, reply.string("message"))
+            case "progress":
+                observer.progress(
+                    current?.id ?? "", UInt64(clamping: reply.int("done") ?? 0),
+                    UInt64(clamping: reply.int("total") ?? 0))
+            case "trial_step":
+                let id = reply.string("id")
+                current = steps.first { $0.0.id == id }?.0
+            case "trial_done":
+                guard let bytes = responses.receive(),
+                    let results = try? JSONDecoder().decode([TrialResult].self, from: Data(bytes))
+                else { throw StepFailure(message: "the worker sent an unreadable trial result") }
+                return results
+            case "failed":
+                throw StepFailure(message: reply.string("message"))
+            default:
+                throw StepFailure(message: "the worker answered '\(reply.string("op"))' during a trial")
             }
         }
     }
