@@ -32,7 +32,7 @@ for i in $(seq "$RUNS"); do
     echo "status_first $(secs "$m" status --dir "$work/plugins" --db "$db")" >>"$work/m.out"
     echo "status $(secs "$m" status --dir "$work/plugins" --db "$db")" >>"$work/m.out"
     sync
-    echo "rollback $(secs "$m" rollback --all --dir "$work/plugins" --db "$db" --quiet)" >>"$work/m.out"
+    echo "rollback $(secs "$m" rollback --all --yes --dir "$work/plugins" --db "$db" --quiet)" >>"$work/m.out"
     applied=$("$m" status --json --dir "$work/plugins" --db "$db" | awk -F"\"state\":\"applied\"" "{ n += NF - 1 } END { print n + 0 }")
     [ "$applied" = 0 ] || { echo "rollback left $applied applied" >&2; exit 1; }
     rm -rf "$db"

@@ -32,6 +32,9 @@ public final class DocumentStore: Sendable {
         public var initialMapSize: Int = 1 << 30
         /// The map doubles on `MDB_MAP_FULL` up to this size.
         public var maxMapSize: Int = 1 << 40
+        /// Open without writing anything, not even LMDB's lock file: for a
+        /// copy no other process uses (a backup being checked).
+        public var readOnly = false
         public init() {}
     }
 

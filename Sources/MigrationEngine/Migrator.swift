@@ -49,6 +49,11 @@ public final class Migrator {
         /// Seconds a plugin step may run in a worker before it is killed and
         /// fails (nil: no limit). Needs worker isolation.
         public var stepTimeout: Double?
+        /// Before the first step of a run that has any, back the database up
+        /// into a new `backup-<time>` directory here, keeping the newest
+        /// ``keepBackups``.
+        public var backupDirectory: String?
+        public var keepBackups = 5
         /// Run even if the database directory is writable by others, or
         /// owned by another user (the refusal is `insecure_permissions`).
         public var allowInsecureDatabase = false
@@ -293,6 +298,39 @@ public final class Migrator {
         var o = options
         o.command = "redo"
         return try runner(o).run([.rollback(.last(1)), .apply(through: last.id)], catalog: catalog)
+    }
+
+    // MARK: Backups
+
+    /// Writes a consistent copy of the database (compacted, taken while
+    /// readers and writers carry on) into `directory`, which must be new or
+    /// empty (created 0700; files 0600), with a `manifest.json` made from the
+    /// copy: time, source, applied migrations and content digests.
+    /// - Throws: `.backupFailed` (nothing is left behind).
+    @discardableResult
+    public func backup(to directory: String) throws -> BackupManifest {
+        guard storage.exists else {
+            throw MigratorError(.backupFailed, "no database at \(databasePath) to back up")
+        }
+        return try storage.backup(to: directory)
+    }
+
+    /// Replaces the database with the backup in `directory`: checks its
+    /// manifest and digest, holds the run lock, copies it into a sibling
+    /// directory, checks that copy, swaps it into place atomically, checks
+    /// it there, and only then removes the previous database. If a check
+    /// fails, the previous database stays (or is put back).
+    /// - Throws: `.backupInvalid` (nothing changed), lock errors, `.restoreFailed`.
+    @discardableResult
+    public func restore(from directory: String) throws -> BackupManifest {
+        try Backups.restore(directory, into: storage, lockTimeout: options.lockTimeout, events: options.events)
+    }
+
+    /// The backup in `directory`, checked: its manifest, and whether its
+    /// contents still match the manifest's digest.
+    /// - Throws: `.backupInvalid` naming what is wrong.
+    public static func checkBackup(_ directory: String) throws -> BackupManifest {
+        try Backups.check(directory)
     }
 
     // MARK: Lock maintenance

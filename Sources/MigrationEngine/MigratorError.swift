@@ -49,6 +49,12 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         /// The operator's signal stopped a step; nothing of it was committed.
         public static let interrupted = Code("interrupted")
         // Locking.
+        /// A backup could not be written.
+        public static let backupFailed = Code("backup_failed")
+        /// A backup is damaged, incomplete or not a backup; restore refuses it.
+        public static let backupInvalid = Code("backup_invalid")
+        /// A restore could not complete; the database was left as it was.
+        public static let restoreFailed = Code("restore_failed")
         /// What was asked cannot be done in this configuration.
         public static let unsupported = Code("unsupported")
         /// A reversibility check found a migration whose `down` does not undo its `up`.
@@ -65,6 +71,8 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
                 // A plugin that cannot be loaded also refuses the run.
                 .insecurePermissions, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol, .abiMismatch,
                 .invalidDescriptor, .invalidID, .toolchainMismatch,
+                // Checks that refuse before anything is changed.
+                .notReversible, .backupInvalid, .unsupported,
             ].contains(self)
         }
     }

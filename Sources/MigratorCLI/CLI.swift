@@ -124,7 +124,7 @@ public enum MigratorCommandLine {
     static let version = runnerVersion
 
     static let commands: [Command] =
-        MigrationCommands.all + TrialCommands.all + PluginCommands.all + DatabaseCommands.all
+        MigrationCommands.all + TrialCommands.all + BackupCommands.all + PluginCommands.all + DatabaseCommands.all
 
     /// The commands under a group such as `db`.
     static func group(_ name: String) -> [Command] { commands.filter { $0.path.count > 1 && $0.path[0] == name } }

@@ -33,6 +33,8 @@ enum MigrationCommands {
             OptionSpec(
                 "verify", "First check that every pending migration's down undoes its up; refuse (exit 4) if not."),
             OptionSpec("json", "With --dry-run: print the report as JSON."),
+            OptionSpec("backup-dir", value: "DIR", "Back the database up into DIR before the first step runs."),
+            OptionSpec("keep", value: "N", "With --backup-dir: keep the newest N backups there (default 5)."),
         ]
 
     static let all: [Command] = [
@@ -47,7 +49,8 @@ enum MigrationCommands {
             summary: "Run down for applied migrations after TARGET, newest first.",
             options: runOptions + [
                 OptionSpec("last", value: "N", "Roll back the last N applied migrations instead."),
-                OptionSpec("all", "Roll back every applied migration."), TrialCommands.dryRun,
+                OptionSpec("all", "Roll back every applied migration (asks first; --yes without a terminal)."),
+                TrialCommands.dryRun, BackupCommands.yes,
                 OptionSpec("json", "With --dry-run: print the report as JSON."),
             ],
             run: rollback),
@@ -88,6 +91,20 @@ enum MigrationCommands {
 
     // MARK: Shared
 
+    /// Options from the environment and the lock flags, for commands that
+    /// load no plugins and print no step events.
+    static func plainOptions(_ ctx: Context, _ args: ParsedArguments? = nil) throws -> Migrator.Options {
+        var options = Migrator.Options()
+        options.storeOptions = try ctx.storeOptions()
+        if let raw = args?.options["lock-timeout"] {
+            guard let t = Double(raw), t >= 0 else {
+                throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'")
+            }
+            options.lockTimeout = t
+        }
+        return options
+    }
+
     /// A migrator for `--db`, with plugins from `--dir` loaded (warnings on stderr).
     static func migrator(
         _ ctx: Context, _ args: ParsedArguments, command: String, loadPlugins: Bool = true
@@ -103,6 +120,11 @@ enum MigrationCommands {
                 throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'")
             }
             options.lockTimeout = t
+        }
+        options.backupDirectory = args.options["backup-dir"]
+        if let keep = try args.int("keep", min: 1) {
+            guard options.backupDirectory != nil else { throw UsageError("--keep goes with --backup-dir") }
+            options.keepBackups = keep
         }
         if let raw = args.options["step-timeout"] {
             guard let seconds = duration(raw) else {
@@ -231,6 +253,13 @@ enum MigrationCommands {
         if args.flag("json") && !args.flag("dry-run") { throw UsageError("--json goes with --dry-run") }
         if args.flag("dry-run") {
             return try TrialCommands.dryRun(ctx, args, command: "rollback", .rollback(rollbackTarget))
+        }
+        if args.flag("all"),
+            !(try BackupCommands.confirm(
+                ctx, args, "rollback --all", "Roll back every applied migration of \(ctx.databasePath(args))?"))
+        {
+            ctx.err.line("nothing rolled back")
+            return ExitCode.refused
         }
         let m = try migrator(ctx, args, command: "rollback")
         do {

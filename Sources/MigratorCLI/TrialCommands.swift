@@ -11,7 +11,9 @@ enum TrialCommands {
         Command(
             path: ["verify"], arguments: [("[ID...]", "Check these pending migrations (default: every pending one).")],
             summary: "Prove that down undoes up: up, down, compare, up again, all rolled back.",
-            options: MigrationCommands.runOptions + [json, MigrationCommands.allowOutOfOrder, MigrationCommands.allowMissing],
+            options: MigrationCommands.runOptions + [
+                json, MigrationCommands.allowOutOfOrder, MigrationCommands.allowMissing,
+            ],
             run: verify),
         Command(
             path: ["redo"], arguments: [],
@@ -64,7 +66,8 @@ enum TrialCommands {
         do {
             let report = try m.redo()
             if !args.flag("quiet") {
-                ctx.err.line("redone: \(report.steps.map { "\($0.direction == .up ? "applied" : "rolled back") \($0.id)" }.joined(separator: ", "))")
+                let steps = report.steps.map { "\($0.direction == .up ? "applied" : "rolled back") \($0.id)" }
+                ctx.err.line("redone: " + steps.joined(separator: ", "))
             }
             return ExitCode.ok
         } catch let e as MigratorError {

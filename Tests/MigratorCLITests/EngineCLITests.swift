@@ -335,7 +335,7 @@ struct EngineCLITests {
         #expect(
             r.stderr.contains("newer than these migrations") && r.stderr.contains("'002_b' (from b.so)"), "\(r.stderr)")
         #expect(try w.run(["apply", "--allow-missing"]).status == 0)
-        let rb = try w.run(["rollback", "--all"])
+        let rb = try w.run(["rollback", "--all", "--yes"])
         #expect(
             rb.status == 4
                 && rb.stderr.contains("cannot roll back '002_b': nothing provides it (it was applied from b.so)"),

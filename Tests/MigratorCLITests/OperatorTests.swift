@@ -64,7 +64,8 @@ struct OperatorTests {
                 Fixtures.stepPlugin(
                     s,
                     up: s == "001_a"
-                        ? #"return host->insert(txn, "t", "{}");"# : #"host->set_error(txn, "boom"); return MIGRATOR_ERROR;"#))
+                        ? #"return host->insert(txn, "t", "{}");"#
+                        : #"host->set_error(txn, "boom"); return MIGRATOR_ERROR;"#))
         }
         let run = try real.run(["apply"])
         #expect(dry.status == run.status && dry.status == 1, "\(dry.stdout)\(dry.stderr)")
@@ -181,11 +182,13 @@ struct OperatorTests {
             "a.so",
             Fixtures.stepPlugin(
                 "001_slow",
-                up: #"host->insert(txn, "t", "{}"); fprintf(stderr, "in step\n"); fflush(stderr); sleep(30); return MIGRATOR_OK;"#
+                up: #"host->insert(txn, "t", "{}"); fprintf(stderr, "in step\n"); fflush(stderr); sleep(30);"#
+                    + " return MIGRATOR_OK;"
             ))
         _ = try migrator(["db", "import", "t", "-", "--db", w.db], input: #"{"_id":"kept"}"#)
         let before = try total(w)
-        let run = try launchMigrator(["apply", "--dry-run", "--db", w.db, "--dir", w.dir], environment: ["TMPDIR": w.root])
+        let run = try launchMigrator(
+            ["apply", "--dry-run", "--db", w.db, "--dir", w.dir], environment: ["TMPDIR": w.root])
         #expect(run.stderr(until: "in step").contains("in step"))
         kill(run.process.processIdentifier, SIGKILL)
         run.process.waitUntilExit()

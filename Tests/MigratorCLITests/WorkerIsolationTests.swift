@@ -300,7 +300,7 @@ struct WorkerIsolationTests {
                 down: #"fprintf(stderr, "in down\n"); fflush(stderr); sleep(5); return MIGRATOR_OK;"#))
         #expect(try w.run(["apply"]).status == 0)
         let run = try launchMigrator(
-            ["rollback", "--all", "--db", w.db, "--dir", w.dir], environment: ["TMPDIR": w.root])
+            ["rollback", "--all", "--yes", "--db", w.db, "--dir", w.dir], environment: ["TMPDIR": w.root])
         #expect(run.stderr(until: "in down").contains("in down"))
         kill(run.process.processIdentifier, SIGKILL)
         run.process.waitUntilExit()

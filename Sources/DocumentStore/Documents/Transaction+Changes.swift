@@ -128,7 +128,8 @@ extension Transaction {
 
     /// The digest of every user collection (not `_`-prefixed), by name,
     /// and a total over them (a SHA-256 of `name digest` lines in name order).
-    public func digests(_ only: [String]? = nil) throws(StoreError) -> (collections: [(String, String)], total: String) {
+    public func digests(_ only: [String]? = nil) throws(StoreError) -> (collections: [(String, String)], total: String)
+    {
         var names: [String]
         if let only { names = only } else { names = try collections().map(\.name).filter { !$0.hasPrefix("_") } }
         var out: [(String, String)] = []
@@ -162,7 +163,8 @@ extension Transaction {
         while rc == 0 {
             let key = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
             guard key.count > 4, key.starts(with: s.prefix) else { break }
-            try body(UnsafeRawBufferPointer(rebasing: key[4...]), UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
+            try body(
+                UnsafeRawBufferPointer(rebasing: key[4...]), UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size))
             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
         }
         if rc != 0 && rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get") }
@@ -173,7 +175,9 @@ extension Transaction {
     /// The collections `tracker` saw change whose contents now differ from
     /// before their first change, each with up to `examples` differing
     /// documents. Needs a tracker made with `keepingPreImages`.
-    public func differences(since tracker: ChangeTracker, examples: Int = 3) throws(StoreError)
+    public func differences(
+        since tracker: ChangeTracker, examples: Int = 3
+    ) throws(StoreError)
         -> [ContentDifference]
     {
         var out: [ContentDifference] = []
@@ -198,7 +202,9 @@ extension Transaction {
                 differing += 1
                 guard docs.count < examples else { continue }
                 let id = key.withUnsafeBytes { KeyEncoding.decodeID($0) }
-                func parsed(_ b: [UInt8]?) -> JSON? { b.flatMap { b in b.withUnsafeBytes { try? JSONParser.parse($0) } } }
+                func parsed(_ b: [UInt8]?) -> JSON? {
+                    b.flatMap { b in b.withUnsafeBytes { try? JSONParser.parse($0) } }
+                }
                 docs.append(DocumentDifference(id: id, before: parsed(old), after: parsed(now)))
             }
             out.append(

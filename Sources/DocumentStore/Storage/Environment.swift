@@ -44,7 +44,7 @@ final class Environment: @unchecked Sendable {
 
     /// Opens (or shares) the environment at `path`, creating the directory.
     static func open(path: String, options: DocumentStore.Options) throws(StoreError) -> Environment {
-        try makeDirectory(path)
+        if !options.readOnly { try makeDirectory(path) }
         var st = stat()
         guard stat(path, &st) == 0 else { throw errnoError(errno, path: path, "stat") }
         let id = FileID(dev: UInt64(st.st_dev), ino: UInt64(st.st_ino))
@@ -102,7 +102,7 @@ final class Environment: @unchecked Sendable {
         guard rc == 0, let env = envp else { throw Environment.lmdbError(rc, path: path, "mdb_env_create") }
         self.env = env
         var fixed: [MDB_dbi] = []
-        do {
+        do throws(StoreError) {
             try Environment.check(mdb_env_set_maxdbs(env, 8), path, "mdb_env_set_maxdbs")
             try Environment.check(mdb_env_set_mapsize(env, options.initialMapSize), path, "mdb_env_set_mapsize")
             // MDB_NOTLS: read transactions are not tied to threads, so one
@@ -111,7 +111,9 @@ final class Environment: @unchecked Sendable {
             // database) is opened read-only, so that reads still work; without
             // a writable lock.mdb, also without LMDB's reader table.
             var flags = UInt32(MDB_NOTLS)
-            if access(path, W_OK) != 0 {
+            if options.readOnly {
+                flags |= UInt32(MDB_RDONLY | MDB_NOLOCK)
+            } else if access(path, W_OK) != 0 {
                 flags |= UInt32(MDB_RDONLY)
                 if access(path + "/lock.mdb", W_OK) != 0 { flags |= UInt32(MDB_NOLOCK) }
             }
@@ -124,6 +126,18 @@ final class Environment: @unchecked Sendable {
             var info = MDB_envinfo()
             mdb_env_info(env, &info)
             state = Mutex(State(mapSize: info.me_mapsize))
+            // A file shorter than its own last page (a truncated copy) would
+            // fault (SIGBUS) on the first read past its end: refuse it here.
+            var stats = MDB_stat()
+            var st = stat()
+            if mdb_env_stat(env, &stats) == 0, stat(path + "/data.mdb", &st) == 0,
+                (Int(info.me_last_pgno) + 1) * Int(stats.ms_psize) > Int(st.st_size)
+            {
+                throw StoreError(
+                    .corrupted,
+                    "\(path)/data.mdb is truncated: it is \(st.st_size) bytes, but its pages reach "
+                        + "\((Int(info.me_last_pgno) + 1) * Int(stats.ms_psize)) bytes")
+            }
 
             // Open the named databases in a read transaction when they exist,
             // so opening never waits for another process's writer (a long

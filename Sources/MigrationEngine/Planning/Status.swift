@@ -158,6 +158,8 @@ public struct RunReport: Sendable, Equatable {
     public var steps: [CompletedStep] = []
     /// Notices worth showing (an interrupted previous run, …).
     public var notices: [String] = []
+    /// The backup taken before the first step (``Migrator/Options/backupDirectory``).
+    public var backup: String?
 
     /// The ids of ``steps``.
     public var completed: [String] { steps.map(\.id) }

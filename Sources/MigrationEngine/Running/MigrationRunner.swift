@@ -36,6 +36,9 @@ struct MigrationRunner {
             if let note = try recordInterruption(lock, applied: applied) { report.notices.append(note) }
             let plan = Planner.plan(request, catalog: catalog, applied: applied, options: options.plan)
             guard plan.isAllowed else { throw MigratorError(refusals: plan.refusals) }
+            if let parent = options.backupDirectory, !plan.steps.isEmpty, report.backup == nil {
+                report.backup = try backUp(into: parent)
+            }
             for (i, m) in plan.steps.enumerated() {
                 // The step after this one, if the same executor runs it: a worker
                 // starts it as soon as this one commits, without a round trip.
@@ -46,6 +49,17 @@ struct MigrationRunner {
             }
         }
         return report
+    }
+
+    /// A backup before the first step, under the run's lock, and pruning.
+    private func backUp(into parent: String) throws -> String {
+        let path = try Backups.newPath(in: parent)
+        _ = try storage.backup(to: path)
+        options.events(.notice("backup: \(path)"))
+        for old in Backups.prune(parent, keep: max(1, options.keepBackups)) {
+            options.events(.notice("removed the old backup \(old) (keeping \(max(1, options.keepBackups)))"))
+        }
+        return path
     }
 
     private func acquireLock() throws -> any RunLockSession {

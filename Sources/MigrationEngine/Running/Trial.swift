@@ -158,7 +158,9 @@ enum TrialRunner {
 
     /// Snapshot the collections `up` touches, run `up`, run `down`, compare,
     /// then run `up` again: `down` must leave a state `up` accepts.
-    static func verify(_ m: AvailableMigration, in txn: any StorageTransaction, observer: StepObserver) throws
+    static func verify(
+        _ m: AvailableMigration, in txn: any StorageTransaction, observer: StepObserver
+    ) throws
         -> TrialResult
     {
         let t0 = EngineClock.monotonic()

@@ -30,6 +30,13 @@ package final class LMDBStorage: MigrationStorage {
     /// database; a path that exists is opened, so a file there is an error.
     package var exists: Bool { access(location, F_OK) == 0 }
 
+    package func backup(to directory: String) throws -> BackupManifest {
+        try Backups.take(try documentStore(), source: location, to: directory)
+    }
+
+    /// Forgets the open store: the directory was replaced (restore).
+    package func reopen() { store = nil }
+
     /// The store, opened (and created) on first use.
     package func documentStore() throws -> DocumentStore {
         if let store { return store }

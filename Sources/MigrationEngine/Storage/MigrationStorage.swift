@@ -31,6 +31,8 @@ package protocol MigrationStorage: AnyObject {
     /// Runs `body` in one write transaction that is always rolled back: dry
     /// runs and reversibility checks. The transaction stays on the calling thread.
     func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R
+    /// Writes a consistent copy with its manifest into the new or empty `directory`.
+    func backup(to directory: String) throws -> BackupManifest
 }
 
 /// A held run lock. It also records the step in progress, so that a run

@@ -28,6 +28,9 @@ int migrator_send_fd(int sock, int fd);
 /// errno (EBADMSG when the byte carried none) on failure.
 int migrator_receive_fd(int sock);
 
+/// renameat2(RENAME_EXCHANGE): swaps two paths atomically; 0, or -1 and errno.
+int migrator_rename_exchange(const char *a, const char *b);
+
 /// prctl(PR_SET_PDEATHSIG, sig): the kernel sends sig to this process when its parent dies.
 int migrator_set_parent_death_signal(int sig);
 

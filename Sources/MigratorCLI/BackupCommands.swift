@@ -1,0 +1,97 @@
+import MigrationEngine
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `backup`, `restore`, and the confirmation destructive commands ask for.
+enum BackupCommands {
+    static let yes = OptionSpec("yes", "Do not ask for confirmation (required when there is no terminal to ask on).")
+
+    static let all: [Command] = [
+        Command(
+            path: ["backup"], arguments: [],
+            summary: "Write a consistent, compacted copy of the database and its manifest (readers keep going).",
+            options: [
+                MigrationCommands.dbOption,
+                OptionSpec("out", value: "PATH", "The new (or empty) directory to write; required."),
+                MigrationCommands.quiet,
+            ],
+            run: backup),
+        Command(
+            path: ["restore"], arguments: [("PATH", "A directory written by 'migrator backup'.")],
+            summary: "Replace the database with a checked backup; the current one is removed only once it checks out.",
+            options: [MigrationCommands.dbOption, MigrationCommands.lockTimeout, yes, MigrationCommands.quiet],
+            run: restore),
+    ]
+
+    static func backup(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        guard let out = args.options["out"] else { throw UsageError("backup needs --out PATH") }
+        let m = Migrator(databasePath: ctx.databasePath(args), options: try MigrationCommands.plainOptions(ctx))
+        do {
+            let manifest = try m.backup(to: out)
+            ctx.out.line(out)
+            if !args.flag("quiet") {
+                ctx.err.line(
+                    "backed up \(m.databasePath) (\(manifest.applied.count) migration(s) applied, "
+                        + "\(manifest.collections.count) collection(s), digest \(manifest.digest.prefix(16))) to \(out)")
+            }
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return MigrationCommands.fail(ctx, e)
+        }
+    }
+
+    static func restore(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let source = args.positionals[0]
+        let m = Migrator(databasePath: ctx.databasePath(args), options: try MigrationCommands.plainOptions(ctx, args))
+        do {
+            // Checked before asking: never ask to restore a damaged backup.
+            let manifest = try Migrator.checkBackup(source)
+            guard
+                try confirm(
+                    ctx, args, "restore",
+                    "Replace \(m.databasePath) with the backup \(source) taken \(manifest.createdAt) "
+                        + "(\(manifest.applied.count) migration(s) applied)?")
+            else {
+                ctx.err.line("not restored")
+                return ExitCode.refused
+            }
+            try m.restore(from: source)
+            if !args.flag("quiet") {
+                ctx.err.line(
+                    "restored \(m.databasePath) from \(source): \(manifest.applied.count) migration(s) applied, "
+                        + "digest \(manifest.digest.prefix(16)) checked")
+            }
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return MigrationCommands.fail(ctx, e)
+        }
+    }
+
+    /// True with `--yes`; otherwise asks on the terminal. Without `--yes` and
+    /// without a terminal, a usage error: a script must say what it means.
+    static func confirm(_ ctx: Context, _ args: ParsedArguments, _ action: String, _ question: String) throws -> Bool {
+        if args.flag("yes") { return true }
+        guard isatty(0) == 1, ctx.err.isTerminal else {
+            throw UsageError("\(action) needs --yes to go ahead when there is no terminal to ask on")
+        }
+        ctx.err.write(question + " [y/N] ")
+        ctx.err.flush()
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while read(0, &byte, 1) == 1, byte != 0x0A { line.append(byte) }
+        let answer = String(decoding: line, as: UTF8.self).trimmingCharacters(in: " \t\r")
+        return ["y", "yes"].contains(answer.lowercased())
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = Substring(self)
+        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
+        while let l = s.last, chars.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}

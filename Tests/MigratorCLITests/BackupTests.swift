@@ -1,0 +1,128 @@
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Backups round-trip exactly; restore checks before it replaces anything.
+@Suite("backup and restore (end to end)")
+struct BackupTests {
+    func total(_ w: Workspace) throws -> String {
+        try w.run(["db", "digest"], dir: false).stdout.split(separator: "\n").last.map(String.init) ?? ""
+    }
+
+    func applied(_ w: Workspace) throws -> Workspace {
+        try w.importSample()
+        #expect(try w.run(["apply"]).status == 0)
+        return w
+    }
+
+    @Test func aBackupRestoresExactly() throws {
+        let w = try applied(try Workspace(examples: true))
+        let out = w.root + "/bk"
+        let r = try w.run(["backup", "--out", out], dir: false)
+        #expect(r.status == 0, "\(r.stderr)")
+        var st = stat()
+        #expect(stat(out, &st) == 0 && st.st_mode & 0o777 == 0o700)
+        #expect(stat(out + "/data.mdb", &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(stat(out + "/manifest.json", &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let digest = try total(w)
+        let history = try w.run(["history", "--json"], dir: false).stdout
+        let states = try w.states()
+        // Change everything, then restore.
+        #expect(try w.run(["rollback", "--last", "1"]).status == 4, "005 is irreversible")
+        _ = try migrator(["db", "import", "users", "-", "--db", w.db], input: #"{"_id":"intruder"}"#)
+        #expect(try total(w) != digest)
+        let refused = try w.run(["restore", out], dir: false)
+        #expect(refused.status == 2 && refused.stderr.contains("restore needs --yes"), "\(refused.stderr)")
+        let back = try w.run(["restore", out, "--yes"], dir: false)
+        #expect(back.status == 0, "\(back.stderr)")
+        #expect(try total(w) == digest)
+        #expect(try w.run(["history", "--json"], dir: false).stdout == history)
+        #expect(try w.states() == states)
+        // Nothing left beside the database.
+        let siblings = try FileManager.default.contentsOfDirectory(atPath: w.root)
+        #expect(!siblings.contains { $0.contains("restoring") || $0.contains("before-restore") }, "\(siblings)")
+        // A backup never overwrites.
+        let again = try w.run(["backup", "--out", out], dir: false)
+        #expect(again.status == 1 && again.stderr.contains("is not empty"), "\(again.stderr)")
+    }
+
+    @Test func damagedBackupsAreRefusedAndNothingChanges() throws {
+        let w = try applied(try Workspace(examples: true))
+        let digest = try total(w)
+        func fresh(_ name: String) throws -> String {
+            let out = w.root + "/" + name
+            #expect(try w.run(["backup", "--out", out], dir: false).status == 0)
+            return out
+        }
+        // Truncated data.
+        let truncated = try fresh("truncated")
+        #expect(truncate(truncated + "/data.mdb", 8192) == 0)
+        // A manifest that does not match.
+        let edited = try fresh("edited")
+        let manifest = try String(contentsOfFile: edited + "/manifest.json", encoding: .utf8)
+        try manifest.replacingOccurrences(of: "\"digest\" : \"", with: "\"digest\" : \"00")
+            .write(toFile: edited + "/manifest.json", atomically: false, encoding: .utf8)
+        // Not a manifest at all; no manifest.
+        let junk = try fresh("junk")
+        try "not json".write(toFile: junk + "/manifest.json", atomically: false, encoding: .utf8)
+        let bare = try fresh("bare")
+        unlink(bare + "/manifest.json")
+        for (dir, why) in [
+            (truncated, "cannot be read"), (edited, "do not match the manifest's digest"),
+            (junk, "is not a migrator backup manifest"), (bare, "no readable manifest.json"),
+        ] {
+            let r = try w.run(["restore", dir, "--yes"], dir: false)
+            #expect(r.status == 4, "\(dir): \(r.stderr)")
+            #expect(r.stderr.contains("'\(dir)' is not a usable backup") && r.stderr.contains(why), "\(r.stderr)")
+        }
+        #expect(try total(w) == digest)
+    }
+
+    @Test func applyBacksUpFirstAndKeepsTheNewest() throws {
+        let w = try Workspace()
+        try w.importSample()
+        let dir = w.root + "/backups"
+        for i in 1...4 {
+            try w.add("p\(i).so", Fixtures.stepPlugin(String(format: "%03d_step", i), up: "return MIGRATOR_OK;"))
+            let r = try w.run(["apply", "--backup-dir", dir, "--keep", "2"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("note: backup: \(dir)/backup-"), "\(r.stderr)")
+        }
+        let kept = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(kept.count == 2, "\(kept)")
+        // The newest backup holds the state before the last step.
+        let manifest = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: dir + "/" + kept[1] + "/manifest.json"))) as? [String: Any]
+        #expect(manifest?["applied"] as? [String] == ["001_step", "002_step", "003_step"])
+        // Nothing pending: no backup.
+        #expect(try w.run(["apply", "--backup-dir", dir]).stderr.contains("backup") == false)
+    }
+
+    @Test func restoreWaitsForARunAndAKilledBackupIsNeverRestored() throws {
+        let w = try Workspace()
+        try w.importSample()
+        let out = w.root + "/bk"
+        #expect(try w.run(["backup", "--out", out], dir: false).status == 0)
+        try w.add(
+            "slow.so",
+            Fixtures.stepPlugin(
+                "001_slow", up: #"fprintf(stderr, "in step\n"); fflush(stderr); sleep(5); return MIGRATOR_OK;"#))
+        let run = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir])
+        #expect(run.stderr(until: "in step").contains("in step"))
+        let r = try w.run(["restore", out, "--yes", "--lock-timeout", "0"], dir: false)
+        #expect(r.status == 3, "the run holds the lock: \(r.stderr)")
+        run.process.waitUntilExit()
+        #expect(try w.states() == ["001_slow": "applied"])
+        // A backup killed part way has no manifest: restore refuses it.
+        let partial = w.root + "/partial"
+        mkdir(partial, 0o700)
+        let copy = try String(contentsOfFile: out + "/data.mdb", encoding: .isoLatin1)
+        try copy.prefix(4096).write(toFile: partial + "/data.mdb", atomically: false, encoding: .isoLatin1)
+        #expect(try w.run(["restore", partial, "--yes"], dir: false).status == 4)
+        #expect(try w.states() == ["001_slow": "applied"])
+    }
+}
