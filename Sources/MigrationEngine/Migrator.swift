@@ -300,6 +300,30 @@ public final class Migrator {
         return try runner(o).run([.rollback(.last(1)), .apply(through: last.id)], catalog: catalog)
     }
 
+    // MARK: Adopting and repairing
+
+    /// Records every migration up to and including `id` as applied without
+    /// running it (history: `baselined`): for a database that already has
+    /// those changes. Refused when migrations were already applied, unless
+    /// `force`, which records the rest. Returns what it recorded.
+    @discardableResult
+    public func baseline(through id: String, force: Bool = false) throws -> [String] {
+        var o = options
+        o.command = "baseline"
+        return try runner(o).baseline(through: id, force: force, catalog: catalog).map(\.id)
+    }
+
+    /// Accepts an applied migration's current declared checksum after an
+    /// intended edit (history: `checksum_accepted`, with both checksums), so
+    /// that runs stop refusing it. Returns the old and new checksums, or nil
+    /// when they already agree.
+    @discardableResult
+    public func repair(_ id: String) throws -> (old: String?, new: String?)? {
+        var o = options
+        o.command = "repair"
+        return try runner(o).repair(id, catalog: catalog)
+    }
+
     // MARK: Backups
 
     /// Writes a consistent copy of the database (compacted, taken while

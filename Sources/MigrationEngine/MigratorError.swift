@@ -55,6 +55,8 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let backupInvalid = Code("backup_invalid")
         /// A restore could not complete; the database was left as it was.
         public static let restoreFailed = Code("restore_failed")
+        /// `baseline` on a database where migrations already ran, without force.
+        public static let baselineRefused = Code("baseline_refused")
         /// What was asked cannot be done in this configuration.
         public static let unsupported = Code("unsupported")
         /// A reversibility check found a migration whose `down` does not undo its `up`.
@@ -72,7 +74,7 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
                 .insecurePermissions, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol, .abiMismatch,
                 .invalidDescriptor, .invalidID, .toolchainMismatch,
                 // Checks that refuse before anything is changed.
-                .notReversible, .backupInvalid, .unsupported,
+                .notReversible, .backupInvalid, .unsupported, .baselineRefused,
             ].contains(self)
         }
     }

@@ -71,10 +71,12 @@ public struct AppliedMigration: Sendable, Equatable {
 /// One attempt: a document in the append-only `_migrations_history`.
 public struct HistoryEntry: Sendable, Equatable {
     /// What became of an attempt. Encodes as `applied`, `failed`,
-    /// `rolled_back`, `interrupted`; an outcome written by a newer runner
-    /// is kept as ``other(_:)`` with its text.
+    /// `rolled_back`, `interrupted`, `baselined` (recorded as applied without
+    /// running: `migrator baseline`), `checksum_accepted` (`migrator
+    /// repair`); an outcome written by a newer runner is kept as
+    /// ``other(_:)`` with its text.
     public enum Outcome: Sendable, Hashable, CustomStringConvertible {
-        case applied, failed, rolledBack, interrupted
+        case applied, failed, rolledBack, interrupted, baselined, checksumAccepted
         case other(String)
 
         public init(rawValue: String) {
@@ -83,6 +85,8 @@ public struct HistoryEntry: Sendable, Equatable {
             case "failed": self = .failed
             case "rolled_back": self = .rolledBack
             case "interrupted": self = .interrupted
+            case "baselined": self = .baselined
+            case "checksum_accepted": self = .checksumAccepted
             default: self = .other(rawValue)
             }
         }
@@ -93,6 +97,8 @@ public struct HistoryEntry: Sendable, Equatable {
             case .failed: return "failed"
             case .rolledBack: return "rolled_back"
             case .interrupted: return "interrupted"
+            case .baselined: return "baselined"
+            case .checksumAccepted: return "checksum_accepted"
             case .other(let text): return text
             }
         }
@@ -107,4 +113,6 @@ public struct HistoryEntry: Sendable, Equatable {
     public let error: String?
     public let appliedBy: String
     public let plugin: String?
+    /// What an operator's action changed (`repair`: both checksums).
+    public var detail: String? = nil
 }

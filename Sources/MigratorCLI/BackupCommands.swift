@@ -34,7 +34,8 @@ enum BackupCommands {
             if !args.flag("quiet") {
                 ctx.err.line(
                     "backed up \(m.databasePath) (\(manifest.applied.count) migration(s) applied, "
-                        + "\(manifest.collections.count) collection(s), digest \(manifest.digest.prefix(16))) to \(out)")
+                        + "\(manifest.collections.count) collection(s), digest \(manifest.digest.prefix(16))) to \(out)"
+                )
             }
             return ExitCode.ok
         } catch let e as MigratorError {

@@ -175,6 +175,9 @@ enum MigrationCommands {
     static func hint(for code: MigratorError.Code, ids: [String] = []) -> String? {
         switch code {
         case .missingMigrations: return "pass --allow-missing to run anyway"
+        case .checksumChanged:
+            return ids.first.map { "if the edit was intended, accept it with 'migrator repair \($0)'" }
+        case .baselineRefused: return "pass --force to record the rest as applied too"
         case .outOfOrder: return "pass --allow-out-of-order to apply them anyway"
         case .unknownTarget: return "see 'migrator list' for the known ids"
         case .targetAlreadyApplied: return ids.first.map { "use 'migrator rollback \($0)' to go back to it" }
@@ -356,15 +359,16 @@ enum MigrationCommands {
                         .array(
                             entries.map { h in
                                 .object(
-                                    JSONObject([
-                                        ("migration_id", .string(h.migrationID)),
-                                        ("outcome", .string(h.outcome.rawValue)),
-                                        ("direction", .string(h.direction.rawValue)), ("at", .string(h.at)),
-                                        ("duration_ms", h.durationMS.map(JSON.int) ?? .null),
-                                        ("error", h.error.map(JSON.string) ?? .null),
-                                        ("applied_by", .string(h.appliedBy)),
-                                        ("plugin", h.plugin.map(JSON.string) ?? .null),
-                                    ]))
+                                    JSONObject(
+                                        [
+                                            ("migration_id", .string(h.migrationID)),
+                                            ("outcome", .string(h.outcome.rawValue)),
+                                            ("direction", .string(h.direction.rawValue)), ("at", .string(h.at)),
+                                            ("duration_ms", h.durationMS.map(JSON.int) ?? .null),
+                                            ("error", h.error.map(JSON.string) ?? .null),
+                                            ("applied_by", .string(h.appliedBy)),
+                                            ("plugin", h.plugin.map(JSON.string) ?? .null),
+                                        ] + (h.detail.map { [("detail", JSON.string($0))] } ?? [])))
                             })
                     )
                 ]))
@@ -375,7 +379,7 @@ enum MigrationCommands {
                 rows.append([
                     String(h.sequence), h.at, h.migrationID,
                     h.outcome.rawValue + (h.direction == .down && h.outcome == .failed ? " (down)" : ""),
-                    h.durationMS.map(String.init) ?? "-", h.appliedBy, printable(h.error ?? ""),
+                    h.durationMS.map(String.init) ?? "-", h.appliedBy, printable(h.error ?? h.detail ?? ""),
                 ])
             }
             ctx.out.write(Table.render(rows))

@@ -16,6 +16,23 @@ enum TrialCommands {
             ],
             run: verify),
         Command(
+            path: ["baseline"], arguments: [],
+            summary: "Record every migration up to --to ID as applied without running it (adopt a database).",
+            options: PluginCommands.loaderOptions + [
+                MigrationCommands.dbOption, MigrationCommands.lockTimeout,
+                OptionSpec("to", value: "ID", "The last migration the database already has; required."),
+                OptionSpec("force", "Also when migrations were applied already (asks; --yes without a terminal)."),
+                BackupCommands.yes, MigrationCommands.quiet,
+            ],
+            run: baseline),
+        Command(
+            path: ["repair"], arguments: [("ID", "An applied migration whose declared checksum changed on purpose.")],
+            summary: "Accept an applied migration's current checksum after an intended edit (recorded in history).",
+            options: PluginCommands.loaderOptions + [
+                MigrationCommands.dbOption, MigrationCommands.lockTimeout, MigrationCommands.quiet,
+            ],
+            run: repair),
+        Command(
             path: ["redo"], arguments: [],
             summary: "Roll back the last applied migration and apply it again (refused if irreversible).",
             options: MigrationCommands.runOptions, run: redo),
@@ -68,6 +85,46 @@ enum TrialCommands {
             if !args.flag("quiet") {
                 let steps = report.steps.map { "\($0.direction == .up ? "applied" : "rolled back") \($0.id)" }
                 ctx.err.line("redone: " + steps.joined(separator: ", "))
+            }
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return MigrationCommands.fail(ctx, e)
+        }
+    }
+
+    static func baseline(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        guard let id = args.options["to"] else { throw UsageError("baseline needs --to ID") }
+        let m = try MigrationCommands.migrator(ctx, args, command: "baseline")
+        if args.flag("force"),
+            !(try BackupCommands.confirm(
+                ctx, args, "baseline --force",
+                "Record every migration through \(id) as applied in \(m.databasePath) without running it?"))
+        {
+            ctx.err.line("nothing recorded")
+            return ExitCode.refused
+        }
+        do {
+            let ids = try m.baseline(through: id, force: args.flag("force"))
+            for id in ids { ctx.out.line(id) }
+            if !args.flag("quiet") {
+                ctx.err.line("baselined \(ids.count) migration(s) through \(id): recorded as applied, not run")
+            }
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return MigrationCommands.fail(ctx, e)
+        }
+    }
+
+    static func repair(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let id = args.positionals[0]
+        let m = try MigrationCommands.migrator(ctx, args, command: "repair")
+        do {
+            if let change = try m.repair(id) {
+                ctx.err.line(
+                    "repaired \(id): checksum \(change.old ?? "(none)") -> \(change.new ?? "(none)") accepted "
+                        + "(recorded in history)")
+            } else {
+                ctx.err.line("nothing to repair: \(id) has the checksum it was applied with")
             }
             return ExitCode.ok
         } catch let e as MigratorError {

@@ -95,8 +95,9 @@ struct BackupTests {
         let kept = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
         #expect(kept.count == 2, "\(kept)")
         // The newest backup holds the state before the last step.
-        let manifest = try JSONSerialization.jsonObject(
-            with: Data(contentsOf: URL(fileURLWithPath: dir + "/" + kept[1] + "/manifest.json"))) as? [String: Any]
+        let manifest =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: dir + "/" + kept[1] + "/manifest.json"))) as? [String: Any]
         #expect(manifest?["applied"] as? [String] == ["001_step", "002_step", "003_step"])
         // Nothing pending: no backup.
         #expect(try w.run(["apply", "--backup-dir", dir]).stderr.contains("backup") == false)

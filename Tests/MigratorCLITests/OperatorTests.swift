@@ -198,3 +198,49 @@ struct OperatorTests {
         #expect(try w.states() == ["001_slow": "pending"])
     }
 }
+
+/// Adopting a database (`baseline`) and accepting an intended edit (`repair`).
+@Suite("baseline and repair (end to end)")
+struct AdoptionTests {
+    @Test func baselineRecordsWithoutRunning() throws {
+        let w = try Workspace()
+        for i in 1...3 {
+            let id = String(format: "%03d_step", i)
+            try w.add("p\(i).so", Fixtures.stepPlugin(id, up: #"return host->insert(txn, "ran", "{}");"#))
+        }
+        let r = try w.run(["baseline", "--to", "002_step"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == "001_step\n002_step\n")
+        #expect(try w.states() == ["001_step": "applied", "002_step": "applied", "003_step": "pending"])
+        #expect(try w.history().map { $0["outcome"] as? String } == ["baselined", "baselined"])
+        #expect(try w.count("ran") == 0, "nothing ran")
+        // Already applied: refused, then forced.
+        let again = try w.run(["baseline", "--to", "003_step"])
+        #expect(again.status == 4 && again.stderr.contains("already has 2 applied migration(s)"), "\(again.stderr)")
+        #expect(again.stderr.contains("hint: pass --force"))
+        #expect(try w.run(["baseline", "--to", "003_step", "--force"]).status == 2, "--force asks; no terminal")
+        #expect(try w.run(["baseline", "--to", "003_step", "--force", "--yes"]).status == 0)
+        #expect(try w.states()["003_step"] == "applied")
+        #expect(try w.run(["baseline", "--to", "009_nope", "--force", "--yes"]).status == 4)
+        #expect(try w.count("ran") == 0)
+    }
+
+    @Test func repairAcceptsAnEditedChecksum() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v1"))
+        #expect(try w.run(["apply"]).status == 0)
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v2"))
+        try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;"))
+        let refused = try w.run(["apply"])
+        #expect(refused.status == 4, "\(refused.stderr)")
+        #expect(refused.stderr.contains("hint: if the edit was intended, accept it with 'migrator repair 001_a'"))
+        let r = try w.run(["repair", "001_a"])
+        #expect(r.status == 0 && r.stderr.contains("checksum v1 -> v2 accepted"), "\(r.stderr)")
+        let last = try w.history().last
+        #expect(last?["outcome"] as? String == "checksum_accepted")
+        #expect((last?["detail"] as? String)?.contains("v1 -> v2") == true)
+        #expect(try w.run(["apply"]).status == 0, "the next apply proceeds")
+        #expect(try w.run(["repair", "001_a"]).stderr.contains("nothing to repair"))
+        #expect(try w.run(["repair", "009_x"]).status == 4)
+    }
+}

@@ -37,7 +37,9 @@ enum Backups {
     /// Copies the database into `directory` (new, or empty) and writes its
     /// manifest, made from the copy itself, so it describes exactly what was
     /// copied. On failure, what was written is removed.
-    static func take(_ store: DocumentStore, source: String, to directory: String) throws(MigratorError)
+    static func take(
+        _ store: DocumentStore, source: String, to directory: String
+    ) throws(MigratorError)
         -> BackupManifest
     {
         func fail(_ why: String) -> MigratorError {
@@ -46,7 +48,8 @@ enum Backups {
         let existed = access(directory, F_OK) == 0
         if existed && !DocumentStore.isEmptyDirectory(directory) {
             throw MigratorError(
-                .backupFailed, "backup target '\(directory)' exists and is not empty; a backup never overwrites anything")
+                .backupFailed,
+                "backup target '\(directory)' exists and is not empty; a backup never overwrites anything")
         }
         do {
             try store.copy(to: directory)
@@ -128,14 +131,17 @@ enum Backups {
 
     /// See ``Migrator/restore(from:)``.
     static func restore(
-        _ directory: String, into storage: LMDBStorage, lockTimeout: Double, events: @escaping @Sendable (RunEvent) -> Void
+        _ directory: String, into storage: LMDBStorage, lockTimeout: Double,
+        events: @escaping @Sendable (RunEvent) -> Void
     ) throws -> BackupManifest {
         let manifest = try Backups.check(directory)
-        let current = storage.exists ? try storage.acquireLock(
-            command: "restore", timeout: lockTimeout,
-            onWait: { owner in
-                events(.notice("waiting for the run lock held by \(owner?.summary ?? "another process")"))
-            }) : nil
+        let current =
+            storage.exists
+            ? try storage.acquireLock(
+                command: "restore", timeout: lockTimeout,
+                onWait: { owner in
+                    events(.notice("waiting for the run lock held by \(owner?.summary ?? "another process")"))
+                }) : nil
         defer { current?.release() }
         let stamp = EngineClock.iso8601().filter { $0.isNumber }
         let staging = storage.location + ".restoring-" + stamp
@@ -160,7 +166,8 @@ enum Backups {
             guard rename(staging, aside) == 0 else {
                 // The new one is in place; keep the old one where it is and say so.
                 stagingLive = false
-                throw fail("the restored database is in place, but '\(staging)' (the previous one) could not be renamed")
+                throw fail(
+                    "the restored database is in place, but '\(staging)' (the previous one) could not be renamed")
             }
         } else {
             guard rename(staging, storage.location) == 0 else {
@@ -172,8 +179,9 @@ enum Backups {
         let live = try? Backups.describe(storage.location, source: storage.location)
         guard live?.digest == manifest.digest else {
             if access(aside, F_OK) == 0 { _ = migrator_rename_exchange(aside, storage.location) }
-            throw fail("the restored database does not match the backup once in place; the previous one was put back "
-                + "(the restored copy is in '\(aside)')")
+            throw fail(
+                "the restored database does not match the backup once in place; the previous one was put back "
+                    + "(the restored copy is in '\(aside)')")
         }
         if access(aside, F_OK) == 0 { Backups.removeFlatDirectory(aside) }
         return manifest

@@ -62,7 +62,7 @@ struct MigrationRunner {
         return path
     }
 
-    private func acquireLock() throws -> any RunLockSession {
+    func acquireLock() throws -> any RunLockSession {
         try storage.acquireLock(
             command: options.command, timeout: options.lockTimeout,
             onWait: { owner in

@@ -94,6 +94,7 @@ final class LMDBTransaction: StorageTransaction {
         try Tracking.recordApplied(txn, m, startedAt: startedAt, durationMS: durationMS)
     }
     func removeApplied(_ id: String) throws { try Tracking.removeApplied(txn, id) }
+    func acceptChecksum(_ id: String, _ checksum: String?) throws { try Tracking.acceptChecksum(txn, id, checksum) }
     func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(txn, entry) }
     func database(for migrationID: String, observer: StepObserver) -> any StepDatabase {
         StoreDatabase(txn: txn, migrationID: migrationID, observer: observer)

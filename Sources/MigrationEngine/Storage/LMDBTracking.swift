@@ -53,19 +53,30 @@ enum Tracking {
         }
     }
 
+    static func acceptChecksum(_ txn: Transaction, _ id: String, _ checksum: String?) throws {
+        try txn.withSystemAccess {
+            let set: JSON = .object(JSONObject([("checksum", checksum.map(JSON.string) ?? .null)]))
+            _ = try txn.updateOne(
+                applied, filter: Filter.idEquals(.string(id)),
+                update: Update(parsing: JSON.object(JSONObject([("$set", set)])).serialized))
+        }
+    }
+
     static func appendHistory(_ txn: Transaction, _ e: NewHistoryEntry) throws {
         try txn.withSystemAccess {
             // Append-only, so the count is the last sequence number.
             let next = Int64(try txn.count(history)) + 1
             let doc: JSON = .object(
-                JSONObject([
-                    ("_id", .int(next)), ("migration_id", .string(e.migrationID)),
-                    ("outcome", .string(e.outcome.rawValue)),
-                    ("direction", .string(e.direction.rawValue)), ("at", .string(e.at)),
-                    ("duration_ms", e.durationMS.map(JSON.int) ?? .null), ("error", e.error.map(JSON.string) ?? .null),
-                    ("applied_by", .string(e.by)), ("plugin", e.plugin.map(JSON.string) ?? .null),
-                    ("runner_version", .string(runnerVersion)),
-                ]))
+                JSONObject(
+                    [
+                        ("_id", .int(next)), ("migration_id", .string(e.migrationID)),
+                        ("outcome", .string(e.outcome.rawValue)),
+                        ("direction", .string(e.direction.rawValue)), ("at", .string(e.at)),
+                        ("duration_ms", e.durationMS.map(JSON.int) ?? .null),
+                        ("error", e.error.map(JSON.string) ?? .null),
+                        ("applied_by", .string(e.by)), ("plugin", e.plugin.map(JSON.string) ?? .null),
+                        ("runner_version", .string(runnerVersion)),
+                    ] + (e.detail.map { [("detail", JSON.string($0))] } ?? [])))
             _ = try txn.insert(doc, into: history)
         }
     }
@@ -80,7 +91,8 @@ enum Tracking {
                     direction: o["direction"]?.stringValue.flatMap(Direction.init(rawValue:)) ?? .up,
                     at: o["at"]?.stringValue ?? "",
                     durationMS: o["duration_ms"].flatMap(int), error: o["error"]?.stringValue,
-                    appliedBy: o["applied_by"]?.stringValue ?? "", plugin: o["plugin"]?.stringValue)
+                    appliedBy: o["applied_by"]?.stringValue ?? "", plugin: o["plugin"]?.stringValue,
+                    detail: o["detail"]?.stringValue)
             }
         }
     }

@@ -60,6 +60,8 @@ package protocol StorageTransaction: AnyObject {
     func isApplied(_ id: String) throws -> Bool
     func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws
     func removeApplied(_ id: String) throws
+    /// Sets an applied migration's recorded checksum (`repair`).
+    func acceptChecksum(_ id: String, _ checksum: String?) throws
     func appendHistory(_ entry: NewHistoryEntry) throws
     /// The ``Database`` a migration writes through inside this transaction.
     func database(for migrationID: String, observer: StepObserver) -> any StepDatabase
@@ -77,6 +79,7 @@ package struct NewHistoryEntry: Sendable {
     var durationMS: Int64?
     var error: String?
     var plugin: String?
+    var detail: String? = nil
     var at: String = EngineClock.iso8601()
     var by: String = EngineClock.actor
 }
