@@ -324,6 +324,28 @@ public final class Migrator {
         return try runner(o).repair(id, catalog: catalog)
     }
 
+    // MARK: Pins and signatures
+
+    /// Writes `directory/migrations.lock`, pinning every plugin there by its
+    /// SHA-256 (files are checked as for loading, never loaded). Returns the pins.
+    @discardableResult
+    public static func pin(directory: String, insecure: Bool = false) throws -> [(name: String, sha256: String)] {
+        try PinFile.write(directory, insecure: insecure)
+    }
+
+    /// Writes a new Ed25519 key pair, `base.key` (0600) and `base.pub`;
+    /// returns the key id that signatures name.
+    public static func generateSigningKey(at base: String) throws -> String {
+        try PluginSignatures.writeKeyPair(base)
+    }
+
+    /// Signs plugin files with the private key at `key`, writing `FILE.sig`
+    /// beside each (over the file's bytes and its name).
+    @discardableResult
+    public static func sign(_ files: [String], key: String) throws -> [(file: String, sha256: String)] {
+        try PluginSignatures.sign(files: files, keyPath: key)
+    }
+
     // MARK: Backups
 
     /// Writes a consistent copy of the database (compacted, taken while

@@ -57,6 +57,16 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let restoreFailed = Code("restore_failed")
         /// `baseline` on a database where migrations already ran, without force.
         public static let baselineRefused = Code("baseline_refused")
+        /// A plugin missing from `migrations.lock`, or whose hash differs.
+        public static let notPinned = Code("not_pinned")
+        /// `migrations.lock` cannot be read or parsed (or is required and missing).
+        public static let invalidPinFile = Code("invalid_pin_file")
+        /// A plugin without a valid signature from a trusted key.
+        public static let untrustedPlugin = Code("untrusted_plugin")
+        /// A trusted key file that cannot be used.
+        public static let invalidTrustedKey = Code("invalid_trusted_key")
+        /// A file an operator keeps (pins, keys, signatures) could not be written.
+        public static let writeFailed = Code("write_failed")
         /// What was asked cannot be done in this configuration.
         public static let unsupported = Code("unsupported")
         /// A reversibility check found a migration whose `down` does not undo its `up`.
@@ -74,7 +84,8 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
                 .insecurePermissions, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol, .abiMismatch,
                 .invalidDescriptor, .invalidID, .toolchainMismatch,
                 // Checks that refuse before anything is changed.
-                .notReversible, .backupInvalid, .unsupported, .baselineRefused,
+                .notReversible, .backupInvalid, .unsupported, .baselineRefused, .notPinned, .invalidPinFile,
+                .untrustedPlugin, .invalidTrustedKey,
             ].contains(self)
         }
     }

@@ -85,7 +85,9 @@ struct Command: Sendable {
             let names = arguments.filter { !$0.name.hasPrefix("[") }.map(\.name)
             throw UsageError("'\(name)' needs \(names.dropFirst(positionals.count).joined(separator: " "))")
         }
-        if positionals.count > arguments.count {
+        // A last argument named `X...` takes any number.
+        let variadic = arguments.last?.name.hasSuffix("...") == true || arguments.last?.name.hasSuffix("...]") == true
+        if positionals.count > arguments.count && !variadic {
             let extra = positionals.dropFirst(arguments.count).map { "'\($0)'" }.joined(separator: ", ")
             throw UsageError("'\(name)' takes \(arguments.map(\.name).joined(separator: " ")); unexpected \(extra)")
         }

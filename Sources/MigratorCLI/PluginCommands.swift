@@ -13,7 +13,11 @@ enum PluginCommands {
         "insecure", "Load plugins (and run on a database directory) even if others can write them (warns).")
     static let strictToolchainOption = OptionSpec(
         "strict-toolchain", "Refuse Swift plugins built by another toolchain (default: warn).")
-    static let loaderOptions = [dirOption, insecureOption, strictToolchainOption]
+    static let requirePinOption = OptionSpec(
+        "require-pin", "Refuse to load anything unless the folder has a migrations.lock (see 'migrator pin').")
+    static let trustedKeysOption = OptionSpec(
+        "trusted-keys", value: "DIR", "Load only plugins with a valid signature (FILE.so.sig) by a key in DIR (*.pub).")
+    static let loaderOptions = [dirOption, insecureOption, strictToolchainOption, requirePinOption, trustedKeysOption]
 
     static let all: [Command] = [
         Command(
@@ -23,6 +27,18 @@ enum PluginCommands {
                 OptionSpec("json", "Print JSON instead of a table."),
                 OptionSpec("db", value: "PATH", "Also show each migration's state in this database."),
             ], run: list),
+        Command(
+            path: ["pin"], arguments: [],
+            summary: "Write DIR/migrations.lock: the SHA-256 of every plugin; then nothing else loads from DIR.",
+            options: [dirOption, insecureOption], run: pin),
+        Command(
+            path: ["keygen"], arguments: [],
+            summary: "Write a new Ed25519 signing key pair: NAME.key (0600, keep it secret) and NAME.pub.",
+            options: [OptionSpec("out", value: "NAME", "Base name of the two files; required.")], run: keygen),
+        Command(
+            path: ["sign"], arguments: [("FILE.so...", "Plugin files to sign; writes FILE.so.sig beside each.")],
+            summary: "Sign plugin files (their bytes and names) with a private key from 'migrator keygen'.",
+            options: [OptionSpec("key", value: "NAME.key", "The private key; required.")], run: sign),
         Command(
             path: ["header"], arguments: [],
             summary: "Print migrator_plugin.h, the C header for writing plugins.",
@@ -37,7 +53,46 @@ enum PluginCommands {
         var options = PluginLoader.Options(
             insecure: args.flag("insecure"), strictToolchain: args.flag("strict-toolchain"))
         options.isolation = isolation
+        options.requirePin = args.flag("require-pin")
+        options.trustedKeysDirectory = args.options["trusted-keys"]
         return options
+    }
+
+    static func pin(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        let directory = ctx.migrationsDirectory(args)
+        do {
+            let pins = try Migrator.pin(directory: directory, insecure: args.flag("insecure"))
+            for p in pins { ctx.out.line("\(p.sha256)  \(p.name)") }
+            ctx.err.line("pinned \(pins.count) plugin(s) in \(directory)/migrations.lock")
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return MigrationCommands.fail(ctx, e)
+        }
+    }
+
+    static func keygen(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        guard let base = args.options["out"] else { throw UsageError("keygen needs --out NAME") }
+        do {
+            let id = try Migrator.generateSigningKey(at: base)
+            ctx.out.line(id)
+            ctx.err.line(
+                "wrote \(base).key (private: keep it off the servers) and \(base).pub (key id \(id)); "
+                    + "put the .pub in the servers' --trusted-keys directory")
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return MigrationCommands.fail(ctx, e)
+        }
+    }
+
+    static func sign(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        guard let key = args.options["key"] else { throw UsageError("sign needs --key NAME.key") }
+        guard !args.positionals.isEmpty else { throw UsageError("sign needs at least one FILE.so") }
+        do {
+            for s in try Migrator.sign(args.positionals, key: key) { ctx.out.line("\(s.file).sig") }
+            return ExitCode.ok
+        } catch let e as MigratorError {
+            return MigrationCommands.fail(ctx, e)
+        }
     }
 
     static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
@@ -69,13 +124,14 @@ enum PluginCommands {
                         .array(
                             set.plugins.map { p in
                                 .object(
-                                    JSONObject([
-                                        ("file", .string(p.file)), ("name", .string(p.name)),
-                                        ("sha256", .string(p.sha256)),
-                                        ("toolchain", p.toolchain.map(JSON.string) ?? .null),
-                                        ("abi_minor", .int(Int64(p.abiMinor))),
-                                        ("migrations", .int(Int64(p.migrations.count))),
-                                    ]))
+                                    JSONObject(
+                                        [
+                                            ("file", .string(p.file)), ("name", .string(p.name)),
+                                            ("sha256", .string(p.sha256)),
+                                            ("toolchain", p.toolchain.map(JSON.string) ?? .null),
+                                            ("abi_minor", .int(Int64(p.abiMinor))),
+                                            ("migrations", .int(Int64(p.migrations.count))),
+                                        ] + (p.signer.map { [("signed_by", JSON.string($0))] } ?? [])))
                             })
                     ),
                     (

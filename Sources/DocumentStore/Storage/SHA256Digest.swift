@@ -43,14 +43,15 @@ package struct SHA256Digest {
         return hexString(digest)
     }
 
-    private static func hexString(_ digest: [UInt8]) -> String {
+    /// Lowercase hex of any bytes.
+    package static func hexString(_ bytes: [UInt8]) -> String {
         let hex = Array("0123456789abcdef".utf8)
-        return String(unsafeUninitializedCapacity: 64) { out in
-            for (i, b) in digest.enumerated() {
+        return String(unsafeUninitializedCapacity: 2 * bytes.count) { out in
+            for (i, b) in bytes.enumerated() {
                 out[2 * i] = hex[Int(b >> 4)]
                 out[2 * i + 1] = hex[Int(b & 0xF)]
             }
-            return 64
+            return 2 * bytes.count
         }
     }
 }

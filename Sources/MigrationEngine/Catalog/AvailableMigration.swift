@@ -48,6 +48,8 @@ public struct AvailableMigration: @unchecked Sendable {
     public let description: String
     public let version: String
     public let checksum: String?
+    /// The trusted key that signed its plugin file, when signatures are required.
+    public package(set) var signedBy: String? = nil
     public let isReversible: Bool
     /// The id's numeric prefix; the sort key.
     public let sequence: UInt64

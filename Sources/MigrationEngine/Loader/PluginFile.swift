@@ -18,6 +18,8 @@ struct CheckedPluginFile {
     let key: String
     /// The plugin as cached, when `descriptorsOnly` and unchanged.
     var cached: LoadedPlugin?
+    /// The trusted key that signed it, when signatures are required.
+    var signer: String? = nil
     /// The bytes that were checked and hashed (nil when `cached`): these,
     /// and only these, are what gets loaded.
     var bytes: [UInt8]? = nil
@@ -58,6 +60,7 @@ enum PluginDirectory {
     /// passed, so that loading can overlap with checking the rest.
     static func scan(
         _ directory: String, insecure: Bool, cache: DescriptorCache = .init(), descriptorsOnly: Bool = false,
+        requirePin: Bool = false, trustedKeys: [PluginSignatures.PublicKey]? = nil, usePins: Bool = true,
         onChecked: (CheckedPluginFile) -> Void = { _ in }
     ) throws(MigratorError) -> Scan {
         var scan = Scan()
@@ -89,6 +92,14 @@ enum PluginDirectory {
             if !insecure { throw MigratorError(.insecurePermissions, message) }
             scan.warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
         }
+        // Read once the folder itself passed: it is as trusted as the pins.
+        let pins = usePins ? try PinFile.read(directory, insecure: insecure) : nil
+        if pins == nil && requirePin && usePins {
+            throw MigratorError(
+                .invalidPinFile, "no \(PinFile.name) in '\(directory)', and pins are required (migrator pin writes one)"
+            )
+        }
+        let trust = TrustPolicy(pins: pins, trustedKeys: trustedKeys)
         guard let dir = opendir(directory) else {
             throw MigratorError(
                 .directoryUnreadable, "cannot read migrations directory '\(directory)': \(errorText(errno))")
@@ -106,13 +117,18 @@ enum PluginDirectory {
         for name in names {
             let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
             guard name.hasSuffix(".so") else {
-                scan.skipped.append("\(path): not a .so file")
+                // The pins and signatures that go with the plugins.
+                if name != PinFile.name && !name.hasSuffix(".so.sig") {
+                    scan.skipped.append("\(path): not a .so file")
+                }
                 continue
             }
             do {
-                let file = try check(
+                var file = try check(
                     name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings,
                     cache: cache, descriptorsOnly: descriptorsOnly)
+                // Before any of its code is loaded: on the hash of the checked bytes.
+                file.signer = try trust.check(name: name, path: path, sha256: file.sha256)
                 onChecked(file)
                 scan.files.append(file)
             } catch {

@@ -20,6 +20,8 @@ package struct LoadedPlugin: Sendable {
     package let abiMinor: UInt32
     /// Its migrations, in the order the plugin lists them.
     package let migrations: [AvailableMigration]
+    /// The trusted key that signed the file, when signatures are required.
+    package var signer: String? = nil
 }
 
 /// Everything found in a migrations directory.
@@ -60,6 +62,11 @@ public enum PluginLoader {
         public var cacheDirectory: String?
         /// Where plugin code is loaded and run (default: in this process).
         public var isolation: PluginIsolation = .inProcess
+        /// Refuse to load anything when the folder has no `migrations.lock`.
+        /// (With one, a file it does not pin is always refused.)
+        public var requirePin = false
+        /// Load only plugins signed by a key in this directory (`*.pub`).
+        public var trustedKeysDirectory: String?
         public init(
             insecure: Bool = false, strictToolchain: Bool = false, descriptorsOnly: Bool = false,
             cacheDirectory: String? = nil
@@ -82,10 +89,13 @@ public enum PluginLoader {
         let cachePath = options.cacheDirectory.map { $0 + "/" + DescriptorCache.fileName }
         let old = cachePath.map(DescriptorCache.load) ?? DescriptorCache()
         let worker = options.isolation.executable == nil ? nil : WorkerExecutor(options.isolation)
+        let trustedKeys = try options.trustedKeysDirectory.map { (keys) throws(MigratorError) in
+            try PluginSignatures.trustedKeys(in: keys)
+        }
         func scan(onChecked: (CheckedPluginFile) -> Void = { _ in }) throws(MigratorError) -> PluginDirectory.Scan {
             try PluginDirectory.scan(
                 directory, insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly,
-                onChecked: onChecked)
+                requirePin: options.requirePin, trustedKeys: trustedKeys, onChecked: onChecked)
         }
         // With a worker, every file to load goes in one exchange, each as
         // soon as it passed its checks.
@@ -109,7 +119,7 @@ public enum PluginLoader {
         var cache = DescriptorCache()
         for file in scanned.files {
             do {
-                let plugin: LoadedPlugin
+                var plugin: LoadedPlugin
                 if let cached = file.cached {
                     plugin = cached
                 } else if let result = described[file.key] {
@@ -117,8 +127,13 @@ public enum PluginLoader {
                 } else {
                     plugin = try loadInProcess(file, options: options, warnings: &set.warnings)
                 }
+                plugin.signer = file.signer
                 set.plugins.append(plugin)
-                all += plugin.migrations
+                all += plugin.migrations.map { m in
+                    var signed = m
+                    signed.signedBy = file.signer
+                    return signed
+                }
                 cache.entries[file.key] = .init(identity: file.identity, plugin: plugin)
             } catch {
                 set.problems.append(error)

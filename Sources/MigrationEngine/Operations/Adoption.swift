@@ -23,7 +23,8 @@ extension MigrationRunner {
                 try txn.appendHistory(
                     NewHistoryEntry(
                         migrationID: m.id, outcome: .baselined, direction: .up, durationMS: nil, error: nil,
-                        plugin: m.origin.label, detail: "recorded as applied without running it (baseline through \(id))",
+                        plugin: m.origin.label,
+                        detail: "recorded as applied without running it (baseline through \(id))",
                         at: now))
             }
         }

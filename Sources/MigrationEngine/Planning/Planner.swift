@@ -202,7 +202,8 @@ public enum Planner {
                     MigrationStatus.Entry(
                         id: m.id, name: m.name, description: m.description, version: m.version, state: state,
                         appliedAt: a?.appliedAt, plugin: m.origin.label, checksum: m.checksum ?? a?.checksum,
-                        changed: a.map { checksumChanged($0, m) } ?? false, app: a?.source.app ?? m.origin.app)
+                        changed: a.map { checksumChanged($0, m) } ?? false, app: a?.source.app ?? m.origin.app,
+                        signedBy: m.signedBy)
                 ))
         }
         for a in applied where catalog.migration(a.id) == nil {

@@ -20,10 +20,14 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         /// For an in-process migration: the app that owns it. Encoded only
         /// when set, so plugin-only output is unchanged.
         public var app: String?
+        /// The trusted key that signed its plugin, when signatures are
+        /// required; encoded only when set.
+        public var signedBy: String?
 
         public init(
             id: String, name: String, description: String, version: String, state: MigrationState,
-            appliedAt: String?, plugin: String?, checksum: String?, changed: Bool, app: String? = nil
+            appliedAt: String?, plugin: String?, checksum: String?, changed: Bool, app: String? = nil,
+            signedBy: String? = nil
         ) {
             self.id = id
             self.name = name
@@ -35,12 +39,14 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
             self.checksum = checksum
             self.changed = changed
             self.app = app
+            self.signedBy = signedBy
         }
 
         enum CodingKeys: String, CodingKey {
             case id, name, description, version, state
             case appliedAt = "applied_at"
             case plugin, checksum, changed, app
+            case signedBy = "signed_by"
         }
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -54,6 +60,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
             try c.encode(checksum, forKey: .checksum)
             try c.encode(changed, forKey: .changed)
             try c.encodeIfPresent(app, forKey: .app)
+            try c.encodeIfPresent(signedBy, forKey: .signedBy)
         }
     }
     public struct Summary: Codable, Sendable, Equatable {
