@@ -25,6 +25,24 @@ public struct Context {
     var environment: [String: String]
     let out: TextOutput
     let err: TextOutput
+    /// `--log-format json`: every message on stderr is one JSON object.
+    var jsonLogs = false
+
+    /// A message for the operator on stderr: the text as it is, or with
+    /// `--log-format json` one object with a timestamp, level, event name,
+    /// the text and `fields`.
+    func log(_ event: String, _ text: String, level: String = "info", _ fields: [(String, JSON)] = []) {
+        if jsonLogs {
+            var all: [(String, JSON)] = [
+                ("ts", .string(EngineClock.iso8601())), ("level", .string(level)), ("event", .string(event)),
+            ]
+            if !text.isEmpty { all.append(("message", .string(text))) }
+            err.line(JSON.object(JSONObject(all + fields)).serialized)
+        } else if !text.isEmpty {
+            err.line(text)
+        }
+        err.flush()
+    }
 
     /// The process's standard output and error, and `environment`.
     public init(environment: [String: String]) {
@@ -127,6 +145,7 @@ public enum MigratorCommandLine {
 
     static let commands: [Command] =
         MigrationCommands.all + TrialCommands.all + BackupCommands.all + PluginCommands.all + DatabaseCommands.all
+        + ConfigCommand.all
 
     /// The commands under a group such as `db`.
     static func group(_ name: String) -> [Command] { commands.filter { $0.path.count > 1 && $0.path[0] == name } }
@@ -218,7 +237,9 @@ public enum MigratorCommandLine {
         // `migrator --db X --dir Y status` means `migrator status --db X --dir Y`.
         var args = args
         var leading: [String] = []
-        while let first = args.first, first.hasPrefix("--db") || first.hasPrefix("--dir") {
+        while let first = args.first,
+            ["--db", "--dir", "--config", "--env"].contains(where: { first == $0 || first.hasPrefix($0 + "=") })
+        {
             if first.contains("=") {
                 leading.append(args.removeFirst())
             } else if args.count >= 2 {
@@ -272,11 +293,24 @@ public enum MigratorCommandLine {
     /// Parses `rest` for `command` and runs it, mapping every error to its
     /// message and documented exit code.
     static func run(_ command: Command, _ rest: [String], _ context: Context) -> Int32 {
+        var context = context
         do {
-            let parsed = try ParsedArguments(rest, specs: command.options + [OptionSpec("help", "")])
+            var parsed = try ParsedArguments(
+                rest,
+                specs: command.options + [OptionSpec("help", ""), Configuration.configOption, Configuration.envOption])
             if parsed.flag("help") {
                 context.out.write(command.help)
                 return ExitCode.ok
+            }
+            // Settings a flag did not give: the environment's, then the config file's.
+            let configuration = try Configuration(parsed, environment: context.environment)
+            if command.path == ["config"] { return ConfigCommand.show(context, parsed, configuration) }
+            configuration.apply(to: &parsed, accepting: command.options, environment: context.environment)
+            if let format = parsed.options["log-format"] {
+                guard ["text", "json"].contains(format) else {
+                    throw UsageError("--log-format must be text or json, got '\(format)'")
+                }
+                context.jsonLogs = format == "json"
             }
             try command.checkPositionals(parsed.positionals)
             return try command.run(context, parsed)

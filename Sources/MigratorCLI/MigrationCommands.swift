@@ -22,7 +22,10 @@ enum MigrationCommands {
     static let stepTimeout = OptionSpec(
         "step-timeout", value: "DURATION",
         "Kill a plugin step that runs longer (e.g. 90s, 30m, 2h; default: no limit); it fails, exit 1.")
-    static let runOptions = PluginCommands.loaderOptions + [dbOption, lockTimeout, stepTimeout, quiet, verbose]
+    static let logFormat = OptionSpec(
+        "log-format", value: "text|json", "json: one JSON object per event on stderr, for CI (default text).")
+    static let runOptions =
+        PluginCommands.loaderOptions + [dbOption, lockTimeout, stepTimeout, quiet, verbose, logFormat]
 
     static let targetHint: @Sendable (String) -> String = { "to stop after a migration, use --target \($0)" }
     static let applyOptions =
@@ -143,7 +146,7 @@ enum MigrationCommands {
             var loader = PluginCommands.loaderOptions(args)
             loader.descriptorsOnly = command == "status"
             let set = try m.loadPlugins(from: ctx.migrationsDirectory(args), options: loader)
-            if !args.flag("quiet") { for w in set.warnings { ctx.err.line(w) } }
+            if !args.flag("quiet") { for w in set.warnings { ctx.log("warning", w, level: "warning") } }
         }
         return m
     }
@@ -200,9 +203,18 @@ enum MigrationCommands {
     }
 
     static func report(_ ctx: Context, _ code: MigratorError.Code, _ message: String, ids: [String]) {
+        let hint = hint(for: code, ids: ids)
+        if ctx.jsonLogs {
+            var fields: [(String, JSON)] = [
+                ("code", .string(code.rawValue)), ("migrations", .array(ids.map(JSON.string))),
+            ]
+            if let hint { fields.append(("hint", .string(hint))) }
+            ctx.log(code.isRefusal ? "refused" : "error", message, level: "error", fields)
+            return
+        }
         // One line per problem: plugin text cannot add lines or escapes.
         ctx.err.line("error: \(printable(message))")
-        if let hint = hint(for: code, ids: ids) { ctx.err.line("  hint: \(hint)") }
+        if let hint { ctx.err.line("  hint: \(hint)") }
     }
 
     // MARK: Commands
@@ -223,23 +235,29 @@ enum MigrationCommands {
                 let code = TrialCommands.exitCode(check)
                 guard code == ExitCode.ok else {
                     TrialCommands.printReport(ctx, check, m)
-                    ctx.err.line("error: apply refused: the reversibility check did not pass (nothing was applied)")
+                    ctx.log(
+                        "refused", "error: apply refused: the reversibility check did not pass (nothing was applied)",
+                        level: "error", [("code", .string(MigratorError.Code.notReversible.rawValue))])
                     return code
                 }
                 if !args.flag("quiet") {
-                    ctx.err.line("verified: every pending migration's down undoes its up (or it has none)")
+                    ctx.log("verified", "verified: every pending migration's down undoes its up (or it has none)")
                 }
             }
             let t0 = EngineClock.monotonic()
             let report = try m.run(request)
             if !args.flag("quiet") {
-                let took = "\(hundredths(EngineClock.monotonic() - t0)) s"
-                ctx.err.line(
+                let seconds = EngineClock.monotonic() - t0
+                ctx.log(
+                    "run_end",
                     report.completed.isEmpty
                         ? "nothing to apply: \(m.databasePath) is up to date"
-                        : "applied \(report.completed.count) migration(s) in \(took)"
-                            + (args.options["target"].map { " (target \($0))" } ?? "")
-                )
+                        : "applied \(report.completed.count) migration(s) in \(hundredths(seconds)) s"
+                            + (args.options["target"].map { " (target \($0))" } ?? ""),
+                    [
+                        ("completed", .array(report.completed.map(JSON.string))),
+                        ("duration_ms", .int(Int64(seconds * 1000))),
+                    ] + (report.backup.map { [("backup", JSON.string($0))] } ?? []))
             }
             return ExitCode.ok
         } catch let e as MigratorError {
@@ -268,9 +286,11 @@ enum MigrationCommands {
         do {
             let report = try m.rollback(rollbackTarget)
             if !args.flag("quiet") {
-                ctx.err.line(
+                ctx.log(
+                    "run_end",
                     report.completed.isEmpty
-                        ? "nothing to roll back" : "rolled back \(report.completed.count) migration(s)")
+                        ? "nothing to roll back" : "rolled back \(report.completed.count) migration(s)",
+                    [("completed", .array(report.completed.map(JSON.string)))])
             }
             return ExitCode.ok
         } catch let e as MigratorError {

@@ -1,4 +1,5 @@
 import Dispatch
+import DocumentStore
 import MigrationEngine
 import MigrationKit
 import Synchronization
@@ -10,6 +11,7 @@ import Synchronization
 /// `lock`, which serialises the ticker thread with the run's callbacks.
 final class Reporter: @unchecked Sendable {
     private let err: TextOutput
+    private let ctx: Context
     let quiet: Bool
     let verbose: Bool
     let tty: Bool
@@ -22,9 +24,10 @@ final class Reporter: @unchecked Sendable {
 
     init(_ ctx: Context, quiet: Bool, verbose: Bool) {
         err = ctx.err
+        self.ctx = ctx
         self.quiet = quiet
         self.verbose = verbose
-        tty = ctx.err.isTerminal && ctx.environment["TERM"] != "dumb"
+        tty = ctx.err.isTerminal && ctx.environment["TERM"] != "dumb" && !ctx.jsonLogs
         if tty && !quiet {
             let timer = DispatchSource.makeTimerSource(queue: .global())
             timer.schedule(deadline: .now() + 0.25, repeating: 0.25)
@@ -64,6 +67,12 @@ final class Reporter: @unchecked Sendable {
         StepObserver(
             log: { [self] id, level, message in
                 guard !quiet, level != .debug || verbose else { return }
+                if ctx.jsonLogs {
+                    let name =
+                        level == .warning ? "warning" : level == .error ? "error" : level == .debug ? "debug" : "info"
+                    ctx.log("migration_log", message, level: name, [("migration", .string(id))])
+                    return
+                }
                 lock.withLock { _ in
                     clearBar()
                     let tag = level == .warning ? "warning: " : level == .error ? "error: " : ""
@@ -96,9 +105,15 @@ final class Reporter: @unchecked Sendable {
 
     var event: @Sendable (RunEvent) -> Void {
         { [self] e in
+            if ctx.jsonLogs {
+                json(e)
+                return
+            }
             lock.withLock { _ in
                 clearBar()
                 switch e {
+                case .planned: break
+                case .lockWait(let holder): err.line("note: waiting for the run lock held by \(holder)")
                 case .started(let id, let direction):
                     current = (id, EngineClock.monotonic(), false)
                     if verbose { err.line("\(direction == .up ? "applying" : "rolling back") \(id)…") }
@@ -112,6 +127,35 @@ final class Reporter: @unchecked Sendable {
                 }
                 err.flush()
             }
+        }
+    }
+
+    /// One JSON object per event (``Context/log(_:_:level:_:)``).
+    private func json(_ e: RunEvent) {
+        switch e {
+        case .planned(let direction, let ids):
+            ctx.log(
+                "plan", "", [("direction", .string(direction.rawValue)), ("migrations", .array(ids.map(JSON.string)))])
+        case .lockWait(let holder):
+            ctx.log("lock_wait", "waiting for the run lock", [("holder", .string(holder))])
+        case .started(let id, let direction):
+            ctx.log("step_start", "", [("migration", .string(id)), ("direction", .string(direction.rawValue))])
+        case .finished(let id, let direction, let ms):
+            ctx.log(
+                "step_end", "",
+                [
+                    ("migration", .string(id)), ("direction", .string(direction.rawValue)), ("outcome", .string("ok")),
+                    ("duration_ms", .int(ms)),
+                ])
+        case .failed(let id, let direction, let message):
+            ctx.log(
+                "step_end", message, level: "error",
+                [
+                    ("migration", .string(id)), ("direction", .string(direction.rawValue)),
+                    ("outcome", .string("failed")),
+                ])
+        case .notice(let text):
+            if !quiet { ctx.log("notice", text) }
         }
     }
 }

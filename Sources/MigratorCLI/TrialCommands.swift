@@ -84,7 +84,7 @@ enum TrialCommands {
             let report = try m.redo()
             if !args.flag("quiet") {
                 let steps = report.steps.map { "\($0.direction == .up ? "applied" : "rolled back") \($0.id)" }
-                ctx.err.line("redone: " + steps.joined(separator: ", "))
+                ctx.log("run_end", "redone: " + steps.joined(separator: ", "))
             }
             return ExitCode.ok
         } catch let e as MigratorError {

@@ -64,7 +64,8 @@ struct TrustTests {
         // A line that is not a pin: named.
         try "0123 a.so extra\n".write(toFile: w.dir + "/migrations.lock", atomically: false, encoding: .utf8)
         let bad = try inDir(w, ["list"])
-        #expect(bad.status == 4 && bad.stderr.contains("migrations.lock' line 1: expected 'SHA256 FILE'"), "\(bad.stderr)")
+        #expect(
+            bad.status == 4 && bad.stderr.contains("migrations.lock' line 1: expected 'SHA256 FILE'"), "\(bad.stderr)")
         // Required and missing.
         unlink(w.dir + "/migrations.lock")
         let required = try w.run(["apply", "--require-pin"])

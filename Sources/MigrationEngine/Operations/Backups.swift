@@ -140,7 +140,7 @@ enum Backups {
             ? try storage.acquireLock(
                 command: "restore", timeout: lockTimeout,
                 onWait: { owner in
-                    events(.notice("waiting for the run lock held by \(owner?.summary ?? "another process")"))
+                    events(.lockWait(holder: owner?.summary ?? "another process"))
                 }) : nil
         defer { current?.release() }
         let stamp = EngineClock.iso8601().filter { $0.isNumber }

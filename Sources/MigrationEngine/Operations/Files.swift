@@ -14,7 +14,8 @@ enum Files {
             let e = errno
             throw MigratorError(
                 .writeFailed,
-                e == EEXIST ? "'\(path)' already exists; not overwriting it" : "cannot create '\(path)': \(errorText(e))")
+                e == EEXIST
+                    ? "'\(path)' already exists; not overwriting it" : "cannot create '\(path)': \(errorText(e))")
         }
         defer { close(fd) }
         _ = fchmod(fd, mode)

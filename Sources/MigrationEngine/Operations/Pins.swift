@@ -82,7 +82,8 @@ struct TrustPolicy {
         if let pins {
             guard let pinned = pins[name] else {
                 throw MigratorError(
-                    .notPinned, "plugin '\(path)' is not in \(PinFile.name) (its SHA-256 is \(sha256)); refusing to load it",
+                    .notPinned,
+                    "plugin '\(path)' is not in \(PinFile.name) (its SHA-256 is \(sha256)); refusing to load it",
                     file: name)
             }
             guard pinned == sha256 else {

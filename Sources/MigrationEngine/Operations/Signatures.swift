@@ -33,7 +33,10 @@ package enum PluginSignatures {
 
     /// Why a plugin's signature is not accepted.
     package enum Problem: Error, Equatable {
-        case unsigned, unreadable(String), unknownKey(String), bad
+        case unsigned
+        case unreadable(String)
+        case unknownKey(String)
+        case bad
     }
 
     /// Makes a key pair: (private raw 32 bytes, public raw 32 bytes).
@@ -137,19 +140,22 @@ package enum PluginSignatures {
                 let raw = parseKey(String(decoding: bytes, as: UTF8.self), tag: publicTag)
             else {
                 throw MigratorError(
-                    .invalidTrustedKey, "trusted key '\(directory)/\(name)' is not a migrator public key (\(publicTag))")
+                    .invalidTrustedKey, "trusted key '\(directory)/\(name)' is not a migrator public key (\(publicTag))"
+                )
             }
             keys.append(PublicKey(name: String(name.dropLast(4)), raw: raw))
         }
         guard !keys.isEmpty else {
             throw MigratorError(
-                .invalidTrustedKey, "trusted keys directory '\(directory)' holds no .pub key; every plugin would be refused")
+                .invalidTrustedKey,
+                "trusted keys directory '\(directory)' holds no .pub key; every plugin would be refused")
         }
         return keys
     }
 
     /// Checks `FILE.so.sig` for a plugin; returns the key that signed it.
-    static func check(sigPath: String, name: String, sha256: String, trusted: [PublicKey]) -> Result<PublicKey, Problem> {
+    static func check(sigPath: String, name: String, sha256: String, trusted: [PublicKey]) -> Result<PublicKey, Problem>
+    {
         guard access(sigPath, F_OK) == 0 else { return .failure(.unsigned) }
         guard let bytes = Backups.readSmallFile(sigPath, limit: 4096) else {
             return .failure(.unreadable("cannot read it: \(errorText(errno))"))
@@ -162,7 +168,8 @@ package enum PluginSignatures {
         else { return .failure(.unreadable("it is not a \(signatureTag) file")) }
         let keyID = String(lines[1].dropFirst(4))
         guard let key = trusted.first(where: { $0.id == keyID }) else { return .failure(.unknownKey(keyID)) }
-        return verify(name: name, sha256: sha256, signature: signature, publicKey: key.raw) ? .success(key) : .failure(.bad)
+        return verify(name: name, sha256: sha256, signature: signature, publicKey: key.raw)
+            ? .success(key) : .failure(.bad)
     }
 
     /// Writes `base.key` (0600) and `base.pub`; returns the key id.
@@ -177,7 +184,8 @@ package enum PluginSignatures {
 
     /// Signs each file with the private key at `keyPath`, writing `FILE.sig`.
     /// - Throws: for a key file others can read, or one that is not a key.
-    package static func sign(files: [String], keyPath: String) throws(MigratorError) -> [(file: String, sha256: String)] {
+    package static func sign(files: [String], keyPath: String) throws(MigratorError) -> [(file: String, sha256: String)]
+    {
         var st = stat()
         guard stat(keyPath, &st) == 0 else {
             throw MigratorError(.invalidTrustedKey, "cannot read the key '\(keyPath)': \(errorText(errno))")
@@ -210,7 +218,8 @@ package enum PluginSignatures {
             guard let signature = sign(name: name, sha256: sha, privateKey: priv) else {
                 throw MigratorError(.writeFailed, "libcrypto could not sign '\(file)'")
             }
-            try Files.replace(file + ".sig", with: Array(signatureFile(keyID: keyID, signature: signature).utf8), mode: 0o644)
+            try Files.replace(
+                file + ".sig", with: Array(signatureFile(keyID: keyID, signature: signature).utf8), mode: 0o644)
             signed.append((file, sha))
         }
         return signed

@@ -189,6 +189,10 @@ public struct ValidationReport: Sendable {
 
 /// Progress of a run, for a CLI or an app's logs.
 public enum RunEvent: Sendable {
+    /// A run planned these steps (empty: nothing to do).
+    case planned(direction: Direction, ids: [String])
+    /// Waiting for the run lock, held by this owner.
+    case lockWait(holder: String)
     case started(id: String, direction: Direction)
     case finished(id: String, direction: Direction, milliseconds: Int64)
     case failed(id: String, direction: Direction, message: String)

@@ -36,6 +36,7 @@ struct MigrationRunner {
             if let note = try recordInterruption(lock, applied: applied) { report.notices.append(note) }
             let plan = Planner.plan(request, catalog: catalog, applied: applied, options: options.plan)
             guard plan.isAllowed else { throw MigratorError(refusals: plan.refusals) }
+            options.events(.planned(direction: plan.direction, ids: plan.steps.map(\.id)))
             if let parent = options.backupDirectory, !plan.steps.isEmpty, report.backup == nil {
                 report.backup = try backUp(into: parent)
             }
@@ -66,7 +67,7 @@ struct MigrationRunner {
         try storage.acquireLock(
             command: options.command, timeout: options.lockTimeout,
             onWait: { owner in
-                options.events(.notice("waiting for the run lock held by \(owner?.summary ?? "another process")"))
+                options.events(.lockWait(holder: owner?.summary ?? "another process"))
             })
     }
 

@@ -5,7 +5,7 @@ import Glibc
 /// Wall-clock and monotonic time, and who is running.
 package enum EngineClock {
     /// Now as ISO-8601 UTC with milliseconds, e.g. `2026-11-26T10:00:05.123Z`.
-    static func iso8601() -> String {
+    package static func iso8601() -> String {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return iso8601(seconds: Int(ts.tv_sec), milliseconds: Int(ts.tv_nsec / 1_000_000))
