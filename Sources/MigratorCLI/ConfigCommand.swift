@@ -3,7 +3,8 @@ enum ConfigCommand {
     static let all: [Command] = [
         Command(
             path: ["config"], arguments: [],
-            summary: "Show the effective settings (flags, MIGRATOR_* variables, migrator.conf, defaults) and their sources.",
+            summary:
+                "Show the effective settings (flags, MIGRATOR_* variables, migrator.conf, defaults) and their sources.",
             options: Configuration.keys.map { k in
                 OptionSpec(k.option, value: k.isFlag ? nil : "VALUE", "Override \(k.name) (\(k.meaning)).")
             },
@@ -18,7 +19,8 @@ enum ConfigCommand {
             rows.append([key.name, printable(shown), "\(source)"])
         }
         ctx.out.write(Table.render(rows))
-        let file = configuration.path.map { "config file: \($0)" } ?? "config file: none (\(Configuration.fileName) not found)"
+        let file =
+            configuration.path.map { "config file: \($0)" } ?? "config file: none (\(Configuration.fileName) not found)"
         ctx.out.line(file + (configuration.environmentName.map { ", environment: \($0)" } ?? ""))
         return ExitCode.ok
     }

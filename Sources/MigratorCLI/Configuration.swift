@@ -111,10 +111,14 @@ struct Configuration {
                 }
                 continue
             }
-            guard let eq = line.firstIndex(of: "=") else { throw bad("expected 'key = value', got '\(line.prefix(60))'") }
+            guard let eq = line.firstIndex(of: "=") else {
+                throw bad("expected 'key = value', got '\(line.prefix(60))'")
+            }
             let key = String(line[..<eq]).trimmingWhitespace()
             var value = String(line[line.index(after: eq)...]).trimmingWhitespace()
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") {
+                value = String(value.dropFirst().dropLast())
+            }
             guard let spec = Self.keys.first(where: { $0.name == key }) else {
                 let similar =
                     nearest(key, among: Self.keys.map(\.name))
@@ -132,7 +136,8 @@ struct Configuration {
         }
         if let environmentName, !sections.contains(environmentName) {
             let known = sections.sorted().joined(separator: ", ")
-            throw UsageError("\(path) has no [env \(environmentName)] section" + (known.isEmpty ? "" : " (it has: \(known))"))
+            throw UsageError(
+                "\(path) has no [env \(environmentName)] section" + (known.isEmpty ? "" : " (it has: \(known))"))
         }
     }
 
@@ -146,7 +151,8 @@ struct Configuration {
             switch self {
             case .flag(let f): return "flag --\(f)"
             case .environment(let v): return "environment \(v)"
-            case .file(let p, let line, let section): return "\(p) line \(line)" + (section.map { " [env \($0)]" } ?? "")
+            case .file(let p, let line, let section):
+                return "\(p) line \(line)" + (section.map { " [env \($0)]" } ?? "")
             case .none: return "default"
             }
         }
@@ -170,7 +176,9 @@ struct Configuration {
     func effective(_ key: Key, _ args: ParsedArguments, _ environment: [String: String]) -> (String?, Source) {
         if key.isFlag, args.flag(key.option) { return ("true", .flag(key.option)) }
         if let v = args.options[key.option] { return (v, .flag(key.option)) }
-        if let v = environment[key.environmentVariable], !v.isEmpty { return (v, .environment(key.environmentVariable)) }
+        if let v = environment[key.environmentVariable], !v.isEmpty {
+            return (v, .environment(key.environmentVariable))
+        }
         if let v = values[key.name], let path { return (v.value, .file(path, v.line, v.section)) }
         return (nil, .none)
     }

@@ -127,3 +127,31 @@ struct BackupTests {
         #expect(try w.states() == ["001_slow": "applied"])
     }
 }
+
+/// The operator demo runs from start to end on the sample data.
+@Suite("operator demo (end to end)")
+struct OperatorDemoTests {
+    @Test func theDemoRunsThrough() throws {
+        let bundle = try exampleMigrationsDirectory()
+        defer { Fixtures.removeTree(bundle) }
+        let r = try Fixtures.run(
+            "/bin/bash",
+            [
+                Fixtures.packageRoot + "/Plugins-Examples/operator-demo/demo.sh",
+                Fixtures.productsDirectory + "/migrator",
+                bundle,
+            ])
+        #expect(r.status == 0, "\(r.output)")
+        for expected in [
+            "pinned 2 plugin(s)", "dry run: 5 migration(s) would be applied; nothing was kept",
+            "verified 5 migration(s): 4 reversible, 1 irreversible, 0 not reversible",
+            "note: backup: backups/backup-", "zz_intruder.so' is not in migrations.lock",
+            "done: the database is back to the state before apply",
+        ] {
+            #expect(r.output.contains(expected), "missing '\(expected)' in:\n\(r.output)")
+        }
+        // The digest after the dry run and after the restore equal the first.
+        let totals = r.output.split(separator: "\n").filter { $0.hasSuffix("(total)") }
+        #expect(totals.count == 3 && Set(totals).count == 1, "\(totals)")
+    }
+}

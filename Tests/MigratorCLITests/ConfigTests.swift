@@ -70,7 +70,8 @@ struct ConfigTests {
         }
         let path = try config(w, "db = x\n[env a]\ndb = y\n")
         let missing = try migrator(["status", "--config", path, "--env", "b"])
-        #expect(missing.status == 2 && missing.stderr.contains("has no [env b] section (it has: a)"), "\(missing.stderr)")
+        #expect(
+            missing.status == 2 && missing.stderr.contains("has no [env b] section (it has: a)"), "\(missing.stderr)")
         #expect(try migrator(["status", "--config", w.root + "/nope.conf"]).status == 2)
     }
 
@@ -87,7 +88,9 @@ struct ConfigTests {
             events.append(o ?? [:])
         }
         let names = events.compactMap { $0["event"] as? String }
-        #expect(names.starts(with: ["plan", "step_start", "migration_log", "step_end", "step_start", "step_end"]), "\(names)")
+        #expect(
+            names.starts(with: ["plan", "step_start", "migration_log", "step_end", "step_start", "step_end"]),
+            "\(names)")
         #expect(events.contains { $0["event"] as? String == "migration_log" && $0["message"] as? String == "hello" })
         let failed = events.first { $0["event"] as? String == "step_end" && $0["outcome"] as? String == "failed" }
         #expect(failed?["migration"] as? String == "002_b")
