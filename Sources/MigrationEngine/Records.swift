@@ -1,7 +1,7 @@
 import MigrationKit
 
 /// The version of this runner, recorded with every migration.
-public let runnerVersion = "0.3.0"
+public let runnerVersion = "0.4.0"
 
 /// Which way a step goes. Encodes as `"up"` / `"down"`.
 public enum Direction: String, Sendable, Codable {
