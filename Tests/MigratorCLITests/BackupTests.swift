@@ -155,3 +155,53 @@ struct OperatorDemoTests {
         #expect(totals.count == 3 && Set(totals).count == 1, "\(totals)")
     }
 }
+
+/// Killed at any moment, a restore leaves either the old database or the
+/// backup in place, whole; and a killed verify keeps nothing.
+@Suite("killed operator commands (end to end)")
+struct KilledOperatorTests {
+    func total(_ w: Workspace) throws -> String {
+        try w.run(["db", "digest"], dir: false).stdout.split(separator: "\n").last.map(String.init) ?? ""
+    }
+
+    @Test func aRestoreKilledAtAnyMomentLeavesOneWholeDatabase() throws {
+        let w = try Workspace()
+        try w.importSample()
+        let out = w.root + "/bk"
+        #expect(try w.run(["backup", "--out", out], dir: false).status == 0)
+        let backup = try total(w)
+        _ = try migrator(["db", "import", "users", "-", "--db", w.db], input: #"{"_id":"later"}"#)
+        var current = try total(w)
+        for delay in stride(from: 0, to: 30_000, by: 3_000) {
+            let run = try launchMigrator(["restore", out, "--yes", "--db", w.db])
+            usleep(useconds_t(delay))
+            kill(run.process.processIdentifier, SIGKILL)
+            run.process.waitUntilExit()
+            let now = try total(w)
+            #expect(now == backup || now == current, "after a kill at \(delay) µs: \(now)")
+            current = now
+        }
+        #expect(try w.run(["restore", out, "--yes"], dir: false).status == 0, "a later restore still works")
+        #expect(try total(w) == backup)
+    }
+
+    @Test func aKilledVerifyKeepsNothing() throws {
+        let w = try Workspace()
+        try w.add(
+            "a.so",
+            Fixtures.stepPlugin(
+                "001_slow",
+                up: #"host->insert(txn, "t", "{}"); fprintf(stderr, "in step\n"); fflush(stderr); sleep(30);"#
+                    + " return MIGRATOR_OK;",
+                down: #"return host->remove(txn, "t", "{}", NULL);"#))
+        _ = try migrator(["db", "import", "t", "-", "--db", w.db], input: #"{"_id":"kept"}"#)
+        let before = try total(w)
+        let run = try launchMigrator(["verify", "--db", w.db, "--dir", w.dir])
+        #expect(run.stderr(until: "in step").contains("in step"))
+        kill(run.process.processIdentifier, SIGKILL)
+        run.process.waitUntilExit()
+        usleep(200_000)
+        #expect(try total(w) == before)
+        #expect(try w.history().isEmpty)
+    }
+}
