@@ -28,46 +28,38 @@ enum BackupCommands {
     static func backup(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         guard let out = args.options["out"] else { throw UsageError("backup needs --out PATH") }
         let m = Migrator(databasePath: ctx.databasePath(args), options: try MigrationCommands.plainOptions(ctx))
-        do {
-            let manifest = try m.backup(to: out)
-            ctx.out.line(out)
-            if !args.flag("quiet") {
-                ctx.err.line(
-                    "backed up \(m.databasePath) (\(manifest.applied.count) migration(s) applied, "
-                        + "\(manifest.collections.count) collection(s), digest \(manifest.digest.prefix(16))) to \(out)"
-                )
-            }
-            return ExitCode.ok
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
+        let manifest = try m.backup(to: out)
+        ctx.out.line(out)
+        if !args.flag("quiet") {
+            ctx.err.line(
+                "backed up \(m.databasePath) (\(manifest.applied.count) migration(s) applied, "
+                    + "\(manifest.collections.count) collection(s), digest \(manifest.digest.prefix(16))) to \(out)"
+            )
         }
+        return ExitCode.ok
     }
 
     static func restore(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let source = args.positionals[0]
         let m = Migrator(databasePath: ctx.databasePath(args), options: try MigrationCommands.plainOptions(ctx, args))
-        do {
-            // Checked before asking: never ask to restore a damaged backup.
-            let manifest = try Migrator.checkBackup(source)
-            guard
-                try confirm(
-                    ctx, args, "restore",
-                    "Replace \(m.databasePath) with the backup \(source) taken \(manifest.createdAt) "
-                        + "(\(manifest.applied.count) migration(s) applied)?")
-            else {
-                ctx.err.line("not restored")
-                return ExitCode.refused
-            }
-            try m.restore(from: source)
-            if !args.flag("quiet") {
-                ctx.err.line(
-                    "restored \(m.databasePath) from \(source): \(manifest.applied.count) migration(s) applied, "
-                        + "digest \(manifest.digest.prefix(16)) checked")
-            }
-            return ExitCode.ok
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
+        // Checked before asking: never ask to restore a damaged backup.
+        let manifest = try Migrator.checkBackup(source)
+        guard
+            try confirm(
+                ctx, args, "restore",
+                "Replace \(m.databasePath) with the backup \(source) taken \(manifest.createdAt) "
+                    + "(\(manifest.applied.count) migration(s) applied)?")
+        else {
+            ctx.err.line("not restored")
+            return ExitCode.refused
         }
+        try m.restore(from: source)
+        if !args.flag("quiet") {
+            ctx.err.line(
+                "restored \(m.databasePath) from \(source): \(manifest.applied.count) migration(s) applied, "
+                    + "digest \(manifest.digest.prefix(16)) checked")
+        }
+        return ExitCode.ok
     }
 
     /// True with `--yes`; otherwise asks on the terminal. Without `--yes` and

@@ -60,39 +60,27 @@ enum PluginCommands {
 
     static func pin(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let directory = ctx.migrationsDirectory(args)
-        do {
-            let pins = try Migrator.pin(directory: directory, insecure: args.flag("insecure"))
-            for p in pins { ctx.out.line("\(p.sha256)  \(p.name)") }
-            ctx.err.line("pinned \(pins.count) plugin(s) in \(directory)/migrations.lock")
-            return ExitCode.ok
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
-        }
+        let pins = try Migrator.pin(directory: directory, insecure: args.flag("insecure"))
+        for p in pins { ctx.out.line("\(p.sha256)  \(p.name)") }
+        ctx.err.line("pinned \(pins.count) plugin(s) in \(directory)/migrations.lock")
+        return ExitCode.ok
     }
 
     static func keygen(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         guard let base = args.options["out"] else { throw UsageError("keygen needs --out NAME") }
-        do {
-            let id = try Migrator.generateSigningKey(at: base)
-            ctx.out.line(id)
-            ctx.err.line(
-                "wrote \(base).key (private: keep it off the servers) and \(base).pub (key id \(id)); "
-                    + "put the .pub in the servers' --trusted-keys directory")
-            return ExitCode.ok
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
-        }
+        let id = try Migrator.generateSigningKey(at: base)
+        ctx.out.line(id)
+        ctx.err.line(
+            "wrote \(base).key (private: keep it off the servers) and \(base).pub (key id \(id)); "
+                + "put the .pub in the servers' --trusted-keys directory")
+        return ExitCode.ok
     }
 
     static func sign(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         guard let key = args.options["key"] else { throw UsageError("sign needs --key NAME.key") }
         guard !args.positionals.isEmpty else { throw UsageError("sign needs at least one FILE.so") }
-        do {
-            for s in try Migrator.sign(args.positionals, key: key) { ctx.out.line("\(s.file).sig") }
-            return ExitCode.ok
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
-        }
+        for s in try Migrator.sign(args.positionals, key: key) { ctx.out.line("\(s.file).sig") }
+        return ExitCode.ok
     }
 
     static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {

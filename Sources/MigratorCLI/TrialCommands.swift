@@ -43,32 +43,24 @@ enum TrialCommands {
         _ ctx: Context, _ args: ParsedArguments, command: String, _ request: MigrationRequest
     ) throws -> Int32 {
         let m = try MigrationCommands.migrator(ctx, args, command: command)
-        do {
-            let report = try m.dryRun(request)
-            if args.flag("json") {
-                ctx.out.line(try MigrationCommands.encode(report))
-            } else {
-                printReport(ctx, report, m)
-            }
-            return report.failure == nil ? ExitCode.ok : ExitCode.failure
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
+        let report = try m.dryRun(request)
+        if args.flag("json") {
+            ctx.out.line(try MigrationCommands.encode(report))
+        } else {
+            printReport(ctx, report, m)
         }
+        return report.failure == nil ? ExitCode.ok : ExitCode.failure
     }
 
     static func verify(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let m = try MigrationCommands.migrator(ctx, args, command: "verify")
-        do {
-            let report = try m.verify(args.positionals)
-            if args.flag("json") {
-                ctx.out.line(try MigrationCommands.encode(report))
-            } else {
-                printReport(ctx, report, m)
-            }
-            return exitCode(report)
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
+        let report = try m.verify(args.positionals)
+        if args.flag("json") {
+            ctx.out.line(try MigrationCommands.encode(report))
+        } else {
+            printReport(ctx, report, m)
         }
+        return exitCode(report)
     }
 
     /// 1 if a migration's code failed, 4 if one is not reversible, else 0.
@@ -80,16 +72,12 @@ enum TrialCommands {
 
     static func redo(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let m = try MigrationCommands.migrator(ctx, args, command: "redo")
-        do {
-            let report = try m.redo()
-            if !args.flag("quiet") {
-                let steps = report.steps.map { "\($0.direction == .up ? "applied" : "rolled back") \($0.id)" }
-                ctx.log("run_end", "redone: " + steps.joined(separator: ", "))
-            }
-            return ExitCode.ok
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
+        let report = try m.redo()
+        if !args.flag("quiet") {
+            let steps = report.steps.map { "\($0.direction == .up ? "applied" : "rolled back") \($0.id)" }
+            ctx.log("run_end", "redone: " + steps.joined(separator: ", "))
         }
+        return ExitCode.ok
     }
 
     static func baseline(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
@@ -103,33 +91,25 @@ enum TrialCommands {
             ctx.err.line("nothing recorded")
             return ExitCode.refused
         }
-        do {
-            let ids = try m.baseline(through: id, force: args.flag("force"))
-            for id in ids { ctx.out.line(id) }
-            if !args.flag("quiet") {
-                ctx.err.line("baselined \(ids.count) migration(s) through \(id): recorded as applied, not run")
-            }
-            return ExitCode.ok
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
+        let ids = try m.baseline(through: id, force: args.flag("force"))
+        for id in ids { ctx.out.line(id) }
+        if !args.flag("quiet") {
+            ctx.err.line("baselined \(ids.count) migration(s) through \(id): recorded as applied, not run")
         }
+        return ExitCode.ok
     }
 
     static func repair(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let id = args.positionals[0]
         let m = try MigrationCommands.migrator(ctx, args, command: "repair")
-        do {
-            if let change = try m.repair(id) {
-                ctx.err.line(
-                    "repaired \(id): checksum \(change.old ?? "(none)") -> \(change.new ?? "(none)") accepted "
-                        + "(recorded in history)")
-            } else {
-                ctx.err.line("nothing to repair: \(id) has the checksum it was applied with")
-            }
-            return ExitCode.ok
-        } catch let e as MigratorError {
-            return MigrationCommands.fail(ctx, e)
+        if let change = try m.repair(id) {
+            ctx.err.line(
+                "repaired \(id): checksum \(change.old ?? "(none)") -> \(change.new ?? "(none)") accepted "
+                    + "(recorded in history)")
+        } else {
+            ctx.err.line("nothing to repair: \(id) has the checksum it was applied with")
         }
+        return ExitCode.ok
     }
 
     // MARK: Output

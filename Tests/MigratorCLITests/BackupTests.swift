@@ -187,13 +187,7 @@ struct KilledOperatorTests {
 
     @Test func aKilledVerifyKeepsNothing() throws {
         let w = try Workspace()
-        try w.add(
-            "a.so",
-            Fixtures.stepPlugin(
-                "001_slow",
-                up: #"host->insert(txn, "t", "{}"); fprintf(stderr, "in step\n"); fflush(stderr); sleep(30);"#
-                    + " return MIGRATOR_OK;",
-                down: #"return host->remove(txn, "t", "{}", NULL);"#))
+        try w.add("a.so", slowPlugin("001_slow", down: #"return host->remove(txn, "t", "{}", NULL);"#))
         _ = try migrator(["db", "import", "t", "-", "--db", w.db], input: #"{"_id":"kept"}"#)
         let before = try total(w)
         let run = try launchMigrator(["verify", "--db", w.db, "--dir", w.dir])

@@ -8,6 +8,21 @@ import Glibc
 
 /// Dry runs, reversibility checks, redo and digests: trials keep nothing,
 /// and say what a real run would do.
+/// A one-migration plugin: up inserts `{_id: 1}` into `t`, down removes everything there.
+func insertingPlugin(_ id: String) -> String {
+    Fixtures.stepPlugin(
+        id, up: #"return host->insert(txn, "t", "{\"_id\":1}");"#, down: #"return host->remove(txn, "t", "{}", NULL);"#)
+}
+
+/// A plugin whose up inserts into `t`, says "in step" on stderr, and sleeps 30 s.
+func slowPlugin(_ id: String, down: String? = "return MIGRATOR_OK;") -> String {
+    Fixtures.stepPlugin(
+        id,
+        up: #"host->insert(txn, "t", "{}"); fprintf(stderr, "in step\n"); fflush(stderr); sleep(30);"#
+            + " return MIGRATOR_OK;",
+        down: down)
+}
+
 @Suite("dry runs, verify, redo, digest (end to end)")
 struct OperatorTests {
     /// The whole-database digest line.
@@ -79,11 +94,7 @@ struct OperatorTests {
 
     @Test func aRollbackDryRunKeepsEverythingApplied() throws {
         let w = try Workspace()
-        try w.add(
-            "a.so",
-            Fixtures.stepPlugin(
-                "001_a", up: #"return host->insert(txn, "t", "{\"_id\":1}");"#,
-                down: #"return host->remove(txn, "t", "{}", NULL);"#))
+        try w.add("a.so", insertingPlugin("001_a"))
         #expect(try w.run(["apply"]).status == 0)
         let before = try total(w)
         let r = try w.run(["rollback", "--all", "--dry-run"])
@@ -140,11 +151,7 @@ struct OperatorTests {
 
     @Test func redoRollsBackAndAppliesTheLastOne() throws {
         let w = try Workspace()
-        try w.add(
-            "a.so",
-            Fixtures.stepPlugin(
-                "001_a", up: #"return host->insert(txn, "t", "{\"_id\":1}");"#,
-                down: #"return host->remove(txn, "t", "{}", NULL);"#))
+        try w.add("a.so", insertingPlugin("001_a"))
         try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;", down: nil))
         #expect(try w.run(["apply", "--count", "1"]).status == 0)
         #expect(try w.states() == ["001_a": "applied", "002_b": "pending"])
@@ -178,13 +185,7 @@ struct OperatorTests {
     /// A dry run killed mid-step leaves nothing behind, and the next run is normal.
     @Test func aKilledDryRunKeepsNothing() throws {
         let w = try Workspace()
-        try w.add(
-            "a.so",
-            Fixtures.stepPlugin(
-                "001_slow",
-                up: #"host->insert(txn, "t", "{}"); fprintf(stderr, "in step\n"); fflush(stderr); sleep(30);"#
-                    + " return MIGRATOR_OK;"
-            ))
+        try w.add("a.so", slowPlugin("001_slow"))
         _ = try migrator(["db", "import", "t", "-", "--db", w.db], input: #"{"_id":"kept"}"#)
         let before = try total(w)
         let run = try launchMigrator(

@@ -58,8 +58,7 @@ enum Backups {
             return manifest
         } catch {
             removeFlatDirectory(directory, keepDirectory: existed)
-            if let e = error as? MigratorError { throw e }
-            throw fail("\(error)")
+            throw fail((error as? MigratorError)?.message ?? "\(error)")
         }
     }
 
@@ -80,19 +79,8 @@ enum Backups {
     static func writeManifest(_ manifest: BackupManifest, in directory: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let bytes = Array(try encoder.encode(manifest)) + [0x0A]
-        let path = directory + "/" + manifestName
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | migrator_O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw MigratorError(.backupFailed, "\(path): \(errorText(errno))") }
-        defer { close(fd) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw MigratorError(.backupFailed, "\(path): \(errorText(errno))") }
-            written += n
-        }
-        guard fsync(fd) == 0 else { throw MigratorError(.backupFailed, "\(path): \(errorText(errno))") }
+        try Files.create(
+            directory + "/" + manifestName, with: Array(try encoder.encode(manifest)) + [0x0A], mode: 0o600)
     }
 
     /// Reads `directory`'s manifest and checks the copy against it.
