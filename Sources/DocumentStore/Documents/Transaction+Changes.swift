@@ -148,6 +148,14 @@ extension Transaction {
             digest: try digest(collection), indexes: exists ? try indexes(collection) : [], existed: exists)
     }
 
+    /// Positions `c` on the first document of `s` (or past it: check the prefix).
+    func seekFirstDocument(_ c: OpaquePointer, of s: CollectionState, _ k: inout MDB_val, _ v: inout MDB_val) -> Int32 {
+        s.prefix.withUnsafeBytes { p in
+            k = MDB_val(p)
+            return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
+        }
+    }
+
     /// Every document of `s` in key order: (key after the prefix, bytes).
     func scanAll(
         _ s: CollectionState, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws(StoreError) -> Void
@@ -156,10 +164,7 @@ extension Transaction {
         defer { mdb_cursor_close(c) }
         var k = MDB_val()
         var v = MDB_val()
-        var rc = s.prefix.withUnsafeBytes { p in
-            k = MDB_val(p)
-            return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
-        }
+        var rc = seekFirstDocument(c, of: s, &k, &v)
         while rc == 0 {
             let key = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
             guard key.count > 4, key.starts(with: s.prefix) else { break }

@@ -54,10 +54,7 @@ extension Transaction {
         defer { mdb_cursor_close(c) }
         var k = MDB_val()
         var v = MDB_val()
-        var rc = s.prefix.withUnsafeBytes { p in
-            k = MDB_val(p)
-            return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
-        }
+        var rc = seekFirstDocument(c, of: s, &k, &v)
         let everything = filter.matchesEverything
         while rc == 0 {
             let pageKey = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
