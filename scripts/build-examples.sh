@@ -12,6 +12,7 @@ chmod go-w "$out"
 bin=$(swift build -c "$config" --show-bin-path)
 install -m 0644 "$bin/libExampleMigrations.so" "$out/example_swift_migrations.so"
 cc=$(command -v cc || command -v clang || echo /opt/swift/usr/bin/clang)
-make --no-print-directory -s -C Plugins-Examples/c-plugin CC="$cc" OUT="$(cd "$out" && pwd)"
+make --no-print-directory -s -C Plugins-Examples/c-plugin CC="$cc" OUT="$(cd "$out" && pwd)" \
+    MIGRATOR_CFLAGS="-I$PWD/Sources/MigratorPluginABI/include"
 chmod 0644 "$out/example_c_migrations.so"
 echo "built example plugins into $out"

@@ -22,3 +22,5 @@ for config in "--build-tests" "-c release"; do
     fi
 done
 SWIFT_BACKTRACE=enable=no swift test --skip-build
+# The release artifacts: bundle and .deb, run from a scrubbed environment.
+Tests/Packaging/package-test.sh

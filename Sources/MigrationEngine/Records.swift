@@ -1,7 +1,10 @@
 import MigrationKit
+import MigratorPluginABI
 
-/// The version of this runner, recorded with every migration.
+/// The one version number of migrator: `--version`, records, packages.
 public let runnerVersion = "0.4.0"
+/// The plugin C ABI this host implements, `MAJOR.MINOR`.
+public let pluginABIVersion = "\(MIGRATOR_ABI_MAJOR).\(MIGRATOR_ABI_MINOR)"
 
 /// Which way a step goes. Encodes as `"up"` / `"down"`.
 public enum Direction: String, Sendable, Codable {

@@ -1,5 +1,6 @@
 import DocumentStore
 import MigrationEngine
+import MigrationKit
 
 #if canImport(Glibc)
 import Glibc
@@ -199,8 +200,9 @@ public enum MigratorCommandLine {
         h += """
 
             --dir DIR defaults to $MIGRATOR_DIR, else ./migrations; --db PATH to
-            $MIGRATOR_DB, else ./migrator.db. Every command takes --help.
-            Tables and data go to stdout; logs and progress to stderr.
+            $MIGRATOR_DB, else ./migrator.db. Settings can also come from migrator.conf
+            (--config PATH, --env NAME); 'migrator config' shows them. Every command
+            takes --help. Tables and data go to stdout; logs and progress to stderr.
 
             Exit codes:
               0  success (also: nothing to do)
@@ -209,6 +211,7 @@ public enum MigratorCommandLine {
               3  lock timeout: another run holds the database's run lock
               4  validation refused the run (nothing was changed)
               5  status --check found pending, failed or missing migrations
+              128+N  the operator's signal N stopped a step (nothing of it committed)
 
             """
         return h
@@ -253,10 +256,12 @@ public enum MigratorCommandLine {
             context.err.write(topHelp)
             return ExitCode.usage
         }
+        if args.first == Generators.command { return Generators.run(args, context) }
         if args == ["--help"] || args == ["-h"] { return help([], context) }
         if args[0] == "help" { return help(Array(args.dropFirst()), context) }
         if args == ["--version"] {
-            context.out.line("migrator \(version)")
+            context.out.line(
+                "migrator \(version) (plugin ABI \(pluginABIVersion), built with \(SwiftToolchain.current))")
             return ExitCode.ok
         }
         // The longest command path that prefixes the arguments.
