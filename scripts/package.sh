@@ -42,6 +42,7 @@ for elf in "$bin/migrator" "$bin/libExampleMigrations.so"; do
     LD_LIBRARY_PATH=$toolchain_lib ldd "$elf" | awk -v t="$toolchain_lib/" 'index($3, t) == 1 { print $3 }'
 done | sort -u | while read -r lib; do
     install -m 0644 "$lib" "$root/lib/swift/"
+    strip --strip-unneeded "$root/lib/swift/$(basename "$lib")"
 done
 if LD_LIBRARY_PATH= ldd "$root/bin/migrator" | grep -q "not found"; then
     echo "error: the bundle misses a library:" >&2
@@ -82,19 +83,22 @@ $deb || exit 0
 # The Debian package: the same files in the FHS places.
 debarch=$(dpkg --print-architecture)
 pkg=$stage/deb
-mkdir -p "$pkg"/DEBIAN "$pkg"/usr/bin "$pkg"/usr/lib/migrator "$pkg"/usr/lib/pkgconfig "$pkg"/usr/include \
+mkdir -p "$pkg"/DEBIAN "$pkg"/usr/bin "$pkg"/usr/lib/migrator "$pkg"/usr/share/pkgconfig "$pkg"/usr/include \
     "$pkg"/usr/share/man/man1 "$pkg"/usr/share/bash-completion/completions "$pkg"/usr/share/zsh/vendor-completions \
     "$pkg"/usr/share/doc/migrator
 cp -a "$root/bin/migrator" "$pkg/usr/bin/"
 cp -a "$root/lib/swift" "$pkg/usr/lib/migrator/swift"
 cp -a "$root/include/migrator_plugin.h" "$pkg/usr/include/"
-pc /usr >"$pkg/usr/lib/pkgconfig/migrator-plugin.pc"
+# Header-only, so architecture-independent: /usr/share/pkgconfig (pkg-config searches it).
+pc /usr >"$pkg/usr/share/pkgconfig/migrator-plugin.pc"
 for page in "$root"/share/man/man1/*.1; do gzip -9n <"$page" >"$pkg/usr/share/man/man1/$(basename "$page").gz"; done
 cp -a "$root/share/bash-completion/completions/migrator" "$pkg/usr/share/bash-completion/completions/"
 cp -a "$root/share/zsh/site-functions/_migrator" "$pkg/usr/share/zsh/vendor-completions/"
 cp -a "$root"/share/doc/migrator/. "$pkg/usr/share/doc/migrator/"
-gzip -9n "$pkg/usr/share/doc/migrator/CHANGELOG.md"
-mv "$pkg/usr/share/doc/migrator/CHANGELOG.md.gz" "$pkg/usr/share/doc/migrator/changelog.gz"
+# A native package's changelog.gz is a Debian changelog; CHANGELOG.md has the details.
+when=$(date -R -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}")
+printf 'migrator (%s) unstable; urgency=medium\n\n  * Release %s: see /usr/share/doc/migrator/CHANGELOG.md.\n\n -- migrator maintainers <migrator@example.org>  %s\n' \
+    "$version" "$version" "$when" | gzip -9n >"$pkg/usr/share/doc/migrator/changelog.gz"
 cat >"$pkg/usr/share/doc/migrator/copyright" <<'COPYRIGHT'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: migrator
@@ -102,7 +106,7 @@ Comment: The Swift runtime libraries in /usr/lib/migrator/swift are from the Swi
  toolchain (swift.org), Apache License 2.0 with Runtime Library Exception.
 
 Files: *
-Copyright: the migrator authors
+Copyright: 2026 the migrator authors
 License: Apache-2.0
  On Debian systems, the full text of the Apache License 2.0 is in
  /usr/share/common-licenses/Apache-2.0.

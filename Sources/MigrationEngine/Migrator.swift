@@ -53,10 +53,12 @@ public final class Migrator {
         /// into a new `backup-<time>` directory here, keeping the newest
         /// ``keepBackups``.
         public var backupDirectory: String?
+        /// How many backups ``backupDirectory`` keeps (the newest; at least 1).
         public var keepBackups = 5
         /// Run even if the database directory is writable by others, or
         /// owned by another user (the refusal is `insecure_permissions`).
         public var allowInsecureDatabase = false
+        /// The defaults: in-process plugins, a 60 s lock timeout, no step timeout.
         public init() {}
 
         var plan: PlanOptions { PlanOptions(allowOutOfOrder: allowOutOfOrder, allowMissing: allowMissing) }
@@ -64,6 +66,7 @@ public final class Migrator {
 
     /// The database directory.
     public let databasePath: String
+    /// The options runs use; change them between runs.
     public var options: Options
     /// Every known migration, and the problems found gathering them.
     public private(set) var catalog: MigrationCatalog

@@ -11,6 +11,7 @@
 /// catch let e as MigratorError where e.underlying is PaymentServiceDown { … }
 /// ```
 public struct MigratorError: Error, CustomStringConvertible, Sendable {
+    /// A stable, machine-readable error code. New codes may be added; match the ones you handle.
     public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public let rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
@@ -18,33 +19,54 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public var description: String { rawValue }
 
         // Finding plugins.
+        /// The migrations directory does not exist or is not a directory.
         public static let directoryNotFound = Code("directory_not_found")
+        /// The migrations directory cannot be read.
         public static let directoryUnreadable = Code("directory_unreadable")
+        /// A file or directory others could write (StrictModes rule).
         public static let insecurePermissions = Code("insecure_permissions")
+        /// A `.so` entry that is not a regular file, or a link leaving the folder.
         public static let notAPlugin = Code("not_a_plugin")
         // Checking and loading one plugin.
+        /// A file that is not a loadable shared object for this machine.
         public static let invalidELF = Code("invalid_elf")
+        /// A plugin that could not be loaded (including a crash or a hang while loading).
         public static let loadFailed = Code("load_failed")
+        /// A plugin without `migrator_plugin_entry_v1`.
         public static let noEntrySymbol = Code("no_entry_symbol")
+        /// A plugin built for another major version of the plugin ABI.
         public static let abiMismatch = Code("abi_mismatch")
+        /// A plugin whose descriptors are malformed.
         public static let invalidDescriptor = Code("invalid_descriptor")
+        /// A migration id that is not `NNN_name`.
         public static let invalidID = Code("invalid_id")
+        /// A Swift plugin built by another toolchain (with strict toolchain checks).
         public static let toolchainMismatch = Code("toolchain_mismatch")
         // Across plugins.
+        /// Two migrations with the same id.
         public static let duplicateID = Code("duplicate_id")
+        /// Two migrations with the same sequence number.
         public static let duplicateSequence = Code("duplicate_sequence")
         // Refusals before a run (exit 4).
+        /// A pending migration sorts before applied ones.
         public static let outOfOrder = Code("out_of_order")
+        /// The database holds applied ids no plugin provides.
         public static let missingMigrations = Code("missing_migrations")
+        /// An applied migration's declared checksum changed.
         public static let checksumChanged = Code("checksum_changed")
+        /// A target id no migration has.
         public static let unknownTarget = Code("unknown_target")
+        /// An apply target that is already applied.
         public static let targetAlreadyApplied = Code("target_already_applied")
+        /// A rollback target, or a migration to repair, that is not applied.
         public static let targetNotApplied = Code("target_not_applied")
+        /// A rollback would need the `down` of a migration that has none.
         public static let irreversible = Code("irreversible")
         /// A rollback reached a migration that another app (or the plugin
         /// runner) applied and owns.
         public static let ownedElsewhere = Code("owned_elsewhere")
         // Running.
+        /// A step failed: its changes were rolled back.
         public static let migrationFailed = Code("migration_failed")
         /// The operator's signal stopped a step; nothing of it was committed.
         public static let interrupted = Code("interrupted")
@@ -71,8 +93,11 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let unsupported = Code("unsupported")
         /// A reversibility check found a migration whose `down` does not undo its `up`.
         public static let notReversible = Code("not_reversible")
+        /// Another run held the run lock past the lock timeout.
         public static let lockTimeout = Code("lock_timeout")
+        /// The run lock could not be taken (the lock file cannot be opened).
         public static let lockFailed = Code("lock_failed")
+        /// A live process holds the run lock (`unlock` does not break it).
         public static let lockHeld = Code("lock_held")
 
         /// Codes that mean "validation refused the run; nothing was changed".
@@ -90,7 +115,9 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         }
     }
 
+    /// The stable code.
     public let code: Code
+    /// The message, naming the file, migration or collection concerned.
     public let message: String
     /// The plugin file involved, if any.
     public let file: String?
@@ -101,6 +128,7 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
     /// The error underneath: a migration's own error, a storage error.
     public let underlying: (any Error)?
 
+    /// An error with a code, a message and what it concerns.
     public init(
         _ code: Code, _ message: String, file: String? = nil, migrationID: String? = nil,
         underlying: (any Error)? = nil
@@ -144,6 +172,7 @@ public struct Refusal: Sendable, Equatable, CustomStringConvertible {
     /// For `checksum_changed`: what the migration declares now.
     public let declaredChecksum: String?
 
+    /// A refusal with its code, message and what it concerns.
     public init(
         _ code: MigratorError.Code, _ message: String, migrationIDs: [String] = [], files: [String] = [],
         recordedChecksum: String? = nil, declaredChecksum: String? = nil

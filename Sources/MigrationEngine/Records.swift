@@ -8,6 +8,7 @@ public let pluginABIVersion = "\(MIGRATOR_ABI_MAJOR).\(MIGRATOR_ABI_MINOR)"
 
 /// Which way a step goes. Encodes as `"up"` / `"down"`.
 public enum Direction: String, Sendable, Codable {
+    /// Applying (`up`) or rolling back (`down`).
     case up, down
 }
 
@@ -50,19 +51,28 @@ public enum MigrationSource: Sendable, Equatable {
 
 /// One applied migration: a document in `_migrations` (`_id` = its id).
 public struct AppliedMigration: Sendable, Equatable {
+    /// The migration id.
     public let id: String
+    /// Its human name when it was applied.
     public let name: String
     public let description: String
+    /// Its version text when it was applied.
     public let version: String
+    /// When its step started.
     public let startedAt: String
+    /// When its step committed.
     public let appliedAt: String
     /// The checksum the migration declared when it was applied.
     public let checksum: String?
+    /// The plugin file, or the app that applied it in-process.
     public let source: MigrationSource
     /// The SHA-256 of the plugin file it was applied from.
     public let pluginSHA256: String?
+    /// How long its step took, in milliseconds.
     public let durationMS: Int64
+    /// `user@host (pid N)` of the run.
     public let appliedBy: String
+    /// The migrator version that applied it.
     public let runnerVersion: String
 
     /// The plugin file name, or `"in-process"`.
@@ -79,7 +89,9 @@ public struct HistoryEntry: Sendable, Equatable {
     /// repair`); an outcome written by a newer runner is kept as
     /// ``other(_:)`` with its text.
     public enum Outcome: Sendable, Hashable, CustomStringConvertible {
+        /// The known outcomes (see the type).
         case applied, failed, rolledBack, interrupted, baselined, checksumAccepted
+        /// An outcome written by a newer runner, kept as its text.
         case other(String)
 
         public init(rawValue: String) {
@@ -107,14 +119,23 @@ public struct HistoryEntry: Sendable, Equatable {
         }
         public var description: String { rawValue }
     }
+    /// The entry's number, from 1, in order.
     public let sequence: Int64
+    /// The migration id.
     public let migrationID: String
+    /// What became of the attempt.
     public let outcome: Outcome
+    /// Up or down.
     public let direction: Direction
+    /// When the attempt started.
     public let at: String
+    /// How long it took, when it ran.
     public let durationMS: Int64?
+    /// Why it failed, in the migration's or the host's words.
     public let error: String?
+    /// `user@host (pid N)` of the run.
     public let appliedBy: String
+    /// The plugin file, or `in-process`.
     public let plugin: String?
     /// What an operator's action changed (`repair`: both checksums).
     public var detail: String? = nil

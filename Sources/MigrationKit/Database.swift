@@ -70,9 +70,13 @@ extension Database {
 
 /// Log levels for ``Database/log(_:_:)``; the values are the ABI's.
 public enum LogLevel: Int32, Sendable {
+    /// Detail, shown with `--verbose`.
     case debug = 0
+    /// Progress worth seeing on every run.
     case info = 1
+    /// Something the operator should look at; the migration goes on.
     case warning = 2
+    /// A problem the migration reports before failing.
     case error = 3
 }
 
@@ -82,9 +86,13 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
     public struct Status: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
         public let rawValue: Int32
         public init(rawValue: Int32) { self.rawValue = rawValue }
+        /// The operation failed (`MIGRATOR_ERROR`).
         public static let error = Status(rawValue: -1)
+        /// The collection, index or document does not exist (`MIGRATOR_NOT_FOUND`).
         public static let notFound = Status(rawValue: -2)
+        /// A unique index or `_id` already holds the value (`MIGRATOR_DUPLICATE_KEY`).
         public static let duplicateKey = Status(rawValue: -3)
+        /// Bad input: JSON, a filter, an update or a name (`MIGRATOR_INVALID`).
         public static let invalid = Status(rawValue: -4)
         public var description: String {
             switch rawValue {
@@ -96,8 +104,11 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
             }
         }
     }
+    /// The status, as the C ABI reports it.
     public let status: Status
+    /// What went wrong, naming the collection or document.
     public let message: String
+    /// An error with `status` and a message.
     public init(_ status: Status, _ message: String) {
         self.status = status
         self.message = message
@@ -109,6 +120,7 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
 public struct Document: Sendable {
     /// The compact JSON text, UTF-8.
     public let bytes: [UInt8]
+    /// A document over its JSON text (UTF-8), as the store returns it.
     public init(bytes: [UInt8]) { self.bytes = bytes }
     /// The JSON text.
     public var json: String { String(decoding: bytes, as: UTF8.self) }

@@ -45,6 +45,7 @@ public protocol Migration: Sendable {
 }
 
 extension Migration {
+    /// A value that changes when the migration is edited: by default none, so edits are not detected.
     public var checksum: String? { nil }
     /// Whether `down` undoes `up` (false for ``IrreversibleMigration``).
     public var isReversible: Bool { !(self is any IrreversibleMigration) }
@@ -55,6 +56,7 @@ extension Migration {
 public protocol IrreversibleMigration: Migration {}
 
 extension IrreversibleMigration {
+    /// Refuses: an irreversible migration has no `down`, and rollbacks that reach it are refused before they start.
     public func down(_ db: Database) throws {
         throw DatabaseError(.invalid, "migration '\(id)' is irreversible")
     }
@@ -100,6 +102,7 @@ public enum MigrationID {
 /// Swift plugins must be built with the host's toolchain: they bind to the
 /// host's already-loaded Swift runtime.
 public enum SwiftToolchain {
+    /// The toolchain this code was built with, e.g. `swift-6.3.1`; plugins record it, and the host compares.
     public static let current: String = {
         #if compiler(>=7.0)
         return "swift-7+"

@@ -63,9 +63,10 @@ enum Generators {
         var top = ".TH MIGRATOR 1 \"\(date)\" \"migrator \(MigratorCommandLine.version)\" \"User Commands\"\n"
         top += ".SH NAME\nmigrator \\- compiled database migrations on an embedded LMDB document store\n"
         top += ".SH SYNOPSIS\n.B migrator\n.I command\n[\\fIoptions\\fR]\n.SH DESCRIPTION\n"
-        top += roff(
-            "Applies migrations compiled into shared libraries (plugins) to a database, each in one transaction "
-                + "with its record. Plugin code runs in a worker process.") + "\n"
+        top +=
+            roff(
+                "Applies migrations compiled into shared libraries (plugins) to a database, each in one transaction "
+                    + "with its record. Plugin code runs in a worker process.") + "\n"
         top += ".SH COMMANDS\n"
         for c in MigratorCommandLine.commands {
             top += ".TP\n.BR \(roff(pageName(c))) (1)\n\(roff(c.summary))\n"
@@ -201,7 +202,8 @@ enum Generators {
     static func zshCompletion() -> String {
         var commands = ""
         for c in MigratorCommandLine.commands where c.path.count == 1 {
-            commands += "        '\(c.path[0]):\(c.summary.replacing("'", with: "'\\''").replacing(":", with: "\\:"))'\n"
+            commands +=
+                "        '\(c.path[0]):\(c.summary.replacing("'", with: "'\\''").replacing(":", with: "\\:"))'\n"
         }
         var cases = ""
         for c in MigratorCommandLine.commands {
@@ -212,7 +214,9 @@ enum Generators {
                     .replacing(":", with: "\\:")
                 var action = ""
                 if let value = o.value {
-                    action = pathOptions.contains(o.name) ? ":\(value):_files" : idOptions.contains(o.name) ? ":\(value):_migrator_ids" : ":\(value): "
+                    action =
+                        pathOptions.contains(o.name)
+                        ? ":\(value):_files" : idOptions.contains(o.name) ? ":\(value):_migrator_ids" : ":\(value): "
                 }
                 specs += " '--\(o.name)[\(help)]\(action)'"
             }

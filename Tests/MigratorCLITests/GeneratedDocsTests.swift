@@ -48,7 +48,8 @@ struct GeneratedDocsTests {
         }
         // It renders.
         if FileManager.default.isExecutableFile(atPath: "/usr/bin/man") {
-            let r = try Fixtures.run("/usr/bin/man", ["-l", dir + "/migrator-verify.1"], environment: ["MANWIDTH": "100"])
+            let r = try Fixtures.run(
+                "/usr/bin/man", ["-l", dir + "/migrator-verify.1"], environment: ["MANWIDTH": "100"])
             #expect(r.status == 0 && r.output.contains("Prove that down undoes up"), "\(r.output)")
         }
     }

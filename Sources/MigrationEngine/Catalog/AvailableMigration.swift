@@ -23,6 +23,7 @@ public struct AvailableMigration: @unchecked Sendable {
             case .inProcess: return "in-process"
             }
         }
+        /// The plugin file's SHA-256, or nil for an in-process migration.
         public var sha256: String? {
             if case .plugin(_, let sha) = self { return sha }
             return nil
@@ -43,16 +44,22 @@ public struct AvailableMigration: @unchecked Sendable {
         case worker
     }
 
+    /// The id, `NNN_name`, which orders migrations by its number.
     public let id: String
+    /// A human name.
     public let name: String
     public let description: String
+    /// The migration's own version text.
     public let version: String
+    /// The declared checksum: a change after it was applied is refused as an edit.
     public let checksum: String?
     /// The trusted key that signed its plugin file, when signatures are required.
     public package(set) var signedBy: String? = nil
+    /// Whether it has a `down`.
     public let isReversible: Bool
     /// The id's numeric prefix; the sort key.
     public let sequence: UInt64
+    /// Where it comes from: a plugin file or the embedding app.
     public let origin: Origin
     let body: Body
 

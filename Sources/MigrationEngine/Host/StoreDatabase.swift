@@ -3,8 +3,11 @@ import MigrationKit
 
 /// Where a running step's `log` and `progress` calls go.
 public struct StepObserver: Sendable {
+    /// Called with the migration id, level and text of each log line a step writes.
     public var log: @Sendable (_ migrationID: String, _ level: LogLevel, _ message: String) -> Void
+    /// Called with the migration id, done and total of each progress report.
     public var progress: @Sendable (_ migrationID: String, _ done: UInt64, _ total: UInt64) -> Void
+    /// An observer with both callbacks.
     public init(
         log: @escaping @Sendable (String, LogLevel, String) -> Void = { _, _, _ in },
         progress: @escaping @Sendable (String, UInt64, UInt64) -> Void = { _, _, _ in }
@@ -12,6 +15,7 @@ public struct StepObserver: Sendable {
         self.log = log
         self.progress = progress
     }
+    /// An observer that drops everything.
     public static let silent = StepObserver()
 }
 

@@ -38,17 +38,19 @@ public struct PluginSet: Sendable {
     /// in one (``PluginLoader/Options/isolation``).
     package var worker: WorkerExecutor?
 
+    /// An empty set.
     public init() {}
 }
 
 /// Finds, checks and loads plugins.
 ///
 /// Nothing from a file runs before it passes the checks in
-/// ``PluginDirectory``. Then it is loaded with
+/// its directory scan. Then it is loaded with
 /// `dlopen(RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)` and never closed
 /// (unloading a Swift image crashes the runtime), its entry is called
 /// once, and the descriptor is validated field by field.
 public enum PluginLoader {
+    /// How plugins are found, checked and loaded.
     public struct Options: Sendable {
         /// Accept group/world-writable or foreign-owned files and directory.
         public var insecure = false
@@ -67,6 +69,7 @@ public enum PluginLoader {
         public var requirePin = false
         /// Load only plugins signed by a key in this directory (`*.pub`).
         public var trustedKeysDirectory: String?
+        /// Options; see each property.
         public init(
             insecure: Bool = false, strictToolchain: Bool = false, descriptorsOnly: Bool = false,
             cacheDirectory: String? = nil

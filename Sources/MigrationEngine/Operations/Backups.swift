@@ -11,6 +11,7 @@ import Glibc
 public struct BackupManifest: Sendable, Equatable, Codable {
     /// The manifest's format version.
     public var format: Int
+    /// When the copy was taken, ISO-8601 UTC.
     public var createdAt: String
     /// The database the copy was taken from.
     public var source: String

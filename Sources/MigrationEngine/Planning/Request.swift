@@ -66,6 +66,7 @@ public struct PlanOptions: Sendable, Equatable {
     /// Run although the database holds applied ids this catalog should
     /// provide and does not.
     public var allowMissing = false
+    /// Options; both default to refusing.
     public init(allowOutOfOrder: Bool = false, allowMissing: Bool = false) {
         self.allowOutOfOrder = allowOutOfOrder
         self.allowMissing = allowMissing

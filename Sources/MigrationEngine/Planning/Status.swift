@@ -2,14 +2,19 @@
 /// and of ``Migrator/status()``. The schema is stable: fields may be added,
 /// never renamed or removed.
 public struct MigrationStatus: Codable, Sendable, Equatable {
+    /// One migration's line in the status.
     public struct Entry: Codable, Sendable, Equatable {
+        /// The migration id.
         public var id: String
+        /// Its human name.
         public var name: String
         public var description: String
+        /// Its version text.
         public var version: String
         /// `applied`, `pending`, `failed` (pending; its last attempt failed)
         /// or `missing` (applied, but no plugin provides it).
         public var state: MigrationState
+        /// When it was applied, if it is.
         public var appliedAt: String?
         /// The plugin file that provides it (or applied it), or `"in-process"`.
         public var plugin: String?
@@ -24,6 +29,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         /// required; encoded only when set.
         public var signedBy: String?
 
+        /// An entry; see each property.
         public init(
             id: String, name: String, description: String, version: String, state: MigrationState,
             appliedAt: String?, plugin: String?, checksum: String?, changed: Bool, app: String? = nil,
@@ -63,11 +69,17 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
             try c.encodeIfPresent(signedBy, forKey: .signedBy)
         }
     }
+    /// How many migrations are in each state.
     public struct Summary: Codable, Sendable, Equatable {
+        /// Applied migrations.
         public var applied = 0
+        /// Migrations `apply` would run.
         public var pending = 0
+        /// Pending migrations whose last attempt failed.
         public var failed = 0
+        /// Applied ids no plugin provides now.
         public var missing = 0
+        /// A summary with these counts.
         public init(applied: Int = 0, pending: Int = 0, failed: Int = 0, missing: Int = 0) {
             self.applied = applied
             self.pending = pending
@@ -77,15 +89,21 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
     }
     /// A run that died mid-migration, and has not been retried since.
     public struct Interrupted: Codable, Sendable, Equatable {
+        /// The migration the run was in.
         public var id: String
+        /// Whether it was applying or rolling back.
         public var direction: Direction
+        /// The interrupted runner's process id.
         public var pid: Int32
+        /// When its step started.
         public var at: String
     }
 
     /// The database path.
     public var database: String
+    /// Every known migration and applied record, in application order.
     public var migrations: [Entry]
+    /// The counts per state.
     public var summary: Summary
     /// Set when the last run was killed during a migration.
     public var interrupted: Interrupted?
@@ -119,6 +137,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         exists = try c.decodeIfPresent(Bool.self, forKey: .exists) ?? true
     }
 
+    /// A status; see each property.
     public init(database: String, migrations: [Entry], summary: Summary) {
         self.database = database
         self.migrations = migrations
@@ -145,14 +164,19 @@ public struct HealthReport: Codable, Sendable, Equatable {
         /// problem, or an error reading the state.
         case unhealthy
     }
+    /// The verdict.
     public var status: Status
+    /// The status behind the verdict, when it could be read.
     public var migrations: MigrationStatus?
+    /// Why the status could not be read, if it could not.
     public var error: String?
 }
 
 /// One step a run completed.
 public struct CompletedStep: Sendable, Equatable {
+    /// The migration id.
     public let id: String
+    /// Applied (up) or rolled back (down).
     public let direction: Direction
     /// How long `up`/`down` and its bookkeeping took: the `duration_ms`
     /// recorded in `_migrations` and in the history.
@@ -193,21 +217,31 @@ public enum RunEvent: Sendable {
     case planned(direction: Direction, ids: [String])
     /// Waiting for the run lock, held by this owner.
     case lockWait(holder: String)
+    /// A step started.
     case started(id: String, direction: Direction)
+    /// A step committed, in this many milliseconds.
     case finished(id: String, direction: Direction, milliseconds: Int64)
+    /// A step failed; nothing of it was committed.
     case failed(id: String, direction: Direction, message: String)
+    /// Something worth telling the operator (an earlier interruption, a backup's path).
     case notice(String)
 }
 
 /// What ``Migrator/dryRun(_:)`` or ``Migrator/verify(_:)`` found. Nothing
 /// of it was kept.
 public struct TrialReport: Sendable, Equatable, Codable {
+    /// Which trial it was.
     public enum Kind: String, Sendable, Codable {
+        /// A dry run (``Migrator/dryRun(_:)``).
         case dryRun = "dry_run"
+        /// A reversibility check (``Migrator/verify(_:)``).
         case verify
     }
+    /// The database it ran against.
     public var database: String
+    /// A dry run or a reversibility check.
     public var kind: Kind
+    /// Up for apply and verify, down for a rollback's dry run.
     public var direction: Direction
     /// One per planned step, in order.
     public var results: [TrialResult]

@@ -10,14 +10,21 @@ package struct TrialStep: Sendable, Codable, Equatable {
 
 /// What one collection saw during a step of a trial.
 public struct CollectionChangeCount: Sendable, Equatable, Codable {
+    /// The collection.
     public var collection: String
+    /// Documents inserted.
     public var inserted: Int
+    /// Documents changed by updates.
     public var updated: Int
+    /// Documents deleted (with the collection, when it was dropped).
     public var deleted: Int
+    /// Indexes created.
     public var indexesCreated: Int
+    /// Indexes dropped.
     public var indexesDropped: Int
     /// The step created, or dropped, the collection.
     public var created: Bool
+    /// The step dropped the collection.
     public var dropped: Bool
 
     enum CodingKeys: String, CodingKey {
@@ -29,13 +36,19 @@ public struct CollectionChangeCount: Sendable, Equatable, Codable {
 
 /// A collection that `down` did not bring back to what it was before `up`.
 public struct ReversibilityDifference: Sendable, Equatable, Codable {
+    /// The collection that differs.
     public var collection: String
+    /// Its content digest before `up`.
     public var digestBefore: String
+    /// Its content digest after `up` and `down`.
     public var digestAfter: String
+    /// Its indexes before `up`.
     public var indexesBefore: [String]
+    /// Its indexes after `up` and `down`.
     public var indexesAfter: [String]
     /// How many documents differ, and the `_id`s of a few (as JSON).
     public var differingDocuments: Int
+    /// A few `_id`s (as JSON) of documents that differ.
     public var exampleIDs: [String]
     /// A field-level diff of the first example: `+ field: value`,
     /// `- field: value`, `~ field: before -> after`.
@@ -54,6 +67,7 @@ public struct ReversibilityDifference: Sendable, Equatable, Codable {
 
 /// What a dry run or a reversibility check found for one migration.
 public struct TrialResult: Sendable, Equatable, Codable {
+    /// What the trial found for one migration.
     public enum Verdict: String, Sendable, Codable {
         /// Dry run: the step ran (and was rolled back with the rest).
         case ran
@@ -70,14 +84,20 @@ public struct TrialResult: Sendable, Equatable, Codable {
         /// Not reached: an earlier step failed.
         case notRun = "not_run"
     }
+    /// The migration id.
     public var id: String
+    /// The direction it ran in.
     public var direction: Direction
+    /// What was found.
     public var verdict: Verdict
     /// What the step (for a check: `up`) changed, per collection, in the
     /// order first changed.
     public var changes: [CollectionChangeCount]
+    /// Why it failed, or why it is not reversible, when it is.
     public var error: String?
+    /// For a migration that is not reversible: the collections `down` did not restore.
     public var differences: [ReversibilityDifference]
+    /// How long its part of the trial took.
     public var durationMS: Int64
 
     enum CodingKeys: String, CodingKey {

@@ -7,15 +7,22 @@ import Glibc
 
 /// Who holds (or last held) the run lock, as written in the lock file.
 public struct LockOwner: Sendable, Equatable {
+    /// The holder's process id.
     public var pid: Int32
+    /// The holder's host name.
     public var host: String
+    /// The holder's user name.
     public var user: String
+    /// The command it runs (`apply`, `rollback`, …).
     public var command: String
+    /// When it took the lock.
     public var startedAt: String
     /// The migration being run when this was written, if any: after a
     /// crash, this is what was interrupted.
     public var currentID: String?
+    /// The direction of the step in progress.
     public var currentDirection: Direction?
+    /// When the step in progress started.
     public var currentStartedAt: String?
     /// The step sent ahead to run right after the current one, if any: once
     /// the current one committed, a crash interrupted this one.

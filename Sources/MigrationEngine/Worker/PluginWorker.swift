@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// The worker process: the only place plugin code runs when plugins are
-/// isolated (``PluginIsolation/worker(executable:forwardSignals:)``). It
+/// isolated (``PluginIsolation/worker(executable:forwardSignals:loadTimeout:)``). It
 /// loads the verified bytes its parent sends (through a sealed memfd), reports
 /// their descriptors, and runs one step at a time, each in its own write
 /// transaction with its bookkeeping, exactly as in-process runs do.
