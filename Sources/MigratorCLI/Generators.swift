@@ -122,6 +122,12 @@ enum Generators {
     static let pathOptions: Set<String> = ["dir", "db", "out", "backup-dir", "trusted-keys", "config", "key"]
     static let idOptions: Set<String> = ["target", "to"]
 
+    /// `--a|--b|…`: every option that takes a value, so that its value is not taken for a command word.
+    static var valuedOptions: String {
+        let names = Set(MigratorCommandLine.commands.flatMap { $0.options.filter { $0.value != nil }.map(\.name) })
+        return (names.union(["config", "env"])).sorted().map { "--" + $0 }.joined(separator: "|")
+    }
+
     static func bashCompletion() -> String {
         var cases = ""
         for c in MigratorCommandLine.commands {
@@ -159,7 +165,7 @@ enum Generators {
                     case "${COMP_WORDS[i]}" in
                         -*) ;;
                         *) case "${COMP_WORDS[i-1]}" in
-                               --\(pathOptions.sorted().joined(separator: "|--"))|--\(idOptions.sorted().joined(separator: "|--"))|--env|--lock-timeout|--step-timeout|--keep|--count|--last|--version|--lang|--filter|--limit|--skip|--sort|--projection|--log-format) ;;
+                               \(valuedOptions)) ;;
                                *) words+=("${COMP_WORDS[i]}") ;;
                            esac ;;
                     esac
@@ -235,7 +241,8 @@ enum Generators {
             _migrator_ids() {
                 local dir=${opt_args[--dir]}
                 local -a ids
-                ids=(${(f)"$(migrator list --json ${dir:+--dir $dir} 2>/dev/null | grep -o '"id":"[^"]*"' | cut -d'"' -f4)"})
+                ids=(${(f)"$(migrator list --json ${dir:+--dir $dir} 2>/dev/null \\
+                    | grep -o '"id":"[^"]*"' | cut -d'"' -f4)"})
                 compadd -a ids
             }
 
