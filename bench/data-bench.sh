@@ -19,7 +19,7 @@ done
 swift build -c release --product BenchMigrations >&2
 inc=Sources/MigratorPluginABI/include
 $cc -O2 -Wall -o "$work/baseline" bench/data_baseline.c -llmdb
-for v in 1 2 3; do
+for v in 1 2 3 4; do
     mkdir -m 700 "$work/c$v" "$work/swift$v"
     $cc -shared -fPIC -O2 -fvisibility=hidden -I$inc -DVARIANT=$v -o "$work/c$v/plugin.so" bench/migrations/data_migrations.c
     install -m 0644 "$(swift build -c release --show-bin-path)/libBenchMigrations.so" "$work/swift$v/plugin.so"
@@ -65,7 +65,7 @@ run_plugin() { # lang name variant swift-name
 
 for i in $(seq "$RUNS"); do
     order="c swift"; [ $((i % 2)) = 0 ] && order="swift c"
-    for job in fanout:1:fanout addfield_bulk:2:bulk addfield_loop:3:loop; do
+    for job in fanout:1:fanout addfield_bulk:2:bulk addfield_loop:3:loop addfield_replace:4:replace; do
         IFS=: read -r name v sw <<<"$job"
         for lang in $order; do
             run_plugin "$lang" "$name" "$v" "$sw"
@@ -115,6 +115,8 @@ row "  migrator, C plugin, one update" c_addfield_bulk raw_addfield sqlite_addfi
 row "  migrator, Swift plugin, one update" swift_addfield_bulk raw_addfield sqlite_addfield
 row "  migrator, C plugin, per-doc loop" c_addfield_loop raw_addfield sqlite_addfield
 row "  migrator, Swift plugin, per-doc loop" swift_addfield_loop raw_addfield sqlite_addfield
+row "  migrator, C, cursor_replace loop (1.1)" c_addfield_replace raw_addfield sqlite_addfield
+row "  migrator, Swift, replaceCurrent (1.1)" swift_addfield_replace raw_addfield sqlite_addfield
 cat "$work/sizes"
 echo "(raw C times cover the migration only, its RSS the whole process including the untimed preload;"
 echo " migrator and sqlite3 figures are whole processes: start-up, loading and the durable commit included)"

@@ -52,9 +52,13 @@ static migrator_status user_settings_up(const migrator_host_v1 *host, migrator_t
             host->cursor_close(users);
             return MIGRATOR_ERROR;
         }
-        snprintf(settings, sizeof settings,
-                 "{\"user_id\":%s,\"theme\":\"light\",\"notifications\":true}", id);
-        if ((st = host->insert(txn, "user_settings", settings)) != MIGRATOR_OK) {
+        int n = snprintf(settings, sizeof settings,
+                         "{\"user_id\":%s,\"theme\":\"light\",\"notifications\":true}", id);
+        /* ABI 1.1's insert_n takes the length we already have; a 1.0 host only has insert. */
+        st = MIGRATOR_HOST_HAS(host, insert_n)
+                 ? host->insert_n(txn, "user_settings", settings, (size_t)n, NULL, NULL)
+                 : host->insert(txn, "user_settings", settings);
+        if (st != MIGRATOR_OK) {
             host->cursor_close(users);
             return st; /* last_error already explains it */
         }

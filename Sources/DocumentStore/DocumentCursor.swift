@@ -39,6 +39,8 @@ public final class DocumentCursor {
     private var skipped = 0
     private var returned = 0
     private var projected: [UInt8] = []
+    /// Whether `lastKey` names a document `nextRaw` returned that is still there.
+    private var hasCurrent = false
     /// Owned storage for the bytes `nextRaw` returns when it must build them
     /// (projections): a pointer into an Array must not outlive the access.
     private var output = UnsafeMutableRawBufferPointer(start: nil, count: 0)
@@ -107,6 +109,7 @@ public final class DocumentCursor {
         guard !isClosed else { throw StoreError(.cursorClosed, "collection '\(collection)': the cursor was closed") }
         try txn.usable()
         if let limit = options.limit, returned >= limit { return nil }
+        hasCurrent = false
         while let bytes = try advance() {
             let sortedSource: Bool
             if case .sorted = source { sortedSource = true } else { sortedSource = false }
@@ -122,6 +125,7 @@ public final class DocumentCursor {
                 continue
             }
             returned += 1
+            hasCurrent = true
             guard let projection = options.projection, let s = state else { return bytes }
             let d: JSONObject
             if let doc { d = doc } else { d = try parseCurrent(s, bytes) }
@@ -135,6 +139,44 @@ public final class DocumentCursor {
             return UnsafeRawBufferPointer(rebasing: output[..<projected.count])
         }
         return nil
+    }
+
+    /// Replaces the document the last ``nextRaw()`` (or ``next()``) returned
+    /// with the JSON object `json`, keeping its `_id` (which `json` may omit)
+    /// and its indexes right. During a scan the value is written in place
+    /// (`MDB_CURRENT`), without looking the key up again. The cursor goes on
+    /// with the next document; the replaced one is not visited again.
+    /// - Throws: `.noCurrentDocument`, `.invalidDocument` (not an object, or
+    ///   another `_id`), `.duplicateKey` (a unique index).
+    public func replaceCurrent(json: UnsafeRawBufferPointer) throws(StoreError) {
+        let (s, cursor) = try current()
+        guard try txn.replace(s, key: lastKey, with: json, cursor: cursor) else { return }
+        s.generation += 1
+        // Written in place: the scan's position is still good.
+        if cursor != nil { generation = s.generation }
+    }
+
+    /// Deletes the document the last ``nextRaw()`` returned; the cursor goes
+    /// on with the next one.
+    public func deleteCurrent() throws(StoreError) {
+        let (s, _) = try current()
+        // By key: the scan finds its place again from `lastKey`.
+        try txn.delete(s, key: lastKey, cursor: nil)
+        s.generation += 1
+        hasCurrent = false
+    }
+
+    /// The collection of the current document, and the LMDB cursor when it
+    /// is positioned on it (a scan that saw no write since).
+    private func current() throws(StoreError) -> (CollectionState, OpaquePointer?) {
+        guard !isClosed else { throw StoreError(.cursorClosed, "collection '\(collection)': the cursor was closed") }
+        try txn.usable()
+        guard hasCurrent, let s = state else {
+            throw StoreError(
+                .noCurrentDocument, "collection '\(collection)': the cursor has no current document (call next first)")
+        }
+        if case .scan = source, generation == s.generation, options.projection == nil { return (s, lmdbCursor) }
+        return (s, nil)
     }
 
     /// Calls `body` with every remaining document.

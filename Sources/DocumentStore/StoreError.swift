@@ -35,6 +35,11 @@ public struct StoreError: Error, Sendable, CustomStringConvertible, Equatable {
         public static let nestedWriteTransaction = Code("nested_write_transaction")
         /// A cursor used after it was closed or after its transaction ended.
         public static let cursorClosed = Code("cursor_closed")
+        /// A cursor operation on its current document when it has none (before
+        /// the first `next`, after the last, or after the current one was deleted).
+        public static let noCurrentDocument = Code("no_current_document")
+        /// The document a cursor or `_id` named is gone.
+        public static let documentNotFound = Code("document_not_found")
         /// A transaction used after its closure returned.
         public static let transactionEnded = Code("transaction_ended")
         /// The database reached its size limit (``DocumentStore/Options/maxMapSize``).

@@ -41,6 +41,12 @@ public protocol Database: AnyObject {
 extension Database {
     /// Every document of `collection`.
     public func find(_ collection: String) throws -> Documents { try find(collection, filter: "{}") }
+    /// The documents of `collection` matching `filter`, to read and, as you
+    /// go, replace or delete (``Documents/replaceCurrent(with:)-(String)``,
+    /// ``Documents/deleteCurrent()``). The same cursor as ``find(_:filter:)``.
+    public func documents(_ collection: String, filter: String = "{}") throws -> Documents {
+        try find(collection, filter: filter)
+    }
     /// The number of documents in `collection`.
     public func count(_ collection: String) throws -> UInt64 { try count(collection, filter: "{}") }
     /// Builds a non-unique index.
@@ -156,13 +162,48 @@ public struct Document: Sendable {
 public final class Documents {
     private let nextDocument: () throws -> Document?
     private let closeCursor: () -> Void
+    private let replace: ((String) throws -> Void)?
+    private let delete: (() throws -> Void)?
     private var closed = false
 
     /// A cursor reading from `next` until it returns `nil`; `close` releases
-    /// the underlying cursor (called once, at the latest on deinit).
-    public init(next: @escaping () throws -> Document?, close: @escaping () -> Void) {
+    /// the underlying cursor (called once, at the latest on deinit);
+    /// `replace` and `delete` act on the document `next` returned last.
+    public init(
+        next: @escaping () throws -> Document?, close: @escaping () -> Void,
+        replace: ((String) throws -> Void)? = nil, delete: (() throws -> Void)? = nil
+    ) {
         nextDocument = next
         closeCursor = close
+        self.replace = replace
+        self.delete = delete
+    }
+
+    /// Replaces the document ``next()`` returned last with `json` (its `_id`
+    /// is kept; `json` may omit it), keeping indexes right. With a 1.1 host
+    /// this is the `cursor_replace` fast path: no filter, no key search.
+    /// The cursor goes on with the next document.
+    ///
+    ///     let users = try db.documents("users")
+    ///     while let user = try users.next() {
+    ///         var u = try user.decode(User.self)
+    ///         u.plan = "free"
+    ///         try users.replaceCurrent(with: u)
+    ///     }
+    public func replaceCurrent(with json: String) throws {
+        guard let replace else { throw DatabaseError(.invalid, "this cursor cannot replace documents") }
+        try replace(json)
+    }
+
+    /// Replaces the current document with `value` encoded as JSON.
+    public func replaceCurrent<T: Encodable>(with value: T) throws {
+        try replaceCurrent(with: String(decoding: try JSONEncoder().encode(value), as: UTF8.self))
+    }
+
+    /// Deletes the document ``next()`` returned last (`cursor_delete` with a 1.1 host).
+    public func deleteCurrent() throws {
+        guard let delete else { throw DatabaseError(.invalid, "this cursor cannot delete documents") }
+        try delete()
     }
     deinit { close() }
 

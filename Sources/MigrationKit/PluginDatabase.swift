@@ -28,6 +28,13 @@ final class PluginDatabase: Database {
         )
     }
 
+    /// Whether the host's table reaches `field` (a later minor version adds
+    /// fields at the end; an older host has a smaller `struct_size`).
+    private func hostHas<F>(_ field: KeyPath<migrator_host_v1, F>) -> Bool {
+        guard let offset = MemoryLayout<migrator_host_v1>.offset(of: field) else { return false }
+        return Int(host.struct_size) >= offset + MemoryLayout<F>.size
+    }
+
     private func function<F>(_ f: F?, _ name: String) throws -> F {
         guard let f else { throw DatabaseError(.error, "the host's function table has no '\(name)'") }
         return f
@@ -59,24 +66,66 @@ final class PluginDatabase: Database {
         try check(try function(host.find, "find")(t, collection, filter, &cursor), t)
         let next = try function(host.cursor_next, "cursor_next")
         let close = try function(host.cursor_close, "cursor_close")
+        // The document `next` returned last: for the fallback on a 1.0 host.
+        var current: Document?
+        func liveCursor() throws -> (OpaquePointer, OpaquePointer) {
+            guard let t = self.txn, let c = cursor else {
+                throw DatabaseError(
+                    .invalid, "collection '\(collection)': the cursor was used after its migration step returned")
+            }
+            return (t, c)
+        }
+        let replaceInPlace = hostHas(\.cursor_replace) ? host.cursor_replace : nil
+        let deleteInPlace = hostHas(\.cursor_delete) ? host.cursor_delete : nil
         return Documents(
             next: { [weak self] in
-                guard let self, let t = self.txn, let c = cursor else {
-                    throw DatabaseError(
-                        .invalid, "collection '\(collection)': the cursor was used after its migration step returned")
-                }
+                guard let self else { return nil }
+                let (t, c) = try liveCursor()
                 var ptr: UnsafePointer<CChar>?
                 var len = 0
                 let status = next(c, &ptr, &len)
+                current = nil
                 if status == MIGRATOR_DONE { return nil }
                 try self.check(status, t)
                 guard let ptr else { return nil }
-                return Document(bytes: Array(UnsafeRawBufferPointer(start: ptr, count: len)))
+                let doc = Document(bytes: Array(UnsafeRawBufferPointer(start: ptr, count: len)))
+                current = doc
+                return doc
             },
             close: { [weak self] in
                 // After the step the host has closed it already.
                 if self?.txn != nil, let c = cursor { _ = close(c) }
                 cursor = nil
+            },
+            replace: { [weak self] json in
+                guard let self else { return }
+                let (t, c) = try liveCursor()
+                if let replaceInPlace {
+                    var text = json
+                    try text.withUTF8 { b in
+                        let p = b.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }
+                        try self.check(replaceInPlace(c, p, b.count), t)
+                    }
+                } else {
+                    // A 1.0 host: a whole-document update by _id.
+                    guard let filter = current?.idFilter else {
+                        throw DatabaseError(.invalid, "collection '\(collection)': the cursor has no current document")
+                    }
+                    _ = try self.update(collection, filter: filter, update: json)
+                }
+            },
+            delete: { [weak self] in
+                guard let self else { return }
+                let (t, c) = try liveCursor()
+                if let deleteInPlace {
+                    try self.check(deleteInPlace(c), t)
+                } else {
+                    guard let filter = current?.idFilter else {
+                        throw DatabaseError(.invalid, "collection '\(collection)': the cursor has no current document")
+                    }
+                    _ = try self.remove(collection, filter: filter)
+                    current = nil
+                }
             })
     }
     func update(_ collection: String, filter: String, update: String) throws -> UInt64 {

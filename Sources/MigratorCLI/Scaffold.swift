@@ -110,6 +110,13 @@ enum Scaffold {
                         // try db.createIndex("users", path: "email", unique: true)
                         // try db.update("users", filter: #"{"plan": {"$exists": false}}"#,
                         //               update: #"{"$set": {"plan": "free"}}"#)
+                        // A per-document rewrite: replace each document where the cursor is.
+                        // let users = try db.documents("users")
+                        // while let user = try users.next() {
+                        //     var u = try user.decode(User.self)
+                        //     u.plan = "free"
+                        //     try users.replaceCurrent(with: u)
+                        // }
                     }
 
                     func down(_ db: Database) throws {
@@ -138,6 +145,12 @@ enum Scaffold {
                     (void)host; (void)txn; (void)userdata;
                     /* TODO: make the change, e.g.
                      * return host->create_index(txn, "users", "email", 1);
+                     * A per-document rewrite (ABI 1.1; see MIGRATOR_HOST_HAS in the header):
+                     *   migrator_cursor *c; const char *doc; size_t len;
+                     *   host->find(txn, "users", NULL, &c);
+                     *   while (host->cursor_next(c, &doc, &len) == MIGRATOR_OK)
+                     *       host->cursor_replace(c, new_json, new_len);   (check each status)
+                     *   host->cursor_close(c);
                      * On failure: host->set_error(txn, "why"); return MIGRATOR_ERROR; */
                     return MIGRATOR_OK;
                 }

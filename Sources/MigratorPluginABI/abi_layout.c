@@ -13,7 +13,12 @@ AT(migrator_host_v1, cursor_next, 64);
 AT(migrator_host_v1, update, 80);
 AT(migrator_host_v1, log, 104);
 AT(migrator_host_v1, last_error, 128);
-_Static_assert(sizeof(migrator_host_v1) == 136, "migrator_host_v1 size");
+/* ABI 1.1: appended; a 1.0 table ends at 136. */
+AT(migrator_host_v1, cursor_replace, 136);
+AT(migrator_host_v1, cursor_delete, 144);
+AT(migrator_host_v1, insert_n, 152);
+AT(migrator_host_v1, get_by_id, 160);
+_Static_assert(sizeof(migrator_host_v1) == 168, "migrator_host_v1 size");
 AT(migrator_migration_v1, id, 0);
 AT(migrator_migration_v1, checksum, 32);
 AT(migrator_migration_v1, up, 40);

@@ -577,3 +577,51 @@ extension StoreTests {
         }
     }
 }
+
+/// Writing through a cursor (ABI 1.1 `cursor_replace` / `cursor_delete`).
+@Suite("Cursor writes")
+struct CursorWriteTests {
+    @Test func replaceAndDeleteDuringAScanVisitEachDocumentOnceAndKeepIndexes() throws {
+        try withStore { store in
+            try store.write { txn in
+                _ = try txn.createIndex("u", path: "plan")
+                for i in 0..<500 {
+                    _ = try txn.insert(
+                        .object(JSONObject([("_id", .int(Int64(i))), ("plan", .string("free"))])), into: "u")
+                }
+            }
+            let tracker = ChangeTracker(keepingPreImages: true)
+            let visited = try store.write { txn -> Int in
+                txn.track(tracker)
+                let c = try txn.find("u")
+                var n = 0
+                while let raw = try c.nextRaw() {
+                    n += 1
+                    if n % 5 == 0 {
+                        try c.deleteCurrent()
+                        #expect(throws: StoreError.self) { try c.deleteCurrent() }
+                    } else {
+                        let body = Array(#"{"plan":"pro","n":\#(n)}"#.utf8)
+                        try body.withUnsafeBytes { try c.replaceCurrent(json: $0) }
+                    }
+                    _ = raw
+                }
+                #expect(throws: StoreError.self) {
+                    try Array("{}".utf8).withUnsafeBytes { try c.replaceCurrent(json: $0) }
+                }
+                return n
+            }
+            #expect(visited == 500, "each document once, none twice after being rewritten")
+            #expect(tracker.changes["u"]?.updated == 400 && tracker.changes["u"]?.deleted == 100)
+            try store.read { txn in
+                #expect(try txn.count("u") == 400)
+                #expect(try txn.count("u", filter: Filter(parsing: #"{"plan":"pro"}"#)) == 400)
+                #expect(try txn.count("u", filter: Filter(parsing: #"{"plan":"free"}"#)) == 0)
+                #expect(try txn.explain("u", filter: Filter(parsing: #"{"plan":"pro"}"#)).description.contains("plan"))
+                let one = try txn.getRaw("u", id: .int(1)).map { String(decoding: $0, as: UTF8.self) }
+                #expect(one == #"{"_id":1,"plan":"pro","n":2}"#)
+                #expect(try txn.getRaw("u", id: .int(4)) == nil, "deleted")
+            }
+        }
+    }
+}

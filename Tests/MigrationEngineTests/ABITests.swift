@@ -24,7 +24,10 @@ import Testing
             MemoryLayout<migrator_plugin_v1>.offset(of: \.migrations), MemoryLayout<migrator_plugin_v1>.size,
         ]
         #expect(Array(c.prefix(n)) == swift.map { $0 ?? -1 })
-        #expect(swift.map { $0 ?? -1 } == [16, 128, 136, 32, 56, 64, 24, 32, 40, 48])
+        #expect(swift.map { $0 ?? -1 } == [16, 128, 168, 32, 56, 64, 24, 32, 40, 48])
+        // ABI 1.1 appends to the host table; the 1.0 part ends where it did.
+        #expect(MemoryLayout<migrator_host_v1>.offset(of: \.cursor_replace) == 136)
+        #expect(MemoryLayout<migrator_host_v1>.offset(of: \.get_by_id) == 160)
     }
 
     /// The header stands alone: strict C99 and C++, only stdint/stddef.
@@ -53,7 +56,7 @@ import Testing
         #expect(
             [MIGRATOR_OK, MIGRATOR_DONE, MIGRATOR_ERROR, MIGRATOR_NOT_FOUND, MIGRATOR_DUPLICATE_KEY, MIGRATOR_INVALID]
                 == [0, 1, -1, -2, -3, -4])
-        #expect(MIGRATOR_ABI_MAJOR == 1 && MIGRATOR_ABI_MINOR == 0)
+        #expect(MIGRATOR_ABI_MAJOR == 1 && MIGRATOR_ABI_MINOR == 1)
         #expect(DatabaseError.Status.duplicateKey.rawValue == MIGRATOR_DUPLICATE_KEY)
     }
 

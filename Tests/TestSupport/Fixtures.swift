@@ -89,7 +89,7 @@ public enum Fixtures {
     /// (`clang -shared -fPIC`), mode 0644.
     @discardableResult
     public static func compilePlugin(
-        _ source: String, name: String, in directory: String, extraFlags: [String] = []
+        _ source: String, name: String, in directory: String, extraFlags: [String] = [], include: String? = nil
     ) throws -> String {
         let src = directory + "/.src-\(name).c"
         try source.write(toFile: src, atomically: true, encoding: .utf8)
@@ -99,7 +99,7 @@ public enum Fixtures {
             cCompiler,
             [
                 "-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-Wno-unused-function",
-                "-I", includeDirectory, "-o", out, src,
+                "-I", include ?? includeDirectory, "-o", out, src,
             ] + extraFlags)
         guard r.status == 0 else { throw CompileError(description: "compiling \(name) failed:\n\(r.output)") }
         chmod(out, 0o644)

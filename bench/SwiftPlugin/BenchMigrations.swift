@@ -43,12 +43,30 @@ struct AddPlanLoop: IrreversibleMigration {
     }
 }
 
+/// The same per-document loop through the ABI 1.1 fast path: the cursor
+/// replaces each document it is on (no filter, no key search).
+struct AddPlanReplace: IrreversibleMigration {
+    let id = "040_add_plan_replace"
+    let name = "Add plan (per document, cursor_replace)"
+    let description = "benchmark"
+    let version = "1.0.0"
+    func up(_ db: Database) throws {
+        let users = try db.documents("users")
+        let field = Array(#","plan":"free"}"#.utf8)
+        while let user = try users.next() {
+            // The stored text, with the field spliced in before its last brace.
+            try users.replaceCurrent(with: String(decoding: user.bytes.dropLast() + field, as: UTF8.self))
+        }
+    }
+}
+
 @_cdecl("migrator_plugin_entry_v1")
 public func benchEntry() -> UnsafeRawPointer {
     let chosen: any Migration
     switch ProcessInfo.processInfo.environment["BENCH_MIGRATION"] ?? "fanout" {
     case "bulk": chosen = AddPlanBulk()
     case "loop": chosen = AddPlanLoop()
+    case "replace": chosen = AddPlanReplace()
     default: chosen = FanOut()
     }
     return MigrationBundle.export(name: "bench-swift", migrations: [chosen])

@@ -60,6 +60,27 @@ static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
     (void)u;
     return h->update(t, "users", "{}", "{\"$set\":{\"plan\":\"free\"}}", NULL);
 }
+#elif VARIANT == 4
+#define ID "040_add_plan_replace"
+/* The per-document loop through ABI 1.1: replace the document the cursor is on. */
+static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
+    (void)u;
+    static const char field[] = ",\"plan\":\"free\"}";
+    migrator_cursor *c;
+    const char *doc; size_t len; char out[4096];
+    if (!MIGRATOR_HOST_HAS(h, cursor_replace)) return MIGRATOR_ERROR;
+    migrator_status st = h->find(t, "users", NULL, &c);
+    if (st) return st;
+    while ((st = h->cursor_next(c, &doc, &len)) == MIGRATOR_OK) {
+        if (len + sizeof field > sizeof out) return fail(h, t, c, MIGRATOR_INVALID);
+        memcpy(out, doc, len - 1);
+        memcpy(out + len - 1, field, sizeof field - 1);
+        if ((st = h->cursor_replace(c, out, len - 1 + sizeof field - 1))) return fail(h, t, c, st);
+        first_write_done(ID);
+    }
+    h->cursor_close(c);
+    return st == MIGRATOR_DONE ? MIGRATOR_OK : st;
+}
 #else
 #define ID "030_add_plan_loop"
 static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {

@@ -22,6 +22,10 @@ final class HostStep: @unchecked Sendable {
     var pluginError: String?
     static let maxErrorBytes = 4096
     var cursorIDs: [UInt] = []
+    /// Bytes handed out by `insert_n` and `get_by_id`, NUL-terminated,
+    /// valid until the next host call on the step.
+    private var scratch = UnsafeMutablePointer<CChar>.allocate(capacity: 1024)
+    private var scratchCapacity = 1024
 
     /// The thread running the step: the only one allowed to call the host.
     let thread = pthread_self()
@@ -31,7 +35,29 @@ final class HostStep: @unchecked Sendable {
         lastError = .allocate(capacity: 1)
         lastError[0] = 0
     }
-    deinit { lastError.deallocate() }
+    deinit {
+        lastError.deallocate()
+        scratch.deallocate()
+    }
+
+    /// Copies `bytes` into the scratch buffer and hands it out.
+    func handOut(
+        _ bytes: UnsafeRawBufferPointer, _ out: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+        _ length: UnsafeMutablePointer<Int>?
+    ) {
+        guard let out else { return }
+        if bytes.count + 1 > scratchCapacity {
+            scratch.deallocate()
+            scratchCapacity = max(bytes.count + 1, 2 * scratchCapacity)
+            scratch = .allocate(capacity: scratchCapacity)
+        }
+        if let base = bytes.baseAddress {
+            UnsafeMutableRawPointer(scratch).copyMemory(from: base, byteCount: bytes.count)
+        }
+        scratch[bytes.count] = 0
+        out.pointee = UnsafePointer(scratch)
+        length?.pointee = bytes.count
+    }
 
     func fail(_ e: DatabaseError) -> migrator_status {
         let text = e.message.utf8CString
@@ -332,8 +358,54 @@ enum HostAPI {
         last_error: { txn in
             guard let s = HostHandles.step(txn), HostHandles.mayUse(s) else { return nil }
             return UnsafePointer(s.lastError)
+        },
+        cursor_replace: { handle, json, len in
+            onCursor(handle) { c throws(DatabaseError) in
+                guard let json else { throw DatabaseError(.invalid, "cursor_replace: the document is NULL") }
+                try c.cursor.replaceCurrent(json: UnsafeRawBufferPointer(start: json, count: len))
+            }
+        },
+        cursor_delete: { handle in
+            onCursor(handle) { c throws(DatabaseError) in try c.cursor.deleteCurrent() }
+        },
+        insert_n: { txn, c, json, len, outID, outIDLen in
+            call(txn) { s throws(DatabaseError) in
+                let name = try collection(c)
+                guard let json else { throw DatabaseError(.invalid, "insert into '\(name)': the document is NULL") }
+                let id = try s.db.insert(jsonBytes: UnsafeRawBufferPointer(start: json, count: len), into: name)
+                if outID != nil { JSONSerializer.bytes(id).withUnsafeBytes { s.handOut($0, outID, outIDLen) } }
+            }
+        },
+        get_by_id: { txn, c, idJSON, len, outDoc, outLen in
+            call(txn) { s throws(DatabaseError) in
+                let name = try collection(c)
+                guard let idJSON, let outDoc else {
+                    throw DatabaseError(.invalid, "get_by_id in '\(name)': the id or the out-pointer is NULL")
+                }
+                outDoc.pointee = nil
+                guard let doc = try s.db.getRaw(name, id: UnsafeRawBufferPointer(start: idJSON, count: len)) else {
+                    let id = UnsafeRawBufferPointer(start: idJSON, count: min(len, 200))
+                    throw DatabaseError(
+                        .notFound,
+                        "collection '\(name)' has no document with _id \(String(decoding: id, as: UTF8.self))")
+                }
+                s.handOut(doc, outDoc, outLen)
+            }
         }
     )
+
+    /// A cursor call from the step's own thread, its errors recorded on the step.
+    static func onCursor(
+        _ handle: OpaquePointer?, _ body: (HostCursor) throws(DatabaseError) -> Void
+    ) -> migrator_status {
+        guard let c = HostHandles.cursor(handle), HostHandles.mayUse(c.step) else { return MIGRATOR_INVALID }
+        do throws(DatabaseError) {
+            try body(c)
+            return MIGRATOR_OK
+        } catch {
+            return c.step.fail(error)
+        }
+    }
 }
 
 extension StepDatabase {

@@ -55,9 +55,9 @@ final class StoreDatabase: StepDatabase {
         let status: DatabaseError.Status
         switch e.code {
         case .duplicateKey, .collectionExists, .indexExists: status = .duplicateKey
-        case .collectionNotFound, .indexNotFound: status = .notFound
+        case .collectionNotFound, .indexNotFound, .documentNotFound: status = .notFound
         case .invalidJSON, .invalidDocument, .invalidFilter, .invalidUpdate, .invalidProjection, .invalidName,
-            .reservedCollection, .cursorClosed:
+            .reservedCollection, .cursorClosed, .noCurrentDocument:
             status = .invalid
         default: status = .error
         }
@@ -98,8 +98,12 @@ final class StoreDatabase: StepDatabase {
 
     // MARK: Raw entry points (JSON as bytes), shared with the C host table
 
-    func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError) {
-        _ = try store { () throws(StoreError) in try txn.insert(json: jsonBytes, into: collection) }
+    @discardableResult
+    func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError) -> JSON {
+        try store { () throws(StoreError) in try txn.insert(json: jsonBytes, into: collection) }
+    }
+    func getRaw(_ collection: String, id: UnsafeRawBufferPointer) throws(DatabaseError) -> UnsafeRawBufferPointer? {
+        try store { () throws(StoreError) in try txn.getRaw(collection, id: try JSONParser.parse(id)) }
     }
     func openCursor(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> any StepCursor {
         try store { () throws(StoreError) in
@@ -140,7 +144,7 @@ final class StoreDatabase: StepDatabase {
     }
     func insert(json: String, into collection: String) throws {
         var json = json
-        try json.withUTF8 { b in try insert(jsonBytes: UnsafeRawBufferPointer(b), into: collection) }
+        _ = try json.withUTF8 { b in try insert(jsonBytes: UnsafeRawBufferPointer(b), into: collection) }
     }
     func find(_ collection: String, filter: String) throws -> Documents {
         var filter = filter
@@ -152,7 +156,12 @@ final class StoreDatabase: StepDatabase {
                         .invalid, "migration '\(self.migrationID)': the database was used after its step returned")
                 }
                 return try cursor.nextRaw().map { Document(bytes: [UInt8]($0)) }
-            }, close: { cursor.close() })
+            }, close: { cursor.close() },
+            replace: { json in
+                var text = json
+                try text.withUTF8 { try cursor.replaceCurrent(json: UnsafeRawBufferPointer($0)) }
+            },
+            delete: { try cursor.deleteCurrent() })
     }
     func update(_ collection: String, filter: String, update: String) throws -> UInt64 {
         var filter = filter
@@ -185,6 +194,12 @@ final class StoreCursor: StepCursor {
     init(cursor: DocumentCursor) { self.cursor = cursor }
     func nextRaw() throws(DatabaseError) -> UnsafeRawBufferPointer? {
         do { return try cursor.nextRaw() } catch { throw StoreDatabase.databaseError(error) }
+    }
+    func replaceCurrent(json: UnsafeRawBufferPointer) throws(DatabaseError) {
+        do { try cursor.replaceCurrent(json: json) } catch { throw StoreDatabase.databaseError(error) }
+    }
+    func deleteCurrent() throws(DatabaseError) {
+        do { try cursor.deleteCurrent() } catch { throw StoreDatabase.databaseError(error) }
     }
     func close() { cursor.close() }
 }

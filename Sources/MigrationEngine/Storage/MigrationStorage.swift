@@ -87,7 +87,12 @@ package struct NewHistoryEntry: Sendable {
 /// A ``Database`` for one step, with the raw entry points the C host table
 /// calls (JSON as bytes, no `String` copies). Ends with ``finish()``.
 package protocol StepDatabase: Database {
-    func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError)
+    /// Inserts a document; returns its `_id` (generated when absent).
+    @discardableResult
+    func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError) -> JSON
+    /// The stored JSON of the document whose `_id` is `id` (JSON text), valid
+    /// until the next write in the step; nil when there is none.
+    func getRaw(_ collection: String, id: UnsafeRawBufferPointer) throws(DatabaseError) -> UnsafeRawBufferPointer?
     func openCursor(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> any StepCursor
     func updateRaw(
         _ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer
@@ -103,5 +108,9 @@ package protocol StepCursor: AnyObject {
     /// The next document's JSON, valid until the next call on this cursor
     /// or any write in the step; `nil` at the end.
     func nextRaw() throws(DatabaseError) -> UnsafeRawBufferPointer?
+    /// Replaces the document `nextRaw` returned last (ABI 1.1 `cursor_replace`).
+    func replaceCurrent(json: UnsafeRawBufferPointer) throws(DatabaseError)
+    /// Deletes the document `nextRaw` returned last (ABI 1.1 `cursor_delete`).
+    func deleteCurrent() throws(DatabaseError)
     func close()
 }

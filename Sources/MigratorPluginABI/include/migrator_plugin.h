@@ -36,7 +36,7 @@ extern "C" {
 #endif
 
 #define MIGRATOR_ABI_MAJOR 1
-#define MIGRATOR_ABI_MINOR 0
+#define MIGRATOR_ABI_MINOR 1
 
 /* The name of the one symbol every plugin exports. */
 #define MIGRATOR_PLUGIN_ENTRY_NAME "migrator_plugin_entry_v1"
@@ -125,7 +125,35 @@ typedef struct migrator_host_v1 {
     /* Returns the message of the host's last failed call on txn ("" if none).
      * Owned by the host; valid until the next host call on txn. */
     const char *(*last_error)(migrator_txn *txn);
+
+    /* ---- Added in ABI 1.1. A host older than 1.1 has a smaller struct_size:
+     * test MIGRATOR_HOST_HAS(host, field) before calling one of these, and
+     * fall back to the 1.0 calls (update, remove, insert, find) if it is false. */
+
+    /* Replaces the document cursor_next returned last with the JSON object
+     * json (len bytes, no NUL needed), keeping its _id (json may omit it)
+     * and the indexes right. No filter, no key search: a scan writes it in
+     * place. The cursor goes on with the next document. INVALID for a bad
+     * document, another _id, or no current document; DUPLICATE_KEY on a
+     * unique index. */
+    migrator_status (*cursor_replace)(migrator_cursor *cursor, const char *json, size_t len);
+    /* Deletes the document cursor_next returned last; the cursor goes on. */
+    migrator_status (*cursor_delete)(migrator_cursor *cursor);
+    /* insert with an explicit length (no strlen). If out_id is not NULL it
+     * receives the document's _id as JSON (generated when absent) and
+     * *out_id_len its length; host-owned, valid until the next host call on txn. */
+    migrator_status (*insert_n)(migrator_txn *txn, const char *collection, const char *json, size_t len,
+                                const char **out_id, size_t *out_id_len);
+    /* The document whose _id is id_json (len bytes of JSON: "42", "\"u1\"")
+     * into *out_doc / *out_len: compact JSON, NUL-terminated, host-owned,
+     * valid until the next host call on txn. NOT_FOUND if there is none. */
+    migrator_status (*get_by_id)(migrator_txn *txn, const char *collection, const char *id_json, size_t len,
+                                 const char **out_doc, size_t *out_len);
 } migrator_host_v1;
+
+/* Whether the host's table has `field` (added in a later minor version). */
+#define MIGRATOR_HOST_HAS(host, field) \
+    ((host)->struct_size >= offsetof(migrator_host_v1, field) + sizeof((host)->field))
 
 /* ------------------------------------------------------------ migrations */
 

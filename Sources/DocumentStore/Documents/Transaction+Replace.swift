@@ -1,0 +1,136 @@
+import CLMDB
+
+extension Transaction {
+    // MARK: - By key (cursor fast paths, get by _id)
+
+    /// The stored bytes of the document whose `_id` is `id` (JSON), valid
+    /// until the next write in this transaction; nil when there is none.
+    public func getRaw(_ collection: String, id: JSON) throws(StoreError) -> UnsafeRawBufferPointer? {
+        try usable()
+        guard let s = try state(collection) else { return nil }
+        var key = s.prefix
+        do { try KeyEncoding.appendID(id, to: &key) } catch {
+            throw StoreError(error.code, "collection '\(collection)': \(error.message)")
+        }
+        return try key.bytes { kb throws(StoreError) in try get(env.docs, kb) }
+    }
+
+    /// Replaces the document stored at `key` (collection prefix included)
+    /// with the JSON object `json`, keeping its indexes right. `json` keeps
+    /// the document's `_id` (it may omit it; another `_id` is an error).
+    /// With `cursor` positioned on `key`, the value is written in place
+    /// (`MDB_CURRENT`): no key search.
+    /// - Returns: whether the stored bytes changed.
+    func replace(
+        _ s: CollectionState, key: [UInt8], with json: UnsafeRawBufferPointer, cursor: OpaquePointer?
+    ) throws(StoreError) -> Bool {
+        try writable(s.name)
+        let id = key.withUnsafeBytes { KeyEncoding.decodeID(UnsafeRawBufferPointer(rebasing: $0[4...])) }
+        // Fast path: no index to maintain and text already in stored form,
+        // carrying this _id or none: stored as given, without a parse.
+        var parsedNew: JSONObject?
+        if !(s.indexes.isEmpty && spliceCanonical(json, id: id)) {
+            let parsed: JSON
+            do { parsed = try JSONParser.parse(json) } catch {
+                throw StoreError(error.code, "collection '\(s.name)', _id \(id.serialized): \(error.message)")
+            }
+            guard case .object(var new) = parsed else {
+                throw StoreError(
+                    .invalidDocument, "collection '\(s.name)', _id \(id.serialized): the replacement is not an object")
+            }
+            if let given = new["_id"], given != id {
+                throw StoreError(
+                    .invalidDocument,
+                    "collection '\(s.name)': a replacement must keep _id \(id.serialized), not change it to "
+                        + given.serialized)
+            }
+            new["_id"] = nil
+            new.prepend("_id", id)
+            valueBuffer.removeAll(keepingCapacity: true)
+            JSONSerializer.write(.object(new), into: &valueBuffer)
+            parsedNew = new
+        }
+        let changed: Bool = try key.bytes { kb throws(StoreError) in
+            // Positioned on it: read the old value in place, no key search.
+            var old: UnsafeRawBufferPointer?
+            if let cursor {
+                var k = MDB_val()
+                var v = MDB_val()
+                try check(mdb_cursor_get(cursor, &k, &v, MDB_GET_CURRENT), "mdb_cursor_get")
+                old = UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
+            } else {
+                old = try get(env.docs, kb)
+            }
+            guard let old else {
+                throw StoreError(.documentNotFound, "collection '\(s.name)': _id \(id.serialized) no longer exists")
+            }
+            guard !old.elementsEqual(valueBuffer) else { return false }
+            let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
+            notePreImage(s, idKey: idKey, bytes: old)
+            // With indexes the slow path always ran: the new document is parsed.
+            if !s.indexes.isEmpty, let parsedNew {
+                let before = try parseStored(s, old, idKey: idKey)
+                try reindex(s, s.indexes, idKey: idKey, old: .object(before), new: .object(parsedNew))
+            }
+            return true
+        }
+        guard changed else { return false }
+        try key.bytes { kb throws(StoreError) in
+            try valueBuffer.bytes { vb throws(StoreError) in
+                var k = MDB_val(kb)
+                var v = MDB_val(vb)
+                if let cursor {
+                    try check(mdb_cursor_put(cursor, &k, &v, UInt32(MDB_CURRENT)), "mdb_cursor_put")
+                } else {
+                    _ = try put(env.docs, kb, vb)
+                }
+            }
+        }
+        s.dirty = true
+        noteChange(s.name) { $0.updated += 1 }
+        return true
+    }
+
+    /// Puts `json` into `valueBuffer` as stored, when it is in canonical form
+    /// and carries `id` first or no `_id`; false (nothing decided) otherwise.
+    private func spliceCanonical(_ json: UnsafeRawBufferPointer, id: JSON) -> Bool {
+        guard let shape = CanonicalCheck.check(json), !shape.idElsewhere else { return false }
+        let idText = JSONSerializer.bytes(id)
+        valueBuffer.removeAll(keepingCapacity: true)
+        if let r = shape.idRange {
+            guard UnsafeRawBufferPointer(rebasing: json[r]).elementsEqual(idText) else { return false }
+            valueBuffer.append(contentsOf: json)
+        } else {
+            valueBuffer.append(contentsOf: #"{"_id":"#.utf8)
+            valueBuffer.append(contentsOf: idText)
+            if json.count > 2 { valueBuffer.append(UInt8(ascii: ",")) }
+            valueBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: json[1...]))
+        }
+        return true
+    }
+
+    /// Deletes the document stored at `key`, with its index entries.
+    func delete(_ s: CollectionState, key: [UInt8], cursor: OpaquePointer?) throws(StoreError) {
+        try writable(s.name)
+        try key.bytes { kb throws(StoreError) in
+            let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
+            guard let old = try get(env.docs, kb) else {
+                throw StoreError(
+                    .documentNotFound, "collection '\(s.name)': _id \(KeyEncoding.decodeID(idKey).serialized) no longer exists")
+            }
+            notePreImage(s, idKey: idKey, bytes: old)
+            if !s.indexes.isEmpty {
+                let before = try parseStored(s, old, idKey: idKey)
+                try reindex(s, s.indexes, idKey: idKey, old: .object(before), new: nil)
+            }
+            if let cursor {
+                try check(mdb_cursor_del(cursor, 0), "mdb_cursor_del")
+            } else {
+                _ = try del(env.docs, kb)
+            }
+        }
+        s.count -= 1
+        s.dirty = true
+        noteChange(s.name) { $0.deleted += 1 }
+    }
+}
