@@ -33,6 +33,10 @@ public final class DocumentCursor {
     private var source: Source
     private var lmdbCursor: OpaquePointer?
     private var upperBound: [UInt8] = []
+    /// Where a scan starts: the collection's first key, or past a lower
+    /// bound on `_id` (`{"_id": {"$gt": …}}`, the resume-from-token loop).
+    private var startKey: [UInt8] = []
+    private var startExclusive = false
     private var lastKey: [UInt8] = []
     private var generation = -1
     private var started = false
@@ -61,6 +65,13 @@ public final class DocumentCursor {
             source = .keys(try txn.candidateKeys(s, access), next: 0)
         } else {
             source = .scan
+            startKey = s.prefix
+            if let (bound, inclusive) = filter.idLowerBound(), (try? KeyEncoding.appendID(bound, to: &startKey)) != nil
+            {
+                startExclusive = !inclusive
+            } else {
+                startKey = s.prefix
+            }
             let c = try txn.openCursor(txn.env.docs)
             lmdbCursor = c
             // The last key of the collection now is where the scan stops.
@@ -229,9 +240,14 @@ public final class DocumentCursor {
             var rc: Int32
             if !started {
                 started = true
-                rc = s.prefix.withUnsafeBytes { p in
+                rc = startKey.withUnsafeBytes { p in
                     k = MDB_val(p)
                     return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
+                }
+                if rc == 0 && startExclusive
+                    && UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size).elementsEqual(startKey)
+                {
+                    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
                 }
             } else if generation != s.generation {
                 // The collection changed under us: find our place again by key.

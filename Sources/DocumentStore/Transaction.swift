@@ -168,6 +168,18 @@ public final class Transaction {
         try Environment.check(rc, env.path, "mdb_txn_commit")
     }
 
+    /// Commits what this write transaction did so far, durably, and goes on
+    /// in a new one on the same thread: for work too large for one
+    /// transaction (checkpointed migrations). Open cursors are closed.
+    public func commitAndContinue() throws(StoreError) {
+        guard !isReadOnly else {
+            throw StoreError(.readOnlyTransaction, "\(env.path): a read transaction has nothing to commit")
+        }
+        try commit()
+        for s in states.values { s.dirty = false }
+        txn = try env.begin(write: true)
+    }
+
     func abort() {
         closeCursors()
         guard let t = txn else { return }

@@ -152,7 +152,9 @@ public final class Migrator {
     /// - Throws: `StoreError` when the database cannot be read.
     public func status() throws -> MigrationStatus {
         let applied = try storage.appliedMigrations()
-        let entries = Planner.entries(catalog: catalog, applied: applied, history: try storage.history())
+        var entries = Planner.entries(catalog: catalog, applied: applied, history: try storage.history())
+        let partial = Dictionary(try storage.partialMigrations().map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for i in entries.indices { entries[i].resumableFrom = partial[entries[i].id]?.token }
         var summary = MigrationStatus.Summary()
         for e in entries {
             switch e.state {

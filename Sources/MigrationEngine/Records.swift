@@ -50,6 +50,19 @@ public enum MigrationSource: Sendable, Equatable {
 }
 
 /// One applied migration: a document in `_migrations` (`_id` = its id).
+/// A checkpointing migration whose run stopped after a checkpoint: the work
+/// up to `token` is committed; `apply` resumes from it, `rollback` runs `down`.
+public struct MigrationProgress: Sendable, Equatable, Codable {
+    /// The migration id.
+    public var id: String
+    /// The resume token of its last checkpoint.
+    public var token: String
+    /// How many checkpoints it has committed.
+    public var checkpoints: Int
+    /// When the last one was committed.
+    public var at: String
+}
+
 public struct AppliedMigration: Sendable, Equatable {
     /// The migration id.
     public let id: String

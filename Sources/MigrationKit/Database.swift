@@ -36,6 +36,16 @@ public protocol Database: AnyObject {
     func log(_ level: LogLevel, _ message: String)
     /// Reports progress of a long step (`total` 0: unknown).
     func progress(_ done: UInt64, of total: UInt64)
+    /// Commits the work so far, durably, with `token` (any text, such as the
+    /// last `_id` done) and goes on in a new transaction: for migrations too
+    /// large for one. Such a migration is **not atomic**: after a crash the
+    /// work up to the last checkpoint stays, and the next `apply` runs `up`
+    /// again with ``resumeToken`` set to `token`. Every open cursor closes.
+    /// Refused in dry runs and reversibility checks.
+    func checkpoint(token: String) throws
+    /// The token of the last checkpoint of an earlier, interrupted run of
+    /// this migration (`up` resumes from it), or nil for a fresh start.
+    var resumeToken: String? { get }
 }
 
 extension Database {
@@ -162,7 +172,7 @@ public struct Document: Sendable {
 public final class Documents {
     private let nextDocument: () throws -> Document?
     private let closeCursor: () -> Void
-    private let replace: ((String) throws -> Void)?
+    private let replace: ((UnsafeRawBufferPointer) throws -> Void)?
     private let delete: (() throws -> Void)?
     private var closed = false
 
@@ -171,7 +181,7 @@ public final class Documents {
     /// `replace` and `delete` act on the document `next` returned last.
     public init(
         next: @escaping () throws -> Document?, close: @escaping () -> Void,
-        replace: ((String) throws -> Void)? = nil, delete: (() throws -> Void)? = nil
+        replace: ((UnsafeRawBufferPointer) throws -> Void)? = nil, delete: (() throws -> Void)? = nil
     ) {
         nextDocument = next
         closeCursor = close
@@ -191,8 +201,21 @@ public final class Documents {
     ///         try users.replaceCurrent(with: u)
     ///     }
     public func replaceCurrent(with json: String) throws {
+        var text = json
+        try text.withUTF8 { try replaceCurrent(json: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Replaces the current document with JSON text given as UTF-8 bytes:
+    /// the fastest form, with no `String` in between (for example the
+    /// document's own ``Document/bytes`` with a field spliced in).
+    public func replaceCurrent(json: UnsafeRawBufferPointer) throws {
         guard let replace else { throw DatabaseError(.invalid, "this cursor cannot replace documents") }
         try replace(json)
+    }
+
+    /// Replaces the current document with the JSON text in `bytes` (UTF-8).
+    public func replaceCurrent(json bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try replaceCurrent(json: $0) }
     }
 
     /// Replaces the current document with `value` encoded as JSON.

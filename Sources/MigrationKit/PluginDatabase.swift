@@ -101,17 +101,14 @@ final class PluginDatabase: Database {
                 guard let self else { return }
                 let (t, c) = try liveCursor()
                 if let replaceInPlace {
-                    var text = json
-                    try text.withUTF8 { b in
-                        let p = b.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }
-                        try self.check(replaceInPlace(c, p, b.count), t)
-                    }
+                    let p = json.baseAddress.map { $0.assumingMemoryBound(to: CChar.self) }
+                    try self.check(replaceInPlace(c, p, json.count), t)
                 } else {
                     // A 1.0 host: a whole-document update by _id.
                     guard let filter = current?.idFilter else {
                         throw DatabaseError(.invalid, "collection '\(collection)': the cursor has no current document")
                     }
-                    _ = try self.update(collection, filter: filter, update: json)
+                    _ = try self.update(collection, filter: filter, update: String(decoding: json, as: UTF8.self))
                 }
             },
             delete: { [weak self] in
@@ -154,6 +151,20 @@ final class PluginDatabase: Database {
         guard let t = txn else { return }
         _ = host.progress?(t, done, total)
     }
+    func checkpoint(token: String) throws {
+        let t = try live()
+        guard hostHas(\.checkpoint), let checkpoint = host.checkpoint else {
+            throw DatabaseError(
+                .invalid, "this migrator (plugin ABI 1.0) cannot checkpoint: upgrade it to 0.4 or later")
+        }
+        try check(checkpoint(t, token), t)
+    }
+
+    var resumeToken: String? {
+        guard let t = txn, hostHas(\.resume_token), let f = host.resume_token, let p = f(t) else { return nil }
+        return String(cString: p)
+    }
+
     func setError(_ message: String) {
         guard let t = txn else { return }
         _ = host.set_error?(t, message)

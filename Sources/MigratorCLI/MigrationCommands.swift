@@ -321,7 +321,9 @@ enum MigrationCommands {
             ctx.out.line("Database: \(s.database)" + (s.exists ? "" : " (no database there yet; apply creates it)"))
             var rows = [["ID", "STATE", "APPLIED AT", "VERSION", "PLUGIN"]]
             for e in s.migrations {
-                rows.append([e.id, stateText(e), e.appliedAt ?? "-", e.version, e.plugin ?? "-"])
+                rows.append([
+                    e.id, stateText(e, running: s.lockedBy != nil), e.appliedAt ?? "-", e.version, e.plugin ?? "-",
+                ])
             }
             ctx.out.write(Table.render(rows))
             let sm = s.summary
@@ -329,7 +331,12 @@ enum MigrationCommands {
                 "\(s.migrations.count) migration(s): \(sm.applied) applied, \(sm.pending) pending, "
                     + "\(sm.failed) failed, \(sm.missing) missing"
             )
-            if let i = s.interrupted {
+            let resumable = s.interrupted.flatMap { i in s.migrations.first { $0.id == i.id }?.resumableFrom }
+            if let i = s.interrupted, let token = resumable {
+                ctx.out.line(
+                    "interrupted at \(i.id) (\(i.direction), pid \(i.pid), \(i.at)) after checkpoint '\(token)': "
+                        + "the work up to it is kept; the next apply resumes from it")
+            } else if let i = s.interrupted {
                 // An interrupted down left the migration applied; apply never runs a down.
                 ctx.out.line(
                     i.direction == .up
@@ -346,10 +353,14 @@ enum MigrationCommands {
     }
 
     /// `applied`, `applied (changed)`, `applied (in-process: example-app)`, …
-    static func stateText(_ e: MigrationStatus.Entry) -> String {
+    /// `running`: a run holds the lock, so a checkpointed migration is in progress, not stopped.
+    static func stateText(_ e: MigrationStatus.Entry, running: Bool = false) -> String {
         var notes: [String] = []
         if let app = e.app { notes.append("in-process: \(app)") }
         if e.changed { notes.append("changed") }
+        if let token = e.resumableFrom {
+            return running ? "running (last checkpoint \(token))" : "interrupted (resumable from \(token))"
+        }
         return e.state.rawValue + (notes.isEmpty ? "" : " (\(notes.joined(separator: ", ")))")
     }
 

@@ -152,6 +152,17 @@ typedef struct migrator_host_v1 {
      * valid until the next host call on txn. NOT_FOUND if there is none. */
     migrator_status (*get_by_id)(migrator_txn *txn, const char *collection, const char *id_json, size_t len,
                                  const char **out_doc, size_t *out_len);
+    /* Commits the work so far, durably, together with resume_token (any
+     * NUL-terminated text, such as the last _id done), and continues in a
+     * new transaction. For migrations too large for one transaction; such a
+     * migration is NOT atomic: after a crash the work up to the last
+     * checkpoint stays, and the next apply calls up again with that token
+     * (resume_token). Every open cursor is closed: find again from the token.
+     * INVALID in a dry run or a reversibility check, which commit nothing. */
+    migrator_status (*checkpoint)(migrator_txn *txn, const char *resume_token);
+    /* The token of the last checkpoint of an earlier, interrupted run of this
+     * migration, or NULL for a fresh start. Valid for the whole step. */
+    const char *(*resume_token)(migrator_txn *txn);
 } migrator_host_v1;
 
 /* Whether the host's table has `field` (added in a later minor version). */

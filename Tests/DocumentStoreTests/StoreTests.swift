@@ -625,3 +625,33 @@ struct CursorWriteTests {
         }
     }
 }
+
+/// A scan with a lower bound on `_id` starts there, and finds exactly what
+/// a full scan would.
+@Suite("Scans from an _id bound")
+struct IDBoundScanTests {
+    @Test func boundedScansFindWhatFullScansFind() throws {
+        try withStore { store in
+            try store.write { txn in
+                for i in -20...20 { _ = try txn.insert(.object(JSONObject([("_id", .int(Int64(i)))])), into: "t") }
+                for s in ["a", "b", "bb", "c"] {
+                    _ = try txn.insert(.object(JSONObject([("_id", .string(s))])), into: "t")
+                }
+            }
+            let filters = [
+                #"{"_id":{"$gt":5}}"#, #"{"_id":{"$gte":5}}"#, #"{"_id":{"$gt":-2.5}}"#, #"{"_id":{"$gte":2.5}}"#,
+                #"{"_id":{"$gt":3.0}}"#, #"{"_id":{"$gt":"b"}}"#, #"{"_id":{"$gte":"b"}}"#, #"{"_id":{"$gt":100}}"#,
+                #"{"$and":[{"_id":{"$gt":0}},{"_id":{"$lt":4}}]}"#, #"{"_id":{"$gt":5,"$lte":7}}"#,
+            ]
+            try store.read { txn in
+                let all = try txn.find("t").all()
+                for text in filters {
+                    let f = try Filter(parsing: text)
+                    let expected = all.filter { f.matches($0) }.map(\.serialized)
+                    let got = try txn.find("t", filter: f).all().map(\.serialized)
+                    #expect(got == expected, "\(text)")
+                }
+            }
+        }
+    }
+}

@@ -55,7 +55,7 @@ struct AddPlanReplace: IrreversibleMigration {
         let field = Array(#","plan":"free"}"#.utf8)
         while let user = try users.next() {
             // The stored text, with the field spliced in before its last brace.
-            try users.replaceCurrent(with: String(decoding: user.bytes.dropLast() + field, as: UTF8.self))
+            try users.replaceCurrent(json: user.bytes.dropLast() + field)
         }
     }
 }

@@ -116,7 +116,8 @@ extension Transaction {
             let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
             guard let old = try get(env.docs, kb) else {
                 throw StoreError(
-                    .documentNotFound, "collection '\(s.name)': _id \(KeyEncoding.decodeID(idKey).serialized) no longer exists")
+                    .documentNotFound,
+                    "collection '\(s.name)': _id \(KeyEncoding.decodeID(idKey).serialized) no longer exists")
             }
             notePreImage(s, idKey: idKey, bytes: old)
             if !s.indexes.isEmpty {

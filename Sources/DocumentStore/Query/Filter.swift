@@ -225,6 +225,43 @@ public struct Filter: Sendable {
     /// Equality constraints an index can serve: top-level (or `$and`)
     /// `{"path": v}`, `{"path": {"$eq": v}}` and `{"path": {"$in": [...]}}`.
     /// Null values are left out: the index does not hold missing fields.
+    /// A lower bound on `_id` that every match satisfies (`$gt`/`$gte` at the
+    /// top level, alone or under `$and`), as an integer or string: a scan
+    /// may start there. (Comparisons bracket by type, so nothing before it
+    /// in key order can match.)
+    func idLowerBound() -> (value: JSON, inclusive: Bool)? {
+        var best: (JSON, Bool)?
+        func visit(_ n: Node) {
+            switch n {
+            case .and(let subs): subs.forEach(visit)
+            case .field(let path, let preds) where path.components == ["_id"]:
+                for p in preds {
+                    var bound: (JSON, Bool)?
+                    switch p {
+                    case .gt(let v): bound = (v, false)
+                    case .gte(let v): bound = (v, true)
+                    default: break
+                    }
+                    guard var (v, inclusive) = bound else { continue }
+                    if case .double(let d) = v {
+                        // 2.5 < _id means 3 <= _id for integer keys; other numbers are kept as they are.
+                        guard d.isFinite, abs(d) < 9e18 else { continue }
+                        let r = d.rounded(.down)
+                        v = .int(Int64(r))
+                        if r != d { inclusive = false }
+                    }
+                    switch v {
+                    case .int, .string: if best == nil { best = (v, inclusive) }
+                    default: break
+                    }
+                }
+            default: break
+            }
+        }
+        visit(root)
+        return best
+    }
+
     func indexableEqualities() -> [(path: FieldPath, values: [JSON])] {
         var out: [(FieldPath, [JSON])] = []
         func visit(_ n: Node) {

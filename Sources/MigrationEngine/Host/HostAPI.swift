@@ -38,7 +38,11 @@ final class HostStep: @unchecked Sendable {
     deinit {
         lastError.deallocate()
         scratch.deallocate()
+        if let t = resumeTokenText { free(t) }
     }
+
+    /// The resume token as C text, made once for the step.
+    lazy var resumeTokenText: UnsafeMutablePointer<CChar>? = db.resumeToken.map { strdup($0) }
 
     /// Copies `bytes` into the scratch buffer and hands it out.
     func handOut(
@@ -391,6 +395,15 @@ enum HostAPI {
                 }
                 s.handOut(doc, outDoc, outLen)
             }
+        },
+        checkpoint: { txn, token in
+            call(txn) { s throws(DatabaseError) in
+                try s.db.run { try $0.checkpoint(token: try string(token, "the resume token")) }
+            }
+        },
+        resume_token: { txn in
+            guard let s = HostHandles.step(txn), HostHandles.mayUse(s) else { return nil }
+            return s.resumeTokenText.map { UnsafePointer($0) }
         }
     )
 

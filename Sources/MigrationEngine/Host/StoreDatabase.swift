@@ -28,11 +28,36 @@ final class StoreDatabase: StepDatabase {
     private let observer: StepObserver
     private var cursors: [DocumentCursor] = []
     private var finished = false
+    let resumeToken: String?
+    /// Saves the checkpoint record and commits; nil where checkpoints are
+    /// refused (trials).
+    private let checkpointer: ((String) throws -> Void)?
 
-    init(txn: Transaction, migrationID: String, observer: StepObserver) {
+    init(
+        txn: Transaction, migrationID: String, observer: StepObserver, resumeToken: String? = nil,
+        checkpointer: ((String) throws -> Void)? = nil
+    ) {
         self.txn = txn
         self.migrationID = migrationID
         self.observer = observer
+        self.resumeToken = resumeToken
+        self.checkpointer = checkpointer
+    }
+
+    func checkpoint(token: String) throws {
+        guard !finished else {
+            throw DatabaseError(.invalid, "migration '\(migrationID)': the database was used after its step returned")
+        }
+        guard let checkpointer else {
+            throw DatabaseError(
+                .invalid,
+                "migration '\(migrationID)' checkpoints, which a dry run or a reversibility check cannot do: "
+                    + "its work would be committed")
+        }
+        cursors.removeAll()
+        do { try checkpointer(token) } catch let e as DatabaseError { throw e } catch {
+            throw DatabaseError(.error, "migration '\(migrationID)': checkpoint failed: \(error)")
+        }
     }
 
     /// Ends the step: closes every cursor it opened; later calls fail.
@@ -157,10 +182,7 @@ final class StoreDatabase: StepDatabase {
                 }
                 return try cursor.nextRaw().map { Document(bytes: [UInt8]($0)) }
             }, close: { cursor.close() },
-            replace: { json in
-                var text = json
-                try text.withUTF8 { try cursor.replaceCurrent(json: UnsafeRawBufferPointer($0)) }
-            },
+            replace: { json in try cursor.replaceCurrent(json: json) },
             delete: { try cursor.deleteCurrent() })
     }
     func update(_ collection: String, filter: String, update: String) throws -> UInt64 {

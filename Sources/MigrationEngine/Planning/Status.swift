@@ -28,6 +28,10 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         /// The trusted key that signed its plugin, when signatures are
         /// required; encoded only when set.
         public var signedBy: String?
+        /// For a checkpointing migration whose run stopped after a
+        /// checkpoint: its resume token (the work up to it is committed;
+        /// `apply` resumes from it). Encoded only when set.
+        public var resumableFrom: String?
 
         /// An entry; see each property.
         public init(
@@ -53,6 +57,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
             case appliedAt = "applied_at"
             case plugin, checksum, changed, app
             case signedBy = "signed_by"
+            case resumableFrom = "resumable_from"
         }
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -67,6 +72,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
             try c.encode(changed, forKey: .changed)
             try c.encodeIfPresent(app, forKey: .app)
             try c.encodeIfPresent(signedBy, forKey: .signedBy)
+            try c.encodeIfPresent(resumableFrom, forKey: .resumableFrom)
         }
     }
     /// How many migrations are in each state.

@@ -75,9 +75,13 @@ package final class InProcessExecutor: MigrationExecutor {
         observer: StepObserver
     ) throws -> Int64? {
         let t0 = EngineClock.monotonic()
-        // Re-check inside the transaction: the state it commits on.
-        guard try txn.isApplied(m.id) == (direction == .down) else { return nil }
-        let db = txn.database(for: m.id, observer: observer)
+        // Re-check inside the transaction: the state it commits on. A run
+        // stopped after a checkpoint left work to resume (up) or undo (down).
+        let progress = try txn.progress(m.id)
+        guard try txn.isApplied(m.id) == (direction == .down) || (direction == .down && progress != nil) else {
+            return nil
+        }
+        let db = txn.database(for: m.id, observer: observer, resumeToken: direction == .up ? progress?.token : nil)
         defer { db.finish() }
         try Self.execute(m, direction, on: db)
         // One duration: recorded, reported and printed alike.
@@ -87,6 +91,7 @@ package final class InProcessExecutor: MigrationExecutor {
         } else {
             try txn.removeApplied(m.id)
         }
+        try txn.clearProgress(m.id)
         try txn.appendHistory(
             NewHistoryEntry(
                 migrationID: m.id, outcome: direction == .up ? .applied : .rolledBack, direction: direction,

@@ -36,20 +36,40 @@ struct MigrationRunner {
             if let note = try recordInterruption(lock, applied: applied) { report.notices.append(note) }
             let plan = Planner.plan(request, catalog: catalog, applied: applied, options: options.plan)
             guard plan.isAllowed else { throw MigratorError(refusals: plan.refusals) }
-            options.events(.planned(direction: plan.direction, ids: plan.steps.map(\.id)))
-            if let parent = options.backupDirectory, !plan.steps.isEmpty, report.backup == nil {
+            let steps = plan.direction == .down ? try withPartialWork(plan.steps, request, catalog) : plan.steps
+            options.events(.planned(direction: plan.direction, ids: steps.map(\.id)))
+            if let parent = options.backupDirectory, !steps.isEmpty, report.backup == nil {
                 report.backup = try backUp(into: parent)
             }
-            for (i, m) in plan.steps.enumerated() {
+            for (i, m) in steps.enumerated() {
                 // The step after this one, if the same executor runs it: a worker
                 // starts it as soon as this one commits, without a round trip.
-                let next = plan.steps.dropFirst(i + 1).first.flatMap {
+                let next = steps.dropFirst(i + 1).first.flatMap {
                     executor(for: $0) === executor(for: m) ? $0 : nil
                 }
                 if let step = try run(m, plan.direction, next: next, lock: lock) { report.steps.append(step) }
             }
         }
         return report
+    }
+
+    /// A rollback first undoes the work a checkpointing migration committed
+    /// before its run stopped: it counts as the newest applied migration.
+    private func withPartialWork(
+        _ steps: [AvailableMigration], _ request: MigrationRequest, _ catalog: MigrationCatalog
+    ) throws -> [AvailableMigration] {
+        let partial = try storage.partialMigrations().compactMap { p in catalog.migrations.first { $0.id == p.id } }
+            .sorted { AvailableMigration.precedes($1, $0) }
+        guard !partial.isEmpty else { return steps }
+        if let m = partial.first(where: { !$0.isReversible }) {
+            throw MigratorError(
+                .irreversible,
+                "cannot roll back '\(m.id)' (\(m.origin.label)): it stopped after a checkpoint and has no down",
+                migrationID: m.id)
+        }
+        let all = partial + steps.filter { s in !partial.contains { $0.id == s.id } }
+        if case .rollback(let target) = request.kind, case .last(let n) = target.kind { return Array(all.prefix(n)) }
+        return all
     }
 
     /// A backup before the first step, under the run's lock, and pruning.
@@ -143,6 +163,8 @@ struct MigrationRunner {
                 return CompletedStep(id: m.id, direction: direction, durationMS: elapsed)
             }
             let interrupted = failure?.interruptedBy != nil
+            // A checkpointing migration keeps what its checkpoints committed.
+            let checkpoint = (try? storage.partialMigrations().first { $0.id == m.id }).flatMap { $0 }
             // The step's transaction is gone; record the attempt on its own. If
             // even that fails (a full disk), the lock file keeps naming the
             // step, and status and the next run report it as interrupted.
@@ -151,15 +173,22 @@ struct MigrationRunner {
                     try txn.appendHistory(
                         NewHistoryEntry(
                             migrationID: m.id, outcome: interrupted ? .interrupted : .failed, direction: direction,
-                            durationMS: elapsed, error: message, plugin: m.origin.label, at: startedAt))
+                            durationMS: elapsed,
+                            error: message
+                                + (checkpoint.map { "; the work up to checkpoint '\($0.token)' is kept" } ?? ""),
+                            plugin: m.origin.label, at: startedAt))
                 }) == nil
             if unrecorded { lock.keepRecord() }
             options.events(.failed(id: m.id, direction: direction, message: message))
             let kept = direction == .up ? ", earlier migrations stay applied" : ""
+            let undone =
+                checkpoint.map {
+                    "its changes since checkpoint '\($0.token)' were rolled back; the work up to it is kept "
+                        + "(apply resumes from it, rollback runs down)"
+                } ?? "its changes were rolled back"
             throw MigratorError(
                 interrupted ? .interrupted : .migrationFailed,
-                "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); "
-                    + "its changes were rolled back\(kept)",
+                "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); \(undone)\(kept)",
                 file: m.origin.sha256 == nil ? nil : m.origin.label, migrationID: m.id,
                 underlying: failure.map { $0.underlying ?? $0 } ?? error)
         }
@@ -171,15 +200,18 @@ struct MigrationRunner {
         guard let o = lock.leftover else { return nil }
         defer { lock.clearLeftover() }
         guard let (id, direction) = Planner.interruptedStep(o, appliedIDs: Set(applied.map(\.id))) else { return nil }
+        let kept =
+            try storage.partialMigrations().first { $0.id == id }.map {
+                "the work up to checkpoint '\($0.token)' is kept, and apply resumes from it"
+            } ?? "nothing of it was committed"
         try storage.transaction { txn in
             try txn.appendHistory(
                 NewHistoryEntry(
                     migrationID: id, outcome: .interrupted, direction: direction, durationMS: nil,
-                    error: "the run (\(o.summary)) stopped during this migration; nothing of it was committed",
+                    error: "the run (\(o.summary)) stopped during this migration; \(kept)",
                     plugin: nil, at: o.currentStartedAt ?? o.startedAt, by: "\(o.user)@\(o.host) (pid \(o.pid))"))
         }
-        let note =
-            "the previous run (\(o.summary)) was interrupted during '\(id)' (\(direction)); nothing of it was committed"
+        let note = "the previous run (\(o.summary)) was interrupted during '\(id)' (\(direction)); \(kept)"
         options.events(.notice(note))
         return note
     }

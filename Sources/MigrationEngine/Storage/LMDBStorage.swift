@@ -50,6 +50,11 @@ package final class LMDBStorage: MigrationStorage {
         return try documentStore().read { try Tracking.appliedMigrations($0) }
     }
 
+    package func partialMigrations() throws -> [MigrationProgress] {
+        guard exists else { return [] }
+        return try documentStore().read { try Tracking.allProgress($0) }
+    }
+
     package func history() throws -> [HistoryEntry] {
         guard exists else { return [] }
         return try documentStore().read { try Tracking.historyEntries($0) }
@@ -80,24 +85,39 @@ package final class LMDBStorage: MigrationStorage {
     }
 
     package func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
-        try documentStore().trial { txn in try body(LMDBTransaction(txn)) }
+        try documentStore().trial { txn in try body(LMDBTransaction(txn, trial: true)) }
     }
 }
 
 /// One LMDB write transaction, seen through ``StorageTransaction``.
 final class LMDBTransaction: StorageTransaction {
     let txn: Transaction
-    init(_ txn: Transaction) { self.txn = txn }
+    /// A dry run or reversibility check: nothing may be committed.
+    let isTrial: Bool
+    init(_ txn: Transaction, trial: Bool = false) {
+        self.txn = txn
+        isTrial = trial
+    }
 
     func isApplied(_ id: String) throws -> Bool { try Tracking.isApplied(txn, id) }
     func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
         try Tracking.recordApplied(txn, m, startedAt: startedAt, durationMS: durationMS)
     }
     func removeApplied(_ id: String) throws { try Tracking.removeApplied(txn, id) }
+    func progress(_ id: String) throws -> MigrationProgress? { try Tracking.progress(txn, id) }
+    func clearProgress(_ id: String) throws { try Tracking.clearProgress(txn, id) }
     func acceptChecksum(_ id: String, _ checksum: String?) throws { try Tracking.acceptChecksum(txn, id, checksum) }
     func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(txn, entry) }
-    func database(for migrationID: String, observer: StepObserver) -> any StepDatabase {
-        StoreDatabase(txn: txn, migrationID: migrationID, observer: observer)
+    func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase {
+        StoreDatabase(
+            txn: txn, migrationID: migrationID, observer: observer, resumeToken: resumeToken,
+            checkpointer: isTrial
+                ? nil
+                : { [txn] token in
+                    // The checkpoint record commits with the work it covers.
+                    try Tracking.saveProgress(txn, migrationID, token: token)
+                    try txn.commitAndContinue()
+                })
     }
     func track(_ tracker: ChangeTracker?) { txn.track(tracker) }
     func differences(since tracker: ChangeTracker) throws -> [ContentDifference] {

@@ -53,6 +53,49 @@ enum Tracking {
         }
     }
 
+    static let progress = "_migrations_progress"
+
+    /// The checkpoint a migration left, if its run stopped after one.
+    static func progress(_ txn: Transaction, _ id: String) throws -> MigrationProgress? {
+        try txn.withSystemAccess {
+            guard let o = try txn.findOne(progress, filter: Filter.idEquals(.string(id)))?.objectValue else {
+                return nil
+            }
+            return MigrationProgress(
+                id: id, token: o["token"]?.stringValue ?? "", checkpoints: Int(o["checkpoints"].flatMap(int) ?? 0),
+                at: o["at"]?.stringValue ?? "")
+        }
+    }
+
+    static func allProgress(_ txn: Transaction) throws -> [MigrationProgress] {
+        try txn.withSystemAccess {
+            try txn.find(progress).all().compactMap { doc -> MigrationProgress? in
+                guard let o = doc.objectValue, let id = o["_id"]?.stringValue else { return nil }
+                return MigrationProgress(
+                    id: id, token: o["token"]?.stringValue ?? "", checkpoints: Int(o["checkpoints"].flatMap(int) ?? 0),
+                    at: o["at"]?.stringValue ?? "")
+            }
+        }
+    }
+
+    /// Records a checkpoint of `id` with its resume token (replacing the last).
+    static func saveProgress(_ txn: Transaction, _ id: String, token: String) throws {
+        let done = try progress(txn, id)?.checkpoints ?? 0
+        try txn.withSystemAccess {
+            _ = try txn.deleteOne(progress, filter: Filter.idEquals(.string(id)))
+            _ = try txn.insert(
+                .object(
+                    JSONObject([
+                        ("_id", .string(id)), ("token", .string(token)), ("checkpoints", .int(Int64(done + 1))),
+                        ("at", .string(EngineClock.iso8601())), ("by", .string(EngineClock.actor)),
+                    ])), into: progress)
+        }
+    }
+
+    static func clearProgress(_ txn: Transaction, _ id: String) throws {
+        try txn.withSystemAccess { _ = try txn.deleteOne(progress, filter: Filter.idEquals(.string(id))) }
+    }
+
     static func acceptChecksum(_ txn: Transaction, _ id: String, _ checksum: String?) throws {
         try txn.withSystemAccess {
             let set: JSON = .object(JSONObject([("checksum", checksum.map(JSON.string) ?? .null)]))

@@ -16,6 +16,8 @@ package protocol MigrationStorage: AnyObject {
     func appliedMigrations() throws -> [AppliedMigration]
     /// Every attempt, oldest first.
     func history() throws -> [HistoryEntry]
+    /// Checkpointing migrations whose run stopped after a checkpoint.
+    func partialMigrations() throws -> [MigrationProgress]
     /// The run lock's state, without taking it.
     func lockState() -> LockState
     /// Takes the exclusive run lock, waiting up to `timeout` seconds; tells
@@ -60,11 +62,16 @@ package protocol StorageTransaction: AnyObject {
     func isApplied(_ id: String) throws -> Bool
     func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws
     func removeApplied(_ id: String) throws
+    /// The checkpoint `id` left, if a run of it stopped after one.
+    func progress(_ id: String) throws -> MigrationProgress?
+    /// Forgets `id`'s checkpoint (it completed, or was rolled back).
+    func clearProgress(_ id: String) throws
     /// Sets an applied migration's recorded checksum (`repair`).
     func acceptChecksum(_ id: String, _ checksum: String?) throws
     func appendHistory(_ entry: NewHistoryEntry) throws
-    /// The ``Database`` a migration writes through inside this transaction.
-    func database(for migrationID: String, observer: StepObserver) -> any StepDatabase
+    /// The ``Database`` a migration writes through inside this transaction,
+    /// resuming from `resumeToken` (the last checkpoint of an interrupted run).
+    func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase
     /// Follows what migration code changes from now on (nil: stop).
     func track(_ tracker: ChangeTracker?)
     /// The touched collections that differ from before `tracker` first saw them change.
