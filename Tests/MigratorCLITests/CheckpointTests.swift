@@ -34,7 +34,8 @@ struct CheckpointTests {
             let wanted = Int.random(in: 1...3, using: &generator)
             var seen = ""
             for _ in 0..<wanted { seen += run.stderr(until: "checkpoint ") }
-            let workers = try Fixtures.run("/usr/bin/pgrep", ["-P", "\(run.process.processIdentifier)", "-f", "__worker"])
+            let workers = try Fixtures.run(
+                "/usr/bin/pgrep", ["-P", "\(run.process.processIdentifier)", "-f", "__worker"])
             guard let worker = Int32(workers.output.split(separator: "\n").first ?? "") else {
                 run.process.waitUntilExit()
                 Issue.record("the run ended before it could be killed: \(seen)")
