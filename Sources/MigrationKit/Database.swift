@@ -132,6 +132,106 @@ public struct DatabaseError: Error, CustomStringConvertible, Sendable {
     public var description: String { message }
 }
 
+/// A document read in place: its compact JSON bytes in the host's buffer,
+/// valid only until the next call on the ``Documents`` that returned it.
+/// Fields are found by scanning the text, without a parse or a copy;
+/// ``copy()`` keeps it beyond that.
+public struct DocumentView {
+    /// The compact JSON bytes (valid until the cursor's next call).
+    public let bytes: UnsafeRawBufferPointer
+
+    /// The raw JSON text of the top-level field `name` (`"free"`, `42`,
+    /// `{"a":1}`), or nil when the document has no such field.
+    public func field(_ name: String) -> UnsafeRawBufferPointer? {
+        JSONFields.value(of: Array(name.utf8), in: bytes)
+    }
+
+    /// The top-level string field `name`, unescaped when it has no escapes.
+    public func string(_ name: String) -> String? {
+        guard let raw = field(name), raw.count >= 2, raw.first == UInt8(ascii: "\""), !raw.contains(UInt8(ascii: "\\"))
+        else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: raw.dropFirst().dropLast()), as: UTF8.self)
+    }
+
+    /// The top-level integer field `name`.
+    public func int(_ name: String) -> Int? {
+        field(name).flatMap { Int(String(decoding: $0, as: UTF8.self)) }
+    }
+
+    /// A copy that outlives the cursor's next call.
+    public func copy() -> Document { Document(bytes: Array(bytes)) }
+}
+
+/// Finds top-level fields in compact JSON text without parsing it.
+enum JSONFields {
+    /// The value bytes of the top-level key `key` in the object `json`.
+    static func value(of key: [UInt8], in json: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        var i = 1
+        let n = json.count
+        guard n >= 2, json[0] == UInt8(ascii: "{") else { return nil }
+        while i < n, json[i] == UInt8(ascii: "\"") {
+            let keyStart = i + 1
+            i = endOfString(json, i)
+            let keyEnd = i - 1
+            guard i < n, json[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            let valueStart = i
+            i = endOfValue(json, i)
+            if keyEnd - keyStart == key.count,
+                UnsafeRawBufferPointer(rebasing: json[keyStart..<keyEnd]).elementsEqual(key)
+            {
+                return UnsafeRawBufferPointer(rebasing: json[valueStart..<i])
+            }
+            guard i < n, json[i] == UInt8(ascii: ",") else { return nil }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Past the closing quote of the string starting at `i`.
+    private static func endOfString(_ b: UnsafeRawBufferPointer, _ start: Int) -> Int {
+        var i = start + 1
+        while i < b.count {
+            if b[i] == UInt8(ascii: "\\") {
+                i += 2
+                continue
+            }
+            if b[i] == UInt8(ascii: "\"") { return i + 1 }
+            i += 1
+        }
+        return b.count
+    }
+
+    /// Past the value starting at `i` (compact JSON: no white space).
+    private static func endOfValue(_ b: UnsafeRawBufferPointer, _ start: Int) -> Int {
+        guard start < b.count else { return b.count }
+        switch b[start] {
+        case UInt8(ascii: "\""): return endOfString(b, start)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            var i = start
+            while i < b.count {
+                switch b[i] {
+                case UInt8(ascii: "\""):
+                    i = endOfString(b, i)
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth == 0 { return i + 1 }
+                default: break
+                }
+                i += 1
+            }
+            return b.count
+        default:
+            var i = start
+            while i < b.count, b[i] != UInt8(ascii: ","), b[i] != UInt8(ascii: "}") { i += 1 }
+            return i
+        }
+    }
+}
+
 /// One document as compact JSON bytes.
 public struct Document: Sendable {
     /// The compact JSON text, UTF-8.
@@ -173,18 +273,22 @@ public final class Documents {
     private let nextDocument: () throws -> Document?
     private let closeCursor: () -> Void
     private let replace: ((UnsafeRawBufferPointer) throws -> Void)?
+    private let nextRaw: (() throws -> UnsafeRawBufferPointer?)?
     private let delete: (() throws -> Void)?
     private var closed = false
 
     /// A cursor reading from `next` until it returns `nil`; `close` releases
     /// the underlying cursor (called once, at the latest on deinit);
-    /// `replace` and `delete` act on the document `next` returned last.
+    /// `replace` and `delete` act on the document `next` returned last;
+    /// `nextRaw`, when given, serves ``nextView()`` without a copy.
     public init(
         next: @escaping () throws -> Document?, close: @escaping () -> Void,
-        replace: ((UnsafeRawBufferPointer) throws -> Void)? = nil, delete: (() throws -> Void)? = nil
+        replace: ((UnsafeRawBufferPointer) throws -> Void)? = nil,
+        nextRaw: (() throws -> UnsafeRawBufferPointer?)? = nil, delete: (() throws -> Void)? = nil
     ) {
         nextDocument = next
         closeCursor = close
+        self.nextRaw = nextRaw
         self.replace = replace
         self.delete = delete
     }
@@ -223,12 +327,40 @@ public final class Documents {
         try replaceCurrent(with: String(decoding: try JSONEncoder().encode(value), as: UTF8.self))
     }
 
+    /// The next document read in place, without copying it (``DocumentView``
+    /// is valid until the next call on this cursor), or nil at the end.
+    ///
+    ///     let users = try db.documents("users")
+    ///     var out: [UInt8] = []
+    ///     while let user = try users.nextView() {
+    ///         out.removeAll(keepingCapacity: true)
+    ///         out += user.bytes.dropLast()
+    ///         out += #","plan":"free"}"#.utf8
+    ///         try users.replaceCurrent(json: out)
+    ///     }
+    public func nextView() throws -> DocumentView? {
+        if closed { return nil }
+        if let nextRaw { return try nextRaw().map(DocumentView.init(bytes:)) }
+        // A cursor without the in-place form: a copy in storage this cursor owns.
+        guard let doc = try nextDocument() else { return nil }
+        if viewStorage.count < doc.bytes.count {
+            viewStorage.deallocate()
+            viewStorage = .allocate(byteCount: max(doc.bytes.count, 2 * viewStorage.count), alignment: 1)
+        }
+        viewStorage.copyBytes(from: doc.bytes)
+        return DocumentView(bytes: UnsafeRawBufferPointer(rebasing: viewStorage[..<doc.bytes.count]))
+    }
+    private var viewStorage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+
     /// Deletes the document ``next()`` returned last (`cursor_delete` with a 1.1 host).
     public func deleteCurrent() throws {
         guard let delete else { throw DatabaseError(.invalid, "this cursor cannot delete documents") }
         try delete()
     }
-    deinit { close() }
+    deinit {
+        close()
+        viewStorage.deallocate()
+    }
 
     /// The next document, or `nil` at the end.
     public func next() throws -> Document? {

@@ -111,6 +111,21 @@ final class PluginDatabase: Database {
                     _ = try self.update(collection, filter: filter, update: String(decoding: json, as: UTF8.self))
                 }
             },
+            nextRaw: { [weak self] in
+                guard let self else { return nil }
+                let (t, c) = try liveCursor()
+                var ptr: UnsafePointer<CChar>?
+                var len = 0
+                let status = next(c, &ptr, &len)
+                current = nil
+                if status == MIGRATOR_DONE { return nil }
+                try self.check(status, t)
+                guard let ptr else { return nil }
+                let bytes = UnsafeRawBufferPointer(start: ptr, count: len)
+                // Only a 1.0 host needs the copy: its fallback works by _id.
+                if replaceInPlace == nil || deleteInPlace == nil { current = Document(bytes: Array(bytes)) }
+                return bytes
+            },
             delete: { [weak self] in
                 guard let self else { return }
                 let (t, c) = try liveCursor()

@@ -347,3 +347,49 @@ extension MigratorTests {
         #expect(try m.appliedMigrations().isEmpty)
     }
 }
+
+/// The Swift SDK's cursor writes and in-place reads, in-process.
+struct RewritePlans: Migration {
+    let id = "001_rewrite_plans"
+    let name = "Rewrite plans"
+    let description = "replaceCurrent, deleteCurrent and DocumentView"
+    let version = "1.0.0"
+    func up(_ db: Database) throws {
+        let users = try db.documents("users")
+        var out: [UInt8] = []
+        while let user = try users.nextView() {
+            if user.string("plan") == "gone" {
+                try users.deleteCurrent()
+                continue
+            }
+            let n = user.int("n") ?? 0
+            out.removeAll(keepingCapacity: true)
+            out += Array(#"{"plan":"pro","n":\#(n + 1),"tags":"#.utf8)
+            out += user.field("tags").map(Array.init) ?? Array("[]".utf8)
+            out += Array("}".utf8)
+            try users.replaceCurrent(json: out)
+        }
+    }
+    func down(_ db: Database) throws {}
+}
+
+extension MigratorTests {
+    @Test func cursorWritesAndInPlaceReadsFromSwift() throws {
+        let dir = Fixtures.temporaryDirectory("rewrite")
+        defer { Fixtures.removeTree(dir) }
+        let store = try DocumentStore(path: dir + "/db")
+        try store.write { txn in
+            _ = try txn.insert(JSON(parsing: #"{"_id":1,"plan":"free","n":1,"tags":["a",{"b":"}"}]}"#), into: "users")
+            _ = try txn.insert(JSON(parsing: #"{"_id":2,"plan":"gone"}"#), into: "users")
+            _ = try txn.insert(JSON(parsing: #"{"_id":"x","note":"a \"quoted\" plan","plan":"free"}"#), into: "users")
+        }
+        let m = Migrator(databasePath: dir + "/db")
+        try m.register(RewritePlans())
+        try m.migrateUp()
+        let docs = try store.read { try $0.find("users").all().map(\.serialized) }
+        #expect(
+            docs == [
+                #"{"_id":1,"plan":"pro","n":2,"tags":["a",{"b":"}"}]}"#, #"{"_id":"x","plan":"pro","n":1,"tags":[]}"#,
+            ], "\(docs)")
+    }
+}

@@ -53,9 +53,13 @@ struct AddPlanReplace: IrreversibleMigration {
     func up(_ db: Database) throws {
         let users = try db.documents("users")
         let field = Array(#","plan":"free"}"#.utf8)
-        while let user = try users.next() {
-            // The stored text, with the field spliced in before its last brace.
-            try users.replaceCurrent(json: user.bytes.dropLast() + field)
+        var out: [UInt8] = []
+        // Read in place (no copy of each document), rewrite into one buffer.
+        while let user = try users.nextView() {
+            out.removeAll(keepingCapacity: true)
+            out.append(contentsOf: user.bytes.dropLast())
+            out.append(contentsOf: field)
+            try users.replaceCurrent(json: out)
         }
     }
 }

@@ -183,6 +183,13 @@ final class StoreDatabase: StepDatabase {
                 return try cursor.nextRaw().map { Document(bytes: [UInt8]($0)) }
             }, close: { cursor.close() },
             replace: { json in try cursor.replaceCurrent(json: json) },
+            nextRaw: { [unowned self] in
+                guard !self.finished else {
+                    throw DatabaseError(
+                        .invalid, "migration '\(self.migrationID)': the database was used after its step returned")
+                }
+                return try cursor.nextRaw()
+            },
             delete: { try cursor.deleteCurrent() })
     }
     func update(_ collection: String, filter: String, update: String) throws -> UInt64 {
