@@ -245,7 +245,7 @@ public final class DocumentCursor {
                     return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
                 }
                 if rc == 0 && startExclusive
-                    && UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size).elementsEqual(startKey)
+                    && UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size).sameBytes(as: startKey)
                 {
                     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
                 }
@@ -255,7 +255,7 @@ public final class DocumentCursor {
                     k = MDB_val(p)
                     return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
                 }
-                if rc == 0 && UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size).elementsEqual(lastKey) {
+                if rc == 0 && UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size).sameBytes(as: lastKey) {
                     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
                 }
             } else {

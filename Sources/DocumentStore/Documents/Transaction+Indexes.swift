@@ -29,7 +29,7 @@ extension Transaction {
         _ s: CollectionState, _ spec: IndexSpec, _ entry: IndexEntry, idKey: UnsafeRawBufferPointer
     ) throws(StoreError) {
         let found = try entry.key.bytes { ek throws(StoreError) in try get(env.index, ek) }
-        guard let found, !found.elementsEqual(idKey) else { return }
+        guard let found, !found.sameBytes(as: idKey) else { return }
         throw StoreError(
             .duplicateKey,
             "collection '\(s.name)': unique index on '\(spec.path)' already holds \(entry.value.serialized) "

@@ -64,7 +64,7 @@ extension Transaction {
             guard let old else {
                 throw StoreError(.documentNotFound, "collection '\(s.name)': _id \(id.serialized) no longer exists")
             }
-            guard !old.elementsEqual(valueBuffer) else { return false }
+            guard !old.sameBytes(as: valueBuffer) else { return false }
             let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
             notePreImage(s, idKey: idKey, bytes: old)
             // With indexes the slow path always ran: the new document is parsed.
@@ -98,7 +98,7 @@ extension Transaction {
         let idText = JSONSerializer.bytes(id)
         valueBuffer.removeAll(keepingCapacity: true)
         if let r = shape.idRange {
-            guard UnsafeRawBufferPointer(rebasing: json[r]).elementsEqual(idText) else { return false }
+            guard UnsafeRawBufferPointer(rebasing: json[r]).sameBytes(as: idText) else { return false }
             valueBuffer.append(contentsOf: json)
         } else {
             valueBuffer.append(contentsOf: #"{"_id":"#.utf8)

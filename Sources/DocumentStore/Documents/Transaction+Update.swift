@@ -55,7 +55,7 @@ extension Transaction {
                     }
                     valueBuffer.removeAll(keepingCapacity: true)
                     JSONSerializer.write(.object(new), into: &valueBuffer)
-                    if bytes.elementsEqual(valueBuffer) { return .keep }
+                    if bytes.sameBytes(as: valueBuffer) { return .keep }
                     try reindex(s, affected, idKey: idKey, old: .object(old), new: .object(new))
                 }
                 notePreImage(s, idKey: idKey, bytes: bytes)

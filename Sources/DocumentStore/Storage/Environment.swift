@@ -69,7 +69,8 @@ final class Environment: @unchecked Sendable {
     static let smallestReducedMap = 64 << 20
 
     /// Opens with the map asked for or, when the process may not reserve that
-    /// much address space (`ulimit -v`: `mdb_env_open` fails with ENOMEM),
+    /// much address space (`ulimit -v`: `mdb_env_open` fails with ENOMEM;
+    /// some sandboxes, such as valgrind, refuse the mapping with EINVAL),
     /// with the largest halving of it that fits. A store that reserved its
     /// whole map (initial == max) keeps initial == max at the reduced size,
     /// so a step still never runs twice; it fails "map full" naming both sizes.
@@ -82,7 +83,10 @@ final class Environment: @unchecked Sendable {
                 return try Environment(
                     path: path, fileID: fileID, options: tried,
                     reducedFrom: tried.initialMapSize == options.initialMapSize ? nil : options.maxMapSize)
-            } catch  where error.lmdbCode == ENOMEM && tried.initialMapSize / 2 >= smallestReducedMap {
+            } catch
+                where (error.lmdbCode == ENOMEM || error.lmdbCode == EINVAL)
+                && tried.initialMapSize / 2 >= smallestReducedMap
+            {
                 let reserving = tried.initialMapSize == tried.maxMapSize
                 tried.initialMapSize /= 2
                 if reserving { tried.maxMapSize = tried.initialMapSize }
