@@ -77,18 +77,21 @@ final class PluginDatabase: Database {
         }
         let replaceInPlace = hostHas(\.cursor_replace) ? host.cursor_replace : nil
         let deleteInPlace = hostHas(\.cursor_delete) ? host.cursor_delete : nil
+        /// The next document's bytes in the host's buffer (valid until the next call), or nil at the end.
+        func fetch() throws -> UnsafeRawBufferPointer? {
+            let (t, c) = try liveCursor()
+            var ptr: UnsafePointer<CChar>?
+            var len = 0
+            let status = next(c, &ptr, &len)
+            current = nil
+            if status == MIGRATOR_DONE { return nil }
+            try self.check(status, t)
+            return ptr.map { UnsafeRawBufferPointer(start: $0, count: len) }
+        }
         return Documents(
-            next: { [weak self] in
-                guard let self else { return nil }
-                let (t, c) = try liveCursor()
-                var ptr: UnsafePointer<CChar>?
-                var len = 0
-                let status = next(c, &ptr, &len)
-                current = nil
-                if status == MIGRATOR_DONE { return nil }
-                try self.check(status, t)
-                guard let ptr else { return nil }
-                let doc = Document(bytes: Array(UnsafeRawBufferPointer(start: ptr, count: len)))
+            next: {
+                guard let bytes = try fetch() else { return nil }
+                let doc = Document(bytes: Array(bytes))
                 current = doc
                 return doc
             },
@@ -111,17 +114,8 @@ final class PluginDatabase: Database {
                     _ = try self.update(collection, filter: filter, update: String(decoding: json, as: UTF8.self))
                 }
             },
-            nextRaw: { [weak self] in
-                guard let self else { return nil }
-                let (t, c) = try liveCursor()
-                var ptr: UnsafePointer<CChar>?
-                var len = 0
-                let status = next(c, &ptr, &len)
-                current = nil
-                if status == MIGRATOR_DONE { return nil }
-                try self.check(status, t)
-                guard let ptr else { return nil }
-                let bytes = UnsafeRawBufferPointer(start: ptr, count: len)
+            nextRaw: {
+                guard let bytes = try fetch() else { return nil }
                 // Only a 1.0 host needs the copy: its fallback works by _id.
                 if replaceInPlace == nil || deleteInPlace == nil { current = Document(bytes: Array(bytes)) }
                 return bytes
