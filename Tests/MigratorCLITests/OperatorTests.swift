@@ -149,6 +149,30 @@ struct OperatorTests {
         #expect(try w.states()["002_plans"] == "pending")
     }
 
+    /// A worker that dies mid-trial leaves the verdicts of the steps before
+    /// it as they were, the dying step failed, and the rest not reached.
+    @Test func aTrialWhoseWorkerDiesKeepsTheEarlierVerdicts() throws {
+        let w = try Workspace()
+        _ = try migrator(["db", "import", "t", "-", "--db", w.db], input: #"{"_id":"kept"}"#)
+        try w.add(
+            "a.so",
+            Fixtures.stepPlugin(
+                "001_a", up: #"return host->create_index(txn, "t", "n", 0);"#,
+                down: #"return host->drop_index(txn, "t", "n");"#))
+        try w.add("b.so", Fixtures.stepPlugin("002_b", up: "abort(); return MIGRATOR_OK;"))
+        try w.add("c.so", insertingPlugin("003_c"))
+        let before = try total(w)
+        let r = try w.run(["verify", "--json"])
+        #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
+        let results = try json(r.stdout)["results"] as? [[String: Any]] ?? []
+        #expect(
+            results.map { $0["verdict"] as? String } == ["reversible", "failed", "not_run"], "\(r.stdout)\(r.stderr)")
+        let error = results.count > 1 ? results[1]["error"] as? String ?? "" : ""
+        #expect(error.contains("killed by SIGABRT during up"), "\(r.stdout)")
+        #expect(try w.history().isEmpty)
+        #expect(try total(w) == before, "verify keeps nothing")
+    }
+
     @Test func redoRollsBackAndAppliesTheLastOne() throws {
         let w = try Workspace()
         try w.add("a.so", insertingPlugin("001_a"))

@@ -124,22 +124,23 @@ public struct TrialResult: Sendable, Equatable, Codable {
 enum TrialRunner {
     static func run(
         _ steps: [(AvailableMigration, TrialStep)], storage: any MigrationStorage, observer: StepObserver,
-        onStart: (String) -> Void = { _ in }
+        onResult: (TrialResult) throws -> Void = { _ in }
     ) throws -> [TrialResult] {
         try storage.trial { txn in
             var results: [TrialResult] = []
             var stopped = false
             for (m, step) in steps {
-                guard !stopped else {
-                    results.append(TrialResult(id: m.id, direction: step.direction, verdict: .notRun))
-                    continue
+                let result: TrialResult
+                if stopped {
+                    result = TrialResult(id: m.id, direction: step.direction, verdict: .notRun)
+                } else {
+                    result =
+                        step.verify
+                        ? try verify(m, in: txn, observer: observer)
+                        : try dryRun(m, step.direction, in: txn, observer: observer)
+                    stopped = result.verdict == .failed || (result.verdict == .notReversible && result.error != nil)
                 }
-                onStart(m.id)
-                let result =
-                    step.verify
-                    ? try verify(m, in: txn, observer: observer)
-                    : try dryRun(m, step.direction, in: txn, observer: observer)
-                stopped = result.verdict == .failed || (result.verdict == .notReversible && result.error != nil)
+                try onResult(result)
                 results.append(result)
             }
             return results

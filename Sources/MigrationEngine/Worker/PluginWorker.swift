@@ -166,14 +166,16 @@ public enum PluginWorker {
             }
             let responses = self.responses
             do {
-                let results = try TrialRunner.run(
+                // Each result goes out as its step finishes, so a worker that
+                // dies on a later step still leaves the earlier verdicts true.
+                _ = try TrialRunner.run(
                     pairs, storage: storage, observer: forwardingObserver(),
-                    onStart: { id in
-                        responses.send(.object(JSONObject([("op", .string("trial_step")), ("id", .string(id))])))
+                    onResult: { result in
+                        let encoded = try JSONEncoder().encode(result)
+                        responses.send(.object(JSONObject([("op", .string("trial_result"))])))
+                        responses.send(Array(encoded))
                     })
-                let encoded = try JSONEncoder().encode(results)
                 reply([("op", .string("trial_done"))])
-                responses.send(Array(encoded))
             } catch {
                 reply([("op", .string("failed")), ("message", .string("\(error)"))])
             }

@@ -347,6 +347,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         guard pid > 0, death == nil else {
             throw StepFailure(message: "the worker holding the plugins is gone (\(death ?? "never started"))")
         }
+        guard let last = steps.last else { return [] }
         dropQueued()
         try openDatabase()
         let encoded = try JSONEncoder().encode(steps.map(\.1))
@@ -356,8 +357,11 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         migrator_set_step_running(1)
         defer { migrator_set_step_running(0) }
         let deadline = stepTimeout.map { EngineClock.monotonic() + $0 * Double(max(1, steps.count)) }
-        var current = steps.first?.0
+        // Results arrive one per step, in order, so the step running now is
+        // the first one without a result.
+        var results: [TrialResult] = []
         while true {
+            let current = results.count < steps.count ? steps[results.count] : nil
             var timedOut = false
             guard let reply = responses.receiveMessage(deadline: deadline, timedOut: &timedOut) else {
                 // The worker died or hung: the step it was on failed, and
@@ -368,39 +372,35 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                     _ = buryWorker()
                     why = "the trial exceeded the step timeout; the worker was killed"
                 } else {
-                    let failure = died(during: current ?? steps[0].0, steps.first?.1.direction ?? .up)
-                    why = failure.message
+                    why = died(during: (current ?? last).0, (current ?? last).1.direction).message
                 }
-                var results: [TrialResult] = []
-                var reached = false
-                for (m, step) in steps {
-                    if m.id == current?.id {
-                        var r = TrialResult(id: m.id, direction: step.direction, verdict: .failed)
-                        r.error = why
-                        results.append(r)
-                        reached = true
-                    } else {
-                        results.append(
-                            TrialResult(id: m.id, direction: step.direction, verdict: reached ? .notRun : .ran))
-                    }
+                let failed = results.count
+                for (i, (m, step)) in steps.enumerated().dropFirst(failed) {
+                    var r = TrialResult(id: m.id, direction: step.direction, verdict: i == failed ? .failed : .notRun)
+                    if i == failed { r.error = why }
+                    results.append(r)
                 }
                 return results
             }
             switch reply.string("op") {
             case "log":
                 let level = LogLevel(rawValue: Int32(truncatingIfNeeded: reply.int("level") ?? 1)) ?? .info
-                observer.log(current?.id ?? "", level, reply.string("message"))
+                observer.log(current?.0.id ?? "", level, reply.string("message"))
             case "progress":
                 observer.progress(
-                    current?.id ?? "", UInt64(clamping: reply.int("done") ?? 0),
+                    current?.0.id ?? "", UInt64(clamping: reply.int("done") ?? 0),
                     UInt64(clamping: reply.int("total") ?? 0))
-            case "trial_step":
-                let id = reply.string("id")
-                current = steps.first { $0.0.id == id }?.0
-            case "trial_done":
+            case "trial_result":
                 guard let bytes = responses.receive(),
-                    let results = try? JSONDecoder().decode([TrialResult].self, from: Data(bytes))
+                    let result = try? JSONDecoder().decode(TrialResult.self, from: Data(bytes)),
+                    result.id == current?.0.id
                 else { throw StepFailure(message: "the worker sent an unreadable trial result") }
+                results.append(result)
+            case "trial_done":
+                guard results.count == steps.count else {
+                    throw StepFailure(
+                        message: "the worker ended the trial after \(results.count) of \(steps.count) steps")
+                }
                 return results
             case "failed":
                 throw StepFailure(message: reply.string("message"))
