@@ -172,7 +172,7 @@ public final class DocumentCursor {
     public func deleteCurrent() throws(StoreError) {
         let (s, _) = try current()
         // By key: the scan finds its place again from `lastKey`.
-        try txn.delete(s, key: lastKey, cursor: nil)
+        try txn.delete(s, key: lastKey)
         s.generation += 1
         hasCurrent = false
     }

@@ -51,19 +51,7 @@ extension Transaction {
             parsedNew = new
         }
         let changed: Bool = try key.bytes { kb throws(StoreError) in
-            // Positioned on it: read the old value in place, no key search.
-            var old: UnsafeRawBufferPointer?
-            if let cursor {
-                var k = MDB_val()
-                var v = MDB_val()
-                try check(mdb_cursor_get(cursor, &k, &v, MDB_GET_CURRENT), "mdb_cursor_get")
-                old = UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
-            } else {
-                old = try get(env.docs, kb)
-            }
-            guard let old else {
-                throw StoreError(.documentNotFound, "collection '\(s.name)': _id \(id.serialized) no longer exists")
-            }
+            let old = try stored(s, kb, cursor: cursor)
             guard !old.sameBytes(as: valueBuffer) else { return false }
             let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
             notePreImage(s, idKey: idKey, bytes: old)
@@ -91,6 +79,27 @@ extension Transaction {
         return true
     }
 
+    /// The stored bytes at `kb`; with `cursor` positioned there, read in
+    /// place (no key search).
+    private func stored(
+        _ s: CollectionState, _ kb: UnsafeRawBufferPointer, cursor: OpaquePointer?
+    ) throws(StoreError) -> UnsafeRawBufferPointer {
+        var old: UnsafeRawBufferPointer?
+        if let cursor {
+            var k = MDB_val()
+            var v = MDB_val()
+            try check(mdb_cursor_get(cursor, &k, &v, MDB_GET_CURRENT), "mdb_cursor_get")
+            old = UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
+        } else {
+            old = try get(env.docs, kb)
+        }
+        guard let old else {
+            let id = KeyEncoding.decodeID(UnsafeRawBufferPointer(rebasing: kb[4...]))
+            throw StoreError(.documentNotFound, "collection '\(s.name)': _id \(id.serialized) no longer exists")
+        }
+        return old
+    }
+
     /// Puts `json` into `valueBuffer` as stored, when it is in canonical form
     /// and carries `id` first or no `_id`; false (nothing decided) otherwise.
     private func spliceCanonical(_ json: UnsafeRawBufferPointer, id: JSON) -> Bool {
@@ -110,25 +119,17 @@ extension Transaction {
     }
 
     /// Deletes the document stored at `key`, with its index entries.
-    func delete(_ s: CollectionState, key: [UInt8], cursor: OpaquePointer?) throws(StoreError) {
+    func delete(_ s: CollectionState, key: [UInt8]) throws(StoreError) {
         try writable(s.name)
         try key.bytes { kb throws(StoreError) in
             let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
-            guard let old = try get(env.docs, kb) else {
-                throw StoreError(
-                    .documentNotFound,
-                    "collection '\(s.name)': _id \(KeyEncoding.decodeID(idKey).serialized) no longer exists")
-            }
+            let old = try stored(s, kb, cursor: nil)
             notePreImage(s, idKey: idKey, bytes: old)
             if !s.indexes.isEmpty {
                 let before = try parseStored(s, old, idKey: idKey)
                 try reindex(s, s.indexes, idKey: idKey, old: .object(before), new: nil)
             }
-            if let cursor {
-                try check(mdb_cursor_del(cursor, 0), "mdb_cursor_del")
-            } else {
-                _ = try del(env.docs, kb)
-            }
+            _ = try del(env.docs, kb)
         }
         s.count -= 1
         s.dirty = true
