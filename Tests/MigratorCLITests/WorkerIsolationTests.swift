@@ -164,6 +164,39 @@ struct WorkerIsolationTests {
         #expect(try w.history().map { $0["outcome"] as? String ?? "" } == ["applied", "applied"])
     }
 
+    /// C that writes a well-formed worker answer `{"op":"OP"}` to every
+    /// pipe and socket the worker holds, then waits for the parent to read it.
+    func forge(_ op: String) -> String {
+        """
+        const char *msg = "{\\"op\\":\\"\(op)\\"}";
+        unsigned char frame[64]; size_t n = strlen(msg);
+        frame[0] = (unsigned char)n; frame[1] = frame[2] = frame[3] = 0; memcpy(frame + 4, msg, n);
+        for (int fd = 3; fd < 64; fd++) if (lseek(fd, 0, SEEK_CUR) < 0) (void)!write(fd, frame, n + 4);
+        usleep(200000);
+        """
+    }
+
+    /// Plugin code can write the worker's answers itself. An answer outside
+    /// the protocol, or a "done" the record does not bear out, kills the
+    /// worker and fails the step; a forged "failed" waits for the worker,
+    /// and the record decides.
+    @Test func answersForgedByPluginCodeDoNotDecideTheOutcome() throws {
+        let bogus = try hostile(forge("bogus"))
+        try expectFailedCleanly(bogus, try bogus.run(["apply"]), cause: "which is not part of its protocol")
+
+        let done = try hostile(forge("done") + #"host->set_error(txn, "it failed after all"); return MIGRATOR_ERROR;"#)
+        try expectFailedCleanly(
+            done, try done.run(["apply"]),
+            cause: "its executor reported success, but the record in _migrations disagrees")
+
+        let failed = try hostile(forge("failed"))
+        let r = try failed.run(["apply"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("'002_hostile' committed, though its executor reported a failure"), "\(r.stderr)")
+        #expect(try failed.states() == ["001_good": "applied", "002_hostile": "applied"])
+        #expect(try failed.count("things", #"{"half":true}"#) == 1)
+    }
+
     // MARK: Reading descriptors
 
     /// Plugins whose constructor or descriptors crash the reader are

@@ -33,6 +33,11 @@ package protocol MigrationExecutor: AnyObject {
     /// - Returns: one result per step, in order; a step that failed ends the
     ///   trial and the rest are `notRun`.
     func trial(_ steps: [(AvailableMigration, TrialStep)], observer: StepObserver) throws -> [TrialResult]
+
+    /// Stops any code still running for the last step, so that the
+    /// database shows its final outcome: called when the executor's answer
+    /// and the database disagree.
+    func settle()
 }
 
 /// A step that failed: the migration's or the host's explanation, and the
@@ -58,6 +63,9 @@ package final class InProcessExecutor: MigrationExecutor {
     package func trial(_ steps: [(AvailableMigration, TrialStep)], observer: StepObserver) throws -> [TrialResult] {
         try TrialRunner.run(steps, storage: storage, observer: observer)
     }
+
+    /// Nothing to stop: a step here has returned before its answer.
+    package func settle() {}
 
     package func runStep(
         _ m: AvailableMigration, _ direction: Direction, next: AvailableMigration? = nil, startedAt: String,

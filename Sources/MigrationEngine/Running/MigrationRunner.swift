@@ -120,7 +120,16 @@ struct MigrationRunner {
         let steps = plan.steps.map { m in
             (m, TrialStep(id: m.id, direction: plan.direction, verify: !dryRun && (verify?.contains(m.id) ?? true)))
         }
-        return try executor.trial(steps, observer: options.observer)
+        do {
+            return try executor.trial(steps, observer: options.observer)
+        } catch let failure as StepFailure {
+            // The worker could not run the trial at all (a step's own failure is a result).
+            throw MigratorError(
+                .migrationFailed,
+                "the \(dryRun ? "dry run" : "reversibility check") of \(steps.map(\.0.id).joined(separator: ", ")) "
+                    + "failed: \(failure.message); nothing was kept",
+                underlying: failure.underlying ?? failure)
+        }
     }
 
     /// One migration in one write transaction, with its bookkeeping.
@@ -138,9 +147,21 @@ struct MigrationRunner {
         defer { if !unrecorded && !(succeeded && next != nil) { lock.end() } }
         let startedAt = EngineClock.iso8601()
         let t0 = EngineClock.monotonic()
+        let executor = executor(for: m)
         do {
-            let ran = try executor(for: m).runStep(
+            let ran = try executor.runStep(
                 m, direction, next: next, startedAt: startedAt, observer: options.observer)
+            // Plugin code shares the worker's channel and could answer for
+            // it: a success counts once the record says so. If it does not,
+            // the worker is stopped and the record, now final, decides.
+            if try storage.isApplied(m.id) != (direction == .up) {
+                executor.settle()
+                guard try storage.isApplied(m.id) == (direction == .up) else {
+                    throw StepFailure(
+                        message: "its executor reported success, but the record in _migrations disagrees "
+                            + "(plugin code may have answered for the worker); the worker was stopped")
+                }
+            }
             succeeded = true
             guard let durationMS = ran else {
                 let done = direction == .up ? "applied" : "rolled back"
@@ -153,12 +174,11 @@ struct MigrationRunner {
             let failure = error as? StepFailure
             let message = failure?.message ?? "\(error)"
             let elapsed = Int64((EngineClock.monotonic() - t0) * 1000)
-            // A worker can die after its commit and before its answer: then
-            // the step is done, and saying "failed" would be false.
-            if failure != nil, let applied = try? storage.appliedMigrations(),
-                applied.contains(where: { $0.id == m.id }) == (direction == .up)
-            {
-                options.events(.notice("'\(m.id)' committed, then its executor ended (\(message))"))
+            // A worker can die after its commit and before its answer, or
+            // plugin code can answer for it: then the step is done, and
+            // saying "failed" would be false.
+            if failure != nil, let applied = try? storage.isApplied(m.id), applied == (direction == .up) {
+                options.events(.notice("'\(m.id)' committed, though its executor reported a failure (\(message))"))
                 options.events(.finished(id: m.id, direction: direction, milliseconds: elapsed))
                 return CompletedStep(id: m.id, direction: direction, durationMS: elapsed)
             }

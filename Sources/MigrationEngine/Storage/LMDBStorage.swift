@@ -50,6 +50,11 @@ package final class LMDBStorage: MigrationStorage {
         return try documentStore().read { try Tracking.appliedMigrations($0) }
     }
 
+    package func isApplied(_ id: String) throws -> Bool {
+        guard exists else { return false }
+        return try documentStore().read { try Tracking.isApplied($0, id) }
+    }
+
     package func partialMigrations() throws -> [MigrationProgress] {
         guard exists else { return [] }
         return try documentStore().read { try Tracking.allProgress($0) }

@@ -14,6 +14,8 @@ package protocol MigrationStorage: AnyObject {
     var exists: Bool { get }
     /// Applied migrations, in application order.
     func appliedMigrations() throws -> [AppliedMigration]
+    /// Whether `id` is recorded as applied, as last committed.
+    func isApplied(_ id: String) throws -> Bool
     /// Every attempt, oldest first.
     func history() throws -> [HistoryEntry]
     /// Checkpointing migrations whose run stopped after a checkpoint.

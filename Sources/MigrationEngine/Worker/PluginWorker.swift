@@ -72,6 +72,7 @@ public enum PluginWorker {
                 case "open": open(message)
                 case "step": step(message)
                 case "trial": trial()
+                case "sync": reply([("op", .string("synced")), ("nonce", message["nonce"] ?? .null)])
                 default: reply([("op", .string("error")), ("message", .string("unknown request"))])
                 }
             }

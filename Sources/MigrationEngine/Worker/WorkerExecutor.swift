@@ -326,11 +326,14 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 nextQueued = queued != nil
                 return reply.int("duration_ms")
             case "failed":
+                // A failure is final once the worker is idle: plugin code
+                // could have written this answer while its step still runs.
+                awaitIdle(deadline: deadline)
                 throw StepFailure(message: reply.string("message"))
             case "skipped":
                 throw StepFailure(message: "the worker skipped it: the step before it did not complete")
             default:
-                throw StepFailure(message: "the worker answered '\(reply.string("op"))' during \(direction)")
+                throw violation("answered '\(reply.string("op"))' during \(direction)")
             }
         }
     }
@@ -394,18 +397,17 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 guard let bytes = responses.receive(),
                     let result = try? JSONDecoder().decode(TrialResult.self, from: Data(bytes)),
                     result.id == current?.0.id
-                else { throw StepFailure(message: "the worker sent an unreadable trial result") }
+                else { throw violation("sent an unreadable trial result") }
                 results.append(result)
             case "trial_done":
                 guard results.count == steps.count else {
-                    throw StepFailure(
-                        message: "the worker ended the trial after \(results.count) of \(steps.count) steps")
+                    throw violation("ended the trial after \(results.count) of \(steps.count) steps")
                 }
                 return results
             case "failed":
                 throw StepFailure(message: reply.string("message"))
             default:
-                throw StepFailure(message: "the worker answered '\(reply.string("op"))' during a trial")
+                throw violation("answered '\(reply.string("op"))' during a trial")
             }
         }
     }
@@ -419,6 +421,45 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         }
         guard reply.string("op") == "ok" else { throw StepFailure(message: reply.string("message")) }
         openedDatabase = database.path
+    }
+
+    /// The worker said something outside the protocol (plugin code can write
+    /// to its channel): it is killed, so nothing it still runs can commit
+    /// after the caller has looked at the database.
+    private func violation(_ what: String) -> StepFailure {
+        _ = buryWorker(report: false, kill: true)
+        return StepFailure(
+            message: "the worker \(what), which is not part of its protocol (plugin code may have written to "
+                + "its channel); the worker was killed")
+    }
+
+    /// Waits until the worker has finished everything sent to it, by a
+    /// round trip with a fresh nonce (the worker answers requests in order);
+    /// a worker that does not answer in time is killed. Either way nothing
+    /// it runs can commit afterwards.
+    private func awaitIdle(deadline: Double?) {
+        guard pid > 0, death == nil else { return }
+        queued = nil
+        let nonce = String(UInt64.random(in: 1...UInt64.max))
+        guard requests.send(.object(JSONObject([("op", .string("sync")), ("nonce", .string(nonce))]))) else {
+            _ = buryWorker(report: false, kill: true)
+            return
+        }
+        while true {
+            var timedOut = false
+            guard let reply = responses.receiveMessage(deadline: deadline, timedOut: &timedOut) else {
+                _ = buryWorker(report: false, kill: true)
+                return
+            }
+            if reply.string("op") == "synced" && reply.string("nonce") == nonce { return }
+        }
+    }
+
+    package func settle() {
+        exclusive.withLock { _ in
+            guard pid > 0, death == nil else { return }
+            _ = buryWorker(report: false, kill: true)
+        }
     }
 
     /// The failure for a worker that stopped answering during a step.
