@@ -111,8 +111,11 @@ enum ObjectID {
     private static let random = UInt64.random(in: 0..<(1 << 40))
     private static let counter = Atomic<UInt32>(UInt32.random(in: 0..<(1 << 24)))
 
-    /// A new id; one allocation (the 24-character string), no lock.
-    static func generate() -> String {
+    /// The length of an id's text.
+    static let length = 24
+
+    /// Writes a new id's 24 hex characters at `out`; no allocation, no lock.
+    static func write(into out: UnsafeMutableRawPointer) {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let seconds = UInt64(UInt32(truncatingIfNeeded: ts.tv_sec))
@@ -120,11 +123,19 @@ enum ObjectID {
         // 12 bytes: seconds (4), random (5), counter (3), as two words.
         let high = seconds << 32 | random >> 8  // bytes 0-7
         let low = (random & 0xFF) << 24 | count  // bytes 8-11
-        return String(unsafeUninitializedCapacity: 24) { out in
-            func hex(_ v: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: v < 10 ? 48 + v : 87 + v) }
-            for i in 0..<16 { out[i] = hex((high >> UInt64(60 - 4 * i)) & 0xF) }
-            for i in 0..<8 { out[16 + i] = hex((low >> UInt64(28 - 4 * i)) & 0xF) }
-            return 24
+        func hex(_ v: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: v < 10 ? 48 + v : 87 + v) }
+        for i in 0..<16 { out.storeBytes(of: hex((high >> UInt64(60 - 4 * i)) & 0xF), toByteOffset: i, as: UInt8.self) }
+        for i in 0..<8 {
+            out.storeBytes(of: hex((low >> UInt64(28 - 4 * i)) & 0xF), toByteOffset: 16 + i, as: UInt8.self)
+        }
+    }
+
+    /// A new id as a string.
+    static func generate() -> String {
+        String(unsafeUninitializedCapacity: length) { out in
+            guard let base = out.baseAddress else { return 0 }
+            write(into: base)
+            return length
         }
     }
 }

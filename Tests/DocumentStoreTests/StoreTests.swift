@@ -504,6 +504,40 @@ extension StoreTests {
             }
         }
     }
+
+    @Test("the text path: duplicates name the _id, the _id length limit holds, ids are returned only when asked")
+    func canonicalInsertIDs() throws {
+        func insert(_ txn: Transaction, _ text: String, returningID: Bool = true) throws -> JSON {
+            try Array(text.utf8).withUnsafeBytes { try txn.insert(json: $0, into: "t", returningID: returningID) }
+        }
+        try withStore { store throws in
+            try store.write { txn throws in
+                #expect(try insert(txn, #"{"_id":-7,"a":1}"#) == -7)
+                #expect(
+                    storeError { try insert(txn, #"{"_id":-7,"a":2}"#) }?.message == "collection 't': duplicate _id -7")
+                #expect(try insert(txn, #"{"_id":"k","a":1}"#) == "k")
+                #expect(
+                    storeError { try insert(txn, #"{"_id":"k"}"#) }?.message == #"collection 't': duplicate _id "k""#)
+                let longest = String(repeating: "x", count: 255)
+                #expect(try insert(txn, #"{"_id":"\#(longest)"}"#) == .string(longest))
+                #expect(storeError { try insert(txn, #"{"_id":"\#(longest)y"}"#) }?.code == .invalidDocument)
+                #expect(try insert(txn, #"{"_id":8}"#, returningID: false) == .null)
+                #expect(try txn.findOne("t", filter: Filter(parsing: #"{"_id":8}"#))?.serialized == #"{"_id":8}"#)
+                guard case .string(let generated) = try insert(txn, #"{"b":[1,{"c":"d"}]}"#) else {
+                    Issue.record("no generated id")
+                    return
+                }
+                #expect(generated.count == 24)
+                let stored = try txn.findOne(
+                    "t", filter: Filter(JSON.object(JSONObject([("_id", .string(generated))]))))
+                #expect(stored?.serialized == #"{"_id":"\#(generated)","b":[1,{"c":"d"}]}"#)
+                #expect(try insert(txn, "{}", returningID: false) == .null)
+                #expect(
+                    try txn.count("t", filter: Filter(parsing: #"{"b":{"$exists":false},"a":{"$exists":false}}"#)) == 3)
+                #expect(try txn.count("t") == 6)
+            }
+        }
+    }
 }
 
 extension StoreTests {

@@ -29,11 +29,19 @@ extension Transaction {
     /// Parses JSON text and inserts it; see ``insert(_:into:)``.
     @discardableResult
     public func insert(json bytes: UnsafeRawBufferPointer, into collection: String) throws(StoreError) -> JSON {
+        try insert(json: bytes, into: collection, returningID: true)
+    }
+
+    /// ``insert(json:into:)``; with `returningID` false the result is
+    /// `.null`, which spares building the id for callers that drop it.
+    public func insert(
+        json bytes: UnsafeRawBufferPointer, into collection: String, returningID: Bool
+    ) throws(StoreError) -> JSON {
         try writable(collection)
         // Fast path: text already in stored form is stored as given.
         if let s = try state(collection), s.indexes.isEmpty, let shape = CanonicalCheck.check(bytes),
             !shape.idElsewhere,
-            let id = try insertCanonical(bytes, idRange: shape.idRange, into: s)
+            let id = try insertCanonical(bytes, idRange: shape.idRange, into: s, returningID: returningID)
         {
             return id
         }
@@ -47,72 +55,80 @@ extension Transaction {
     /// Stores canonical text without parsing it into a tree. Returns nil
     /// (nothing written) when the `_id` is not a string or integer, so that
     /// the full path reports the error.
+    ///
+    /// The per-document hot path of bulk loads and fan-outs: the key (and,
+    /// for a generated id, the value) is built on the stack and handed to
+    /// `mdb_put` directly; nothing is allocated.
     private func insertCanonical(
-        _ bytes: UnsafeRawBufferPointer, idRange: Range<Int>?, into s: CollectionState
+        _ bytes: UnsafeRawBufferPointer, idRange: Range<Int>?, into s: CollectionState, returningID: Bool
     ) throws(StoreError) -> JSON? {
-        let id: JSON
-        keyBuffer.removeAll(keepingCapacity: true)
-        keyBuffer.append(contentsOf: s.prefix)
-        if let r = idRange {
-            // CanonicalCheck vouched for the form: an integer of at most 18
-            // digits, or a string without escapes.
-            guard let parsed = Self.canonicalID(UnsafeRawBufferPointer(rebasing: bytes[r])),
-                (try? KeyEncoding.appendID(parsed, to: &keyBuffer)) != nil
-            else { return nil }
-            id = parsed
-        } else {
-            let generated = ObjectID.generate()
-            id = .string(generated)
-            try KeyEncoding.appendID(id, to: &keyBuffer)
-            valueBuffer.removeAll(keepingCapacity: true)
-            valueBuffer.append(contentsOf: #"{"_id":""#.utf8)
-            valueBuffer.append(contentsOf: generated.utf8)
-            valueBuffer.append(UInt8(ascii: "\""))
-            if bytes.count > 2 { valueBuffer.append(UInt8(ascii: ",")) }
-            valueBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[1...]))
-        }
-        // mdb_put directly: this is the per-document hot path of bulk loads.
-        func putNew(_ value: UnsafeRawBufferPointer, _ flags: Int32) -> Int32 {
-            keyBuffer.withUnsafeBytes { k in
-                var mk = MDB_val(k)
-                var mv = MDB_val(value)
-                return mdb_put(txn, env.docs, &mk, &mv, UInt32(flags))
+        let keyCapacity = 4 + 1 + KeyEncoding.maxIDBytes
+        // `{"_id":"` id `",` then the rest of the text after its `{`.
+        let valueCapacity = idRange == nil ? 8 + ObjectID.length + 2 + bytes.count : 0
+        let docs = env.docs
+        let tracking = changeTracker != nil
+        let outcome: (rc: Int32, id: JSON)? = withUnsafeTemporaryAllocation(
+            byteCount: keyCapacity + valueCapacity, alignment: 8
+        ) { buffer in
+            guard let base = buffer.baseAddress, let text = bytes.baseAddress else { return nil }
+            base.storeBytes(of: s.id.bigEndian, as: UInt32.self)
+            var keyLength = 4
+            func put(_ value: UnsafeRawPointer, _ count: Int, _ flags: Int32) -> Int32 {
+                var k = MDB_val(mv_size: keyLength, mv_data: base)
+                var v = MDB_val(mv_size: count, mv_data: UnsafeMutableRawPointer(mutating: value))
+                return mdb_put(txn, docs, &k, &v, UInt32(flags))
             }
-        }
-        var rc: Int32
-        if idRange != nil {
-            rc = putNew(bytes, MDB_NOOVERWRITE)
-        } else {
-            rc = MDB_KEYEXIST
-            if s.appendGeneratedIDs {
-                // MDB_APPEND refuses (MDB_KEYEXIST) a key that is not last: then
-                // the ordinary put decides, and this collection stops trying.
-                rc = valueBuffer.withUnsafeBytes { putNew($0, MDB_APPEND) }
-                if rc == MDB_KEYEXIST { s.appendGeneratedIDs = false }
+            var rc: Int32
+            if let r = idRange {
+                // CanonicalCheck vouched for the form: an integer of at most 18
+                // digits, or a string without escapes.
+                guard let n = KeyEncoding.writeCanonicalID(UnsafeRawBufferPointer(rebasing: bytes[r]), to: base + 4)
+                else { return nil }
+                keyLength += n
+                rc = put(text, bytes.count, MDB_NOOVERWRITE)
+            } else {
+                base.storeBytes(of: KeyEncoding.stringTag, toByteOffset: 4, as: UInt8.self)
+                ObjectID.write(into: base + 5)
+                keyLength += 1 + ObjectID.length
+                let value = base + keyCapacity
+                var n = 0
+                func emit(_ p: UnsafeRawPointer, _ count: Int) {
+                    (value + n).copyMemory(from: p, byteCount: count)
+                    n += count
+                }
+                let open: StaticString = #"{"_id":""#
+                emit(open.utf8Start, open.utf8CodeUnitCount)
+                emit(base + 5, ObjectID.length)
+                value.storeBytes(of: UInt8(ascii: "\""), toByteOffset: n, as: UInt8.self)
+                n += 1
+                if bytes.count > 2 {
+                    value.storeBytes(of: UInt8(ascii: ","), toByteOffset: n, as: UInt8.self)
+                    n += 1
+                }
+                emit(text + 1, bytes.count - 1)
+                rc = MDB_KEYEXIST
+                if s.appendGeneratedIDs {
+                    // MDB_APPEND refuses (MDB_KEYEXIST) a key that is not last: then
+                    // the ordinary put decides, and this collection stops trying.
+                    rc = put(value, n, MDB_APPEND)
+                    if rc == MDB_KEYEXIST { s.appendGeneratedIDs = false }
+                }
+                if rc == MDB_KEYEXIST { rc = put(value, n, MDB_NOOVERWRITE) }
             }
-            if rc == MDB_KEYEXIST { rc = valueBuffer.withUnsafeBytes { putNew($0, MDB_NOOVERWRITE) } }
+            let key = UnsafeRawBufferPointer(start: base, count: keyLength)
+            if rc == MDB_SUCCESS && tracking { noteInserted(s, key: key) }
+            let wanted = returningID || rc == MDB_KEYEXIST
+            return (rc, wanted ? KeyEncoding.decodeID(UnsafeRawBufferPointer(rebasing: key[4...])) : .null)
         }
-        if rc == MDB_KEYEXIST {
-            throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(id.serialized)")
+        guard let outcome else { return nil }
+        if outcome.rc == MDB_KEYEXIST {
+            throw StoreError(.duplicateKey, "collection '\(s.name)': duplicate _id \(outcome.id.serialized)")
         }
-        try check(rc, "mdb_put")
+        try check(outcome.rc, "mdb_put")
         s.count += 1
         s.dirty = true
         s.generation += 1
-        noteInserted(s, key: keyBuffer)
-        return id
-    }
-
-    /// The `_id` value of canonical text: an integer or an escape-free string.
-    static func canonicalID(_ b: UnsafeRawBufferPointer) -> JSON? {
-        guard let first = b.first else { return nil }
-        if first == UInt8(ascii: "\""), b.count >= 2 {
-            return .string(String(decoding: UnsafeRawBufferPointer(rebasing: b[1..<(b.count - 1)]), as: UTF8.self))
-        }
-        guard first == UInt8(ascii: "-") || (first >= 48 && first <= 57) else { return nil }
-        var v: Int64 = 0
-        for c in b where c != UInt8(ascii: "-") { v = v * 10 + Int64(c - 48) }
-        return .int(first == UInt8(ascii: "-") ? -v : v)
+        return outcome.id
     }
 
     func insert(_ obj: inout JSONObject, into s: CollectionState) throws(StoreError) -> JSON {
@@ -157,14 +173,14 @@ extension Transaction {
         s.count += 1
         s.dirty = true
         s.generation += 1
-        noteInserted(s, key: key)
+        key.withUnsafeBytes { noteInserted(s, key: $0) }
         return id
     }
 
     /// Counts an insert of the document at `key` (with the collection prefix).
-    private func noteInserted(_ s: CollectionState, key: [UInt8]) {
+    private func noteInserted(_ s: CollectionState, key: UnsafeRawBufferPointer) {
         guard changeTracker != nil else { return }
         noteChange(s.name) { $0.inserted += 1 }
-        key.withUnsafeBytes { k in notePreImage(s, idKey: UnsafeRawBufferPointer(rebasing: k[4...]), bytes: nil) }
+        notePreImage(s, idKey: UnsafeRawBufferPointer(rebasing: key[4...]), bytes: nil)
     }
 }

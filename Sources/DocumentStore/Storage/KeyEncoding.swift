@@ -25,6 +25,29 @@ enum KeyEncoding {
         }
     }
 
+    /// Writes the key of an `_id` given as canonical JSON text (an integer
+    /// of at most 18 digits, or a string without escapes) at `out`, which
+    /// has room for `1 + maxIDBytes` bytes. Returns the length, or nil for
+    /// any other value (or a string over the limit): the caller then takes
+    /// the path that reports the error.
+    static func writeCanonicalID(_ text: UnsafeRawBufferPointer, to out: UnsafeMutableRawPointer) -> Int? {
+        guard let first = text.first, let base = text.baseAddress else { return nil }
+        if first == UInt8(ascii: "\"") {
+            let n = text.count - 2
+            guard n >= 0, n <= maxIDBytes else { return nil }
+            out.storeBytes(of: stringTag, as: UInt8.self)
+            (out + 1).copyMemory(from: base + 1, byteCount: n)
+            return 1 + n
+        }
+        guard first == UInt8(ascii: "-") || (first >= 48 && first <= 57) else { return nil }
+        var v: Int64 = 0
+        for c in text where c != UInt8(ascii: "-") { v = v * 10 + Int64(c &- 48) }
+        if first == UInt8(ascii: "-") { v = -v }
+        out.storeBytes(of: intTag, as: UInt8.self)
+        (out + 1).storeBytes(of: (UInt64(bitPattern: v) ^ (1 << 63)).bigEndian, as: UInt64.self)
+        return 9
+    }
+
     static func decodeID(_ bytes: UnsafeRawBufferPointer) -> JSON {
         guard let tag = bytes.first else { return .null }
         if tag == intTag && bytes.count == 9 {

@@ -126,4 +126,23 @@ extension UnsafeRawBufferPointer {
 
     @inline(__always)
     func sameBytes(as other: [UInt8]) -> Bool { other.withUnsafeBytes { sameBytes(as: $0) } }
+
+    /// Byte-wise (LMDB key) order with `memcmp`, for the same reason.
+    @inline(__always)
+    func sortsAfter(_ other: UnsafeRawBufferPointer) -> Bool {
+        let n = Swift.min(count, other.count)
+        if n > 0, let a = baseAddress, let b = other.baseAddress {
+            let c = memcmp(a, b, n)
+            if c != 0 { return c > 0 }
+        }
+        return count > other.count
+    }
+
+    /// Whether the bytes start with `prefix`, a collection's 4-byte key prefix.
+    @inline(__always)
+    func startsWith(_ prefix: [UInt8]) -> Bool {
+        prefix.withUnsafeBytes { p in
+            UnsafeRawBufferPointer(rebasing: self[..<Swift.min(count, p.count)]).sameBytes(as: p)
+        }
+    }
 }

@@ -35,8 +35,31 @@ final class HostStep: @unchecked Sendable {
         lastError = .allocate(capacity: 1)
         lastError[0] = 0
     }
+    /// The collection name the last call gave, as bytes and as a `String`:
+    /// plugins name the same few collections on every call, and building
+    /// the `String` each time was a tenth of an insert's cost.
+    private let lastName = UnsafeMutablePointer<CChar>.allocate(capacity: maxCachedName)
+    private var lastNameLength = -1
+    private var lastNameString = ""
+    private static let maxCachedName = 256
+
+    /// The collection name at `p`, validated.
+    func collection(_ p: UnsafePointer<CChar>?) throws(DatabaseError) -> String {
+        guard let p else { throw DatabaseError(.invalid, "the collection name is NULL") }
+        let n = strnlen(p, Self.maxCachedName)
+        if n == lastNameLength && memcmp(p, lastName, n) == 0 { return lastNameString }
+        let name = try HostAPI.string(p, "the collection name")
+        if n < Self.maxCachedName {
+            lastName.update(from: p, count: n)
+            lastNameLength = n
+            lastNameString = name
+        }
+        return name
+    }
+
     deinit {
         lastError.deallocate()
+        lastName.deallocate()
         scratch.deallocate()
         if let t = resumeTokenText { free(t) }
     }
@@ -217,10 +240,6 @@ enum HostAPI {
         return UnsafeRawBufferPointer(start: p, count: strlen(p))
     }
 
-    static func collection(_ p: UnsafePointer<CChar>?) throws(DatabaseError) -> String {
-        try string(p, "the collection name")
-    }
-
     /// The table plugins get, at one address for the life of the process:
     /// a pointer a plugin keeps never dangles. `nonisolated(unsafe)`: it is
     /// written once, here, and only read after.
@@ -235,35 +254,36 @@ enum HostAPI {
         abi_minor: UInt32(MIGRATOR_ABI_MINOR),
         struct_size: UInt32(MemoryLayout<migrator_host_v1>.size),
         create_collection: { txn, c in
-            call(txn) { s throws(DatabaseError) in try s.db.run { try $0.createCollection(try collection(c)) } }
+            call(txn) { s throws(DatabaseError) in try s.db.run { try $0.createCollection(try s.collection(c)) } }
         },
         drop_collection: { txn, c in
-            call(txn) { s throws(DatabaseError) in try s.db.run { try $0.dropCollection(try collection(c)) } }
+            call(txn) { s throws(DatabaseError) in try s.db.run { try $0.dropCollection(try s.collection(c)) } }
         },
         create_index: { txn, c, path, unique in
             call(txn) { s throws(DatabaseError) in
                 try s.db.run {
-                    try $0.createIndex(try collection(c), path: try string(path, "the index path"), unique: unique != 0)
+                    try $0.createIndex(
+                        try s.collection(c), path: try string(path, "the index path"), unique: unique != 0)
                 }
             }
         },
         drop_index: { txn, c, path in
             call(txn) { s throws(DatabaseError) in
-                try s.db.run { try $0.dropIndex(try collection(c), path: try string(path, "the index path")) }
+                try s.db.run { try $0.dropIndex(try s.collection(c), path: try string(path, "the index path")) }
             }
         },
         insert: { txn, c, json in
             call(txn) { s throws(DatabaseError) in
-                let name = try collection(c)
+                let name = try s.collection(c)
                 guard let doc = bytes(json) else {
                     throw DatabaseError(.invalid, "insert into '\(name)': the document is NULL")
                 }
-                try s.db.insert(jsonBytes: doc, into: name)
+                try s.db.insert(jsonBytes: doc, into: name, returningID: false)
             }
         },
         find: { txn, c, filter, out in
             call(txn) { s throws(DatabaseError) in
-                let name = try collection(c)
+                let name = try s.collection(c)
                 guard let out else {
                     throw DatabaseError(.invalid, "find in '\(name)': the cursor out-pointer is NULL")
                 }
@@ -314,7 +334,7 @@ enum HostAPI {
         },
         update: { txn, c, filter, update, out in
             call(txn) { s throws(DatabaseError) in
-                let name = try collection(c)
+                let name = try s.collection(c)
                 guard let u = bytes(update) else {
                     throw DatabaseError(.invalid, "update of '\(name)': the update is NULL")
                 }
@@ -324,13 +344,13 @@ enum HostAPI {
         },
         remove: { txn, c, filter, out in
             call(txn) { s throws(DatabaseError) in
-                let n = try s.db.removeRaw(try collection(c), filter: bytes(filter))
+                let n = try s.db.removeRaw(try s.collection(c), filter: bytes(filter))
                 out?.pointee = n
             }
         },
         count: { txn, c, filter, out in
             call(txn) { s throws(DatabaseError) in
-                let name = try collection(c)
+                let name = try s.collection(c)
                 guard let out else { throw DatabaseError(.invalid, "count of '\(name)': the out-pointer is NULL") }
                 out.pointee = try s.db.countRaw(name, filter: bytes(filter))
             }
@@ -374,15 +394,16 @@ enum HostAPI {
         },
         insert_n: { txn, c, json, len, outID, outIDLen in
             call(txn) { s throws(DatabaseError) in
-                let name = try collection(c)
+                let name = try s.collection(c)
                 guard let json else { throw DatabaseError(.invalid, "insert into '\(name)': the document is NULL") }
-                let id = try s.db.insert(jsonBytes: UnsafeRawBufferPointer(start: json, count: len), into: name)
+                let id = try s.db.insert(
+                    jsonBytes: UnsafeRawBufferPointer(start: json, count: len), into: name, returningID: outID != nil)
                 if outID != nil { JSONSerializer.bytes(id).withUnsafeBytes { s.handOut($0, outID, outIDLen) } }
             }
         },
         get_by_id: { txn, c, idJSON, len, outDoc, outLen in
             call(txn) { s throws(DatabaseError) in
-                let name = try collection(c)
+                let name = try s.collection(c)
                 guard let idJSON, let outDoc else {
                     throw DatabaseError(.invalid, "get_by_id in '\(name)': the id or the out-pointer is NULL")
                 }

@@ -124,8 +124,13 @@ final class StoreDatabase: StepDatabase {
     // MARK: Raw entry points (JSON as bytes), shared with the C host table
 
     @discardableResult
-    func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError) -> JSON {
-        try store { () throws(StoreError) in try txn.insert(json: jsonBytes, into: collection) }
+    func insert(
+        jsonBytes: UnsafeRawBufferPointer, into collection: String, returningID: Bool
+    ) throws(DatabaseError)
+        -> JSON
+    {
+        try store { () throws(StoreError) in try txn.insert(json: jsonBytes, into: collection, returningID: returningID)
+        }
     }
     func getRaw(_ collection: String, id: UnsafeRawBufferPointer) throws(DatabaseError) -> UnsafeRawBufferPointer? {
         try store { () throws(StoreError) in try txn.getRaw(collection, id: try JSONParser.parse(id)) }
@@ -169,7 +174,9 @@ final class StoreDatabase: StepDatabase {
     }
     func insert(json: String, into collection: String) throws {
         var json = json
-        _ = try json.withUTF8 { b in try insert(jsonBytes: UnsafeRawBufferPointer(b), into: collection) }
+        _ = try json.withUTF8 { b in
+            try insert(jsonBytes: UnsafeRawBufferPointer(b), into: collection, returningID: false)
+        }
     }
     func find(_ collection: String, filter: String) throws -> Documents {
         var filter = filter

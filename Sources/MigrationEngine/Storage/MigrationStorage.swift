@@ -96,9 +96,13 @@ package struct NewHistoryEntry: Sendable {
 /// A ``Database`` for one step, with the raw entry points the C host table
 /// calls (JSON as bytes, no `String` copies). Ends with ``finish()``.
 package protocol StepDatabase: Database {
-    /// Inserts a document; returns its `_id` (generated when absent).
+    /// Inserts a document; returns its `_id` (generated when absent), or
+    /// `.null` when `returningID` is false.
     @discardableResult
-    func insert(jsonBytes: UnsafeRawBufferPointer, into collection: String) throws(DatabaseError) -> JSON
+    func insert(
+        jsonBytes: UnsafeRawBufferPointer, into collection: String, returningID: Bool
+    ) throws(DatabaseError)
+        -> JSON
     /// The stored JSON of the document whose `_id` is `id` (JSON text), valid
     /// until the next write in the step; nil when there is none.
     func getRaw(_ collection: String, id: UnsafeRawBufferPointer) throws(DatabaseError) -> UnsafeRawBufferPointer?
