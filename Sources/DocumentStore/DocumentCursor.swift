@@ -35,12 +35,18 @@ public final class DocumentCursor {
     // the run-time exclusivity checks were a fifth of a scan step's cost.
     @exclusivity(unchecked) private var source: Source
     private var lmdbCursor: OpaquePointer?
-    private var upperBound: [UInt8] = []
+    /// The collection's last key when the scan began, where it stops.
+    private let upperBoundStorage = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 8)
+    private var upperBoundCount = 0
     /// Where a scan starts: the collection's first key, or past a lower
     /// bound on `_id` (`{"_id": {"$gt": …}}`, the resume-from-token loop).
     private var startKey: [UInt8] = []
     private var startExclusive = false
-    @exclusivity(unchecked) private var lastKey: [UInt8] = []
+    /// The key (collection prefix included) of the document last returned,
+    /// in storage the cursor owns: LMDB keys are at most 511 bytes.
+    private let lastKeyStorage = UnsafeMutableRawPointer.allocate(byteCount: 512, alignment: 8)
+    @exclusivity(unchecked) private var lastKeyCount = 0
+    private var lastKey: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: lastKeyStorage, count: lastKeyCount) }
     @exclusivity(unchecked) private var generation = -1
     @exclusivity(unchecked) private var started = false
     @exclusivity(unchecked) private var skipped = 0
@@ -51,7 +57,7 @@ public final class DocumentCursor {
     /// Owned storage for the bytes `nextRaw` returns when it must build them
     /// (projections): a pointer into an Array must not outlive the access.
     private var output = UnsafeMutableRawBufferPointer(start: nil, count: 0)
-    private(set) public var isClosed = false
+    @exclusivity(unchecked) private(set) public var isClosed = false
 
     init(
         txn: Transaction, collection: String, state: CollectionState?, filter: Filter, options: FindOptions
@@ -89,7 +95,8 @@ public final class DocumentCursor {
             rc = rc == 0 ? mdb_cursor_get(c, &k, &v, MDB_PREV) : mdb_cursor_get(c, &k, &v, MDB_LAST)
             let last = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
             if rc == 0 && last.starts(with: s.prefix) && last.count > 4 {
-                upperBound = Array(last)
+                upperBoundCount = min(last.count, 512)
+                if let base = last.baseAddress { upperBoundStorage.copyMemory(from: base, byteCount: upperBoundCount) }
             } else {
                 source = .empty
             }
@@ -100,6 +107,8 @@ public final class DocumentCursor {
     deinit {
         if let c = lmdbCursor, !isClosed { mdb_cursor_close(c) }
         output.deallocate()
+        lastKeyStorage.deallocate()
+        upperBoundStorage.deallocate()
     }
 
     /// Releases the cursor. Safe to call more than once.
@@ -207,9 +216,8 @@ public final class DocumentCursor {
 
     /// Parses the current document; errors name its `_id` (from `lastKey`).
     private func parseCurrent(_ s: CollectionState, _ bytes: UnsafeRawBufferPointer) throws(StoreError) -> JSONObject {
-        try lastKey.bytes { k throws(StoreError) in
-            try txn.parseStored(s, bytes, idKey: UnsafeRawBufferPointer(rebasing: k[min(4, k.count)...]))
-        }
+        let k = lastKey
+        return try txn.parseStored(s, bytes, idKey: UnsafeRawBufferPointer(rebasing: k[min(4, k.count)...]))
     }
 
     /// The next stored document in `_id` (or sort) order, unfiltered; its
@@ -230,7 +238,7 @@ public final class DocumentCursor {
                     } else {
                         source = .sorted(keys, next: next)
                     }
-                    lastKey = key
+                    key.withUnsafeBytes { remember($0) }
                     return bytes
                 }
             }
@@ -254,10 +262,8 @@ public final class DocumentCursor {
                 }
             } else if generation != s.generation {
                 // The collection changed under us: find our place again by key.
-                rc = lastKey.withUnsafeBytes { p in
-                    k = MDB_val(p)
-                    return mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
-                }
+                k = MDB_val(lastKey)
+                rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)
                 if rc == 0 && UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size).sameBytes(as: lastKey) {
                     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)
                 }
@@ -270,20 +276,20 @@ public final class DocumentCursor {
             }
             try txn.check(rc, "mdb_cursor_get")
             let key = UnsafeRawBufferPointer(start: k.mv_data, count: k.mv_size)
-            let pastEnd = upperBound.withUnsafeBytes { key.sortsAfter($0) }
-            guard key.startsWith(s.prefix), !pastEnd else {
+            let pastEnd = key.sortsAfter(UnsafeRawBufferPointer(start: upperBoundStorage, count: upperBoundCount))
+            guard key.count >= 4, key.loadUnaligned(as: UInt32.self) == s.id.bigEndian, !pastEnd else {
                 source = .empty
                 return nil
             }
-            // Keys of one collection mostly have one length: copy in place.
-            if lastKey.count == key.count {
-                lastKey.withUnsafeMutableBytes { $0.copyMemory(from: key) }
-            } else {
-                lastKey = Array(key)
-            }
+            remember(key)
             generation = s.generation
             return UnsafeRawBufferPointer(start: v.mv_data, count: v.mv_size)
         }
+    }
+
+    private func remember(_ key: UnsafeRawBufferPointer) {
+        lastKeyCount = min(key.count, 512)
+        if let base = key.baseAddress { lastKeyStorage.copyMemory(from: base, byteCount: lastKeyCount) }
     }
 
     /// For `sort`: reads the matching documents' keys, sorts them by the
@@ -294,7 +300,7 @@ public final class DocumentCursor {
         while let bytes = try advance() {
             let d = try parseCurrent(s, bytes)
             guard filter.matches(.object(d)) else { continue }
-            rows.append((lastKey, .object(d)))
+            rows.append((Array(lastKey), .object(d)))
         }
         let sortKeys = options.sort
         rows.sort { a, b in

@@ -60,6 +60,18 @@ final class PluginDatabase: Database {
         let t = try live()
         try check(try function(host.insert, "insert")(t, collection, json), t)
     }
+    func insert(json: UnsafeRawBufferPointer, into collection: String) throws {
+        let t = try live()
+        if let insertN {
+            let p = json.baseAddress.map { $0.assumingMemoryBound(to: CChar.self) }
+            try check(insertN(t, collection, p, json.count, nil, nil), t)
+        } else {
+            // A 1.0 host takes NUL-terminated text.
+            try insert(json: String(decoding: json, as: UTF8.self), into: collection)
+        }
+    }
+    /// `insert_n`, when the host has it (1.1).
+    private lazy var insertN = hostHas(\.insert_n) ? host.insert_n : nil
     func find(_ collection: String, filter: String) throws -> Documents {
         let t = try live()
         var cursor: OpaquePointer?

@@ -10,11 +10,19 @@ struct FanOut: IrreversibleMigration {
     let description = "benchmark"
     let version = "1.0.0"
     func up(_ db: Database) throws {
-        let users = try db.find("users")
-        while let user = try users.next() {
-            guard let id = user.idJSON else { throw DatabaseError(.invalid, "a user without _id") }
-            try db.insert(
-                json: #"{"user_id":"# + id + #","theme":"light","notifications":true}"#, into: "user_settings")
+        // Read each user in place and insert bytes (insert_n): no copy of the
+        // document and no String per insert.
+        let users = try db.documents("users")
+        let head = Array(#"{"user_id":"#.utf8)
+        let tail = Array(#","theme":"light","notifications":true}"#.utf8)
+        var out: [UInt8] = []
+        while let user = try users.nextView() {
+            guard let id = user.field("_id") else { throw DatabaseError(.invalid, "a user without _id") }
+            out.removeAll(keepingCapacity: true)
+            out.append(contentsOf: head)
+            out.append(contentsOf: id)
+            out.append(contentsOf: tail)
+            try db.insert(json: out, into: "user_settings")
         }
     }
 }

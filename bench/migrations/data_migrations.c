@@ -45,10 +45,14 @@ static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
     const char *doc; size_t len; char id[64], out[128];
     migrator_status st = h->find(t, "users", NULL, &c);
     if (st) return st;
+    /* insert_n (ABI 1.1) takes the length: no strlen, no NUL needed. */
+    int has_insert_n = MIGRATOR_HOST_HAS(h, insert_n);
     while ((st = h->cursor_next(c, &doc, &len)) == MIGRATOR_OK) {
         id_of(doc, len, id, sizeof id);
-        snprintf(out, sizeof out, "{\"user_id\":%s,\"theme\":\"light\",\"notifications\":true}", id);
-        if ((st = h->insert(t, "user_settings", out))) return fail(h, t, c, st);
+        int n = snprintf(out, sizeof out, "{\"user_id\":%s,\"theme\":\"light\",\"notifications\":true}", id);
+        st = has_insert_n ? h->insert_n(t, "user_settings", out, (size_t)n, NULL, NULL)
+                          : h->insert(t, "user_settings", out);
+        if (st) return fail(h, t, c, st);
         first_write_done(ID);
     }
     h->cursor_close(c);

@@ -22,10 +22,10 @@ extension Transaction {
     /// (`MDB_CURRENT`): no key search.
     /// - Returns: whether the stored bytes changed.
     func replace(
-        _ s: CollectionState, key: [UInt8], with json: UnsafeRawBufferPointer, cursor: OpaquePointer?
+        _ s: CollectionState, key kb: UnsafeRawBufferPointer, with json: UnsafeRawBufferPointer, cursor: OpaquePointer?
     ) throws(StoreError) -> Bool {
         try writable(s.name)
-        let id = key.withUnsafeBytes { KeyEncoding.decodeID(UnsafeRawBufferPointer(rebasing: $0[4...])) }
+        let id = KeyEncoding.decodeID(UnsafeRawBufferPointer(rebasing: kb[4...]))
         // Fast path: no index to maintain and text already in stored form,
         // carrying this _id or none: stored as given, without a parse.
         var parsedNew: JSONObject?
@@ -50,28 +50,22 @@ extension Transaction {
             JSONSerializer.write(.object(new), into: &valueBuffer)
             parsedNew = new
         }
-        let changed: Bool = try key.bytes { kb throws(StoreError) in
-            let old = try stored(s, kb, cursor: cursor)
-            guard !old.sameBytes(as: valueBuffer) else { return false }
-            let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
-            notePreImage(s, idKey: idKey, bytes: old)
-            // With indexes the slow path always ran: the new document is parsed.
-            if !s.indexes.isEmpty, let parsedNew {
-                let before = try parseStored(s, old, idKey: idKey)
-                try reindex(s, s.indexes, idKey: idKey, old: .object(before), new: .object(parsedNew))
-            }
-            return true
+        let old = try stored(s, kb, cursor: cursor)
+        guard !old.sameBytes(as: valueBuffer) else { return false }
+        let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
+        notePreImage(s, idKey: idKey, bytes: old)
+        // With indexes the slow path always ran: the new document is parsed.
+        if !s.indexes.isEmpty, let parsedNew {
+            let before = try parseStored(s, old, idKey: idKey)
+            try reindex(s, s.indexes, idKey: idKey, old: .object(before), new: .object(parsedNew))
         }
-        guard changed else { return false }
-        try key.bytes { kb throws(StoreError) in
-            try valueBuffer.bytes { vb throws(StoreError) in
-                var k = MDB_val(kb)
-                var v = MDB_val(vb)
-                if let cursor {
-                    try check(mdb_cursor_put(cursor, &k, &v, UInt32(MDB_CURRENT)), "mdb_cursor_put")
-                } else {
-                    _ = try put(env.docs, kb, vb)
-                }
+        try valueBuffer.bytes { vb throws(StoreError) in
+            var k = MDB_val(kb)
+            var v = MDB_val(vb)
+            if let cursor {
+                try check(mdb_cursor_put(cursor, &k, &v, UInt32(MDB_CURRENT)), "mdb_cursor_put")
+            } else {
+                _ = try put(env.docs, kb, vb)
             }
         }
         s.dirty = true
@@ -119,18 +113,16 @@ extension Transaction {
     }
 
     /// Deletes the document stored at `key`, with its index entries.
-    func delete(_ s: CollectionState, key: [UInt8]) throws(StoreError) {
+    func delete(_ s: CollectionState, key kb: UnsafeRawBufferPointer) throws(StoreError) {
         try writable(s.name)
-        try key.bytes { kb throws(StoreError) in
-            let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
-            let old = try stored(s, kb, cursor: nil)
-            notePreImage(s, idKey: idKey, bytes: old)
-            if !s.indexes.isEmpty {
-                let before = try parseStored(s, old, idKey: idKey)
-                try reindex(s, s.indexes, idKey: idKey, old: .object(before), new: nil)
-            }
-            _ = try del(env.docs, kb)
+        let idKey = UnsafeRawBufferPointer(rebasing: kb[4...])
+        let old = try stored(s, kb, cursor: nil)
+        notePreImage(s, idKey: idKey, bytes: old)
+        if !s.indexes.isEmpty {
+            let before = try parseStored(s, old, idKey: idKey)
+            try reindex(s, s.indexes, idKey: idKey, old: .object(before), new: nil)
         }
+        _ = try del(env.docs, kb)
         s.count -= 1
         s.dirty = true
         noteChange(s.name) { $0.deleted += 1 }

@@ -137,12 +137,4 @@ extension UnsafeRawBufferPointer {
         }
         return count > other.count
     }
-
-    /// Whether the bytes start with `prefix`, a collection's 4-byte key prefix.
-    @inline(__always)
-    func startsWith(_ prefix: [UInt8]) -> Bool {
-        prefix.withUnsafeBytes { p in
-            UnsafeRawBufferPointer(rebasing: self[..<Swift.min(count, p.count)]).sameBytes(as: p)
-        }
-    }
 }

@@ -172,6 +172,9 @@ final class StoreDatabase: StepDatabase {
     func dropIndex(_ collection: String, path: String) throws {
         try store { () throws(StoreError) in try txn.dropIndex(collection, path: path) }
     }
+    func insert(json: UnsafeRawBufferPointer, into collection: String) throws {
+        _ = try insert(jsonBytes: json, into: collection, returningID: false)
+    }
     func insert(json: String, into collection: String) throws {
         var json = json
         _ = try json.withUTF8 { b in
