@@ -116,18 +116,29 @@ enum ObjectID {
 
     /// Writes a new id's 24 hex characters at `out`; no allocation, no lock.
     static func write(into out: UnsafeMutableRawPointer) {
+        // Seconds are all an id holds: the coarse clock reads a variable the
+        // kernel keeps, where the precise one reads the time-stamp counter.
         var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts)
         let seconds = UInt64(UInt32(truncatingIfNeeded: ts.tv_sec))
         let count = UInt64(counter.add(1, ordering: .relaxed).newValue & 0xFF_FFFF)
         // 12 bytes: seconds (4), random (5), counter (3), as two words.
         let high = seconds << 32 | random >> 8  // bytes 0-7
         let low = (random & 0xFF) << 24 | count  // bytes 8-11
-        func hex(_ v: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: v < 10 ? 48 + v : 87 + v) }
-        for i in 0..<16 { out.storeBytes(of: hex((high >> UInt64(60 - 4 * i)) & 0xF), toByteOffset: i, as: UInt8.self) }
-        for i in 0..<8 {
-            out.storeBytes(of: hex((low >> UInt64(28 - 4 * i)) & 0xF), toByteOffset: 16 + i, as: UInt8.self)
+        hexDigits.withUnsafeBytes { table in
+            func put(_ byte: UInt64, at offset: Int) {
+                let pair = table.loadUnaligned(fromByteOffset: 2 * Int(byte & 0xFF), as: UInt16.self)
+                out.storeBytes(of: pair, toByteOffset: offset, as: UInt16.self)
+            }
+            for i in 0..<8 { put(high >> UInt64(56 - 8 * i), at: 2 * i) }
+            for i in 0..<4 { put(low >> UInt64(24 - 8 * i), at: 16 + 2 * i) }
         }
+    }
+
+    /// "000102…ff": the two lowercase hex digits of every byte value.
+    private static let hexDigits: [UInt8] = (0..<256).flatMap { b -> [UInt8] in
+        let digits = Array("0123456789abcdef".utf8)
+        return [digits[b >> 4], digits[b & 0xF]]
     }
 
     /// A new id as a string.
