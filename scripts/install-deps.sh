@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages migrator needs, if missing. Idempotent.
+# With --test, also the test-only tools (python3-venv: the query-language
+# oracles of Tests/Oracles run in a virtual environment).
 set -euo pipefail
+packages=(liblmdb-dev libssl-dev pkg-config make)
+[ "${1:-}" = --test ] && packages+=(python3-venv)
 missing=()
-for pkg in liblmdb-dev libssl-dev pkg-config make; do
+for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

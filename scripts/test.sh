@@ -5,7 +5,7 @@
 # run the built binary), and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 scripts/format.sh --check
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

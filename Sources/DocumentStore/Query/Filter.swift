@@ -181,19 +181,19 @@ public struct Filter: Sendable {
         case .and(let subs): return subs.allSatisfy { eval($0, doc) }
         case .or(let subs): return subs.contains { eval($0, doc) }
         case .field(let path, let preds):
-            let values = path.values(in: doc)
-            return preds.allSatisfy { test($0, values) }
+            let (values, missing) = path.lookup(in: doc)
+            return preds.allSatisfy { test($0, values, missing: missing) }
         }
     }
 
-    static func test(_ p: Predicate, _ values: [JSON]) -> Bool {
+    static func test(_ p: Predicate, _ values: [JSON], missing: Bool) -> Bool {
         switch p {
-        case .eq(let v): return equalsAny(values, v)
-        case .ne(let v): return !equalsAny(values, v)
-        case .in(let list): return list.contains { equalsAny(values, $0) }
-        case .nin(let list): return !list.contains { equalsAny(values, $0) }
+        case .eq(let v): return equalsAny(values, v, missing: missing)
+        case .ne(let v): return !equalsAny(values, v, missing: missing)
+        case .in(let list): return list.contains { equalsAny(values, $0, missing: missing) }
+        case .nin(let list): return !list.contains { equalsAny(values, $0, missing: missing) }
         case .exists(let want): return values.isEmpty != want
-        case .not(let preds): return !preds.allSatisfy { test($0, values) }
+        case .not(let preds): return !preds.allSatisfy { test($0, values, missing: missing) }
         case .gt(let v): return anyCompares(values, v) { $0 > 0 }
         case .gte(let v): return anyCompares(values, v) { $0 >= 0 }
         case .lt(let v): return anyCompares(values, v) { $0 < 0 }
@@ -202,9 +202,10 @@ public struct Filter: Sendable {
     }
 
     /// `{"a": v}` matches when a value at the path equals v, or is an array
-    /// with an element equal to v; `{"a": null}` also matches a missing field.
-    static func equalsAny(_ values: [JSON], _ v: JSON) -> Bool {
-        if values.isEmpty { return v == .null }
+    /// with an element equal to v; `{"a": null}` also matches a path that is
+    /// missing (``FieldPath/lookup(in:)``).
+    static func equalsAny(_ values: [JSON], _ v: JSON, missing: Bool) -> Bool {
+        if missing && v == .null { return true }
         for c in values {
             if Values.equal(c, v) { return true }
             if case .array(let items) = c, items.contains(where: { Values.equal($0, v) }) { return true }

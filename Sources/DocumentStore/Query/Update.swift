@@ -237,7 +237,8 @@ public struct Update: Sendable {
                         a.filter { item in
                             switch cond {
                             case .equal(let v): return !Values.equal(item, v)
-                            case .matching(let preds): return !preds.allSatisfy { Filter.test($0, [item]) }
+                            case .matching(let preds):
+                                return !preds.allSatisfy { Filter.test($0, [item], missing: false) }
                             }
                         })
                 case let other?:

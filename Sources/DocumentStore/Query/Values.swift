@@ -22,27 +22,43 @@ public struct FieldPath: Sendable, Hashable, CustomStringConvertible {
 
     /// Every value the path reaches, MongoDB style: an array met on the way
     /// fans out over its object elements, and a numeric component indexes it.
-    func values(in doc: JSON) -> [JSON] {
+    func values(in doc: JSON) -> [JSON] { lookup(in: doc).values }
+
+    /// The values the path reaches, and whether it is *missing* somewhere:
+    /// a document on the way lacks the next key, or the path runs into a
+    /// value that is not a document or array (`a.b` where `a` is 5 or null).
+    /// A missing path matches `null` in filters, as in MongoDB. Array
+    /// elements that are not documents are not missing: `{"a.b": null}`
+    /// does not match `{"a": [1, 2]}` or `{"a": []}`, and neither does an
+    /// index past an array's end (docs/document-store.md, "null and missing").
+    func lookup(in doc: JSON) -> (values: [JSON], missing: Bool) {
         var out: [JSON] = []
-        Self.collect(doc, components[...], into: &out)
-        return out
+        var missing = false
+        Self.collect(doc, components[...], into: &out, missing: &missing)
+        return (out, missing)
     }
 
-    private static func collect(_ v: JSON, _ comps: ArraySlice<String>, into out: inout [JSON]) {
+    private static func collect(_ v: JSON, _ comps: ArraySlice<String>, into out: inout [JSON], missing: inout Bool) {
         guard let head = comps.first else {
             out.append(v)
             return
         }
         switch v {
         case .object(let o):
-            if let child = o[head] { collect(child, comps.dropFirst(), into: &out) }
+            if let child = o[head] {
+                collect(child, comps.dropFirst(), into: &out, missing: &missing)
+            } else {
+                missing = true
+            }
         case .array(let items):
-            if let i = Int(head), i >= 0, i < items.count { collect(items[i], comps.dropFirst(), into: &out) }
+            if let i = Int(head), i >= 0, i < items.count {
+                collect(items[i], comps.dropFirst(), into: &out, missing: &missing)
+            }
             for item in items {
-                if case .object = item { collect(item, comps, into: &out) }
+                if case .object = item { collect(item, comps, into: &out, missing: &missing) }
             }
         default:
-            break
+            missing = true
         }
     }
 
@@ -120,9 +136,11 @@ enum Values {
     }
 
     /// Comparison for `$gt` and friends: only within one type bracket, so
-    /// `{"age": {"$gt": 5}}` never matches a string.
+    /// `{"age": {"$gt": 5}}` never matches a string. Null compares equal to
+    /// null, as in MongoDB: `{"x": {"$gte": null}}` and `$lte` match an `x`
+    /// that is null (or an array holding null), `$gt`/`$lt` never do, and a
+    /// missing `x` matches none of them (unlike `{"x": null}`).
     static func comparable(_ a: JSON, _ b: JSON) -> Bool {
-        let ra = typeRank(a)
-        return ra == typeRank(b) && ra != 1
+        typeRank(a) == typeRank(b)
     }
 }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Answers random filters with two independent implementations of MongoDB's
+# query language (mongomock and montydb, test-only, from PyPI, pinned), in a
+# virtual environment made on first use. See mongo_oracles.py.
+#   Tests/Oracles/run.sh OUT.json SEED DOCUMENTS FILTERS
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+venv=${MIGRATOR_ORACLE_VENV:-$here/../../.build/oracle-venv}
+if ! "$venv/bin/python" -c "import mongomock, montydb" 2>/dev/null; then
+    echo "setting up the query-language oracles in $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check mongomock==4.3.0 montydb==2.5.6 >&2
+fi
+exec "$venv/bin/python" "$here/mongo_oracles.py" "$@"
