@@ -9,6 +9,7 @@ let package = Package(
     name: "migrator",
     products: [
         .library(name: "DocumentStore", targets: ["DocumentStore"]),
+        .library(name: "PostgresStore", targets: ["PostgresStore"]),
         .library(name: "MigrationKit", targets: ["MigrationKit"]),
         .library(name: "MigrationEngine", targets: ["MigrationEngine"]),
         .executable(name: "migrator", targets: ["migrator"]),
@@ -33,10 +34,18 @@ let package = Package(
             pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]
         ),
+        // Debian's libpq-dev: the PostgreSQL client library, for the server backend.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
         // Linux constants Glibc does not import (F_OFD_SETLK, …).
         .target(name: "_MigratorCShims"),
         // The embedded JSON document store over LMDB.
         .target(name: "DocumentStore", dependencies: ["CLMDB", "CCrypto"]),
+        // The same document store on PostgreSQL: collections as JSONB tables.
+        .target(name: "PostgresStore", dependencies: ["DocumentStore", "CLibPQ"]),
         // The plugin C ABI: include/migrator_plugin.h, the durable contract.
         .target(name: "MigratorPluginABI"),
         // The Swift SDK plugin authors (and embedding apps) write migrations with.
@@ -74,6 +83,7 @@ let package = Package(
         .executableTarget(name: "Fuzzer", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Fuzzer",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore", "TestSupport"]),
+        .testTarget(name: "PostgresStoreTests", dependencies: ["DocumentStore", "PostgresStore", "TestSupport"]),
         // `migrator` serves as the worker process in the isolation tests.
         .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport", "migrator"]),
         .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "TestSupport"]),

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages migrator needs, if missing. Idempotent.
-# With --test, also the test-only tools (python3-venv: the query-language
-# oracles of Tests/Oracles run in a virtual environment).
+# With --test, also the test-only tools: python3-venv (the query-language
+# oracles of Tests/Oracles run in a virtual environment) and the PostgreSQL
+# server (the tests start a throwaway one; see Tests/Postgres/server.sh).
 set -euo pipefail
-packages=(liblmdb-dev libssl-dev pkg-config make)
-[ "${1:-}" = --test ] && packages+=(python3-venv)
+packages=(liblmdb-dev libssl-dev libpq-dev pkg-config make)
+[ "${1:-}" = --test ] && packages+=(python3-venv postgresql)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

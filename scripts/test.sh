@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what is missing, checks
-# formatting (.swift-format, 120 columns), builds everything in debug (with
-# tests) and in release with zero compiler warnings allowed (the CLI tests
-# run the built binary), and runs every test.
+# The whole test suite, from a fresh clone: installs what is missing (with
+# the test-only tools), checks formatting (.swift-format, 120 columns),
+# builds everything in debug (with tests) and in release with zero compiler
+# warnings allowed (the CLI tests run the built binary), starts a throwaway
+# PostgreSQL server, and runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 scripts/format.sh --check
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+pg=/tmp/migrator-pg-ci-$$
+trap 'rm -f "$log"; Tests/Postgres/server.sh stop "$pg"' EXIT
 for config in "--build-tests" "-c release"; do
     # shellcheck disable=SC2086
     if ! swift build $config -Xswiftc -warnings-as-errors 2>&1 | tee "$log"; then
@@ -21,6 +23,10 @@ for config in "--build-tests" "-c release"; do
         exit 1
     fi
 done
+# One throwaway PostgreSQL server for the whole run (the PostgreSQL
+# backend's tests), stopped on exit whatever happens.
+MIGRATOR_TEST_POSTGRES=$(Tests/Postgres/server.sh start "$pg")
+export MIGRATOR_TEST_POSTGRES
 SWIFT_BACKTRACE=enable=no swift test --skip-build
 # The release artifacts: bundle and .deb, run from a scrubbed environment.
 Tests/Packaging/package-test.sh

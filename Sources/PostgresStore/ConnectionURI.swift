@@ -1,0 +1,36 @@
+/// PostgreSQL connection URIs as `--db` takes them.
+public enum ConnectionURI {
+    /// Whether `location` names a PostgreSQL database (`postgres://…` or
+    /// `postgresql://…`) rather than an LMDB directory.
+    public static func isPostgres(_ location: String) -> Bool {
+        location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
+    }
+
+    /// `uri` with any password replaced by `***`, for messages and logs:
+    /// the `user:password@` part, and a `password=` query parameter.
+    public static func redacted(_ uri: String) -> String {
+        guard let colon = uri.firstIndex(of: ":"), uri[colon...].hasPrefix("://") else { return uri }
+        let authorityStart = uri.index(colon, offsetBy: 3)
+        var out = String(uri[..<authorityStart])
+        var rest = uri[authorityStart...]
+        // The authority ends at the first '/' or '?' after the scheme; the
+        // last '@' in it ends the user information.
+        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+        if let at = rest[..<authorityEnd].lastIndex(of: "@") {
+            let userInfo = rest[..<at]
+            if let colon = userInfo.firstIndex(of: ":") {
+                out += userInfo[..<colon] + ":***"
+            } else {
+                out += userInfo
+            }
+            rest = rest[at...]
+        }
+        guard let query = rest.firstIndex(of: "?") else { return out + rest }
+        out += rest[...query]
+        let parameters = rest[rest.index(after: query)...].split(separator: "&", omittingEmptySubsequences: false)
+        out += parameters.map { p in
+            p.lowercased().hasPrefix("password=") ? "password=***" : String(p)
+        }.joined(separator: "&")
+        return out
+    }
+}
