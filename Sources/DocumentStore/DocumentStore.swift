@@ -107,7 +107,7 @@ public final class DocumentStore: Sendable {
 
 /// MongoDB ObjectId-style ids: 4 bytes of seconds, 5 random bytes per
 /// process, a 3-byte counter; 24 lowercase hex characters, time-ordered.
-enum ObjectID {
+public enum ObjectID {
     private static let random = UInt64.random(in: 0..<(1 << 40))
     private static let counter = Atomic<UInt32>(UInt32.random(in: 0..<(1 << 24)))
 
@@ -142,7 +142,7 @@ enum ObjectID {
     }
 
     /// A new id as a string.
-    static func generate() -> String {
+    public static func generate() -> String {
         String(unsafeUninitializedCapacity: length) { out in
             guard let base = out.baseAddress else { return 0 }
             write(into: base)

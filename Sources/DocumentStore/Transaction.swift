@@ -79,6 +79,12 @@ public struct UpdateResult: Sendable, Equatable {
     public var modified: Int
     /// The `_id` of the document an upsert inserted.
     public var upsertedID: JSON?
+
+    public init(matched: Int, modified: Int, upsertedID: JSON? = nil) {
+        self.matched = matched
+        self.modified = modified
+        self.upsertedID = upsertedID
+    }
 }
 
 /// How a query will run, from ``Transaction/explain(_:filter:)``.

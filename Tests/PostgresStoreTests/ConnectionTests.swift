@@ -30,8 +30,9 @@ struct ConnectionTests {
     @Test("passwords are redacted in URIs")
     func redaction() {
         #expect(ConnectionURI.redacted("postgres://u:secret@h:5432/db") == "postgres://u:***@h:5432/db")
-        #expect(ConnectionURI.redacted("postgresql://u@h/db?password=secret&sslmode=require")
-            == "postgresql://u@h/db?password=***&sslmode=require")
+        #expect(
+            ConnectionURI.redacted("postgresql://u@h/db?password=secret&sslmode=require")
+                == "postgresql://u@h/db?password=***&sslmode=require")
         #expect(ConnectionURI.redacted("postgresql://u:p%40ss@h/db") == "postgresql://u:***@h/db")
         #expect(ConnectionURI.redacted("postgresql:///db?host=/tmp") == "postgresql:///db?host=/tmp")
         #expect(ConnectionURI.isPostgres("postgres://h/db") && ConnectionURI.isPostgres("postgresql://h/db"))
@@ -75,7 +76,9 @@ struct ConnectionTests {
             for (i, b) in path.utf8.prefix(raw.count - 1).enumerated() { raw[i] = b }
         }
         let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         #expect(bound == 0 && listen(fd, 4) == 0)
         let start = Date()

@@ -121,7 +121,7 @@ public struct JSONObject: Sendable, Hashable, Sequence {
     }
 
     /// Inserts a key first (used to place `_id` at the front of a document).
-    mutating func prepend(_ key: String, _ value: JSON) {
+    public mutating func prepend(_ key: String, _ value: JSON) {
         fields.insert((key, value), at: 0)
     }
 

@@ -53,8 +53,9 @@ public struct Filter: Sendable {
     }
     static let idPath = FieldPath(trusted: ["_id"])
 
-    /// The `_id` of a `{"_id": v}` filter with an integer or string `v`.
-    var singlePrimaryKey: JSON? {
+    /// The `_id` of a `{"_id": v}` filter with an integer or string `v`:
+    /// such a filter matches at most the one document with that key.
+    public var singlePrimaryKey: JSON? {
         var node = root
         if case .and(let subs) = node, subs.count == 1 { node = subs[0] }
         guard case .field(let path, let preds) = node, preds.count == 1, path.components.count == 1,

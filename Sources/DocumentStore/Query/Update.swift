@@ -171,7 +171,7 @@ public struct Update: Sendable {
 
     /// Applies the update. `doc` must hold `_id` first; the result keeps it.
     /// Errors describe the field; the caller adds collection and `_id`.
-    func apply(to doc: inout JSONObject) throws(StoreError) {
+    public func apply(to doc: inout JSONObject) throws(StoreError) {
         switch kind {
         case .replace(let replacement):
             let id = doc["_id"]

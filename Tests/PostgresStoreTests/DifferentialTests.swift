@@ -1,0 +1,159 @@
+import DocumentStore
+import PostgresStore
+import TestSupport
+import Testing
+
+/// LMDB and PostgreSQL side by side: thousands of random documents, filters
+/// and updates, and every answer (documents, counts, matched and modified
+/// counts, error codes) must be identical, as must both collections at the end.
+@Suite("PostgreSQL gives LMDB's answers")
+struct DifferentialTests {
+    /// A small deterministic generator (SplitMix64), so a failure replays.
+    struct Random {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+        mutating func pick<T>(_ xs: [T]) -> T { xs[below(xs.count)] }
+    }
+
+    static let fields = ["a", "b", "c"]
+    static let paths = ["a", "b", "c", "a.b", "a.c", "b.a", "a.0", "b.1"]
+
+    static func scalar(_ r: inout Random) -> JSON {
+        switch r.below(6) {
+        case 0: return .null
+        case 1: return .int(Int64(r.pick([-3, 0, 1, 2, 5, 7])))
+        case 2: return .double(r.pick([2.5, -1.5, 3.0, 0.0]))
+        case 3: return .string(r.pick(["x", "y", "ab", "", "é"]))
+        case 4: return .bool(r.below(2) == 0)
+        default: return .int(Int64(r.below(10)))
+        }
+    }
+
+    static func value(_ r: inout Random, _ depth: Int) -> JSON {
+        let k = r.below(10)
+        if depth < 2 && k == 0 { return .array((0..<r.below(4)).map { _ in value(&r, depth + 1) }) }
+        if depth < 2 && k == 1 { return object(&r, depth + 1) }
+        return scalar(&r)
+    }
+
+    static func object(_ r: inout Random, _ depth: Int) -> JSON {
+        var o = JSONObject()
+        for f in fields where r.below(2) == 0 { o[f] = value(&r, depth) }
+        return .object(o)
+    }
+
+    static func filter(_ r: inout Random) -> JSON {
+        if r.below(8) == 0 {
+            return .object(
+                JSONObject([(r.pick(["$and", "$or"]), .array((0..<(1 + r.below(2))).map { _ in filter(&r) }))]))
+        }
+        var o = JSONObject()
+        for _ in 0..<(1 + r.below(2)) {
+            let op = r.pick(["eq", "$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists", "$not"])
+            let p: JSON
+            switch op {
+            case "eq": p = value(&r, 1)
+            case "$in", "$nin": p = .object(JSONObject([(op, .array((0..<(1 + r.below(3))).map { _ in scalar(&r) }))]))
+            case "$exists": p = .object(JSONObject([(op, .bool(r.below(2) == 0))]))
+            case "$not": p = .object(JSONObject([(op, .object(JSONObject([(r.pick(["$gt", "$eq", "$lte"]), scalar(&r))])))]))
+            default: p = .object(JSONObject([(op, scalar(&r))]))
+            }
+            o[r.pick(paths)] = p
+        }
+        if r.below(10) == 0 { o["_id"] = .int(Int64(r.below(40))) }
+        return .object(o)
+    }
+
+    static func update(_ r: inout Random) -> JSON {
+        let path = r.pick(paths.filter { !$0.contains(".0") && !$0.contains(".1") })
+        switch r.below(5) {
+        case 0: return .object(JSONObject([("$set", .object(JSONObject([(path, value(&r, 1))])))]))
+        case 1: return .object(JSONObject([("$unset", .object(JSONObject([(path, .string(""))])))]))
+        case 2: return .object(JSONObject([("$inc", .object(JSONObject([(path, .int(Int64(r.below(5))))])))]))
+        case 3: return .object(JSONObject([("$push", .object(JSONObject([(path, scalar(&r))])))]))
+        default: return .object(JSONObject([("$set", .object(JSONObject([("z", scalar(&r))])))]))
+        }
+    }
+
+    /// The outcome of one operation, comparable across backends.
+    static func outcome(_ body: () throws -> String) -> String {
+        do { return try body() } catch let e as StoreError { return "error \(e.code)" } catch {
+            return "other error \(error)"
+        }
+    }
+
+    @Test("random documents, filters and updates", arguments: [1, 2, 3])
+    func random(seed: UInt64) throws {
+        let dir = Fixtures.temporaryDirectory("diff")
+        defer { Fixtures.removeTree(dir) }
+        let lmdb = try DocumentStore(path: dir + "/db")
+        let schema = PostgresServer.freshSchema("diff")
+        let pg = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
+        defer { try? pg.connection.run("DROP SCHEMA \(schema) CASCADE") }
+        var r = Random(state: seed)
+
+        // Integer and string ids, and some generated ones.
+        for i in 0..<200 {
+            var doc = Self.object(&r, 0)
+            if case .object(var o) = doc, r.below(5) != 0 {
+                o["_id"] = r.below(4) == 0 ? .string("k\(i)") : .int(Int64(i) - 20)
+                doc = .object(o)
+            }
+            let a = Self.outcome { try lmdb.write { try $0.insert(doc, into: "c") }.serialized }
+            // A generated id differs between the stores: LMDB's copies follow.
+            if case .object(let o) = doc, o["_id"] == nil { continue }
+            let b = Self.outcome { try pg.write { try $0.insert(doc, into: "c") }.serialized }
+            #expect(a == b, "insert \(doc.serialized)")
+        }
+        // Generated ids: insert the same documents with LMDB's ids into both.
+        let generated = try lmdb.read { try $0.find("c").all() }.filter { d in
+            if case .string(let s)? = d.objectValue?["_id"] { return s.count == 24 && !s.hasPrefix("k") }
+            return false
+        }
+        try pg.write { txn in for d in generated { try txn.insert(d, into: "c") } }
+
+        func same(_ what: String) throws {
+            let a = try lmdb.read { try $0.find("c").all().map(\.serialized) }
+            let b = try pg.read { try $0.find("c").map(\.serialized) }
+            #expect(a == b, "collections differ after \(what)")
+        }
+        try same("the inserts")
+
+        var differing: [String] = []
+        for step in 0..<1500 {
+            let f = Self.filter(&r)
+            guard let filter = try? Filter(f) else { continue }
+            switch r.below(6) {
+            case 0, 1, 2:
+                let a = Self.outcome { try lmdb.read { try $0.find("c", filter: filter).all().map(\.serialized) }.joined(separator: "\n") }
+                let b = Self.outcome { try pg.read { try $0.find("c", filter: filter).map(\.serialized) }.joined(separator: "\n") }
+                if a != b { differing.append("find \(f.serialized)") }
+            case 3:
+                let a = Self.outcome { "\(try lmdb.read { try $0.count("c", filter: filter) })" }
+                let b = Self.outcome { "\(try pg.read { try $0.count("c", filter: filter) })" }
+                if a != b { differing.append("count \(f.serialized): \(a) vs \(b)") }
+            case 4:
+                let u = Self.update(&r)
+                guard let update = try? Update(u) else { continue }
+                let a = Self.outcome { "\(try lmdb.write { try $0.updateMany("c", filter: filter, update: update) })" }
+                let b = Self.outcome { "\(try pg.write { try $0.updateMany("c", filter: filter, update: update) })" }
+                if a != b { differing.append("update \(f.serialized) \(u.serialized): \(a) vs \(b)") }
+            default:
+                guard r.below(4) == 0 else { continue }
+                let a = Self.outcome { "\(try lmdb.write { try $0.deleteMany("c", filter: filter) })" }
+                let b = Self.outcome { "\(try pg.write { try $0.deleteMany("c", filter: filter) })" }
+                if a != b { differing.append("delete \(f.serialized): \(a) vs \(b)") }
+            }
+            if step % 500 == 499 { try same("step \(step)") }
+        }
+        #expect(differing.isEmpty, "\(differing.count) operations differ:\n\(differing.prefix(8).joined(separator: "\n"))")
+        try same("all steps")
+    }
+}
