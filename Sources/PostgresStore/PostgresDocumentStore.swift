@@ -58,7 +58,8 @@ public final class PostgresDocumentStore {
             && name.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 95 }
         guard ok else {
             throw StoreError(
-                .invalidName, "schema name \(JSON.string(name).serialized) must be a lowercase identifier ([a-z_][a-z0-9_]*)")
+                .invalidName,
+                "schema name \(JSON.string(name).serialized) must be a lowercase identifier ([a-z_][a-z0-9_]*)")
         }
     }
 

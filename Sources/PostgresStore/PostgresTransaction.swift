@@ -2,12 +2,12 @@ import DocumentStore
 
 /// One transaction of a ``PostgresDocumentStore``: the operations of the
 /// LMDB store's `Transaction`, with the same results and the same errors.
-public final class PostgresTransaction {
+public final class PostgresTransaction: DocumentTransaction {
     unowned let store: PostgresDocumentStore
     let readOnly: Bool
     var ended = false
-    /// Lets the engine write the system collections (`_migrations`, …).
-    public var systemAccess = false
+    /// Whether the reserved (`_`) collections are writable: for the engine.
+    private var systemAccess = false
     /// Collection name → table id, for this transaction.
     private var tables: [String: Int64] = [:]
 
@@ -20,6 +20,13 @@ public final class PostgresTransaction {
     private var schema: String { store.schema }
 
     // MARK: - Collections
+
+    public func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
+        let saved = systemAccess
+        systemAccess = true
+        defer { systemAccess = saved }
+        return try body()
+    }
 
     private func usable() throws(StoreError) {
         if ended {
@@ -139,8 +146,7 @@ public final class PostgresTransaction {
         return id
     }
 
-    /// The documents matching `filter`, in `_id` order.
-    public func find(_ collection: String, filter: Filter = .all) throws -> [JSON] {
+    public func findAll(_ collection: String, filter: Filter) throws -> [JSON] {
         var out: [JSON] = []
         try visit(collection, filter) { _, doc in
             out.append(doc)
@@ -149,9 +155,18 @@ public final class PostgresTransaction {
         return out
     }
 
-    /// The number of documents matching `filter`.
-    public func count(_ collection: String, filter: Filter = .all) throws -> Int {
+    public func findOne(_ collection: String, filter: Filter) throws -> JSON? {
+        var found: JSON?
+        try visit(collection, filter) { _, doc in
+            found = doc
+            return .stop
+        }
+        return found
+    }
+
+    public func count(_ collection: String, filter: Filter) throws -> Int {
         try usable()
+        try Transaction.validate(collection)
         if filter.matchesEverything {
             guard let t = try table(collection) else { return 0 }
             return Int(try connection.execute("SELECT count(*) FROM \(t)").text(0, 0) ?? "0") ?? 0
@@ -164,54 +179,79 @@ public final class PostgresTransaction {
         return n
     }
 
-    /// Applies `update` to every document matching `filter`; returns how
-    /// many matched and how many changed.
-    @discardableResult
-    public func updateMany(_ collection: String, filter: Filter, update: Update) throws -> UpdateResult {
+    public func updateMany(
+        _ collection: String, filter: Filter, update: Update, upsert: Bool = false
+    ) throws -> UpdateResult {
+        try performUpdate(collection, filter, update, upsert: upsert, one: false)
+    }
+
+    public func updateOne(
+        _ collection: String, filter: Filter, update: Update, upsert: Bool = false
+    ) throws -> UpdateResult {
+        try performUpdate(collection, filter, update, upsert: upsert, one: true)
+    }
+
+    private func performUpdate(
+        _ collection: String, _ filter: Filter, _ update: Update, upsert: Bool, one: Bool
+    )
+        throws -> UpdateResult
+    {
         try writable(collection)
         var result = UpdateResult(matched: 0, modified: 0, upsertedID: nil)
-        guard let t = try table(collection) else { return result }
+        guard let t = try table(collection, create: upsert) else { return result }
         try visit(collection, filter) { key, doc in
             result.matched += 1
             guard case .object(var new) = doc else { return .keep }
             do throws(StoreError) { try update.apply(to: &new) } catch {
                 throw StoreError(
-                    error.code, "collection '\(collection)', _id \(doc.objectValue?["_id"]?.serialized ?? "?"): "
+                    error.code,
+                    "collection '\(collection)', _id \(doc.objectValue?["_id"]?.serialized ?? "?"): "
                         + error.message)
             }
             let body = JSON.object(new).serialized
-            guard body != doc.serialized else { return .keep }
+            guard body != doc.serialized else { return one ? .stop : .keep }
             try connection.execute("UPDATE \(t) SET body = $2 WHERE _id = $1", [key, body])
             result.modified += 1
-            return .keep
+            return one ? .stop : .keep
+        }
+        if result.matched == 0 && upsert {
+            let doc = try Transaction.upsertDocument(filter: filter, update: update, collection: collection)
+            result.upsertedID = try insert(.object(doc), into: collection)
         }
         return result
     }
 
-    /// Deletes every document matching `filter`; returns how many.
-    @discardableResult
     public func deleteMany(_ collection: String, filter: Filter) throws -> Int {
+        try delete(collection, filter, one: false)
+    }
+
+    public func deleteOne(_ collection: String, filter: Filter) throws -> Int {
+        try delete(collection, filter, one: true)
+    }
+
+    private func delete(_ collection: String, _ filter: Filter, one: Bool) throws -> Int {
         try writable(collection)
         guard let t = try table(collection) else { return 0 }
-        if filter.matchesEverything {
+        if filter.matchesEverything && !one {
             return try connection.execute("DELETE FROM \(t)").affected
         }
         var keys: [String] = []
         try visit(collection, filter) { key, _ in
             keys.append(key)
-            return .keep
+            return one ? .stop : .keep
         }
         for key in keys { try connection.execute("DELETE FROM \(t) WHERE _id = $1", [key]) }
         return keys.count
     }
 
-    enum Visit { case keep }
+    enum Visit { case keep, stop }
 
     /// Calls `body` with each document matching `filter`, in `_id` order,
     /// with its key. An `_id` equality reads its one row; anything else
     /// reads every row and asks ``Filter`` (exact by construction).
     private func visit(_ collection: String, _ filter: Filter, _ body: (String, JSON) throws -> Visit) throws {
         try usable()
+        try Transaction.validate(collection)
         guard let t = try table(collection) else { return }
         let rows: Rows
         if let id = filter.singlePrimaryKey, let key = try? Self.key(id) {
@@ -226,7 +266,7 @@ public final class PostgresTransaction {
                 throw StoreError(.corrupted, "collection '\(collection)': the stored document \(key) is damaged")
             }
             guard filter.matches(doc) else { continue }
-            _ = try body(key, doc)
+            if try body(key, doc) == .stop { return }
         }
     }
 

@@ -62,7 +62,8 @@ struct DifferentialTests {
             case "eq": p = value(&r, 1)
             case "$in", "$nin": p = .object(JSONObject([(op, .array((0..<(1 + r.below(3))).map { _ in scalar(&r) }))]))
             case "$exists": p = .object(JSONObject([(op, .bool(r.below(2) == 0))]))
-            case "$not": p = .object(JSONObject([(op, .object(JSONObject([(r.pick(["$gt", "$eq", "$lte"]), scalar(&r))])))]))
+            case "$not":
+                p = .object(JSONObject([(op, .object(JSONObject([(r.pick(["$gt", "$eq", "$lte"]), scalar(&r))])))]))
             default: p = .object(JSONObject([(op, scalar(&r))]))
             }
             o[r.pick(paths)] = p
@@ -121,7 +122,7 @@ struct DifferentialTests {
 
         func same(_ what: String) throws {
             let a = try lmdb.read { try $0.find("c").all().map(\.serialized) }
-            let b = try pg.read { try $0.find("c").map(\.serialized) }
+            let b = try pg.read { try $0.findAll("c").map(\.serialized) }
             #expect(a == b, "collections differ after \(what)")
         }
         try same("the inserts")
@@ -132,8 +133,12 @@ struct DifferentialTests {
             guard let filter = try? Filter(f) else { continue }
             switch r.below(6) {
             case 0, 1, 2:
-                let a = Self.outcome { try lmdb.read { try $0.find("c", filter: filter).all().map(\.serialized) }.joined(separator: "\n") }
-                let b = Self.outcome { try pg.read { try $0.find("c", filter: filter).map(\.serialized) }.joined(separator: "\n") }
+                let a = Self.outcome {
+                    try lmdb.read { try $0.find("c", filter: filter).all().map(\.serialized) }.joined(separator: "\n")
+                }
+                let b = Self.outcome {
+                    try pg.read { try $0.findAll("c", filter: filter).map(\.serialized) }.joined(separator: "\n")
+                }
                 if a != b { differing.append("find \(f.serialized)") }
             case 3:
                 let a = Self.outcome { "\(try lmdb.read { try $0.count("c", filter: filter) })" }
@@ -142,18 +147,38 @@ struct DifferentialTests {
             case 4:
                 let u = Self.update(&r)
                 guard let update = try? Update(u) else { continue }
-                let a = Self.outcome { "\(try lmdb.write { try $0.updateMany("c", filter: filter, update: update) })" }
-                let b = Self.outcome { "\(try pg.write { try $0.updateMany("c", filter: filter, update: update) })" }
+                // One or many, sometimes an upsert (with an _id of its own, so
+                // that both stores insert the same document).
+                let one = r.below(3) == 0
+                let upsert = r.below(4) == 0
+                var f2 = f
+                if upsert, case .object(var o) = f2, o["_id"] == nil {
+                    o["_id"] = .int(Int64(1000 + step))
+                    f2 = .object(o)
+                }
+                guard let filter = try? Filter(f2) else { continue }
+                func apply(_ t: any DocumentTransaction) throws -> UpdateResult {
+                    one
+                        ? try t.updateOne("c", filter: filter, update: update, upsert: upsert)
+                        : try t.updateMany("c", filter: filter, update: update, upsert: upsert)
+                }
+                let a = Self.outcome { "\(try lmdb.write { try apply($0) })" }
+                let b = Self.outcome { "\(try pg.write { try apply($0) })" }
                 if a != b { differing.append("update \(f.serialized) \(u.serialized): \(a) vs \(b)") }
             default:
                 guard r.below(4) == 0 else { continue }
-                let a = Self.outcome { "\(try lmdb.write { try $0.deleteMany("c", filter: filter) })" }
-                let b = Self.outcome { "\(try pg.write { try $0.deleteMany("c", filter: filter) })" }
+                let one = r.below(2) == 0
+                func apply(_ t: any DocumentTransaction) throws -> Int {
+                    one ? try t.deleteOne("c", filter: filter) : try t.deleteMany("c", filter: filter)
+                }
+                let a = Self.outcome { "\(try lmdb.write { try apply($0) })" }
+                let b = Self.outcome { "\(try pg.write { try apply($0) })" }
                 if a != b { differing.append("delete \(f.serialized): \(a) vs \(b)") }
             }
             if step % 500 == 499 { try same("step \(step)") }
         }
-        #expect(differing.isEmpty, "\(differing.count) operations differ:\n\(differing.prefix(8).joined(separator: "\n"))")
+        #expect(
+            differing.isEmpty, "\(differing.count) operations differ:\n\(differing.prefix(8).joined(separator: "\n"))")
         try same("all steps")
     }
 }

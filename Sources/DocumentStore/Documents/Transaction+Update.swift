@@ -65,16 +65,27 @@ extension Transaction {
             }
         }
         if result.matched == 0 && upsert {
-            var obj = JSONObject()
-            Self.seed(&obj, from: filter.root)
-            do { try update.apply(to: &obj) } catch {
-                throw StoreError(error.code, "collection '\(s.name)', upsert: \(error.message)")
-            }
+            var obj = try Self.upsertDocument(filter: filter, update: update, collection: s.name)
             result.upsertedID = try insert(&obj, into: s)
         }
         if result.modified > 0 { s.dirty = true }
         noteChange(collection) { $0.updated += result.modified }
         return result
+    }
+
+    /// The document an upsert inserts when nothing matched: the filter's
+    /// plain equality fields, with the update applied.
+    public static func upsertDocument(
+        filter: Filter, update: Update, collection: String
+    ) throws(StoreError)
+        -> JSONObject
+    {
+        var obj = JSONObject()
+        seed(&obj, from: filter.root)
+        do { try update.apply(to: &obj) } catch {
+            throw StoreError(error.code, "collection '\(collection)', upsert: \(error.message)")
+        }
+        return obj
     }
 
     /// Copies a filter's plain equality fields into an upserted document.

@@ -1,16 +1,17 @@
 import DocumentStore
 import MigrationKit
 
-/// Reads and writes `_migrations` and `_migrations_history` in the LMDB
-/// store. Both are reserved collections: migrations cannot touch them, only
-/// the engine can.
+/// Reads and writes `_migrations`, `_migrations_history` and
+/// `_migrations_progress`, with the same JSON shapes on every backend (any
+/// ``DocumentTransaction``). They are reserved collections: migrations
+/// cannot touch them, only the engine can.
 enum Tracking {
     static let applied = "_migrations"
     static let history = "_migrations_history"
 
-    static func appliedMigrations(_ txn: Transaction) throws -> [AppliedMigration] {
+    static func appliedMigrations(_ txn: any DocumentTransaction) throws -> [AppliedMigration] {
         try txn.withSystemAccess {
-            try txn.find(applied).all().compactMap { doc -> AppliedMigration? in
+            try txn.findAll(applied).compactMap { doc -> AppliedMigration? in
                 guard let o = doc.objectValue, let id = o["_id"]?.stringValue else { return nil }
                 func s(_ k: String) -> String { o[k]?.stringValue ?? "" }
                 let plugin = s("plugin")
@@ -27,12 +28,13 @@ enum Tracking {
         }
     }
 
-    static func isApplied(_ txn: Transaction, _ id: String) throws -> Bool {
+    static func isApplied(_ txn: any DocumentTransaction, _ id: String) throws -> Bool {
         try txn.withSystemAccess { try txn.count(applied, filter: Filter.idEquals(.string(id))) > 0 }
     }
 
-    static func recordApplied(_ txn: Transaction, _ m: AvailableMigration, startedAt: String, durationMS: Int64) throws
-    {
+    static func recordApplied(
+        _ txn: any DocumentTransaction, _ m: AvailableMigration, startedAt: String, durationMS: Int64
+    ) throws {
         var fields: [(String, JSON)] = [
             ("_id", .string(m.id)), ("migration_id", .string(m.id)), ("name", .string(m.name)),
             ("description", .string(m.description)), ("version", .string(m.version)),
@@ -47,7 +49,7 @@ enum Tracking {
         try txn.withSystemAccess { _ = try txn.insert(.object(JSONObject(fields)), into: applied) }
     }
 
-    static func removeApplied(_ txn: Transaction, _ id: String) throws {
+    static func removeApplied(_ txn: any DocumentTransaction, _ id: String) throws {
         try txn.withSystemAccess {
             _ = try txn.deleteOne(applied, filter: Filter.idEquals(.string(id)))
         }
@@ -56,7 +58,7 @@ enum Tracking {
     static let progress = "_migrations_progress"
 
     /// The checkpoint a migration left, if its run stopped after one.
-    static func progress(_ txn: Transaction, _ id: String) throws -> MigrationProgress? {
+    static func progress(_ txn: any DocumentTransaction, _ id: String) throws -> MigrationProgress? {
         try txn.withSystemAccess {
             guard let o = try txn.findOne(progress, filter: Filter.idEquals(.string(id)))?.objectValue else {
                 return nil
@@ -67,9 +69,9 @@ enum Tracking {
         }
     }
 
-    static func allProgress(_ txn: Transaction) throws -> [MigrationProgress] {
+    static func allProgress(_ txn: any DocumentTransaction) throws -> [MigrationProgress] {
         try txn.withSystemAccess {
-            try txn.find(progress).all().compactMap { doc -> MigrationProgress? in
+            try txn.findAll(progress).compactMap { doc -> MigrationProgress? in
                 guard let o = doc.objectValue, let id = o["_id"]?.stringValue else { return nil }
                 return MigrationProgress(
                     id: id, token: o["token"]?.stringValue ?? "", checkpoints: Int(o["checkpoints"].flatMap(int) ?? 0),
@@ -79,7 +81,7 @@ enum Tracking {
     }
 
     /// Records a checkpoint of `id` with its resume token (replacing the last).
-    static func saveProgress(_ txn: Transaction, _ id: String, token: String) throws {
+    static func saveProgress(_ txn: any DocumentTransaction, _ id: String, token: String) throws {
         let done = try progress(txn, id)?.checkpoints ?? 0
         try txn.withSystemAccess {
             _ = try txn.deleteOne(progress, filter: Filter.idEquals(.string(id)))
@@ -92,20 +94,20 @@ enum Tracking {
         }
     }
 
-    static func clearProgress(_ txn: Transaction, _ id: String) throws {
+    static func clearProgress(_ txn: any DocumentTransaction, _ id: String) throws {
         try txn.withSystemAccess { _ = try txn.deleteOne(progress, filter: Filter.idEquals(.string(id))) }
     }
 
-    static func acceptChecksum(_ txn: Transaction, _ id: String, _ checksum: String?) throws {
+    static func acceptChecksum(_ txn: any DocumentTransaction, _ id: String, _ checksum: String?) throws {
         try txn.withSystemAccess {
             let set: JSON = .object(JSONObject([("checksum", checksum.map(JSON.string) ?? .null)]))
             _ = try txn.updateOne(
                 applied, filter: Filter.idEquals(.string(id)),
-                update: Update(parsing: JSON.object(JSONObject([("$set", set)])).serialized))
+                update: Update(parsing: JSON.object(JSONObject([("$set", set)])).serialized), upsert: false)
         }
     }
 
-    static func appendHistory(_ txn: Transaction, _ e: NewHistoryEntry) throws {
+    static func appendHistory(_ txn: any DocumentTransaction, _ e: NewHistoryEntry) throws {
         try txn.withSystemAccess {
             // Append-only, so the count is the last sequence number.
             let next = Int64(try txn.count(history)) + 1
@@ -124,9 +126,9 @@ enum Tracking {
         }
     }
 
-    static func historyEntries(_ txn: Transaction) throws -> [HistoryEntry] {
+    static func historyEntries(_ txn: any DocumentTransaction) throws -> [HistoryEntry] {
         try txn.withSystemAccess {
-            try txn.find(history).all().compactMap { doc -> HistoryEntry? in
+            try txn.findAll(history).compactMap { doc -> HistoryEntry? in
                 guard let o = doc.objectValue, let seq = o["_id"].flatMap(int) else { return nil }
                 return HistoryEntry(
                     sequence: seq, migrationID: o["migration_id"]?.stringValue ?? "",
