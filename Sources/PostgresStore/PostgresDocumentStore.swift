@@ -40,9 +40,11 @@ public final class PostgresDocumentStore {
                 """
                 CREATE SCHEMA IF NOT EXISTS \(schema);
                 CREATE SEQUENCE IF NOT EXISTS \(schema).collection_ids;
+                CREATE SEQUENCE IF NOT EXISTS \(schema).index_ids;
                 CREATE TABLE IF NOT EXISTS \(schema).collections (
                     name text COLLATE "C" PRIMARY KEY,
-                    id bigint NOT NULL UNIQUE DEFAULT nextval('\(schema).collection_ids'));
+                    id bigint NOT NULL UNIQUE DEFAULT nextval('\(schema).collection_ids'),
+                    indexes jsonb NOT NULL DEFAULT '[]');
                 COMMIT
                 """)
         } catch {

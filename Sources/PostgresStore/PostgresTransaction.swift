@@ -8,16 +8,16 @@ public final class PostgresTransaction: DocumentTransaction {
     var ended = false
     /// Whether the reserved (`_`) collections are writable: for the engine.
     private var systemAccess = false
-    /// Collection name → table id, for this transaction.
-    private var tables: [String: Int64] = [:]
+    /// The collections met in this transaction.
+    private var known: [String: PGCollection] = [:]
 
     init(store: PostgresDocumentStore, readOnly: Bool) {
         self.store = store
         self.readOnly = readOnly
     }
 
-    private var connection: Connection { store.connection }
-    private var schema: String { store.schema }
+    var connection: Connection { store.connection }
+    var schema: String { store.schema }
 
     // MARK: - Collections
 
@@ -36,7 +36,7 @@ public final class PostgresTransaction: DocumentTransaction {
         }
     }
 
-    private func writable(_ collection: String) throws(StoreError) {
+    func writable(_ collection: String) throws(StoreError) {
         try usable()
         if readOnly {
             throw StoreError(.readOnlyTransaction, "cannot write collection '\(collection)' in a read transaction")
@@ -50,28 +50,50 @@ public final class PostgresTransaction: DocumentTransaction {
         }
     }
 
-    /// The table of `collection`, creating it when `create` is set.
-    private func table(_ collection: String, create: Bool = false) throws -> String? {
-        if let id = tables[collection] { return "\(schema).c_\(id)" }
-        let found = try connection.execute("SELECT id FROM \(schema).collections WHERE name = $1", [collection])
-        var id = found.count == 1 ? found.text(0, 0).flatMap { Int64($0) } : nil
-        if id == nil && create {
+    /// `collection` (its tables and indexes), created when `create` is set.
+    func collection(_ name: String, create: Bool = false) throws -> PGCollection? {
+        if let c = known[name] { return c }
+        let found = try connection.execute(
+            "SELECT id, indexes::text FROM \(schema).collections WHERE name = $1", [name])
+        var c: PGCollection?
+        if found.count == 1, let id = found.text(0, 0).flatMap({ Int64($0) }) {
+            c = PGCollection(schema: schema, id: id, indexes: try Self.indexSpecs(found.text(0, 1), name))
+        } else if create {
             let made = try connection.execute(
-                "INSERT INTO \(schema).collections (name) VALUES ($1) RETURNING id", [collection])
-            id = made.text(0, 0).flatMap { Int64($0) }
-            if let id {
+                "INSERT INTO \(schema).collections (name) VALUES ($1) RETURNING id", [name])
+            if let id = made.text(0, 0).flatMap({ Int64($0) }) {
+                let new = PGCollection(schema: schema, id: id, indexes: [])
                 try connection.run(
                     """
-                    CREATE TABLE \(schema).c_\(id) (
+                    CREATE TABLE \(new.table) (
                         _id text COLLATE "C" PRIMARY KEY,
                         body text NOT NULL,
-                        doc jsonb GENERATED ALWAYS AS (body::jsonb) STORED)
+                        doc jsonb GENERATED ALWAYS AS (body::jsonb) STORED);
+                    CREATE TABLE \(new.entries) (
+                        ix bigint NOT NULL,
+                        key text COLLATE "C" NOT NULL,
+                        _id text COLLATE "C" NOT NULL,
+                        PRIMARY KEY (ix, key, _id));
+                    CREATE INDEX ON \(new.entries) (_id)
                     """)
+                c = new
             }
         }
-        guard let id else { return nil }
-        tables[collection] = id
-        return "\(schema).c_\(id)"
+        known[name] = c
+        return c
+    }
+
+    /// The index records of the catalog's `indexes` column.
+    static func indexSpecs(_ text: String?, _ collection: String) throws -> [PGIndex] {
+        guard let text, let items = try JSON(parsing: text).arrayValue else { return [] }
+        return try items.map { item in
+            guard let o = item.objectValue, case .int(let id)? = o["id"], let p = o["path"]?.stringValue,
+                case .bool(let unique)? = o["unique"], let path = try? FieldPath(p)
+            else {
+                throw StoreError(.corrupted, "an index record of collection '\(collection)' is damaged")
+            }
+            return PGIndex(id: id, path: path, unique: unique)
+        }
     }
 
     /// Creates an empty collection. Returns false if it existed (with
@@ -79,11 +101,11 @@ public final class PostgresTransaction: DocumentTransaction {
     @discardableResult
     public func createCollection(_ name: String, ifNotExists: Bool = false) throws -> Bool {
         try writable(name)
-        if try table(name) != nil {
+        if try collection(name) != nil {
             if ifNotExists { return false }
             throw StoreError(.collectionExists, "collection '\(name)' already exists")
         }
-        _ = try table(name, create: true)
+        _ = try collection(name, create: true)
         return true
     }
 
@@ -92,13 +114,13 @@ public final class PostgresTransaction: DocumentTransaction {
     @discardableResult
     public func dropCollection(_ name: String, ifExists: Bool = false) throws -> Bool {
         try writable(name)
-        guard let t = try table(name) else {
+        guard let c = try collection(name) else {
             if ifExists { return false }
             throw StoreError(.collectionNotFound, "collection '\(name)' does not exist")
         }
-        try connection.run("DROP TABLE \(t)")
+        try connection.run("DROP TABLE \(c.table); DROP TABLE \(c.entries)")
         try connection.execute("DELETE FROM \(schema).collections WHERE name = $1", [name])
-        tables[name] = nil
+        known[name] = nil
         return true
     }
 
@@ -136,13 +158,16 @@ public final class PostgresTransaction: DocumentTransaction {
         do { key = try Self.key(id) } catch {
             throw StoreError(error.code, "collection '\(collection)': \(error.message)")
         }
-        guard let t = try table(collection, create: true) else { return id }
+        guard let c = try self.collection(collection, create: true) else { return id }
+        // As on LMDB: unique indexes are checked before the _id.
+        let entries = try checkedEntries(c, collection, key: key, old: nil, new: .object(obj))
         let rows = try connection.execute(
-            "INSERT INTO \(t) (_id, body) VALUES ($1, $2) ON CONFLICT (_id) DO NOTHING",
+            "INSERT INTO \(c.table) (_id, body) VALUES ($1, $2) ON CONFLICT (_id) DO NOTHING",
             [key, JSON.object(obj).serialized])
         if rows.affected == 0 {
             throw StoreError(.duplicateKey, "collection '\(collection)': duplicate _id \(id.serialized)")
         }
+        try write(entries, c, key: key)
         return id
     }
 
@@ -168,8 +193,8 @@ public final class PostgresTransaction: DocumentTransaction {
         try usable()
         try Transaction.validate(collection)
         if filter.matchesEverything {
-            guard let t = try table(collection) else { return 0 }
-            return Int(try connection.execute("SELECT count(*) FROM \(t)").text(0, 0) ?? "0") ?? 0
+            guard let c = try self.collection(collection) else { return 0 }
+            return Int(try connection.execute("SELECT count(*) FROM \(c.table)").text(0, 0) ?? "0") ?? 0
         }
         var n = 0
         try visit(collection, filter) { _, _ in
@@ -198,7 +223,7 @@ public final class PostgresTransaction: DocumentTransaction {
     {
         try writable(collection)
         var result = UpdateResult(matched: 0, modified: 0, upsertedID: nil)
-        guard let t = try table(collection, create: upsert) else { return result }
+        guard let c = try self.collection(collection, create: upsert) else { return result }
         try visit(collection, filter) { key, doc in
             result.matched += 1
             guard case .object(var new) = doc else { return .keep }
@@ -210,7 +235,9 @@ public final class PostgresTransaction: DocumentTransaction {
             }
             let body = JSON.object(new).serialized
             guard body != doc.serialized else { return one ? .stop : .keep }
-            try connection.execute("UPDATE \(t) SET body = $2 WHERE _id = $1", [key, body])
+            let entries = try checkedEntries(c, collection, key: key, old: doc, new: .object(new))
+            try connection.execute("UPDATE \(c.table) SET body = $2 WHERE _id = $1", [key, body])
+            try write(entries, c, key: key)
             result.modified += 1
             return one ? .stop : .keep
         }
@@ -231,16 +258,20 @@ public final class PostgresTransaction: DocumentTransaction {
 
     private func delete(_ collection: String, _ filter: Filter, one: Bool) throws -> Int {
         try writable(collection)
-        guard let t = try table(collection) else { return 0 }
+        guard let c = try self.collection(collection) else { return 0 }
         if filter.matchesEverything && !one {
-            return try connection.execute("DELETE FROM \(t)").affected
+            try connection.execute("DELETE FROM \(c.entries)")
+            return try connection.execute("DELETE FROM \(c.table)").affected
         }
         var keys: [String] = []
         try visit(collection, filter) { key, _ in
             keys.append(key)
             return one ? .stop : .keep
         }
-        for key in keys { try connection.execute("DELETE FROM \(t) WHERE _id = $1", [key]) }
+        for key in keys {
+            try connection.execute("DELETE FROM \(c.table) WHERE _id = $1", [key])
+            if !c.indexes.isEmpty { try connection.execute("DELETE FROM \(c.entries) WHERE _id = $1", [key]) }
+        }
         return keys.count
     }
 
@@ -252,12 +283,12 @@ public final class PostgresTransaction: DocumentTransaction {
     private func visit(_ collection: String, _ filter: Filter, _ body: (String, JSON) throws -> Visit) throws {
         try usable()
         try Transaction.validate(collection)
-        guard let t = try table(collection) else { return }
+        guard let c = try self.collection(collection) else { return }
         let rows: Rows
         if let id = filter.singlePrimaryKey, let key = try? Self.key(id) {
-            rows = try connection.execute("SELECT _id, body FROM \(t) WHERE _id = $1", [key])
+            rows = try connection.execute("SELECT _id, body FROM \(c.table) WHERE _id = $1", [key])
         } else {
-            rows = try connection.execute("SELECT _id, body FROM \(t) ORDER BY _id")
+            rows = try connection.execute("SELECT _id, body FROM \(c.table) ORDER BY _id")
         }
         for i in 0..<rows.count {
             guard let key = rows.text(i, 0), let bytes = rows.bytes(i, 1) else { continue }

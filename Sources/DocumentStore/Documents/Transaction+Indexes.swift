@@ -1,5 +1,26 @@
 import CLMDB
 
+/// What a secondary index holds for a document, on every backend.
+public enum IndexKeys {
+    /// The keys of `doc` for an index on `path`: one per value the path
+    /// reaches, plus one per element of an array value (a multikey index),
+    /// without repeats. Values equal under the query language (`1` and
+    /// `1.0`) get equal keys; a missing path gets none (null gets one).
+    public static func of(_ doc: JSON, path: FieldPath) -> [(key: [UInt8], value: JSON)] {
+        var out: [(key: [UInt8], value: JSON)] = []
+        func add(_ v: JSON) {
+            var k: [UInt8] = []
+            KeyEncoding.appendValueKey(v, to: &k)
+            if !out.contains(where: { $0.key == k }) { out.append((k, v)) }
+        }
+        for v in path.values(in: doc) {
+            add(v)
+            if case .array(let items) = v { items.forEach(add) }
+        }
+        return out
+    }
+}
+
 extension Transaction {
     // MARK: - Index entries
 
@@ -8,21 +29,14 @@ extension Transaction {
         var value: JSON
     }
 
-    /// The index keys of `doc` for `spec`: one per value the path reaches,
-    /// plus one per element of an array value (a multikey index).
+    /// The index keys of `doc` for `spec` (``IndexKeys/of(_:path:)``), each
+    /// behind the index's id.
     func indexKeys(_ doc: JSON, _ spec: IndexSpec) -> [IndexEntry] {
-        var out: [IndexEntry] = []
-        func add(_ v: JSON) {
+        IndexKeys.of(doc, path: spec.path).map { e in
             var k: [UInt8] = []
             KeyEncoding.appendBigEndian(spec.id, to: &k)
-            KeyEncoding.appendValueKey(v, to: &k)
-            if !out.contains(where: { $0.key == k }) { out.append(IndexEntry(key: k, value: v)) }
+            return IndexEntry(key: k + e.key, value: e.value)
         }
-        for v in spec.path.values(in: doc) {
-            add(v)
-            if case .array(let items) = v { items.forEach(add) }
-        }
-        return out
     }
 
     func checkUnique(
