@@ -33,7 +33,42 @@ public protocol DocumentTransaction: AnyObject {
     func dropCollection(_ name: String, ifExists: Bool) throws -> Bool
     /// Runs `body` with the reserved (`_`) collections writable: for the engine.
     func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R
+
+    /// Inserts JSON text; returns its `_id`, or `.null` unless `returningID`.
+    @discardableResult
+    func insert(json: UnsafeRawBufferPointer, into collection: String, returningID: Bool) throws -> JSON
+    /// The stored JSON of the document whose `_id` is `id`, valid until the
+    /// next call on the transaction; nil when there is none.
+    func getRaw(_ collection: String, id: JSON) throws -> UnsafeRawBufferPointer?
+    /// A cursor over the documents matching `filter` in `_id` order, that
+    /// can replace or delete the one it is on (the per-document path).
+    func openReader(_ collection: String, filter: Filter) throws -> any DocumentReader
+    /// Creates a secondary index; false if an identical one exists.
+    @discardableResult
+    func createIndex(_ collection: String, path: String, unique: Bool) throws -> Bool
+    /// Drops the index on `path`.
+    func dropIndex(_ collection: String, path: String) throws
+    /// The secondary indexes of a collection.
+    func indexes(_ collection: String) throws -> [IndexInfo]
 }
+
+/// A cursor of a ``DocumentTransaction``, with the semantics of
+/// ``DocumentCursor``: each document present at opening is visited at most
+/// once, deleted ones are not, and writes through the same transaction are
+/// safe while it is open.
+public protocol DocumentReader: AnyObject {
+    /// The next document's compact JSON, valid until the next call on this
+    /// cursor; nil at the end.
+    func nextRaw() throws -> UnsafeRawBufferPointer?
+    /// Replaces the document `nextRaw` returned last, keeping its `_id`.
+    func replaceCurrent(json: UnsafeRawBufferPointer) throws
+    /// Deletes the document `nextRaw` returned last.
+    func deleteCurrent() throws
+    /// Releases the cursor; safe to call more than once.
+    func close()
+}
+
+extension DocumentCursor: DocumentReader {}
 
 extension DocumentTransaction {
     /// Every document, in `_id` order.
@@ -45,5 +80,8 @@ extension DocumentTransaction {
 extension Transaction: DocumentTransaction {
     public func findAll(_ collection: String, filter: Filter) throws -> [JSON] {
         try find(collection, filter: filter).all()
+    }
+    public func openReader(_ collection: String, filter: Filter) throws -> any DocumentReader {
+        try find(collection, filter: filter)
     }
 }

@@ -40,7 +40,9 @@ extension PostgresTransaction {
     /// index entries, after checking every added unique one is free: a
     /// taken value fails with LMDB's message, naming both `_id`s, before
     /// anything is written.
-    func checkedEntries(_ c: PGCollection, _ name: String, key: String, old: JSON?, new: JSON?) throws
+    func checkedEntries(
+        _ c: PGCollection, _ name: String, key: String, old: JSON?, new: JSON?
+    ) throws
         -> (added: [Entry], removed: [Entry])
     {
         guard !c.indexes.isEmpty else { return ([], []) }

@@ -28,6 +28,24 @@ public final class PostgresTransaction: DocumentTransaction {
         return try body()
     }
 
+    /// Bytes handed out by `getRaw` and readers, valid until the next call.
+    private var scratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    deinit { scratch.deallocate() }
+
+    func handOut(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        if scratch.count < bytes.count {
+            scratch.deallocate()
+            scratch = .allocate(byteCount: max(bytes.count, 2 * scratch.count, 64), alignment: 1)
+        }
+        scratch.copyMemory(from: bytes)
+        return UnsafeRawBufferPointer(rebasing: scratch[..<bytes.count])
+    }
+
+    func usableForReads(_ collection: String) throws(StoreError) {
+        try usable()
+        try Transaction.validate(collection)
+    }
+
     private func usable() throws(StoreError) {
         if ended {
             throw StoreError(

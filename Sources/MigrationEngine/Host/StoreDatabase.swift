@@ -19,14 +19,15 @@ public struct StepObserver: Sendable {
     public static let silent = StepObserver()
 }
 
-/// ``Database`` directly over a store transaction: what in-process Swift
-/// migrations get, and what the C host table calls into. One implementation
-/// of every operation, so plugins and in-process migrations behave alike.
-final class StoreDatabase: StepDatabase {
-    private let txn: Transaction
+/// ``Database`` directly over a store transaction of either backend: what
+/// in-process Swift migrations get, and what the C host table calls into.
+/// One implementation of every operation, so plugins and in-process
+/// migrations, on LMDB and on PostgreSQL, behave alike.
+final class StoreDatabase<Txn: DocumentTransaction>: StepDatabase {
+    private let txn: Txn
     private let migrationID: String
     private let observer: StepObserver
-    private var cursors: [DocumentCursor] = []
+    private var cursors: [any DocumentReader] = []
     private var finished = false
     let resumeToken: String?
     /// Saves the checkpoint record and commits; nil where checkpoints are
@@ -34,7 +35,7 @@ final class StoreDatabase: StepDatabase {
     private let checkpointer: ((String) throws -> Void)?
 
     init(
-        txn: Transaction, migrationID: String, observer: StepObserver, resumeToken: String? = nil,
+        txn: Txn, migrationID: String, observer: StepObserver, resumeToken: String? = nil,
         checkpointer: ((String) throws -> Void)? = nil
     ) {
         self.txn = txn
@@ -69,39 +70,25 @@ final class StoreDatabase: StepDatabase {
 
     /// Runs a store operation, turning its error into a `DatabaseError`.
     @inline(__always)
-    private func store<R>(_ body: () throws(StoreError) -> R) throws(DatabaseError) -> R {
+    private func store<R>(_ body: () throws -> R) throws(DatabaseError) -> R {
         guard !finished else {
             throw DatabaseError(.invalid, "migration '\(migrationID)': the database was used after its step returned")
         }
-        do { return try body() } catch { throw Self.databaseError(error) }
-    }
-
-    static func databaseError(_ e: StoreError) -> DatabaseError {
-        let status: DatabaseError.Status
-        switch e.code {
-        case .duplicateKey, .collectionExists, .indexExists: status = .duplicateKey
-        case .collectionNotFound, .indexNotFound, .documentNotFound: status = .notFound
-        case .invalidJSON, .invalidDocument, .invalidFilter, .invalidUpdate, .invalidProjection, .invalidName,
-            .reservedCollection, .cursorClosed, .noCurrentDocument:
-            status = .invalid
-        default: status = .error
-        }
-        return DatabaseError(status, e.message)
+        do { return try body() } catch { throw databaseError(error) }
     }
 
     // Per-document loops send the same update text, and `{"_id": …}`
     // filters, a million times: parse each distinct text once.
     private var lastFilter: (text: [UInt8], filter: Filter)?
     private var lastUpdate: (text: [UInt8], update: Update)?
-    private static let idFilterPrefix = Array(#"{"_id":"#.utf8)
 
     func filter(_ text: UnsafeRawBufferPointer?) throws(StoreError) -> Filter {
         guard let text, !text.isEmpty else { return .all }
         // {"_id": <int or string>}: parse just the value.
-        if text.count > Self.idFilterPrefix.count + 1, text.starts(with: Self.idFilterPrefix),
+        if text.count > idFilterPrefix.count + 1, text.starts(with: idFilterPrefix),
             text[text.count - 1] == UInt8(ascii: "}")
         {
-            let value = UnsafeRawBufferPointer(rebasing: text[Self.idFilterPrefix.count..<(text.count - 1)])
+            let value = UnsafeRawBufferPointer(rebasing: text[idFilterPrefix.count..<(text.count - 1)])
             switch try? JSON(parsing: value) {
             case .int(let v)?: return .idEquals(.int(v))
             case .string(let v)?: return .idEquals(.string(v))
@@ -129,15 +116,16 @@ final class StoreDatabase: StepDatabase {
     ) throws(DatabaseError)
         -> JSON
     {
-        try store { () throws(StoreError) in try txn.insert(json: jsonBytes, into: collection, returningID: returningID)
+        try store {
+            try txn.insert(json: jsonBytes, into: collection, returningID: returningID)
         }
     }
     func getRaw(_ collection: String, id: UnsafeRawBufferPointer) throws(DatabaseError) -> UnsafeRawBufferPointer? {
-        try store { () throws(StoreError) in try txn.getRaw(collection, id: try JSONParser.parse(id)) }
+        try store { try txn.getRaw(collection, id: try JSONParser.parse(id)) }
     }
     func openCursor(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> any StepCursor {
-        try store { () throws(StoreError) in
-            let c = try txn.find(collection, filter: try self.filter(filter))
+        try store {
+            let c = try txn.openReader(collection, filter: try self.filter(filter))
             cursors.append(c)
             return StoreCursor(cursor: c)
         }
@@ -145,32 +133,34 @@ final class StoreDatabase: StepDatabase {
     func updateRaw(
         _ collection: String, filter: UnsafeRawBufferPointer?, update: UnsafeRawBufferPointer
     ) throws(DatabaseError) -> UInt64 {
-        try store { () throws(StoreError) in
+        try store {
             UInt64(
-                try txn.updateMany(collection, filter: try self.filter(filter), update: try self.update(update)).matched
+                try txn.updateMany(
+                    collection, filter: try self.filter(filter), update: try self.update(update), upsert: false
+                ).matched
             )
         }
     }
     func removeRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64 {
-        try store { () throws(StoreError) in UInt64(try txn.deleteMany(collection, filter: try self.filter(filter))) }
+        try store { UInt64(try txn.deleteMany(collection, filter: try self.filter(filter))) }
     }
     func countRaw(_ collection: String, filter: UnsafeRawBufferPointer?) throws(DatabaseError) -> UInt64 {
-        try store { () throws(StoreError) in UInt64(try txn.count(collection, filter: try self.filter(filter))) }
+        try store { UInt64(try txn.count(collection, filter: try self.filter(filter))) }
     }
 
     // MARK: Database
 
     func createCollection(_ name: String) throws {
-        _ = try store { () throws(StoreError) in try txn.createCollection(name, ifNotExists: true) }
+        _ = try store { try txn.createCollection(name, ifNotExists: true) }
     }
     func dropCollection(_ name: String) throws {
-        _ = try store { () throws(StoreError) in try txn.dropCollection(name) }
+        _ = try store { try txn.dropCollection(name, ifExists: false) }
     }
     func createIndex(_ collection: String, path: String, unique: Bool) throws {
-        _ = try store { () throws(StoreError) in try txn.createIndex(collection, path: path, unique: unique) }
+        _ = try store { try txn.createIndex(collection, path: path, unique: unique) }
     }
     func dropIndex(_ collection: String, path: String) throws {
-        try store { () throws(StoreError) in try txn.dropIndex(collection, path: path) }
+        try store { try txn.dropIndex(collection, path: path) }
     }
     func insert(json: UnsafeRawBufferPointer, into collection: String) throws {
         _ = try insert(jsonBytes: json, into: collection, returningID: false)
@@ -229,16 +219,43 @@ final class StoreDatabase: StepDatabase {
 
 /// A store cursor as a ``StepCursor``: its errors become `DatabaseError`s.
 final class StoreCursor: StepCursor {
-    let cursor: DocumentCursor
-    init(cursor: DocumentCursor) { self.cursor = cursor }
+    let cursor: any DocumentReader
+    init(cursor: any DocumentReader) { self.cursor = cursor }
     func nextRaw() throws(DatabaseError) -> UnsafeRawBufferPointer? {
-        do { return try cursor.nextRaw() } catch { throw StoreDatabase.databaseError(error) }
+        do { return try cursor.nextRaw() } catch { throw databaseError(error) }
     }
     func replaceCurrent(json: UnsafeRawBufferPointer) throws(DatabaseError) {
-        do { try cursor.replaceCurrent(json: json) } catch { throw StoreDatabase.databaseError(error) }
+        do { try cursor.replaceCurrent(json: json) } catch { throw databaseError(error) }
     }
     func deleteCurrent() throws(DatabaseError) {
-        do { try cursor.deleteCurrent() } catch { throw StoreDatabase.databaseError(error) }
+        do { try cursor.deleteCurrent() } catch { throw databaseError(error) }
     }
     func close() { cursor.close() }
 }
+
+/// Any error of a store operation as the `DatabaseError` plugins see.
+func databaseError(_ error: any Error) -> DatabaseError {
+    switch error {
+    case let e as DatabaseError: return e
+    case let e as StoreError: return databaseError(e)
+    default: return DatabaseError(.error, "\(error)")
+    }
+}
+
+/// A store error as the `DatabaseError` plugins see: the status its code
+/// stands for, and its message.
+func databaseError(_ e: StoreError) -> DatabaseError {
+    let status: DatabaseError.Status
+    switch e.code {
+    case .duplicateKey, .collectionExists, .indexExists: status = .duplicateKey
+    case .collectionNotFound, .indexNotFound, .documentNotFound: status = .notFound
+    case .invalidJSON, .invalidDocument, .invalidFilter, .invalidUpdate, .invalidProjection, .invalidName,
+        .reservedCollection, .cursorClosed, .noCurrentDocument:
+        status = .invalid
+    default: status = .error
+    }
+    return DatabaseError(status, e.message)
+}
+
+/// The start of a `{"_id": …}` filter, which the host reads without the parser.
+private let idFilterPrefix = Array(#"{"_id":"#.utf8)
