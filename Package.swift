@@ -51,7 +51,7 @@ let package = Package(
         // The Swift SDK plugin authors (and embedding apps) write migrations with.
         .target(name: "MigrationKit", dependencies: ["MigratorPluginABI"]),
         // Loader, host API, planner, runner, tracking, locking, Migrator.
-        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "MigrationKit", "MigratorPluginABI", "CCrypto", "_MigratorCShims"]),
+        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "PostgresStore", "MigrationKit", "MigratorPluginABI", "CCrypto", "_MigratorCShims"]),
         // Argument parsing and commands; the executable only calls into it.
         .target(name: "MigratorCLI", dependencies: ["DocumentStore", "MigrationEngine"]),
         .executableTarget(name: "migrator", dependencies: ["MigratorCLI"]),
@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore", "TestSupport"]),
         .testTarget(name: "PostgresStoreTests", dependencies: ["DocumentStore", "PostgresStore", "TestSupport"]),
         // `migrator` serves as the worker process in the isolation tests.
-        .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport", "migrator"]),
+        .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "PostgresStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport", "migrator"]),
         .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "TestSupport"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], path: "Tests/Fuzz/RegressionTests"),
     ],

@@ -1,5 +1,6 @@
 import DocumentStore
 import MigrationKit
+import PostgresStore
 
 /// Applies, rolls back and reports migrations on one database: the engine
 /// behind every `migrator` command, and the API for apps that migrate
@@ -70,7 +71,7 @@ public final class Migrator {
     public var options: Options
     /// Every known migration, and the problems found gathering them.
     public private(set) var catalog: MigrationCatalog
-    private var storageInstance: LMDBStorage?
+    private var storageInstance: (any MigrationStorage)?
 
     /// A migrator for the database at `databasePath`. In-process migrations
     /// are recorded as owned by `appName` (default: the process's name).
@@ -80,11 +81,18 @@ public final class Migrator {
         catalog = appName.map(MigrationCatalog.init(appName:)) ?? MigrationCatalog()
     }
 
-    /// Opened on first use, with the options in force then.
-    private var storage: LMDBStorage {
+    /// Opened on first use, with the options in force then: PostgreSQL for
+    /// a `postgres://` URI, else LMDB in the directory.
+    private var storage: any MigrationStorage {
         if let storageInstance { return storageInstance }
-        let s = LMDBStorage(path: databasePath, options: options.storeOptions)
-        s.allowInsecureDirectory = options.allowInsecureDatabase
+        let s: any MigrationStorage
+        if ConnectionURI.isPostgres(databasePath) {
+            s = PostgresStorage(uri: databasePath)
+        } else {
+            let lmdb = LMDBStorage(path: databasePath, options: options.storeOptions)
+            lmdb.allowInsecureDirectory = options.allowInsecureDatabase
+            s = lmdb
+        }
         storageInstance = s
         return s
     }
@@ -109,7 +117,10 @@ public final class Migrator {
         if loader.isolation == .inProcess { loader.isolation = options.pluginIsolation }
         if let limit = options.stepTimeout { loader.isolation.loadTimeout = limit }
         // The descriptor cache lives with the database, once it exists.
-        if loader.cacheDirectory == nil && storage.exists { loader.cacheDirectory = databasePath }
+        // The descriptor cache lives in an LMDB database's directory.
+        if loader.cacheDirectory == nil && storage is LMDBStorage && storage.exists {
+            loader.cacheDirectory = databasePath
+        }
         let set = try PluginLoader.load(directory: directory, options: loader)
         catalog.setPlugins(set)
         return set
@@ -361,7 +372,7 @@ public final class Migrator {
     @discardableResult
     public func backup(to directory: String) throws -> BackupManifest {
         guard storage.exists else {
-            throw MigratorError(.backupFailed, "no database at \(databasePath) to back up")
+            throw MigratorError(.backupFailed, "no database at \(storage.location) to back up")
         }
         return try storage.backup(to: directory)
     }
@@ -374,7 +385,12 @@ public final class Migrator {
     /// - Throws: `.backupInvalid` (nothing changed), lock errors, `.restoreFailed`.
     @discardableResult
     public func restore(from directory: String) throws -> BackupManifest {
-        try Backups.restore(directory, into: storage, lockTimeout: options.lockTimeout, events: options.events)
+        guard let lmdb = storage as? LMDBStorage else {
+            throw MigratorError(
+                .unsupported,
+                "restore replaces an LMDB database; '\(storage.location)' is PostgreSQL: use its own restore tools")
+        }
+        return try Backups.restore(directory, into: lmdb, lockTimeout: options.lockTimeout, events: options.events)
     }
 
     /// The backup in `directory`, checked: its manifest, and whether its
@@ -394,11 +410,11 @@ public final class Migrator {
         case .held(let owner):
             throw MigratorError(
                 .lockHeld,
-                "the run lock of '\(databasePath)' is held by a live process: \(owner?.summary ?? "unknown owner"); "
+                "the run lock of '\(storage.location)' is held by a live process: \(owner?.summary ?? "unknown owner"); "
                     + "not breaking it (wait for it, or stop that process)")
         case .free(let leftover):
-            guard storage.exists else { return "'\(databasePath)' has no database; nothing to unlock" }
-            guard let leftover else { return "the run lock of '\(databasePath)' is free; nothing to do" }
+            guard storage.exists else { return "'\(storage.location)' has no database; nothing to unlock" }
+            guard let leftover else { return "the run lock of '\(storage.location)' is free; nothing to do" }
             var unlockOptions = options
             unlockOptions.command = "unlock"
             unlockOptions.lockTimeout = 0

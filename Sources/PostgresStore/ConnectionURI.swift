@@ -33,4 +33,18 @@ public enum ConnectionURI {
         }.joined(separator: "&")
         return out
     }
+
+    /// Takes migrator's own `schema=NAME` query parameter out of `uri`
+    /// (libpq refuses parameters it does not know): the URI to connect
+    /// with, and the schema, if one was given.
+    public static func splitSchema(_ uri: String) -> (uri: String, schema: String?) {
+        guard let q = uri.firstIndex(of: "?") else { return (uri, nil) }
+        var schema: String?
+        var kept: [Substring] = []
+        for p in uri[uri.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false) {
+            if p.hasPrefix("schema=") { schema = String(p.dropFirst("schema=".count)) } else { kept.append(p) }
+        }
+        let base = String(uri[..<q])
+        return (kept.isEmpty ? base : base + "?" + kept.joined(separator: "&"), schema)
+    }
 }

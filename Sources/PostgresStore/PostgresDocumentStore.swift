@@ -45,12 +45,23 @@ public final class PostgresDocumentStore {
                     name text COLLATE "C" PRIMARY KEY,
                     id bigint NOT NULL UNIQUE DEFAULT nextval('\(schema).collection_ids'),
                     indexes jsonb NOT NULL DEFAULT '[]');
+                CREATE TABLE IF NOT EXISTS \(schema).run_lock (
+                    id int PRIMARY KEY CHECK (id = 1),
+                    owner text NOT NULL);
                 COMMIT
                 """)
         } catch {
             try? connection.run("ROLLBACK")
             throw error
         }
+    }
+
+    /// Whether `schema` at `uri` holds a store, without creating anything.
+    public static func exists(uri: String, schema: String = "migrator") throws -> Bool {
+        try validateSchema(schema)
+        let c = try Connection(uri: uri)
+        let rows = try c.execute("SELECT to_regclass($1) IS NOT NULL", [schema + ".collections"])
+        return rows.text(0, 0) == "t"
     }
 
     /// Checks a schema name: a lowercase SQL identifier, so it never needs quoting.
@@ -79,6 +90,17 @@ public final class PostgresDocumentStore {
             if connection.isOpen { try? connection.run("ROLLBACK") }
             throw error
         }
+    }
+
+    /// Runs `body` in one transaction that is always rolled back.
+    public func trial<R>(_ body: (PostgresTransaction) throws -> R) throws -> R {
+        try connection.run("BEGIN")
+        let txn = PostgresTransaction(store: self, readOnly: false)
+        defer {
+            txn.ended = true
+            if connection.isOpen { try? connection.run("ROLLBACK") }
+        }
+        return try body(txn)
     }
 
     /// Runs `body` in a read-only transaction on one snapshot.

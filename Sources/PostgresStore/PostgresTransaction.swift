@@ -21,6 +21,13 @@ public final class PostgresTransaction: DocumentTransaction {
 
     // MARK: - Collections
 
+    /// Commits the work so far and goes on in a new transaction (checkpoints).
+    public func commitAndContinue() throws {
+        try usable()
+        try connection.run("COMMIT; BEGIN")
+        known.removeAll()
+    }
+
     public func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
         let saved = systemAccess
         systemAccess = true

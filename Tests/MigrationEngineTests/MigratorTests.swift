@@ -75,22 +75,22 @@ struct Purge: IrreversibleMigration {
     }
 
     /// The sessions collection as stored, read straight from the store.
-    func sessions(_ path: String) throws -> [StoredSession] {
-        try DocumentStore(path: path).read { txn in
-            try txn.find("sessions").all().map { doc in
+    func sessions(_ path: String, _ backend: Backend = .lmdb) throws -> [StoredSession] {
+        try backend.read(path) { txn in
+            try txn.findAll("sessions").map { doc in
                 try JSONDecoder().decode(StoredSession.self, from: Data(doc.serialized.utf8))
             }
         }
     }
 
-    func withMigrator(_ body: (Migrator, String) throws -> Void) throws {
-        let dir = Fixtures.temporaryDirectory("migrator")
-        defer { Fixtures.removeTree(dir) }
-        try body(Migrator(databasePath: dir + "/db"), dir + "/db")
+    func withMigrator(_ backend: Backend = .lmdb, _ body: (Migrator, String) throws -> Void) throws {
+        let (location, cleanup) = backend.freshLocation("migrator")
+        defer { cleanup() }
+        try body(Migrator(databasePath: location), location)
     }
 
-    @Test func inProcessMigrationsApplyAndRollBack() throws {
-        try withMigrator { m, path in
+    @Test(arguments: Backend.allCases) func inProcessMigrationsApplyAndRollBack(_ backend: Backend) throws {
+        try withMigrator(backend) { m, path in
             try m.register(CreateSessions())
             try m.register(AddExpiry())
             #expect(try m.pendingMigrations() == ["001_create_sessions", "002_add_expiry"])
@@ -102,19 +102,19 @@ struct Purge: IrreversibleMigration {
             #expect(s.summary == MigrationStatus.Summary(applied: 2, pending: 0, failed: 0, missing: 0))
             #expect(s.migrations.map(\.state) == [.applied, .applied])
             #expect(m.health().status == .healthy)
-            #expect(try sessions(path).map(\.expires) == [3600, 3600])
+            #expect(try sessions(path, backend).map(\.expires) == [3600, 3600])
             #expect(try m.rollback(.to("001_create_sessions")).completed == ["002_add_expiry"])
-            #expect(try sessions(path).map(\.expires) == [nil, nil], "down removed the field")
+            #expect(try sessions(path, backend).map(\.expires) == [nil, nil], "down removed the field")
             #expect(try m.pendingMigrations() == ["002_add_expiry"])
             #expect(try m.rollback(.all).completed == ["001_create_sessions"])
-            #expect(try sessions(path).isEmpty, "down dropped the collection")
+            #expect(try sessions(path, backend).isEmpty, "down dropped the collection")
             #expect(try m.history().map(\.outcome) == [.applied, .applied, .rolledBack, .rolledBack])
             #expect(m.health().status == .unhealthy, "pending migrations")
         }
     }
 
-    @Test func aThrowingMigrationLeavesNothing() throws {
-        try withMigrator { m, path in
+    @Test(arguments: Backend.allCases) func aThrowingMigrationLeavesNothing(_ backend: Backend) throws {
+        try withMigrator(backend) { m, path in
             try m.register(CreateSessions())
             try m.register(Explodes())
             do {
@@ -129,14 +129,14 @@ struct Purge: IrreversibleMigration {
             }
             #expect(try m.appliedMigrations().map(\.id) == ["001_create_sessions"])
             // Explodes inserted token "c" before throwing: none of it stays.
-            #expect(try sessions(path).map(\.token) == ["a", "b"])
+            #expect(try sessions(path, backend).map(\.token) == ["a", "b"])
             #expect(try m.status().migrations.last?.state == .failed)
             #expect(try m.history().last?.error == "boom: the payment service is down")
         }
     }
 
-    @Test func irreversibleAndSupersededAndTargets() throws {
-        try withMigrator { m, path in
+    @Test(arguments: Backend.allCases) func irreversibleAndSupersededAndTargets(_ backend: Backend) throws {
+        try withMigrator(backend) { m, path in
             try m.register(CreateSessions())
             try m.register(Purge())
             try m.migrateUp(to: "004_purge")
@@ -177,8 +177,8 @@ struct Purge: IrreversibleMigration {
 
     /// An applied migration whose declared checksum changed is not "up to
     /// date": status says changed, health is unhealthy, apply refuses.
-    @Test func anEditedMigrationMakesHealthUnhealthy() throws {
-        try withMigrator { m, path in
+    @Test(arguments: Backend.allCases) func anEditedMigrationMakesHealthUnhealthy(_ backend: Backend) throws {
+        try withMigrator(backend) { m, path in
             try m.register(CreateSessions())
             try m.register(AddExpiry())
             try m.migrateUp()

@@ -1,6 +1,7 @@
 import DocumentStore
 import FoundationEssentials
 import MigrationKit
+import PostgresStore
 import _MigratorCShims
 
 #if canImport(Glibc)
@@ -58,7 +59,7 @@ public enum PluginWorker {
         let requests = WorkerChannel(fd: WorkerProtocol.requestFD)
         let responses = WorkerChannel(fd: WorkerProtocol.responseFD)
         var migrations: [String: AvailableMigration] = [:]
-        var storage: LMDBStorage?
+        var storage: (any MigrationStorage)?
         /// The id of the step that just succeeded, if the last one did.
         var lastSucceeded: String?
 
@@ -134,9 +135,20 @@ public enum PluginWorker {
                 options.maxMapSize = Int(mb) << 20
                 options.initialMapSize = min(options.initialMapSize, options.maxMapSize)
             }
-            let s = LMDBStorage(path: message.string("db"), options: options)
+            let location = message.string("db")
+            let s: any MigrationStorage
+            let opened: () throws -> Void
+            if ConnectionURI.isPostgres(location) {
+                let pg = PostgresStorage(uri: location)
+                s = pg
+                opened = { _ = try pg.documentStore() }
+            } else {
+                let lmdb = LMDBStorage(path: location, options: options)
+                s = lmdb
+                opened = { _ = try lmdb.documentStore() }
+            }
             do {
-                _ = try s.documentStore()
+                try opened()
                 storage = s
                 reply([("op", .string("ok"))])
             } catch {

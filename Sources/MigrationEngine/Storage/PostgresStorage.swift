@@ -1,0 +1,221 @@
+import DocumentStore
+import MigrationKit
+import PostgresStore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// ``MigrationStorage`` over the PostgreSQL document store: the same
+/// records (`_migrations`, `_migrations_history`, `_migrations_progress`)
+/// with the same JSON shapes as on LMDB, one PostgreSQL transaction per
+/// step, and a run lock (``PostgresRunLock``) that many app hosts can share.
+package final class PostgresStorage: MigrationStorage {
+    /// The URI with its password redacted: what messages and `status` show.
+    package let location: String
+    private let uri: String
+    private let schema: String
+    private var store: PostgresDocumentStore?
+
+    /// Storage at `uri`, in the schema its `schema=` parameter names (default
+    /// `migrator`); nothing is opened until it is used.
+    package init(uri: String) {
+        let (connect, schema) = ConnectionURI.splitSchema(uri)
+        self.uri = connect
+        self.schema = schema ?? "migrator"
+        location = ConnectionURI.redacted(uri)
+    }
+
+    /// Whether the schema holds a store. Reads never create one; a server
+    /// that cannot be reached counts as no database here, and the error
+    /// comes from the operation that needs it.
+    package var exists: Bool { (try? PostgresDocumentStore.exists(uri: uri, schema: schema)) ?? false }
+
+    /// The store, opened (and created) on first use.
+    package func documentStore() throws -> PostgresDocumentStore {
+        if let store { return store }
+        let s = try PostgresDocumentStore(uri: uri, schema: schema)
+        store = s
+        return s
+    }
+
+    private func read<R>(_ empty: R, _ body: (PostgresTransaction) throws -> R) throws -> R {
+        guard try PostgresDocumentStore.exists(uri: uri, schema: schema) else { return empty }
+        return try documentStore().read(body)
+    }
+
+    package func appliedMigrations() throws -> [AppliedMigration] {
+        try read([]) { try Tracking.appliedMigrations($0) }
+    }
+    package func isApplied(_ id: String) throws -> Bool { try read(false) { try Tracking.isApplied($0, id) } }
+    package func partialMigrations() throws -> [MigrationProgress] { try read([]) { try Tracking.allProgress($0) } }
+    package func history() throws -> [HistoryEntry] { try read([]) { try Tracking.historyEntries($0) } }
+
+    package func lockState() -> LockState { PostgresRunLock.inspect(uri: uri, schema: schema) }
+
+    package func acquireLock(
+        command: String, timeout: Double, onWait: ((LockOwner?) -> Void)?
+    ) throws(MigratorError) -> any RunLockSession {
+        do { _ = try documentStore() } catch {
+            throw MigratorError(.lockFailed, "cannot open the database '\(location)': \(error)", underlying: error)
+        }
+        return try PostgresRunLock(uri: uri, schema: schema, command: command, timeout: timeout, onWait: onWait)
+    }
+
+    package func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
+        try documentStore().write { txn in try body(PostgresStepTransaction(txn)) }
+    }
+
+    package func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
+        throw MigratorError(
+            .unsupported,
+            "dry runs and reversibility checks are not available on PostgreSQL yet ('\(location)'); "
+                + "run them against an LMDB copy")
+    }
+
+    package func backup(to directory: String) throws -> BackupManifest {
+        throw MigratorError(
+            .unsupported,
+            "backup copies an LMDB database; '\(location)' is PostgreSQL: use its own backups (pg_dump, "
+                + "base backups, replicas)")
+    }
+}
+
+/// One PostgreSQL transaction, seen through ``StorageTransaction``.
+final class PostgresStepTransaction: StorageTransaction {
+    let txn: PostgresTransaction
+    init(_ txn: PostgresTransaction) { self.txn = txn }
+
+    func isApplied(_ id: String) throws -> Bool { try Tracking.isApplied(txn, id) }
+    func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
+        try Tracking.recordApplied(txn, m, startedAt: startedAt, durationMS: durationMS)
+    }
+    func removeApplied(_ id: String) throws { try Tracking.removeApplied(txn, id) }
+    func progress(_ id: String) throws -> MigrationProgress? { try Tracking.progress(txn, id) }
+    func clearProgress(_ id: String) throws { try Tracking.clearProgress(txn, id) }
+    func acceptChecksum(_ id: String, _ checksum: String?) throws { try Tracking.acceptChecksum(txn, id, checksum) }
+    func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(txn, entry) }
+    func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase {
+        StoreDatabase(
+            txn: txn, migrationID: migrationID, observer: observer, resumeToken: resumeToken,
+            checkpointer: { [txn] token in
+                // The checkpoint record commits with the work it covers.
+                try Tracking.saveProgress(txn, migrationID, token: token)
+                try txn.commitAndContinue()
+            })
+    }
+    func track(_ tracker: ChangeTracker?) {}
+    func differences(since tracker: ChangeTracker) throws -> [ContentDifference] {
+        throw MigratorError(.unsupported, "reversibility checks are not available on PostgreSQL yet")
+    }
+}
+
+/// The run lock on PostgreSQL: a session-level advisory lock on a key
+/// derived from the schema, held by a connection of its own for the run.
+/// The server drops it when that session ends, however the runner dies, so
+/// no lock outlives its holder. The owner record (who, and the step in
+/// progress) is a row of `run_lock`, written in its own transaction, for
+/// `status` and for the next run to report an interruption.
+final class PostgresRunLock: RunLockSession {
+    private let session: Connection
+    private let schema: String
+    private let key: String
+    private(set) var owner: LockOwner
+    let leftover: LockOwner?
+    private var released = false
+    private var keepsRecord = false
+
+    static func lockKey(_ schema: String) -> String { "migrator run " + schema }
+
+    init(
+        uri: String, schema: String, command: String, timeout: Double, onWait: ((LockOwner?) -> Void)?
+    ) throws(MigratorError) {
+        self.schema = schema
+        key = Self.lockKey(schema)
+        let name = ConnectionURI.redacted(uri)
+        do { session = try Connection(uri: uri) } catch {
+            throw MigratorError(.lockFailed, "cannot connect to '\(name)' for the run lock: \(error)", underlying: error)
+        }
+        let deadline = EngineClock.monotonic() + timeout
+        var told = false
+        do {
+            while try session.execute("SELECT pg_try_advisory_lock(hashtext($1))", [key]).text(0, 0) != "t" {
+                if !told, let onWait {
+                    told = true
+                    onWait(Self.record(session, schema))
+                }
+                if EngineClock.monotonic() >= deadline {
+                    let holder = Self.record(session, schema)
+                    throw MigratorError(
+                        .lockTimeout,
+                        "database '\(name)' is locked by \(holder?.summary ?? "another runner"); "
+                            + "gave up after \(RunLock.seconds(timeout))")
+                }
+                usleep(50_000)
+            }
+        } catch let e as MigratorError {
+            throw e
+        } catch {
+            throw MigratorError(.lockFailed, "cannot take the run lock of '\(name)': \(error)", underlying: error)
+        }
+        leftover = Self.record(session, schema)
+        owner = LockOwner(
+            pid: getpid(), host: EngineClock.hostName, user: EngineClock.userName, command: command,
+            startedAt: EngineClock.iso8601())
+        write()
+    }
+
+    deinit { release() }
+
+    func begin(_ id: String, _ direction: Direction, next: String?) {
+        owner.currentID = id
+        owner.currentDirection = direction
+        owner.currentStartedAt = EngineClock.iso8601()
+        owner.nextID = next
+        write()
+    }
+
+    func end() {
+        owner.currentID = nil
+        owner.currentDirection = nil
+        owner.currentStartedAt = nil
+        owner.nextID = nil
+        write()
+    }
+
+    func clearLeftover() { write() }
+    func keepRecord() { keepsRecord = true }
+
+    func release() {
+        guard !released else { return }
+        released = true
+        if !keepsRecord { _ = try? session.execute("DELETE FROM \(schema).run_lock") }
+        _ = try? session.execute("SELECT pg_advisory_unlock(hashtext($1))", [key])
+    }
+
+    /// Writes the owner record (autocommit: its own transaction).
+    private func write() {
+        _ = try? session.execute(
+            "INSERT INTO \(schema).run_lock (id, owner) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET owner = $1",
+            [owner.json.serialized])
+    }
+
+    private static func record(_ c: Connection, _ schema: String) -> LockOwner? {
+        guard let rows = try? c.execute("SELECT owner FROM \(schema).run_lock WHERE id = 1"),
+            let text = rows.text(0, 0)
+        else { return nil }
+        return LockOwner(parsing: text)
+    }
+
+    /// The lock's state, read without keeping it.
+    static func inspect(uri: String, schema: String) -> LockState {
+        guard let c = try? Connection(uri: uri) else { return .free(leftover: nil) }
+        let owner = record(c, schema)
+        let got = try? c.execute("SELECT pg_try_advisory_lock(hashtext($1))", [lockKey(schema)]).text(0, 0)
+        if got == "t" {
+            _ = try? c.execute("SELECT pg_advisory_unlock(hashtext($1))", [lockKey(schema)])
+            return .free(leftover: owner)
+        }
+        return .held(by: owner)
+    }
+}
