@@ -53,7 +53,7 @@ let package = Package(
         // Loader, host API, planner, runner, tracking, locking, Migrator.
         .target(name: "MigrationEngine", dependencies: ["DocumentStore", "PostgresStore", "MigrationKit", "MigratorPluginABI", "CCrypto", "_MigratorCShims"]),
         // Argument parsing and commands; the executable only calls into it.
-        .target(name: "MigratorCLI", dependencies: ["DocumentStore", "MigrationEngine"]),
+        .target(name: "MigratorCLI", dependencies: ["DocumentStore", "PostgresStore", "MigrationEngine"]),
         .executableTarget(name: "migrator", dependencies: ["MigratorCLI"]),
         // Example Swift plugin; exports only migrator_plugin_entry_v1.
         .target(
@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "PostgresStoreTests", dependencies: ["DocumentStore", "PostgresStore", "TestSupport"]),
         // `migrator` serves as the worker process in the isolation tests.
         .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "PostgresStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport", "migrator"]),
-        .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "TestSupport"]),
+        .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "PostgresStore", "DocumentStore", "TestSupport"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], path: "Tests/Fuzz/RegressionTests"),
     ],
     swiftLanguageModes: [.v6]

@@ -410,8 +410,8 @@ public final class Migrator {
         case .held(let owner):
             throw MigratorError(
                 .lockHeld,
-                "the run lock of '\(storage.location)' is held by a live process: \(owner?.summary ?? "unknown owner"); "
-                    + "not breaking it (wait for it, or stop that process)")
+                "the run lock of '\(storage.location)' is held by a live process: "
+                    + "\(owner?.summary ?? "unknown owner"); not breaking it (wait for it, or stop that process)")
         case .free(let leftover):
             guard storage.exists else { return "'\(storage.location)' has no database; nothing to unlock" }
             guard let leftover else { return "the run lock of '\(storage.location)' is free; nothing to do" }

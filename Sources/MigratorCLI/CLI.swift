@@ -1,6 +1,7 @@
 import DocumentStore
 import MigrationEngine
 import MigrationKit
+import PostgresStore
 
 #if canImport(Glibc)
 import Glibc
@@ -56,10 +57,14 @@ public struct Context {
         self.err = err
     }
 
-    /// `--db`, else `MIGRATOR_DB`, else `./migrator.db`.
+    /// `--db`, else `MIGRATOR_DB`, else `./migrator.db`: a directory (LMDB)
+    /// or a `postgres://` URI.
     func databasePath(_ args: ParsedArguments) -> String {
         args.options["db"] ?? environment["MIGRATOR_DB"] ?? "./migrator.db"
     }
+
+    /// ``databasePath(_:)`` as messages and prompts show it: a URI's password redacted.
+    func databaseName(_ args: ParsedArguments) -> String { ConnectionURI.redacted(databasePath(args)) }
 
     /// Store options from the environment: `MIGRATOR_MAX_MAP_MB` caps how
     /// large the database may grow (default: 1 TiB).

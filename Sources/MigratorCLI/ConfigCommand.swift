@@ -1,3 +1,5 @@
+import PostgresStore
+
 /// `migrator config`: the effective settings and where each comes from.
 enum ConfigCommand {
     static let all: [Command] = [
@@ -15,7 +17,8 @@ enum ConfigCommand {
         var rows = [["KEY", "VALUE", "SOURCE"]]
         for key in Configuration.keys {
             let (value, source) = configuration.effective(key, args, ctx.environment)
-            let shown = value ?? defaultValue(key, ctx)
+            // A database URI's password is never shown.
+            let shown = ConnectionURI.redacted(value ?? defaultValue(key, ctx))
             rows.append([key.name, printable(shown), "\(source)"])
         }
         ctx.out.write(Table.render(rows))

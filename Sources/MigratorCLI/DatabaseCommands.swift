@@ -1,5 +1,6 @@
 import DocumentStore
 import MigrationEngine
+import PostgresStore
 
 #if canImport(Glibc)
 import Glibc
@@ -69,7 +70,7 @@ enum DatabaseCommands {
     /// The store at `--db`. Reads never create one: a mistyped path must
     /// not answer "0 documents" from a database made on the spot.
     static func open(_ ctx: Context, _ args: ParsedArguments, forWriting: Bool = false) throws -> DocumentStore {
-        let path = ctx.databasePath(args)
+        let path = try lmdbOnly(ctx, args)
         if !forWriting { try requireDatabase(path) }
         return try DocumentStore(path: path, options: ctx.storeOptions())
     }
@@ -84,7 +85,7 @@ enum DatabaseCommands {
             }
             timeout = t
         }
-        let storage = LMDBStorage(path: ctx.databasePath(args), options: try ctx.storeOptions())
+        let storage = LMDBStorage(path: try lmdbOnly(ctx, args), options: try ctx.storeOptions())
         return try storage.acquireLock(
             command: command, timeout: timeout,
             onWait: { owner in
@@ -94,9 +95,26 @@ enum DatabaseCommands {
             })
     }
 
-    /// Fails with exit 1 when there is nothing at `path`.
+    /// Fails with exit 1 when there is nothing at `path` (a directory, or a
+    /// PostgreSQL URI whose schema holds no store).
     static func requireDatabase(_ path: String) throws {
-        guard access(path, F_OK) == 0 else { throw CommandError("no database at \(path) (apply creates one)") }
+        let there =
+            ConnectionURI.isPostgres(path) ? PostgresStorage(uri: path).exists : access(path, F_OK) == 0
+        guard there else {
+            throw CommandError("no database at \(ConnectionURI.redacted(path)) (apply creates one)")
+        }
+    }
+
+    /// The database path for the `db` commands, which work on LMDB only so
+    /// far: a PostgreSQL URI is refused (exit 1) before anything is touched.
+    static func lmdbOnly(_ ctx: Context, _ args: ParsedArguments) throws -> String {
+        let path = ctx.databasePath(args)
+        if ConnectionURI.isPostgres(path) {
+            throw CommandError(
+                "'migrator db' works on LMDB databases only so far; \(ConnectionURI.redacted(path)) is PostgreSQL "
+                    + "(see docs/postgres.md)")
+        }
+        return path
     }
 
     static func filter(_ args: ParsedArguments) throws -> Filter {

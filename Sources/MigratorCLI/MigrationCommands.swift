@@ -277,7 +277,7 @@ enum MigrationCommands {
         }
         if args.flag("all"),
             !(try BackupCommands.confirm(
-                ctx, args, "rollback --all", "Roll back every applied migration of \(ctx.databasePath(args))?"))
+                ctx, args, "rollback --all", "Roll back every applied migration of \(ctx.databaseName(args))?"))
         {
             ctx.err.line("nothing rolled back")
             return ExitCode.refused

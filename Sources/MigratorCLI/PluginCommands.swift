@@ -1,5 +1,6 @@
 import DocumentStore
 import MigrationEngine
+import PostgresStore
 
 #if canImport(Glibc)
 import Glibc
@@ -89,7 +90,9 @@ enum PluginCommands {
         // An explicit --db must exist; $MIGRATOR_DB adds states only if it does.
         if let explicit = args.options["db"] { try DatabaseCommands.requireDatabase(explicit) }
         var dbPath = args.options["db"]
-        if dbPath == nil, let fromEnvironment = ctx.environment["MIGRATOR_DB"], access(fromEnvironment, F_OK) == 0 {
+        if dbPath == nil, let fromEnvironment = ctx.environment["MIGRATOR_DB"],
+            ConnectionURI.isPostgres(fromEnvironment) || access(fromEnvironment, F_OK) == 0
+        {
             dbPath = fromEnvironment
         }
         let migrator = Migrator(databasePath: dbPath ?? "")

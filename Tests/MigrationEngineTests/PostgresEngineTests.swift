@@ -114,7 +114,9 @@ struct PostgresEngineTests {
 
     @Test("passwords in the URI never appear in messages")
     func redaction() throws {
-        let m = Migrator(databasePath: "postgresql://password_user:not-the-password@/migrator_test?host=\(PostgresServer.socketDirectory)")
+        let m = Migrator(
+            databasePath:
+                "postgresql://password_user:not-the-password@/migrator_test?host=\(PostgresServer.socketDirectory)")
         let e = #expect(throws: (any Error).self) { try m.migrateUp() }
         let text = "\(e.map { "\($0)" } ?? "")"
         #expect(!text.contains("not-the-password"), "\(text)")

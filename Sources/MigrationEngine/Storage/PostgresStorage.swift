@@ -134,7 +134,8 @@ final class PostgresRunLock: RunLockSession {
         key = Self.lockKey(schema)
         let name = ConnectionURI.redacted(uri)
         do { session = try Connection(uri: uri) } catch {
-            throw MigratorError(.lockFailed, "cannot connect to '\(name)' for the run lock: \(error)", underlying: error)
+            throw MigratorError(
+                .lockFailed, "cannot connect to '\(name)' for the run lock: \(error)", underlying: error)
         }
         let deadline = EngineClock.monotonic() + timeout
         var told = false
