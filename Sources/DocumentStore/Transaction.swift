@@ -230,14 +230,17 @@ public final class Transaction {
         }
         // A cached collection was validated when first met.
         if lastState?.name != collection && states[collection] == nil { try Self.validate(collection) }
-        if !systemAccess && collection.utf8.first == UInt8(ascii: "_") {
-            throw StoreError(
-                .reservedCollection,
-                "collection '\(collection)' is reserved for the system "
-                    + "(names starting with '_' are read-only to user code)"
-            )
-        }
+        try Self.refuseReserved(collection, systemAccess: systemAccess)
         if let t = changeTracker, !systemAccess { try t.willChange(collection, in: self) }
+    }
+
+    /// Refuses writes to a reserved (`_`) collection unless the engine asked.
+    public static func refuseReserved(_ collection: String, systemAccess: Bool) throws(StoreError) {
+        guard !systemAccess && collection.utf8.first == UInt8(ascii: "_") else { return }
+        throw StoreError(
+            .reservedCollection,
+            "collection '\(collection)' is reserved for the system (names starting with '_' are read-only to user code)"
+        )
     }
 
     /// Checks a collection name: 1 to 120 bytes, no control characters.

@@ -67,12 +67,7 @@ public final class PostgresTransaction: DocumentTransaction {
             throw StoreError(.readOnlyTransaction, "cannot write collection '\(collection)' in a read transaction")
         }
         try Transaction.validate(collection)
-        if !systemAccess && collection.utf8.first == UInt8(ascii: "_") {
-            throw StoreError(
-                .reservedCollection,
-                "collection '\(collection)' is reserved for the system "
-                    + "(names starting with '_' are read-only to user code)")
-        }
+        try Transaction.refuseReserved(collection, systemAccess: systemAccess)
     }
 
     /// `collection` (its tables and indexes), created when `create` is set.
@@ -168,17 +163,7 @@ public final class PostgresTransaction: DocumentTransaction {
                 .invalidDocument,
                 "collection '\(collection)': a document must be a JSON object, not \(document.typeName)")
         }
-        let id: JSON
-        if let given = obj["_id"] {
-            id = given
-            if obj.fields.first?.key != "_id" {
-                obj["_id"] = nil
-                obj.prepend("_id", given)
-            }
-        } else {
-            id = .string(ObjectID.generate())
-            obj.prepend("_id", id)
-        }
+        let id = obj.placeID()
         let key: String
         do { key = try Self.key(id) } catch {
             throw StoreError(error.code, "collection '\(collection)': \(error.message)")

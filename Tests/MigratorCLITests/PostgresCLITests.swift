@@ -45,9 +45,10 @@ struct PostgresCLITests {
         #expect(rollback.status == 0, "\(rollback.stderr)")
         let after = try migrator(["status", "--json", "--db", db.uri, "--dir", w.dir])
         #expect(after.stdout.components(separatedBy: #""state":"pending""#).count - 1 == 3, "\(after.stdout)")
-        #expect(try db.history().map { $0.objectValue?["outcome"]?.stringValue ?? "" }.suffix(3) == [
-            "rolled_back", "rolled_back", "rolled_back",
-        ])
+        #expect(
+            try db.history().map { $0.objectValue?["outcome"]?.stringValue ?? "" }.suffix(3) == [
+                "rolled_back", "rolled_back", "rolled_back",
+            ])
     }
 
     @Test("8 runners at once, 20 rounds: every migration applied exactly once, in order")

@@ -8,19 +8,7 @@ import Testing
 /// counts, error codes) must be identical, as must both collections at the end.
 @Suite("PostgreSQL gives LMDB's answers")
 struct DifferentialTests {
-    /// A small deterministic generator (SplitMix64), so a failure replays.
-    struct Random {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-        mutating func pick<T>(_ xs: [T]) -> T { xs[below(xs.count)] }
-    }
+    typealias Random = SeededGenerator
 
     static let fields = ["a", "b", "c"]
     static let paths = ["a", "b", "c", "a.b", "a.c", "b.a", "a.0", "b.1"]

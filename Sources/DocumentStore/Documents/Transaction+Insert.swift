@@ -132,17 +132,7 @@ extension Transaction {
     }
 
     func insert(_ obj: inout JSONObject, into s: CollectionState) throws(StoreError) -> JSON {
-        let id: JSON
-        if let given = obj["_id"] {
-            id = given
-            if obj.fields.first?.key != "_id" {
-                obj["_id"] = nil
-                obj.prepend("_id", given)
-            }
-        } else {
-            id = .string(ObjectID.generate())
-            obj.prepend("_id", id)
-        }
+        let id = obj.placeID()
         keyBuffer.removeAll(keepingCapacity: true)
         keyBuffer.append(contentsOf: s.prefix)
         do { try KeyEncoding.appendID(id, to: &keyBuffer) } catch {
@@ -182,5 +172,22 @@ extension Transaction {
         guard changeTracker != nil else { return }
         noteChange(s.name) { $0.inserted += 1 }
         notePreImage(s, idKey: UnsafeRawBufferPointer(rebasing: key[4...]), bytes: nil)
+    }
+}
+
+extension JSONObject {
+    /// Puts `_id` first, as every stored document has it, generating an
+    /// ObjectId when there is none; returns the `_id`.
+    public mutating func placeID() -> JSON {
+        guard let given = self["_id"] else {
+            let id = JSON.string(ObjectID.generate())
+            prepend("_id", id)
+            return id
+        }
+        if fields.first?.key != "_id" {
+            self["_id"] = nil
+            prepend("_id", given)
+        }
+        return given
     }
 }

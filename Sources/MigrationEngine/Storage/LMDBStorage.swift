@@ -95,8 +95,9 @@ package final class LMDBStorage: MigrationStorage {
 }
 
 /// One LMDB write transaction, seen through ``StorageTransaction``.
-final class LMDBTransaction: StorageTransaction {
+final class LMDBTransaction: TrackedTransaction {
     let txn: Transaction
+    var documents: any DocumentTransaction { txn }
     /// A dry run or reversibility check: nothing may be committed.
     let isTrial: Bool
     init(_ txn: Transaction, trial: Bool = false) {
@@ -104,15 +105,6 @@ final class LMDBTransaction: StorageTransaction {
         isTrial = trial
     }
 
-    func isApplied(_ id: String) throws -> Bool { try Tracking.isApplied(txn, id) }
-    func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
-        try Tracking.recordApplied(txn, m, startedAt: startedAt, durationMS: durationMS)
-    }
-    func removeApplied(_ id: String) throws { try Tracking.removeApplied(txn, id) }
-    func progress(_ id: String) throws -> MigrationProgress? { try Tracking.progress(txn, id) }
-    func clearProgress(_ id: String) throws { try Tracking.clearProgress(txn, id) }
-    func acceptChecksum(_ id: String, _ checksum: String?) throws { try Tracking.acceptChecksum(txn, id, checksum) }
-    func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(txn, entry) }
     func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase {
         StoreDatabase(
             txn: txn, migrationID: migrationID, observer: observer, resumeToken: resumeToken,

@@ -82,19 +82,11 @@ package final class PostgresStorage: MigrationStorage {
 }
 
 /// One PostgreSQL transaction, seen through ``StorageTransaction``.
-final class PostgresStepTransaction: StorageTransaction {
+final class PostgresStepTransaction: TrackedTransaction {
     let txn: PostgresTransaction
+    var documents: any DocumentTransaction { txn }
     init(_ txn: PostgresTransaction) { self.txn = txn }
 
-    func isApplied(_ id: String) throws -> Bool { try Tracking.isApplied(txn, id) }
-    func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
-        try Tracking.recordApplied(txn, m, startedAt: startedAt, durationMS: durationMS)
-    }
-    func removeApplied(_ id: String) throws { try Tracking.removeApplied(txn, id) }
-    func progress(_ id: String) throws -> MigrationProgress? { try Tracking.progress(txn, id) }
-    func clearProgress(_ id: String) throws { try Tracking.clearProgress(txn, id) }
-    func acceptChecksum(_ id: String, _ checksum: String?) throws { try Tracking.acceptChecksum(txn, id, checksum) }
-    func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(txn, entry) }
     func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase {
         StoreDatabase(
             txn: txn, migrationID: migrationID, observer: observer, resumeToken: resumeToken,
@@ -116,11 +108,11 @@ final class PostgresStepTransaction: StorageTransaction {
 /// no lock outlives its holder. The owner record (who, and the step in
 /// progress) is a row of `run_lock`, written in its own transaction, for
 /// `status` and for the next run to report an interruption.
-final class PostgresRunLock: RunLockSession {
+final class PostgresRunLock: OwnerRecordLock {
     private let session: Connection
     private let schema: String
     private let key: String
-    private(set) var owner: LockOwner
+    var owner: LockOwner
     let leftover: LockOwner?
     private var released = false
     private var keepsRecord = false
@@ -168,23 +160,6 @@ final class PostgresRunLock: RunLockSession {
 
     deinit { release() }
 
-    func begin(_ id: String, _ direction: Direction, next: String?) {
-        owner.currentID = id
-        owner.currentDirection = direction
-        owner.currentStartedAt = EngineClock.iso8601()
-        owner.nextID = next
-        write()
-    }
-
-    func end() {
-        owner.currentID = nil
-        owner.currentDirection = nil
-        owner.currentStartedAt = nil
-        owner.nextID = nil
-        write()
-    }
-
-    func clearLeftover() { write() }
     func keepRecord() { keepsRecord = true }
 
     func release() {
@@ -195,7 +170,7 @@ final class PostgresRunLock: RunLockSession {
     }
 
     /// Writes the owner record (autocommit: its own transaction).
-    private func write() {
+    func write() {
         _ = try? session.execute(
             "INSERT INTO \(schema).run_lock (id, owner) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET owner = $1",
             [owner.json.serialized])

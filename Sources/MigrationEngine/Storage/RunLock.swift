@@ -70,6 +70,22 @@ public struct LockOwner: Sendable, Equatable {
         nextID = current?["next"]?.stringValue
     }
 
+    /// Records that `id` is now running in `direction`, with `next` queued.
+    mutating func begin(_ id: String, _ direction: Direction, next: String?) {
+        currentID = id
+        currentDirection = direction
+        currentStartedAt = EngineClock.iso8601()
+        nextID = next
+    }
+
+    /// Records that no step is running.
+    mutating func end() {
+        currentID = nil
+        currentDirection = nil
+        currentStartedAt = nil
+        nextID = nil
+    }
+
     /// "apply (pid 42, root@box) since 2026-11-26T10:00:05.123Z"
     public var summary: String { "\(command) (pid \(pid), \(user)@\(host)) since \(startedAt)" }
 }
@@ -82,19 +98,42 @@ public enum LockState: Sendable, Equatable {
     case held(by: LockOwner?)
 }
 
+/// A run lock that keeps its owner record in one place (a file, a row) and
+/// rewrites it as steps begin and end.
+protocol OwnerRecordLock: RunLockSession {
+    var owner: LockOwner { get set }
+    /// Writes ``owner`` where readers find it.
+    func write()
+}
+
+extension OwnerRecordLock {
+    func begin(_ id: String, _ direction: Direction, next: String?) {
+        owner.begin(id, direction, next: next)
+        write()
+    }
+
+    func end() {
+        owner.end()
+        write()
+    }
+
+    /// Forgets a leftover record (after it has been dealt with).
+    func clearLeftover() { write() }
+}
+
 /// The exclusive run lock of `apply`, `rollback` and `unlock`: an open-file-
 /// description lock (`F_OFD_SETLK`) on `<db>/migrator.lock`. The kernel drops
 /// it when the holder dies, so no lock outlives a crashed runner; readers test
 /// it with `F_OFD_GETLK` without taking it. The file records the owner, and
 /// the migration in progress, for messages and crash reports.
-final class RunLock: RunLockSession {
+final class RunLock: OwnerRecordLock {
     private static let getLock = migrator_F_OFD_GETLK
     private static let setLock = migrator_F_OFD_SETLK
 
     static func path(database: String) -> String { database + "/migrator.lock" }
 
     private let fd: Int32
-    private(set) var owner: LockOwner
+    var owner: LockOwner
     /// The record found when the lock was taken: a previous run's, if it
     /// did not finish cleanly.
     let leftover: LockOwner?
@@ -159,30 +198,10 @@ final class RunLock: RunLockSession {
 
     func keepRecord() { keepsRecord = true }
 
-    /// Records the migration now running (no fsync: it only has to survive
-    /// the process, which the page cache does).
-    func begin(_ id: String, _ direction: Direction, next: String?) {
-        owner.currentID = id
-        owner.currentDirection = direction
-        owner.currentStartedAt = EngineClock.iso8601()
-        owner.nextID = next
-        write()
-    }
-
-    func end() {
-        owner.currentID = nil
-        owner.currentDirection = nil
-        owner.currentStartedAt = nil
-        owner.nextID = nil
-        write()
-    }
-
-    /// Forgets a leftover record (after it has been dealt with).
-    func clearLeftover() { write() }
-
     /// Rewrites the record in place, padded with spaces to a fixed size so
-    /// the file never changes length (no truncation per migration).
-    private func write() {
+    /// the file never changes length (no truncation per migration; no fsync:
+    /// it only has to survive the process, which the page cache does).
+    func write() {
         var text = Array(owner.json.serialized.utf8)
         let size = max(Self.recordSize, text.count + 1)
         text += [UInt8](repeating: 0x20, count: size - 1 - text.count) + [0x0A]

@@ -148,3 +148,23 @@ enum Tracking {
         return nil
     }
 }
+
+/// A ``StorageTransaction`` whose records are ``Tracking``'s, over its
+/// backend's ``DocumentTransaction``: the bookkeeping is written once.
+protocol TrackedTransaction: StorageTransaction {
+    var documents: any DocumentTransaction { get }
+}
+
+extension TrackedTransaction {
+    func isApplied(_ id: String) throws -> Bool { try Tracking.isApplied(documents, id) }
+    func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
+        try Tracking.recordApplied(documents, m, startedAt: startedAt, durationMS: durationMS)
+    }
+    func removeApplied(_ id: String) throws { try Tracking.removeApplied(documents, id) }
+    func progress(_ id: String) throws -> MigrationProgress? { try Tracking.progress(documents, id) }
+    func clearProgress(_ id: String) throws { try Tracking.clearProgress(documents, id) }
+    func acceptChecksum(_ id: String, _ checksum: String?) throws {
+        try Tracking.acceptChecksum(documents, id, checksum)
+    }
+    func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(documents, entry) }
+}
