@@ -92,4 +92,52 @@ struct PostgresCLITests {
         let refused = try migrator(["db", "collections", "--db", db.uri])
         #expect(refused.status == 1 && refused.stderr.contains("LMDB databases only"), "\(refused.stderr)")
     }
+
+    @Test("the server restarting during a run: a clear lost-connection error, exit 1, nothing half-done")
+    func serverRestart() throws {
+        // A server of its own: restarting the shared one would disturb other tests.
+        let dir = "/tmp/migrator-pg-restart-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        let started = PostgresServer.runScript(["start", dir])
+        defer { _ = PostgresServer.runScript(["stop", dir]) }
+        try #require(started.status == 0, "\(started.output)")
+        let uri = try #require(started.output.split(separator: "\n").last.map(String.init))
+
+        let w = try Workspace()
+        let marker = w.root + "/in-step-2"
+        let go = w.root + "/go"
+        try w.add("p001.so", ConcurrencyTests.orderedPlugin(1))
+        // Step 2 says it started, waits until told to go on, then writes.
+        try w.add(
+            "p002.so",
+            Fixtures.stepPlugin(
+                "002_step",
+                up: """
+                    fclose(fopen("\(marker)", "w"));
+                    for (int i = 0; i < 600 && access("\(go)", F_OK) != 0; i++) usleep(50000);
+                    return host->insert(txn, "log", "{\\"n\\":2}");
+                    """))
+        let run = try launchMigrator(["apply", "--db", uri, "--dir", w.dir])
+        try run.stdin.fileHandleForWriting.close()
+        var waited = 0
+        while access(marker, F_OK) != 0 && waited < 600 {
+            usleep(50_000)
+            waited += 1
+        }
+        try #require(access(marker, F_OK) == 0, "step 2 never started")
+        let restart = PostgresServer.runScript(["restart", dir])
+        try #require(restart.status == 0, "\(restart.output)")
+        fclose(fopen(go, "w"))
+        let err = String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        run.process.waitUntilExit()
+        #expect(run.process.terminationStatus == 1, "\(err)")
+        #expect(err.contains("connection") && err.contains("lost"), "\(err)")
+
+        // 001 committed before the restart, 002 did not: nothing half-done.
+        let (connect, schema) = ConnectionURI.splitSchema(uri)
+        let count = try PostgresDocumentStore(uri: connect, schema: schema ?? "migrator").read { try $0.count("log") }
+        #expect(count == 1)
+        let again = try migrator(["apply", "--db", uri, "--dir", w.dir])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect((again.stdout + again.stderr).contains("applied 002_step"), "\(again.stdout)\(again.stderr)")
+    }
 }

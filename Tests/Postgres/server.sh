@@ -4,6 +4,7 @@
 # authentication for the socket. PostgreSQL refuses to run as root, so as
 # root the server runs as the user `postgres` (Debian's package creates it).
 #   Tests/Postgres/server.sh start DIR   prints the connection URI
+#   Tests/Postgres/server.sh restart DIR   (a fast shutdown: sessions are cut)
 #   Tests/Postgres/server.sh stop DIR
 set -euo pipefail
 cmd=${1:?start|stop}
@@ -36,9 +37,12 @@ REVOKE ALL ON SCHEMA locked FROM PUBLIC;
 SQL
     echo "postgresql://migrator@/migrator_test?host=$dir&port=5432"
     ;;
+restart)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null
+    ;;
 stop)
     [ -d "$dir/data" ] && as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     rm -rf "$dir"
     ;;
-*) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start|restart|stop DIR" >&2; exit 2 ;;
 esac

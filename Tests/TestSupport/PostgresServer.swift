@@ -30,10 +30,16 @@ public enum PostgresServer {
         return String(line)
     }()
 
-    /// Runs Tests/Postgres/server.sh with posix_spawn and waitpid: this runs
-    /// inside a lazy initializer other tests wait on, where Foundation's
-    /// `Process` (which reaps children on a dispatch queue) deadlocked.
-    static func runScript(_ args: [String]) -> (status: Int32, output: String) {
+    /// Runs Tests/Postgres/server.sh with `args`.
+    public static func runScript(_ args: [String]) -> (status: Int32, output: String) {
+        spawn(["/bin/bash", Fixtures.packageRoot + "/Tests/Postgres/server.sh"] + args)
+    }
+
+    /// Runs a program with posix_spawn and waitpid; its output goes to a
+    /// file. For anything that starts a server: Foundation's `Process`
+    /// waited forever for a child whose grandchild (the daemonized server)
+    /// lives on, and deadlocked inside a lazy initializer.
+    public static func spawn(_ argv: [String]) -> (status: Int32, output: String) {
         let log = "/tmp/migrator-pg-log-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
         defer { unlink(log) }
         var actions = posix_spawn_file_actions_t()
@@ -42,11 +48,12 @@ public enum PostgresServer {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ["/bin/bash", Fixtures.packageRoot + "/Tests/Postgres/server.sh"] + args
         var cArgs = argv.map { strdup($0) } + [nil]
         defer { for a in cArgs { free(a) } }
         var pid = pid_t()
-        guard posix_spawn(&pid, "/bin/bash", &actions, nil, &cArgs, environ) == 0 else { return (-1, "spawn failed") }
+        guard let program = argv.first, posix_spawnp(&pid, program, &actions, nil, &cArgs, environ) == 0 else {
+            return (-1, "cannot start \(argv.first ?? "nothing")")
+        }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
