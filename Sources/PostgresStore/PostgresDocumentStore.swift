@@ -84,6 +84,8 @@ public final class PostgresDocumentStore {
         defer { txn.ended = true }
         do {
             let r = try body(txn)
+            // Pending inserts go first; a deferred error fails the commit.
+            try txn.flush()
             try connection.run("COMMIT")
             return r
         } catch {

@@ -10,6 +10,9 @@ final class PGCollection {
     /// multikey and numeric-equality semantics are LMDB's exactly.
     let entries: String
     var indexes: [PGIndex]
+    /// Bumped by every write to the collection, so readers know their
+    /// prefetched rows may be stale.
+    var generation = 0
     init(schema: String, id: Int64, indexes: [PGIndex]) {
         self.id = id
         table = "\(schema).c_\(id)"
@@ -64,7 +67,7 @@ extension PostgresTransaction {
     }
 
     private func checkFree(_ c: PGCollection, _ name: String, _ e: Entry, key: String) throws {
-        let taken = try connection.execute(
+        let taken = try sql(
             "SELECT _id FROM \(c.entries) WHERE ix = $1 AND key = $2 AND _id <> $3 LIMIT 1",
             ["\(e.index.id)", e.key, key])
         guard taken.count == 1, let other = taken.text(0, 0) else { return }
@@ -78,11 +81,11 @@ extension PostgresTransaction {
     /// Writes a document's entry changes.
     func write(_ change: (added: [Entry], removed: [Entry]), _ c: PGCollection, key: String) throws {
         for e in change.removed {
-            try connection.execute(
+            try sql(
                 "DELETE FROM \(c.entries) WHERE ix = $1 AND key = $2 AND _id = $3", ["\(e.index.id)", e.key, key])
         }
         for e in change.added {
-            try connection.execute(
+            try sql(
                 "INSERT INTO \(c.entries) (ix, key, _id) VALUES ($1, $2, $3)", ["\(e.index.id)", e.key, key])
         }
     }
@@ -105,23 +108,23 @@ extension PostgresTransaction {
             throw StoreError(
                 .indexExists, "collection '\(collection)': an index on '\(path)' exists with unique=\(existing.unique)")
         }
-        let id = Int64(try connection.execute("SELECT nextval('\(schema).index_ids')").text(0, 0) ?? "") ?? 0
+        let id = Int64(try sql("SELECT nextval('\(schema).index_ids')").text(0, 0) ?? "") ?? 0
         let index = PGIndex(id: id, path: fieldPath, unique: unique)
         // Built in _id order, so the first conflict found is LMDB's.
-        let rows = try connection.execute("SELECT _id, body FROM \(c.table) ORDER BY _id")
+        let rows = try sql("SELECT _id, body FROM \(c.table) ORDER BY _id")
         for i in 0..<rows.count {
             guard let key = rows.text(i, 0), let text = rows.text(i, 1) else { continue }
             let doc = try JSON(parsing: text)
             for (k, value) in IndexKeys.of(doc, path: fieldPath) {
                 let entry = Entry(index: index, key: Self.hex(k), value: value)
                 if unique { try checkFree(c, collection, entry, key: key) }
-                try connection.execute(
+                try sql(
                     "INSERT INTO \(c.entries) (ix, key, _id) VALUES ($1, $2, $3)", ["\(id)", entry.key, key])
             }
         }
         if unique {
             // The server enforces it too, for writers that race.
-            try connection.run("CREATE UNIQUE INDEX x_\(c.id)_\(id) ON \(c.entries) (key) WHERE ix = \(id)")
+            try sqlRun("CREATE UNIQUE INDEX x_\(c.id)_\(id) ON \(c.entries) (key) WHERE ix = \(id)")
         }
         c.indexes.append(index)
         try saveIndexes(c, collection)
@@ -138,8 +141,8 @@ extension PostgresTransaction {
             throw StoreError(.indexNotFound, "collection '\(collection)' has no index on '\(path)'")
         }
         let index = c.indexes.remove(at: i)
-        try connection.execute("DELETE FROM \(c.entries) WHERE ix = $1", ["\(index.id)"])
-        if index.unique { try connection.run("DROP INDEX IF EXISTS \(schema).x_\(c.id)_\(index.id)") }
+        try sql("DELETE FROM \(c.entries) WHERE ix = $1", ["\(index.id)"])
+        if index.unique { try sqlRun("DROP INDEX IF EXISTS \(schema).x_\(c.id)_\(index.id)") }
         try saveIndexes(c, collection)
     }
 
@@ -152,7 +155,7 @@ extension PostgresTransaction {
     }
 
     private func saveIndexes(_ c: PGCollection, _ name: String) throws {
-        try connection.execute(
+        try sql(
             "UPDATE \(schema).collections SET indexes = $2::jsonb WHERE name = $1",
             [name, JSON.array(c.indexes.map(\.record)).serialized])
     }

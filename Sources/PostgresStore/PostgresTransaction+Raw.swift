@@ -23,20 +23,20 @@ extension PostgresTransaction {
         do { key = try Self.key(id) } catch {
             throw StoreError(error.code, "collection '\(collection)': \(error.message)")
         }
-        let rows = try connection.execute("SELECT body FROM \(c.table) WHERE _id = $1", [key])
+        let rows = try sql("SELECT body FROM \(c.table) WHERE _id = $1", [key])
         guard let bytes = rows.bytes(0, 0), rows.count == 1 else { return nil }
         return handOut(bytes)
     }
 
     public func openReader(_ collection: String, filter: Filter) throws -> any DocumentReader {
         try usableForReads(collection)
-        // The keys present now: documents inserted later are not visited.
-        var keys: [String] = []
-        if let c = try self.collection(collection) {
-            let rows = try connection.execute("SELECT _id FROM \(c.table) ORDER BY _id")
-            keys = (0..<rows.count).compactMap { rows.text($0, 0) }
+        // The last key now: documents inserted beyond it are not visited.
+        guard let c = try self.collection(collection),
+            let upper = try sql("SELECT max(_id) FROM \(c.table)").text(0, 0)
+        else {
+            return PostgresReader(txn: self, collection: collection, table: nil, filter: filter, upper: "")
         }
-        return PostgresReader(txn: self, collection: collection, filter: filter, keys: keys)
+        return PostgresReader(txn: self, collection: collection, table: c, filter: filter, upper: upper)
     }
 
     /// Replaces the document at `key` with `json`, keeping its `_id` (which
@@ -61,14 +61,15 @@ extension PostgresTransaction {
         new["_id"] = nil
         new.prepend("_id", id)
         guard let c = try self.collection(collection) else { return }
-        let rows = try connection.execute("SELECT body FROM \(c.table) WHERE _id = $1", [key])
+        let rows = try sql("SELECT body FROM \(c.table) WHERE _id = $1", [key])
         guard let old = rows.text(0, 0) else {
             throw StoreError(.noCurrentDocument, "collection '\(collection)': the cursor's document is gone")
         }
         let body = JSON.object(new).serialized
         guard body != old else { return }
         let change = try checkedEntries(c, collection, key: key, old: try JSON(parsing: old), new: .object(new))
-        try connection.execute("UPDATE \(c.table) SET body = $2 WHERE _id = $1", [key, body])
+        c.generation += 1
+        try sql("UPDATE \(c.table) SET body = $2 WHERE _id = $1", [key, body])
         try write(change, c, key: key)
     }
 
@@ -76,43 +77,40 @@ extension PostgresTransaction {
     func delete(_ collection: String, key: String) throws {
         try writable(collection)
         guard let c = try self.collection(collection) else { return }
-        try connection.execute("DELETE FROM \(c.table) WHERE _id = $1", [key])
-        if !c.indexes.isEmpty { try connection.execute("DELETE FROM \(c.entries) WHERE _id = $1", [key]) }
-    }
-
-    /// The body at `key` if it still exists and matches `filter`.
-    func current(_ collection: String, key: String, filter: Filter) throws -> UnsafeRawBufferPointer? {
-        guard let c = try self.collection(collection) else { return nil }
-        let rows = try connection.execute("SELECT body FROM \(c.table) WHERE _id = $1", [key])
-        guard rows.count == 1, let bytes = rows.bytes(0, 0) else { return nil }
-        if !filter.matchesEverything {
-            guard filter.matches(try JSON(parsing: bytes)) else { return nil }
-        }
-        return handOut(bytes)
+        c.generation += 1
+        try sql("DELETE FROM \(c.table) WHERE _id = $1", [key])
+        if !c.indexes.isEmpty { try sql("DELETE FROM \(c.entries) WHERE _id = $1", [key]) }
     }
 }
 
-/// A cursor over the keys present when it opened; each document is read
-/// when reached, so one deleted meanwhile is skipped and one changed is
-/// seen as it is now, as on LMDB.
+/// A cursor up to the last key present when it opened, read in batches of
+/// rows in `_id` order. A write to the collection through the transaction
+/// (other than this cursor's own) drops the prefetched rows, so what it
+/// returns is what is stored now: a document deleted meanwhile is skipped
+/// and one changed is seen as it is, as on LMDB.
 final class PostgresReader: DocumentReader {
     private let txn: PostgresTransaction
     private let collection: String
+    private let table: PGCollection?
     private let filter: Filter
-    private let keys: [String]
-    private var next = 0
+    private let upper: String
+    private var after: String?
+    private var rows: Rows?
+    private var index = 0
+    private var seenGeneration = 0
     private var currentKey: String?
     private var closed = false
-    /// The bytes `nextRaw` returned, owned until the next call.
-    private var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    private var done = false
+    static let batch = 1000
 
-    init(txn: PostgresTransaction, collection: String, filter: Filter, keys: [String]) {
+    init(txn: PostgresTransaction, collection: String, table: PGCollection?, filter: Filter, upper: String) {
         self.txn = txn
         self.collection = collection
+        self.table = table
         self.filter = filter
-        self.keys = keys
+        self.upper = upper
+        done = table == nil
     }
-    deinit { buffer.deallocate() }
 
     private func open() throws {
         if closed { throw StoreError(.cursorClosed, "collection '\(collection)': the cursor was closed") }
@@ -121,19 +119,31 @@ final class PostgresReader: DocumentReader {
     func nextRaw() throws -> UnsafeRawBufferPointer? {
         try open()
         currentKey = nil
-        while next < keys.count {
-            let key = keys[next]
-            next += 1
-            guard let bytes = try txn.current(collection, key: key, filter: filter) else { continue }
-            if buffer.count < bytes.count {
-                buffer.deallocate()
-                buffer = .allocate(byteCount: max(bytes.count, 2 * buffer.count), alignment: 1)
+        guard let table, !done else { return nil }
+        while true {
+            if rows == nil || index >= (rows?.count ?? 0) || seenGeneration != table.generation {
+                seenGeneration = table.generation
+                let fetched = try txn.sql(
+                    "SELECT _id, body FROM \(table.table) WHERE ($1::text IS NULL OR _id > $1) AND _id <= $2 "
+                        + "ORDER BY _id LIMIT \(Self.batch)", [after, upper])
+                // sql() may have sent pending inserts: that is no change to what we read.
+                seenGeneration = table.generation
+                rows = fetched
+                index = 0
+                if fetched.count == 0 {
+                    done = true
+                    return nil
+                }
             }
-            buffer.copyMemory(from: bytes)
+            guard let rows, let key = rows.text(index, 0), let bytes = rows.bytes(index, 1) else { return nil }
+            index += 1
+            after = key
+            if !filter.matchesEverything {
+                guard filter.matches(try JSON(parsing: bytes)) else { continue }
+            }
             currentKey = key
-            return UnsafeRawBufferPointer(rebasing: buffer[..<bytes.count])
+            return bytes
         }
-        return nil
     }
 
     private func current() throws -> String {
@@ -146,12 +156,18 @@ final class PostgresReader: DocumentReader {
 
     func replaceCurrent(json: UnsafeRawBufferPointer) throws {
         try txn.replace(collection, key: try current(), json: json)
+        // Our own write to the document we are on: the rows ahead still hold.
+        if let table { seenGeneration = table.generation }
     }
 
     func deleteCurrent() throws {
         try txn.delete(collection, key: try current())
         currentKey = nil
+        if let table { seenGeneration = table.generation }
     }
 
-    func close() { closed = true }
+    func close() {
+        closed = true
+        rows = nil
+    }
 }

@@ -24,8 +24,80 @@ public final class PostgresTransaction: DocumentTransaction {
     /// Commits the work so far and goes on in a new transaction (checkpoints).
     public func commitAndContinue() throws {
         try usable()
-        try connection.run("COMMIT; BEGIN")
+        try sqlRun("COMMIT; BEGIN")
         known.removeAll()
+    }
+
+    // MARK: - Statements, and inserts sent in batches
+
+    /// Inserts not sent yet: consecutive inserts into one collection without
+    /// indexes go as one multi-row statement, before any other statement
+    /// and at commit. A duplicate `_id` among them is found then, at a later
+    /// call or at the end of the step, and fails the whole step: the
+    /// transaction is poisoned and cannot commit.
+    private var pending: (collection: PGCollection, name: String, rows: [(key: String, body: String, id: JSON)])?
+    static let batchSize = 500
+    /// The error a batch met; every later call fails with it.
+    private var poison: StoreError?
+
+    /// Runs a statement after sending the pending inserts.
+    @discardableResult
+    func sql(_ text: String, _ parameters: [String?] = []) throws -> Rows {
+        try flush()
+        return try connection.execute(text, parameters)
+    }
+
+    /// Runs statements after sending the pending inserts.
+    func sqlRun(_ text: String) throws {
+        try flush()
+        try connection.run(text)
+    }
+
+    /// Sends the pending inserts.
+    public func flush() throws {
+        if let poison { throw poison }
+        guard let batch = pending else { return }
+        pending = nil
+        var params: [String?] = []
+        params.reserveCapacity(batch.rows.count * 2)
+        var values: [String] = []
+        for (i, row) in batch.rows.enumerated() {
+            params.append(row.key)
+            params.append(row.body)
+            values.append("($\(2 * i + 1), $\(2 * i + 2))")
+        }
+        let rows: Rows
+        do {
+            rows = try connection.execute(
+                "INSERT INTO \(batch.collection.table) (_id, body) VALUES \(values.joined(separator: ", ")) "
+                    + "ON CONFLICT (_id) DO NOTHING RETURNING _id", params)
+        } catch {
+            // The connection's own error goes up; later calls name it.
+            poison = StoreError(.storage, "collection '\(batch.name)': inserting a batch failed: \(error)")
+            throw error
+        }
+        guard rows.count != batch.rows.count else { return }
+        var inserted: [String: Int] = [:]
+        for i in 0..<rows.count { inserted[rows.text(i, 0) ?? "", default: 0] += 1 }
+        for row in batch.rows {
+            if let n = inserted[row.key], n > 0 {
+                inserted[row.key] = n - 1
+                continue
+            }
+            // LMDB's message; when it comes is documented (docs/postgres.md).
+            let e = StoreError(.duplicateKey, "collection '\(batch.name)': duplicate _id \(row.id.serialized)")
+            poison = e
+            throw e
+        }
+    }
+
+    /// Queues an insert of a new document into `c`, a collection without indexes.
+    private func queue(_ c: PGCollection, _ name: String, key: String, body: String, id: JSON) throws {
+        if let p = pending, p.collection !== c { try flush() }
+        if pending == nil { pending = (c, name, []) }
+        pending?.rows.append((key, body, id))
+        c.generation += 1
+        if (pending?.rows.count ?? 0) >= Self.batchSize { try flush() }
     }
 
     public func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
@@ -54,6 +126,7 @@ public final class PostgresTransaction: DocumentTransaction {
     }
 
     private func usable() throws(StoreError) {
+        if let poison { throw poison }
         if ended {
             throw StoreError(
                 .transactionEnded,
@@ -73,17 +146,17 @@ public final class PostgresTransaction: DocumentTransaction {
     /// `collection` (its tables and indexes), created when `create` is set.
     func collection(_ name: String, create: Bool = false) throws -> PGCollection? {
         if let c = known[name] { return c }
-        let found = try connection.execute(
+        let found = try sql(
             "SELECT id, indexes::text FROM \(schema).collections WHERE name = $1", [name])
         var c: PGCollection?
         if found.count == 1, let id = found.text(0, 0).flatMap({ Int64($0) }) {
             c = PGCollection(schema: schema, id: id, indexes: try Self.indexSpecs(found.text(0, 1), name))
         } else if create {
-            let made = try connection.execute(
+            let made = try sql(
                 "INSERT INTO \(schema).collections (name) VALUES ($1) RETURNING id", [name])
             if let id = made.text(0, 0).flatMap({ Int64($0) }) {
                 let new = PGCollection(schema: schema, id: id, indexes: [])
-                try connection.run(
+                try sqlRun(
                     """
                     CREATE TABLE \(new.table) (
                         _id text COLLATE "C" PRIMARY KEY,
@@ -138,8 +211,8 @@ public final class PostgresTransaction: DocumentTransaction {
             if ifExists { return false }
             throw StoreError(.collectionNotFound, "collection '\(name)' does not exist")
         }
-        try connection.run("DROP TABLE \(c.table); DROP TABLE \(c.entries)")
-        try connection.execute("DELETE FROM \(schema).collections WHERE name = $1", [name])
+        try sqlRun("DROP TABLE \(c.table); DROP TABLE \(c.entries)")
+        try sql("DELETE FROM \(schema).collections WHERE name = $1", [name])
         known[name] = nil
         return true
     }
@@ -147,7 +220,7 @@ public final class PostgresTransaction: DocumentTransaction {
     /// The names of the collections, in byte order.
     public func collectionNames() throws -> [String] {
         try usable()
-        let rows = try connection.execute("SELECT name FROM \(schema).collections ORDER BY name")
+        let rows = try sql("SELECT name FROM \(schema).collections ORDER BY name")
         return (0..<rows.count).compactMap { rows.text($0, 0) }
     }
 
@@ -169,9 +242,14 @@ public final class PostgresTransaction: DocumentTransaction {
             throw StoreError(error.code, "collection '\(collection)': \(error.message)")
         }
         guard let c = try self.collection(collection, create: true) else { return id }
+        if c.indexes.isEmpty {
+            try queue(c, collection, key: key, body: JSON.object(obj).serialized, id: id)
+            return id
+        }
+        c.generation += 1
         // As on LMDB: unique indexes are checked before the _id.
         let entries = try checkedEntries(c, collection, key: key, old: nil, new: .object(obj))
-        let rows = try connection.execute(
+        let rows = try sql(
             "INSERT INTO \(c.table) (_id, body) VALUES ($1, $2) ON CONFLICT (_id) DO NOTHING",
             [key, JSON.object(obj).serialized])
         if rows.affected == 0 {
@@ -204,7 +282,7 @@ public final class PostgresTransaction: DocumentTransaction {
         try Transaction.validate(collection)
         if filter.matchesEverything {
             guard let c = try self.collection(collection) else { return 0 }
-            return Int(try connection.execute("SELECT count(*) FROM \(c.table)").text(0, 0) ?? "0") ?? 0
+            return Int(try sql("SELECT count(*) FROM \(c.table)").text(0, 0) ?? "0") ?? 0
         }
         var n = 0
         try visit(collection, filter) { _, _ in
@@ -246,7 +324,8 @@ public final class PostgresTransaction: DocumentTransaction {
             let body = JSON.object(new).serialized
             guard body != doc.serialized else { return one ? .stop : .keep }
             let entries = try checkedEntries(c, collection, key: key, old: doc, new: .object(new))
-            try connection.execute("UPDATE \(c.table) SET body = $2 WHERE _id = $1", [key, body])
+            c.generation += 1
+            try sql("UPDATE \(c.table) SET body = $2 WHERE _id = $1", [key, body])
             try write(entries, c, key: key)
             result.modified += 1
             return one ? .stop : .keep
@@ -269,9 +348,10 @@ public final class PostgresTransaction: DocumentTransaction {
     private func delete(_ collection: String, _ filter: Filter, one: Bool) throws -> Int {
         try writable(collection)
         guard let c = try self.collection(collection) else { return 0 }
+        c.generation += 1
         if filter.matchesEverything && !one {
-            try connection.execute("DELETE FROM \(c.entries)")
-            return try connection.execute("DELETE FROM \(c.table)").affected
+            try sql("DELETE FROM \(c.entries)")
+            return try sql("DELETE FROM \(c.table)").affected
         }
         var keys: [String] = []
         try visit(collection, filter) { key, _ in
@@ -279,8 +359,8 @@ public final class PostgresTransaction: DocumentTransaction {
             return one ? .stop : .keep
         }
         for key in keys {
-            try connection.execute("DELETE FROM \(c.table) WHERE _id = $1", [key])
-            if !c.indexes.isEmpty { try connection.execute("DELETE FROM \(c.entries) WHERE _id = $1", [key]) }
+            try sql("DELETE FROM \(c.table) WHERE _id = $1", [key])
+            if !c.indexes.isEmpty { try sql("DELETE FROM \(c.entries) WHERE _id = $1", [key]) }
         }
         return keys.count
     }
@@ -296,9 +376,9 @@ public final class PostgresTransaction: DocumentTransaction {
         guard let c = try self.collection(collection) else { return }
         let rows: Rows
         if let id = filter.singlePrimaryKey, let key = try? Self.key(id) {
-            rows = try connection.execute("SELECT _id, body FROM \(c.table) WHERE _id = $1", [key])
+            rows = try sql("SELECT _id, body FROM \(c.table) WHERE _id = $1", [key])
         } else {
-            rows = try connection.execute("SELECT _id, body FROM \(c.table) ORDER BY _id")
+            rows = try sql("SELECT _id, body FROM \(c.table) ORDER BY _id")
         }
         for i in 0..<rows.count {
             guard let key = rows.text(i, 0), let bytes = rows.bytes(i, 1) else { continue }

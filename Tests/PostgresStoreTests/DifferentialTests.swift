@@ -212,3 +212,46 @@ struct DifferentialTests {
         try same("all steps")
     }
 }
+
+/// What is PostgreSQL's own: inserts go in batches, so a duplicate `_id`
+/// among them is found later, and then the whole transaction fails.
+@Suite("PostgreSQL batches")
+struct BatchTests {
+    @Test("a duplicate found when its batch is sent fails every later call and the commit; nothing stays")
+    func deferredDuplicate() throws {
+        let schema = PostgresServer.freshSchema("batch")
+        let pg = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
+        defer { try? pg.connection.run("DROP SCHEMA \(schema) CASCADE") }
+        var later: StoreError?
+        do {
+            try pg.write { txn in
+                try txn.insert(json(#"{"_id":1}"#), into: "c")
+                try txn.insert(json(#"{"_id":1}"#), into: "c")  // queued: no error yet
+                do { _ = try txn.count("c") } catch let e as StoreError { later = e }
+                _ = try txn.insert(json(#"{"_id":2}"#), into: "c")
+            }
+            Issue.record("the transaction committed")
+        } catch let e as StoreError {
+            #expect(e.code == .duplicateKey)
+            #expect(e.message == "collection 'c': duplicate _id 1")
+        }
+        #expect(later?.code == .duplicateKey, "the next call reports it")
+        #expect(try pg.read { try $0.count("c") } == 0, "nothing committed")
+        // A batch larger than one statement, then reads in batches.
+        try pg.write { txn in
+            for i in 0..<1234 { try txn.insert(json(#"{"_id":\#(i),"v":\#(i % 7)}"#), into: "c") }
+            let reader = try txn.openReader("c", filter: try Filter(parsing: #"{"v":3}"#))
+            var n = 0
+            while let doc = try reader.nextRaw() {
+                n += 1
+                try Array(#"{"v":30}"#.utf8).withUnsafeBytes { try reader.replaceCurrent(json: $0) }
+                _ = doc
+            }
+            #expect(n == 176)
+        }
+        #expect(try pg.read { try $0.count("c", filter: try Filter(parsing: #"{"v":30}"#)) } == 176)
+        #expect(try pg.read { try $0.count("c") } == 1234)
+    }
+
+    func json(_ text: String) throws -> JSON { try JSON(parsing: text) }
+}

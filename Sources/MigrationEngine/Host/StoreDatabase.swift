@@ -55,6 +55,8 @@ final class StoreDatabase<Txn: DocumentTransaction>: StepDatabase {
                 "migration '\(migrationID)' checkpoints, which a dry run or a reversibility check cannot do: "
                     + "its work would be committed")
         }
+        // Every open cursor closes at a checkpoint, on every backend.
+        for c in cursors { c.close() }
         cursors.removeAll()
         do { try checkpointer(token) } catch let e as DatabaseError { throw e } catch {
             throw DatabaseError(.error, "migration '\(migrationID)': checkpoint failed: \(error)")
