@@ -6,8 +6,16 @@
 # its work (counts), and C and Swift alternate which goes first. Prints
 # medians of RUNS runs: seconds, documents per second, peak RSS, and ratios.
 #   bench/data-bench.sh [N=1000000] [RUNS=3]
+#   bench/data-bench.sh --backend postgres [N=100000] [RUNS=3] [COUNT=1000]   (bench/pg-data-bench.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --backend ]; then
+    case "${2:-}" in
+    postgres) exec bench/pg-data-bench.sh "${@:3}" ;;
+    lmdb) shift 2 ;;
+    *) echo "usage: $0 [--backend lmdb|postgres] [N] [RUNS]" >&2; exit 2 ;;
+    esac
+fi
 N=${1:-1000000}
 RUNS=${2:-3}
 source bench/common.sh

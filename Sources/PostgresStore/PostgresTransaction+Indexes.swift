@@ -5,8 +5,8 @@ final class PGCollection {
     let id: Int64
     /// The documents: `c_<id> (_id, body, doc)`.
     let table: String
-    /// The index entries: `x_<id> (ix, key, _id)`, one row per key of each
-    /// document for each index (``IndexKeys``, the LMDB store's keys), so
+    /// The index entries: `x_<id> (ix, key, _id)`, made with the first
+    /// index: one row per key of each document for each index (``IndexKeys``, the LMDB store's keys), so
     /// multikey and numeric-equality semantics are LMDB's exactly.
     let entries: String
     var indexes: [PGIndex]
@@ -108,6 +108,17 @@ extension PostgresTransaction {
             throw StoreError(
                 .indexExists, "collection '\(collection)': an index on '\(path)' exists with unique=\(existing.unique)")
         }
+        // The entries table comes with the first index: DDL is what costs
+        // most when a migration creates a collection.
+        try sqlRun(
+            """
+            CREATE TABLE IF NOT EXISTS \(c.entries) (
+                ix bigint NOT NULL,
+                key text COLLATE "C" NOT NULL,
+                _id text COLLATE "C" NOT NULL,
+                PRIMARY KEY (ix, key, _id));
+            CREATE INDEX IF NOT EXISTS x_\(c.id)_id ON \(c.entries) (_id)
+            """)
         let id = Int64(try sql("SELECT nextval('\(schema).index_ids')").text(0, 0) ?? "") ?? 0
         let index = PGIndex(id: id, path: fieldPath, unique: unique)
         // Built in _id order, so the first conflict found is LMDB's.

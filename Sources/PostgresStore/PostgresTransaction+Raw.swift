@@ -41,7 +41,9 @@ extension PostgresTransaction {
 
     /// Replaces the document at `key` with `json`, keeping its `_id` (which
     /// `json` may omit; another one is an error) and its index entries right.
-    func replace(_ collection: String, key: String, json: UnsafeRawBufferPointer) throws {
+    func replace(
+        _ collection: String, key: String, json: UnsafeRawBufferPointer, old known: UnsafeRawBufferPointer? = nil
+    ) throws {
         try writable(collection)
         let id = Self.id(fromKey: key)
         let parsed: JSON
@@ -61,6 +63,14 @@ extension PostgresTransaction {
         new["_id"] = nil
         new.prepend("_id", id)
         guard let c = try self.collection(collection) else { return }
+        if c.indexes.isEmpty, let known {
+            // A cursor's rewrite: it holds the stored bytes; the write is batched.
+            let body = JSON.object(new).serialized
+            guard !body.utf8.elementsEqual(known) else { return }
+            c.generation += 1
+            try queueUpdate(c, key: key, body: body)
+            return
+        }
         let rows = try sql("SELECT body FROM \(c.table) WHERE _id = $1", [key])
         guard let old = rows.text(0, 0) else {
             throw StoreError(.noCurrentDocument, "collection '\(collection)': the cursor's document is gone")
@@ -99,6 +109,8 @@ final class PostgresReader: DocumentReader {
     private var index = 0
     private var seenGeneration = 0
     private var currentKey: String?
+    /// The bytes `nextRaw` returned last, in `rows`.
+    private var currentBytes: UnsafeRawBufferPointer?
     private var closed = false
     private var done = false
     static let batch = 1000
@@ -119,6 +131,7 @@ final class PostgresReader: DocumentReader {
     func nextRaw() throws -> UnsafeRawBufferPointer? {
         try open()
         currentKey = nil
+        currentBytes = nil
         guard let table, !done else { return nil }
         while true {
             if rows == nil || index >= (rows?.count ?? 0) || seenGeneration != table.generation {
@@ -142,6 +155,7 @@ final class PostgresReader: DocumentReader {
                 guard filter.matches(try JSON(parsing: bytes)) else { continue }
             }
             currentKey = key
+            currentBytes = bytes
             return bytes
         }
     }
@@ -155,7 +169,7 @@ final class PostgresReader: DocumentReader {
     }
 
     func replaceCurrent(json: UnsafeRawBufferPointer) throws {
-        try txn.replace(collection, key: try current(), json: json)
+        try txn.replace(collection, key: try current(), json: json, old: currentBytes)
         // Our own write to the document we are on: the rows ahead still hold.
         if let table { seenGeneration = table.generation }
     }

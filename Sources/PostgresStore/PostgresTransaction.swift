@@ -53,9 +53,32 @@ public final class PostgresTransaction: DocumentTransaction {
         try connection.run(text)
     }
 
-    /// Sends the pending inserts.
+    /// Replacements not sent yet (a cursor's per-document rewrite of a
+    /// collection without indexes), sent like the inserts.
+    private var pendingUpdates: (collection: PGCollection, rows: [(key: String, body: String)])?
+
+    /// Queues a new body for the stored document at `key` in `c`.
+    func queueUpdate(_ c: PGCollection, key: String, body: String) throws {
+        if let p = pendingUpdates, p.collection !== c { try flush() }
+        if pendingUpdates == nil { pendingUpdates = (c, []) }
+        pendingUpdates?.rows.append((key, body))
+        if (pendingUpdates?.rows.count ?? 0) >= Self.batchSize { try flush() }
+    }
+
+    /// Sends the pending inserts, then the pending replacements.
     public func flush() throws {
         if let poison { throw poison }
+        try flushInserts()
+        if let updates = pendingUpdates {
+            pendingUpdates = nil
+            do { try updateBodies(updates.collection, updates.rows) } catch {
+                poison = StoreError(.storage, "sending a batch of replacements failed: \(error)")
+                throw error
+            }
+        }
+    }
+
+    private func flushInserts() throws {
         guard let batch = pending else { return }
         pending = nil
         var params: [String?] = []
@@ -161,13 +184,7 @@ public final class PostgresTransaction: DocumentTransaction {
                     CREATE TABLE \(new.table) (
                         _id text COLLATE "C" PRIMARY KEY,
                         body text NOT NULL,
-                        doc jsonb GENERATED ALWAYS AS (body::jsonb) STORED);
-                    CREATE TABLE \(new.entries) (
-                        ix bigint NOT NULL,
-                        key text COLLATE "C" NOT NULL,
-                        _id text COLLATE "C" NOT NULL,
-                        PRIMARY KEY (ix, key, _id));
-                    CREATE INDEX ON \(new.entries) (_id)
+                        doc jsonb GENERATED ALWAYS AS (body::jsonb) STORED)
                     """)
                 c = new
             }
@@ -211,7 +228,7 @@ public final class PostgresTransaction: DocumentTransaction {
             if ifExists { return false }
             throw StoreError(.collectionNotFound, "collection '\(name)' does not exist")
         }
-        try sqlRun("DROP TABLE \(c.table); DROP TABLE \(c.entries)")
+        try sqlRun("DROP TABLE \(c.table); DROP TABLE IF EXISTS \(c.entries)")
         try sql("DELETE FROM \(schema).collections WHERE name = $1", [name])
         known[name] = nil
         return true
@@ -312,6 +329,7 @@ public final class PostgresTransaction: DocumentTransaction {
         try writable(collection)
         var result = UpdateResult(matched: 0, modified: 0, upsertedID: nil)
         guard let c = try self.collection(collection, create: upsert) else { return result }
+        var changed: [(key: String, body: String)] = []
         try visit(collection, filter) { key, doc in
             result.matched += 1
             guard case .object(var new) = doc else { return .keep }
@@ -323,18 +341,44 @@ public final class PostgresTransaction: DocumentTransaction {
             }
             let body = JSON.object(new).serialized
             guard body != doc.serialized else { return one ? .stop : .keep }
-            let entries = try checkedEntries(c, collection, key: key, old: doc, new: .object(new))
+            result.modified += 1
             c.generation += 1
+            if c.indexes.isEmpty && !one {
+                // Sent in batches once every document is read.
+                changed.append((key, body))
+                return .keep
+            }
+            let entries = try checkedEntries(c, collection, key: key, old: doc, new: .object(new))
             try sql("UPDATE \(c.table) SET body = $2 WHERE _id = $1", [key, body])
             try write(entries, c, key: key)
-            result.modified += 1
             return one ? .stop : .keep
         }
+        try updateBodies(c, changed)
         if result.matched == 0 && upsert {
             let doc = try Transaction.upsertDocument(filter: filter, update: update, collection: collection)
             result.upsertedID = try insert(.object(doc), into: collection)
         }
         return result
+    }
+
+    /// Writes new bodies by key, `batchSize` rows per statement.
+    func updateBodies(_ c: PGCollection, _ changed: [(key: String, body: String)]) throws {
+        var start = 0
+        while start < changed.count {
+            let part = changed[start..<min(start + Self.batchSize, changed.count)]
+            var params: [String?] = []
+            var values: [String] = []
+            for (i, row) in part.enumerated() {
+                params += [row.key, row.body]
+                values.append("($\(2 * i + 1), $\(2 * i + 2))")
+            }
+            // Straight to the connection: called with nothing pending (a
+            // read just sent it all, or flush() is sending this).
+            try connection.execute(
+                "UPDATE \(c.table) AS t SET body = v.body FROM (VALUES \(values.joined(separator: ", "))) "
+                    + "AS v(_id, body) WHERE t._id = v._id", params)
+            start += Self.batchSize
+        }
     }
 
     public func deleteMany(_ collection: String, filter: Filter) throws -> Int {
@@ -350,7 +394,7 @@ public final class PostgresTransaction: DocumentTransaction {
         guard let c = try self.collection(collection) else { return 0 }
         c.generation += 1
         if filter.matchesEverything && !one {
-            try sql("DELETE FROM \(c.entries)")
+            if !c.indexes.isEmpty { try sql("DELETE FROM \(c.entries)") }
             return try sql("DELETE FROM \(c.table)").affected
         }
         var keys: [String] = []

@@ -29,7 +29,9 @@ package final class PostgresStorage: MigrationStorage {
     /// Whether the schema holds a store. Reads never create one; a server
     /// that cannot be reached counts as no database here, and the error
     /// comes from the operation that needs it.
-    package var exists: Bool { (try? PostgresDocumentStore.exists(uri: uri, schema: schema)) ?? false }
+    package var exists: Bool {
+        store != nil || ((try? PostgresDocumentStore.exists(uri: uri, schema: schema)) ?? false)
+    }
 
     /// The store, opened (and created) on first use.
     package func documentStore() throws -> PostgresDocumentStore {
@@ -40,6 +42,9 @@ package final class PostgresStorage: MigrationStorage {
     }
 
     private func read<R>(_ empty: R, _ body: (PostgresTransaction) throws -> R) throws -> R {
+        // Once open, the store exists: no new connection to ask (a run asks
+        // after every step).
+        if let store { return try store.read(body) }
         guard try PostgresDocumentStore.exists(uri: uri, schema: schema) else { return empty }
         return try documentStore().read(body)
     }
