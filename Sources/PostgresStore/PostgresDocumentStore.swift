@@ -27,10 +27,18 @@ public final class PostgresDocumentStore {
     /// - Throws: ``PostgresError`` (connection, permissions) or
     ///   ``StoreError`` `.invalidName` for a schema name that is not a plain
     ///   lowercase identifier.
-    public init(uri: String, schema: String = "migrator") throws {
+    /// With `create` (the default) the schema and its catalog are made if
+    /// missing; without, nothing is created until ``prepare()`` (a read
+    /// needs no rights to create anything).
+    public init(uri: String, schema: String = "migrator", create: Bool = true) throws {
         try Self.validateSchema(schema)
         connection = try Connection(uri: uri)
         self.schema = schema
+        if create { try prepare() }
+    }
+
+    /// Creates the schema and its catalog if they do not exist.
+    public func prepare() throws {
         // Runners may race to create the schema: serialize on an advisory
         // lock held only for this transaction.
         try connection.run("BEGIN")

@@ -68,7 +68,7 @@ extension PostgresTransaction {
             let body = JSON.object(new).serialized
             guard !body.utf8.elementsEqual(known) else { return }
             c.generation += 1
-            try queueUpdate(c, key: key, body: body)
+            try queueUpdate(c, collection, key: key, body: body)
             return
         }
         let rows = try sql("SELECT body FROM \(c.table) WHERE _id = $1", [key])
@@ -169,7 +169,11 @@ final class PostgresReader: DocumentReader {
     }
 
     func replaceCurrent(json: UnsafeRawBufferPointer) throws {
-        try txn.replace(collection, key: try current(), json: json, old: currentBytes)
+        // The bytes it holds are what is stored only if nothing else wrote
+        // the collection since: otherwise the document is read again (it
+        // may be gone, which is then an error, not a silent no-op).
+        let unchanged = table.map { seenGeneration == $0.generation } ?? false
+        try txn.replace(collection, key: try current(), json: json, old: unchanged ? currentBytes : nil)
         // Our own write to the document we are on: the rows ahead still hold.
         if let table { seenGeneration = table.generation }
     }

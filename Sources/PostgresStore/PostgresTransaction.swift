@@ -55,12 +55,12 @@ public final class PostgresTransaction: DocumentTransaction {
 
     /// Replacements not sent yet (a cursor's per-document rewrite of a
     /// collection without indexes), sent like the inserts.
-    private var pendingUpdates: (collection: PGCollection, rows: [(key: String, body: String)])?
+    private var pendingUpdates: (collection: PGCollection, name: String, rows: [(key: String, body: String)])?
 
-    /// Queues a new body for the stored document at `key` in `c`.
-    func queueUpdate(_ c: PGCollection, key: String, body: String) throws {
+    /// Queues a new body for the stored document at `key` in `c`, named `name`.
+    func queueUpdate(_ c: PGCollection, _ name: String, key: String, body: String) throws {
         if let p = pendingUpdates, p.collection !== c { try flush() }
-        if pendingUpdates == nil { pendingUpdates = (c, []) }
+        if pendingUpdates == nil { pendingUpdates = (c, name, []) }
         pendingUpdates?.rows.append((key, body))
         if (pendingUpdates?.rows.count ?? 0) >= Self.batchSize { try flush() }
     }
@@ -72,7 +72,8 @@ public final class PostgresTransaction: DocumentTransaction {
         if let updates = pendingUpdates {
             pendingUpdates = nil
             do { try updateBodies(updates.collection, updates.rows) } catch {
-                poison = StoreError(.storage, "sending a batch of replacements failed: \(error)")
+                poison = StoreError(
+                    .storage, "collection '\(updates.name)': sending a batch of replacements failed: \(error)")
                 throw error
             }
         }
@@ -121,6 +122,18 @@ public final class PostgresTransaction: DocumentTransaction {
         pending?.rows.append((key, body, id))
         c.generation += 1
         if (pending?.rows.count ?? 0) >= Self.batchSize { try flush() }
+    }
+
+    /// Runs a write of many documents: if it fails after writing some, the
+    /// transaction must not commit the half (every later call fails), as on LMDB.
+    private func poisoning(_ body: (inout Bool) throws -> Void) throws {
+        var wrote = false
+        do { try body(&wrote) } catch {
+            if wrote && poison == nil {
+                poison = (error as? StoreError) ?? StoreError(.storage, "\(error)")
+            }
+            throw error
+        }
     }
 
     public func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
@@ -330,30 +343,34 @@ public final class PostgresTransaction: DocumentTransaction {
         var result = UpdateResult(matched: 0, modified: 0, upsertedID: nil)
         guard let c = try self.collection(collection, create: upsert) else { return result }
         var changed: [(key: String, body: String)] = []
-        try visit(collection, filter) { key, doc in
-            result.matched += 1
-            guard case .object(var new) = doc else { return .keep }
-            do throws(StoreError) { try update.apply(to: &new) } catch {
-                throw StoreError(
-                    error.code,
-                    "collection '\(collection)', _id \(doc.objectValue?["_id"]?.serialized ?? "?"): "
-                        + error.message)
+        try poisoning { wrote in
+            try visit(collection, filter) { key, doc in
+                result.matched += 1
+                guard case .object(var new) = doc else { return .keep }
+                do throws(StoreError) { try update.apply(to: &new) } catch {
+                    throw StoreError(
+                        error.code,
+                        "collection '\(collection)', _id \(doc.objectValue?["_id"]?.serialized ?? "?"): "
+                            + error.message)
+                }
+                let body = JSON.object(new).serialized
+                guard body != doc.serialized else { return one ? .stop : .keep }
+                result.modified += 1
+                c.generation += 1
+                if c.indexes.isEmpty && !one {
+                    // Sent in batches once every document is read.
+                    changed.append((key, body))
+                    return .keep
+                }
+                let entries = try checkedEntries(c, collection, key: key, old: doc, new: .object(new))
+                wrote = true
+                try sql("UPDATE \(c.table) SET body = $2 WHERE _id = $1", [key, body])
+                try write(entries, c, key: key)
+                return one ? .stop : .keep
             }
-            let body = JSON.object(new).serialized
-            guard body != doc.serialized else { return one ? .stop : .keep }
-            result.modified += 1
-            c.generation += 1
-            if c.indexes.isEmpty && !one {
-                // Sent in batches once every document is read.
-                changed.append((key, body))
-                return .keep
-            }
-            let entries = try checkedEntries(c, collection, key: key, old: doc, new: .object(new))
-            try sql("UPDATE \(c.table) SET body = $2 WHERE _id = $1", [key, body])
-            try write(entries, c, key: key)
-            return one ? .stop : .keep
+            wrote = !changed.isEmpty
+            try updateBodies(c, changed)
         }
-        try updateBodies(c, changed)
         if result.matched == 0 && upsert {
             let doc = try Transaction.upsertDocument(filter: filter, update: update, collection: collection)
             result.upsertedID = try insert(.object(doc), into: collection)
@@ -402,9 +419,12 @@ public final class PostgresTransaction: DocumentTransaction {
             keys.append(key)
             return one ? .stop : .keep
         }
-        for key in keys {
-            try sql("DELETE FROM \(c.table) WHERE _id = $1", [key])
-            if !c.indexes.isEmpty { try sql("DELETE FROM \(c.entries) WHERE _id = $1", [key]) }
+        try poisoning { wrote in
+            for key in keys {
+                wrote = true
+                try sql("DELETE FROM \(c.table) WHERE _id = $1", [key])
+                if !c.indexes.isEmpty { try sql("DELETE FROM \(c.entries) WHERE _id = $1", [key]) }
+            }
         }
         return keys.count
     }
@@ -428,7 +448,10 @@ public final class PostgresTransaction: DocumentTransaction {
             guard let key = rows.text(i, 0), let bytes = rows.bytes(i, 1) else { continue }
             let doc: JSON
             do { doc = try JSON(parsing: bytes) } catch {
-                throw StoreError(.corrupted, "collection '\(collection)': the stored document \(key) is damaged")
+                throw StoreError(
+                    .corrupted,
+                    "collection '\(collection)': the stored document with _id \(Self.id(fromKey: key).serialized) "
+                        + "is damaged")
             }
             guard filter.matches(doc) else { continue }
             if try body(key, doc) == .stop { return }

@@ -122,4 +122,27 @@ struct PostgresEngineTests {
         #expect(!text.contains("not-the-password"), "\(text)")
         #expect(text.contains("password_user:***@"), "\(text)")
     }
+
+    @Test("a role that may only read can run status: reads create nothing")
+    func readOnlyRole() throws {
+        let (location, cleanup) = Backend.postgres.freshLocation("readonly")
+        defer { cleanup() }
+        let writer = Migrator(databasePath: location)
+        try writer.register(CreateSessions())
+        try writer.migrateUp()
+        let (_, schema) = ConnectionURI.splitSchema(location)
+        let admin = try Connection(uri: PostgresServer.uri)
+        try admin.run(
+            "GRANT USAGE ON SCHEMA \(schema ?? "") TO limited_user; "
+                + "GRANT SELECT ON ALL TABLES IN SCHEMA \(schema ?? "") TO limited_user")
+        let readerURI = PostgresServer.uri(user: "limited_user") + "&schema=" + (schema ?? "")
+        // What opening with creation would do: the role may not create.
+        #expect(throws: (any Error).self) {
+            _ = try PostgresDocumentStore(uri: PostgresServer.uri(user: "limited_user"), schema: schema ?? "")
+        }
+        let reader = Migrator(databasePath: readerURI)
+        try reader.register(CreateSessions())
+        #expect(try reader.status().migrations.map(\.state) == [.applied])
+        #expect(try reader.history().count == 1)
+    }
 }

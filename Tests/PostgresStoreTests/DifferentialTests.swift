@@ -278,5 +278,45 @@ struct BatchTests {
         #expect(try pg.read { try $0.count("c") } == 1234)
     }
 
+    @Test("a cursor cannot replace a document another write removed; a half-done update poisons the transaction")
+    func honestWrites() throws {
+        let schema = PostgresServer.freshSchema("honest")
+        let pg = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
+        defer { try? pg.connection.run("DROP SCHEMA \(schema) CASCADE") }
+        try pg.write { txn in
+            for i in 1...3 { try txn.insert(json(#"{"_id":\#(i),"v":\#(i == 2 ? "\"x\"" : "1")}"#), into: "c") }
+        }
+        try pg.write { txn in
+            let reader = try txn.openReader("c", filter: .all)
+            _ = try reader.nextRaw()
+            _ = try txn.deleteMany("c", filter: try Filter(parsing: #"{"_id":1}"#))
+            let e = #expect(throws: StoreError.self) {
+                try Array(#"{"v":9}"#.utf8).withUnsafeBytes { try reader.replaceCurrent(json: $0) }
+            }
+            #expect(e?.code == .noCurrentDocument)
+        }
+        #expect(try pg.read { try $0.count("c") } == 2)
+        // With an index each document is written as it goes: _id 0 is
+        // updated, then _id 2 fails. Ignoring the error does not help: the
+        // next call fails too, and nothing of the transaction commits.
+        try pg.write { txn in
+            _ = try txn.createIndex("c", path: "v", unique: false)
+            try txn.insert(json(#"{"_id":0,"v":5}"#), into: "c")
+        }
+        var later: (any Error)?
+        let failed = #expect(throws: StoreError.self) {
+            try pg.write { txn in
+                _ = try? txn.updateMany("c", filter: .all, update: try Update(parsing: #"{"$inc":{"v":1}}"#))
+                do { _ = try txn.count("c") } catch { later = error }
+            }
+        }
+        #expect(failed?.code == .invalidUpdate, "\(String(describing: failed))")
+        #expect(later != nil, "the call after a half-done update fails")
+        #expect(
+            try pg.read { try $0.findAll("c").map(\.serialized) } == [
+                #"{"_id":0,"v":5}"#, #"{"_id":2,"v":"x"}"#, #"{"_id":3,"v":1}"#,
+            ])
+    }
+
     func json(_ text: String) throws -> JSON { try JSON(parsing: text) }
 }

@@ -33,20 +33,33 @@ package final class PostgresStorage: MigrationStorage {
         store != nil || ((try? PostgresDocumentStore.exists(uri: uri, schema: schema)) ?? false)
     }
 
-    /// The store, opened (and created) on first use.
+    private var prepared = false
+
+    /// The store for writing: opened, and its schema created, on first use.
     package func documentStore() throws -> PostgresDocumentStore {
+        let s = try openStore()
+        if !prepared {
+            try s.prepare()
+            prepared = true
+        }
+        return s
+    }
+
+    /// The store, opened without creating anything.
+    private func openStore() throws -> PostgresDocumentStore {
         if let store { return store }
-        let s = try PostgresDocumentStore(uri: uri, schema: schema)
+        let s = try PostgresDocumentStore(uri: uri, schema: schema, create: false)
         store = s
         return s
     }
 
     private func read<R>(_ empty: R, _ body: (PostgresTransaction) throws -> R) throws -> R {
         // Once open, the store exists: no new connection to ask (a run asks
-        // after every step).
+        // after every step). Reads create nothing, so a read-only role can
+        // run `status`.
         if let store { return try store.read(body) }
         guard try PostgresDocumentStore.exists(uri: uri, schema: schema) else { return empty }
-        return try documentStore().read(body)
+        return try openStore().read(body)
     }
 
     package func appliedMigrations() throws -> [AppliedMigration] {
