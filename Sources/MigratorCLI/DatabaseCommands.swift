@@ -98,11 +98,15 @@ enum DatabaseCommands {
     /// Fails with exit 1 when there is nothing at `path` (a directory, or a
     /// PostgreSQL URI whose schema holds no store).
     static func requireDatabase(_ path: String) throws {
-        let there =
-            ConnectionURI.isPostgres(path) ? PostgresStorage(uri: path).exists : access(path, F_OK) == 0
-        guard there else {
+        guard databaseExists(path) else {
             throw CommandError("no database at \(ConnectionURI.redacted(path)) (apply creates one)")
         }
+    }
+
+    /// Whether there is a database at `path`: a directory, or a PostgreSQL
+    /// URI whose schema holds a store (an unreachable server: no).
+    static func databaseExists(_ path: String) -> Bool {
+        ConnectionURI.isPostgres(path) ? PostgresStorage(uri: path).exists : access(path, F_OK) == 0
     }
 
     /// The database path for the `db` commands, which work on LMDB only so

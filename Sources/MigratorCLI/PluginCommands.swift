@@ -1,6 +1,5 @@
 import DocumentStore
 import MigrationEngine
-import PostgresStore
 
 #if canImport(Glibc)
 import Glibc
@@ -91,7 +90,7 @@ enum PluginCommands {
         if let explicit = args.options["db"] { try DatabaseCommands.requireDatabase(explicit) }
         var dbPath = args.options["db"]
         if dbPath == nil, let fromEnvironment = ctx.environment["MIGRATOR_DB"],
-            ConnectionURI.isPostgres(fromEnvironment) || access(fromEnvironment, F_OK) == 0
+            DatabaseCommands.databaseExists(fromEnvironment)
         {
             dbPath = fromEnvironment
         }
