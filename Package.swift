@@ -82,7 +82,8 @@ let package = Package(
                 path: "Tests/Fuzz/FuzzTargets"),
         .executableTarget(name: "Fuzzer", dependencies: ["FuzzTargets"], path: "Tests/Fuzz/Fuzzer",
                           swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
-        .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore", "TestSupport"]),
+        // The store's tests; the backend-neutral suites run on LMDB and on PostgreSQL.
+        .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore", "PostgresStore", "TestSupport"]),
         .testTarget(name: "PostgresStoreTests", dependencies: ["DocumentStore", "PostgresStore", "TestSupport"]),
         // `migrator` serves as the worker process in the isolation tests.
         .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "PostgresStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport", "migrator"]),

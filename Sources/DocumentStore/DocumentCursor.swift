@@ -302,15 +302,10 @@ public final class DocumentCursor {
             guard filter.matches(.object(d)) else { continue }
             rows.append((Array(lastKey), .object(d)))
         }
-        let sortKeys = options.sort
+        let options = self.options
         rows.sort { a, b in
-            for (path, ascending) in sortKeys {
-                let x = path.values(in: a.doc).first ?? .null
-                let y = path.values(in: b.doc).first ?? .null
-                let c = Values.compare(x, y)
-                if c != 0 { return ascending ? c < 0 : c > 0 }
-            }
-            return a.key.lexicographicallyPrecedes(b.key)
+            let c = options.compare(a.doc, b.doc)
+            return c != 0 ? c < 0 : a.key.lexicographicallyPrecedes(b.key)
         }
         if let c = lmdbCursor { mdb_cursor_close(c) }
         lmdbCursor = nil

@@ -43,6 +43,14 @@ public protocol DocumentTransaction: AnyObject {
     /// A cursor over the documents matching `filter` in `_id` order, that
     /// can replace or delete the one it is on (the per-document path).
     func openReader(_ collection: String, filter: Filter) throws -> any DocumentReader
+    /// A read-only cursor with `options` (skip, limit, projection, sort).
+    func openReader(_ collection: String, filter: Filter, options: FindOptions) throws -> any DocumentReader
+    /// Every collection with its document count, in name (byte) order.
+    func collections() throws -> [CollectionInfo]
+    /// True if the collection exists.
+    func collectionExists(_ name: String) throws -> Bool
+    /// How `find`, `count`, `update` and `delete` would run `filter`.
+    func explain(_ collection: String, filter: Filter) throws -> QueryPlan
     /// Creates a secondary index; false if an identical one exists.
     @discardableResult
     func createIndex(_ collection: String, path: String, unique: Bool) throws -> Bool
@@ -70,11 +78,60 @@ public protocol DocumentReader: AnyObject {
 
 extension DocumentCursor: DocumentReader {}
 
+extension DocumentReader {
+    /// The next document, parsed; nil at the end.
+    public func next() throws -> JSON? {
+        guard let raw = try nextRaw() else { return nil }
+        return try JSON(parsing: raw)
+    }
+    /// The remaining documents, parsed.
+    public func all() throws -> [JSON] {
+        var out: [JSON] = []
+        while let d = try next() { out.append(d) }
+        return out
+    }
+}
+
 extension DocumentTransaction {
     /// Every document, in `_id` order.
     public func findAll(_ collection: String) throws -> [JSON] { try findAll(collection, filter: .all) }
     /// The number of documents.
     public func count(_ collection: String) throws -> Int { try count(collection, filter: .all) }
+    /// The first document, in `_id` order.
+    public func findOne(_ collection: String) throws -> JSON? { try findOne(collection, filter: .all) }
+    /// A cursor over the matches of `filter` (read-only with `options`).
+    public func find(
+        _ collection: String, filter: Filter = .all, options: FindOptions = FindOptions()
+    ) throws -> any DocumentReader {
+        options.isDefault
+            ? try openReader(collection, filter: filter) : try openReader(collection, filter: filter, options: options)
+    }
+    /// ``updateMany(_:filter:update:upsert:)`` without upsert.
+    @discardableResult
+    public func updateMany(_ collection: String, filter: Filter, update: Update) throws -> UpdateResult {
+        try updateMany(collection, filter: filter, update: update, upsert: false)
+    }
+    /// ``updateOne(_:filter:update:upsert:)`` without upsert.
+    @discardableResult
+    public func updateOne(_ collection: String, filter: Filter, update: Update) throws -> UpdateResult {
+        try updateOne(collection, filter: filter, update: update, upsert: false)
+    }
+    /// Creates a collection; an existing one is `.collectionExists`.
+    @discardableResult
+    public func createCollection(_ name: String) throws -> Bool { try createCollection(name, ifNotExists: false) }
+    /// Drops a collection; a missing one is `.collectionNotFound`.
+    @discardableResult
+    public func dropCollection(_ name: String) throws -> Bool { try dropCollection(name, ifExists: false) }
+    /// Creates a non-unique index.
+    @discardableResult
+    public func createIndex(_ collection: String, path: String) throws -> Bool {
+        try createIndex(collection, path: path, unique: false)
+    }
+    /// Inserts JSON text and returns its `_id`.
+    @discardableResult
+    public func insert(json: UnsafeRawBufferPointer, into collection: String) throws -> JSON {
+        try insert(json: json, into: collection, returningID: true)
+    }
 }
 
 extension Transaction: DocumentTransaction {
@@ -83,5 +140,8 @@ extension Transaction: DocumentTransaction {
     }
     public func openReader(_ collection: String, filter: Filter) throws -> any DocumentReader {
         try find(collection, filter: filter)
+    }
+    public func openReader(_ collection: String, filter: Filter, options: FindOptions) throws -> any DocumentReader {
+        try find(collection, filter: filter, options: options)
     }
 }

@@ -98,6 +98,7 @@ public struct QueryPlan: Sendable, Equatable, CustomStringConvertible {
         case primaryKey(keys: Int)
     }
     public let kind: Kind
+    public init(kind: Kind) { self.kind = kind }
     public var description: String {
         switch kind {
         case .collectionScan: return "COLLSCAN"
@@ -122,6 +123,19 @@ public struct FindOptions: Sendable {
         self.limit = limit
         self.projection = projection
         self.sort = sort
+    }
+
+    /// Whether these are the defaults: every match, whole, in `_id` order.
+    public var isDefault: Bool { skip == 0 && limit == nil && projection == nil && sort.isEmpty }
+
+    /// How `a` and `b` compare under ``sort`` (negative: `a` first; 0:
+    /// equal, and then `_id` order decides).
+    public func compare(_ a: JSON, _ b: JSON) -> Int {
+        for (path, ascending) in sort {
+            let c = Values.compare(path.values(in: a).first ?? .null, path.values(in: b).first ?? .null)
+            if c != 0 { return ascending ? c : -c }
+        }
+        return 0
     }
 }
 

@@ -136,9 +136,11 @@ final class PostgresReader: DocumentReader {
         while true {
             if rows == nil || index >= (rows?.count ?? 0) || seenGeneration != table.generation {
                 seenGeneration = table.generation
+                let narrowed = txn.candidates(table, filter, first: 3)
                 let fetched = try txn.sql(
                     "SELECT _id, body FROM \(table.table) WHERE ($1::text IS NULL OR _id > $1) AND _id <= $2 "
-                        + "ORDER BY _id LIMIT \(Self.batch)", [after, upper])
+                        + (narrowed.map { "AND \($0.condition) " } ?? "") + "ORDER BY _id LIMIT \(Self.batch)",
+                    [after, upper] + (narrowed?.parameters ?? []))
                 // sql() may have sent pending inserts: that is no change to what we read.
                 seenGeneration = table.generation
                 rows = fetched

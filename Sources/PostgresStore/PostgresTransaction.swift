@@ -10,6 +10,14 @@ public final class PostgresTransaction: DocumentTransaction {
     private var systemAccess = false
     /// The collections met in this transaction.
     private var known: [String: PGCollection] = [:]
+    /// Whether inserts and a cursor's replacements into collections without
+    /// indexes are sent in batches (see ``pending``): far fewer round trips,
+    /// but a duplicate `_id` is then found at a later call or at commit, and
+    /// fails the whole transaction. Off by default, so that every call
+    /// reports its own error and a failed insert leaves the transaction
+    /// usable, as on LMDB; the engine turns it on for a migration's step,
+    /// whose plugin-facing contract says errors may come later.
+    public var batchesWrites = false
 
     init(store: PostgresDocumentStore, readOnly: Bool) {
         self.store = store
@@ -59,6 +67,7 @@ public final class PostgresTransaction: DocumentTransaction {
 
     /// Queues a new body for the stored document at `key` in `c`, named `name`.
     func queueUpdate(_ c: PGCollection, _ name: String, key: String, body: String) throws {
+        guard batchesWrites else { return try updateBodies(c, [(key, body)]) }
         if let p = pendingUpdates, p.collection !== c { try flush() }
         if pendingUpdates == nil { pendingUpdates = (c, name, []) }
         pendingUpdates?.rows.append((key, body))
@@ -117,6 +126,15 @@ public final class PostgresTransaction: DocumentTransaction {
 
     /// Queues an insert of a new document into `c`, a collection without indexes.
     private func queue(_ c: PGCollection, _ name: String, key: String, body: String, id: JSON) throws {
+        guard batchesWrites else {
+            c.generation += 1
+            let rows = try sql(
+                "INSERT INTO \(c.table) (_id, body) VALUES ($1, $2) ON CONFLICT (_id) DO NOTHING", [key, body])
+            if rows.affected == 0 {
+                throw StoreError(.duplicateKey, "collection '\(name)': duplicate _id \(id.serialized)")
+            }
+            return
+        }
         if let p = pending, p.collection !== c { try flush() }
         if pending == nil { pending = (c, name, []) }
         pending?.rows.append((key, body, id))
@@ -161,7 +179,7 @@ public final class PostgresTransaction: DocumentTransaction {
         try Transaction.validate(collection)
     }
 
-    private func usable() throws(StoreError) {
+    func usable() throws(StoreError) {
         if let poison { throw poison }
         if ended {
             throw StoreError(
@@ -250,7 +268,7 @@ public final class PostgresTransaction: DocumentTransaction {
     /// The names of the collections, in byte order.
     public func collectionNames() throws -> [String] {
         try usable()
-        let rows = try sql("SELECT name FROM \(schema).collections ORDER BY name")
+        let rows = try sql("SELECT name FROM \(schema).collections ORDER BY name COLLATE \"C\"")
         return (0..<rows.count).compactMap { rows.text($0, 0) }
     }
 
@@ -441,6 +459,8 @@ public final class PostgresTransaction: DocumentTransaction {
         let rows: Rows
         if let id = filter.singlePrimaryKey, let key = try? Self.key(id) {
             rows = try sql("SELECT _id, body FROM \(c.table) WHERE _id = $1", [key])
+        } else if let (condition, parameters) = candidates(c, filter, first: 1) {
+            rows = try sql("SELECT _id, body FROM \(c.table) WHERE \(condition) ORDER BY _id", parameters)
         } else {
             rows = try sql("SELECT _id, body FROM \(c.table) ORDER BY _id")
         }

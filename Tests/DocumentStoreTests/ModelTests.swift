@@ -59,13 +59,13 @@ struct ModelTests {
         }
     }
 
-    @Test("thousands of random operations agree with an in-memory model")
-    func randomOperations() throws {
+    @Test("thousands of random operations agree with an in-memory model", arguments: StoreBackend.allCases)
+    func randomOperations(_ backend: StoreBackend) throws {
         var g = SeededGenerator(state: Self.seed)
         var model = Model()
-        try withStore { store throws in
+        try withStore(backend) { store throws in
             for step in 0..<3000 {
-                let context = "seed \(Self.seed), step \(step)"
+                let context = "\(backend), seed \(Self.seed), step \(step)"
                 let op = Int.random(in: 0..<100, using: &g)
                 let filterJSON = randomFilter(&g)
                 let filter = try Filter(filterJSON)

@@ -12,46 +12,81 @@ struct FilterTests {
         try Filter(parsing: filter).matches(doc)
     }
 
-    @Test(
-        "operators",
-        arguments: [
-            (#"{}"#, true),
-            (#"{"name":"Ada"}"#, true),
-            (#"{"name":"Bob"}"#, false),
-            (#"{"address.city":"Oslo"}"#, true),
-            (#"{"address.city":{"$eq":"Bergen"}}"#, false),
-            (#"{"age":{"$ne":36}}"#, false),
-            (#"{"age":{"$gt":35,"$lt":37}}"#, true),
-            (#"{"age":{"$gte":36.0}}"#, true),
-            (#"{"age":{"$lte":35.9}}"#, false),
-            (#"{"age":36.0}"#, true),
-            (#"{"score":{"$gt":2}}"#, true),
-            (#"{"age":{"$gt":"a"}}"#, false),
-            (#"{"name":{"$gt":"A"}}"#, true),
-            (#"{"age":{"$in":[1,36]}}"#, true),
-            (#"{"age":{"$nin":[1,36]}}"#, false),
-            (#"{"missing":{"$exists":false}}"#, true),
-            (#"{"none":{"$exists":true}}"#, true),
-            (#"{"missing":null}"#, true),
-            (#"{"none":null}"#, true),
-            (#"{"name":null}"#, false),
-            (#"{"tags":"x"}"#, true),
-            (#"{"tags":"z"}"#, false),
-            (#"{"tags":["x","y"]}"#, true),
-            (#"{"tags":{"$in":["z","y"]}}"#, true),
-            (#"{"tags":{"$ne":"x"}}"#, false),
-            (#"{"items.sku":"b"}"#, true),
-            (#"{"items.qty":{"$gt":4}}"#, true),
-            (#"{"items.1.sku":"b"}"#, true),
-            (#"{"items.0.sku":"b"}"#, false),
-            (#"{"age":{"$not":{"$gt":40}}}"#, true),
-            (#"{"$or":[{"name":"Bob"},{"age":36}]}"#, true),
-            (#"{"$and":[{"name":"Ada"},{"age":1}]}"#, false),
-            (#"{"address":{"city":"Oslo","zip":"0150"}}"#, true),
-            (#"{"address":{"zip":"0150","city":"Oslo"}}"#, false),
-        ])
+    static let operatorCases = [
+        (#"{}"#, true),
+        (#"{"name":"Ada"}"#, true),
+        (#"{"name":"Bob"}"#, false),
+        (#"{"address.city":"Oslo"}"#, true),
+        (#"{"address.city":{"$eq":"Bergen"}}"#, false),
+        (#"{"age":{"$ne":36}}"#, false),
+        (#"{"age":{"$gt":35,"$lt":37}}"#, true),
+        (#"{"age":{"$gte":36.0}}"#, true),
+        (#"{"age":{"$lte":35.9}}"#, false),
+        (#"{"age":36.0}"#, true),
+        (#"{"score":{"$gt":2}}"#, true),
+        (#"{"age":{"$gt":"a"}}"#, false),
+        (#"{"name":{"$gt":"A"}}"#, true),
+        (#"{"age":{"$in":[1,36]}}"#, true),
+        (#"{"age":{"$nin":[1,36]}}"#, false),
+        (#"{"missing":{"$exists":false}}"#, true),
+        (#"{"none":{"$exists":true}}"#, true),
+        (#"{"missing":null}"#, true),
+        (#"{"none":null}"#, true),
+        (#"{"name":null}"#, false),
+        (#"{"tags":"x"}"#, true),
+        (#"{"tags":"z"}"#, false),
+        (#"{"tags":["x","y"]}"#, true),
+        (#"{"tags":{"$in":["z","y"]}}"#, true),
+        (#"{"tags":{"$ne":"x"}}"#, false),
+        (#"{"items.sku":"b"}"#, true),
+        (#"{"items.qty":{"$gt":4}}"#, true),
+        (#"{"items.1.sku":"b"}"#, true),
+        (#"{"items.0.sku":"b"}"#, false),
+        (#"{"age":{"$not":{"$gt":40}}}"#, true),
+        (#"{"$or":[{"name":"Bob"},{"age":36}]}"#, true),
+        (#"{"$and":[{"name":"Ada"},{"age":1}]}"#, false),
+        (#"{"address":{"city":"Oslo","zip":"0150"}}"#, true),
+        (#"{"address":{"zip":"0150","city":"Oslo"}}"#, false),
+    ]
+
+    @Test("operators", arguments: operatorCases)
     func operators(_ filter: String, _ expected: Bool) throws {
         #expect(try matches(filter) == expected, "\(filter)")
+    }
+
+    /// The same answers from each backend's store, with no indexes and then
+    /// with an index on every filtered path, so that the candidates an
+    /// index or the primary key gives are never fewer than the matches.
+    @Test("operators through the store, with and without indexes", arguments: StoreBackend.allCases)
+    func operatorsThroughTheStore(_ backend: StoreBackend) throws {
+        try withStore(backend) { store in
+            try store.write { txn in
+                try txn.insert(doc, into: "c")
+                try txn.insert(["_id": 2, "name": "Bob", "age": 36.5, "tags": "z"], into: "c")
+            }
+            for indexed in [false, true] {
+                if indexed {
+                    try store.write { txn in
+                        for path in ["name", "age", "tags", "items.sku", "address.city", "none", "missing", "address"] {
+                            try txn.createIndex("c", path: path)
+                        }
+                    }
+                }
+                for (text, expected) in Self.operatorCases {
+                    let filter = try Filter(parsing: text)
+                    let ids = try store.read {
+                        try $0.findAll("c", filter: filter).compactMap { $0.objectValue?["_id"] }
+                    }
+                    let other = try store.read { try $0.findAll("c") }.filter { filter.matches($0) }.count
+                    #expect(ids.contains(1) == expected, "\(text), indexed: \(indexed)")
+                    #expect(ids.count == other, "\(text), indexed: \(indexed)")
+                    #expect(try store.read { try $0.count("c", filter: filter) } == ids.count)
+                }
+            }
+            #expect(
+                try store.read { try $0.explain("c", filter: Filter(parsing: #"{"tags":{"$in":["z","y"]}}"#)) }
+                    == QueryPlan(kind: .indexLookup(path: "tags", keys: 2)))
+        }
     }
 
     @Test(
@@ -78,8 +113,8 @@ struct FilterTests {
 
 @Suite("Updates")
 struct UpdateTests {
-    func apply(_ update: String, to doc: String) throws -> String {
-        try withStore { store throws in
+    func apply(_ update: String, to doc: String, on backend: StoreBackend = .lmdb) throws -> String {
+        try withStore(backend) { store throws in
             try store.write { txn throws in
                 try txn.insert(json(doc), into: "c")
                 _ = try txn.updateOne("c", filter: .all, update: Update(parsing: update))
@@ -90,7 +125,8 @@ struct UpdateTests {
 
     @Test(
         "operators",
-        arguments: [
+        arguments: StoreBackend.allCases,
+        [
             (#"{"$set":{"b":2}}"#, #"{"_id":1,"a":1,"b":2}"#),
             (#"{"$set":{"a":5}}"#, #"{"_id":1,"a":5}"#),
             (#"{"$set":{"x.y.z":true}}"#, #"{"_id":1,"a":1,"x":{"y":{"z":true}}}"#),
@@ -108,19 +144,23 @@ struct UpdateTests {
             (#"{"_id":1,"b":7}"#, #"{"_id":1,"b":7}"#),
             (#"{}"#, #"{"_id":1}"#),
         ])
-    func operators(_ update: String, _ expected: String) throws {
+    func operators(_ backend: StoreBackend, _ c: (update: String, expected: String)) throws {
+        let (update, expected) = c
         do {
-            #expect(try apply(update, to: #"{"_id":1,"a":1}"#) == expected)
+            #expect(try apply(update, to: #"{"_id":1,"a":1}"#, on: backend) == expected)
         } catch let e as StoreError {
             #expect(expected == "error", "\(e)")
             #expect(e.message.contains("collection 'c', _id 1"))
         }
     }
 
-    @Test("$pull by value and by condition")
-    func pull() throws {
-        #expect(try apply(#"{"$pull":{"t":2}}"#, to: #"{"_id":1,"t":[1,2,3,2]}"#) == #"{"_id":1,"t":[1,3]}"#)
-        #expect(try apply(#"{"$pull":{"t":{"$gte":2}}}"#, to: #"{"_id":1,"t":[1,2,3]}"#) == #"{"_id":1,"t":[1]}"#)
+    @Test("$pull by value and by condition", arguments: StoreBackend.allCases)
+    func pull(_ backend: StoreBackend) throws {
+        #expect(
+            try apply(#"{"$pull":{"t":2}}"#, to: #"{"_id":1,"t":[1,2,3,2]}"#, on: backend) == #"{"_id":1,"t":[1,3]}"#)
+        #expect(
+            try apply(#"{"$pull":{"t":{"$gte":2}}}"#, to: #"{"_id":1,"t":[1,2,3]}"#, on: backend)
+                == #"{"_id":1,"t":[1]}"#)
     }
 
     @Test(
@@ -141,29 +181,31 @@ struct UpdateTests {
         #expect(e?.message.contains(fragment) == true, "\(e?.message ?? "no error")")
     }
 
-    @Test("errors applying to a document name the collection and _id")
-    func applyErrors() {
+    @Test("errors applying to a document name the collection and _id", arguments: StoreBackend.allCases)
+    func applyErrors(_ backend: StoreBackend) {
         let notANumber = #expect(throws: StoreError.self) {
-            _ = try apply(#"{"$inc":{"a":1}}"#, to: #"{"_id":1,"a":"s"}"#)
+            _ = try apply(#"{"$inc":{"a":1}}"#, to: #"{"_id":1,"a":"s"}"#, on: backend)
         }
         #expect(notANumber?.code == .invalidUpdate && notANumber?.message.contains(#"_id 1"#) == true)
-        let e = storeError { _ = try apply(#"{"$set":{"a.b":1}}"#, to: #"{"_id":"k","a":5}"#) }
+        let e = storeError { _ = try apply(#"{"$set":{"a.b":1}}"#, to: #"{"_id":"k","a":5}"#, on: backend) }
         #expect(e?.message == #"collection 'c', _id "k": cannot create "a.b": the part before "b" is a number"#)
-        let o = storeError { _ = try apply(#"{"$inc":{"a":1}}"#, to: #"{"_id":1,"a":9223372036854775807}"#) }
+        let o = storeError {
+            _ = try apply(#"{"$inc":{"a":1}}"#, to: #"{"_id":1,"a":9223372036854775807}"#, on: backend)
+        }
         #expect(o?.message.contains("overflows") == true)
-        let r = storeError { _ = try apply(#"{"_id":2}"#, to: #"{"_id":1}"#) }
+        let r = storeError { _ = try apply(#"{"_id":2}"#, to: #"{"_id":1}"#, on: backend) }
         #expect(r?.message.contains("cannot change _id") == true)
     }
 
-    @Test("the byte-splicing $set path gives the same bytes as a full rewrite")
-    func spliceEquivalence() throws {
+    @Test("the byte-splicing $set path gives the same bytes as a full rewrite", arguments: StoreBackend.allCases)
+    func spliceEquivalence(_ backend: StoreBackend) throws {
         let docs = [
             #"{"_id":1}"#, #"{"_id":1,"plan":"pro","x":[1,{"plan":2}]}"#, #"{"_id":"a\"b","s":"p\\\"lan","plan":null}"#,
             #"{"_id":2,"nested":{"plan":1},"k":"}"}"#,
         ]
         for d in docs {
             for value in [#""free""#, #"{"a":[1,2]}"#, "null", "3.5"] {
-                let fast = try apply(#"{"$set":{"plan":\#(value)}}"#, to: d)
+                let fast = try apply(#"{"$set":{"plan":\#(value)}}"#, to: d, on: backend)
                 var slowDoc = json(d).objectValue ?? JSONObject()
                 slowDoc["plan"] = json(value)
                 #expect(fast == JSON.object(slowDoc).serialized, "\(d) with \(value)")
@@ -171,9 +213,9 @@ struct UpdateTests {
         }
     }
 
-    @Test("update counts matched and modified; upsert inserts from the filter")
-    func countsAndUpsert() throws {
-        try withStore { store throws in
+    @Test("update counts matched and modified; upsert inserts from the filter", arguments: StoreBackend.allCases)
+    func countsAndUpsert(_ backend: StoreBackend) throws {
+        try withStore(backend) { store throws in
             try store.write { txn throws in
                 for i in 0..<5 { try txn.insert(["_id": .int(Int64(i)), "g": .int(Int64(i % 2))], into: "c") }
                 var r = try txn.updateMany(
@@ -205,8 +247,9 @@ struct UpdateTests {
 @Suite struct UpdateDepthTests {
     func path(_ n: Int) -> String { (1...n).map { "p\($0)" }.joined(separator: ".") }
 
-    @Test func updatesCannotNestDeeperThanTheParserReads() throws {
-        try withStore { store in
+    @Test(arguments: StoreBackend.allCases)
+    func updatesCannotNestDeeperThanTheParserReads(_ backend: StoreBackend) throws {
+        try withStore(backend) { store in
             try store.write { txn throws in
                 _ = try txn.insert(json(#"{"_id":1,"a":{"b":1}}"#), into: "c")
                 // Exactly the limit: stored, and reads back.

@@ -1,5 +1,6 @@
 import DocumentStore
 import Foundation
+import PostgresStore
 import TestSupport
 import Testing
 
@@ -31,4 +32,44 @@ func json(_ text: String) -> JSON {
 func storeError<T>(_ body: () throws -> T) -> StoreError? {
     do { _ = try body() } catch let e as StoreError { return e } catch { Issue.record("unexpected error \(error)") }
     return nil
+}
+
+/// The backends the backend-neutral suites run on: one suite, run twice.
+/// PostgreSQL is the server `scripts/test.sh` starts (``PostgresServer``).
+enum StoreBackend: String, CaseIterable, CustomStringConvertible, Sendable {
+    case lmdb, postgres
+    var description: String { rawValue }
+}
+
+/// A store of either backend, seen through ``DocumentTransaction``.
+struct TestStore {
+    let lmdb: DocumentStore?
+    let postgres: PostgresDocumentStore?
+
+    @discardableResult
+    func write<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R {
+        if let postgres { return try postgres.write { try body($0) } }
+        guard let lmdb else { throw StoreError(.storage, "no store") }
+        return try lmdb.write { try body($0) }
+    }
+
+    func read<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R {
+        if let postgres { return try postgres.read { try body($0) } }
+        guard let lmdb else { throw StoreError(.storage, "no store") }
+        return try lmdb.read { try body($0) }
+    }
+}
+
+/// Opens an empty store of `backend` (a fresh directory, or a fresh
+/// schema) and removes it afterwards.
+func withStore<R>(_ backend: StoreBackend, _ body: (TestStore) throws -> R) throws -> R {
+    switch backend {
+    case .lmdb:
+        return try withStore { try body(TestStore(lmdb: $0, postgres: nil)) }
+    case .postgres:
+        let schema = PostgresServer.freshSchema("store")
+        let store = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
+        defer { try? store.connection.run("DROP SCHEMA \(schema) CASCADE") }
+        return try body(TestStore(lmdb: nil, postgres: store))
+    }
 }

@@ -127,7 +127,12 @@ struct DifferentialTests {
                 o.prepend("_id", id)
                 doc = .object(o)
             }
-            let b = Self.outcome { try pg.write { try $0.insert(doc, into: "c") }.serialized }
+            let b = Self.outcome {
+                try pg.write { t in
+                    t.batchesWrites = true
+                    return try t.insert(doc, into: "c")
+                }.serialized
+            }
             #expect(Self.maskingGeneratedIDs(a) == Self.maskingGeneratedIDs(b), "insert \(doc.serialized)")
         }
 
@@ -199,7 +204,12 @@ struct DifferentialTests {
                         return "\(n)"
                     }
                     let a = Self.outcome { try lmdb.write { try rewrite($0) } }
-                    let b = Self.outcome { try pg.write { try rewrite($0) } }
+                    let b = Self.outcome {
+                        try pg.write { t in
+                            t.batchesWrites = true
+                            return try rewrite(t)
+                        }
+                    }
                     if a != b { differing.append("rewrite \(f.serialized): \(a) vs \(b)") }
                     continue
                 }
@@ -242,14 +252,24 @@ struct DifferentialTests {
 /// among them is found later, and then the whole transaction fails.
 @Suite("PostgreSQL batches")
 struct BatchTests {
-    @Test("a duplicate found when its batch is sent fails every later call and the commit; nothing stays")
+    @Test("batched: a duplicate found when its batch is sent fails every later call and the commit; nothing stays")
     func deferredDuplicate() throws {
         let schema = PostgresServer.freshSchema("batch")
         let pg = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
         defer { try? pg.connection.run("DROP SCHEMA \(schema) CASCADE") }
+        // Unbatched (the default), the call itself fails and the transaction goes on.
+        try pg.write { txn in
+            try txn.insert(json(#"{"_id":1}"#), into: "c")
+            let e = #expect(throws: StoreError.self) { try txn.insert(json(#"{"_id":1}"#), into: "c") }
+            #expect(e?.message == "collection 'c': duplicate _id 1")
+            try txn.insert(json(#"{"_id":2}"#), into: "c")
+        }
+        #expect(try pg.read { try $0.count("c") } == 2)
+        _ = try pg.write { try $0.dropCollection("c") }
         var later: StoreError?
         do {
             try pg.write { txn in
+                txn.batchesWrites = true
                 try txn.insert(json(#"{"_id":1}"#), into: "c")
                 try txn.insert(json(#"{"_id":1}"#), into: "c")  // queued: no error yet
                 do { _ = try txn.count("c") } catch let e as StoreError { later = e }
@@ -264,6 +284,7 @@ struct BatchTests {
         #expect(try pg.read { try $0.count("c") } == 0, "nothing committed")
         // A batch larger than one statement, then reads in batches.
         try pg.write { txn in
+            txn.batchesWrites = true
             for i in 0..<1234 { try txn.insert(json(#"{"_id":\#(i),"v":\#(i % 7)}"#), into: "c") }
             let reader = try txn.openReader("c", filter: try Filter(parsing: #"{"v":3}"#))
             var n = 0

@@ -9,8 +9,7 @@ public enum IndexKeys {
     public static func of(_ doc: JSON, path: FieldPath) -> [(key: [UInt8], value: JSON)] {
         var out: [(key: [UInt8], value: JSON)] = []
         func add(_ v: JSON) {
-            var k: [UInt8] = []
-            KeyEncoding.appendValueKey(v, to: &k)
+            let k = key(v)
             if !out.contains(where: { $0.key == k }) { out.append((k, v)) }
         }
         for v in path.values(in: doc) {
@@ -18,6 +17,13 @@ public enum IndexKeys {
             if case .array(let items) = v { items.forEach(add) }
         }
         return out
+    }
+
+    /// The key an equality lookup of `value` probes.
+    public static func key(_ value: JSON) -> [UInt8] {
+        var k: [UInt8] = []
+        KeyEncoding.appendValueKey(value, to: &k)
+        return k
     }
 }
 

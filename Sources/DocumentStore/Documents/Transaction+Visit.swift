@@ -44,7 +44,7 @@ extension Transaction {
         if let access = plan(s, filter) {
             // Found by primary key on a filter that says nothing else: it
             // matches without being parsed (the body parses only if it must).
-            let exact = access.spec == nil && filter.isPrimaryKeyExact
+            let exact = access.index == nil && filter.isPrimaryKeyExact
             for key in try candidateKeys(s, access) {
                 if try key.bytes({ kb throws(StoreError) in try visitKey(kb, exact: exact) }) { return }
             }

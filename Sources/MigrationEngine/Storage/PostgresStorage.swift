@@ -81,7 +81,11 @@ package final class PostgresStorage: MigrationStorage {
     }
 
     package func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
-        try documentStore().write { txn in try body(PostgresStepTransaction(txn)) }
+        try documentStore().write { txn in
+            // A step's writes go in batches; plugin-abi.md says errors may come later.
+            txn.batchesWrites = true
+            return try body(PostgresStepTransaction(txn))
+        }
     }
 
     package func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
