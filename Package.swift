@@ -75,7 +75,7 @@ let package = Package(
         // The in-process versus worker comparison in bench/engine-bench.sh.
         .executableTarget(name: "EngineBench", dependencies: ["MigrationEngine"], path: "bench/EngineBench"),
         // Fixture helpers shared by the test targets (C plugins built on the fly).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["DocumentStore", "PostgresStore"], path: "Tests/TestSupport"),
         // Fuzz targets (internal APIs, hence debug builds only) and the
         // libFuzzer driver / corpus replayer; see scripts/fuzz.sh.
         .target(name: "FuzzTargets", dependencies: ["DocumentStore", "MigrationEngine", "MigratorCLI", "MigrationKit", "MigratorPluginABI"],

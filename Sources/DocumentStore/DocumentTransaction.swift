@@ -51,6 +51,8 @@ public protocol DocumentTransaction: AnyObject {
     func collectionExists(_ name: String) throws -> Bool
     /// How `find`, `count`, `update` and `delete` would run `filter`.
     func explain(_ collection: String, filter: Filter) throws -> QueryPlan
+    /// The ``CollectionDigest`` of a collection, or "absent".
+    func digest(_ collection: String) throws -> String
     /// Creates a secondary index; false if an identical one exists.
     @discardableResult
     func createIndex(_ collection: String, path: String, unique: Bool) throws -> Bool
@@ -93,6 +95,22 @@ extension DocumentReader {
 }
 
 extension DocumentTransaction {
+    /// The digest of every user collection (not `_`-prefixed), or of those
+    /// in `only`, by name, and a total over them (a SHA-256 of
+    /// `name digest` lines in name order).
+    public func digests(_ only: [String]? = nil) throws -> (collections: [(String, String)], total: String) {
+        var names: [String]
+        if let only { names = only } else { names = try collections().map(\.name).filter { !$0.hasPrefix("_") } }
+        var out: [(String, String)] = []
+        var total = SHA256Digest()
+        for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
+            let d = try digest(name)
+            out.append((name, d))
+            total.update(Array("\(name) \(d)\n".utf8))
+        }
+        return (out, total.finalizeHex())
+    }
+
     /// Every document, in `_id` order.
     public func findAll(_ collection: String) throws -> [JSON] { try findAll(collection, filter: .all) }
     /// The number of documents.

@@ -85,14 +85,8 @@ public final class Migrator {
     /// a `postgres://` URI, else LMDB in the directory.
     private var storage: any MigrationStorage {
         if let storageInstance { return storageInstance }
-        let s: any MigrationStorage
-        if ConnectionURI.isPostgres(databasePath) {
-            s = PostgresStorage(uri: databasePath)
-        } else {
-            let lmdb = LMDBStorage(path: databasePath, options: options.storeOptions)
-            lmdb.allowInsecureDirectory = options.allowInsecureDatabase
-            s = lmdb
-        }
+        let s = Storages.at(
+            databasePath, options: options.storeOptions, allowInsecureDirectory: options.allowInsecureDatabase)
         storageInstance = s
         return s
     }

@@ -99,6 +99,9 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let lockFailed = Code("lock_failed")
         /// A live process holds the run lock (`unlock` does not break it).
         public static let lockHeld = Code("lock_held")
+        /// `db copy` refused or failed (a target that is not empty, contents
+        /// that did not arrive identical); nothing was copied.
+        public static let copyFailed = Code("copy_failed")
 
         /// Codes that mean "validation refused the run; nothing was changed".
         public var isRefusal: Bool {

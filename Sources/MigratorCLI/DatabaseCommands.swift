@@ -9,7 +9,8 @@ import Glibc
 /// `migrator db …`: direct access to the document store.
 enum DatabaseCommands {
     static let dbOption = OptionSpec(
-        "db", value: "PATH", "Database directory (default: $MIGRATOR_DB, else ./migrator.db).")
+        "db", value: "PATH",
+        "Database: an LMDB directory or a postgres:// URI (default: $MIGRATOR_DB, else ./migrator.db).")
     static let filterOption = OptionSpec(
         "filter", value: "JSON", "MongoDB-style filter, e.g. '{\"age\":{\"$gt\":30}}' (default: {}).")
     static let collectionArgument = (name: "COLLECTION", help: "Collection name.")
@@ -65,19 +66,33 @@ enum DatabaseCommands {
             path: ["db", "explain"], arguments: [collectionArgument],
             summary: "Show whether a filter uses an index or scans the collection.",
             options: [dbOption, filterOption], run: explain),
+        Command(
+            path: ["db", "copy"], arguments: [],
+            summary: "Copy a whole database (migration records included) into an empty one, LMDB or PostgreSQL.",
+            options: [
+                OptionSpec("from", value: "DB", "The database to copy: a directory or postgres:// URI (default: --db)."),
+                OptionSpec("to", value: "DB", "The new or empty database to copy into (required)."),
+                dbOption, MigrationCommands.lockTimeout, OptionSpec("verbose", "Report each collection on stderr."),
+            ], run: copy),
     ]
 
-    /// The store at `--db`. Reads never create one: a mistyped path must
-    /// not answer "0 documents" from a database made on the spot.
-    static func open(_ ctx: Context, _ args: ParsedArguments, forWriting: Bool = false) throws -> DocumentStore {
-        let path = try lmdbOnly(ctx, args)
-        if !forWriting { try requireDatabase(path) }
-        return try DocumentStore(path: path, options: ctx.storeOptions())
+    /// The database at `--db` (a directory, or a PostgreSQL URI). Reads
+    /// never create one: a mistyped path must not answer "0 documents"
+    /// from a database made on the spot.
+    static func open(_ ctx: Context, _ args: ParsedArguments, forWriting: Bool = false) throws -> any MigrationStorage {
+        try open(ctx, ctx.databasePath(args), forWriting: forWriting)
+    }
+
+    static func open(_ ctx: Context, _ location: String, forWriting: Bool = false) throws -> any MigrationStorage {
+        if !forWriting { try requireDatabase(location) }
+        return Storages.at(location, options: try ctx.storeOptions())
     }
 
     /// Writes wait for a running migration like a run does, and say so,
-    /// instead of hanging silently on LMDB's writer lock.
-    static func runLock(_ ctx: Context, _ args: ParsedArguments, command: String) throws -> any RunLockSession {
+    /// instead of hanging silently on the backend's writer lock.
+    static func runLock(
+        _ ctx: Context, _ args: ParsedArguments, _ storage: any MigrationStorage, command: String
+    ) throws -> any RunLockSession {
         var timeout = 60.0
         if let raw = args.options["lock-timeout"] {
             guard let t = Double(raw), t >= 0 else {
@@ -85,7 +100,6 @@ enum DatabaseCommands {
             }
             timeout = t
         }
-        let storage = LMDBStorage(path: try lmdbOnly(ctx, args), options: try ctx.storeOptions())
         return try storage.acquireLock(
             command: command, timeout: timeout,
             onWait: { owner in
@@ -105,21 +119,7 @@ enum DatabaseCommands {
 
     /// Whether there is a database at `path`: a directory, or a PostgreSQL
     /// URI whose schema holds a store (an unreachable server: no).
-    static func databaseExists(_ path: String) -> Bool {
-        ConnectionURI.isPostgres(path) ? PostgresStorage(uri: path).exists : access(path, F_OK) == 0
-    }
-
-    /// The database path for the `db` commands, which work on LMDB only so
-    /// far: a PostgreSQL URI is refused (exit 1) before anything is touched.
-    static func lmdbOnly(_ ctx: Context, _ args: ParsedArguments) throws -> String {
-        let path = ctx.databasePath(args)
-        if ConnectionURI.isPostgres(path) {
-            throw CommandError(
-                "'migrator db' works on LMDB databases only so far; \(ConnectionURI.redacted(path)) is PostgreSQL "
-                    + "(see docs/postgres.md)")
-        }
-        return path
-    }
+    static func databaseExists(_ path: String) -> Bool { Storages.at(path).exists }
 
     static func filter(_ args: ParsedArguments) throws -> Filter {
         guard let text = args.options["filter"] else { return .all }
@@ -127,7 +127,7 @@ enum DatabaseCommands {
     }
 
     static func collections(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
-        let list = try open(ctx, args).read { try $0.collections() }
+        let list = try open(ctx, args).readDocuments { try $0.collections() }
         ctx.out.write(Table.render([["COLLECTION", "DOCUMENTS"]] + list.map { [$0.name, String($0.count)] }))
         return ExitCode.ok
     }
@@ -137,7 +137,7 @@ enum DatabaseCommands {
     /// mean equal contents.
     static func digest(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let only = args.positionals.isEmpty ? nil : args.positionals
-        let (list, total) = try open(ctx, args).read { txn in
+        let (list, total) = try open(ctx, args).readDocuments { txn in
             if let only {
                 for name in only where !(try txn.collectionExists(name)) {
                     throw CommandError("collection '\(name)' does not exist")
@@ -159,11 +159,12 @@ enum DatabaseCommands {
         let collection = args.positionals[0]
         let file = args.positionals[1]
         let source = try LineSource(path: file)
-        let lock = try runLock(ctx, args, command: "db import")
+        let storage = try open(ctx, args, forWriting: true)
+        let lock = try runLock(ctx, args, storage, command: "db import")
         defer { lock.release() }
-        let store = try open(ctx, args, forWriting: true)
         let verbose = args.flag("verbose")
-        let n = try store.write { txn -> Int in
+        // Unbatched: each line's error must come at that line.
+        let n = try storage.writeDocuments(batched: false) { txn -> Int in
             source.rewind()
             var n = 0
             while let (lineNumber, line) = try source.nextLine() {
@@ -211,7 +212,7 @@ enum DatabaseCommands {
     /// Writes the stored bytes of each match, one document per line.
     static func printDocuments(_ ctx: Context, _ args: ParsedArguments, _ options: FindOptions) throws -> Int32 {
         let f = try filter(args)
-        try open(ctx, args).read { txn in
+        try open(ctx, args).readDocuments { txn in
             let c = try txn.find(args.positionals[0], filter: f, options: options)
             while let raw = try c.nextRaw() {
                 ctx.out.write(bytes: raw)
@@ -223,13 +224,13 @@ enum DatabaseCommands {
 
     static func count(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let f = try filter(args)
-        let n = try open(ctx, args).read { try $0.count(args.positionals[0], filter: f) }
+        let n = try open(ctx, args).readDocuments { try $0.count(args.positionals[0], filter: f) }
         ctx.out.line(String(n))
         return ExitCode.ok
     }
 
     static func indexes(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
-        let list = try open(ctx, args).read { try $0.indexes(args.positionals[0]) }
+        let list = try open(ctx, args).readDocuments { try $0.indexes(args.positionals[0]) }
         ctx.out.line("_id (unique, implicit)")
         for i in list { ctx.out.line(i.path + (i.unique ? " (unique)" : "")) }
         return ExitCode.ok
@@ -237,9 +238,10 @@ enum DatabaseCommands {
 
     static func createIndex(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let (collection, path) = (args.positionals[0], args.positionals[1])
-        let lock = try runLock(ctx, args, command: "db create-index")
+        let storage = try open(ctx, args, forWriting: true)
+        let lock = try runLock(ctx, args, storage, command: "db create-index")
         defer { lock.release() }
-        let created = try open(ctx, args, forWriting: true).write {
+        let created = try storage.writeDocuments(batched: false) {
             try $0.createIndex(collection, path: path, unique: args.flag("unique"))
         }
         ctx.err.line(
@@ -250,8 +252,33 @@ enum DatabaseCommands {
 
     static func explain(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let f = try filter(args)
-        let plan = try open(ctx, args).read { try $0.explain(args.positionals[0], filter: f) }
+        let plan = try open(ctx, args).readDocuments { try $0.explain(args.positionals[0], filter: f) }
         ctx.out.line(plan.description)
+        return ExitCode.ok
+    }
+}
+
+extension DatabaseCommands {
+    /// `db copy --from A --to B`: one snapshot of A into B in one
+    /// transaction, under B's run lock; B commits only if every
+    /// collection's digest matches A's.
+    static func copy(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
+        guard let to = args.options["to"], !to.isEmpty else { throw UsageError("db copy needs --to DB") }
+        let from = args.options["from"] ?? ctx.databasePath(args)
+        let source = try open(ctx, from)
+        let target = try open(ctx, to, forWriting: true)
+        let lock = try runLock(ctx, args, target, command: "db copy")
+        defer { lock.release() }
+        let verbose = args.flag("verbose")
+        let report = try DatabaseCopy.copy(from: source, to: target) { name, n in
+            guard verbose else { return }
+            ctx.err.line("copied '\(printable(name))': \(n) document\(n == 1 ? "" : "s")")
+            ctx.err.flush()
+        }
+        ctx.err.line(
+            "copied \(report.collections) collection\(report.collections == 1 ? "" : "s") "
+                + "(\(report.documents) document\(report.documents == 1 ? "" : "s")) from \(source.location) to "
+                + "\(target.location); every digest matches (total \(report.digest))")
         return ExitCode.ok
     }
 }

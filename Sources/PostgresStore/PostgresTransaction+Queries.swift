@@ -73,3 +73,21 @@ extension PostgresTransaction {
         return options.isDefault ? reader : try FindOptionsReader(reader, collection: collection, options: options)
     }
 }
+
+extension PostgresTransaction {
+    /// The ``CollectionDigest`` of a collection (the LMDB store's, for the
+    /// same contents), or "absent".
+    public func digest(_ collection: String) throws -> String {
+        try usable()
+        try Transaction.validate(collection)
+        guard let c = try self.collection(collection) else { return "absent" }
+        var d = CollectionDigest(
+            collection: collection, indexes: c.indexes.map { IndexInfo(path: $0.path.description, unique: $0.unique) })
+        let reader = try self.reader(collection, filter: .all)
+        defer { reader.close() }
+        while let body = try reader.nextRaw(), let key = reader.key {
+            try d.add(id: Self.id(fromKey: key), body: body)
+        }
+        return d.finalize()
+    }
+}

@@ -29,6 +29,10 @@ extension PostgresTransaction {
     }
 
     public func openReader(_ collection: String, filter: Filter) throws -> any DocumentReader {
+        try reader(collection, filter: filter)
+    }
+
+    func reader(_ collection: String, filter: Filter) throws -> PostgresReader {
         try usableForReads(collection)
         // The last key now: documents inserted beyond it are not visited.
         guard let c = try self.collection(collection),
@@ -109,6 +113,8 @@ final class PostgresReader: DocumentReader {
     private var index = 0
     private var seenGeneration = 0
     private var currentKey: String?
+    /// The key of the document `nextRaw` returned last.
+    var key: String? { currentKey }
     /// The bytes `nextRaw` returned last, in `rows`.
     private var currentBytes: UnsafeRawBufferPointer?
     private var closed = false

@@ -59,8 +59,8 @@ struct ModelTests {
         }
     }
 
-    @Test("thousands of random operations agree with an in-memory model", arguments: StoreBackend.allCases)
-    func randomOperations(_ backend: StoreBackend) throws {
+    @Test("thousands of random operations agree with an in-memory model", arguments: Backend.allCases)
+    func randomOperations(_ backend: Backend) throws {
         var g = SeededGenerator(state: Self.seed)
         var model = Model()
         try withStore(backend) { store throws in

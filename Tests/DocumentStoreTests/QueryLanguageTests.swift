@@ -1,4 +1,5 @@
 import DocumentStore
+import TestSupport
 import Testing
 
 @Suite("Filters")
@@ -57,8 +58,8 @@ struct FilterTests {
     /// The same answers from each backend's store, with no indexes and then
     /// with an index on every filtered path, so that the candidates an
     /// index or the primary key gives are never fewer than the matches.
-    @Test("operators through the store, with and without indexes", arguments: StoreBackend.allCases)
-    func operatorsThroughTheStore(_ backend: StoreBackend) throws {
+    @Test("operators through the store, with and without indexes", arguments: Backend.allCases)
+    func operatorsThroughTheStore(_ backend: Backend) throws {
         try withStore(backend) { store in
             try store.write { txn in
                 try txn.insert(doc, into: "c")
@@ -113,7 +114,7 @@ struct FilterTests {
 
 @Suite("Updates")
 struct UpdateTests {
-    func apply(_ update: String, to doc: String, on backend: StoreBackend = .lmdb) throws -> String {
+    func apply(_ update: String, to doc: String, on backend: Backend = .lmdb) throws -> String {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 try txn.insert(json(doc), into: "c")
@@ -125,7 +126,7 @@ struct UpdateTests {
 
     @Test(
         "operators",
-        arguments: StoreBackend.allCases,
+        arguments: Backend.allCases,
         [
             (#"{"$set":{"b":2}}"#, #"{"_id":1,"a":1,"b":2}"#),
             (#"{"$set":{"a":5}}"#, #"{"_id":1,"a":5}"#),
@@ -144,7 +145,7 @@ struct UpdateTests {
             (#"{"_id":1,"b":7}"#, #"{"_id":1,"b":7}"#),
             (#"{}"#, #"{"_id":1}"#),
         ])
-    func operators(_ backend: StoreBackend, _ c: (update: String, expected: String)) throws {
+    func operators(_ backend: Backend, _ c: (update: String, expected: String)) throws {
         let (update, expected) = c
         do {
             #expect(try apply(update, to: #"{"_id":1,"a":1}"#, on: backend) == expected)
@@ -154,8 +155,8 @@ struct UpdateTests {
         }
     }
 
-    @Test("$pull by value and by condition", arguments: StoreBackend.allCases)
-    func pull(_ backend: StoreBackend) throws {
+    @Test("$pull by value and by condition", arguments: Backend.allCases)
+    func pull(_ backend: Backend) throws {
         #expect(
             try apply(#"{"$pull":{"t":2}}"#, to: #"{"_id":1,"t":[1,2,3,2]}"#, on: backend) == #"{"_id":1,"t":[1,3]}"#)
         #expect(
@@ -181,8 +182,8 @@ struct UpdateTests {
         #expect(e?.message.contains(fragment) == true, "\(e?.message ?? "no error")")
     }
 
-    @Test("errors applying to a document name the collection and _id", arguments: StoreBackend.allCases)
-    func applyErrors(_ backend: StoreBackend) {
+    @Test("errors applying to a document name the collection and _id", arguments: Backend.allCases)
+    func applyErrors(_ backend: Backend) {
         let notANumber = #expect(throws: StoreError.self) {
             _ = try apply(#"{"$inc":{"a":1}}"#, to: #"{"_id":1,"a":"s"}"#, on: backend)
         }
@@ -197,8 +198,8 @@ struct UpdateTests {
         #expect(r?.message.contains("cannot change _id") == true)
     }
 
-    @Test("the byte-splicing $set path gives the same bytes as a full rewrite", arguments: StoreBackend.allCases)
-    func spliceEquivalence(_ backend: StoreBackend) throws {
+    @Test("the byte-splicing $set path gives the same bytes as a full rewrite", arguments: Backend.allCases)
+    func spliceEquivalence(_ backend: Backend) throws {
         let docs = [
             #"{"_id":1}"#, #"{"_id":1,"plan":"pro","x":[1,{"plan":2}]}"#, #"{"_id":"a\"b","s":"p\\\"lan","plan":null}"#,
             #"{"_id":2,"nested":{"plan":1},"k":"}"}"#,
@@ -213,8 +214,8 @@ struct UpdateTests {
         }
     }
 
-    @Test("update counts matched and modified; upsert inserts from the filter", arguments: StoreBackend.allCases)
-    func countsAndUpsert(_ backend: StoreBackend) throws {
+    @Test("update counts matched and modified; upsert inserts from the filter", arguments: Backend.allCases)
+    func countsAndUpsert(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 for i in 0..<5 { try txn.insert(["_id": .int(Int64(i)), "g": .int(Int64(i % 2))], into: "c") }
@@ -247,8 +248,8 @@ struct UpdateTests {
 @Suite struct UpdateDepthTests {
     func path(_ n: Int) -> String { (1...n).map { "p\($0)" }.joined(separator: ".") }
 
-    @Test(arguments: StoreBackend.allCases)
-    func updatesCannotNestDeeperThanTheParserReads(_ backend: StoreBackend) throws {
+    @Test(arguments: Backend.allCases)
+    func updatesCannotNestDeeperThanTheParserReads(_ backend: Backend) throws {
         try withStore(backend) { store in
             try store.write { txn throws in
                 _ = try txn.insert(json(#"{"_id":1,"a":{"b":1}}"#), into: "c")

@@ -1,4 +1,5 @@
 import DocumentStore
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -151,8 +152,8 @@ struct StoreTests {
 
     // MARK: Collections
 
-    @Test("collections: create, if-not-exists, list with counts, exists, drop", arguments: StoreBackend.allCases)
-    func collections(_ backend: StoreBackend) throws {
+    @Test("collections: create, if-not-exists, list with counts, exists, drop", arguments: Backend.allCases)
+    func collections(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 #expect(try txn.createCollection("b"))
@@ -187,7 +188,7 @@ struct StoreTests {
             ("tab\tname", "control character"),
         ])
     func badNames(_ name: String, _ fragment: String) throws {
-        for backend in StoreBackend.allCases {
+        for backend in Backend.allCases {
             try withStore(backend) { store throws in
                 let e = storeError { try store.write { try $0.createCollection(name) } }
                 #expect(e?.code == .invalidName, "\(backend)")
@@ -198,8 +199,8 @@ struct StoreTests {
 
     @Test(
         "names starting with _ are reserved: readable, writable only through the system API",
-        arguments: StoreBackend.allCases)
-    func reservedNames(_ backend: StoreBackend) throws {
+        arguments: Backend.allCases)
+    func reservedNames(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             let e = storeError { try store.write { try $0.insert(["a": 1], into: "_migrations") } }
             #expect(e?.code == .reservedCollection)
@@ -216,8 +217,8 @@ struct StoreTests {
 
     // MARK: Documents
 
-    @Test("_id: kept, generated as 24 hex time-ordered, duplicates refused", arguments: StoreBackend.allCases)
-    func ids(_ backend: StoreBackend) throws {
+    @Test("_id: kept, generated as 24 hex time-ordered, duplicates refused", arguments: Backend.allCases)
+    func ids(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 let a = try txn.insert(["name": "x"], into: "c")
@@ -244,8 +245,8 @@ struct StoreTests {
         }
     }
 
-    @Test("cursors iterate in _id order, with skip, limit and projection", arguments: StoreBackend.allCases)
-    func cursorOrder(_ backend: StoreBackend) throws {
+    @Test("cursors iterate in _id order, with skip, limit and projection", arguments: Backend.allCases)
+    func cursorOrder(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 for id: JSON in ["b", 10, -3, "a", 2] { try txn.insert(["_id": id, "n": 1, "s": "x"], into: "c") }
@@ -267,8 +268,8 @@ struct StoreTests {
         }
     }
 
-    @Test("updating and deleting while iterating visits each document exactly once", arguments: StoreBackend.allCases)
-    func mutateWhileIterating(_ backend: StoreBackend) throws {
+    @Test("updating and deleting while iterating visits each document exactly once", arguments: Backend.allCases)
+    func mutateWhileIterating(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 for i in 0..<2000 { try txn.insert(["_id": .int(Int64(i)), "v": 0], into: "c") }
@@ -304,8 +305,8 @@ struct StoreTests {
 
     // MARK: Indexes
 
-    @Test("indexes are used by equality and $in, as explain shows", arguments: StoreBackend.allCases)
-    func indexUse(_ backend: StoreBackend) throws {
+    @Test("indexes are used by equality and $in, as explain shows", arguments: Backend.allCases)
+    func indexUse(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 for i in 0..<100 {
@@ -341,8 +342,8 @@ struct StoreTests {
 
     @Test(
         "unique violations name the collection, path and both ids, and leave nothing behind",
-        arguments: StoreBackend.allCases)
-    func uniqueViolations(_ backend: StoreBackend) throws {
+        arguments: Backend.allCases)
+    func uniqueViolations(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 try txn.insert(["_id": 1, "email": "a"], into: "u")
@@ -375,8 +376,8 @@ struct StoreTests {
 
     @Test(
         "indexes are maintained on insert, update, delete and multikey arrays; dropping removes them",
-        arguments: StoreBackend.allCases)
-    func indexMaintenance(_ backend: StoreBackend) throws {
+        arguments: Backend.allCases)
+    func indexMaintenance(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 try txn.createIndex("u", path: "tags")
@@ -413,8 +414,8 @@ struct StoreTests {
     /// checked here against a model of what every index must hold.
     @Test(
         "a scan that reindexes every document keeps each index exact (checked against a model)",
-        arguments: StoreBackend.allCases)
-    func reindexingScanMatchesTheModel(_ backend: StoreBackend) throws {
+        arguments: Backend.allCases)
+    func reindexingScanMatchesTheModel(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             let n = 6000
             var model: [Int: (group: Int, label: String)] = [:]
@@ -460,8 +461,8 @@ struct StoreTests {
 }
 
 extension StoreTests {
-    @Test("_id equality reads by primary key", arguments: StoreBackend.allCases)
-    func primaryKeyLookup(_ backend: StoreBackend) throws {
+    @Test("_id equality reads by primary key", arguments: Backend.allCases)
+    func primaryKeyLookup(_ backend: Backend) throws {
         try withStore(backend) { store throws in
             try store.write { txn throws in
                 for i in 0..<10 { try txn.insert(["_id": .int(Int64(i))], into: "c") }
@@ -479,8 +480,8 @@ extension StoreTests {
 
 extension StoreTests {
     @Test(
-        "inserting text stores the same bytes whether or not it is already canonical", arguments: StoreBackend.allCases)
-    func canonicalInsertPath(_ backend: StoreBackend) throws {
+        "inserting text stores the same bytes whether or not it is already canonical", arguments: Backend.allCases)
+    func canonicalInsertPath(_ backend: Backend) throws {
         let inputs = [
             #"{"_id":1,"a":"x","n":-5,"o":{"k":[true,null,0]}}"#,
             #"{"a":"é日","b":[]}"#,
@@ -518,8 +519,8 @@ extension StoreTests {
 
     @Test(
         "the text path: duplicates name the _id, the _id length limit holds, ids are returned only when asked",
-        arguments: StoreBackend.allCases)
-    func canonicalInsertIDs(_ backend: StoreBackend) throws {
+        arguments: Backend.allCases)
+    func canonicalInsertIDs(_ backend: Backend) throws {
         func insert(_ txn: any DocumentTransaction, _ text: String, returningID: Bool = true) throws -> JSON {
             try Array(text.utf8).withUnsafeBytes { try txn.insert(json: $0, into: "t", returningID: returningID) }
         }
@@ -592,8 +593,8 @@ extension StoreTests {
 
 extension StoreTests {
     @Test(
-        "the word-at-a-time string scan agrees with the full parser at every offset", arguments: StoreBackend.allCases)
-    func canonicalScanOffsets(_ backend: StoreBackend) throws {
+        "the word-at-a-time string scan agrees with the full parser at every offset", arguments: Backend.allCases)
+    func canonicalScanOffsets(_ backend: Backend) throws {
         // Each special sequence is tried at every position of strings of 0 to 19 bytes.
         let specials: [[UInt8]] = [
             Array(#"\""#.utf8), Array(#"\\"#.utf8), Array(#"\n"#.utf8), [0x01], [0x1F], [0x7F],
@@ -629,8 +630,8 @@ extension StoreTests {
 /// Writing through a cursor (ABI 1.1 `cursor_replace` / `cursor_delete`).
 @Suite("Cursor writes")
 struct CursorWriteTests {
-    @Test(arguments: StoreBackend.allCases) func replaceAndDeleteDuringAScanVisitEachDocumentOnceAndKeepIndexes(
-        _ backend: StoreBackend
+    @Test(arguments: Backend.allCases) func replaceAndDeleteDuringAScanVisitEachDocumentOnceAndKeepIndexes(
+        _ backend: Backend
     ) throws {
         try withStore(backend) { store in
             try store.write { txn in
@@ -682,7 +683,7 @@ struct CursorWriteTests {
 /// a full scan would.
 @Suite("Scans from an _id bound")
 struct IDBoundScanTests {
-    @Test(arguments: StoreBackend.allCases) func boundedScansFindWhatFullScansFind(_ backend: StoreBackend) throws {
+    @Test(arguments: Backend.allCases) func boundedScansFindWhatFullScansFind(_ backend: Backend) throws {
         try withStore(backend) { store in
             try store.write { txn in
                 for i in -20...20 { _ = try txn.insert(.object(JSONObject([("_id", .int(Int64(i)))])), into: "t") }

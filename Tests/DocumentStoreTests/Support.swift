@@ -34,13 +34,6 @@ func storeError<T>(_ body: () throws -> T) -> StoreError? {
     return nil
 }
 
-/// The backends the backend-neutral suites run on: one suite, run twice.
-/// PostgreSQL is the server `scripts/test.sh` starts (``PostgresServer``).
-enum StoreBackend: String, CaseIterable, CustomStringConvertible, Sendable {
-    case lmdb, postgres
-    var description: String { rawValue }
-}
-
 /// A store of either backend, seen through ``DocumentTransaction``.
 struct TestStore {
     let lmdb: DocumentStore?
@@ -62,7 +55,7 @@ struct TestStore {
 
 /// Opens an empty store of `backend` (a fresh directory, or a fresh
 /// schema) and removes it afterwards.
-func withStore<R>(_ backend: StoreBackend, _ body: (TestStore) throws -> R) throws -> R {
+func withStore<R>(_ backend: Backend, _ body: (TestStore) throws -> R) throws -> R {
     switch backend {
     case .lmdb:
         return try withStore { try body(TestStore(lmdb: $0, postgres: nil)) }

@@ -144,10 +144,11 @@ struct CLIPathsTests {
 
     // MARK: db
 
-    @Test func dbFindSkipSortExportFilterExplain() throws {
-        let dir = Fixtures.temporaryDirectory("db")
-        defer { Fixtures.removeTree(dir) }
-        let db = ["--db", dir + "/db"]
+    @Test(arguments: Backend.allCases)
+    func dbFindSkipSortExportFilterExplain(_ backend: Backend) throws {
+        let (location, cleanup) = backend.freshLocation("db")
+        defer { cleanup() }
+        let db = ["--db", location]
         let docs =
             #"{"_id":1,"a":2,"b":1}"# + "\n" + #"{"_id":2,"a":1,"b":2}"# + "\n" + #"{"_id":3,"a":1,"b":1}"# + "\n"
         #expect(try migrator(["db", "import", "t", "-"] + db, input: docs).status == 0)
@@ -162,11 +163,11 @@ struct CLIPathsTests {
         #expect(try migrator(["db", "explain", "t", "--filter", #"{"_id":2}"#] + db).stdout == "IDLOOKUP (1 key)\n")
         #expect(try migrator(["db", "explain", "t", "--filter", #"{"a":2}"#] + db).stdout == "COLLSCAN\n")
         // --name=value, and -- before a positional that looks like an option.
-        #expect(try migrator(["db", "count", "t", #"--filter={"a":1}"#, "--db=\(dir)/db"]).stdout == "2\n")
+        #expect(try migrator(["db", "count", "t", #"--filter={"a":1}"#, "--db=\(location)"]).stdout == "2\n")
         #expect(
-            try migrator(["db", "import", "--db", dir + "/db", "--", "-odd", "-"], input: #"{"_id":1}"#).status == 0)
-        #expect(try migrator(["db", "count", "-odd", "--db", dir + "/db"]).status == 2, "without --, it is an option")
-        #expect(try migrator(["db", "count", "--db", dir + "/db", "--", "-odd"]).stdout == "1\n")
+            try migrator(["db", "import", "--db", location, "--", "-odd", "-"], input: #"{"_id":1}"#).status == 0)
+        #expect(try migrator(["db", "count", "-odd", "--db", location]).status == 2, "without --, it is an option")
+        #expect(try migrator(["db", "count", "--db", location, "--", "-odd"]).stdout == "1\n")
     }
 
     @Test func invalidNumbersAreUsageErrors() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// The built `migrator` binary: SwiftPM puts it beside the test bundle.
@@ -78,11 +79,11 @@ struct CLITests {
         {"email":"cy@example.com","name":"Cy","age":41,"tags":["a","b"]}
         """
 
-    @Test("import, collections, find, count, export, indexes, explain")
-    func roundTrip() throws {
-        let dir = scratchDirectory()
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let db = ["--db", dir + "/db"]
+    @Test("import, collections, find, count, export, indexes, explain", arguments: Backend.allCases)
+    func roundTrip(_ backend: Backend) throws {
+        let (location, cleanup) = backend.freshLocation("cli")
+        defer { cleanup() }
+        let db = ["--db", location]
         let imp = try migrator(["db", "import", "users", "-"] + db, input: users)
         #expect(imp.status == 0)
         #expect(imp.stderr.contains("imported 3 documents into 'users'"))
@@ -107,7 +108,7 @@ struct CLITests {
                 == #"{"_id":1,"email":"ada@example.com","name":"Ada","age":36,"address":{"city":"Oslo"}}"# + "\n")
         #expect(try migrator(["db", "count", "users", "--filter", #"{"address.city":"Oslo"}"#] + db).stdout == "1\n")
         // MIGRATOR_DB is the default database.
-        #expect(try migrator(["db", "count", "users"], environment: ["MIGRATOR_DB": dir + "/db"]).stdout == "3\n")
+        #expect(try migrator(["db", "count", "users"], environment: ["MIGRATOR_DB": location]).stdout == "3\n")
         let export = try migrator(["db", "export", "users"] + db)
         #expect(export.stderr.isEmpty)
         let lines = export.stdout.split(separator: "\n")
@@ -127,21 +128,23 @@ struct CLITests {
         #expect(dup.stderr.contains("unique index on 'email' already holds \"ada@example.com\" for _id 1"))
     }
 
-    @Test("a bad line imports nothing and names the file, line and cause")
-    func badImport() throws {
+    @Test("a bad line imports nothing and names the file, line and cause", arguments: Backend.allCases)
+    func badImport(_ backend: Backend) throws {
         let dir = scratchDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (location, cleanup) = backend.freshLocation("cli")
+        defer { cleanup() }
         let file = dir + "/in.jsonl"
         try (users + "\n{\"name\":\"Dee\",}\n").write(toFile: file, atomically: true, encoding: .utf8)
-        let r = try migrator(["db", "import", "users", file, "--db", dir + "/db"])
+        let r = try migrator(["db", "import", "users", file, "--db", location])
         #expect(r.status == 1)
         #expect(
             r.stderr.contains(
                 "\(file):5: collection 'users': invalid JSON at byte 14: expected a string key; nothing was imported"))
-        #expect(try migrator(["db", "count", "users", "--db", dir + "/db"]).stdout == "0\n")
-        let notObject = try migrator(["db", "import", "users", "-", "--db", dir + "/db"], input: "[1,2]\n")
+        #expect(try migrator(["db", "count", "users", "--db", location]).stdout == "0\n")
+        let notObject = try migrator(["db", "import", "users", "-", "--db", location], input: "[1,2]\n")
         #expect(notObject.stderr.contains("-:1: collection 'users': a document must be a JSON object, not array"))
-        let missing = try migrator(["db", "import", "users", dir + "/nope.jsonl", "--db", dir + "/db"])
+        let missing = try migrator(["db", "import", "users", dir + "/nope.jsonl", "--db", location])
         #expect(missing.status == 1)
         #expect(missing.stderr.contains("\(dir)/nope.jsonl: cannot open: No such file or directory"))
     }

@@ -72,7 +72,7 @@ struct PostgresCLITests {
         }
     }
 
-    @Test("bad connections fail fast with the URI redacted; db commands refuse PostgreSQL")
+    @Test("bad connections fail fast with the URI redacted")
     func badInputs() throws {
         let socket = PostgresServer.socketDirectory
         let cases: [(String, String)] = [
@@ -88,9 +88,44 @@ struct PostgresCLITests {
             #expect(!r.stderr.contains("secret"), "the password leaked: \(r.stderr)")
             #expect(Date().timeIntervalSince(start) < 30)
         }
+    }
+
+    @Test("db copy moves a database LMDB → PostgreSQL → LMDB: every digest equal, the records with it")
+    func copyBetweenBackends() throws {
+        let w = try Workspace()
+        for n in 1...3 { try w.add(String(format: "p%03d.so", n), ConcurrencyTests.orderedPlugin(n)) }
+        let lmdb = w.dir + "/source.db"
+        #expect(try migrator(["apply", "--db", lmdb, "--dir", w.dir]).status == 0)
+        let docs = (0..<1200).map { #"{"_id":\#($0),"email":"u\#($0)@x","tags":["a",\#($0 % 5)]}"# }
+        let imp = try migrator(["db", "import", "users", "-", "--db", lmdb], input: docs.joined(separator: "\n"))
+        #expect(imp.status == 0, "\(imp.stderr)")
+        #expect(try migrator(["db", "create-index", "users", "email", "--unique", "--db", lmdb]).status == 0)
+        func digest(_ db: String) throws -> String {
+            try migrator(["db", "digest", "--db", db]).stdout
+        }
         let db = Database()
-        let refused = try migrator(["db", "collections", "--db", db.uri])
-        #expect(refused.status == 1 && refused.stderr.contains("LMDB databases only"), "\(refused.stderr)")
+        let copy = try migrator(["db", "copy", "--from", lmdb, "--to", db.uri])
+        #expect(copy.status == 0, "\(copy.stderr)")
+        #expect(copy.stderr.contains("copied 4 collections (1209 documents)"), "\(copy.stderr)")
+        #expect(try digest(db.uri) == digest(lmdb))
+        // The migration records came along: nothing is pending there.
+        let status = try migrator(["status", "--json", "--db", db.uri, "--dir", w.dir])
+        #expect(status.stdout.components(separatedBy: #""state":"applied""#).count - 1 == 3, "\(status.stdout)")
+        #expect(try db.history().count == 3)
+        let explain = try migrator(["db", "explain", "users", "--filter", #"{"email":"u7@x"}"#, "--db", db.uri])
+        #expect(explain.stdout == "IXSCAN email (1 key)\n")
+        // And back, through the CLI's default database for --from.
+        let back = w.dir + "/back.db"
+        let again = try migrator(["db", "copy", "--to", back], environment: ["MIGRATOR_DB": db.uri])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try digest(back) == digest(lmdb))
+        // A target that holds anything is refused, and left as it was.
+        let refused = try migrator(["db", "copy", "--from", lmdb, "--to", db.uri])
+        #expect(refused.status == 1 && refused.stderr.contains("already holds 4 collections"), "\(refused.stderr)")
+        #expect(try db.count("users") == 1200)
+        #expect(try migrator(["db", "copy", "--from", lmdb]).status == 2, "--to is required")
+        let missing = try migrator(["db", "copy", "--from", w.dir + "/nothing", "--to", w.dir + "/x"])
+        #expect(missing.status == 1 && missing.stderr.contains("no database at"), "\(missing.stderr)")
     }
 
     @Test("the server restarting during a run: a clear lost-connection error, exit 1, nothing half-done")

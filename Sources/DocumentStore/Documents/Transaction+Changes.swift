@@ -97,49 +97,15 @@ extension Transaction {
     // MARK: Digest
 
     /// A SHA-256 of a collection's index definitions and its documents in
-    /// `_id` order (their stored bytes, so field order counts), or "absent".
-    /// Equal digests mean equal contents.
+    /// `_id` order (their stored bytes, so field order counts), or "absent"
+    /// (``CollectionDigest``). Equal digests mean equal contents.
     public func digest(_ collection: String) throws(StoreError) -> String {
         try usable()
         guard let s = try state(collection) else { return "absent" }
-        var hash = SHA256Digest()
-        func field(_ bytes: [UInt8]) {
-            var n = UInt64(bytes.count).littleEndian
-            withUnsafeBytes(of: &n) { hash.update($0) }
-            hash.update(bytes)
-        }
-        field(Array("collection".utf8))
-        field(Array(collection.utf8))
-        for spec in s.indexes.sorted(by: { $0.path.description < $1.path.description }) {
-            field(Array("index".utf8))
-            field(Array(spec.path.description.utf8))
-            field([spec.unique ? 1 : 0])
-        }
-        try scanAll(s) { key, value in
-            var n = UInt64(key.count).littleEndian
-            withUnsafeBytes(of: &n) { hash.update($0) }
-            hash.update(key)
-            n = UInt64(value.count).littleEndian
-            withUnsafeBytes(of: &n) { hash.update($0) }
-            hash.update(value)
-        }
-        return hash.finalizeHex()
-    }
-
-    /// The digest of every user collection (not `_`-prefixed), by name,
-    /// and a total over them (a SHA-256 of `name digest` lines in name order).
-    public func digests(_ only: [String]? = nil) throws(StoreError) -> (collections: [(String, String)], total: String)
-    {
-        var names: [String]
-        if let only { names = only } else { names = try collections().map(\.name).filter { !$0.hasPrefix("_") } }
-        var out: [(String, String)] = []
-        var total = SHA256Digest()
-        for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
-            let d = try digest(name)
-            out.append((name, d))
-            total.update(Array("\(name) \(d)\n".utf8))
-        }
-        return (out, total.finalizeHex())
+        var d = CollectionDigest(
+            collection: collection, indexes: s.indexes.map { IndexInfo(path: $0.path.description, unique: $0.unique) })
+        try scanAll(s) { key, value in d.add(idKey: key, body: value) }
+        return d.finalize()
     }
 
     func snapshot(_ collection: String) throws(StoreError) -> CollectionSnapshot {

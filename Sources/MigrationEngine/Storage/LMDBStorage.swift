@@ -65,6 +65,14 @@ package final class LMDBStorage: MigrationStorage {
         return try documentStore().read { try Tracking.historyEntries($0) }
     }
 
+    package func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R {
+        try documentStore().read { try body($0) }
+    }
+
+    package func writeDocuments<R>(batched: Bool, _ body: (any DocumentTransaction) throws -> R) throws -> R {
+        try documentStore().write { try body($0) }
+    }
+
     package func lockState() -> LockState { RunLock.inspect(database: location) }
 
     package func acquireLock(

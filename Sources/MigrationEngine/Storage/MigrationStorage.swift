@@ -1,12 +1,12 @@
 import DocumentStore
 import MigrationKit
+import PostgresStore
 
 /// The storage seam: everything the runner needs from a database, and
 /// nothing more. The tracking records and history, the run lock, one write
 /// transaction per step, and the ``StepDatabase`` that migrations write
-/// through. ``LMDBStorage`` implements it today; the planner, catalog and
-/// runner never see a backend's own types, so a second backend slots in
-/// behind this protocol.
+/// through. ``LMDBStorage`` and ``PostgresStorage`` implement it; the
+/// planner, catalog and runner never see a backend's own types.
 package protocol MigrationStorage: AnyObject {
     /// What to call the database in messages and in `status` (a path, a URI).
     var location: String { get }
@@ -37,6 +37,27 @@ package protocol MigrationStorage: AnyObject {
     func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R
     /// Writes a consistent copy with its manifest into the new or empty `directory`.
     func backup(to directory: String) throws -> BackupManifest
+    /// Reads the documents directly (`migrator db …`) in one consistent
+    /// snapshot; creates nothing. Callers check ``exists`` first.
+    func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R
+    /// Writes documents directly in one transaction, creating the database.
+    /// With `batched`, PostgreSQL sends writes in batches: an error may then
+    /// surface at a later call or at commit, and fails the whole transaction.
+    func writeDocuments<R>(batched: Bool, _ body: (any DocumentTransaction) throws -> R) throws -> R
+}
+
+/// Picks the backend for a database location.
+package enum Storages {
+    /// PostgreSQL for a `postgres://` (or `postgresql://`) URI, else LMDB in
+    /// the directory at `location`.
+    package static func at(
+        _ location: String, options: DocumentStore.Options = .init(), allowInsecureDirectory: Bool = false
+    ) -> any MigrationStorage {
+        if ConnectionURI.isPostgres(location) { return PostgresStorage(uri: location) }
+        let lmdb = LMDBStorage(path: location, options: options)
+        lmdb.allowInsecureDirectory = allowInsecureDirectory
+        return lmdb
+    }
 }
 
 /// A held run lock. It also records the step in progress, so that a run

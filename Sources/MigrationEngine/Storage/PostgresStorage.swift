@@ -69,6 +69,17 @@ package final class PostgresStorage: MigrationStorage {
     package func partialMigrations() throws -> [MigrationProgress] { try read([]) { try Tracking.allProgress($0) } }
     package func history() throws -> [HistoryEntry] { try read([]) { try Tracking.historyEntries($0) } }
 
+    package func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R {
+        try openStore().read { try body($0) }
+    }
+
+    package func writeDocuments<R>(batched: Bool, _ body: (any DocumentTransaction) throws -> R) throws -> R {
+        try documentStore().write { txn in
+            txn.batchesWrites = batched
+            return try body(txn)
+        }
+    }
+
     package func lockState() -> LockState { PostgresRunLock.inspect(uri: uri, schema: schema) }
 
     package func acquireLock(

@@ -1,15 +1,15 @@
 import DocumentStore
 import PostgresStore
-import TestSupport
 
-/// The backends the engine's tests run on: one suite, run twice.
-enum Backend: String, CaseIterable, CustomStringConvertible, Sendable {
+/// The backends the store, engine and end-to-end suites run on: one suite,
+/// run twice. PostgreSQL is the server ``PostgresServer`` names.
+public enum Backend: String, CaseIterable, CustomStringConvertible, Sendable {
     case lmdb, postgres
-    var description: String { rawValue }
+    public var description: String { rawValue }
 
     /// A fresh, empty database location (a directory, or a URI with a schema
     /// of its own), and what removes it.
-    func freshLocation(_ tag: String) -> (location: String, cleanup: () -> Void) {
+    public func freshLocation(_ tag: String) -> (location: String, cleanup: () -> Void) {
         switch self {
         case .lmdb:
             let dir = Fixtures.temporaryDirectory(tag)
@@ -27,7 +27,7 @@ enum Backend: String, CaseIterable, CustomStringConvertible, Sendable {
     }
 
     /// Reads the store at `location` directly, whichever backend it is.
-    func read<R>(_ location: String, _ body: (any DocumentTransaction) throws -> R) throws -> R {
+    public func read<R>(_ location: String, _ body: (any DocumentTransaction) throws -> R) throws -> R {
         switch self {
         case .lmdb: return try DocumentStore(path: location).read { try body($0) }
         case .postgres:
