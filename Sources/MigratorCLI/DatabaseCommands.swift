@@ -70,7 +70,8 @@ enum DatabaseCommands {
             path: ["db", "copy"], arguments: [],
             summary: "Copy a whole database (migration records included) into an empty one, LMDB or PostgreSQL.",
             options: [
-                OptionSpec("from", value: "DB", "The database to copy: a directory or postgres:// URI (default: --db)."),
+                OptionSpec(
+                    "from", value: "DB", "The database to copy: a directory or postgres:// URI (default: --db)."),
                 OptionSpec("to", value: "DB", "The new or empty database to copy into (required)."),
                 dbOption, MigrationCommands.lockTimeout, OptionSpec("verbose", "Report each collection on stderr."),
             ], run: copy),
