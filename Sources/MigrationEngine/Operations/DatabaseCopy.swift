@@ -71,7 +71,8 @@ package enum DatabaseCopy {
                     throw MigratorError(
                         .copyFailed,
                         "collection '\(name)' did not arrive identical in '\(target.location)' "
-                            + "(digest \(have.prefix(12))…, the source has \(want.prefix(12))…); nothing was copied")
+                            + "(digest \(have.prefix(12))…, the source has \(want.prefix(12))…); "
+                            + "nothing was copied")
                 }
             }
             report.digest = try from.digests().total
