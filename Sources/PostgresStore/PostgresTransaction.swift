@@ -44,6 +44,8 @@ public final class PostgresTransaction: DocumentTransaction {
     /// call or at the end of the step, and fails the whole step: the
     /// transaction is poisoned and cannot commit.
     private var pending: (collection: PGCollection, name: String, rows: [(key: String, body: String, id: JSON)])?
+    /// The given `_id` keys in ``pending``.
+    private var pendingKeys: Set<String> = []
     static let batchSize = 500
     /// The error a batch met; every later call fails with it.
     private var poison: StoreError?
@@ -125,7 +127,7 @@ public final class PostgresTransaction: DocumentTransaction {
     }
 
     /// Queues an insert of a new document into `c`, a collection without indexes.
-    private func queue(_ c: PGCollection, _ name: String, key: String, body: String, id: JSON) throws {
+    private func queue(_ c: PGCollection, _ name: String, key: String, body: String, id: JSON, given: Bool) throws {
         guard batchesWrites else {
             c.generation += 1
             let rows = try sql(
@@ -136,7 +138,15 @@ public final class PostgresTransaction: DocumentTransaction {
             return
         }
         if let p = pending, p.collection !== c { try flush() }
-        if pending == nil { pending = (c, name, []) }
+        if pending == nil {
+            pending = (c, name, [])
+            pendingKeys.removeAll(keepingCapacity: true)
+        }
+        // A duplicate within the batch is known now: reported at its call,
+        // and the transaction goes on, as on LMDB. (Generated ids are unique.)
+        if given, !pendingKeys.insert(key).inserted {
+            throw StoreError(.duplicateKey, "collection '\(name)': duplicate _id \(id.serialized)")
+        }
         pending?.rows.append((key, body, id))
         c.generation += 1
         if (pending?.rows.count ?? 0) >= Self.batchSize { try flush() }
@@ -284,6 +294,7 @@ public final class PostgresTransaction: DocumentTransaction {
                 .invalidDocument,
                 "collection '\(collection)': a document must be a JSON object, not \(document.typeName)")
         }
+        let given = obj["_id"] != nil
         let id = obj.placeID()
         let key: String
         do { key = try Self.key(id) } catch {
@@ -291,7 +302,7 @@ public final class PostgresTransaction: DocumentTransaction {
         }
         guard let c = try self.collection(collection, create: true) else { return id }
         if c.indexes.isEmpty {
-            try queue(c, collection, key: key, body: JSON.object(obj).serialized, id: id)
+            try queue(c, collection, key: key, body: JSON.object(obj).serialized, id: id, given: given)
             return id
         }
         c.generation += 1

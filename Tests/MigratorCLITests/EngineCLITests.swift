@@ -9,10 +9,18 @@ import Glibc
 /// A database and a migrations directory in a fresh temporary folder.
 final class Workspace {
     let root = Fixtures.temporaryDirectory("engine")
-    var db: String { root + "/db" }
+    /// The database: a directory in the workspace, or a fresh PostgreSQL schema.
+    let db: String
+    private let dropDatabase: () -> Void
     var dir: String { root + "/migrations" }
 
-    init(examples: Bool = false) throws {
+    init(examples: Bool = false, backend: Backend = .lmdb) throws {
+        if backend == .lmdb {
+            db = root + "/db"
+            dropDatabase = {}
+        } else {
+            (db, dropDatabase) = backend.freshLocation("cli")
+        }
         if examples {
             let ex = try exampleMigrationsDirectory()
             try FileManager.default.moveItem(atPath: ex, toPath: dir)
@@ -20,7 +28,10 @@ final class Workspace {
             mkdir(dir, 0o700)
         }
     }
-    deinit { Fixtures.removeTree(root) }
+    deinit {
+        dropDatabase()
+        Fixtures.removeTree(root)
+    }
 
     /// `migrator <args> --db db --dir dir`. Crash reports go to the
     /// workspace (TMPDIR), not to /tmp, unless `environment` says otherwise.
@@ -101,8 +112,9 @@ let exampleIDs = [
 struct EngineCLITests {
     // MARK: Apply
 
-    @Test func applyFromEmptyThenReapplyIsANoOp() throws {
-        let w = try Workspace(examples: true)
+    @Test(arguments: Backend.allCases)
+    func applyFromEmptyThenReapplyIsANoOp(_ backend: Backend) throws {
+        let w = try Workspace(examples: true, backend: backend)
         try w.importSample()
         let r = try w.run(["apply"])
         #expect(r.status == 0, "\(r.stderr)")
@@ -139,8 +151,9 @@ struct EngineCLITests {
         #expect(alias.status == 0 && alias.stderr.contains("nothing to apply"))
     }
 
-    @Test func target() throws {
-        let w = try Workspace(examples: true)
+    @Test(arguments: Backend.allCases)
+    func target(_ backend: Backend) throws {
+        let w = try Workspace(examples: true, backend: backend)
         try w.importSample()
         let r = try w.run(["apply", "--target", "002_user_preferences"])
         #expect(r.status == 0, "\(r.stderr)")
@@ -164,8 +177,9 @@ struct EngineCLITests {
 
     // MARK: Rollback
 
-    @Test func rollbackToATarget() throws {
-        let w = try Workspace(examples: true)
+    @Test(arguments: Backend.allCases)
+    func rollbackToATarget(_ backend: Backend) throws {
+        let w = try Workspace(examples: true, backend: backend)
         try w.importSample()
         #expect(try w.run(["apply", "--target", "004_user_settings"]).status == 0)
         let r = try w.run(["rollback", "001_initial_setup"])
@@ -194,8 +208,9 @@ struct EngineCLITests {
         #expect(try w.count("user_settings") == 24)
     }
 
-    @Test func irreversibleMigrationIsRefusedBeforeAnythingRuns() throws {
-        let w = try Workspace(examples: true)
+    @Test(arguments: Backend.allCases)
+    func irreversibleMigrationIsRefusedBeforeAnythingRuns(_ backend: Backend) throws {
+        let w = try Workspace(examples: true, backend: backend)
         try w.importSample()
         #expect(try w.run(["apply"]).status == 0)
         let r = try w.run(["rollback", "003_document_analysis_enhancement"])
@@ -207,8 +222,9 @@ struct EngineCLITests {
 
     // MARK: Failures
 
-    @Test func failingMigrationAbortsItsTransaction() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func failingMigrationAbortsItsTransaction(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", Fixtures.stepPlugin("001_make", up: #"return host->insert(txn, "things", "{\"n\":0}");"#))
         try w.add(
             "b.so",
@@ -237,8 +253,9 @@ struct EngineCLITests {
         #expect(check.status == 5)
     }
 
-    @Test func hostErrorsReachThePlugin() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func hostErrorsReachThePlugin(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add(
             "a.so",
             Fixtures.stepPlugin(
@@ -270,8 +287,9 @@ struct EngineCLITests {
         #expect(try w.count("users") == 1)
     }
 
-    @Test func crashingPluginLeavesNothingAndIsRetried() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func crashingPluginLeavesNothingAndIsRetried(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", Fixtures.stepPlugin("001_first", up: #"return host->insert(txn, "things", "{\"n\":1}");"#))
         try w.add(
             "b.so",
@@ -305,8 +323,9 @@ struct EngineCLITests {
 
     // MARK: Refusals
 
-    @Test func outOfOrderIsRefused() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func outOfOrderIsRefused(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))
         try w.add("c.so", Fixtures.stepPlugin("003_c", up: "return MIGRATOR_OK;"))
         #expect(try w.run(["apply"]).status == 0)
@@ -320,8 +339,9 @@ struct EngineCLITests {
         #expect(try w.states()["002_b"] == "applied")
     }
 
-    @Test func missingPluginIsReported() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func missingPluginIsReported(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))
         try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;"))
         #expect(try w.run(["apply"]).status == 0)
@@ -342,8 +362,9 @@ struct EngineCLITests {
             "\(rb.stderr)")
     }
 
-    @Test func changedChecksumIsRefused() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func changedChecksumIsRefused(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v1"))
         #expect(try w.run(["apply"]).status == 0)
         unlink(w.dir + "/a.so")

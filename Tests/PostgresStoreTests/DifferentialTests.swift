@@ -266,22 +266,33 @@ struct BatchTests {
         }
         #expect(try pg.read { try $0.count("c") } == 2)
         _ = try pg.write { try $0.dropCollection("c") }
+        // Batched: a duplicate within the batch is known at its call, and
+        // the transaction goes on; one of a stored document is found when
+        // the batch is sent, and then fails every later call and the commit.
+        try pg.write { txn in
+            txn.batchesWrites = true
+            try txn.insert(json(#"{"_id":5}"#), into: "c")
+            let e = #expect(throws: StoreError.self) { try txn.insert(json(#"{"_id":5}"#), into: "c") }
+            #expect(e?.message == "collection 'c': duplicate _id 5")
+        }
+        #expect(try pg.read { try $0.count("c") } == 1)
         var later: StoreError?
         do {
             try pg.write { txn in
                 txn.batchesWrites = true
-                try txn.insert(json(#"{"_id":1}"#), into: "c")
-                try txn.insert(json(#"{"_id":1}"#), into: "c")  // queued: no error yet
+                try txn.insert(json(#"{"_id":6}"#), into: "c")
+                try txn.insert(json(#"{"_id":5}"#), into: "c")  // queued: no error yet
                 do { _ = try txn.count("c") } catch let e as StoreError { later = e }
-                _ = try txn.insert(json(#"{"_id":2}"#), into: "c")
+                _ = try txn.insert(json(#"{"_id":7}"#), into: "c")
             }
             Issue.record("the transaction committed")
         } catch let e as StoreError {
             #expect(e.code == .duplicateKey)
-            #expect(e.message == "collection 'c': duplicate _id 1")
+            #expect(e.message == "collection 'c': duplicate _id 5")
         }
         #expect(later?.code == .duplicateKey, "the next call reports it")
-        #expect(try pg.read { try $0.count("c") } == 0, "nothing committed")
+        #expect(try pg.read { try $0.findAll("c").map(\.serialized) } == [#"{"_id":5}"#], "nothing committed")
+        _ = try pg.write { try $0.dropCollection("c") }
         // A batch larger than one statement, then reads in batches.
         try pg.write { txn in
             txn.batchesWrites = true
