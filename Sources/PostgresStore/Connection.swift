@@ -93,6 +93,8 @@ public final class Connection {
         guard let p else { return "" }
         var s = String(cString: p)
         while s.last == "\n" || s.last == " " { s.removeLast() }
+        // The server's severity prefix says nothing our message does not.
+        for prefix in ["ERROR:  ", "FATAL:  "] where s.hasPrefix(prefix) { s.removeFirst(prefix.count) }
         return s.split(separator: "\n").joined(separator: "; ")
     }
 }

@@ -79,6 +79,11 @@ struct PostgresCLITests {
             ("postgresql://password_user:wrong-secret@/migrator_test?host=\(socket)", "authentication failed"),
             ("postgresql://migrator@/no_such_database?host=\(socket)", "no_such_database"),
             ("postgresql://migrator:some-secret@127.0.0.1:1/x?connect_timeout=2", "127.0.0.1"),
+            // A role without rights on the schema (nor to create one).
+            (
+                "postgresql://limited_user:some-secret@/migrator_test?host=\(socket)&port=5432&schema=locked",
+                "permission denied"
+            ),
         ]
         for (uri, expected) in cases {
             let start = Date()
