@@ -21,6 +21,11 @@ public final class PostgresDocumentStore {
     public let connection: Connection
     /// The schema holding the collections' tables.
     public let schema: String
+    /// Catalog rows of the reserved (`_`) collections, as committed: they
+    /// cannot be dropped, and only the engine writes them (it makes no
+    /// indexes on them), so a row once read stays true. Saves a round trip
+    /// per system collection in every transaction of a run.
+    var systemCatalog: [String: (id: Int64, indexes: String?)] = [:]
 
     /// Opens the store in `schema` at `uri`, creating the schema and its
     /// catalog if they do not exist.

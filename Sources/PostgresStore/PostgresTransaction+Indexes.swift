@@ -96,6 +96,7 @@ extension PostgresTransaction {
     /// documents; see the LMDB store's `Transaction.createIndex`.
     @discardableResult
     public func createIndex(_ collection: String, path: String, unique: Bool = false) throws -> Bool {
+        store.systemCatalog[collection] = nil
         try writable(collection)
         let fieldPath: FieldPath
         do { fieldPath = try FieldPath(path) } catch {
@@ -144,6 +145,7 @@ extension PostgresTransaction {
 
     /// Drops the index on `path`.
     public func dropIndex(_ collection: String, path: String) throws {
+        store.systemCatalog[collection] = nil
         try writable(collection)
         guard let c = try self.collection(collection) else {
             throw StoreError(.collectionNotFound, "collection '\(collection)' does not exist")

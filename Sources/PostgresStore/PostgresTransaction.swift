@@ -210,11 +210,17 @@ public final class PostgresTransaction: DocumentTransaction {
     /// `collection` (its tables and indexes), created when `create` is set.
     func collection(_ name: String, create: Bool = false) throws -> PGCollection? {
         if let c = known[name] { return c }
+        if let row = store.systemCatalog[name] {
+            let c = PGCollection(schema: schema, id: row.id, indexes: try Self.indexSpecs(row.indexes, name))
+            known[name] = c
+            return c
+        }
         let found = try sql(
             "SELECT id, indexes::text FROM \(schema).collections WHERE name = $1", [name])
         var c: PGCollection?
         if found.count == 1, let id = found.text(0, 0).flatMap({ Int64($0) }) {
             c = PGCollection(schema: schema, id: id, indexes: try Self.indexSpecs(found.text(0, 1), name))
+            if name.hasPrefix("_") { store.systemCatalog[name] = (id, found.text(0, 1)) }
         } else if create {
             let made = try sql(
                 "INSERT INTO \(schema).collections (name) VALUES ($1) RETURNING id", [name])

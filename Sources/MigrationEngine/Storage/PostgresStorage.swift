@@ -185,6 +185,12 @@ final class PostgresRunLock: OwnerRecordLock {
             throw MigratorError(.lockFailed, "cannot take the run lock of '\(name)': \(error)", underlying: error)
         }
         leftover = Self.record(session, schema)
+        // The owner record need not wait for its own flush: each step's
+        // commit (synchronous, on the worker's connection) flushes the WAL
+        // up to it, and names the step after it (`next`), so a server crash
+        // can lose only a record whose step had not committed, and the next
+        // run still names the interrupted step (Planner.interruptedStep).
+        _ = try? session.run("SET synchronous_commit = off")
         owner = LockOwner(
             pid: getpid(), host: EngineClock.hostName, user: EngineClock.userName, command: command,
             startedAt: EngineClock.iso8601())
