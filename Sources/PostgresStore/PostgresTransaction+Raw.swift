@@ -119,6 +119,9 @@ final class PostgresReader: DocumentReader {
     private var currentBytes: UnsafeRawBufferPointer?
     private var closed = false
     private var done = false
+    /// The server-side cursor, and the transaction epoch it belongs to.
+    private var portal: String?
+    private var portalEpoch = 0
     static let batch = 1000
 
     init(txn: PostgresTransaction, collection: String, table: PGCollection?, filter: Filter, upper: String) {
@@ -141,14 +144,7 @@ final class PostgresReader: DocumentReader {
         guard let table, !done else { return nil }
         while true {
             if rows == nil || index >= (rows?.count ?? 0) || seenGeneration != table.generation {
-                seenGeneration = table.generation
-                let narrowed = txn.candidates(table, filter, first: 3)
-                let fetched = try txn.sql(
-                    "SELECT _id, body FROM \(table.table) WHERE ($1::text IS NULL OR _id > $1) AND _id <= $2 "
-                        + (narrowed.map { "AND \($0.condition) " } ?? "") + "ORDER BY _id LIMIT \(Self.batch)",
-                    [after, upper] + (narrowed?.parameters ?? []))
-                // sql() may have sent pending inserts: that is no change to what we read.
-                seenGeneration = table.generation
+                let fetched = try fetch(table)
                 rows = fetched
                 index = 0
                 if fetched.count == 0 {
@@ -166,6 +162,38 @@ final class PostgresReader: DocumentReader {
             currentBytes = bytes
             return bytes
         }
+    }
+
+    /// The next batch, from a server-side cursor (`DECLARE`, then `FETCH`),
+    /// declared again from the last key returned when the collection was
+    /// written or the transaction committed (a checkpoint) since. Ordered by
+    /// the primary key, it walks the index: a query per batch with `LIMIT`
+    /// was planned as a sort of every remaining row, each time.
+    private func fetch(_ table: PGCollection) throws -> Rows {
+        if portal == nil || seenGeneration != table.generation || portalEpoch != txn.epoch {
+            if let p = portal, portalEpoch == txn.epoch { try txn.sql("CLOSE \(p)") }
+            let name = txn.portalName()
+            var parameters: [String?] = [upper]
+            var conditions = ["_id <= $1"]
+            if let after {
+                parameters.append(after)
+                conditions.append("_id > $2")
+            }
+            if let narrowed = txn.candidates(table, filter, first: parameters.count + 1) {
+                conditions.append(narrowed.condition)
+                parameters += narrowed.parameters
+            }
+            seenGeneration = table.generation
+            try txn.sql(
+                "DECLARE \(name) NO SCROLL CURSOR FOR SELECT _id, body FROM \(table.table) WHERE "
+                    + conditions.joined(separator: " AND ") + " ORDER BY _id", parameters)
+            portal = name
+            portalEpoch = txn.epoch
+        }
+        let fetched = try txn.sql("FETCH \(Self.batch) FROM \(portal ?? "")")
+        // sql() may have sent pending inserts: that is no change to what we read.
+        seenGeneration = table.generation
+        return fetched
     }
 
     private func current() throws -> String {
@@ -193,7 +221,11 @@ final class PostgresReader: DocumentReader {
     }
 
     func close() {
+        guard !closed else { return }
         closed = true
         rows = nil
+        // A cursor left open would hold its memory until the transaction ends.
+        if let p = portal, portalEpoch == txn.epoch, !txn.ended { _ = try? txn.sql("CLOSE \(p)") }
+        portal = nil
     }
 }

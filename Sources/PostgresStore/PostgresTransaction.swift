@@ -33,7 +33,19 @@ public final class PostgresTransaction: DocumentTransaction {
     public func commitAndContinue() throws {
         try usable()
         try sqlRun("COMMIT; BEGIN")
-        known.removeAll()
+        // The collections stay as they are (the run lock keeps other runs
+        // out), so ``known`` and its generations hold; server-side cursors
+        // end with the commit, and readers declare new ones.
+        epoch += 1
+    }
+
+    /// Bumped by every commit inside the transaction (checkpoints).
+    private(set) var epoch = 0
+    private var portals = 0
+    /// A name for a new server-side cursor.
+    func portalName() -> String {
+        portals += 1
+        return "migrator_cursor_\(portals)"
     }
 
     // MARK: - Statements, and inserts sent in batches

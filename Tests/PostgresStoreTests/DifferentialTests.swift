@@ -350,5 +350,33 @@ struct BatchTests {
             ])
     }
 
+    @Test("a cursor goes on across checkpoint commits and writes to its collection, visiting each document once")
+    func cursorAcrossCommits() throws {
+        let schema = PostgresServer.freshSchema("cursor")
+        let pg = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
+        defer { try? pg.connection.run("DROP SCHEMA \(schema) CASCADE") }
+        try pg.write { txn in
+            for i in 0..<2500 { try txn.insert(json(#"{"_id":\#(i),"v":0}"#), into: "c") }
+        }
+        let visited = try pg.write { txn -> [Int64] in
+            txn.batchesWrites = true
+            var ids: [Int64] = []
+            let reader = try txn.openReader("c", filter: .all)
+            defer { reader.close() }
+            while let raw = try reader.nextRaw() {
+                guard case .int(let id)? = try JSON(parsing: raw).objectValue?["_id"] else { break }
+                ids.append(id)
+                try Array(#"{"v":1}"#.utf8).withUnsafeBytes { try reader.replaceCurrent(json: $0) }
+                if id % 700 == 699 { try txn.commitAndContinue() }
+                // Another write to the collection: the rows read ahead are dropped.
+                if id % 900 == 0 { _ = try txn.deleteOne("c", filter: try Filter(parsing: #"{"_id":\#(id + 1)}"#)) }
+            }
+            return ids
+        }
+        let deleted = Set(stride(from: 0, to: 2500, by: 900).map { Int64($0 + 1) })
+        #expect(visited == (0..<2500).map(Int64.init).filter { !deleted.contains($0) })
+        #expect(try pg.read { try $0.count("c", filter: try Filter(parsing: #"{"v":1}"#)) } == 2500 - deleted.count)
+    }
+
     func json(_ text: String) throws -> JSON { try JSON(parsing: text) }
 }
