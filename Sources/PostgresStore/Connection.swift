@@ -66,6 +66,46 @@ public final class Connection {
         try check(PQexec(conn, sql), sql)
     }
 
+    /// Runs `COPY … FROM STDIN` (text format), sending `data`: rows of
+    /// tab-separated fields, each ending in a newline, escaped by
+    /// ``appendCopyField(_:to:)``. The fastest way in for many rows.
+    public func copyIn(_ sql: String, _ data: [UInt8]) throws(PostgresError) {
+        let start = PQexec(conn, sql)
+        if let start, PQresultStatus(start) == PGRES_COPY_IN {
+            PQclear(start)
+        } else {
+            _ = try check(start, sql)  // throws for a failure
+            throw PostgresError(.queryFailed, "\(name): the statement did not start a copy")
+        }
+        let sent = data.withUnsafeBufferPointer { b in
+            b.baseAddress.map { base in
+                base.withMemoryRebound(to: CChar.self, capacity: b.count) { PQputCopyData(conn, $0, Int32(b.count)) }
+            } ?? 1
+        }
+        // On a failed send, end the copy with an error so the server stops waiting.
+        _ = PQputCopyEnd(conn, sent == 1 ? nil : "sending the rows failed")
+        var last: OpaquePointer? = PQgetResult(conn)
+        while let r = last, let next = PQgetResult(conn) {
+            PQclear(r)
+            last = next
+        }
+        try check(last, sql)
+    }
+
+    /// Appends `text` as one field of a `COPY` text-format row: backslash,
+    /// tab, newline and carriage return escaped.
+    public static func appendCopyField(_ text: String, to out: inout [UInt8]) {
+        for b in text.utf8 {
+            switch b {
+            case UInt8(ascii: "\\"): out += [UInt8(ascii: "\\"), UInt8(ascii: "\\")]
+            case 9: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
+            case 10: out += [UInt8(ascii: "\\"), UInt8(ascii: "n")]
+            case 13: out += [UInt8(ascii: "\\"), UInt8(ascii: "r")]
+            default: out.append(b)
+            }
+        }
+    }
+
     @discardableResult
     private func check(_ result: OpaquePointer?, _ sql: String) throws(PostgresError) -> Rows {
         guard let result else {

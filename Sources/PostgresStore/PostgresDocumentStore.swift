@@ -26,6 +26,8 @@ public final class PostgresDocumentStore {
     /// indexes on them), so a row once read stays true. Saves a round trip
     /// per system collection in every transaction of a run.
     var systemCatalog: [String: (id: Int64, indexes: String?)] = [:]
+    /// Whether this session made its `migrator_bodies` staging table.
+    var hasStagingTable = false
 
     /// Opens the store in `schema` at `uri`, creating the schema and its
     /// catalog if they do not exist.

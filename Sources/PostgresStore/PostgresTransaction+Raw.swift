@@ -50,6 +50,16 @@ extension PostgresTransaction {
     ) throws {
         try writable(collection)
         let id = Self.id(fromKey: key)
+        // A cursor's rewrite already in stored form, with no index to keep:
+        // stored as given, without a parse (as on LMDB).
+        if let known, let c = try self.collection(collection), c.indexes.isEmpty,
+            CanonicalCheck.storedForm(of: json, id: id, into: &storedForm)
+        {
+            guard !known.sameBytes(as: storedForm) else { return }
+            c.generation += 1
+            try queueUpdate(c, collection, key: key, body: String(decoding: storedForm, as: UTF8.self))
+            return
+        }
         let parsed: JSON
         do { parsed = try JSON(parsing: json) } catch {
             throw StoreError(error.code, "collection '\(collection)', _id \(id.serialized): \(error.message)")

@@ -56,9 +56,15 @@ public final class PostgresTransaction: DocumentTransaction {
     /// call or at the end of the step, and fails the whole step: the
     /// transaction is poisoned and cannot commit.
     private var pending: (collection: PGCollection, name: String, rows: [(key: String, body: String, id: JSON)])?
+    /// Where ``Update/splice(_:into:)`` writes.
+    private var spliced: [UInt8] = []
+    /// Where a replacement's stored form is built.
+    var storedForm: [UInt8] = []
     /// The given `_id` keys in ``pending``.
     private var pendingKeys: Set<String> = []
     static let batchSize = 500
+    /// A cursor's replacements are sent this many at a time (by `COPY`).
+    static let updateQueueSize = 10_000
     /// The error a batch met; every later call fails with it.
     private var poison: StoreError?
 
@@ -85,7 +91,7 @@ public final class PostgresTransaction: DocumentTransaction {
         if let p = pendingUpdates, p.collection !== c { try flush() }
         if pendingUpdates == nil { pendingUpdates = (c, name, []) }
         pendingUpdates?.rows.append((key, body))
-        if (pendingUpdates?.rows.count ?? 0) >= Self.batchSize { try flush() }
+        if (pendingUpdates?.rows.count ?? 0) >= Self.updateQueueSize { try flush() }
     }
 
     /// Sends the pending inserts, then the pending replacements.
@@ -390,6 +396,28 @@ public final class PostgresTransaction: DocumentTransaction {
         var result = UpdateResult(matched: 0, modified: 0, upsertedID: nil)
         guard let c = try self.collection(collection, create: upsert) else { return result }
         var changed: [(key: String, body: String)] = []
+        // The batched path of a one-field $set: stored bytes spliced, no parse.
+        if c.indexes.isEmpty && !one && update.isSplice {
+            try visitRaw(c, collection, filter) { key, bytes, _ in
+                result.matched += 1
+                guard let differs = update.splice(bytes, into: &spliced) else {
+                    throw StoreError(
+                        .corrupted,
+                        "collection '\(collection)': the stored document with _id "
+                            + "\(Self.id(fromKey: key).serialized) is damaged")
+                }
+                guard differs else { return .keep }
+                result.modified += 1
+                changed.append((key, String(decoding: spliced, as: UTF8.self)))
+                return .keep
+            }
+            if !changed.isEmpty { c.generation += 1 }
+            try poisoning { wrote in
+                wrote = !changed.isEmpty
+                try updateBodies(c, changed)
+            }
+            return result
+        }
         try poisoning { wrote in
             try visit(collection, filter) { key, doc in
                 result.matched += 1
@@ -427,6 +455,7 @@ public final class PostgresTransaction: DocumentTransaction {
 
     /// Writes new bodies by key, `batchSize` rows per statement.
     func updateBodies(_ c: PGCollection, _ changed: [(key: String, body: String)]) throws {
+        if changed.count >= Self.copyThreshold { return try copyBodies(c, changed) }
         var start = 0
         while start < changed.count {
             let part = changed[start..<min(start + Self.batchSize, changed.count)]
@@ -443,6 +472,34 @@ public final class PostgresTransaction: DocumentTransaction {
                     + "AS v(_id, body) WHERE t._id = v._id", params)
             start += Self.batchSize
         }
+    }
+
+    /// From this many rows on, new bodies go by `COPY` into a temporary
+    /// table and one `UPDATE … FROM` it: one pass over the collection
+    /// instead of one statement (planned, and an index probe per row) per
+    /// `batchSize` rows.
+    static let copyThreshold = 2000
+
+    private func copyBodies(_ c: PGCollection, _ changed: [(key: String, body: String)]) throws {
+        if !store.hasStagingTable {
+            // Per session; emptied at every commit, and after each use.
+            try connection.run(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS migrator_bodies (_id text COLLATE \"C\", body text) "
+                    + "ON COMMIT DELETE ROWS")
+            store.hasStagingTable = true
+        }
+        var data: [UInt8] = []
+        data.reserveCapacity(changed.count * 160)
+        for row in changed {
+            Connection.appendCopyField(row.key, to: &data)
+            data.append(9)
+            Connection.appendCopyField(row.body, to: &data)
+            data.append(10)
+        }
+        try connection.copyIn("COPY migrator_bodies (_id, body) FROM STDIN", data)
+        try connection.run(
+            "UPDATE \(c.table) AS t SET body = b.body FROM migrator_bodies AS b WHERE t._id = b._id; "
+                + "TRUNCATE migrator_bodies")
     }
 
     public func deleteMany(_ collection: String, filter: Filter) throws -> Int {
@@ -485,6 +542,27 @@ public final class PostgresTransaction: DocumentTransaction {
         try usable()
         try Transaction.validate(collection)
         guard let c = try self.collection(collection) else { return }
+        try visitRaw(c, collection, filter) { key, bytes, parsed in
+            try body(key, try parsed ?? Self.parse(bytes, collection, key: key))
+        }
+    }
+
+    static func parse(_ bytes: UnsafeRawBufferPointer, _ collection: String, key: String) throws -> JSON {
+        do { return try JSON(parsing: bytes) } catch {
+            throw StoreError(
+                .corrupted,
+                "collection '\(collection)': the stored document with _id \(id(fromKey: key).serialized) is damaged")
+        }
+    }
+
+    /// Each stored document of `c` matching `filter`, in `_id` order, as its
+    /// key, stored bytes (valid during the call) and the parsed document if
+    /// the filter needed it. Candidates come by primary key or index where
+    /// the filter allows; a filter that matches everything parses nothing.
+    private func visitRaw(
+        _ c: PGCollection, _ collection: String, _ filter: Filter,
+        _ body: (String, UnsafeRawBufferPointer, JSON?) throws -> Visit
+    ) throws {
         let rows: Rows
         if let id = filter.singlePrimaryKey, let key = try? Self.key(id) {
             rows = try sql("SELECT _id, body FROM \(c.table) WHERE _id = $1", [key])
@@ -495,15 +573,13 @@ public final class PostgresTransaction: DocumentTransaction {
         }
         for i in 0..<rows.count {
             guard let key = rows.text(i, 0), let bytes = rows.bytes(i, 1) else { continue }
-            let doc: JSON
-            do { doc = try JSON(parsing: bytes) } catch {
-                throw StoreError(
-                    .corrupted,
-                    "collection '\(collection)': the stored document with _id \(Self.id(fromKey: key).serialized) "
-                        + "is damaged")
+            var parsed: JSON?
+            if !filter.matchesEverything {
+                let doc = try Self.parse(bytes, collection, key: key)
+                guard filter.matches(doc) else { continue }
+                parsed = doc
             }
-            guard filter.matches(doc) else { continue }
-            if try body(key, doc) == .stop { return }
+            if try body(key, bytes, parsed) == .stop { return }
         }
     }
 

@@ -94,22 +94,9 @@ extension Transaction {
         return old
     }
 
-    /// Puts `json` into `valueBuffer` as stored, when it is in canonical form
-    /// and carries `id` first or no `_id`; false (nothing decided) otherwise.
+    /// Puts `json` into `valueBuffer` as stored (``CanonicalCheck/storedForm(of:id:into:)``).
     private func spliceCanonical(_ json: UnsafeRawBufferPointer, id: JSON) -> Bool {
-        guard let shape = CanonicalCheck.check(json), !shape.idElsewhere else { return false }
-        let idText = JSONSerializer.bytes(id)
-        valueBuffer.removeAll(keepingCapacity: true)
-        if let r = shape.idRange {
-            guard UnsafeRawBufferPointer(rebasing: json[r]).sameBytes(as: idText) else { return false }
-            valueBuffer.append(contentsOf: json)
-        } else {
-            valueBuffer.append(contentsOf: #"{"_id":"#.utf8)
-            valueBuffer.append(contentsOf: idText)
-            if json.count > 2 { valueBuffer.append(UInt8(ascii: ",")) }
-            valueBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: json[1...]))
-        }
-        return true
+        CanonicalCheck.storedForm(of: json, id: id, into: &valueBuffer)
     }
 
     /// Deletes the document stored at `key`, with its index entries.

@@ -7,7 +7,7 @@
 /// returns nil and the caller takes the full parser, which also produces
 /// the error messages. So this check may reject valid text, but never
 /// accepts text the parser would not store byte for byte.
-enum CanonicalCheck {
+package enum CanonicalCheck {
     struct Result {
         /// The byte range of the top-level `_id` value, if `_id` is the first key.
         var idRange: Range<Int>?
@@ -157,3 +157,25 @@ enum CanonicalCheck {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+extension CanonicalCheck {
+    /// Writes the stored form of a replacement for the document whose `_id`
+    /// is `id` into `out`, without parsing: `json` as given when it is in
+    /// canonical form and carries `id` first, or `id` put first when it has
+    /// no `_id`. False (nothing decided) otherwise: then parse it.
+    package static func storedForm(of json: UnsafeRawBufferPointer, id: JSON, into out: inout [UInt8]) -> Bool {
+        guard let shape = check(json), !shape.idElsewhere else { return false }
+        let idText = JSONSerializer.bytes(id)
+        out.removeAll(keepingCapacity: true)
+        if let r = shape.idRange {
+            guard UnsafeRawBufferPointer(rebasing: json[r]).sameBytes(as: idText) else { return false }
+            out.append(contentsOf: json)
+        } else {
+            out.append(contentsOf: #"{"_id":"#.utf8)
+            out.append(contentsOf: idText)
+            if json.count > 2 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: json[1...]))
+        }
+        return true
+    }
+}

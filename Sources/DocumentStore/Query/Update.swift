@@ -313,3 +313,21 @@ public struct Update: Sendable {
         }
     }
 }
+
+extension Update {
+    /// Whether ``splice(_:into:)`` applies: one top-level `$set`.
+    package var isSplice: Bool { topLevelSets?.count == 1 }
+
+    /// For an update that is one top-level `$set` (adding or changing a
+    /// field, the common data migration): writes the stored document `doc`
+    /// (compact, as every store writes it) with it applied into `out`,
+    /// splicing bytes without parsing; byte-identical to parse, apply and
+    /// serialize. nil when the update has another shape; false when the
+    /// document already holds the value.
+    package func splice(_ doc: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool? {
+        guard isSplice, let sets = topLevelSets, doc.count >= 2 else { return nil }
+        return sets[0].key.withUnsafeBytes { k in
+            sets[0].value.withUnsafeBytes { v in RawDocument.set(quotedKey: k, value: v, in: doc, into: &out) }
+        }
+    }
+}

@@ -118,14 +118,14 @@ extension UnsafeRawBufferPointer {
     /// Byte equality with `memcmp`: the generic `elementsEqual` walks byte by
     /// byte through iterators, which was 14% of a per-document rewrite.
     @inline(__always)
-    func sameBytes(as other: UnsafeRawBufferPointer) -> Bool {
+    package func sameBytes(as other: UnsafeRawBufferPointer) -> Bool {
         guard count == other.count else { return false }
         guard count > 0, let a = baseAddress, let b = other.baseAddress else { return true }
         return memcmp(a, b, count) == 0
     }
 
     @inline(__always)
-    func sameBytes(as other: [UInt8]) -> Bool { other.withUnsafeBytes { sameBytes(as: $0) } }
+    package func sameBytes(as other: [UInt8]) -> Bool { other.withUnsafeBytes { sameBytes(as: $0) } }
 
     /// Byte-wise (LMDB key) order with `memcmp`, for the same reason.
     @inline(__always)
