@@ -40,7 +40,7 @@ extension PostgresTransaction {
     /// (nil: every document is one), with its parameters numbered from
     /// `first`.
     func candidates(_ c: PGCollection, _ filter: Filter, first: Int) -> (condition: String, parameters: [String?])? {
-        guard let access = plan(c, filter) else { return nil }
+        guard let access = plan(c, filter) else { return containment(filter, first: first) }
         if let i = access.index {
             let keys = access.values.map { Self.hex(IndexKeys.key($0)) }
             return (
@@ -50,6 +50,24 @@ extension PostgresTransaction {
         }
         let keys = access.primaryKeys.compactMap { try? Self.key($0) }
         return ("_id = ANY($\(first)::text[])", [Self.textArray(keys)])
+    }
+
+    /// Without a key to look up: the server keeps only documents whose
+    /// required string or boolean fields (``Filter/requiredScalarFields()``)
+    /// hold the value or an array with it, by `jsonb` containment, instead of
+    /// sending every row to be filtered here.
+    func containment(_ filter: Filter, first: Int) -> (condition: String, parameters: [String?])? {
+        let fields = filter.requiredScalarFields()
+        guard !fields.isEmpty else { return nil }
+        var conditions: [String] = []
+        var parameters: [String?] = []
+        for (field, value) in fields {
+            let n = first + parameters.count
+            conditions.append("(doc @> $\(n)::jsonb OR doc @> $\(n + 1)::jsonb)")
+            parameters.append(JSON.object(JSONObject([(field, value)])).serialized)
+            parameters.append(JSON.object(JSONObject([(field, .array([value]))])).serialized)
+        }
+        return (conditions.joined(separator: " AND "), parameters)
     }
 
     /// A PostgreSQL array literal of `items`, each quoted.

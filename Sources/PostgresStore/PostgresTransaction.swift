@@ -488,18 +488,25 @@ public final class PostgresTransaction: DocumentTransaction {
                     + "ON COMMIT DELETE ROWS")
             store.hasStagingTable = true
         }
+        // In parts: a join with a million staged rows spilled to disk and
+        // took 2.7× plain SQL; parts of 10,000 stay in memory.
         var data: [UInt8] = []
-        data.reserveCapacity(changed.count * 160)
-        for row in changed {
-            Connection.appendCopyField(row.key, to: &data)
-            data.append(9)
-            Connection.appendCopyField(row.body, to: &data)
-            data.append(10)
+        var start = 0
+        while start < changed.count {
+            let part = changed[start..<min(start + Self.updateQueueSize, changed.count)]
+            data.removeAll(keepingCapacity: true)
+            for row in part {
+                Connection.appendCopyField(row.key, to: &data)
+                data.append(9)
+                Connection.appendCopyField(row.body, to: &data)
+                data.append(10)
+            }
+            try connection.copyIn("COPY migrator_bodies (_id, body) FROM STDIN", data)
+            try connection.run(
+                "UPDATE \(c.table) AS t SET body = b.body FROM migrator_bodies AS b WHERE t._id = b._id; "
+                    + "TRUNCATE migrator_bodies")
+            start += Self.updateQueueSize
         }
-        try connection.copyIn("COPY migrator_bodies (_id, body) FROM STDIN", data)
-        try connection.run(
-            "UPDATE \(c.table) AS t SET body = b.body FROM migrator_bodies AS b WHERE t._id = b._id; "
-                + "TRUNCATE migrator_bodies")
     }
 
     public func deleteMany(_ collection: String, filter: Filter) throws -> Int {

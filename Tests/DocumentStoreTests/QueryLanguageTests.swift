@@ -90,6 +90,15 @@ struct FilterTests {
         }
     }
 
+    @Test("the string and boolean fields a filter requires, which a server may narrow by")
+    func requiredScalarFields() throws {
+        let f = try Filter(
+            parsing: #"{"a":"x","b":{"$eq":true},"c":1,"d.e":"y","_id":"k","$or":[{"f":"z"}],"$and":[{"g":"w"}]}"#)
+        #expect(
+            f.requiredScalarFields().map { "\($0.field)=\($0.value.serialized)" } == [#"a="x""#, "b=true", #"g="w""#])
+        #expect(try Filter(parsing: #"{"a":{"$ne":"x"}}"#).requiredScalarFields().isEmpty)
+    }
+
     @Test(
         "malformed filters are errors, never 'matches nothing'",
         arguments: [

@@ -262,6 +262,9 @@ struct StoreTests {
                     .all()
                 #expect(drop.map(\.serialized) == [#"{"_id":-3,"s":"x"}"#])
                 #expect(storeError { _ = try Projection(json(#"{"a":1,"b":0}"#)) }?.code == .invalidProjection)
+                let idOnly = try txn.find(
+                    "c", options: FindOptions(limit: 1, projection: Projection(json(#"{"_id":1}"#))))
+                #expect(try idOnly.all().map(\.serialized) == [#"{"_id":-3}"#], "{_id: 1} keeps only _id")
                 let sorted = try txn.find("c", options: FindOptions(sort: [(try FieldPath("_id"), false)])).all()
                 #expect(sorted.first?.objectValue?["_id"] == "b")
             }

@@ -50,3 +50,30 @@ extension Filter {
         return options.min { rank($0) < rank($1) }
     }
 }
+
+extension Filter {
+    /// Top-level fields (not `_id`) this filter requires to equal a string
+    /// or a boolean, by plain equality or `$eq`, at its top or under `$and`.
+    /// A document can match only if the field is that value or an array
+    /// holding it, which JSON containment tests exactly for these types (no
+    /// numeric or null subtleties): what a server backend can narrow its
+    /// candidates by before the filter itself decides.
+    public func requiredScalarFields() -> [(field: String, value: JSON)] {
+        var out: [(String, JSON)] = []
+        func visit(_ n: Node) {
+            switch n {
+            case .and(let subs): subs.forEach(visit)
+            case .field(let path, let preds) where path.components.count == 1 && path.components[0] != "_id":
+                for case .eq(let v) in preds {
+                    switch v {
+                    case .string, .bool: out.append((path.components[0], v))
+                    default: break
+                    }
+                }
+            default: break
+            }
+        }
+        visit(root)
+        return out
+    }
+}

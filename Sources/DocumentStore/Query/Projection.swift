@@ -13,6 +13,7 @@ public struct Projection: Sendable {
         var inc: [[String]] = []
         var exc: [[String]] = []
         var keepID = true
+        var idIncluded = false
         for (key, value) in obj {
             let flag: Bool
             switch value {
@@ -23,6 +24,7 @@ public struct Projection: Sendable {
             let path = try FieldPath(key, for: .invalidProjection)
             if key == "_id" {
                 keepID = flag
+                idIncluded = flag
                 continue
             }
             if flag { inc.append(path.components) } else { exc.append(path.components) }
@@ -32,7 +34,8 @@ public struct Projection: Sendable {
                 .invalidProjection,
                 "invalid projection: cannot mix inclusion and exclusion (only _id may be excluded from an inclusion)")
         }
-        include = !inc.isEmpty
+        // {"_id": 1} alone is an inclusion of _id only, as in MongoDB.
+        include = !inc.isEmpty || (exc.isEmpty && idIncluded)
         paths = include ? inc : exc
         self.keepID = keepID
     }
