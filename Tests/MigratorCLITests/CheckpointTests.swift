@@ -11,8 +11,8 @@ import Glibc
 /// runs the 3,000,000-document version.)
 @Suite("checkpointed migrations (end to end)")
 struct CheckpointTests {
-    func workspace(users: Int) throws -> Workspace {
-        let w = try Workspace()
+    func workspace(users: Int, backend: Backend = .lmdb) throws -> Workspace {
+        let w = try Workspace(backend: backend)
         let source = try String(
             contentsOfFile: Fixtures.packageRoot + "/bench/migrations/checkpoint_migration.c", encoding: .utf8)
         try w.add("c.so", source)
@@ -21,9 +21,11 @@ struct CheckpointTests {
         return w
     }
 
-    @Test func aKilledCheckpointedMigrationResumesAndDoesEveryDocumentOnce() throws {
+    @Test(arguments: Backend.allCases) func aKilledCheckpointedMigrationResumesAndDoesEveryDocumentOnce(
+        _ backend: Backend
+    ) throws {
         let users = 6000
-        let w = try workspace(users: users)
+        let w = try workspace(users: users, backend: backend)
         var generator = SystemRandomNumberGenerator()
         var kills = 0
         while kills < 3 {
@@ -62,8 +64,10 @@ struct CheckpointTests {
         #expect(try w.run(["status", "--json"]).stdout.contains("resumable_from") == false)
     }
 
-    @Test func rollbackOfAnInterruptedCheckpointedMigrationRunsDown() throws {
-        let w = try workspace(users: 2000)
+    @Test(arguments: Backend.allCases) func rollbackOfAnInterruptedCheckpointedMigrationRunsDown(
+        _ backend: Backend
+    ) throws {
+        let w = try workspace(users: 2000, backend: backend)
         let run = try launchMigrator(
             ["apply", "--db", w.db, "--dir", w.dir],
             environment: ["CHECKPOINT_EVERY": "100", "CHECKPOINT_PAUSE_MS": "30", "TMPDIR": w.root])

@@ -38,8 +38,8 @@ struct HostAPITests {
         return MIGRATOR_OK;
         """
 
-    @Test func everyHostFunctionSucceedsAsDocumented() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases) func everyHostFunctionSucceedsAsDocumented(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("host.so", Fixtures.stepPlugin("001_host", up: Self.checks))
         let r = try w.run(["apply"])
         #expect(r.status == 0, "\(r.stderr)")
@@ -62,8 +62,8 @@ struct HostAPITests {
 
     /// A plugin built against a newer minor version, with a larger bundle
     /// struct, loads and runs: minor versions only append fields.
-    @Test func aNewerMinorWithALargerStructLoads() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases) func aNewerMinorWithALargerStructLoads(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         let source = Fixtures.stepPlugin("001_newer", up: #"return host->insert(txn, "t", "{}");"#)
             .replacingOccurrences(
                 of: "static const migrator_plugin_v1 b = { MIGRATOR_ABI_MAJOR, MIGRATOR_ABI_MINOR, sizeof b,",
@@ -86,8 +86,8 @@ struct HostAPITests {
 /// ABI 1.1: the fast paths, their detection, and 1.0 plugins unchanged.
 @Suite("plugin ABI 1.1 (end to end)")
 struct ABI11Tests {
-    @Test func theFastPathsWorkFromC() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases) func theFastPathsWorkFromC(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add(
             "fast.so",
             Fixtures.stepPlugin(
@@ -138,8 +138,8 @@ struct ABI11Tests {
 
     /// A plugin built against the committed 1.0 header loads and runs
     /// unchanged; a 1.1 plugin can tell a 1.0 host by its struct_size.
-    @Test func aPluginBuiltAgainstTheOneZeroHeaderStillWorks() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases) func aPluginBuiltAgainstTheOneZeroHeaderStillWorks(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         let old = Fixtures.packageRoot + "/Tests/Fixtures/abi-1.0"
         let header = try String(contentsOfFile: old + "/migrator_plugin.h", encoding: .utf8)
         #expect(header.contains("#define MIGRATOR_ABI_MINOR 0") && !header.contains("cursor_replace"))

@@ -329,7 +329,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 // A failure is final once the worker is idle: plugin code
                 // could have written this answer while its step still runs.
                 awaitIdle(deadline: deadline)
-                throw StepFailure(message: reply.string("message"))
+                let why = reply.string("message")
+                throw StepFailure(message: why.isEmpty ? "the worker reported a failure without a reason" : why)
             case "skipped":
                 throw StepFailure(message: "the worker skipped it: the step before it did not complete")
             default:
