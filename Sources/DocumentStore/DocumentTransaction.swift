@@ -53,6 +53,9 @@ public protocol DocumentTransaction: AnyObject {
     func explain(_ collection: String, filter: Filter) throws -> QueryPlan
     /// The ``CollectionDigest`` of a collection, or "absent".
     func digest(_ collection: String) throws -> String
+    /// Follows what user code changes from now on (nil: stop): counts per
+    /// collection and, if the tracker keeps them, what documents were before.
+    func track(_ tracker: ChangeTracker?)
     /// Creates a secondary index; false if an identical one exists.
     @discardableResult
     func createIndex(_ collection: String, path: String, unique: Bool) throws -> Bool

@@ -245,7 +245,11 @@ public final class Transaction {
         // A cached collection was validated when first met.
         if lastState?.name != collection && states[collection] == nil { try Self.validate(collection) }
         try Self.refuseReserved(collection, systemAccess: systemAccess)
-        if let t = changeTracker, !systemAccess { try t.willChange(collection, in: self) }
+        if let t = changeTracker, !systemAccess {
+            do { try t.willChange(collection, in: self) } catch let e as StoreError { throw e } catch {
+                throw StoreError(.storage, "collection '\(collection)': \(error)")
+            }
+        }
     }
 
     /// Refuses writes to a reserved (`_`) collection unless the engine asked.

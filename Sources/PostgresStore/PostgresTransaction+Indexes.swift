@@ -140,6 +140,7 @@ extension PostgresTransaction {
         }
         c.indexes.append(index)
         try saveIndexes(c, collection)
+        noteChange(collection) { $0.indexesCreated += 1 }
         return true
     }
 
@@ -157,6 +158,7 @@ extension PostgresTransaction {
         try sql("DELETE FROM \(c.entries) WHERE ix = $1", ["\(index.id)"])
         if index.unique { try sqlRun("DROP INDEX IF EXISTS \(schema).x_\(c.id)_\(index.id)") }
         try saveIndexes(c, collection)
+        noteChange(collection) { $0.indexesDropped += 1 }
     }
 
     /// The secondary indexes of a collection (`_id` is implicit).

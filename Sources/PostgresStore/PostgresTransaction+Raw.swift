@@ -57,6 +57,8 @@ extension PostgresTransaction {
         {
             guard !known.sameBytes(as: storedForm) else { return }
             c.generation += 1
+            notePreImage(collection, key: key, bytes: known)
+            noteChange(collection) { $0.updated += 1 }
             try queueUpdate(c, collection, key: key, body: String(decoding: storedForm, as: UTF8.self))
             return
         }
@@ -82,6 +84,8 @@ extension PostgresTransaction {
             let body = JSON.object(new).serialized
             guard !body.utf8.elementsEqual(known) else { return }
             c.generation += 1
+            notePreImage(collection, key: key, bytes: known)
+            noteChange(collection) { $0.updated += 1 }
             try queueUpdate(c, collection, key: key, body: body)
             return
         }
@@ -91,6 +95,8 @@ extension PostgresTransaction {
         }
         let body = JSON.object(new).serialized
         guard body != old else { return }
+        notePreImage(collection, key: key, bytes: rows.bytes(0, 0))
+        noteChange(collection) { $0.updated += 1 }
         let change = try checkedEntries(c, collection, key: key, old: try JSON(parsing: old), new: .object(new))
         c.generation += 1
         try sql("UPDATE \(c.table) SET body = $2 WHERE _id = $1", [key, body])
@@ -101,7 +107,9 @@ extension PostgresTransaction {
     func delete(_ collection: String, key: String) throws {
         try writable(collection)
         guard let c = try self.collection(collection) else { return }
+        try notePreImage(c, collection, key: key)
         c.generation += 1
+        noteChange(collection) { $0.deleted += 1 }
         try sql("DELETE FROM \(c.table) WHERE _id = $1", [key])
         if !c.indexes.isEmpty { try sql("DELETE FROM \(c.entries) WHERE _id = $1", [key]) }
     }

@@ -216,13 +216,43 @@ public final class PostgresTransaction: DocumentTransaction {
         }
     }
 
-    func writable(_ collection: String) throws(StoreError) {
+    func writable(_ collection: String) throws {
         try usable()
         if readOnly {
             throw StoreError(.readOnlyTransaction, "cannot write collection '\(collection)' in a read transaction")
         }
         try Transaction.validate(collection)
         try Transaction.refuseReserved(collection, systemAccess: systemAccess)
+        if let t = changeTracker, !systemAccess { try t.willChange(collection, in: self) }
+    }
+
+    // MARK: - Change tracking (dry runs, reversibility checks)
+
+    private var changeTracker: ChangeTracker?
+
+    /// Follows what user code changes from now on (nil: stop), as the LMDB
+    /// store's `Transaction.track(_:)` does.
+    public func track(_ tracker: ChangeTracker?) { changeTracker = tracker }
+
+    /// Whether a tracker wants document bytes from before their change.
+    var keepsPreImages: Bool { (changeTracker?.keepsPreImages ?? false) && !systemAccess }
+
+    func noteChange(_ collection: String, _ change: (inout CollectionChanges) -> Void) {
+        guard let t = changeTracker, !systemAccess else { return }
+        t.count(collection, change)
+    }
+
+    /// Records the bytes of the document at `key` before its first change (nil: new).
+    func notePreImage(_ collection: String, key: String, bytes: UnsafeRawBufferPointer?) {
+        guard keepsPreImages, let t = changeTracker else { return }
+        t.notePreImage(collection, id: Self.id(fromKey: key), bytes: bytes)
+    }
+
+    /// The stored bytes at `key`, when a tracker needs them before a write.
+    func notePreImage(_ c: PGCollection, _ collection: String, key: String) throws {
+        guard keepsPreImages else { return }
+        let rows = try sql("SELECT body FROM \(c.table) WHERE _id = $1", [key])
+        notePreImage(collection, key: key, bytes: rows.bytes(0, 0))
     }
 
     /// `collection` (its tables and indexes), created when `create` is set.
@@ -281,6 +311,7 @@ public final class PostgresTransaction: DocumentTransaction {
             throw StoreError(.collectionExists, "collection '\(name)' already exists")
         }
         _ = try collection(name, create: true)
+        noteChange(name) { $0.created = true }
         return true
     }
 
@@ -292,6 +323,20 @@ public final class PostgresTransaction: DocumentTransaction {
         guard let c = try collection(name) else {
             if ifExists { return false }
             throw StoreError(.collectionNotFound, "collection '\(name)' does not exist")
+        }
+        if changeTracker != nil && !systemAccess {
+            var n = 0
+            let reader = try self.reader(name, filter: .all)
+            while let bytes = try reader.nextRaw(), let key = reader.key {
+                notePreImage(name, key: key, bytes: bytes)
+                n += 1
+            }
+            reader.close()
+            noteChange(name) {
+                $0.dropped = true
+                $0.deleted += n
+                $0.indexesDropped += c.indexes.count
+            }
         }
         try sqlRun("DROP TABLE \(c.table); DROP TABLE IF EXISTS \(c.entries)")
         try sql("DELETE FROM \(schema).collections WHERE name = $1", [name])
@@ -327,6 +372,7 @@ public final class PostgresTransaction: DocumentTransaction {
         guard let c = try self.collection(collection, create: true) else { return id }
         if c.indexes.isEmpty {
             try queue(c, collection, key: key, body: JSON.object(obj).serialized, id: id, given: given)
+            noteInserted(collection, key: key)
             return id
         }
         c.generation += 1
@@ -339,7 +385,13 @@ public final class PostgresTransaction: DocumentTransaction {
             throw StoreError(.duplicateKey, "collection '\(collection)': duplicate _id \(id.serialized)")
         }
         try write(entries, c, key: key)
+        noteInserted(collection, key: key)
         return id
+    }
+
+    private func noteInserted(_ collection: String, key: String) {
+        noteChange(collection) { $0.inserted += 1 }
+        notePreImage(collection, key: key, bytes: nil)
     }
 
     public func findAll(_ collection: String, filter: Filter) throws -> [JSON] {
@@ -408,10 +460,12 @@ public final class PostgresTransaction: DocumentTransaction {
                 }
                 guard differs else { return .keep }
                 result.modified += 1
+                notePreImage(collection, key: key, bytes: bytes)
                 changed.append((key, String(decoding: spliced, as: UTF8.self)))
                 return .keep
             }
             if !changed.isEmpty { c.generation += 1 }
+            noteChange(collection) { $0.updated += result.modified }
             try poisoning { wrote in
                 wrote = !changed.isEmpty
                 try updateBodies(c, changed)
@@ -419,8 +473,9 @@ public final class PostgresTransaction: DocumentTransaction {
             return result
         }
         try poisoning { wrote in
-            try visit(collection, filter) { key, doc in
+            try visitRaw(c, collection, filter) { key, bytes, parsed in
                 result.matched += 1
+                let doc = try parsed ?? Self.parse(bytes, collection, key: key)
                 guard case .object(var new) = doc else { return .keep }
                 do throws(StoreError) { try update.apply(to: &new) } catch {
                     throw StoreError(
@@ -429,8 +484,9 @@ public final class PostgresTransaction: DocumentTransaction {
                             + error.message)
                 }
                 let body = JSON.object(new).serialized
-                guard body != doc.serialized else { return one ? .stop : .keep }
+                guard !bytes.sameBytes(as: Array(body.utf8)) else { return one ? .stop : .keep }
                 result.modified += 1
+                notePreImage(collection, key: key, bytes: bytes)
                 c.generation += 1
                 if c.indexes.isEmpty && !one {
                     // Sent in batches once every document is read.
@@ -446,6 +502,7 @@ public final class PostgresTransaction: DocumentTransaction {
             wrote = !changed.isEmpty
             try updateBodies(c, changed)
         }
+        noteChange(collection) { $0.updated += result.modified }
         if result.matched == 0 && upsert {
             let doc = try Transaction.upsertDocument(filter: filter, update: update, collection: collection)
             result.upsertedID = try insert(.object(doc), into: collection)
@@ -521,22 +578,30 @@ public final class PostgresTransaction: DocumentTransaction {
         try writable(collection)
         guard let c = try self.collection(collection) else { return 0 }
         c.generation += 1
-        if filter.matchesEverything && !one {
+        if filter.matchesEverything && !one && !keepsPreImages {
             if !c.indexes.isEmpty { try sql("DELETE FROM \(c.entries)") }
-            return try sql("DELETE FROM \(c.table)").affected
+            let n = try sql("DELETE FROM \(c.table)").affected
+            noteChange(collection) { $0.deleted += n }
+            return n
         }
         var keys: [String] = []
-        try visit(collection, filter) { key, _ in
+        try visitRaw(c, collection, filter) { key, bytes, _ in
             keys.append(key)
+            notePreImage(collection, key: key, bytes: bytes)
             return one ? .stop : .keep
         }
+        // By key, up to 10,000 a statement.
         try poisoning { wrote in
-            for key in keys {
+            var start = 0
+            while start < keys.count {
+                let part = Self.textArray(Array(keys[start..<min(start + Self.updateQueueSize, keys.count)]))
                 wrote = true
-                try sql("DELETE FROM \(c.table) WHERE _id = $1", [key])
-                if !c.indexes.isEmpty { try sql("DELETE FROM \(c.entries) WHERE _id = $1", [key]) }
+                try sql("DELETE FROM \(c.table) WHERE _id = ANY($1::text[])", [part])
+                if !c.indexes.isEmpty { try sql("DELETE FROM \(c.entries) WHERE _id = ANY($1::text[])", [part]) }
+                start += Self.updateQueueSize
             }
         }
+        noteChange(collection) { $0.deleted += keys.count }
         return keys.count
     }
 

@@ -646,7 +646,7 @@ struct CursorWriteTests {
             }
             let tracker = ChangeTracker(keepingPreImages: true)
             let visited = try store.write { txn -> Int in
-                (txn as? Transaction)?.track(tracker)
+                txn.track(tracker)
                 let c = try txn.find("u")
                 var n = 0
                 while let raw = try c.nextRaw() {
@@ -666,9 +666,7 @@ struct CursorWriteTests {
                 return n
             }
             #expect(visited == 500, "each document once, none twice after being rewritten")
-            if backend == .lmdb {
-                #expect(tracker.changes["u"]?.updated == 400 && tracker.changes["u"]?.deleted == 100)
-            }
+            #expect(tracker.changes["u"]?.updated == 400 && tracker.changes["u"]?.deleted == 100)
             try store.read { txn in
                 #expect(try txn.count("u") == 400)
                 #expect(try txn.count("u", filter: Filter(parsing: #"{"plan":"pro"}"#)) == 400)
@@ -707,6 +705,45 @@ struct IDBoundScanTests {
                     let got = try txn.find("t", filter: f).all().map(\.serialized)
                     #expect(got == expected, "\(text)")
                 }
+            }
+        }
+    }
+}
+
+/// What dry runs count and reversibility checks compare, on both backends.
+@Suite("Change tracking")
+struct ChangeTrackingTests {
+    @Test(arguments: Backend.allCases)
+    func aTrackerCountsChangesAndSeesWhetherTheyWerePutBack(_ backend: Backend) throws {
+        try withStore(backend) { store in
+            try store.write { txn in
+                try txn.insert(["_id": 1, "a": 1], into: "c")
+                try txn.insert(["_id": 2, "a": 2], into: "c")
+            }
+            try store.write { txn in
+                let t = ChangeTracker(keepingPreImages: true)
+                txn.track(t)
+                defer { txn.track(nil) }
+                try txn.updateMany("c", filter: .all, update: Update(parsing: #"{"$set":{"a":9}}"#))
+                try txn.insert(["_id": 3], into: "c")
+                try txn.deleteOne("c", filter: Filter(parsing: #"{"_id":3}"#))
+                try txn.updateOne(
+                    "c", filter: Filter(parsing: #"{"_id":1}"#), update: Update(parsing: #"{"$set":{"a":1}}"#))
+                try txn.insert(["_id": 1], into: "other")
+                let d = try txn.differences(since: t)
+                #expect(d.map(\.collection) == ["c", "other"])
+                #expect(d.first?.differingDocuments == 1)
+                #expect(d.first?.documents.first?.id == 2 && d.first?.documents.first?.before?.objectValue?["a"] == 2)
+                #expect(d.last?.before.existed == false && d.last?.after.existed == true)
+                var expected = CollectionChanges()
+                expected.inserted = 1
+                expected.updated = 3
+                expected.deleted = 1
+                #expect(t.changes["c"] == expected)
+                try txn.updateOne(
+                    "c", filter: Filter(parsing: #"{"_id":2}"#), update: Update(parsing: #"{"$set":{"a":2}}"#))
+                try txn.dropCollection("other")
+                #expect(try txn.differences(since: t).isEmpty, "everything put back")
             }
         }
     }

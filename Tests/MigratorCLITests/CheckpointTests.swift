@@ -85,8 +85,9 @@ struct CheckpointTests {
         #expect(try w.run(["status", "--json"]).stdout.contains("resumable_from") == false)
     }
 
-    @Test func trialsRefuseToCheckpoint() throws {
-        let w = try workspace(users: 300)
+    @Test(arguments: Backend.allCases)
+    func trialsRefuseToCheckpoint(_ backend: Backend) throws {
+        let w = try workspace(users: 300, backend: backend)
         let dry = try w.run(["apply", "--dry-run"], environment: ["CHECKPOINT_EVERY": "100"])
         #expect(dry.status == 1, "\(dry.stdout)")
         #expect(dry.stdout.contains("cannot do: its work would be committed"), "\(dry.stdout)")

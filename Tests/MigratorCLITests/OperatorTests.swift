@@ -39,8 +39,9 @@ struct OperatorTests {
         return o
     }
 
-    @Test func aDryRunRunsEveryStepAndKeepsNothing() throws {
-        let w = try Workspace(examples: true)
+    @Test(arguments: Backend.allCases)
+    func aDryRunRunsEveryStepAndKeepsNothing(_ backend: Backend) throws {
+        let w = try Workspace(examples: true, backend: backend)
         try w.importSample()
         let before = try total(w)
         let r = try w.run(["apply", "--dry-run", "--json"])
@@ -66,13 +67,14 @@ struct OperatorTests {
         #expect(try w.count("user_preferences") == 24)
     }
 
-    @Test func aDryRunReportsAFailureAsARealRunWould() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func aDryRunReportsAFailureAsARealRunWould(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: #"return host->insert(txn, "t", "{}");"#))
         try w.add("b.so", Fixtures.stepPlugin("002_b", up: #"host->set_error(txn, "boom"); return MIGRATOR_ERROR;"#))
         try w.add("c.so", Fixtures.stepPlugin("003_c", up: #"return host->insert(txn, "t", "{}");"#))
         let dry = try w.run(["apply", "--dry-run"])
-        let real = try Workspace()
+        let real = try Workspace(backend: backend)
         for (f, s) in [("a.so", "001_a"), ("b.so", "002_b")] {
             try real.add(
                 f,
@@ -92,8 +94,9 @@ struct OperatorTests {
         #expect(try w.history().isEmpty)
     }
 
-    @Test func aRollbackDryRunKeepsEverythingApplied() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func aRollbackDryRunKeepsEverythingApplied(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", insertingPlugin("001_a"))
         #expect(try w.run(["apply"]).status == 0)
         let before = try total(w)
@@ -107,8 +110,9 @@ struct OperatorTests {
 
     /// up sets a plan on every user; down unsets it, losing the plans some
     /// users had before: not reversible, with the ids and a field diff.
-    @Test func verifyFindsADownThatDoesNotUndoUp() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func verifyFindsADownThatDoesNotUndoUp(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add(
             "a.so",
             Fixtures.stepPlugin(
@@ -151,8 +155,9 @@ struct OperatorTests {
 
     /// A worker that dies mid-trial leaves the verdicts of the steps before
     /// it as they were, the dying step failed, and the rest not reached.
-    @Test func aTrialWhoseWorkerDiesKeepsTheEarlierVerdicts() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func aTrialWhoseWorkerDiesKeepsTheEarlierVerdicts(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         _ = try migrator(["db", "import", "t", "-", "--db", w.db], input: #"{"_id":"kept"}"#)
         try w.add(
             "a.so",
@@ -173,8 +178,9 @@ struct OperatorTests {
         #expect(try total(w) == before, "verify keeps nothing")
     }
 
-    @Test func redoRollsBackAndAppliesTheLastOne() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func redoRollsBackAndAppliesTheLastOne(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", insertingPlugin("001_a"))
         try w.add("b.so", Fixtures.stepPlugin("002_b", up: "return MIGRATOR_OK;", down: nil))
         #expect(try w.run(["apply", "--count", "1"]).status == 0)
@@ -190,9 +196,10 @@ struct OperatorTests {
     }
 
     /// Equal contents, equal digests, whatever order they were written in.
-    @Test func digestsDependOnContentsOnly() throws {
-        let a = try Workspace()
-        let b = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func digestsDependOnContentsOnly(_ backend: Backend) throws {
+        let a = try Workspace(backend: backend)
+        let b = try Workspace(backend: backend)
         let lines = [#"{"_id":1,"x":1}"#, #"{"_id":2,"x":2}"#, #"{"_id":3,"x":3}"#]
         for (w, order) in [(a, lines), (b, lines.reversed())] {
             let r = try migrator(["db", "import", "c", "-", "--db", w.db], input: order.joined(separator: "\n"))
@@ -207,8 +214,9 @@ struct OperatorTests {
     }
 
     /// A dry run killed mid-step leaves nothing behind, and the next run is normal.
-    @Test func aKilledDryRunKeepsNothing() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func aKilledDryRunKeepsNothing(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", slowPlugin("001_slow"))
         _ = try migrator(["db", "import", "t", "-", "--db", w.db], input: #"{"_id":"kept"}"#)
         let before = try total(w)
@@ -227,8 +235,9 @@ struct OperatorTests {
 /// Adopting a database (`baseline`) and accepting an intended edit (`repair`).
 @Suite("baseline and repair (end to end)")
 struct AdoptionTests {
-    @Test func baselineRecordsWithoutRunning() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func baselineRecordsWithoutRunning(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         for i in 1...3 {
             let id = String(format: "%03d_step", i)
             try w.add("p\(i).so", Fixtures.stepPlugin(id, up: #"return host->insert(txn, "ran", "{}");"#))
@@ -250,8 +259,9 @@ struct AdoptionTests {
         #expect(try w.count("ran") == 0)
     }
 
-    @Test func repairAcceptsAnEditedChecksum() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func repairAcceptsAnEditedChecksum(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v1"))
         #expect(try w.run(["apply"]).status == 0)
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;", checksum: "v2"))

@@ -50,7 +50,7 @@ public final class ChangeTracker {
     /// Collections in the order they were first changed.
     public private(set) var order: [String] = []
     public private(set) var changes: [String: CollectionChanges] = [:]
-    let keepsPreImages: Bool
+    package let keepsPreImages: Bool
     private(set) var snapshots: [String: CollectionSnapshot] = [:]
     /// Collection → document key (after the collection prefix) → its bytes
     /// before the first change (nil: it did not exist).
@@ -58,15 +58,24 @@ public final class ChangeTracker {
 
     public init(keepingPreImages: Bool = false) { keepsPreImages = keepingPreImages }
 
-    func willChange(_ collection: String, in txn: Transaction) throws(StoreError) {
+    /// Called by a backend's transaction before it first writes `collection`
+    /// for user code: takes the snapshot the later comparison needs.
+    package func willChange(_ collection: String, in txn: any DocumentTransaction) throws {
         guard changes[collection] == nil else { return }
         changes[collection] = CollectionChanges()
         order.append(collection)
         if keepsPreImages { snapshots[collection] = try txn.snapshot(collection) }
     }
 
-    func count(_ collection: String, _ change: (inout CollectionChanges) -> Void) {
+    package func count(_ collection: String, _ change: (inout CollectionChanges) -> Void) {
         change(&changes[collection, default: CollectionChanges()])
+    }
+
+    /// Records a document's stored bytes before its first change (nil: it
+    /// is new), by its `_id`.
+    package func notePreImage(_ collection: String, id: JSON, bytes: UnsafeRawBufferPointer?) {
+        guard keepsPreImages, let key = try? KeyEncoding.idKey(id) else { return }
+        key.withUnsafeBytes { notePreImage(collection, key: $0, bytes: bytes) }
     }
 
     func notePreImage(_ collection: String, key: UnsafeRawBufferPointer, bytes: UnsafeRawBufferPointer?) {
@@ -108,12 +117,6 @@ extension Transaction {
         return d.finalize()
     }
 
-    func snapshot(_ collection: String) throws(StoreError) -> CollectionSnapshot {
-        let exists = try state(collection) != nil
-        return CollectionSnapshot(
-            digest: try digest(collection), indexes: exists ? try indexes(collection) : [], existed: exists)
-    }
-
     /// Positions `c` on the first document of `s` (or past it: check the prefix).
     func seekFirstDocument(_ c: OpaquePointer, of s: CollectionState, _ k: inout MDB_val, _ v: inout MDB_val) -> Int32 {
         s.prefix.withUnsafeBytes { p in
@@ -140,17 +143,20 @@ extension Transaction {
         }
         if rc != 0 && rc != MDB_NOTFOUND { try check(rc, "mdb_cursor_get") }
     }
+}
 
-    // MARK: Differences
+extension DocumentTransaction {
+    /// What `collection` looks like now, for a later comparison.
+    package func snapshot(_ collection: String) throws -> CollectionSnapshot {
+        let exists = try collectionExists(collection)
+        return CollectionSnapshot(
+            digest: try digest(collection), indexes: exists ? try indexes(collection) : [], existed: exists)
+    }
 
     /// The collections `tracker` saw change whose contents now differ from
     /// before their first change, each with up to `examples` differing
     /// documents. Needs a tracker made with `keepingPreImages`.
-    public func differences(
-        since tracker: ChangeTracker, examples: Int = 3
-    ) throws(StoreError)
-        -> [ContentDifference]
-    {
+    public func differences(since tracker: ChangeTracker, examples: Int = 3) throws -> [ContentDifference] {
         var out: [ContentDifference] = []
         for name in tracker.order {
             guard let before = tracker.snapshots[name] else { continue }
@@ -158,21 +164,13 @@ extension Transaction {
             guard after != before else { continue }
             var docs: [DocumentDifference] = []
             var differing = 0
-            let s = try state(name)
-            let images = (tracker.preImages[name] ?? [:]).sorted {
-                $0.key.lexicographicallyPrecedes($1.key)
-            }
+            let images = (tracker.preImages[name] ?? [:]).sorted { $0.key.lexicographicallyPrecedes($1.key) }
             for (key, old) in images {
-                var now: [UInt8]?
-                if let s {
-                    var full = s.prefix
-                    full.append(contentsOf: key)
-                    now = try full.bytes { kb throws(StoreError) in try get(env.docs, kb).map { [UInt8]($0) } }
-                }
+                let id = key.withUnsafeBytes { KeyEncoding.decodeID($0) }
+                let now = after.existed ? try getRaw(name, id: id).map { [UInt8]($0) } : nil
                 guard now != old else { continue }
                 differing += 1
                 guard docs.count < examples else { continue }
-                let id = key.withUnsafeBytes { KeyEncoding.decodeID($0) }
                 func parsed(_ b: [UInt8]?) -> JSON? {
                     b.flatMap { b in b.withUnsafeBytes { try? JSONParser.parse($0) } }
                 }

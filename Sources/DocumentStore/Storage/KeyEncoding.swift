@@ -1,5 +1,5 @@
 /// Byte encodings of `_id` keys and index keys. See docs/ARCHITECTURE.md.
-enum KeyEncoding {
+package enum KeyEncoding {
     static let intTag: UInt8 = 0x01
     static let stringTag: UInt8 = 0x02
     /// `_id` strings longer than this are refused: index entries carry the id
@@ -8,6 +8,13 @@ enum KeyEncoding {
 
     /// Appends the order-preserving key of an `_id`: integers (in numeric
     /// order) sort before strings (in byte order), as in MongoDB.
+    /// The key bytes of an `_id` alone (no collection prefix).
+    package static func idKey(_ id: JSON) throws(StoreError) -> [UInt8] {
+        var out: [UInt8] = []
+        try appendID(id, to: &out)
+        return out
+    }
+
     static func appendID(_ id: JSON, to out: inout [UInt8]) throws(StoreError) {
         switch id {
         case .int(let i):

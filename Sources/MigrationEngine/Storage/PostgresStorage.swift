@@ -100,10 +100,10 @@ package final class PostgresStorage: MigrationStorage {
     }
 
     package func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
-        throw MigratorError(
-            .unsupported,
-            "dry runs and reversibility checks are not available on PostgreSQL yet ('\(location)'); "
-                + "run them against an LMDB copy")
+        try documentStore().trial { txn in
+            txn.batchesWrites = true
+            return try body(PostgresStepTransaction(txn, trial: true))
+        }
     }
 
     package func backup(to directory: String) throws -> BackupManifest {
@@ -118,20 +118,27 @@ package final class PostgresStorage: MigrationStorage {
 final class PostgresStepTransaction: TrackedTransaction {
     let txn: PostgresTransaction
     var documents: any DocumentTransaction { txn }
-    init(_ txn: PostgresTransaction) { self.txn = txn }
+    /// A dry run or reversibility check: nothing may be committed.
+    let isTrial: Bool
+    init(_ txn: PostgresTransaction, trial: Bool = false) {
+        self.txn = txn
+        isTrial = trial
+    }
 
     func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase {
         StoreDatabase(
             txn: txn, migrationID: migrationID, observer: observer, resumeToken: resumeToken,
-            checkpointer: { [txn] token in
-                // The checkpoint record commits with the work it covers.
-                try Tracking.saveProgress(txn, migrationID, token: token)
-                try txn.commitAndContinue()
-            })
+            checkpointer: isTrial
+                ? nil
+                : { [txn] token in
+                    // The checkpoint record commits with the work it covers.
+                    try Tracking.saveProgress(txn, migrationID, token: token)
+                    try txn.commitAndContinue()
+                })
     }
-    func track(_ tracker: ChangeTracker?) {}
+    func track(_ tracker: ChangeTracker?) { txn.track(tracker) }
     func differences(since tracker: ChangeTracker) throws -> [ContentDifference] {
-        throw MigratorError(.unsupported, "reversibility checks are not available on PostgreSQL yet")
+        try txn.differences(since: tracker)
     }
 }
 
