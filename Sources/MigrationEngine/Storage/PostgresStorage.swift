@@ -110,7 +110,7 @@ package final class PostgresStorage: MigrationStorage {
         throw MigratorError(
             .unsupported,
             "backup copies an LMDB database; '\(location)' is PostgreSQL: use its own backups (pg_dump, "
-                + "base backups, replicas)")
+                + "base backups, replicas), or 'migrator db copy' into an LMDB directory")
     }
 }
 
