@@ -53,6 +53,8 @@ public protocol DocumentTransaction: AnyObject {
     func explain(_ collection: String, filter: Filter) throws -> QueryPlan
     /// The ``CollectionDigest`` of a collection, or "absent".
     func digest(_ collection: String) throws -> String
+    /// Commits the work so far and goes on in a new transaction (checkpoints).
+    func commitAndContinue() throws
     /// Follows what user code changes from now on (nil: stop): counts per
     /// collection and, if the tracker keeps them, what documents were before.
     func track(_ tracker: ChangeTracker?)

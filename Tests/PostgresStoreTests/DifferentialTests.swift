@@ -254,129 +254,134 @@ struct DifferentialTests {
 struct BatchTests {
     @Test("batched: a duplicate found when its batch is sent fails every later call and the commit; nothing stays")
     func deferredDuplicate() throws {
-        let schema = PostgresServer.freshSchema("batch")
-        let pg = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
-        defer { try? pg.connection.run("DROP SCHEMA \(schema) CASCADE") }
-        // Unbatched (the default), the call itself fails and the transaction goes on.
-        try pg.write { txn in
-            try txn.insert(json(#"{"_id":1}"#), into: "c")
-            let e = #expect(throws: StoreError.self) { try txn.insert(json(#"{"_id":1}"#), into: "c") }
-            #expect(e?.message == "collection 'c': duplicate _id 1")
-            try txn.insert(json(#"{"_id":2}"#), into: "c")
-        }
-        #expect(try pg.read { try $0.count("c") } == 2)
-        _ = try pg.write { try $0.dropCollection("c") }
-        // Batched: a duplicate within the batch is known at its call, and
-        // the transaction goes on; one of a stored document is found when
-        // the batch is sent, and then fails every later call and the commit.
-        try pg.write { txn in
-            txn.batchesWrites = true
-            try txn.insert(json(#"{"_id":5}"#), into: "c")
-            let e = #expect(throws: StoreError.self) { try txn.insert(json(#"{"_id":5}"#), into: "c") }
-            #expect(e?.message == "collection 'c': duplicate _id 5")
-        }
-        #expect(try pg.read { try $0.count("c") } == 1)
-        var later: StoreError?
-        do {
+        try withStore("batch") { pg in
+            // Unbatched (the default), the call itself fails and the transaction goes on.
+            try pg.write { txn in
+                try txn.insert(json(#"{"_id":1}"#), into: "c")
+                let e = #expect(throws: StoreError.self) { try txn.insert(json(#"{"_id":1}"#), into: "c") }
+                #expect(e?.message == "collection 'c': duplicate _id 1")
+                try txn.insert(json(#"{"_id":2}"#), into: "c")
+            }
+            #expect(try pg.read { try $0.count("c") } == 2)
+            _ = try pg.write { try $0.dropCollection("c") }
+            // Batched: a duplicate within the batch is known at its call, and
+            // the transaction goes on; one of a stored document is found when
+            // the batch is sent, and then fails every later call and the commit.
             try pg.write { txn in
                 txn.batchesWrites = true
-                try txn.insert(json(#"{"_id":6}"#), into: "c")
-                try txn.insert(json(#"{"_id":5}"#), into: "c")  // queued: no error yet
-                do { _ = try txn.count("c") } catch let e as StoreError { later = e }
-                _ = try txn.insert(json(#"{"_id":7}"#), into: "c")
+                try txn.insert(json(#"{"_id":5}"#), into: "c")
+                let e = #expect(throws: StoreError.self) { try txn.insert(json(#"{"_id":5}"#), into: "c") }
+                #expect(e?.message == "collection 'c': duplicate _id 5")
             }
-            Issue.record("the transaction committed")
-        } catch let e as StoreError {
-            #expect(e.code == .duplicateKey)
-            #expect(e.message == "collection 'c': duplicate _id 5")
-        }
-        #expect(later?.code == .duplicateKey, "the next call reports it")
-        #expect(try pg.read { try $0.findAll("c").map(\.serialized) } == [#"{"_id":5}"#], "nothing committed")
-        _ = try pg.write { try $0.dropCollection("c") }
-        // A batch larger than one statement, then reads in batches.
-        try pg.write { txn in
-            txn.batchesWrites = true
-            for i in 0..<1234 { try txn.insert(json(#"{"_id":\#(i),"v":\#(i % 7)}"#), into: "c") }
-            let reader = try txn.openReader("c", filter: try Filter(parsing: #"{"v":3}"#))
-            var n = 0
-            while let doc = try reader.nextRaw() {
-                n += 1
-                try Array(#"{"v":30}"#.utf8).withUnsafeBytes { try reader.replaceCurrent(json: $0) }
-                _ = doc
+            #expect(try pg.read { try $0.count("c") } == 1)
+            var later: StoreError?
+            do {
+                try pg.write { txn in
+                    txn.batchesWrites = true
+                    try txn.insert(json(#"{"_id":6}"#), into: "c")
+                    try txn.insert(json(#"{"_id":5}"#), into: "c")  // queued: no error yet
+                    do { _ = try txn.count("c") } catch let e as StoreError { later = e }
+                    _ = try txn.insert(json(#"{"_id":7}"#), into: "c")
+                }
+                Issue.record("the transaction committed")
+            } catch let e as StoreError {
+                #expect(e.code == .duplicateKey)
+                #expect(e.message == "collection 'c': duplicate _id 5")
             }
-            #expect(n == 176)
+            #expect(later?.code == .duplicateKey, "the next call reports it")
+            #expect(try pg.read { try $0.findAll("c").map(\.serialized) } == [#"{"_id":5}"#], "nothing committed")
+            _ = try pg.write { try $0.dropCollection("c") }
+            // A batch larger than one statement, then reads in batches.
+            try pg.write { txn in
+                txn.batchesWrites = true
+                for i in 0..<1234 { try txn.insert(json(#"{"_id":\#(i),"v":\#(i % 7)}"#), into: "c") }
+                let reader = try txn.openReader("c", filter: try Filter(parsing: #"{"v":3}"#))
+                var n = 0
+                while let doc = try reader.nextRaw() {
+                    n += 1
+                    try Array(#"{"v":30}"#.utf8).withUnsafeBytes { try reader.replaceCurrent(json: $0) }
+                    _ = doc
+                }
+                #expect(n == 176)
+            }
+            #expect(try pg.read { try $0.count("c", filter: try Filter(parsing: #"{"v":30}"#)) } == 176)
+            #expect(try pg.read { try $0.count("c") } == 1234)
         }
-        #expect(try pg.read { try $0.count("c", filter: try Filter(parsing: #"{"v":30}"#)) } == 176)
-        #expect(try pg.read { try $0.count("c") } == 1234)
     }
 
     @Test("a cursor cannot replace a document another write removed; a half-done update poisons the transaction")
     func honestWrites() throws {
-        let schema = PostgresServer.freshSchema("honest")
-        let pg = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
-        defer { try? pg.connection.run("DROP SCHEMA \(schema) CASCADE") }
-        try pg.write { txn in
-            for i in 1...3 { try txn.insert(json(#"{"_id":\#(i),"v":\#(i == 2 ? "\"x\"" : "1")}"#), into: "c") }
-        }
-        try pg.write { txn in
-            let reader = try txn.openReader("c", filter: .all)
-            _ = try reader.nextRaw()
-            _ = try txn.deleteMany("c", filter: try Filter(parsing: #"{"_id":1}"#))
-            let e = #expect(throws: StoreError.self) {
-                try Array(#"{"v":9}"#.utf8).withUnsafeBytes { try reader.replaceCurrent(json: $0) }
-            }
-            #expect(e?.code == .noCurrentDocument)
-        }
-        #expect(try pg.read { try $0.count("c") } == 2)
-        // With an index each document is written as it goes: _id 0 is
-        // updated, then _id 2 fails. Ignoring the error does not help: the
-        // next call fails too, and nothing of the transaction commits.
-        try pg.write { txn in
-            _ = try txn.createIndex("c", path: "v", unique: false)
-            try txn.insert(json(#"{"_id":0,"v":5}"#), into: "c")
-        }
-        var later: (any Error)?
-        let failed = #expect(throws: StoreError.self) {
+        try withStore("honest") { pg in
             try pg.write { txn in
-                _ = try? txn.updateMany("c", filter: .all, update: try Update(parsing: #"{"$inc":{"v":1}}"#))
-                do { _ = try txn.count("c") } catch { later = error }
+                for i in 1...3 { try txn.insert(json(#"{"_id":\#(i),"v":\#(i == 2 ? "\"x\"" : "1")}"#), into: "c") }
             }
+            try pg.write { txn in
+                let reader = try txn.openReader("c", filter: .all)
+                _ = try reader.nextRaw()
+                _ = try txn.deleteMany("c", filter: try Filter(parsing: #"{"_id":1}"#))
+                let e = #expect(throws: StoreError.self) {
+                    try Array(#"{"v":9}"#.utf8).withUnsafeBytes { try reader.replaceCurrent(json: $0) }
+                }
+                #expect(e?.code == .noCurrentDocument)
+            }
+            #expect(try pg.read { try $0.count("c") } == 2)
+            // With an index each document is written as it goes: _id 0 is
+            // updated, then _id 2 fails. Ignoring the error does not help: the
+            // next call fails too, and nothing of the transaction commits.
+            try pg.write { txn in
+                _ = try txn.createIndex("c", path: "v", unique: false)
+                try txn.insert(json(#"{"_id":0,"v":5}"#), into: "c")
+            }
+            var later: (any Error)?
+            let failed = #expect(throws: StoreError.self) {
+                try pg.write { txn in
+                    _ = try? txn.updateMany("c", filter: .all, update: try Update(parsing: #"{"$inc":{"v":1}}"#))
+                    do { _ = try txn.count("c") } catch { later = error }
+                }
+            }
+            #expect(failed?.code == .invalidUpdate, "\(String(describing: failed))")
+            #expect(later != nil, "the call after a half-done update fails")
+            #expect(
+                try pg.read { try $0.findAll("c").map(\.serialized) } == [
+                    #"{"_id":0,"v":5}"#, #"{"_id":2,"v":"x"}"#, #"{"_id":3,"v":1}"#,
+                ])
         }
-        #expect(failed?.code == .invalidUpdate, "\(String(describing: failed))")
-        #expect(later != nil, "the call after a half-done update fails")
-        #expect(
-            try pg.read { try $0.findAll("c").map(\.serialized) } == [
-                #"{"_id":0,"v":5}"#, #"{"_id":2,"v":"x"}"#, #"{"_id":3,"v":1}"#,
-            ])
     }
 
     @Test("a cursor goes on across checkpoint commits and writes to its collection, visiting each document once")
     func cursorAcrossCommits() throws {
-        let schema = PostgresServer.freshSchema("cursor")
-        let pg = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
-        defer { try? pg.connection.run("DROP SCHEMA \(schema) CASCADE") }
-        try pg.write { txn in
-            for i in 0..<2500 { try txn.insert(json(#"{"_id":\#(i),"v":0}"#), into: "c") }
-        }
-        let visited = try pg.write { txn -> [Int64] in
-            txn.batchesWrites = true
-            var ids: [Int64] = []
-            let reader = try txn.openReader("c", filter: .all)
-            defer { reader.close() }
-            while let raw = try reader.nextRaw() {
-                guard case .int(let id)? = try JSON(parsing: raw).objectValue?["_id"] else { break }
-                ids.append(id)
-                try Array(#"{"v":1}"#.utf8).withUnsafeBytes { try reader.replaceCurrent(json: $0) }
-                if id % 700 == 699 { try txn.commitAndContinue() }
-                // Another write to the collection: the rows read ahead are dropped.
-                if id % 900 == 0 { _ = try txn.deleteOne("c", filter: try Filter(parsing: #"{"_id":\#(id + 1)}"#)) }
+        try withStore("cursor") { pg in
+            try pg.write { txn in
+                for i in 0..<2500 { try txn.insert(json(#"{"_id":\#(i),"v":0}"#), into: "c") }
             }
-            return ids
+            let visited = try pg.write { txn -> [Int64] in
+                txn.batchesWrites = true
+                var ids: [Int64] = []
+                let reader = try txn.openReader("c", filter: .all)
+                defer { reader.close() }
+                while let raw = try reader.nextRaw() {
+                    guard case .int(let id)? = try JSON(parsing: raw).objectValue?["_id"] else { break }
+                    ids.append(id)
+                    try Array(#"{"v":1}"#.utf8).withUnsafeBytes { try reader.replaceCurrent(json: $0) }
+                    if id % 700 == 699 { try txn.commitAndContinue() }
+                    // Another write to the collection: the rows read ahead are dropped.
+                    if id % 900 == 0 { _ = try txn.deleteOne("c", filter: try Filter(parsing: #"{"_id":\#(id + 1)}"#)) }
+                }
+                return ids
+            }
+            let deleted = Set(stride(from: 0, to: 2500, by: 900).map { Int64($0 + 1) })
+            #expect(visited == (0..<2500).map(Int64.init).filter { !deleted.contains($0) })
+            #expect(try pg.read { try $0.count("c", filter: try Filter(parsing: #"{"v":1}"#)) } == 2500 - deleted.count)
         }
-        let deleted = Set(stride(from: 0, to: 2500, by: 900).map { Int64($0 + 1) })
-        #expect(visited == (0..<2500).map(Int64.init).filter { !deleted.contains($0) })
-        #expect(try pg.read { try $0.count("c", filter: try Filter(parsing: #"{"v":1}"#)) } == 2500 - deleted.count)
     }
 
     func json(_ text: String) throws -> JSON { try JSON(parsing: text) }
+
+    /// A store in a fresh schema, dropped afterwards.
+    func withStore(_ tag: String, _ body: (PostgresDocumentStore) throws -> Void) throws {
+        let schema = PostgresServer.freshSchema(tag)
+        let pg = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema)
+        defer { try? pg.connection.run("DROP SCHEMA \(schema) CASCADE") }
+        try body(pg)
+    }
 }

@@ -94,38 +94,10 @@ package final class LMDBStorage: MigrationStorage {
     }
 
     package func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
-        try documentStore().write { txn in try body(LMDBTransaction(txn)) }
+        try documentStore().write { txn in try body(StepTransaction(txn)) }
     }
 
     package func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
-        try documentStore().trial { txn in try body(LMDBTransaction(txn, trial: true)) }
-    }
-}
-
-/// One LMDB write transaction, seen through ``StorageTransaction``.
-final class LMDBTransaction: TrackedTransaction {
-    let txn: Transaction
-    var documents: any DocumentTransaction { txn }
-    /// A dry run or reversibility check: nothing may be committed.
-    let isTrial: Bool
-    init(_ txn: Transaction, trial: Bool = false) {
-        self.txn = txn
-        isTrial = trial
-    }
-
-    func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase {
-        StoreDatabase(
-            txn: txn, migrationID: migrationID, observer: observer, resumeToken: resumeToken,
-            checkpointer: isTrial
-                ? nil
-                : { [txn] token in
-                    // The checkpoint record commits with the work it covers.
-                    try Tracking.saveProgress(txn, migrationID, token: token)
-                    try txn.commitAndContinue()
-                })
-    }
-    func track(_ tracker: ChangeTracker?) { txn.track(tracker) }
-    func differences(since tracker: ChangeTracker) throws -> [ContentDifference] {
-        try txn.differences(since: tracker)
+        try documentStore().trial { txn in try body(StepTransaction(txn, trial: true)) }
     }
 }

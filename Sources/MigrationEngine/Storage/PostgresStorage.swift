@@ -95,14 +95,14 @@ package final class PostgresStorage: MigrationStorage {
         try documentStore().write { txn in
             // A step's writes go in batches; plugin-abi.md says errors may come later.
             txn.batchesWrites = true
-            return try body(PostgresStepTransaction(txn))
+            return try body(StepTransaction(txn))
         }
     }
 
     package func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
         try documentStore().trial { txn in
             txn.batchesWrites = true
-            return try body(PostgresStepTransaction(txn, trial: true))
+            return try body(StepTransaction(txn, trial: true))
         }
     }
 
@@ -111,34 +111,6 @@ package final class PostgresStorage: MigrationStorage {
             .unsupported,
             "backup copies an LMDB database; '\(location)' is PostgreSQL: use its own backups (pg_dump, "
                 + "base backups, replicas), or 'migrator db copy' into an LMDB directory")
-    }
-}
-
-/// One PostgreSQL transaction, seen through ``StorageTransaction``.
-final class PostgresStepTransaction: TrackedTransaction {
-    let txn: PostgresTransaction
-    var documents: any DocumentTransaction { txn }
-    /// A dry run or reversibility check: nothing may be committed.
-    let isTrial: Bool
-    init(_ txn: PostgresTransaction, trial: Bool = false) {
-        self.txn = txn
-        isTrial = trial
-    }
-
-    func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase {
-        StoreDatabase(
-            txn: txn, migrationID: migrationID, observer: observer, resumeToken: resumeToken,
-            checkpointer: isTrial
-                ? nil
-                : { [txn] token in
-                    // The checkpoint record commits with the work it covers.
-                    try Tracking.saveProgress(txn, migrationID, token: token)
-                    try txn.commitAndContinue()
-                })
-    }
-    func track(_ tracker: ChangeTracker?) { txn.track(tracker) }
-    func differences(since tracker: ChangeTracker) throws -> [ContentDifference] {
-        try txn.differences(since: tracker)
     }
 }
 

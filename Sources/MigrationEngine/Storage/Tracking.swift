@@ -168,3 +168,33 @@ extension TrackedTransaction {
     }
     func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(documents, entry) }
 }
+
+/// One write transaction of either backend, seen through
+/// ``StorageTransaction``: the step's database, its checkpoints and the
+/// change tracking of trials are the same code for both.
+final class StepTransaction<Txn: DocumentTransaction>: TrackedTransaction {
+    let txn: Txn
+    var documents: any DocumentTransaction { txn }
+    /// A dry run or reversibility check: nothing may be committed.
+    let isTrial: Bool
+    init(_ txn: Txn, trial: Bool = false) {
+        self.txn = txn
+        isTrial = trial
+    }
+
+    func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase {
+        StoreDatabase(
+            txn: txn, migrationID: migrationID, observer: observer, resumeToken: resumeToken,
+            checkpointer: isTrial
+                ? nil
+                : { [txn] token in
+                    // The checkpoint record commits with the work it covers.
+                    try Tracking.saveProgress(txn, migrationID, token: token)
+                    try txn.commitAndContinue()
+                })
+    }
+    func track(_ tracker: ChangeTracker?) { txn.track(tracker) }
+    func differences(since tracker: ChangeTracker) throws -> [ContentDifference] {
+        try txn.differences(since: tracker)
+    }
+}
