@@ -449,27 +449,35 @@ public final class PostgresTransaction: DocumentTransaction {
         guard let c = try self.collection(collection, create: upsert) else { return result }
         var changed: [(key: String, body: String)] = []
         // The batched path of a one-field $set: stored bytes spliced, no parse.
+        // New bodies go in parts while the visit goes on (its cursor does not
+        // see them), so memory stays bounded however many documents change.
+        func send(_ wrote: inout Bool, all: Bool) throws {
+            guard all ? !changed.isEmpty : changed.count >= Self.updateQueueSize else { return }
+            wrote = true
+            c.generation += 1
+            try updateBodies(c, changed)
+            changed.removeAll(keepingCapacity: true)
+        }
         if c.indexes.isEmpty && !one && update.isSplice {
-            try visitRaw(c, collection, filter) { key, bytes, _ in
-                result.matched += 1
-                guard let differs = update.splice(bytes, into: &spliced) else {
-                    throw StoreError(
-                        .corrupted,
-                        "collection '\(collection)': the stored document with _id "
-                            + "\(Self.id(fromKey: key).serialized) is damaged")
-                }
-                guard differs else { return .keep }
-                result.modified += 1
-                notePreImage(collection, key: key, bytes: bytes)
-                changed.append((key, String(decoding: spliced, as: UTF8.self)))
-                return .keep
-            }
-            if !changed.isEmpty { c.generation += 1 }
-            noteChange(collection) { $0.updated += result.modified }
             try poisoning { wrote in
-                wrote = !changed.isEmpty
-                try updateBodies(c, changed)
+                try visitRaw(c, collection, filter) { key, bytes, _ in
+                    result.matched += 1
+                    guard let differs = update.splice(bytes, into: &spliced) else {
+                        throw StoreError(
+                            .corrupted,
+                            "collection '\(collection)': the stored document with _id "
+                                + "\(Self.id(fromKey: key).serialized) is damaged")
+                    }
+                    guard differs else { return .keep }
+                    result.modified += 1
+                    notePreImage(collection, key: key, bytes: bytes)
+                    changed.append((key, String(decoding: spliced, as: UTF8.self)))
+                    try send(&wrote, all: false)
+                    return .keep
+                }
+                try send(&wrote, all: true)
             }
+            noteChange(collection) { $0.updated += result.modified }
             return result
         }
         try poisoning { wrote in
@@ -489,8 +497,8 @@ public final class PostgresTransaction: DocumentTransaction {
                 notePreImage(collection, key: key, bytes: bytes)
                 c.generation += 1
                 if c.indexes.isEmpty && !one {
-                    // Sent in batches once every document is read.
                     changed.append((key, body))
+                    try send(&wrote, all: false)
                     return .keep
                 }
                 let entries = try checkedEntries(c, collection, key: key, old: doc, new: .object(new))
@@ -499,8 +507,7 @@ public final class PostgresTransaction: DocumentTransaction {
                 try write(entries, c, key: key)
                 return one ? .stop : .keep
             }
-            wrote = !changed.isEmpty
-            try updateBodies(c, changed)
+            try send(&wrote, all: true)
         }
         noteChange(collection) { $0.updated += result.modified }
         if result.matched == 0 && upsert {
@@ -635,25 +642,42 @@ public final class PostgresTransaction: DocumentTransaction {
         _ c: PGCollection, _ collection: String, _ filter: Filter,
         _ body: (String, UnsafeRawBufferPointer, JSON?) throws -> Visit
     ) throws {
-        let rows: Rows
-        if let id = filter.singlePrimaryKey, let key = try? Self.key(id) {
-            rows = try sql("SELECT _id, body FROM \(c.table) WHERE _id = $1", [key])
-        } else if let (condition, parameters) = candidates(c, filter, first: 1) {
-            rows = try sql("SELECT _id, body FROM \(c.table) WHERE \(condition) ORDER BY _id", parameters)
-        } else {
-            rows = try sql("SELECT _id, body FROM \(c.table) ORDER BY _id")
-        }
-        for i in 0..<rows.count {
-            guard let key = rows.text(i, 0), let bytes = rows.bytes(i, 1) else { continue }
-            var parsed: JSON?
-            if !filter.matchesEverything {
-                let doc = try Self.parse(bytes, collection, key: key)
-                guard filter.matches(doc) else { continue }
-                parsed = doc
+        func each(_ rows: Rows) throws -> Visit {
+            for i in 0..<rows.count {
+                guard let key = rows.text(i, 0), let bytes = rows.bytes(i, 1) else { continue }
+                var parsed: JSON?
+                if !filter.matchesEverything {
+                    let doc = try Self.parse(bytes, collection, key: key)
+                    guard filter.matches(doc) else { continue }
+                    parsed = doc
+                }
+                if try body(key, bytes, parsed) == .stop { return .stop }
             }
-            if try body(key, bytes, parsed) == .stop { return }
+            return .keep
+        }
+        if let id = filter.singlePrimaryKey, let key = try? Self.key(id) {
+            _ = try each(try sql("SELECT _id, body FROM \(c.table) WHERE _id = $1", [key]))
+            return
+        }
+        // Through a server-side cursor, a batch at a time: memory stays
+        // bounded however large the collection, and the cursor sees the
+        // collection as it was when declared, so `body` may write to it.
+        let narrowed = candidates(c, filter, first: 1)
+        let portal = portalName()
+        try sql(
+            "DECLARE \(portal) NO SCROLL CURSOR FOR SELECT _id, body FROM \(c.table) "
+                + (narrowed.map { "WHERE \($0.condition) " } ?? "") + "ORDER BY _id", narrowed?.parameters ?? [])
+        let declaredIn = epoch
+        defer { if epoch == declaredIn, poison == nil { _ = try? connection.execute("CLOSE \(portal)") } }
+        while true {
+            let rows = try sql("FETCH \(Self.visitBatch) FROM \(portal)")
+            if rows.count == 0 { return }
+            if try each(rows) == .stop { return }
         }
     }
+
+    /// Rows per `FETCH` of a visit.
+    static let visitBatch = 5000
 
     // MARK: - Keys
 

@@ -375,6 +375,34 @@ struct BatchTests {
         }
     }
 
+    @Test("updates and deletes of more documents than a batch or a part change every one once")
+    func largeWrites() throws {
+        try withStore("large") { pg in
+            let n = 23_000
+            try pg.write { txn in
+                txn.batchesWrites = true
+                for i in 0..<n { try txn.insert(json(#"{"_id":\#(i),"v":\#(i % 3)}"#), into: "c") }
+            }
+            // A one-field $set (spliced), then $inc (parsed), then deletes.
+            let all = try pg.write {
+                try $0.updateMany("c", filter: .all, update: try Update(parsing: #"{"$set":{"w":1}}"#))
+            }
+            #expect(all.matched == n && all.modified == n)
+            let some = (0..<n).filter { $0 % 3 != 0 }.count
+            let inc = try pg.write {
+                try $0.updateMany(
+                    "c", filter: try Filter(parsing: #"{"v":{"$gte":1}}"#),
+                    update: try Update(parsing: #"{"$inc":{"w":1}}"#))
+            }
+            #expect(inc.matched == some && inc.modified == some)
+            #expect(try pg.read { try $0.count("c", filter: try Filter(parsing: #"{"w":2}"#)) } == some)
+            let deleted = try pg.write { try $0.deleteMany("c", filter: try Filter(parsing: #"{"w":1}"#)) }
+            #expect(deleted == n - some)
+            #expect(try pg.read { try $0.count("c") } == some)
+            #expect(try pg.read { try $0.findAll("c", filter: try Filter(parsing: #"{"v":0}"#)) }.isEmpty)
+        }
+    }
+
     func json(_ text: String) throws -> JSON { try JSON(parsing: text) }
 
     /// A store in a fresh schema, dropped afterwards.
