@@ -1,4 +1,5 @@
 import Foundation
+import PostgresStore
 import TestSupport
 import Testing
 
@@ -61,10 +62,18 @@ struct HonestOutcomesTests {
         #expect(try w.history().filter { $0["outcome"] as? String == "applied" }.count == states.count)
     }
 
-    @Test func readsNeverCreateADatabase() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func readsNeverCreateADatabase(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))
-        let typo = w.root + "/typo.dbb"
+        // A mistyped directory, or a schema nobody made.
+        let schema = PostgresServer.freshSchema("typo")
+        let typo = backend == .lmdb ? w.root + "/typo.dbb" : PostgresServer.uri + "&schema=" + schema
+        func created() -> Bool {
+            backend == .lmdb
+                ? access(typo, F_OK) == 0
+                : (try? PostgresDocumentStore.exists(uri: PostgresServer.uri, schema: schema)) != false
+        }
         for args in [
             ["db", "count", "users"], ["db", "find", "users"], ["db", "collections"], ["db", "export", "users"],
             ["db", "indexes", "users"], ["db", "explain", "users"], ["history"], ["list", "--dir", w.dir],
@@ -73,7 +82,7 @@ struct HonestOutcomesTests {
             #expect(
                 r.status == 1 && r.stderr.contains("no database at \(typo) (apply creates one)"), "\(args): \(r.stderr)"
             )
-            #expect(access(typo, F_OK) != 0, "\(args) created \(typo)")
+            #expect(!created(), "\(args) created \(typo)")
         }
         // status says so, in text and JSON, and --check sees the pending work.
         let text = try migrator(["status", "--db", typo, "--dir", w.dir])
@@ -81,15 +90,16 @@ struct HonestOutcomesTests {
         let json = try migrator(["status", "--json", "--db", typo, "--dir", w.dir])
         #expect(json.stdout.contains(#""exists":false"#) && json.stdout.contains(#""pending":1"#), "\(json.stdout)")
         #expect(try migrator(["status", "--check", "--db", typo, "--dir", w.dir]).status == 5)
-        #expect(access(typo, F_OK) != 0, "status created \(typo)")
+        #expect(!created(), "status created \(typo)")
         // An existing database has no "exists" key: the pinned schema holds.
         #expect(try w.run(["apply"]).status == 0)
         #expect(!(try w.run(["status", "--json"]).stdout.contains("exists")))
     }
 
     /// A full disk on stdout is a failure, never a finished export.
-    @Test func writeErrorsOnStdoutFail() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func writeErrorsOnStdoutFail(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: #"return host->insert(txn, "t", "{}");"#))
         #expect(try w.run(["apply"]).status == 0)
         for args in [
@@ -105,8 +115,9 @@ struct HonestOutcomesTests {
 
     /// A plugin's message is capped, and printed without its control
     /// characters: it cannot flood history or redraw the terminal.
-    @Test func pluginMessagesAreCappedAndEscaped() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func pluginMessagesAreCappedAndEscaped(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add(
             "a.so",
             Fixtures.stepPlugin(

@@ -248,8 +248,9 @@ struct WorkerIsolationTests {
 
     /// Host calls from another thread are refused without touching the
     /// transaction, during the step and after it; the run goes on.
-    @Test func threadsCannotUseTheStepsTransaction() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func threadsCannotUseTheStepsTransaction(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         let result = w.root + "/late.txt"
         try w.add(
             "a.so",
@@ -307,8 +308,9 @@ struct WorkerIsolationTests {
 
     /// The runner killed mid-step takes its worker with it: a new run that
     /// starts at once applies every migration exactly once.
-    @Test func killingTheRunnerKillsItsWorker() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func killingTheRunnerKillsItsWorker(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         for i in 1...3 {
             let id = String(format: "%03d_step", i)
             try w.add(
@@ -340,8 +342,9 @@ struct WorkerIsolationTests {
 
     /// After a rollback killed mid-step, status says the migration is still
     /// applied (apply never runs a down), not that apply will retry it.
-    @Test func anInterruptedRollbackIsReportedAsSuch() throws {
-        let w = try Workspace()
+    @Test(arguments: Backend.allCases)
+    func anInterruptedRollbackIsReportedAsSuch(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
         try w.add(
             "a.so",
             Fixtures.stepPlugin(

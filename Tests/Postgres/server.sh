@@ -14,6 +14,13 @@ bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 as_owner() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+# Whatever descriptors the caller left open (a test process spawning us while
+# another thread had a pipe open) would live on in the daemon and keep that
+# pipe's reader waiting for an end of file forever: close them all.
+for fd in /proc/$$/fd/*; do
+    fd=${fd##*/}
+    [ "$fd" -gt 2 ] && [ "$fd" != 255 ] && eval "exec $fd>&-" 2>/dev/null || true
+done
 case $cmd in
 start)
     mkdir -p "$dir"
