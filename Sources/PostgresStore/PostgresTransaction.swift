@@ -130,6 +130,11 @@ public final class PostgresTransaction: DocumentTransaction {
             throw error
         }
         guard rows.count != batch.rows.count else { return }
+        // Counted when queued: the ones the server refused were not inserted.
+        // (The batch may be sent from inside the engine's own writes: by name.)
+        if !batch.name.hasPrefix("_") {
+            changeTracker?.count(batch.name) { $0.inserted -= batch.rows.count - rows.count }
+        }
         var inserted: [String: Int] = [:]
         for i in 0..<rows.count { inserted[rows.text(i, 0) ?? "", default: 0] += 1 }
         for row in batch.rows {

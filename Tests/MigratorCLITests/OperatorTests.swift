@@ -94,6 +94,23 @@ struct OperatorTests {
         #expect(try w.history().isEmpty)
     }
 
+    /// On PostgreSQL an insert of a stored `_id` fails when its batch is
+    /// sent, not at the call: the dry run must still fail that step, and
+    /// count nothing for the insert that never happened.
+    @Test(arguments: Backend.allCases)
+    func aDryRunFailsAStepWhoseInsertCollidesAndCountsNothingForIt(_ backend: Backend) throws {
+        let w = try Workspace(backend: backend)
+        #expect(try migrator(["db", "import", "users", "-", "--db", w.db], input: #"{"_id":1}"#).status == 0)
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: #"return host->insert(txn, "users", "{\"_id\":1}");"#))
+        let dry = try w.run(["apply", "--dry-run"])
+        #expect(dry.status == 1, "\(dry.stdout)\(dry.stderr)")
+        #expect(dry.stdout.contains("failed during up: collection 'users': duplicate _id 1"), "\(dry.stdout)")
+        #expect(dry.stdout.contains("users: no change"), "\(dry.stdout)")
+        let real = try w.run(["apply"])
+        #expect(real.status == 1 && real.stderr.contains("duplicate _id 1"), "\(real.stderr)")
+        #expect(try w.count("users") == 1)
+    }
+
     @Test(arguments: Backend.allCases)
     func aRollbackDryRunKeepsEverythingApplied(_ backend: Backend) throws {
         let w = try Workspace(backend: backend)
