@@ -62,22 +62,7 @@ extension PostgresTransaction {
             try queueUpdate(c, collection, key: key, body: String(decoding: storedForm, as: UTF8.self))
             return
         }
-        let parsed: JSON
-        do { parsed = try JSON(parsing: json) } catch {
-            throw StoreError(error.code, "collection '\(collection)', _id \(id.serialized): \(error.message)")
-        }
-        guard case .object(var new) = parsed else {
-            throw StoreError(
-                .invalidDocument, "collection '\(collection)', _id \(id.serialized): the replacement is not an object")
-        }
-        if let given = new["_id"], given != id {
-            throw StoreError(
-                .invalidDocument,
-                "collection '\(collection)': a replacement must keep _id \(id.serialized), not change it to "
-                    + given.serialized)
-        }
-        new["_id"] = nil
-        new.prepend("_id", id)
+        let new = try Transaction.replacement(json, id: id, collection: collection)
         guard let c = try self.collection(collection) else { return }
         if c.indexes.isEmpty, let known {
             // A cursor's rewrite: it holds the stored bytes; the write is batched.

@@ -30,22 +30,7 @@ extension Transaction {
         // carrying this _id or none: stored as given, without a parse.
         var parsedNew: JSONObject?
         if !(s.indexes.isEmpty && spliceCanonical(json, id: id)) {
-            let parsed: JSON
-            do { parsed = try JSONParser.parse(json) } catch {
-                throw StoreError(error.code, "collection '\(s.name)', _id \(id.serialized): \(error.message)")
-            }
-            guard case .object(var new) = parsed else {
-                throw StoreError(
-                    .invalidDocument, "collection '\(s.name)', _id \(id.serialized): the replacement is not an object")
-            }
-            if let given = new["_id"], given != id {
-                throw StoreError(
-                    .invalidDocument,
-                    "collection '\(s.name)': a replacement must keep _id \(id.serialized), not change it to "
-                        + given.serialized)
-            }
-            new["_id"] = nil
-            new.prepend("_id", id)
+            let new = try Self.replacement(json, id: id, collection: s.name)
             valueBuffer.removeAll(keepingCapacity: true)
             JSONSerializer.write(.object(new), into: &valueBuffer)
             parsedNew = new
@@ -92,6 +77,30 @@ extension Transaction {
             throw StoreError(.documentNotFound, "collection '\(s.name)': _id \(id.serialized) no longer exists")
         }
         return old
+    }
+
+    /// The document a replacement `json` makes of the one whose `_id` is
+    /// `id`: an object that keeps that `_id` (or has none), `_id` first.
+    package static func replacement(
+        _ json: UnsafeRawBufferPointer, id: JSON, collection: String
+    ) throws(StoreError) -> JSONObject {
+        let parsed: JSON
+        do { parsed = try JSONParser.parse(json) } catch {
+            throw StoreError(error.code, "collection '\(collection)', _id \(id.serialized): \(error.message)")
+        }
+        guard case .object(var new) = parsed else {
+            throw StoreError(
+                .invalidDocument, "collection '\(collection)', _id \(id.serialized): the replacement is not an object")
+        }
+        if let given = new["_id"], given != id {
+            throw StoreError(
+                .invalidDocument,
+                "collection '\(collection)': a replacement must keep _id \(id.serialized), not change it to "
+                    + given.serialized)
+        }
+        new["_id"] = nil
+        new.prepend("_id", id)
+        return new
     }
 
     /// Puts `json` into `valueBuffer` as stored (``CanonicalCheck/storedForm(of:id:into:)``).
