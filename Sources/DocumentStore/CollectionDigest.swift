@@ -39,6 +39,14 @@ public struct CollectionDigest {
         key.withUnsafeBytes { add(idKey: $0, body: body) }
     }
 
+    /// The total over collections' digests, given in name order: a SHA-256
+    /// of `name digest` lines (what `db digest` prints last).
+    public static func total(_ collections: [(String, String)]) -> String {
+        var total = SHA256Digest()
+        for (name, d) in collections { total.update(Array("\(name) \(d)\n".utf8)) }
+        return total.finalizeHex()
+    }
+
     /// The hex digest.
     public func finalize() -> String {
         var h = hash

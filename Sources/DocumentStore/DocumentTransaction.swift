@@ -107,13 +107,10 @@ extension DocumentTransaction {
         var names: [String]
         if let only { names = only } else { names = try collections().map(\.name).filter { !$0.hasPrefix("_") } }
         var out: [(String, String)] = []
-        var total = SHA256Digest()
         for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
-            let d = try digest(name)
-            out.append((name, d))
-            total.update(Array("\(name) \(d)\n".utf8))
+            out.append((name, try digest(name)))
         }
-        return (out, total.finalizeHex())
+        return (out, CollectionDigest.total(out))
     }
 
     /// Every document, in `_id` order.

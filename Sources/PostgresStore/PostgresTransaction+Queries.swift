@@ -8,11 +8,7 @@ extension PostgresTransaction {
     /// Every collection with its document count, in name (byte) order.
     public func collections() throws -> [CollectionInfo] {
         try usable()
-        return try collectionNames().compactMap { name in
-            guard let c = try collection(name) else { return nil }
-            let n = Int(try sql("SELECT count(*) FROM \(c.table)").text(0, 0) ?? "0") ?? 0
-            return CollectionInfo(name: name, count: n)
-        }
+        return try collectionNames().map { CollectionInfo(name: $0, count: try count($0)) }
     }
 
     /// True if the collection exists.

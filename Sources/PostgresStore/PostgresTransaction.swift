@@ -151,15 +151,7 @@ public final class PostgresTransaction: DocumentTransaction {
 
     /// Queues an insert of a new document into `c`, a collection without indexes.
     private func queue(_ c: PGCollection, _ name: String, key: String, body: String, id: JSON, given: Bool) throws {
-        guard batchesWrites else {
-            c.generation += 1
-            let rows = try sql(
-                "INSERT INTO \(c.table) (_id, body) VALUES ($1, $2) ON CONFLICT (_id) DO NOTHING", [key, body])
-            if rows.affected == 0 {
-                throw StoreError(.duplicateKey, "collection '\(name)': duplicate _id \(id.serialized)")
-            }
-            return
-        }
+        guard batchesWrites else { return try insertRow(c, name, key: key, body: body, id: id) }
         if let p = pending, p.collection !== c { try flush() }
         if pending == nil {
             pending = (c, name, [])
@@ -330,13 +322,18 @@ public final class PostgresTransaction: DocumentTransaction {
             throw StoreError(.collectionNotFound, "collection '\(name)' does not exist")
         }
         if changeTracker != nil && !systemAccess {
+            // Every document's bytes only when a reversibility check needs them.
             var n = 0
-            let reader = try self.reader(name, filter: .all)
-            while let bytes = try reader.nextRaw(), let key = reader.key {
-                notePreImage(name, key: key, bytes: bytes)
-                n += 1
+            if keepsPreImages {
+                let reader = try self.reader(name, filter: .all)
+                while let bytes = try reader.nextRaw(), let key = reader.key {
+                    notePreImage(name, key: key, bytes: bytes)
+                    n += 1
+                }
+                reader.close()
+            } else {
+                n = try count(name)
             }
-            reader.close()
             noteChange(name) {
                 $0.dropped = true
                 $0.deleted += n
@@ -380,18 +377,22 @@ public final class PostgresTransaction: DocumentTransaction {
             noteInserted(collection, key: key)
             return id
         }
-        c.generation += 1
         // As on LMDB: unique indexes are checked before the _id.
         let entries = try checkedEntries(c, collection, key: key, old: nil, new: .object(obj))
-        let rows = try sql(
-            "INSERT INTO \(c.table) (_id, body) VALUES ($1, $2) ON CONFLICT (_id) DO NOTHING",
-            [key, JSON.object(obj).serialized])
-        if rows.affected == 0 {
-            throw StoreError(.duplicateKey, "collection '\(collection)': duplicate _id \(id.serialized)")
-        }
+        try insertRow(c, collection, key: key, body: JSON.object(obj).serialized, id: id)
         try write(entries, c, key: key)
         noteInserted(collection, key: key)
         return id
+    }
+
+    /// Inserts one row now; a taken `_id` is LMDB's `duplicate_key` error.
+    private func insertRow(_ c: PGCollection, _ name: String, key: String, body: String, id: JSON) throws {
+        c.generation += 1
+        let rows = try sql(
+            "INSERT INTO \(c.table) (_id, body) VALUES ($1, $2) ON CONFLICT (_id) DO NOTHING", [key, body])
+        if rows.affected == 0 {
+            throw StoreError(.duplicateKey, "collection '\(name)': duplicate _id \(id.serialized)")
+        }
     }
 
     private func noteInserted(_ collection: String, key: String) {

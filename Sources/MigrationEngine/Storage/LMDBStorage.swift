@@ -65,6 +65,8 @@ package final class LMDBStorage: MigrationStorage {
         return try documentStore().read { try Tracking.historyEntries($0) }
     }
 
+    package func prepare() throws { _ = try documentStore() }
+
     package func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R {
         try documentStore().read { try body($0) }
     }

@@ -12,6 +12,8 @@ package protocol MigrationStorage: AnyObject {
     var location: String { get }
     /// Whether the database exists. Reads never create one.
     var exists: Bool { get }
+    /// Opens the database, creating it if it does not exist.
+    func prepare() throws
     /// Applied migrations, in application order.
     func appliedMigrations() throws -> [AppliedMigration]
     /// Whether `id` is recorded as applied, as last committed.

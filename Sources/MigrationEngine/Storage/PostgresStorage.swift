@@ -69,6 +69,8 @@ package final class PostgresStorage: MigrationStorage {
     package func partialMigrations() throws -> [MigrationProgress] { try read([]) { try Tracking.allProgress($0) } }
     package func history() throws -> [HistoryEntry] { try read([]) { try Tracking.historyEntries($0) } }
 
+    package func prepare() throws { _ = try documentStore() }
+
     package func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R {
         try openStore().read { try body($0) }
     }

@@ -1,7 +1,6 @@
 import DocumentStore
 import FoundationEssentials
 import MigrationKit
-import PostgresStore
 import _MigratorCShims
 
 #if canImport(Glibc)
@@ -135,20 +134,9 @@ public enum PluginWorker {
                 options.maxMapSize = Int(mb) << 20
                 options.initialMapSize = min(options.initialMapSize, options.maxMapSize)
             }
-            let location = message.string("db")
-            let s: any MigrationStorage
-            let opened: () throws -> Void
-            if ConnectionURI.isPostgres(location) {
-                let pg = PostgresStorage(uri: location)
-                s = pg
-                opened = { _ = try pg.documentStore() }
-            } else {
-                let lmdb = LMDBStorage(path: location, options: options)
-                s = lmdb
-                opened = { _ = try lmdb.documentStore() }
-            }
+            let s = Storages.at(message.string("db"), options: options)
             do {
-                try opened()
+                try s.prepare()
                 storage = s
                 reply([("op", .string("ok"))])
             } catch {
