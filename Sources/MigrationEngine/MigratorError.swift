@@ -25,6 +25,9 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let directoryUnreadable = Code("directory_unreadable")
         /// A file or directory others could write (StrictModes rule).
         public static let insecurePermissions = Code("insecure_permissions")
+        /// A plugin whose library search directories (`RUNPATH`) others could
+        /// write or create, or that names a library by path.
+        public static let unsafeLibraryPath = Code("unsafe_library_path")
         /// A `.so` entry that is not a regular file, or a link leaving the folder.
         public static let notAPlugin = Code("not_a_plugin")
         // Checking and loading one plugin.
@@ -109,7 +112,8 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
                 Code.outOfOrder, .missingMigrations, .checksumChanged, .unknownTarget, .targetAlreadyApplied,
                 .targetNotApplied, .irreversible, .ownedElsewhere, .duplicateID, .duplicateSequence,
                 // A plugin that cannot be loaded also refuses the run.
-                .insecurePermissions, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol, .abiMismatch,
+                .insecurePermissions, .unsafeLibraryPath, .notAPlugin, .invalidELF, .loadFailed, .noEntrySymbol,
+                .abiMismatch,
                 .invalidDescriptor, .invalidID, .toolchainMismatch,
                 // Checks that refuse before anything is changed.
                 .notReversible, .backupInvalid, .unsupported, .baselineRefused, .notPinned, .invalidPinFile,

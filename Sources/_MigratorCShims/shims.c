@@ -1,5 +1,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <link.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <signal.h>
 #include <pthread.h>
@@ -227,4 +229,52 @@ void migrator_make_fatal_signals_fatal(int report_fd) {
     for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
         sigaction(signals[i], &sa, &previous_fatal[signals[i]]);
     }
+}
+
+struct soname_list {
+    char *text;
+    size_t length, capacity;
+    int failed;
+};
+
+static int add_soname(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct soname_list *list = data;
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    if (dyn == NULL) return 0;
+    ElfW(Addr) strtab = 0;
+    ElfW(Xword) soname = 0;
+    int has_soname = 0;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        if (dyn->d_tag == DT_STRTAB) strtab = dyn->d_un.d_ptr;
+        if (dyn->d_tag == DT_SONAME) { soname = dyn->d_un.d_val; has_soname = 1; }
+    }
+    if (strtab == 0 || !has_soname) return 0;
+    // glibc relocates DT_STRTAB in place, except in a read-only dynamic
+    // section (the vDSO's): an address below the load base is still relative.
+    if (strtab < info->dlpi_addr) strtab += info->dlpi_addr;
+    const char *name = (const char *)(strtab + soname);
+    size_t n = strlen(name);
+    if (list->length + n + 2 > list->capacity) {
+        size_t capacity = (list->capacity + n + 2) * 2;
+        char *grown = realloc(list->text, capacity);
+        if (grown == NULL) { list->failed = 1; return 1; }
+        list->text = grown;
+        list->capacity = capacity;
+    }
+    memcpy(list->text + list->length, name, n);
+    list->length += n;
+    list->text[list->length++] = '\n';
+    list->text[list->length] = 0;
+    return 0;
+}
+
+char *migrator_loaded_sonames(void) {
+    struct soname_list list = {0};
+    dl_iterate_phdr(add_soname, &list);
+    if (list.failed) { free(list.text); return NULL; }
+    return list.text != NULL ? list.text : strdup("");
 }

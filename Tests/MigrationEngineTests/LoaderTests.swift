@@ -1,9 +1,10 @@
 import Foundation
-import MigrationEngine
 import MigrationKit
 import MigratorPluginABI
 import TestSupport
 import Testing
+
+@testable import MigrationEngine
 
 #if canImport(Glibc)
 import Glibc
@@ -423,6 +424,8 @@ import Glibc
 
     /// A RUNPATH directory others can write would let them replace a
     /// library the plugin loads: refused, naming the plugin and directory.
+    /// (The plugin needs libanl.so.1, which the test process has not
+    /// loaded, so the dynamic loader would search the directory.)
     @Test func aRunpathOthersCanWriteIsRefused() throws {
         let dir = try pluginDirectory([])
         defer { Fixtures.removeTree(dir) }
@@ -431,15 +434,92 @@ import Glibc
         chmod(open, 0o777)
         try Fixtures.compilePlugin(
             Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "p.so", in: dir,
-            extraFlags: ["-Wl,-rpath,\(open)"])
+            extraFlags: Self.needsUnloadedLibrary + ["-Wl,-rpath,\(open)"])
         let set = loadPlugins(dir)
-        #expect(set.problems.map(\.code) == [.insecurePermissions])
+        #expect(set.problems.map(\.code) == [.unsafeLibraryPath])
         #expect(
             set.problems.first?.message.contains("its RUNPATH directory '\(open)' is writable by everyone") == true,
             "\(set.problems)")
         try Fixtures.compilePlugin(
             Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "p.so", in: dir,
-            extraFlags: ["-Wl,-rpath,relative/libs"])
+            extraFlags: Self.needsUnloadedLibrary + ["-Wl,-rpath,relative/libs"])
         #expect(loadPlugins(dir).problems.first?.message.contains("relative directory 'relative/libs'") == true)
+    }
+
+    /// Links libanl.so.1 (a glibc stub no test loads into this process), so
+    /// that loading the plugin would search its RUNPATH.
+    static let needsUnloadedLibrary = ["-Wl,--no-as-needed", "-lanl"]
+
+    /// The loader's verdict on a plugin with `runpath` that needs libc and
+    /// libanl, when the loading process already has `loaded`. Judged on the
+    /// bytes alone: nothing is loaded into this (shared) test process.
+    static func runpathVerdict(_ runpath: String, loaded: Set<String> = ["libc.so.6"]) throws -> String? {
+        let dir = Fixtures.temporaryDirectory("runpath")
+        defer { Fixtures.removeTree(dir) }
+        try Fixtures.compilePlugin(
+            Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "p.so", in: dir,
+            extraFlags: needsUnloadedLibrary + ["-Wl,-rpath,\(runpath)"])
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/p.so")))
+        let dependencies = try #require(ELFDependencies(bytes))
+        #expect(dependencies.searchPaths == [runpath] && dependencies.needed.contains("libanl.so.1"))
+        return dependencies.problem(migrationsDirectory: dir, loaded: loaded)
+    }
+
+    /// A RUNPATH that only serves libraries already loaded (the Swift
+    /// runtime that migrator brought, for a Swift plugin on a server) is
+    /// never searched: a writable or missing directory there does not matter.
+    @Test func aRunpathOnlyForLoadedLibrariesIsNeverSearched() throws {
+        let open = Fixtures.temporaryDirectory("openlibs")
+        defer { Fixtures.removeTree(open) }
+        chmod(open, 0o777)
+        let everything: Set<String> = ["libc.so.6", "libanl.so.1"]
+        #expect(try Self.runpathVerdict(open)?.contains("writable by everyone") == true)
+        #expect(try Self.runpathVerdict(open, loaded: everything) == nil)
+        #expect(try Self.runpathVerdict("/tmp/no-such-toolchain/usr/lib/swift/linux", loaded: everything) == nil)
+        // What this process has loaded, as dl_iterate_phdr reports it.
+        #expect(LoadedLibraries.current().isSuperset(of: ["libc.so.6", "libswiftCore.so"]))
+    }
+
+    /// A RUNPATH directory that does not exist (a build machine's toolchain)
+    /// is judged by its nearest existing ancestor: under one that only its
+    /// owner can write, nobody else can create it; under a directory others
+    /// can write, sticky `/tmp` included, it is refused.
+    @Test func aMissingRunpathDirectoryIsJudgedByItsNearestAncestor() throws {
+        let closed = Fixtures.temporaryDirectory("closedlibs")
+        let open = Fixtures.temporaryDirectory("openlibs")
+        defer {
+            Fixtures.removeTree(closed)
+            Fixtures.removeTree(open)
+        }
+        chmod(closed, 0o755)
+        chmod(open, 0o777)
+        #expect(try Self.runpathVerdict(closed + "/toolchain/usr/lib/swift/linux") == nil)
+        let missing = open + "/toolchain/usr/lib"
+        let unsafe = try Self.runpathVerdict(missing)
+        #expect(
+            unsafe?.contains(
+                "its RUNPATH directory '\(missing)' does not exist, and '\(open)' is writable by everyone (mode 777): "
+                    + "someone else could create it") == true, "\(unsafe ?? "accepted")")
+        let underTmp = "/tmp/migrator-no-such-dir-\(getpid())/lib"
+        let sticky = try Self.runpathVerdict(underTmp)
+        #expect(
+            sticky?.contains("'\(underTmp)' does not exist, and '/tmp' is writable by everyone") == true,
+            "\(sticky ?? "accepted")")
+    }
+
+    /// `$ORIGIN` alone is passed over (under memfd loading it is
+    /// `/proc/self/fd`); anything built on it is resolved and checked like
+    /// an absolute entry, and `$LIB`/`$PLATFORM` are refused.
+    @Test func originBasedRunpathsAreResolvedAndChecked() throws {
+        let open = Fixtures.temporaryDirectory("openlibs")
+        defer { Fixtures.removeTree(open) }
+        chmod(open, 0o777)
+        #expect(try Self.runpathVerdict("$ORIGIN") == nil)
+        #expect(try Self.runpathVerdict("${ORIGIN}") == nil)
+        // /proc/self/fd/../root/<open> is <open>: the same folder, written another way.
+        let escaped = try Self.runpathVerdict("$ORIGIN/../root" + open)
+        #expect(escaped?.contains("is writable by everyone") == true, "\(escaped ?? "accepted")")
+        #expect(try Self.runpathVerdict("/usr/$LIB")?.contains("uses a substitution") == true)
+        #expect(try Self.runpathVerdict("${PLATFORM}/lib")?.contains("uses a substitution") == true)
     }
 }

@@ -55,13 +55,15 @@ enum PluginDirectory {
     }
 
     /// Finds `*.so` regular files directly in `directory`, in byte order of
-    /// their names, and checks each one. Throws only when the directory
+    /// their names, and checks each one (`loadedLibraries`: the sonames the
+    /// process that will load them already has, see ``ELFDependencies``).
+    /// Throws only when the directory
     /// itself cannot be used. `onChecked` sees each file as soon as it
     /// passed, so that loading can overlap with checking the rest.
     static func scan(
         _ directory: String, insecure: Bool, cache: DescriptorCache = .init(), descriptorsOnly: Bool = false,
         requirePin: Bool = false, trustedKeys: [PluginSignatures.PublicKey]? = nil, usePins: Bool = true,
-        onChecked: (CheckedPluginFile) -> Void = { _ in }
+        loadedLibraries: Set<String> = [], onChecked: (CheckedPluginFile) -> Void = { _ in }
     ) throws(MigratorError) -> Scan {
         var scan = Scan()
         var st = stat()
@@ -126,7 +128,7 @@ enum PluginDirectory {
             do {
                 var file = try check(
                     name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings,
-                    cache: cache, descriptorsOnly: descriptorsOnly)
+                    cache: cache, descriptorsOnly: descriptorsOnly, loadedLibraries: loadedLibraries)
                 // Before any of its code is loaded: on the hash of the checked bytes.
                 file.signer = try trust.check(name: name, path: path, sha256: file.sha256)
                 onChecked(file)
@@ -140,7 +142,7 @@ enum PluginDirectory {
 
     private static func check(
         name: String, path: String, realDir: String, insecure: Bool, warnings: inout [String],
-        cache: DescriptorCache, descriptorsOnly: Bool
+        cache: DescriptorCache, descriptorsOnly: Bool, loadedLibraries: Set<String>
     ) throws(MigratorError) -> CheckedPluginFile {
         func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
             MigratorError(code, "plugin '\(path)': \(why)", file: name)
@@ -209,8 +211,10 @@ enum PluginDirectory {
             got += n
         }
         if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
-        if let dependencies = ELFDependencies(bytes), let why = dependencies.problem(migrationsDirectory: realDir) {
-            if !insecure { throw MigratorError(.insecurePermissions, "plugin '\(path)': \(why)", file: name) }
+        if let dependencies = ELFDependencies(bytes),
+            let why = dependencies.problem(migrationsDirectory: realDir, loaded: loadedLibraries)
+        {
+            if !insecure { throw MigratorError(.unsafeLibraryPath, "plugin '\(path)': \(why)", file: name) }
             warnings.append("warning: plugin '\(path)': \(why) (loaded anyway: the insecure option is set)")
         }
         // Hashed every time: the hash must describe these bytes, which are

@@ -95,10 +95,18 @@ public enum PluginLoader {
         let trustedKeys = try options.trustedKeysDirectory.map { (keys) throws(MigratorError) in
             try PluginSignatures.trustedKeys(in: keys)
         }
+        // What the loading process already has, so the loader will not search for.
+        let loadedLibraries =
+            switch options.isolation.executable {
+            case nil: LoadedLibraries.current()
+            case "/proc/self/exe": LoadedLibraries.atStartup
+            default: Set<String>()
+            }
         func scan(onChecked: (CheckedPluginFile) -> Void = { _ in }) throws(MigratorError) -> PluginDirectory.Scan {
             try PluginDirectory.scan(
                 directory, insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly,
-                requirePin: options.requirePin, trustedKeys: trustedKeys, onChecked: onChecked)
+                requirePin: options.requirePin, trustedKeys: trustedKeys, loadedLibraries: loadedLibraries,
+                onChecked: onChecked)
         }
         // With a worker, every file to load goes in one exchange, each as
         // soon as it passed its checks.

@@ -64,4 +64,8 @@ void migrator_install_fork_guard(void);
 /// Nonzero in a process forked from one that installed the guard.
 int migrator_in_forked_child(void);
 
+/// The DT_SONAME of every shared object loaded in this process, one per line
+/// (dl_iterate_phdr). The caller frees it; NULL when out of memory.
+char *migrator_loaded_sonames(void);
+
 #endif
