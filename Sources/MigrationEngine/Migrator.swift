@@ -2,6 +2,10 @@ import DocumentStore
 import MigrationKit
 import PostgresStore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Applies, rolls back and reports migrations on one database: the engine
 /// behind every `migrator` command, and the API for apps that migrate
 /// themselves, in the style of GRDB's `DatabaseMigrator`.
@@ -212,12 +216,30 @@ public final class Migrator {
 
     // MARK: Running
 
-    private func runner(_ options: Options) -> MigrationRunner {
+    private func runner(_ options: Options, on other: LMDBStorage? = nil) -> MigrationRunner {
+        let storage = other ?? storage
         let worker = catalog.plugins?.worker
-        worker?.database = (databasePath, options.storeOptions.maxMapSize >> 20)
+        worker?.database = (other?.location ?? databasePath, options.storeOptions.maxMapSize >> 20)
         worker?.stepTimeout = options.stepTimeout
         return MigrationRunner(
             storage: storage, executor: InProcessExecutor(storage: storage), worker: worker, options: options)
+    }
+
+    /// The runner for a trial. A trial keeps nothing, so on an LMDB path
+    /// where no database exists yet it runs against an empty one in a
+    /// private temporary directory, removed afterwards: the path stays free.
+    private func trialRunner<R>(_ options: Options, _ body: (MigrationRunner) throws -> R) throws -> R {
+        guard storage is LMDBStorage, !storage.exists else { return try body(runner(options)) }
+        let base = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+        var template = Array((base + "/migrator-trial.XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw MigratorError(.unsupported, "cannot make a scratch database in '\(base)': \(errorText(errno))")
+        }
+        let scratch = String(cString: made)
+        defer { Backups.removeFlatDirectory(scratch) }
+        options.events(
+            .notice("no database at \(storage.location) yet: the trial runs against an empty one, and creates nothing"))
+        return try body(runner(options, on: LMDBStorage(path: scratch, options: options.storeOptions)))
     }
 
     /// Runs `request`: takes the lock, plans against what is applied then,
@@ -260,7 +282,7 @@ public final class Migrator {
     public func dryRun(_ request: MigrationRequest = .applyAll) throws -> TrialReport {
         var o = options
         o.command = "\(o.command) --dry-run"
-        let results = try runner(o).trial(request, verify: nil, catalog: catalog, dryRun: true)
+        let results = try trialRunner(o) { try $0.trial(request, verify: nil, catalog: catalog, dryRun: true) }
         return TrialReport(database: databasePath, kind: .dryRun, direction: request.direction, results: results)
     }
 
@@ -292,8 +314,9 @@ public final class Migrator {
         }
         var o = options
         o.command = "verify"
-        let results = try runner(o).trial(
-            request, verify: ids.isEmpty ? nil : Set(ids), catalog: catalog, dryRun: false)
+        let results = try trialRunner(o) {
+            try $0.trial(request, verify: ids.isEmpty ? nil : Set(ids), catalog: catalog, dryRun: false)
+        }
         return TrialReport(database: databasePath, kind: .verify, direction: .up, results: results)
     }
 

@@ -11,10 +11,14 @@ struct OptionSpec: Sendable {
     /// The value's placeholder (`PATH`), or nil for a flag.
     let value: String?
     let help: String
-    init(_ name: String, value: String? = nil, _ help: String) {
+    /// Whether a `MIGRATOR_*` variable or `migrator.conf` may give it when
+    /// the command line does not (``Configuration``).
+    let fromSettings: Bool
+    init(_ name: String, value: String? = nil, _ help: String, fromSettings: Bool = true) {
         self.name = name
         self.value = value
         self.help = help
+        self.fromSettings = fromSettings
     }
 }
 

@@ -31,7 +31,8 @@ enum BackupCommands {
         let manifest = try m.backup(to: out)
         ctx.out.line(out)
         if !args.flag("quiet") {
-            ctx.err.line(
+            ctx.log(
+                "backed_up",
                 "backed up \(m.databasePath) (\(manifest.applied.count) migration(s) applied, "
                     + "\(manifest.collections.count) collection(s), digest \(manifest.digest.prefix(16))) to \(out)"
             )
@@ -50,12 +51,13 @@ enum BackupCommands {
                 "Replace \(m.databasePath) with the backup \(source) taken \(manifest.createdAt) "
                     + "(\(manifest.applied.count) migration(s) applied)?")
         else {
-            ctx.err.line("not restored")
+            ctx.log("not_confirmed", "not restored")
             return ExitCode.refused
         }
         try m.restore(from: source)
         if !args.flag("quiet") {
-            ctx.err.line(
+            ctx.log(
+                "restored",
                 "restored \(m.databasePath) from \(source): \(manifest.applied.count) migration(s) applied, "
                     + "digest \(manifest.digest.prefix(16)) checked")
         }
@@ -66,7 +68,7 @@ enum BackupCommands {
     /// without a terminal, a usage error: a script must say what it means.
     static func confirm(_ ctx: Context, _ args: ParsedArguments, _ action: String, _ question: String) throws -> Bool {
         if args.flag("yes") { return true }
-        guard isatty(0) == 1, ctx.err.isTerminal else {
+        guard isatty(0) == 1, ctx.err.isTerminal, !ctx.jsonLogs else {
             throw UsageError("\(action) needs --yes to go ahead when there is no terminal to ask on")
         }
         ctx.err.write(question + " [y/N] ")

@@ -35,15 +35,70 @@ public struct Context {
     /// the text and `fields`.
     func log(_ event: String, _ text: String, level: String = "info", _ fields: [(String, JSON)] = []) {
         if jsonLogs {
-            var all: [(String, JSON)] = [
-                ("ts", .string(EngineClock.iso8601())), ("level", .string(level)), ("event", .string(event)),
-            ]
-            if !text.isEmpty { all.append(("message", .string(text))) }
-            err.line(JSON.object(JSONObject(all + fields)).serialized)
+            err.line(Self.jsonLine(event, text, level: level, fields))
         } else if !text.isEmpty {
             err.line(text)
         }
         err.flush()
+    }
+
+    /// One `--log-format json` line: timestamp, level, event, message, fields.
+    static func jsonLine(_ event: String, _ text: String, level: String, _ fields: [(String, JSON)] = []) -> String {
+        var all: [(String, JSON)] = [
+            ("ts", .string(EngineClock.iso8601())), ("level", .string(level)), ("event", .string(event)),
+        ]
+        if !text.isEmpty { all.append(("message", .string(text))) }
+        return JSON.object(JSONObject(all + fields)).serialized
+    }
+
+    /// Where plugin code's own output goes: as it is (text), or one
+    /// `plugin_output` object per line (JSON), written whole in one call.
+    var pluginOutput: (@Sendable (String) -> Void)? {
+        guard jsonLogs else { return nil }
+        return { line in
+            let bytes = Array((Self.jsonLine("plugin_output", line, level: "info") + "\n").utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress! + offset, $0.count - offset) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return }
+                offset += n
+            }
+        }
+    }
+
+    /// An error for the operator: `error: TEXT` and an indented hint, or
+    /// one JSON object at level `error` with the hint as a field. In text,
+    /// control characters are shown escaped, so that text from a plugin or
+    /// a database can neither add lines nor send escapes.
+    func error(_ event: String, _ text: String, hint: String? = nil, _ fields: [(String, JSON)] = []) {
+        if jsonLogs {
+            log(event, text, level: "error", fields + (hint.map { [("hint", JSON.string($0))] } ?? []))
+        } else {
+            log(event, "error: \(printable(text))" + (hint.map { "\n  hint: \($0)" } ?? ""), level: "error")
+        }
+    }
+
+    /// A usage mistake, with the usage line to follow.
+    func usageError(_ text: String, usage: String) {
+        if jsonLogs {
+            log("usage_error", text, level: "error", [("usage", .string(usage))])
+        } else {
+            log("usage_error", "error: \(text)\nusage: \(usage)")
+        }
+    }
+
+    /// `--log-format`'s value among `args` (before any `--`), else
+    /// `MIGRATOR_LOG_FORMAT`: known before the arguments are parsed, so that
+    /// a usage error is reported in the format asked for.
+    static func requestsJSONLogs(_ args: [String], environment: [String: String]) -> Bool {
+        var i = 0
+        while i < args.count, args[i] != "--" {
+            if args[i] == "--log-format", i + 1 < args.count { return args[i + 1] == "json" }
+            if args[i].hasPrefix("--log-format=") { return args[i].dropFirst("--log-format=".count) == "json" }
+            i += 1
+        }
+        return environment["MIGRATOR_LOG_FORMAT"] == "json"
     }
 
     /// The process's standard output and error, and `environment`.
@@ -95,6 +150,24 @@ struct Command: Sendable {
     let run: @Sendable (Context, ParsedArguments) throws -> Int32
     /// What to suggest when a command that takes no arguments gets one.
     var argumentHint: (@Sendable (String) -> String)? = nil
+
+    /// Options every command takes, after its own.
+    static let common = [
+        OptionSpec("log-format", value: "text|json", "json: one JSON object per line on stderr, for CI (default text).")
+    ]
+
+    init(
+        path: [String], arguments: [(name: String, help: String)], summary: String, options: [OptionSpec],
+        run: @escaping @Sendable (Context, ParsedArguments) throws -> Int32,
+        argumentHint: (@Sendable (String) -> String)? = nil
+    ) {
+        self.path = path
+        self.arguments = arguments
+        self.summary = summary
+        self.options = options + Self.common
+        self.run = run
+        self.argumentHint = argumentHint
+    }
 
     var name: String { "migrator " + path.joined(separator: " ") }
 
@@ -177,11 +250,10 @@ public enum MigratorCommandLine {
             context.out.write(groupHelp(path[0]))
             return ExitCode.ok
         }
-        context.err.line(
-            "error: no command '\(path.joined(separator: " "))'"
-                + suggestion(
-                    path.joined(separator: " "),
-                    among: commands.map { $0.path.joined(separator: " ") }))
+        context.usageError(
+            "no command '\(path.joined(separator: " "))'"
+                + suggestion(path.joined(separator: " "), among: commands.map { $0.path.joined(separator: " ") }),
+            usage: "migrator help [COMMAND]")
         return ExitCode.usage
     }
 
@@ -224,15 +296,19 @@ public enum MigratorCommandLine {
 
     /// Runs the command line `args` (without the program name) and returns the exit code.
     public static func main(_ args: [String], context: Context) -> Int32 {
+        // Before anything loads a library on demand: a worker has these too.
+        LoadedLibraries.recordStartup()
         // Started by ourselves to hold plugin code (see PluginIsolation).
         if PluginWorker.isWorkerInvocation(args) { return PluginWorker.serve(arguments: args) }
+        var context = context
+        context.jsonLogs = Context.requestsJSONLogs(args, environment: context.environment)
         var code = dispatch(args, context: context)
         context.out.flush()
         if let e = context.out.writeError {
             if e == EPIPE {
                 code = 128 + SIGPIPE  // the reader went away: quietly, as a pipe usually ends
             } else {
-                context.err.line("error: cannot write to standard output: \(String(cString: strerror(e)))")
+                context.error("output_failed", "cannot write to standard output: \(String(cString: strerror(e)))")
                 code = ExitCode.failure
             }
         }
@@ -246,7 +322,9 @@ public enum MigratorCommandLine {
         var args = args
         var leading: [String] = []
         while let first = args.first,
-            ["--db", "--dir", "--config", "--env"].contains(where: { first == $0 || first.hasPrefix($0 + "=") })
+            ["--db", "--dir", "--config", "--env", "--log-format"].contains(where: {
+                first == $0 || first.hasPrefix($0 + "=")
+            })
         {
             if first.contains("=") {
                 leading.append(args.removeFirst())
@@ -258,7 +336,11 @@ public enum MigratorCommandLine {
             }
         }
         if args.isEmpty {
-            context.err.write(topHelp)
+            if context.jsonLogs {
+                context.usageError("no command given; see 'migrator --help'", usage: "migrator <command> [options]")
+            } else {
+                context.err.write(topHelp)
+            }
             return ExitCode.usage
         }
         if args.first == Generators.command { return Generators.run(args, context) }
@@ -284,19 +366,25 @@ public enum MigratorCommandLine {
         let members = group(args[0])
         guard !members.isEmpty else {
             let names = Set(commands.map { $0.path[0] }).sorted()
-            context.err.line(
-                "error: unknown command '\(args[0])'" + suggestion(args[0], among: names) + "; see 'migrator --help'")
+            context.usageError(
+                "unknown command '\(args[0])'" + suggestion(args[0], among: names) + "; see 'migrator --help'",
+                usage: "migrator <command> [options]")
             return ExitCode.usage
         }
         if args.count > 1 && (args[1] == "--help" || args[1] == "-h") { return help([args[0]], context) }
-        if args.count > 1 {
+        let message: String
+        if args.count > 1 && !args[1].hasPrefix("-") {
             let names = members.map { $0.path.joined(separator: " ") }
-            context.err.line(
-                "error: unknown command '\(args[0]) \(args[1])'" + suggestion("\(args[0]) \(args[1])", among: names))
+            message = "unknown command '\(args[0]) \(args[1])'" + suggestion("\(args[0]) \(args[1])", among: names)
         } else {
-            context.err.line("error: '\(args[0])' needs a command")
+            message = "'\(args[0])' needs a command"
         }
-        context.err.write(groupHelp(args[0]))
+        if context.jsonLogs {
+            context.usageError(message, usage: "migrator \(args[0]) <command> [options]")
+        } else {
+            context.err.line("error: " + message)
+            context.err.write(groupHelp(args[0]))
+        }
         return ExitCode.usage
     }
 
@@ -325,19 +413,18 @@ public enum MigratorCommandLine {
             try command.checkPositionals(parsed.positionals)
             return try command.run(context, parsed)
         } catch let e as UsageError {
-            context.err.line("error: \(e.message)")
-            context.err.line("usage: \(command.usage)  (see --help)")
+            context.usageError(e.message, usage: "\(command.usage)  (see --help)")
             return ExitCode.usage
         } catch let e as StoreError {
-            context.err.line("error: \(e.message)")
+            context.error("error", e.message, [("code", .string(e.code.rawValue))])
             return ExitCode.failure
         } catch let e as MigratorError {
             return MigrationCommands.fail(context, e)
         } catch let e as CommandError {
-            context.err.line("error: \(e.message)")
+            context.error("error", e.message)
             return e.exitCode
         } catch {
-            context.err.line("error: \(error)")
+            context.error("error", "\(error)")
             return ExitCode.failure
         }
     }

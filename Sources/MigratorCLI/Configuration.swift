@@ -161,7 +161,7 @@ struct Configuration {
     /// Fills `args` with the settings `command` accepts and the command line
     /// did not give: from the environment, else from the file.
     func apply(to args: inout ParsedArguments, accepting options: [OptionSpec], environment: [String: String]) {
-        for key in Self.keys where options.contains(where: { $0.name == key.option }) {
+        for key in Self.keys where options.contains(where: { $0.name == key.option && $0.fromSettings }) {
             let (value, source) = effective(key, args, environment)
             guard let value else { continue }
             if case .flag = source { continue }

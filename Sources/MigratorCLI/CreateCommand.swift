@@ -20,12 +20,15 @@ extension MigrationCommands {
         // Numbers in use: plugins in --dir, sources in --out, the database.
         let dir = ctx.migrationsDirectory(args)
         if access(dir, F_OK) == 0 {
-            // With every check on: numbering a new file is no reason to
-            // run code from a folder that others can write to.
-            var loader = PluginLoader.Options()
-            loader.isolation = PluginCommands.isolation
-            let set = try PluginLoader.load(directory: dir, options: loader)
-            for p in set.problems { ctx.err.line("note: not counting \(p.file ?? dir): \(p.message)") }
+            // The same loader policy as every other command (pins, trusted
+            // keys, ownership): numbering a new file is no reason to run code
+            // that apply would refuse.
+            let set = try PluginLoader.load(directory: dir, options: PluginCommands.loaderOptions(ctx, args))
+            for p in set.problems {
+                ctx.log(
+                    "not_counted", "note: not counting \(p.file ?? dir): \(p.message)",
+                    [("file", .string(p.file ?? dir))])
+            }
             ids += set.migrations.map(\.id)
         }
         if let names = try? FileManager.default.contentsOfDirectory(atPath: out) {
@@ -48,7 +51,8 @@ extension MigrationCommands {
         ctx.out.line(path)
         switch language {
         case .swift:
-            ctx.err.line(
+            ctx.log(
+                "created",
                 """
                 wrote \(id) to \(path)
                 next: add \(Scaffold.typeName(id))() to MigrationBundle.export in your plugin package, then
@@ -56,7 +60,8 @@ extension MigrationCommands {
                 """
             )
         case .c:
-            ctx.err.line(
+            ctx.log(
+                "created",
                 """
                 wrote \(id) to \(path)
                 build it with:

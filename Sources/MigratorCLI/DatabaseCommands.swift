@@ -105,8 +105,9 @@ enum DatabaseCommands {
             command: command, timeout: timeout,
             onWait: { owner in
                 let what = owner?.currentID.map { " (migration \($0))" } ?? ""
-                ctx.err.line("waiting for the run lock held by \(owner?.summary ?? "another process")\(what) …")
-                ctx.err.flush()
+                ctx.log(
+                    "lock_wait", "waiting for the run lock held by \(owner?.summary ?? "another process")\(what) …",
+                    [("holder", .string(owner?.summary ?? "another process"))])
             })
     }
 
@@ -177,13 +178,14 @@ enum DatabaseCommands {
                 }
                 n += 1
                 if verbose && n % 1000 == 0 {
-                    ctx.err.line("imported \(n) documents…")
-                    ctx.err.flush()
+                    ctx.log("import_progress", "imported \(n) documents…", [("documents", .int(Int64(n)))])
                 }
             }
             return n
         }
-        ctx.err.line("imported \(n) document\(n == 1 ? "" : "s") into '\(collection)'")
+        ctx.log(
+            "imported", "imported \(n) document\(n == 1 ? "" : "s") into '\(collection)'",
+            [("collection", .string(collection)), ("documents", .int(Int64(n)))])
         return ExitCode.ok
     }
 
@@ -245,7 +247,8 @@ enum DatabaseCommands {
         let created = try storage.writeDocuments(batched: false) {
             try $0.createIndex(collection, path: path, unique: args.flag("unique"))
         }
-        ctx.err.line(
+        ctx.log(
+            created ? "index_created" : "index_exists",
             created ? "created index on '\(collection)'.'\(path)'" : "index on '\(collection)'.'\(path)' already exists"
         )
         return ExitCode.ok
@@ -273,10 +276,12 @@ extension DatabaseCommands {
         let verbose = args.flag("verbose")
         let report = try DatabaseCopy.copy(from: source, to: target) { name, n in
             guard verbose else { return }
-            ctx.err.line("copied '\(printable(name))': \(n) document\(n == 1 ? "" : "s")")
-            ctx.err.flush()
+            ctx.log(
+                "copied_collection", "copied '\(printable(name))': \(n) document\(n == 1 ? "" : "s")",
+                [("collection", .string(name)), ("documents", .int(Int64(n)))])
         }
-        ctx.err.line(
+        ctx.log(
+            "copied",
             "copied \(report.collections) collection\(report.collections == 1 ? "" : "s") "
                 + "(\(report.documents) document\(report.documents == 1 ? "" : "s")) from \(source.location) to "
                 + "\(target.location); every digest matches (total \(report.digest))")

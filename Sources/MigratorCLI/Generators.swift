@@ -20,7 +20,7 @@ enum Generators {
                 }
                 return ExitCode.ok
             } catch {
-                ctx.err.line("error: writing man pages into '\(a[1])': \(error)")
+                ctx.error("error", "writing man pages into '\(a[1])': \(error)")
                 return ExitCode.failure
             }
         case ["bash"]:
@@ -30,7 +30,7 @@ enum Generators {
             ctx.out.write(zshCompletion())
             return ExitCode.ok
         default:
-            ctx.err.line("usage: migrator __generate man DIR | bash | zsh")
+            ctx.usageError("expected a generator", usage: "migrator __generate man DIR | bash | zsh")
             return ExitCode.usage
         }
     }

@@ -22,10 +22,7 @@ enum MigrationCommands {
     static let stepTimeout = OptionSpec(
         "step-timeout", value: "DURATION",
         "Kill a plugin step that runs longer (e.g. 90s, 30m, 2h; default: no limit); it fails, exit 1.")
-    static let logFormat = OptionSpec(
-        "log-format", value: "text|json", "json: one JSON object per event on stderr, for CI (default text).")
-    static let runOptions =
-        PluginCommands.loaderOptions + [dbOption, lockTimeout, stepTimeout, quiet, verbose, logFormat]
+    static let runOptions = PluginCommands.loaderOptions + [dbOption, lockTimeout, stepTimeout, quiet, verbose]
 
     static let targetHint: @Sendable (String) -> String = { "to stop after a migration, use --target \($0)" }
     static let applyOptions =
@@ -79,8 +76,8 @@ enum MigrationCommands {
             path: ["create"],
             arguments: [("NAME", "Human name, e.g. \"Add User Settings\"."), ("[DESCRIPTION]", "What it does.")],
             summary: "Write a ready-to-build migration source with the next sequence number.",
-            options: [
-                PluginCommands.dirOption, dbOption,
+            options: PluginCommands.loaderOptions + [
+                dbOption,
                 OptionSpec("lang", value: "swift|c", "Source language (default swift)."),
                 OptionSpec("out", value: "DIR", "Where to write it (default: the current directory)."),
                 OptionSpec("version", value: "VERSION", "The version field (default 1.0.0)."),
@@ -143,7 +140,7 @@ enum MigrationCommands {
         options.events = reporter.event
         let m = Migrator(databasePath: ctx.databasePath(args), options: options)
         if loadPlugins {
-            var loader = PluginCommands.loaderOptions(args)
+            var loader = PluginCommands.loaderOptions(ctx, args)
             loader.descriptorsOnly = command == "status"
             let set = try m.loadPlugins(from: ctx.migrationsDirectory(args), options: loader)
             if !args.flag("quiet") { for w in set.warnings { ctx.log("warning", w, level: "warning") } }
@@ -185,7 +182,12 @@ enum MigrationCommands {
         case .unknownTarget: return "see 'migrator list' for the known ids"
         case .targetAlreadyApplied: return ids.first.map { "use 'migrator rollback \($0)' to go back to it" }
         case .lockTimeout: return "wait longer with --lock-timeout SECONDS, or see 'migrator unlock'"
-        case .insecurePermissions: return "fix the owner and mode, or pass --insecure to load it anyway"
+        case .insecurePermissions:
+            return "make it owned by you or root and writable by its owner alone (chmod go-w); "
+                + "--insecure loads it anyway, with a warning"
+        case .unsafeLibraryPath:
+            return "rebuild the plugin without that RUNPATH entry, or create the directory owned by root "
+                + "and writable by root alone (see docs/security.md)"
         case .toolchainMismatch: return "rebuild the plugin with this toolchain, or drop --strict-toolchain"
         default: return nil
         }
@@ -203,18 +205,9 @@ enum MigrationCommands {
     }
 
     static func report(_ ctx: Context, _ code: MigratorError.Code, _ message: String, ids: [String]) {
-        let hint = hint(for: code, ids: ids)
-        if ctx.jsonLogs {
-            var fields: [(String, JSON)] = [
-                ("code", .string(code.rawValue)), ("migrations", .array(ids.map(JSON.string))),
-            ]
-            if let hint { fields.append(("hint", .string(hint))) }
-            ctx.log(code.isRefusal ? "refused" : "error", message, level: "error", fields)
-            return
-        }
-        // One line per problem: plugin text cannot add lines or escapes.
-        ctx.err.line("error: \(printable(message))")
-        if let hint { ctx.err.line("  hint: \(hint)") }
+        ctx.error(
+            code.isRefusal ? "refused" : "error", message, hint: hint(for: code, ids: ids),
+            [("code", .string(code.rawValue)), ("migrations", .array(ids.map(JSON.string)))])
     }
 
     // MARK: Commands
@@ -279,7 +272,7 @@ enum MigrationCommands {
             !(try BackupCommands.confirm(
                 ctx, args, "rollback --all", "Roll back every applied migration of \(ctx.databaseName(args))?"))
         {
-            ctx.err.line("nothing rolled back")
+            ctx.log("not_confirmed", "nothing rolled back")
             return ExitCode.refused
         }
         let m = try migrator(ctx, args, command: "rollback")
@@ -367,8 +360,8 @@ enum MigrationCommands {
     static func validate(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let m = try migrator(ctx, args, command: "validate")
         let v = try m.validate()
-        for w in v.warnings { ctx.err.line("warning: \(w)") }
-        if args.flag("verbose") { for n in v.notes { ctx.err.line("note: \(n)") } }
+        for w in v.warnings { ctx.log("warning", "warning: \(w)", level: "warning") }
+        if args.flag("verbose") { for n in v.notes { ctx.log("note", "note: \(n)") } }
         for r in v.refusals { report(ctx, r.code, r.message, ids: r.migrationIDs) }
         if v.refusals.isEmpty {
             ctx.out.line("ok: \(v.checked) migration(s) checked, \(v.pending.count) pending")

@@ -25,7 +25,10 @@ enum PluginCommands {
             summary: "List the migrations in the plugins of --dir, without touching a database.",
             options: loaderOptions + [
                 OptionSpec("json", "Print JSON instead of a table."),
-                OptionSpec("db", value: "PATH", "Also show each migration's state in this database."),
+                OptionSpec(
+                    "db", value: "PATH",
+                    "Also show each migration's state in this database (only when given here; "
+                        + "$MIGRATOR_DB and migrator.conf are not read).", fromSettings: false),
             ], run: list),
         Command(
             path: ["pin"], arguments: [],
@@ -47,12 +50,16 @@ enum PluginCommands {
 
     /// The CLI runs plugin code only in a worker: this same binary, started
     /// as `migrator __worker`, with the operator's signals forwarded to it.
-    static let isolation = PluginIsolation.worker(executable: "/proc/self/exe", forwardSignals: true)
+    static func isolation(_ ctx: Context) -> PluginIsolation {
+        var isolation = PluginIsolation.worker(executable: "/proc/self/exe", forwardSignals: true)
+        isolation.output = ctx.pluginOutput
+        return isolation
+    }
 
-    static func loaderOptions(_ args: ParsedArguments) -> PluginLoader.Options {
+    static func loaderOptions(_ ctx: Context, _ args: ParsedArguments) -> PluginLoader.Options {
         var options = PluginLoader.Options(
             insecure: args.flag("insecure"), strictToolchain: args.flag("strict-toolchain"))
-        options.isolation = isolation
+        options.isolation = isolation(ctx)
         options.requirePin = args.flag("require-pin")
         options.trustedKeysDirectory = args.options["trusted-keys"]
         return options
@@ -62,7 +69,7 @@ enum PluginCommands {
         let directory = ctx.migrationsDirectory(args)
         let pins = try Migrator.pin(directory: directory, insecure: args.flag("insecure"))
         for p in pins { ctx.out.line("\(p.sha256)  \(p.name)") }
-        ctx.err.line("pinned \(pins.count) plugin(s) in \(directory)/migrations.lock")
+        ctx.log("pinned", "pinned \(pins.count) plugin(s) in \(directory)/migrations.lock")
         return ExitCode.ok
     }
 
@@ -70,7 +77,8 @@ enum PluginCommands {
         guard let base = args.options["out"] else { throw UsageError("keygen needs --out NAME") }
         let id = try Migrator.generateSigningKey(at: base)
         ctx.out.line(id)
-        ctx.err.line(
+        ctx.log(
+            "key_written",
             "wrote \(base).key (private: keep it off the servers) and \(base).pub (key id \(id)); "
                 + "put the .pub in the servers' --trusted-keys directory")
         return ExitCode.ok
@@ -84,22 +92,18 @@ enum PluginCommands {
     }
 
     static func list(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
-        // With a database (--db or $MIGRATOR_DB), each migration's state
-        // there, exactly as `status` reports it (reads only; never blocked).
-        // An explicit --db must exist; $MIGRATOR_DB adds states only if it does.
-        if let explicit = args.options["db"] { try DatabaseCommands.requireDatabase(explicit) }
-        var dbPath = args.options["db"]
-        if dbPath == nil, let fromEnvironment = ctx.environment["MIGRATOR_DB"],
-            DatabaseCommands.databaseExists(fromEnvironment)
-        {
-            dbPath = fromEnvironment
-        }
+        // Plugins only, unless --db is given on the command line: then each
+        // migration's state there, exactly as `status` reports it (reads
+        // only; never blocked). A database from the environment or the
+        // config file is never looked for, so `list` works before one exists.
+        let dbPath = args.options["db"]
+        if let dbPath { try DatabaseCommands.requireDatabase(dbPath) }
         let migrator = Migrator(databasePath: dbPath ?? "")
         let directory = ctx.migrationsDirectory(args)
-        var loader = loaderOptions(args)
+        var loader = loaderOptions(ctx, args)
         if dbPath == nil { loader.cacheDirectory = nil }
         let set = try migrator.loadPlugins(from: directory, options: loader)
-        for w in set.warnings { ctx.err.line(w) }
+        for w in set.warnings { ctx.log("warning", w, level: "warning") }
         var states: [String: String] = [:]
         if dbPath != nil {
             for e in try migrator.status().migrations { states[e.id] = MigrationCommands.stateText(e) }

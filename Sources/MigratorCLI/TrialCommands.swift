@@ -1,3 +1,4 @@
+import DocumentStore
 import MigrationEngine
 
 /// `apply --dry-run`, `rollback --dry-run`, `verify`, `redo`: trials that keep
@@ -88,13 +89,15 @@ enum TrialCommands {
                 ctx, args, "baseline --force",
                 "Record every migration through \(id) as applied in \(m.databasePath) without running it?"))
         {
-            ctx.err.line("nothing recorded")
+            ctx.log("not_confirmed", "nothing recorded")
             return ExitCode.refused
         }
         let ids = try m.baseline(through: id, force: args.flag("force"))
         for id in ids { ctx.out.line(id) }
         if !args.flag("quiet") {
-            ctx.err.line("baselined \(ids.count) migration(s) through \(id): recorded as applied, not run")
+            ctx.log(
+                "baselined", "baselined \(ids.count) migration(s) through \(id): recorded as applied, not run",
+                [("migrations", .array(ids.map(JSON.string)))])
         }
         return ExitCode.ok
     }
@@ -103,11 +106,12 @@ enum TrialCommands {
         let id = args.positionals[0]
         let m = try MigrationCommands.migrator(ctx, args, command: "repair")
         if let change = try m.repair(id) {
-            ctx.err.line(
+            ctx.log(
+                "repaired",
                 "repaired \(id): checksum \(change.old ?? "(none)") -> \(change.new ?? "(none)") accepted "
                     + "(recorded in history)")
         } else {
-            ctx.err.line("nothing to repair: \(id) has the checksum it was applied with")
+            ctx.log("nothing_to_repair", "nothing to repair: \(id) has the checksum it was applied with")
         }
         return ExitCode.ok
     }

@@ -180,14 +180,60 @@ struct CLIPathsTests {
         #expect(timeout.status == 2 && timeout.stderr.contains("--lock-timeout needs a number of seconds, got '-1'"))
     }
 
-    @Test func listHonoursMIGRATOR_DB() throws {
+    @Test func listLooksForADatabaseOnlyWhenGivenOne() throws {
         let w = try Workspace()
         try threeSteps(w)
+        // $MIGRATOR_DB and migrator.conf name a database apply has not created yet
+        // (the README's main command lists first): list neither needs nor creates it.
+        let missing = w.root + "/not-yet.db"
+        let config = w.root + "/migrator.conf"
+        try "db = \(missing)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        for environment in [["MIGRATOR_DB": missing], ["MIGRATOR_CONFIG": config]] {
+            let r = try migrator(["list", "--dir", w.dir], environment: environment)
+            #expect(r.status == 0 && r.stdout.contains("3 migration(s) in 3 plugin(s)"), "\(environment): \(r.stderr)")
+            #expect(!r.stdout.contains("STATE"), "\(r.stdout)")
+        }
+        #expect(access(missing, F_OK) != 0, "list created \(missing)")
         #expect(try w.run(["apply", "--target", "001_a"]).status == 0)
-        let r = try migrator(["list", "--dir", w.dir], environment: ["MIGRATOR_DB": w.db])
+        // An existing database in the environment does not change list's output either.
+        let plain = try migrator(["list", "--dir", w.dir], environment: ["MIGRATOR_DB": w.db])
+        #expect(plain.status == 0 && !plain.stdout.contains("STATE"), "\(plain.stdout)")
+        // Given on the command line, its states are shown.
+        let r = try migrator(["list", "--dir", w.dir, "--db", w.db])
         #expect(r.status == 0 && r.stdout.contains("STATE"), "\(r.stdout)")
         let rows = r.stdout.split(separator: "\n")
         #expect(rows.first { $0.hasPrefix("001_a") }?.hasSuffix("applied") == true)
         #expect(rows.first { $0.hasPrefix("002_b") }?.hasSuffix("pending") == true)
+    }
+
+    /// A plugin built elsewhere names a RUNPATH directory this host does not
+    /// have (a build machine's toolchain). Where only root or you could
+    /// create it, the plugin applies; where others could, it is refused with
+    /// advice that fits (not "--insecure" first). The plugin needs libanl,
+    /// which migrator has not loaded, so the directory would be searched.
+    @Test func aMissingRunpathDirectoryOnAServer() throws {
+        let w = try Workspace()
+        let closed = Fixtures.temporaryDirectory("closedlibs")
+        let open = Fixtures.temporaryDirectory("openlibs")
+        defer {
+            Fixtures.removeTree(closed)
+            Fixtures.removeTree(open)
+        }
+        chmod(closed, 0o755)
+        chmod(open, 0o777)
+        func add(_ runpath: String) throws {
+            try Fixtures.compilePlugin(
+                Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"), name: "p.so", in: w.dir,
+                extraFlags: ["-Wl,--no-as-needed", "-lanl", "-Wl,-rpath,\(runpath)"])
+        }
+        try add(open + "/toolchain/usr/lib")
+        let refused = try w.run(["apply"])
+        #expect(refused.status == 4, "\(refused.stderr)")
+        #expect(refused.stderr.contains("does not exist, and '\(open)' is writable by everyone"), "\(refused.stderr)")
+        let hint = refused.stderr.split(separator: "\n").first { $0.contains("hint:") } ?? ""
+        #expect(hint.contains("rebuild the plugin without that RUNPATH entry") && !hint.contains("insecure"), "\(hint)")
+        try add(closed + "/toolchain/usr/lib/swift/linux")
+        let applied = try w.run(["apply"])
+        #expect(applied.status == 0 && applied.stderr.contains("applied 1 migration(s)"), "\(applied.stderr)")
     }
 }

@@ -86,6 +86,8 @@ final class Workspace {
     }
 
     func history() throws -> [[String: Any]] {
+        // No LMDB database at all (a trial creates none): nothing was ever recorded.
+        if !db.contains("://") && access(db, F_OK) != 0 { return [] }
         let r = try run(["history", "--json"], dir: false)
         guard
             let list = (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["history"]

@@ -1,3 +1,4 @@
+import Dispatch
 import DocumentStore
 import FoundationEssentials
 import MigrationKit
@@ -16,6 +17,14 @@ public struct PluginIsolation: Sendable, Equatable {
     let forwardSignals: Bool
     /// How long loading may stall (a hanging constructor) before the worker is killed.
     var loadTimeout: Double = 60
+    /// Where the worker's standard output and error go, line by line (from
+    /// another thread); nil: straight to this process's standard error.
+    public var output: (@Sendable (String) -> Void)? = nil
+
+    /// Equal when they run plugins the same way (``output`` aside).
+    public static func == (a: PluginIsolation, b: PluginIsolation) -> Bool {
+        a.executable == b.executable && a.forwardSignals == b.forwardSignals && a.loadTimeout == b.loadTimeout
+    }
 
     /// Plugins are loaded into this process (the default for embedding apps).
     public static let inProcess = PluginIsolation(executable: nil, forwardSignals: false)
@@ -47,6 +56,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     private let exclusive = Mutex(())
     private let executable: String
     private let forwardSignals: Bool
+    private let output: (@Sendable (String) -> Void)?
     private var pid: pid_t = 0
     private var requests = WorkerChannel(fd: -1)
     private var responses = WorkerChannel(fd: -1)
@@ -77,6 +87,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     init(_ isolation: PluginIsolation) {
         executable = isolation.executable ?? "/proc/self/exe"
         forwardSignals = isolation.forwardSignals
+        output = isolation.output
         loadTimeout = isolation.loadTimeout
     }
 
@@ -511,7 +522,14 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         posix_spawn_file_actions_adddup2(&actions, fromWorker[1], WorkerProtocol.responseFD)
         if report.fd >= 0 { posix_spawn_file_actions_adddup2(&actions, report.fd, WorkerProtocol.reportFD) }
         // Plugin output must never reach stdout, where data goes.
-        posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        var outputPipe: [Int32] = [-1, -1]
+        if output != nil, pipe(&outputPipe) == 0 {
+            outputPipe = outputPipe.map(Self.lifted)
+            posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 1)
+            posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 2)
+        } else {
+            posix_spawn_file_actions_adddup2(&actions, 2, 1)
+        }
         let args = [executable, WorkerProtocol.command, String(getpid())]
         var env = ProcessEnvironment.current.filter { !$0.hasPrefix("SWIFT_BACKTRACE=") }
         // No crash reporter: Swift's would return from a raised signal (the
@@ -528,6 +546,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         }
         close(toWorker[0])
         close(fromWorker[1])
+        if outputPipe[1] >= 0 { close(outputPipe[1]) }
+        if let output, outputPipe[0] >= 0 { Self.forwardLines(from: outputPipe[0], to: output) }
         guard rc == 0 else {
             close(toWorker[1])
             close(fromWorker[0])
@@ -542,6 +562,27 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         if forwardSignals {
             migrator_install_signal_forwarding()
             migrator_set_forward_target(child)
+        }
+    }
+
+    /// Reads `fd` until every writer closed it (the worker and anything it
+    /// started), handing over each line; then closes it.
+    private static func forwardLines(from fd: Int32, to output: @escaping @Sendable (String) -> Void) {
+        DispatchQueue.global().async {
+            var pending: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { break }
+                pending += buffer[0..<n]
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    output(String(decoding: pending[..<newline], as: UTF8.self))
+                    pending.removeSubrange(...newline)
+                }
+            }
+            if !pending.isEmpty { output(String(decoding: pending, as: UTF8.self)) }
+            close(fd)
         }
     }
 

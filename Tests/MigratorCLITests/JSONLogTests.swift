@@ -1,0 +1,113 @@
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--log-format json` (or `MIGRATOR_LOG_FORMAT`, or `log_format` in
+/// migrator.conf) on every command: each line on stderr is one JSON object
+/// with a timestamp, a level and a stable event name; stdout keeps its data.
+@Suite("JSON logs on every command (end to end)")
+struct JSONLogTests {
+    /// Every line of `stderr` parsed; a line that is not a JSON object with
+    /// `ts`, `level` and `event` fails the test.
+    static func events(_ stderr: String, _ what: String) -> [[String: Any]] {
+        stderr.split(separator: "\n").compactMap { line in
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(
+                object?["ts"] is String && object?["level"] is String && object?["event"] is String,
+                "\(what): not a JSON log line: \(line)")
+            return object
+        }
+    }
+
+    /// The command paths `migrator --help` lists (`db find` included).
+    static func commandPaths() throws -> [[String]] {
+        let help = try migrator(["--help"]).stdout
+        var paths: [[String]] = []
+        var inCommands = false
+        for line in help.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line == "Commands:" {
+                inCommands = true
+                continue
+            }
+            guard inCommands else { continue }
+            guard line.hasPrefix("  ") else { break }
+            let words = line.split(separator: " ").map(String.init)
+            paths.append(words[0] == "db" ? Array(words.prefix(2)) : [words[0]])
+        }
+        return paths
+    }
+
+    @Test func usageErrorsOfEveryCommandAreJSON() throws {
+        let paths = try Self.commandPaths()
+        #expect(paths.count > 25 && paths.contains(["db", "find"]) && paths.contains(["list"]), "\(paths)")
+        for path in paths {
+            for (args, environment) in [
+                (path + ["--log-format", "json", "--no-such-option"], [String: String]()),
+                (path + ["--no-such-option"], ["MIGRATOR_LOG_FORMAT": "json"]),
+            ] {
+                let r = try migrator(args, environment: environment)
+                #expect(r.status == 2, "\(args): \(r.stderr)")
+                let events = Self.events(r.stderr, args.joined(separator: " "))
+                #expect(
+                    events.count == 1 && events.first?["event"] as? String == "usage_error"
+                        && (events.first?["message"] as? String)?.contains("--no-such-option") == true,
+                    "\(args): \(r.stderr)")
+            }
+            // --help is data: stdout, nothing on stderr.
+            let help = try migrator(path + ["--help", "--log-format", "json"])
+            #expect(help.status == 0 && help.stderr.isEmpty && help.stdout.contains("--log-format"), "\(path)")
+        }
+        for args in [["nosuch", "--log-format", "json"], ["--log-format", "json"], ["db", "--log-format=json"]] {
+            let r = try migrator(args)
+            #expect(r.status == 2, "\(args)")
+            #expect(
+                Self.events(r.stderr, "\(args)").first?["event"] as? String == "usage_error", "\(args): \(r.stderr)")
+        }
+    }
+
+    @Test func anOperatorsDayInJSON() throws {
+        let w = try Workspace(examples: true)
+        try w.importSample()
+        let backups = w.root + "/backups"
+        // A plugin that prints to its own stdout and stderr: wrapped too.
+        try w.add(
+            "loud.so",
+            Fixtures.stepPlugin(
+                "006_loud",
+                up: #"printf("from stdout\n"); fflush(stdout); fprintf(stderr, "from stderr\n"); return MIGRATOR_OK;"#
+            ))
+        let config = w.root + "/migrator.conf"
+        try "log_format = json\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let dir = ["--dir", w.dir]
+        let db = ["--db", w.db]
+        let steps: [([String], Int32)] = [
+            (["list"] + dir, 0), (["validate"] + dir + db, 0), (["verify"] + dir + db, 0), (["apply"] + dir + db, 0),
+            (["status", "--check"] + dir + db, 0), (["history"] + db, 0),
+            (["backup", "--out", backups + "/b1"] + db, 0), (["restore", backups + "/b1", "--yes"] + db, 0),
+            (["db", "count", "users"] + db, 0), (["db", "find", "nope", "--filter", "{"] + db, 2),
+            (["rollback", "--all"] + dir + db, 2), (["rollback", "001_initial_setup"] + dir + db, 4),
+            (["pin"] + dir, 0), (["unlock"] + db, 0),
+        ]
+        var seen: Set<String> = []
+        for (args, code) in steps {
+            let r = try migrator(args, environment: ["MIGRATOR_CONFIG": config, "TMPDIR": w.root])
+            #expect(r.status == code, "\(args): \(r.stderr)")
+            for e in Self.events(r.stderr, args.joined(separator: " ")) { seen.insert(e["event"] as? String ?? "") }
+            if args.first == "apply" {
+                let output = Self.events(r.stderr, "apply").filter { $0["event"] as? String == "plugin_output" }
+                #expect(
+                    Set(output.compactMap { $0["message"] as? String }) == ["from stdout", "from stderr"], "\(r.stderr)"
+                )
+                #expect(!r.stdout.contains("from stdout"), "plugin output reached stdout")
+            }
+            if args.first == "status" { #expect(r.stdout.contains("6 applied"), "\(r.stdout)") }
+        }
+        #expect(
+            seen.isSuperset(of: ["step_end", "run_end", "backed_up", "restored", "usage_error", "refused", "pinned"]),
+            "\(seen)")
+    }
+}
