@@ -3,7 +3,8 @@
 # the test-only tools), checks formatting (.swift-format, 120 columns),
 # builds everything in debug (with tests) and in release with zero compiler
 # warnings allowed (the CLI tests run the built binary), starts a throwaway
-# PostgreSQL server, and runs every test.
+# PostgreSQL server, and runs every test; then the release artifacts, on
+# this machine and in a Debian root without the toolchain (Tests/Server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
@@ -30,3 +31,5 @@ export MIGRATOR_TEST_POSTGRES
 SWIFT_BACKTRACE=enable=no swift test --skip-build
 # The release artifacts: bundle and .deb, run from a scrubbed environment.
 Tests/Packaging/package-test.sh
+# Where they are used: installed into a Debian 12 root without the Swift toolchain.
+Tests/Server/server-test.sh

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The release artifacts where they are used (run by scripts/test.sh): a Debian 12 root made with
+# `debootstrap --variant=minbase bookworm`, which has no Swift toolchain and no build tree. Into it
+# the .deb is installed with apt (so its Depends are what pulls in liblmdb0, libssl3 and libpq5),
+# the example plugins built on this machine the documented way (scripts/build-examples.sh) are
+# copied to /srv, and Tests/Server/operator-flow.sh runs the operator's flow: apply the Swift and
+# the C plugins, status --check, verify, backup and restore, signatures with --trusted-keys, a
+# pinned folder, and a run as an unprivileged service user who owns the database. Then the
+# package is removed and the same flow runs from the unpacked tarball.
+#
+# The base root is cached in $MIGRATOR_SERVER_CACHE (default /var/cache/migrator-test), where the
+# machine keeps it; each run unpacks a fresh copy and removes it. Needs root (chroot, mounts):
+# it re-runs itself with sudo otherwise. Exit status: 0 when every check passed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" -ne 0 ]; then exec sudo --preserve-env=PATH,MIGRATOR_SERVER_CACHE "$0" "$@"; fi
+started=$(date +%s)
+say() { echo "server-test: $*"; }
+die() { echo "FAIL: server-test: $*" >&2; exit 1; }
+
+out=$(scripts/package.sh --deb 2>/tmp/server-package.$$.log) || { cat /tmp/server-package.$$.log >&2; die "package.sh"; }
+rm -f /tmp/server-package.$$.log
+bundle=$(echo "$out" | grep '\.tar\.gz$')
+deb=$(echo "$out" | grep '\.deb$')
+[ -f "$bundle" ] && [ -f "$deb" ] || die "artifacts missing: $out"
+
+work=$(mktemp -d /var/tmp/migrator-server.XXXXXX)
+root=$work/root
+cleanup() {
+    # Mounts live in the unshare'd namespace only; nothing is left mounted here.
+    rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
+scripts/build-examples.sh "$work/plugins" release >/dev/null 2>&1 || die "build-examples.sh"
+
+cache=${MIGRATOR_SERVER_CACHE:-/var/cache/migrator-test}/bookworm-minbase.tar
+if [ ! -s "$cache" ]; then
+    say "making the Debian 12 base root (debootstrap, once; cached in $cache)"
+    if ! command -v debootstrap >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null \
+            || die "cannot install debootstrap"
+    fi
+    mkdir -p "$(dirname "$cache")" "$work/base"
+    debootstrap --variant=minbase bookworm "$work/base" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
+        || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap"; }
+    tar -C "$work/base" -cf "$cache.$$" . && mv "$cache.$$" "$cache" || die "cannot write $cache"
+    rm -rf --one-file-system "$work/base"
+fi
+mkdir "$root"
+tar -C "$root" -xf "$cache" || die "cannot unpack $cache"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+mkdir -p "$root/srv/dist"
+cp "$deb" "$bundle" Plugins-Examples/sample-data/*.jsonl Tests/Server/operator-flow.sh "$root/srv/dist/"
+install -d -m 0755 "$root/srv/plugins"
+install -m 0644 "$work"/plugins/*.so "$root/srv/plugins/"
+
+# in_root COMMAND...: runs COMMAND in the root, with /dev and a /proc of its own mounted.
+in_root() {
+    unshare --mount --propagation private -- sh -c \
+        'mount --rbind /dev "$0/dev" && mount -t proc proc "$0/proc" && exec chroot "$0" /usr/bin/env -i \
+            PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"' \
+        "$root" "$@"
+}
+
+failures=0
+in_root sh -c '! command -v swift && ! command -v swiftc && ! command -v cc' >/dev/null \
+    || die "the root has a Swift toolchain or a C compiler"
+runpath=$(readelf -d "$work/plugins/example_swift_migrations.so" | sed -n 's/.*Library runpath: \[\([^]:]*\).*/\1/p')
+say "the Swift plugin's RUNPATH is '$runpath'; in the root: $(in_root sh -c "ls -d '$runpath' 2>&1 | head -1")"
+
+t0=$(date +%s)
+debname=$(basename "$deb")
+if in_root sh -c "apt-get update -qq && apt-get install -y -qq /srv/dist/$debname" >"$work/apt.log" 2>&1; then
+    echo "ok: deb: apt installs $debname and its Depends ($(dpkg-deb --field "$deb" Depends))"
+else
+    tail -20 "$work/apt.log" >&2
+    die "apt install $debname"
+fi
+in_root bash /srv/dist/operator-flow.sh /usr/bin/migrator deb || failures=$((failures + 1))
+say "deb: $(($(date +%s) - t0)) s"
+
+t0=$(date +%s)
+bundlename=$(basename "$bundle")
+in_root sh -c "dpkg -r migrator >/dev/null && tar -C /opt -xzf /srv/dist/$bundlename" || die "unpacking $bundlename"
+in_root sh -c '[ ! -e /usr/lib/migrator ] && [ ! -e /usr/bin/migrator ]' || die "the package left files behind"
+tarball_bin=/opt/${bundlename%.tar.gz}/bin/migrator
+in_root bash /srv/dist/operator-flow.sh "$tarball_bin" tarball || failures=$((failures + 1))
+say "tarball: $(($(date +%s) - t0)) s"
+
+say "$failures flow(s) failed; $(($(date +%s) - started)) s in all"
+[ "$failures" -eq 0 ]
