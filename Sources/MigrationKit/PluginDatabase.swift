@@ -4,11 +4,11 @@ import MigratorPluginABI
 /// migrations talk to. Every call checks the status and turns a failure
 /// into ``DatabaseError`` with the host's `last_error` text.
 final class PluginDatabase: Database {
-    private let host: migrator_host_v1
+    private let host: HostTable
     private var txn: OpaquePointer?
 
     init(host: UnsafePointer<migrator_host_v1>, txn: OpaquePointer) {
-        self.host = host.pointee
+        self.host = HostTable(host)
         self.txn = txn
     }
 
@@ -26,13 +26,6 @@ final class PluginDatabase: Database {
         throw DatabaseError(
             DatabaseError.Status(rawValue: status), message.isEmpty ? "host call failed with status \(status)" : message
         )
-    }
-
-    /// Whether the host's table reaches `field` (a later minor version adds
-    /// fields at the end; an older host has a smaller `struct_size`).
-    private func hostHas<F>(_ field: KeyPath<migrator_host_v1, F>) -> Bool {
-        guard let offset = MemoryLayout<migrator_host_v1>.offset(of: field) else { return false }
-        return Int(host.struct_size) >= offset + MemoryLayout<F>.size
     }
 
     private func function<F>(_ f: F?, _ name: String) throws -> F {
@@ -71,7 +64,7 @@ final class PluginDatabase: Database {
         }
     }
     /// `insert_n`, when the host has it (1.1).
-    private lazy var insertN = hostHas(\.insert_n) ? host.insert_n : nil
+    private lazy var insertN = host.insert_n
     func find(_ collection: String, filter: String) throws -> Documents {
         let t = try live()
         var cursor: OpaquePointer?
@@ -87,8 +80,8 @@ final class PluginDatabase: Database {
             }
             return (t, c)
         }
-        let replaceInPlace = hostHas(\.cursor_replace) ? host.cursor_replace : nil
-        let deleteInPlace = hostHas(\.cursor_delete) ? host.cursor_delete : nil
+        let replaceInPlace = host.cursor_replace
+        let deleteInPlace = host.cursor_delete
         /// The next document's bytes in the host's buffer (valid until the next call), or nil at the end.
         func fetch() throws -> UnsafeRawBufferPointer? {
             let (t, c) = try liveCursor()
@@ -174,7 +167,7 @@ final class PluginDatabase: Database {
     }
     func checkpoint(token: String) throws {
         let t = try live()
-        guard hostHas(\.checkpoint), let checkpoint = host.checkpoint else {
+        guard let checkpoint = host.checkpoint else {
             throw DatabaseError(
                 .invalid, "this migrator (plugin ABI 1.0) cannot checkpoint: upgrade it to 0.4 or later")
         }
@@ -182,12 +175,37 @@ final class PluginDatabase: Database {
     }
 
     var resumeToken: String? {
-        guard let t = txn, hostHas(\.resume_token), let f = host.resume_token, let p = f(t) else { return nil }
+        guard let t = txn, let f = host.resume_token, let p = f(t) else { return nil }
         return String(cString: p)
     }
 
     func setError(_ message: String) {
         guard let t = txn else { return }
         _ = host.set_error?(t, message)
+    }
+}
+
+/// The host's function table, read in place and only as far as its
+/// `struct_size` reaches (CLAP's rule): a 1.0 host's table is shorter than
+/// this SDK's `migrator_host_v1`, and the bytes after it are not ours to
+/// read. A field beyond `struct_size` reads as nil.
+@dynamicMemberLookup
+struct HostTable {
+    private let table: UnsafePointer<migrator_host_v1>
+    /// `struct_size`, which every version has (it precedes the functions).
+    private let size: Int
+
+    init(_ table: UnsafePointer<migrator_host_v1>) {
+        self.table = table
+        size = Int(table.pointer(to: \.struct_size)?.pointee ?? 0)
+    }
+
+    /// The function at `field`, or nil when the host's table does not reach it.
+    subscript<F>(dynamicMember field: KeyPath<migrator_host_v1, F?>) -> F? {
+        guard let offset = MemoryLayout<migrator_host_v1>.offset(of: field),
+            size >= offset + MemoryLayout<F?>.size,
+            let pointer = table.pointer(to: field)
+        else { return nil }
+        return pointer.pointee
     }
 }

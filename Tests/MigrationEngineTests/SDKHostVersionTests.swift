@@ -91,12 +91,17 @@ struct SDKHostVersionTests {
 
     /// Runs the exported migration's `up` against `host`; returns the calls.
     static func run(_ host: migrator_host_v1) -> (migrator_status, [String]) {
+        var table = host
+        return withUnsafePointer(to: &table) { run(at: $0) }
+    }
+
+    /// Runs the exported migration's `up` against the table at `host`.
+    static func run(at host: UnsafePointer<migrator_host_v1>) -> (migrator_status, [String]) {
         fakeHostCalls = []
         let bundle = MigrationBundle.export(name: "sdk-host-versions", migrations: [Rewrite()])
             .assumingMemoryBound(to: migrator_plugin_v1.self)
         guard let m = bundle.pointee.migrations, let up = m.pointee.up else { return (MIGRATOR_ERROR, []) }
-        var table = host
-        let status = up(&table, OpaquePointer(bitPattern: 0x10), m.pointee.userdata)
+        let status = up(host, OpaquePointer(bitPattern: 0x10), m.pointee.userdata)
         return (status, fakeHostCalls)
     }
 
@@ -114,6 +119,32 @@ struct SDKHostVersionTests {
     func olderHost() {
         let size = MemoryLayout<migrator_host_v1>.offset(of: \migrator_host_v1.cursor_replace) ?? 0
         let (status, calls) = Self.run(Self.host(structSize: size))
+        #expect(status == MIGRATOR_OK)
+        #expect(
+            calls == [
+                #"insert log {"a":1}"#, "find users {}", #"update users {"_id":1} {"plan":"pro"}"#,
+                #"remove users {"_id":2}"#,
+            ])
+    }
+}
+
+extension SDKHostVersionTests {
+    /// A 1.0 host's table is 136 bytes. Here it is exactly that, ending where
+    /// an inaccessible page begins: an SDK that read past `struct_size` (as
+    /// one copying the whole 1.1 struct did) would fault instead of running.
+    @Test("a 136-byte 1.0 table on a guard page")
+    func exactOlderTable() throws {
+        let size = MemoryLayout<migrator_host_v1>.offset(of: \migrator_host_v1.cursor_replace) ?? 0
+        #expect(size == 136)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let mapped = mmap(nil, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        let base = try #require(mapped == MAP_FAILED ? nil : mapped)
+        defer { munmap(base, 2 * page) }
+        #expect(mprotect(base + page, page, PROT_NONE) == 0)
+        let table = base + page - size
+        var full = Self.host(structSize: size)
+        withUnsafeBytes(of: &full) { table.copyMemory(from: $0.baseAddress!, byteCount: size) }
+        let (status, calls) = Self.run(at: table.assumingMemoryBound(to: migrator_host_v1.self))
         #expect(status == MIGRATOR_OK)
         #expect(
             calls == [
