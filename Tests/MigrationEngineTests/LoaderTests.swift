@@ -429,9 +429,8 @@ import Glibc
     @Test func aRunpathOthersCanWriteIsRefused() throws {
         let dir = try pluginDirectory([])
         defer { Fixtures.removeTree(dir) }
-        let open = Fixtures.temporaryDirectory("openlibs")
+        let open = Fixtures.temporaryDirectory("openlibs", mode: 0o777)
         defer { Fixtures.removeTree(open) }
-        chmod(open, 0o777)
         try Fixtures.compilePlugin(
             Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "p.so", in: dir,
             extraFlags: Self.needsUnloadedLibrary + ["-Wl,-rpath,\(open)"])
@@ -469,9 +468,8 @@ import Glibc
     /// runtime that migrator brought, for a Swift plugin on a server) is
     /// never searched: a writable or missing directory there does not matter.
     @Test func aRunpathOnlyForLoadedLibrariesIsNeverSearched() throws {
-        let open = Fixtures.temporaryDirectory("openlibs")
+        let open = Fixtures.temporaryDirectory("openlibs", mode: 0o777)
         defer { Fixtures.removeTree(open) }
-        chmod(open, 0o777)
         let everything: Set<String> = ["libc.so.6", "libanl.so.1"]
         #expect(try Self.runpathVerdict(open)?.contains("writable by everyone") == true)
         #expect(try Self.runpathVerdict(open, loaded: everything) == nil)
@@ -485,14 +483,10 @@ import Glibc
     /// owner can write, nobody else can create it; under a directory others
     /// can write, sticky `/tmp` included, it is refused.
     @Test func aMissingRunpathDirectoryIsJudgedByItsNearestAncestor() throws {
-        let closed = Fixtures.temporaryDirectory("closedlibs")
-        let open = Fixtures.temporaryDirectory("openlibs")
-        defer {
-            Fixtures.removeTree(closed)
-            Fixtures.removeTree(open)
-        }
-        chmod(closed, 0o755)
-        chmod(open, 0o777)
+        let closed = Fixtures.temporaryDirectory("closedlibs", mode: 0o755)
+        defer { Fixtures.removeTree(closed) }
+        let open = Fixtures.temporaryDirectory("openlibs", mode: 0o777)
+        defer { Fixtures.removeTree(open) }
         #expect(try Self.runpathVerdict(closed + "/toolchain/usr/lib/swift/linux") == nil)
         let missing = open + "/toolchain/usr/lib"
         let unsafe = try Self.runpathVerdict(missing)
@@ -511,9 +505,8 @@ import Glibc
     /// `/proc/self/fd`); anything built on it is resolved and checked like
     /// an absolute entry, and `$LIB`/`$PLATFORM` are refused.
     @Test func originBasedRunpathsAreResolvedAndChecked() throws {
-        let open = Fixtures.temporaryDirectory("openlibs")
+        let open = Fixtures.temporaryDirectory("openlibs", mode: 0o777)
         defer { Fixtures.removeTree(open) }
-        chmod(open, 0o777)
         #expect(try Self.runpathVerdict("$ORIGIN") == nil)
         #expect(try Self.runpathVerdict("${ORIGIN}") == nil)
         // /proc/self/fd/../root/<open> is <open>: the same folder, written another way.

@@ -213,14 +213,10 @@ struct CLIPathsTests {
     /// which migrator has not loaded, so the directory would be searched.
     @Test func aMissingRunpathDirectoryOnAServer() throws {
         let w = try Workspace()
-        let closed = Fixtures.temporaryDirectory("closedlibs")
-        let open = Fixtures.temporaryDirectory("openlibs")
-        defer {
-            Fixtures.removeTree(closed)
-            Fixtures.removeTree(open)
-        }
-        chmod(closed, 0o755)
-        chmod(open, 0o777)
+        let closed = Fixtures.temporaryDirectory("closedlibs", mode: 0o755)
+        defer { Fixtures.removeTree(closed) }
+        let open = Fixtures.temporaryDirectory("openlibs", mode: 0o777)
+        defer { Fixtures.removeTree(open) }
         func add(_ runpath: String) throws {
             try Fixtures.compilePlugin(
                 Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"), name: "p.so", in: w.dir,

@@ -24,12 +24,14 @@ public enum Fixtures {
         return URL(fileURLWithPath: exe).deletingLastPathComponent().path
     }()
 
-    /// A fresh directory (mode 0700) under /tmp.
-    public static func temporaryDirectory(_ tag: String = "test") -> String {
+    /// A fresh directory under /tmp, mode 0700 unless `mode` says otherwise.
+    public static func temporaryDirectory(_ tag: String = "test", mode: mode_t = 0o700) -> String {
         var template = Array("/tmp/migrator-\(tag)-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) != nil }
         precondition(made, "mkdtemp failed in /tmp: \(String(cString: strerror(errno)))")  // the test machine is broken
-        return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let path = String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if mode != 0o700 { chmod(path, mode) }
+        return path
     }
 
     public static func removeTree(_ path: String) {
