@@ -452,15 +452,20 @@ import Glibc
     /// The loader's verdict on a plugin with `runpath` that needs libc and
     /// libanl, when the loading process already has `loaded`. Judged on the
     /// bytes alone: nothing is loaded into this (shared) test process.
-    static func runpathVerdict(_ runpath: String, loaded: Set<String> = ["libc.so.6"]) throws -> String? {
+    /// `@DIR` in `runpath` stands for the plugin's (migrations) folder.
+    static func runpathVerdict(
+        _ runpath: String, loaded: Set<String> = ["libc.so.6"], linking: [String] = needsUnloadedLibrary
+    ) throws -> String? {
         let dir = Fixtures.temporaryDirectory("runpath")
         defer { Fixtures.removeTree(dir) }
+        let runpath = runpath.replacing("@DIR", with: dir)
         try Fixtures.compilePlugin(
             Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "p.so", in: dir,
-            extraFlags: needsUnloadedLibrary + ["-Wl,-rpath,\(runpath)"])
+            extraFlags: linking + ["-Wl,-rpath,\(runpath)"])
         let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/p.so")))
-        let dependencies = try #require(ELFDependencies(bytes))
-        #expect(dependencies.searchPaths == [runpath] && dependencies.needed.contains("libanl.so.1"))
+        let dependencies = try ELFDependencies(bytes)
+        #expect(dependencies.searchPaths.joined(separator: ":") == runpath)
+        #expect(dependencies.needed.contains("libanl.so.1"), "\(dependencies.needed)")
         return dependencies.problem(migrationsDirectory: dir, loaded: loaded)
     }
 
@@ -514,5 +519,96 @@ import Glibc
         #expect(escaped?.contains("is writable by everyone") == true, "\(escaped ?? "accepted")")
         #expect(try Self.runpathVerdict("/usr/$LIB")?.contains("uses a substitution") == true)
         #expect(try Self.runpathVerdict("${PLATFORM}/lib")?.contains("uses a substitution") == true)
+        // glibc's matching: $ORIGINX is another (unknown) token, not $ORIGIN followed by X.
+        #expect(try Self.runpathVerdict("$ORIGINX/lib")?.contains("uses a substitution") == true)
+        #expect(try Self.runpathVerdict("$ORIGIN_lib")?.contains("uses a substitution") == true)
+        // Below /proc/self/fd is a descriptor: any directory the process has open.
+        for through in ["$ORIGIN/3", "$ORIGIN/5/..", "${ORIGIN}/./7/lib"] {
+            let verdict = try Self.runpathVerdict(through)
+            #expect(verdict?.contains("a descriptor of the loading process") == true, "\(through): \(verdict ?? "accepted")")
+        }
+        #expect(try Self.runpathVerdict("$ORIGIN/") == nil)
+    }
+
+    /// An empty element (`a::b`, or a leading or trailing colon) is the
+    /// current directory to the dynamic loader.
+    @Test func anEmptyRunpathElementIsRefused() throws {
+        for runpath in ["/usr/lib:", ":/usr/lib", "/usr/lib::/lib"] {
+            let verdict = try Self.runpathVerdict(runpath)
+            #expect(verdict?.contains("empty entry") == true, "\(runpath): \(verdict ?? "accepted")")
+        }
+    }
+
+    /// Filtees (DT_FILTER, DT_AUXILIARY) are looked up through the RUNPATH
+    /// like needed libraries, so they count as needed.
+    @Test func filterLibrariesCountAsNeeded() throws {
+        let open = Fixtures.temporaryDirectory("openlibs", mode: 0o777)
+        defer { Fixtures.removeTree(open) }
+        for flag in ["-Wl,--filter=libanl.so.1", "-Wl,--auxiliary=libanl.so.1"] {
+            let verdict = try Self.runpathVerdict(open, linking: [flag])
+            #expect(verdict?.contains("is writable by everyone") == true, "\(flag): \(verdict ?? "accepted")")
+        }
+    }
+
+    /// The nearest existing entry above a missing RUNPATH directory may be a
+    /// symbolic link (judged where it leads, refused if it leads nowhere) or
+    /// a file (someone who can write its folder can replace it with a
+    /// directory); a missing directory inside the migrations folder is
+    /// refused like an existing one.
+    @Test func aMissingRunpathDirectoryBehindALinkOrAFile() throws {
+        let closed = Fixtures.temporaryDirectory("closedlibs", mode: 0o755)
+        defer { Fixtures.removeTree(closed) }
+        let open = Fixtures.temporaryDirectory("openlibs", mode: 0o777)
+        defer { Fixtures.removeTree(open) }
+        #expect(symlink("/tmp/migrator-nowhere-\(getpid())", closed + "/dangling") == 0)
+        #expect(symlink(open, closed + "/toopen") == 0)
+        #expect(FileManager.default.createFile(atPath: closed + "/file", contents: Data()))
+        #expect(FileManager.default.createFile(atPath: open + "/file", contents: Data()))
+        let dangling = try Self.runpathVerdict(closed + "/dangling/lib")
+        #expect(dangling?.contains("is a symbolic link that leads nowhere") == true, "\(dangling ?? "accepted")")
+        let linked = try Self.runpathVerdict(closed + "/toopen/lib")
+        #expect(linked?.contains("and '\(open)' is writable by everyone") == true, "\(linked ?? "accepted")")
+        #expect(try Self.runpathVerdict(closed + "/file/lib") == nil)
+        let file = try Self.runpathVerdict(open + "/file/lib")
+        #expect(file?.contains("it would be inside '\(open)', which is writable by everyone") == true, "\(file ?? "accepted")")
+        let inside = try Self.runpathVerdict("@DIR/libs")
+        #expect(inside?.contains("would be inside the migrations folder") == true, "\(inside ?? "accepted")")
+    }
+
+    /// A dynamic section the checks cannot read (here a string table at an
+    /// address no segment maps) is refused as an invalid ELF file: what the
+    /// plugin would load cannot be known.
+    @Test func anUnreadableDynamicSectionIsRefused() throws {
+        let dir = try pluginDirectory([])
+        defer { Fixtures.removeTree(dir) }
+        try Fixtures.compilePlugin(
+            Fixtures.pluginSource(migrations: [Fixtures.migration("001_a")]), name: "p.so", in: dir,
+            extraFlags: Self.needsUnloadedLibrary)
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/p.so")))
+        #expect(Self.patchDynamicEntry(&bytes, tag: 5, value: 0x7fff_0000_0000))  // DT_STRTAB
+        #expect(throws: ELFDependencies.Malformed.self) { try ELFDependencies(bytes) }
+        try Data(bytes).write(to: URL(fileURLWithPath: dir + "/p.so"))
+        let set = loadPlugins(dir)
+        #expect(set.problems.map(\.code) == [.invalidELF], "\(set.problems)")
+        #expect(set.problems.first?.message.contains("no readable string table") == true, "\(set.problems)")
+    }
+
+    /// Sets the value of the first dynamic entry with `tag`; false if none.
+    static func patchDynamicEntry(_ bytes: inout [UInt8], tag: UInt64, value: UInt64) -> Bool {
+        func u64(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(bytes[o + $1]) << (8 * UInt64($1)) } }
+        let phoff = Int(u64(32))
+        let phnum = Int(bytes[56]) | Int(bytes[57]) << 8
+        for i in 0..<phnum where bytes[phoff + i * 56] == 2 {  // PT_DYNAMIC
+            var at = Int(u64(phoff + i * 56 + 8))
+            while u64(at) != 0 {
+                if u64(at) == tag {
+                    for b in 0..<8 { bytes[at + 8 + b] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(b))) }
+                    return true
+                }
+                at += 16
+            }
+            return false
+        }
+        return false
     }
 }

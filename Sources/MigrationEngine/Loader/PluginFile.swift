@@ -211,9 +211,9 @@ enum PluginDirectory {
             got += n
         }
         if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
-        if let dependencies = ELFDependencies(bytes),
-            let why = dependencies.problem(migrationsDirectory: realDir, loaded: loadedLibraries)
-        {
+        let dependencies: ELFDependencies
+        do { dependencies = try ELFDependencies(bytes) } catch { throw fail(.invalidELF, error.reason) }
+        if let why = dependencies.problem(migrationsDirectory: realDir, loaded: loadedLibraries) {
             if !insecure { throw MigratorError(.unsafeLibraryPath, "plugin '\(path)': \(why)", file: name) }
             warnings.append("warning: plugin '\(path)': \(why) (loaded anyway: the insecure option is set)")
         }
@@ -240,8 +240,7 @@ enum PluginDirectory {
     /// write: owned by another user than you or root, or writable by group
     /// or others without the sticky bit (as `/tmp` has). nil if none.
     static func ancestorProblem(of path: String, below top: String?) -> String? {
-        var components = path.split(separator: "/").map(String.init)
-        components.removeLast()
+        let components = path.split(separator: "/").map(String.init).dropLast()
         var current = ""
         for c in components {
             current += "/" + c
