@@ -525,7 +525,9 @@ import Glibc
         // Below /proc/self/fd is a descriptor: any directory the process has open.
         for through in ["$ORIGIN/3", "$ORIGIN/5/..", "${ORIGIN}/./7/lib"] {
             let verdict = try Self.runpathVerdict(through)
-            #expect(verdict?.contains("a descriptor of the loading process") == true, "\(through): \(verdict ?? "accepted")")
+            #expect(
+                verdict?.contains("a descriptor of the loading process") == true, "\(through): \(verdict ?? "accepted")"
+            )
         }
         #expect(try Self.runpathVerdict("$ORIGIN/") == nil)
     }
@@ -570,7 +572,9 @@ import Glibc
         #expect(linked?.contains("and '\(open)' is writable by everyone") == true, "\(linked ?? "accepted")")
         #expect(try Self.runpathVerdict(closed + "/file/lib") == nil)
         let file = try Self.runpathVerdict(open + "/file/lib")
-        #expect(file?.contains("it would be inside '\(open)', which is writable by everyone") == true, "\(file ?? "accepted")")
+        #expect(
+            file?.contains("it would be inside '\(open)', which is writable by everyone") == true,
+            "\(file ?? "accepted")")
         let inside = try Self.runpathVerdict("@DIR/libs")
         #expect(inside?.contains("would be inside the migrations folder") == true, "\(inside ?? "accepted")")
     }

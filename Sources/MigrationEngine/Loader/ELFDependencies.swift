@@ -215,7 +215,9 @@ struct ELFDependencies: Equatable {
 
     /// A search directory that cannot be resolved: safe only if nobody but
     /// you or root can create it, which its nearest existing ancestor decides.
-    private static func missingDirectoryProblem(_ path: String, shown: String, migrationsDirectory: String)
+    private static func missingDirectoryProblem(
+        _ path: String, shown: String, migrationsDirectory: String
+    )
         -> String?
     {
         // Up the path as written, to the nearest entry that exists. lstat,
