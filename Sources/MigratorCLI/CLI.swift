@@ -57,13 +57,7 @@ public struct Context {
         guard jsonLogs else { return nil }
         return { line in
             let bytes = Array((Self.jsonLine("plugin_output", line, level: "info") + "\n").utf8)
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress! + offset, $0.count - offset) }
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { return }
-                offset += n
-            }
+            _ = TextOutput.stderrLock.withLock { _ in bytes.withUnsafeBytes { TextOutput.writeAll(2, $0) } }
         }
     }
 

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,19 +34,37 @@ final class TextOutput {
     private(set) var writeError: Int32?
 
     func flush() {
-        var offset = 0
-        buffer.withUnsafeBytes { b in
-            while offset < b.count && writeError == nil {
-                let n = Glibc.write(fd, b.baseAddress! + offset, b.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    writeError = errno
-                    break
-                }
-                offset += n
+        if writeError == nil {
+            writeError = buffer.withUnsafeBytes { b in
+                fd == 2 ? Self.stderrLock.withLock { _ in Self.writeAll(fd, b) } : Self.writeAll(fd, b)
             }
         }
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    /// Held while anything writes to stderr, so that this process's
+    /// messages and plugin output forwarded from another thread never
+    /// interleave within a line.
+    static let stderrLock = Mutex(())
+
+    /// Writes all of `bytes` (through `EINTR`, and `EAGAIN` on a descriptor
+    /// someone made non-blocking); the errno of a failure, or nil.
+    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN {
+                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                    _ = poll(&p, 1, 1000)
+                    continue
+                }
+                return errno
+            }
+            offset += n
+        }
+        return nil
     }
 
     /// True when the descriptor is a terminal.

@@ -278,3 +278,7 @@ char *migrator_loaded_sonames(void) {
     if (list.failed) { free(list.text); return NULL; }
     return list.text != NULL ? list.text : strdup("");
 }
+
+int migrator_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+void migrator_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }

@@ -110,4 +110,27 @@ struct JSONLogTests {
             seen.isSuperset(of: ["step_end", "run_end", "backed_up", "restored", "usage_error", "refused", "pinned"]),
             "\(seen)")
     }
+
+    /// A line a plugin prints without flushing still reaches the log when
+    /// it then crashes (the worker's stdout is line-buffered), and comes
+    /// before the step's failure; a line longer than the limit arrives in
+    /// pieces, each its own JSON object.
+    @Test func pluginOutputBeforeACrashAndVeryLongLines() throws {
+        let w = try Workspace()
+        try w.add(
+            "long.so",
+            Fixtures.stepPlugin(
+                "001_long",
+                up: #"for (int i = 0; i < 40000; i++) putchar('x'); putchar('\n'); return MIGRATOR_OK;"#))
+        try w.add(
+            "crash.so", Fixtures.stepPlugin("002_crash", up: #"printf("last words\n"); abort(); return MIGRATOR_OK;"#))
+        let r = try migrator(["apply", "--log-format", "json", "--dir", w.dir, "--db", w.db])
+        #expect(r.status == 1, "\(r.stderr)")
+        let events = Self.events(r.stderr, "apply")
+        let output = events.filter { $0["event"] as? String == "plugin_output" }.compactMap { $0["message"] as? String }
+        #expect(output.filter { $0.hasPrefix("x") }.map(\.count) == [16384, 16384, 7232], "\(output.map(\.count))")
+        let words = events.firstIndex { $0["message"] as? String == "last words" }
+        let failure = events.firstIndex { ($0["message"] as? String)?.contains("SIGABRT") == true }
+        #expect(words != nil && failure != nil && words! < failure!, "\(r.stderr)")
+    }
 }

@@ -33,6 +33,10 @@ public enum PluginWorker {
         // (and never into some other file that happens to be fd 5).
         migrator_make_fatal_signals_fatal(isCrashReport(WorkerProtocol.reportFD) ? WorkerProtocol.reportFD : -1)
         raiseFileLimit()
+        // stdout is a pipe or stderr: line-buffer it, so that a plugin's
+        // printed lines reach the operator as they happen, and are not lost
+        // in a buffer when the worker is killed.
+        migrator_line_buffer_stdout()
         var session = Session(parent: parent)
         return session.run()
     }

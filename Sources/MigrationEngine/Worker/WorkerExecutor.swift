@@ -72,6 +72,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     private var images: [Int32: String] = [:]
     /// Where the last worker's crash report was saved, if it wrote one.
     private var backtraceFile: String?
+    /// Signalled when the forwarder of the worker's output has read it all.
+    private var outputForwarded: DispatchSemaphore?
     /// Whether the worker stopped reading while plugins were being sent.
     private var loadStalled = false
     private var openedDatabase: String?
@@ -500,7 +502,10 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         // sealed memfds; responses over a pipe.
         var toWorker: [Int32] = [0, 0]
         var fromWorker: [Int32] = [0, 0]
-        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &toWorker) == 0, pipe(&fromWorker) == 0 else {
+        // Close-on-exec from birth: another thread's spawn must not inherit them.
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &toWorker) == 0,
+            migrator_pipe_cloexec(&fromWorker) == 0
+        else {
             throw SealedImageError("cannot create the worker's channels: \(errorText(errno))")
         }
         // Every end moves above the numbers the worker gets (3, 4, 5), so no
@@ -523,7 +528,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         if report.fd >= 0 { posix_spawn_file_actions_adddup2(&actions, report.fd, WorkerProtocol.reportFD) }
         // Plugin output must never reach stdout, where data goes.
         var outputPipe: [Int32] = [-1, -1]
-        if output != nil, pipe(&outputPipe) == 0 {
+        if output != nil, migrator_pipe_cloexec(&outputPipe) == 0 {
             outputPipe = outputPipe.map(Self.lifted)
             posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 1)
             posix_spawn_file_actions_adddup2(&actions, outputPipe[1], 2)
@@ -547,7 +552,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         close(toWorker[0])
         close(fromWorker[1])
         if outputPipe[1] >= 0 { close(outputPipe[1]) }
-        if let output, outputPipe[0] >= 0 { Self.forwardLines(from: outputPipe[0], to: output) }
+        outputForwarded = nil
+        if let output, outputPipe[0] >= 0 { outputForwarded = Self.forwardLines(from: outputPipe[0], to: output) }
         guard rc == 0 else {
             close(toWorker[1])
             close(fromWorker[0])
@@ -565,9 +571,19 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         }
     }
 
+    /// The longest line of plugin output handed over whole; a longer one
+    /// is handed over in pieces of this size.
+    static let outputLineLimit = 16 * 1024
+
     /// Reads `fd` until every writer closed it (the worker and anything it
-    /// started), handing over each line; then closes it.
-    private static func forwardLines(from fd: Int32, to output: @escaping @Sendable (String) -> Void) {
+    /// started), handing over each line; then closes it and signals the
+    /// semaphore it returns.
+    private static func forwardLines(
+        from fd: Int32, to output: @escaping @Sendable (String) -> Void
+    )
+        -> DispatchSemaphore
+    {
+        let done = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
             var pending: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 4096)
@@ -576,14 +592,23 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 if n < 0 && errno == EINTR { continue }
                 guard n > 0 else { break }
                 pending += buffer[0..<n]
-                while let newline = pending.firstIndex(of: 0x0A) {
-                    output(String(decoding: pending[..<newline], as: UTF8.self))
-                    pending.removeSubrange(...newline)
+                while true {
+                    if let newline = pending.firstIndex(of: 0x0A), newline <= outputLineLimit {
+                        output(String(decoding: pending[..<newline], as: UTF8.self))
+                        pending.removeSubrange(...newline)
+                    } else if pending.count >= outputLineLimit {
+                        output(String(decoding: pending[..<outputLineLimit], as: UTF8.self))
+                        pending.removeSubrange(..<outputLineLimit)
+                    } else {
+                        break
+                    }
                 }
             }
             if !pending.isEmpty { output(String(decoding: pending, as: UTF8.self)) }
             close(fd)
+            done.signal()
         }
+        return done
     }
 
     /// `fd` moved to a number of at least 10, close-on-exec (itself if that fails).
@@ -620,6 +645,10 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         }
         death = how
         migrator_set_forward_target(0)
+        // The worker's last lines before what the caller says next; a
+        // descendant that still holds the pipe is not waited for long.
+        if let outputForwarded { _ = outputForwarded.wait(timeout: .now() + 1) }
+        outputForwarded = nil
         return how
     }
 

@@ -68,4 +68,10 @@ int migrator_in_forked_child(void);
 /// (dl_iterate_phdr). The caller frees it; NULL when out of memory.
 char *migrator_loaded_sonames(void);
 
+/// pipe2(fds, O_CLOEXEC): both ends close-on-exec from birth.
+int migrator_pipe_cloexec(int fds[2]);
+
+/// Makes stdout line-buffered (setvbuf _IOLBF).
+void migrator_line_buffer_stdout(void);
+
 #endif
