@@ -29,6 +29,9 @@ struct ParsedArguments: Sendable {
     var options: [String: String] = [:]
     var flags: Set<String> = []
 
+    /// No arguments.
+    init() {}
+
     /// Parses `args` against `specs`; unknown options are usage errors.
     init(_ args: [String], specs: [OptionSpec]) throws(UsageError) {
         var i = 0

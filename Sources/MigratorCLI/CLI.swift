@@ -82,17 +82,32 @@ public struct Context {
         }
     }
 
-    /// `--log-format`'s value among `args` (before any `--`), else
-    /// `MIGRATOR_LOG_FORMAT`: known before the arguments are parsed, so that
-    /// a usage error is reported in the format asked for.
+    /// The last `--log-format` among `args` (before any `--`), else
+    /// `MIGRATOR_LOG_FORMAT`, else `log_format` in the config file that
+    /// `--config`/`MIGRATOR_CONFIG` or `./migrator.conf` names (for the
+    /// `--env`/`MIGRATOR_ENV` section): known before the arguments are
+    /// parsed, so that a usage error is reported in the format asked for.
+    /// A config file that cannot be read counts as text; the command then
+    /// reports it.
     static func requestsJSONLogs(_ args: [String], environment: [String: String]) -> Bool {
+        var early = ParsedArguments()
         var i = 0
         while i < args.count, args[i] != "--" {
-            if args[i] == "--log-format", i + 1 < args.count { return args[i + 1] == "json" }
-            if args[i].hasPrefix("--log-format=") { return args[i].dropFirst("--log-format=".count) == "json" }
+            for name in ["log-format", "config", "env"] {
+                if args[i] == "--" + name, i + 1 < args.count {
+                    early.options[name] = args[i + 1]
+                } else if args[i].hasPrefix("--\(name)=") {
+                    early.options[name] = String(args[i].dropFirst(name.count + 3))
+                }
+            }
             i += 1
         }
-        return environment["MIGRATOR_LOG_FORMAT"] == "json"
+        if let format = early.options["log-format"] { return format == "json" }
+        if let format = environment["MIGRATOR_LOG_FORMAT"], !format.isEmpty { return format == "json" }
+        guard let key = Configuration.keys.first(where: { $0.name == "log_format" }),
+            let settings = try? Configuration(early, environment: environment)
+        else { return false }
+        return settings.effective(key, early, environment).0 == "json"
     }
 
     /// The process's standard output and error, and `environment`.

@@ -44,10 +44,17 @@ struct JSONLogTests {
     @Test func usageErrorsOfEveryCommandAreJSON() throws {
         let paths = try Self.commandPaths()
         #expect(paths.count > 25 && paths.contains(["db", "find"]) && paths.contains(["list"]), "\(paths)")
+        let settings = Fixtures.temporaryDirectory("jsonconf")
+        defer { Fixtures.removeTree(settings) }
+        let config = settings + "/migrator.conf"
+        try "log_format = text\n[env ci]\nlog_format = json\n".write(toFile: config, atomically: true, encoding: .utf8)
         for path in paths {
             for (args, environment) in [
                 (path + ["--log-format", "json", "--no-such-option"], [String: String]()),
+                (path + ["--log-format", "text", "--log-format=json", "--no-such-option"], [:]),
                 (path + ["--no-such-option"], ["MIGRATOR_LOG_FORMAT": "json"]),
+                (path + ["--config", config, "--env", "ci", "--no-such-option"], [:]),
+                (path + ["--no-such-option"], ["MIGRATOR_CONFIG": config, "MIGRATOR_ENV": "ci"]),
             ] {
                 let r = try migrator(args, environment: environment)
                 #expect(r.status == 2, "\(args): \(r.stderr)")
