@@ -112,10 +112,11 @@ public final class Migrator {
         from directory: String, options loader: PluginLoader.Options = .init()
     ) throws(MigratorError) -> PluginSet {
         var loader = loader
-        if loader.isolation == .inProcess { loader.isolation = options.pluginIsolation }
+        // Options that did not choose a worker take the migrator's isolation
+        // whole (its output handler included).
+        if loader.isolation.executable == nil { loader.isolation = options.pluginIsolation }
         if let limit = options.stepTimeout { loader.isolation.loadTimeout = limit }
-        // The descriptor cache lives with the database, once it exists.
-        // The descriptor cache lives in an LMDB database's directory.
+        // The descriptor cache lives in an LMDB database's directory, once it exists.
         if loader.cacheDirectory == nil && storage is LMDBStorage && storage.exists {
             loader.cacheDirectory = databasePath
         }

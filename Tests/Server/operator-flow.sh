@@ -55,7 +55,7 @@ expect 0 "5 applied" "status --check after restore" -- "$m" status --check --dir
 # Signatures: a signed folder applies with --trusted-keys; an unsigned one is refused (exit 4).
 install -d -m 0700 "$base/keys"
 install -d -m 0755 "$base/trusted"
-expect 0 "." "keygen" -- "$m" keygen --out "$base/keys/release"
+expect 0 "key written|wrote" "keygen" -- "$m" keygen --out "$base/keys/release"
 cp "$base/keys/release.pub" "$base/trusted/"
 signed=$(folder signed)
 expect 0 "\.so\.sig" "sign" -- "$m" sign --key "$base/keys/release.key" "$signed"/*.so
@@ -84,7 +84,12 @@ expect 0 "backed up" "backup as svc" -- as_svc "$m" backup --out "$base/svc/back
 
 # JSON logs: every stderr line of a run is one object.
 "$m" apply --dir "$dir" --db "$base/json.db" --log-format json 2>"$log" >/dev/null
-if [ -s "$log" ] && ! grep -qv '^{"ts":".*"event":".*}$' "$log"; then pass "--log-format json: only JSON lines"; else fail "--log-format json"; fi
+got=$?
+if [ "$got" -eq 0 ] && tail -1 "$log" | grep -q '"event":"run_end"' && ! grep -qv '^{"ts":".*"event":".*}$' "$log"; then
+    pass "--log-format json: apply exits 0, only JSON lines, run_end last"
+else
+    fail "--log-format json (exit $got)"
+fi
 
 rm -f "$log"
 echo "$label: $failures failure(s)"

@@ -9,20 +9,44 @@
 # package is removed and the same flow runs from the unpacked tarball.
 #
 # The base root is cached in $MIGRATOR_SERVER_CACHE (default /var/cache/migrator-test), where the
-# machine keeps it; each run unpacks a fresh copy and removes it. Needs root (chroot, mounts):
-# it re-runs itself with sudo otherwise. Exit status: 0 when every check passed.
+# machine keeps it; each run unpacks a fresh copy and removes it. The artifacts are built as the
+# caller (so the build tree stays theirs); only the root's part runs as root (chroot, mounts),
+# through `sudo -n` when the caller is not root. Exit status: 0 when every check passed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-if [ "$(id -u)" -ne 0 ]; then exec sudo --preserve-env=PATH,MIGRATOR_SERVER_CACHE "$0" "$@"; fi
+self=$(pwd)/Tests/Server/server-test.sh
 started=$(date +%s)
 say() { echo "server-test: $*"; }
 die() { echo "FAIL: server-test: $*" >&2; exit 1; }
 
-out=$(scripts/package.sh --deb 2>/tmp/server-package.$$.log) || { cat /tmp/server-package.$$.log >&2; die "package.sh"; }
-rm -f /tmp/server-package.$$.log
-bundle=$(echo "$out" | grep '\.tar\.gz$')
-deb=$(echo "$out" | grep '\.deb$')
-[ -f "$bundle" ] && [ -f "$deb" ] || die "artifacts missing: $out"
+# Phase 1, as the caller: the .deb, the tarball and the example plugins.
+if [ -z "${MIGRATOR_SERVER_ARTIFACTS:-}" ]; then
+    artifacts=$(mktemp -d /tmp/migrator-server-artifacts.XXXXXX) || die "mktemp"
+    trap 'rm -rf "$artifacts"' EXIT
+    log=$artifacts/package.log
+    out=$(scripts/package.sh --deb 2>"$log") || { cat "$log" >&2; die "package.sh"; }
+    bundle=$(echo "$out" | grep '\.tar\.gz$')
+    deb=$(echo "$out" | grep '\.deb$')
+    [ -f "$bundle" ] && [ -f "$deb" ] || die "artifacts missing: $out"
+    cp "$deb" "$bundle" "$artifacts/" || die "cannot copy the artifacts"
+    scripts/build-examples.sh "$artifacts/plugins" release >"$log" 2>&1 || { cat "$log" >&2; die "build-examples.sh"; }
+    rm -f "$log"
+    chmod -R a+rX "$artifacts"
+    if [ "$(id -u)" -eq 0 ]; then
+        MIGRATOR_SERVER_ARTIFACTS=$artifacts bash "$self"
+    elif sudo -n true 2>/dev/null; then
+        sudo -n env MIGRATOR_SERVER_ARTIFACTS="$artifacts" PATH="$PATH" \
+            MIGRATOR_SERVER_CACHE="${MIGRATOR_SERVER_CACHE:-}" bash "$self"
+    else
+        die "the root's part needs root (chroot, mounts): run as root, or allow sudo without a password"
+    fi
+    exit $?
+fi
+
+# Phase 2, as root: the Debian 12 root.
+[ "$(id -u)" -eq 0 ] || die "phase 2 runs as root"
+artifacts=$MIGRATOR_SERVER_ARTIFACTS
+bundle=$(ls "$artifacts"/*.tar.gz) && deb=$(ls "$artifacts"/*.deb) || die "no artifacts in $artifacts"
 
 work=$(mktemp -d /var/tmp/migrator-server.XXXXXX)
 root=$work/root
@@ -31,9 +55,9 @@ cleanup() {
     rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
-scripts/build-examples.sh "$work/plugins" release >/dev/null 2>&1 || die "build-examples.sh"
 
-cache=${MIGRATOR_SERVER_CACHE:-/var/cache/migrator-test}/bookworm-minbase.tar
+cache=${MIGRATOR_SERVER_CACHE:-}
+cache=${cache:-/var/cache/migrator-test}/bookworm-minbase.tar
 if [ ! -s "$cache" ]; then
     say "making the Debian 12 base root (debootstrap, once; cached in $cache)"
     if ! command -v debootstrap >/dev/null; then
@@ -52,7 +76,7 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 mkdir -p "$root/srv/dist"
 cp "$deb" "$bundle" Plugins-Examples/sample-data/*.jsonl Tests/Server/operator-flow.sh "$root/srv/dist/"
 install -d -m 0755 "$root/srv/plugins"
-install -m 0644 "$work"/plugins/*.so "$root/srv/plugins/"
+install -m 0644 "$artifacts"/plugins/*.so "$root/srv/plugins/"
 
 # in_root COMMAND...: runs COMMAND in the root, with /dev and a /proc of its own mounted.
 in_root() {
@@ -65,8 +89,10 @@ in_root() {
 failures=0
 in_root sh -c '! command -v swift && ! command -v swiftc && ! command -v cc' >/dev/null \
     || die "the root has a Swift toolchain or a C compiler"
-runpath=$(readelf -d "$work/plugins/example_swift_migrations.so" | sed -n 's/.*Library runpath: \[\([^]:]*\).*/\1/p')
-say "the Swift plugin's RUNPATH is '$runpath'; in the root: $(in_root sh -c "ls -d '$runpath' 2>&1 | head -1")"
+runpath=$(readelf -d "$artifacts/plugins/example_swift_migrations.so" | sed -n 's/.*Library runpath: \[\([^]:]*\).*/\1/p')
+[ -n "$runpath" ] || die "the Swift plugin has no RUNPATH: the test would not show that a missing one is fine"
+in_root sh -c "[ ! -e '$runpath' ]" || die "the Swift plugin's RUNPATH '$runpath' exists in the root"
+say "the Swift plugin's RUNPATH '$runpath' does not exist in the root"
 
 t0=$(date +%s)
 debname=$(basename "$deb")
