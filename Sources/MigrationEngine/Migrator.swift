@@ -234,7 +234,8 @@ public final class Migrator {
         let base = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         var template = Array((base + "/migrator-trial.XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw MigratorError(.unsupported, "cannot make a scratch database in '\(base)': \(errorText(errno))")
+            throw MigratorError(
+                .writeFailed, "cannot make a scratch database in '\(base)' (TMPDIR): \(errorText(errno))")
         }
         let scratch = String(cString: made)
         defer { Backups.removeFlatDirectory(scratch) }

@@ -90,7 +90,8 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let untrustedPlugin = Code("untrusted_plugin")
         /// A trusted key file that cannot be used.
         public static let invalidTrustedKey = Code("invalid_trusted_key")
-        /// A file an operator keeps (pins, keys, signatures) could not be written.
+        /// A file an operator keeps (pins, keys, signatures), or a trial's
+        /// scratch database, could not be written.
         public static let writeFailed = Code("write_failed")
         /// What was asked cannot be done in this configuration.
         public static let unsupported = Code("unsupported")

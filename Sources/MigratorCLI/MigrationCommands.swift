@@ -186,8 +186,8 @@ enum MigrationCommands {
             return "make it owned by you or root and writable by its owner alone (chmod go-w); "
                 + "--insecure loads it anyway, with a warning"
         case .unsafeLibraryPath:
-            return "rebuild the plugin without that RUNPATH entry, or create the directory owned by root "
-                + "and writable by root alone (see docs/security.md)"
+            return "rebuild the plugin so that it names libraries by soname and its RUNPATH only directories "
+                + "that root alone can write or create (or none), or make that directory so (see docs/security.md)"
         case .toolchainMismatch: return "rebuild the plugin with this toolchain, or drop --strict-toolchain"
         default: return nil
         }
