@@ -10,6 +10,14 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <linux/audit.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <errno.h>
 #include <execinfo.h>
 #include <stdint.h>
@@ -132,6 +140,8 @@ int migrator_take_forwarded_signal(void) {
 
 static volatile sig_atomic_t forked_child;
 static void mark_child(void) { forked_child = 1; }
+/* Set once the sandbox is in force: no other process can then exist. */
+static volatile sig_atomic_t sandboxed;
 
 void migrator_install_fork_guard(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -139,6 +149,15 @@ void migrator_install_fork_guard(void) {
 }
 
 int migrator_in_forked_child(void) { return forked_child; }
+
+int migrator_may_act_for(int pid) {
+    if (forked_child) return 0;
+    /* A process made by the raw clone syscall never runs pthread_atfork
+       handlers; only its pid, asked of the kernel (no cached value), tells. */
+    return sandboxed || (int)syscall(SYS_getpid) == pid;
+}
+
+int migrator_current_pid(void) { return (int)syscall(SYS_getpid); }
 
 int migrator_spawnattr_reset_signals(void *attr) {
     posix_spawnattr_t *a = attr;
@@ -175,7 +194,17 @@ static void report_number(uintptr_t v, unsigned base) {
     report_text(buf + i);
 }
 
+static const char *refused_call_name(int nr);
+
 static void write_crash_report(int sig, siginfo_t *info) {
+    /* SYS_SECCOMP (1): the sandbox's filter refused a system call. */
+    if (sig == SIGSYS && info->si_code == 1) {
+        report_text("refused system call ");
+        report_text(refused_call_name(info->si_syscall));
+        report_text(" (nr ");
+        report_number((uintptr_t)(unsigned)info->si_syscall, 10);
+        report_text(")\n");
+    }
     report_text("signal ");
     report_number((uintptr_t)sig, 10);
     report_text(" (");
@@ -224,9 +253,12 @@ void migrator_make_fatal_signals_fatal(int report_fd) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = die_after_report;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&sa.sa_mask);
     for (unsigned i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        /* The sandbox refuses rt_sigaction on SIGSYS, so the handler cannot
+           restore the default itself: the kernel does, on delivery. */
+        if (signals[i] == SIGSYS) sa.sa_flags |= SA_RESETHAND;
         sigaction(signals[i], &sa, &previous_fatal[signals[i]]);
     }
 }
@@ -282,3 +314,240 @@ char *migrator_loaded_sonames(void) {
 int migrator_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 void migrator_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
+
+/* ---- Containment of plugin code in the worker ---------------------------
+   The filter below refuses what a migration never needs: new processes
+   (threads excepted), running programs, reading or writing other processes,
+   and (on LMDB, where the worker needs no network) network sockets. A
+   refused call raises SIGSYS, which kills the worker after its crash report
+   names the call. Plugin code cannot take SIGSYS over: rt_sigaction on it is
+   refused, and the kernel delivers a blocked or ignored SIGSYS with its
+   default action (death) anyway. */
+
+#if defined(__x86_64__)
+#define MIGRATOR_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define MIGRATOR_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+static const struct {
+    int nr;
+    const char *name;
+} refused_calls[] = {
+#ifdef __NR_fork
+    {__NR_fork, "fork"},
+#endif
+#ifdef __NR_vfork
+    {__NR_vfork, "vfork"},
+#endif
+    {__NR_clone, "clone (a new process; only threads are allowed)"},
+    {__NR_execve, "execve"},
+    {__NR_execveat, "execveat"},
+    {__NR_ptrace, "ptrace"},
+    {__NR_process_vm_readv, "process_vm_readv"},
+    {__NR_process_vm_writev, "process_vm_writev"},
+#ifdef __NR_pidfd_getfd
+    {__NR_pidfd_getfd, "pidfd_getfd"},
+#endif
+    {__NR_socket, "socket (a network socket; the worker needs none on LMDB)"},
+    {__NR_socketpair, "socketpair (a network socket)"},
+};
+
+static const char *refused_call_name(int nr) {
+    for (unsigned i = 0; i < sizeof refused_calls / sizeof refused_calls[0]; i++)
+        if (refused_calls[i].nr == nr) return refused_calls[i].name;
+    return "?";
+}
+
+struct program {
+    struct sock_filter code[96];
+    unsigned short length;
+};
+
+static void emit(struct program *p, struct sock_filter f) {
+    if (p->length < sizeof p->code / sizeof p->code[0]) p->code[p->length] = f;
+    p->length++;
+}
+
+#define LOAD_NR BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr))
+/* The low 32 bits of argument i (flags, families and signal numbers are ints). */
+#define LOAD_ARG(i) BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[i]))
+#define RETURN(v) BPF_STMT(BPF_RET | BPF_K, (v))
+
+/* `nr` -> action. */
+static void refuse(struct program *p, int nr, unsigned action) {
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 1));
+    emit(p, (struct sock_filter)RETURN(action));
+}
+
+/* `nr` whose argument `arg` (compared with `value` by `op`: BPF_JEQ, or
+   BPF_JSET for any of the bits) is *not* matched -> action. */
+static void refuse_unless(struct program *p, int nr, int arg, unsigned op, unsigned value, unsigned action) {
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 4));
+    emit(p, (struct sock_filter)LOAD_ARG(arg));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | op | BPF_K, value, 1, 0));
+    emit(p, (struct sock_filter)RETURN(action));
+    emit(p, (struct sock_filter)LOAD_NR);
+}
+
+/* `nr` whose argument `arg` equals `value` -> action. */
+static void refuse_when(struct program *p, int nr, int arg, unsigned value, unsigned action) {
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)nr, 0, 4));
+    emit(p, (struct sock_filter)LOAD_ARG(arg));
+    emit(p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, value, 0, 1));
+    emit(p, (struct sock_filter)RETURN(action));
+    emit(p, (struct sock_filter)LOAD_NR);
+}
+
+static int install(struct program *p) {
+    if (p->length > sizeof p->code / sizeof p->code[0]) {
+        errno = E2BIG;
+        return -1;
+    }
+    struct sock_fprog prog = {.len = p->length, .filter = p->code};
+    /* TSYNC: every thread of the worker, not just this one. */
+    long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+    if (rc > 0) errno = EBUSY; /* a thread could not be synchronised */
+    return rc == 0 ? 0 : -1;
+}
+
+static unsigned errno_action(int e) { return SECCOMP_RET_ERRNO | ((unsigned)e & SECCOMP_RET_DATA); }
+
+int migrator_install_sandbox(void) {
+#ifndef MIGRATOR_AUDIT_ARCH
+    errno = ENOSYS;
+    return -1;
+#else
+    struct program p = {.length = 0};
+    emit(&p, (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+    emit(&p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MIGRATOR_AUDIT_ARCH, 1, 0));
+    emit(&p, (struct sock_filter)RETURN(SECCOMP_RET_KILL_PROCESS));
+    emit(&p, (struct sock_filter)LOAD_NR);
+#ifdef __x86_64__
+    /* The x32 ABI's numbers would bypass every rule below. */
+    emit(&p, (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1));
+    emit(&p, (struct sock_filter)RETURN(errno_action(ENOSYS)));
+#endif
+#ifdef __NR_fork
+    refuse(&p, __NR_fork, SECCOMP_RET_TRAP);
+#endif
+#ifdef __NR_vfork
+    refuse(&p, __NR_vfork, SECCOMP_RET_TRAP);
+#endif
+    refuse(&p, __NR_execve, SECCOMP_RET_TRAP);
+    refuse(&p, __NR_execveat, SECCOMP_RET_TRAP);
+    refuse(&p, __NR_ptrace, SECCOMP_RET_TRAP);
+    refuse(&p, __NR_process_vm_readv, SECCOMP_RET_TRAP);
+    refuse(&p, __NR_process_vm_writev, SECCOMP_RET_TRAP);
+#ifdef __NR_pidfd_getfd
+    refuse(&p, __NR_pidfd_getfd, SECCOMP_RET_TRAP);
+#endif
+    /* clone3 passes its flags in memory, which a filter cannot read: it
+       answers ENOSYS, and glibc then makes its threads with clone. */
+#ifdef __NR_clone3
+    refuse(&p, __NR_clone3, errno_action(ENOSYS));
+#endif
+    /* io_uring performs calls that no filter sees. */
+#ifdef __NR_io_uring_setup
+    refuse(&p, __NR_io_uring_setup, errno_action(ENOSYS));
+#endif
+    refuse_unless(&p, __NR_clone, 0, BPF_JSET, CLONE_THREAD, SECCOMP_RET_TRAP);
+    refuse_when(&p, __NR_rt_sigaction, 0, SIGSYS, errno_action(EPERM));
+    emit(&p, (struct sock_filter)RETURN(SECCOMP_RET_ALLOW));
+    /* Without it, an unprivileged process may not install a filter; it also
+       keeps a set-user-id program from gaining anything (exec is refused anyway). */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL) != 0) return -1;
+    if (install(&p) != 0) return -1;
+    sandboxed = 1;
+    return 0;
+#endif
+}
+
+int migrator_sandbox_deny_network(void) {
+#ifndef MIGRATOR_AUDIT_ARCH
+    errno = ENOSYS;
+    return -1;
+#else
+    /* A second filter, stacked on the first (the kernel applies both). */
+    struct program p = {.length = 0};
+    emit(&p, (struct sock_filter)LOAD_NR);
+    refuse_unless(&p, __NR_socket, 0, BPF_JEQ, AF_UNIX, SECCOMP_RET_TRAP);
+    refuse_unless(&p, __NR_socketpair, 0, BPF_JEQ, AF_UNIX, SECCOMP_RET_TRAP);
+    emit(&p, (struct sock_filter)RETURN(SECCOMP_RET_ALLOW));
+    return install(&p);
+#endif
+}
+
+int migrator_sandbox_installed(void) { return sandboxed; }
+
+int migrator_drop_ptrace_capability(void) {
+    /* Root keeps CAP_SYS_PTRACE otherwise, which opens /proc/PID/mem of any
+       process, the parent's included. */
+    if (prctl(PR_CAPBSET_READ, CAP_SYS_PTRACE, 0UL, 0UL, 0UL) == 1 &&
+        prctl(PR_CAPBSET_DROP, CAP_SYS_PTRACE, 0UL, 0UL, 0UL) != 0 && errno != EPERM)
+        return -1;
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    unsigned bit = 1u << (CAP_SYS_PTRACE % 32);
+    unsigned index = CAP_SYS_PTRACE / 32;
+    if (!((data[index].effective | data[index].permitted | data[index].inheritable) & bit)) return 0;
+    data[index].effective &= ~bit;
+    data[index].permitted &= ~bit;
+    data[index].inheritable &= ~bit;
+    return syscall(SYS_capset, &header, data) == 0 ? 0 : -1;
+}
+
+int migrator_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0UL, 0UL, 0UL); }
+
+/* This process's children, read from /proc (ppid, the field after the
+   command's closing parenthesis); at most `capacity`, the count returned. */
+static int children(pid_t me, pid_t *out, int capacity) {
+    DIR *proc = opendir("/proc");
+    if (proc == NULL) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(proc)) != NULL && n < capacity) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        char path[64], text[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t len = read(fd, text, sizeof text - 1);
+        close(fd);
+        if (len <= 0) continue;
+        text[len] = 0;
+        char *close_paren = strrchr(text, ')');
+        int ppid = 0;
+        char state;
+        if (close_paren == NULL || sscanf(close_paren + 1, " %c %d", &state, &ppid) != 2) continue;
+        if (ppid == me) out[n++] = (pid_t)atoi(e->d_name);
+    }
+    closedir(proc);
+    return n;
+}
+
+int migrator_kill_descendants(void) {
+    pid_t me = getpid();
+    int killed = 0;
+    /* A subreaper inherits its descendants as their parents die: each round
+       kills the children, whose own children then become ours. Bounded, so
+       that a fork bomb cannot hold the worker here forever. */
+    for (int round = 0; round < 256; round++) {
+        pid_t found[256];
+        int n = children(me, found, 256);
+        if (n < 0) return round == 0 ? -1 : killed;
+        if (n == 0) break;
+        for (int i = 0; i < n; i++) kill(found[i], SIGKILL);
+        for (int i = 0; i < n; i++) {
+            int status;
+            /* __WALL: a child made by raw clone may send no SIGCHLD. */
+            while (waitpid(found[i], &status, __WALL) < 0 && errno == EINTR) {}
+        }
+        killed += n;
+    }
+    return killed;
+}
+
+int migrator_set_undumpable(void) { return prctl(PR_SET_DUMPABLE, 0UL, 0UL, 0UL, 0UL); }

@@ -143,8 +143,10 @@ public enum Fixtures {
 
     /// A one-migration plugin whose up and down are the given C bodies
     /// (with `host`, `txn` in scope); `down: nil` makes it irreversible.
+    /// `prelude` goes before them, after the common headers.
     public static func stepPlugin(
-        _ id: String, up: String, down: String? = "return MIGRATOR_OK;", checksum: String? = nil
+        _ id: String, up: String, down: String? = "return MIGRATOR_OK;", checksum: String? = nil,
+        prelude: String = ""
     ) -> String {
         let downSignature = "static migrator_status down(const migrator_host_v1 *host, migrator_txn *txn, void *u)"
         let downFunction = down.map { "\(downSignature) { (void)u; \($0) }" } ?? ""
@@ -157,6 +159,7 @@ public enum Fixtures {
             #include <signal.h>
             #include <sys/wait.h>
             #include "migrator_plugin.h"
+            \(prelude)
             static migrator_status up(const migrator_host_v1 *host, migrator_txn *txn, void *u) { (void)u; \(up) }
             \(downFunction)
             static const migrator_migration_v1 m = {

@@ -29,6 +29,9 @@ final class HostStep: @unchecked Sendable {
 
     /// The thread running the step: the only one allowed to call the host.
     let thread = pthread_self()
+    /// The process running the step, asked of the kernel: a copy made by
+    /// the raw clone syscall has the same thread handle but another pid.
+    let pid = migrator_current_pid()
 
     init(db: any StepDatabase) {
         self.db = db
@@ -131,9 +134,10 @@ enum HostHandles {
 
     /// Whether the calling thread may use `step`'s transaction: only the
     /// step's own thread (LMDB transactions belong to their thread), and
-    /// never from a forked child, which holds a copy of the transaction.
+    /// never from another process (a fork, or a raw clone), which holds a
+    /// copy of the transaction.
     static func mayUse(_ step: HostStep) -> Bool {
-        migrator_in_forked_child() == 0 && pthread_equal(step.thread, pthread_self()) != 0
+        pthread_equal(step.thread, pthread_self()) != 0 && migrator_may_act_for(step.pid) != 0
     }
 
     /// A fresh handle number for `step`; numbers are never reused.

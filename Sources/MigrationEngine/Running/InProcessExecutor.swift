@@ -1,4 +1,5 @@
 import MigrationKit
+import Synchronization
 import MigratorPluginABI
 import _MigratorCShims
 
@@ -131,6 +132,9 @@ package final class InProcessExecutor: MigrationExecutor {
     /// step; every handle it was given dies when it returns.
     /// Installed before the first plugin call: a plugin may fork.
     private static let forkGuard: Void = migrator_install_fork_guard()
+    /// Set in a worker whose plugin code runs without the system-call
+    /// filter: every process it started is killed when its step returns.
+    static let killsDescendants = Atomic(false)
 
     private static func callPlugin(
         _ fn: migrator_step_fn, userdata: UnsafeMutableRawPointer?, direction: Direction,
@@ -149,9 +153,13 @@ package final class InProcessExecutor: MigrationExecutor {
             HostHandles.ThreadCache.current.forget(step)
         }
         let status = fn(HostAPI.tablePointer, HostHandles.handle(id), userdata)
-        // A child the plugin forked must not go on with the run: it would
-        // commit the step a second time from a copy of our transaction.
-        if migrator_in_forked_child() != 0 { _exit(127) }
+        // A child the plugin made (fork, or raw clone) must not go on with
+        // the run: it would commit the step a second time from a copy of our
+        // transaction.
+        if migrator_may_act_for(step.pid) == 0 { _exit(127) }
+        // In a worker without the sandbox's filter: whatever plugin code
+        // started dies before the step commits.
+        if killsDescendants.load(ordering: .relaxed) { _ = migrator_kill_descendants() }
         guard status == MIGRATOR_OK else {
             let why = step.pluginError ?? (step.lastErrorText.isEmpty ? nil : step.lastErrorText)
             let code = DatabaseError.Status(rawValue: status)

@@ -30,6 +30,14 @@ struct CrashReport {
         return String(decoding: bytes.prefix(n), as: UTF8.self)
     }
 
+    /// The system call the sandbox refused, if that is what killed the
+    /// worker ("NAME (nr N)", from the report's first line).
+    var refusedCall: String? {
+        let marker = "refused system call "
+        guard let text = contents(), text.hasPrefix(marker) else { return nil }
+        return String(text.dropFirst(marker.count).prefix { $0 != "\n" }.prefix(200))
+    }
+
     /// Saves the report, if the worker wrote one, as a new file in
     /// `$TMPDIR` (or /tmp), readable only by this user; returns its path.
     /// `what` says what the worker was doing; `images` names the plugin

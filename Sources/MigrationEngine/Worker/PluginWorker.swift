@@ -37,8 +37,46 @@ public enum PluginWorker {
         // printed lines reach the operator as they happen, and are not lost
         // in a buffer when the worker is killed.
         migrator_line_buffer_stdout()
-        var session = Session(parent: parent)
-        return session.run()
+        let sandbox = Sandbox.enter()
+        var session = Session(parent: parent, sandbox: sandbox)
+        let status = session.run()
+        _ = migrator_kill_descendants()
+        return status
+    }
+
+    /// What contains plugin code in this worker; see docs/security.md.
+    enum Sandbox {
+        /// The system-call filter is in force.
+        case filtered
+        /// It is not, for this reason; descendants are killed after each step instead.
+        case unavailable(String)
+
+        /// The environment variable that turns the filter off (`off`), for
+        /// diagnosing a plugin; descendants are still killed.
+        static let switchVariable = "MIGRATOR_SANDBOX"
+
+        /// Before any plugin code runs (constructors included): descendants
+        /// stay ours to kill, root loses CAP_SYS_PTRACE, and the filter goes on.
+        static func enter() -> Sandbox {
+            _ = migrator_become_subreaper()
+            _ = migrator_drop_ptrace_capability()
+            if let value = getenv(switchVariable), String(cString: value) == "off" {
+                InProcessExecutor.killsDescendants.store(true, ordering: .relaxed)
+                return .unavailable("\(switchVariable)=off")
+            }
+            guard migrator_install_sandbox() == 0 else {
+                InProcessExecutor.killsDescendants.store(true, ordering: .relaxed)
+                return .unavailable("the kernel refused the system-call filter: \(errorText(errno))")
+            }
+            return .filtered
+        }
+
+        /// The warning the parent shows once, if any.
+        var warning: String? {
+            guard case .unavailable(let why) = self else { return nil }
+            return "plugin code runs without the sandbox's system-call filter (\(why)); "
+                + "processes it starts are killed after each step"
+        }
     }
 
     private static func isCrashReport(_ fd: Int32) -> Bool {
@@ -65,8 +103,22 @@ public enum PluginWorker {
         var storage: (any MigrationStorage)?
         /// The id of the step that just succeeded, if the last one did.
         var lastSucceeded: String?
+        let sandbox: Sandbox
+        /// Whether the sandbox's warning went out (with the first plugin).
+        var warned = false
+        /// Whether network sockets are refused (a stacked filter, once).
+        var networkRefused = false
 
-        init(parent: pid_t) { self.parent = parent }
+        init(parent: pid_t, sandbox: Sandbox) {
+            self.parent = parent
+            self.sandbox = sandbox
+        }
+
+        /// Without the filter, nothing plugin code started may outlive its
+        /// step (or its loading): killed before the outcome is reported.
+        func killDescendants() {
+            if case .unavailable = sandbox { _ = migrator_kill_descendants() }
+        }
 
         mutating func run() -> Int32 {
             while let message = requests.receiveMessage() {
@@ -86,7 +138,9 @@ public enum PluginWorker {
         func reply(_ fields: [(String, JSON)]) { responses.send(.object(JSONObject(fields))) }
 
         mutating func load(_ message: JSONObject) {
-            reply(loaded(message))
+            let fields = loaded(message)
+            killDescendants()
+            reply(fields)
         }
 
         /// `load_batch`: load messages, each followed by its bytes, until
@@ -99,6 +153,7 @@ public enum PluginWorker {
                 if one.string("op") == "end_batch" { break }
                 results.append(.object(JSONObject(loaded(one))))
             }
+            killDescendants()
             reply([("op", .string("loaded_batch")), ("results", .array(results))])
         }
 
@@ -113,6 +168,8 @@ public enum PluginWorker {
                 name: name, path: message.string("path"), sha256: message.string("sha256"),
                 identity: FileIdentity(device: 0, inode: 0, size: size, mtimeNanoseconds: 0), key: name)
             var warnings: [String] = []
+            if !warned, let warning = sandbox.warning { warnings.append(warning) }
+            warned = true
             var options = PluginLoader.Options()
             options.strictToolchain = message["strict_toolchain"] == .bool(true)
             do {
@@ -140,6 +197,14 @@ public enum PluginWorker {
             }
             let s = Storages.at(message.string("db"), options: options)
             do {
+                // An embedded database needs no network: plugin code gets none.
+                if case .filtered = sandbox, s is LMDBStorage, !networkRefused {
+                    guard migrator_sandbox_deny_network() == 0 else {
+                        throw StepFailure(
+                            message: "cannot refuse network sockets to plugin code: \(errorText(errno))")
+                    }
+                    networkRefused = true
+                }
                 try s.prepare()
                 storage = s
                 reply([("op", .string("ok"))])
@@ -180,8 +245,10 @@ public enum PluginWorker {
                         responses.send(.object(JSONObject([("op", .string("trial_result"))])))
                         responses.send(Array(encoded))
                     })
+                killDescendants()
                 reply([("op", .string("trial_done"))])
             } catch {
+                killDescendants()
                 reply([("op", .string("failed")), ("message", .string("\(error)"))])
             }
         }
@@ -233,10 +300,13 @@ public enum PluginWorker {
                 let duration = try InProcessExecutor(storage: storage).runStep(
                     m, direction, startedAt: EngineClock.iso8601(), observer: observer)
                 lastSucceeded = id
+                killDescendants()
                 reply([("op", .string("done")), ("duration_ms", duration.map(JSON.int) ?? .null)])
             } catch let failure as StepFailure {
+                killDescendants()
                 reply([("op", .string("failed")), ("message", .string(failure.message))])
             } catch {
+                killDescendants()
                 reply([("op", .string("failed")), ("message", .string("\(error)"))])
             }
         }

@@ -520,6 +520,10 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         backtraceFile = nil
         // A worker that dies mid-message must not kill us with SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
+        // Plugin code runs as our user: without this, it could open our
+        // /proc/PID/mem (the worker has no CAP_SYS_PTRACE, which would
+        // override it). It also means no core dump of this process.
+        _ = migrator_set_undumpable()
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -634,6 +638,14 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             let signal = status & 0x7F
             if signal != 0 {
                 how = "the worker was killed by \(Self.signalName(signal))"
+                if signal == SIGSYS, let call = crashReport?.refusedCall {
+                    how = "plugin code made a system call the sandbox refuses: \(call); the worker was killed"
+                } else if signal == SIGSYS, crashReport?.contents() == nil {
+                    // The kernel delivers a blocked SIGSYS with its default action,
+                    // which runs no handler to write the report.
+                    how += " while it blocked that signal: a system call the sandbox refuses "
+                        + "(system() and posix_spawn block signals before they start a process)"
+                }
                 if report {
                     backtraceFile = crashReport?.save(
                         worker: pid, signal: Self.signalName(signal), what: activity, images: images)

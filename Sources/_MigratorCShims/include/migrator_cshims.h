@@ -63,6 +63,37 @@ void migrator_make_fatal_signals_fatal(int report_fd);
 void migrator_install_fork_guard(void);
 /// Nonzero in a process forked from one that installed the guard.
 int migrator_in_forked_child(void);
+/// Whether this process may act for a step begun by process `pid`: not a
+/// forked child, and (unless the sandbox is in force) the same pid, asked of
+/// the kernel, which also catches a process made by the raw clone syscall.
+int migrator_may_act_for(int pid);
+/// This process's pid, asked of the kernel (syscall(SYS_getpid)).
+int migrator_current_pid(void);
+
+/// Installs the worker's system-call filter (seccomp-bpf, every thread):
+/// fork, vfork, clone without CLONE_THREAD, execve, execveat, ptrace,
+/// process_vm_readv/writev and pidfd_getfd raise SIGSYS (fatal; the crash
+/// report names the call); clone3 and io_uring_setup answer ENOSYS;
+/// rt_sigaction on SIGSYS answers EPERM. 0, or -1 and errno (ENOSYS: no
+/// filter for this architecture).
+int migrator_install_sandbox(void);
+/// Stacks a second filter: socket and socketpair of any family but AF_UNIX
+/// raise SIGSYS. 0, or -1 and errno.
+int migrator_sandbox_deny_network(void);
+/// Nonzero once migrator_install_sandbox succeeded.
+int migrator_sandbox_installed(void);
+/// Drops CAP_SYS_PTRACE from the bounding, effective, permitted and
+/// inheritable sets (a no-op without it); 0, or -1 and errno.
+int migrator_drop_ptrace_capability(void);
+/// prctl(PR_SET_DUMPABLE, 0): processes of the same user without
+/// CAP_SYS_PTRACE can no longer open this one's /proc/PID/mem.
+int migrator_set_undumpable(void);
+/// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants become our children.
+int migrator_become_subreaper(void);
+/// Kills (SIGKILL) and reaps every child of this process and, as they die
+/// and their children are reparented here (a subreaper), theirs; returns
+/// how many were killed, or -1 if /proc cannot be read.
+int migrator_kill_descendants(void);
 
 /// The DT_SONAME of every shared object loaded in this process, one per line
 /// (dl_iterate_phdr). The caller frees it; NULL when out of memory.
