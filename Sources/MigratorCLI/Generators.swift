@@ -77,7 +77,8 @@ enum Generators {
         }
         top += ".TP\n.B MIGRATOR_ENV\n\(roff("the [env NAME] section of migrator.conf to use"))\n"
         top += ".TP\n.B MIGRATOR_MAX_MAP_MB\n\(roff("the largest the database may grow, in MiB"))\n"
-        top += ".TP\n.B MIGRATOR_SANDBOX\n\(roff("off: plugin code runs without the worker's system-call filter (a diagnosis aid)"))\n"
+        let sandbox = "off: plugin code runs without the worker's system-call filter (a diagnosis aid)"
+        top += ".TP\n.B MIGRATOR_SANDBOX\n\(roff(sandbox))\n"
         top += ".SH FILES\n.TP\n.I migrator.conf\n\(roff("settings, with a section per environment"))\n"
         top += ".TP\n.I DIR/migrations.lock\n\(roff("pins: the only plugins that may load from DIR"))\n"
         top += exitSection() + seeAlso(nil)

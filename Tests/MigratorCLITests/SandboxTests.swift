@@ -1,6 +1,6 @@
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 #if canImport(Glibc)
 import Glibc
@@ -51,7 +51,8 @@ struct SandboxTests {
             close(local);
             (void)socket(AF_INET, SOCK_STREAM, 0);
             """, prelude: Self.headers)
-        try isolation.expectFailedCleanly(w, try w.run(["apply"]), cause: "the sandbox refuses: socket (a network socket")
+        try isolation.expectFailedCleanly(
+            w, try w.run(["apply"]), cause: "the sandbox refuses: socket (a network socket")
     }
 
     /// What a migration may do: threads (pthread_create falls back from
@@ -91,7 +92,8 @@ struct SandboxTests {
             (void)syscall(SYS_fork);
             """, prelude: Self.headers)
         try isolation.expectFailedCleanly(
-            w, try w.run(["apply"]), cause: "killed by SIGSYS while it blocked that signal: a system call the sandbox refuses")
+            w, try w.run(["apply"]),
+            cause: "killed by SIGSYS while it blocked that signal: a system call the sandbox refuses")
     }
 
     /// Plugin code runs as the operator's user (root here), yet cannot read
@@ -117,7 +119,9 @@ struct SandboxTests {
         try w.add("a.so", Self.forkingConstructor(marker: marker))
         let r = try w.run(["apply"])
         #expect(r.status == 4, "\(r.stderr)")
-        #expect(r.stderr.contains("plugin '\(w.dir)/a.so'") && r.stderr.contains("the sandbox refuses: clone"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("plugin '\(w.dir)/a.so'") && r.stderr.contains("the sandbox refuses: clone"),
+            "\(r.stderr)")
         Thread.sleep(forTimeInterval: 1.5)
         #expect(access(marker, F_OK) != 0, "the constructor's child ran")
     }

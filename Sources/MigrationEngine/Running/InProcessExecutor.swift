@@ -1,6 +1,6 @@
 import MigrationKit
-import Synchronization
 import MigratorPluginABI
+import Synchronization
 import _MigratorCShims
 
 #if canImport(Glibc)

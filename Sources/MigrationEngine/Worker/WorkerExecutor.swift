@@ -643,7 +643,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 } else if signal == SIGSYS, crashReport?.contents() == nil {
                     // The kernel delivers a blocked SIGSYS with its default action,
                     // which runs no handler to write the report.
-                    how += " while it blocked that signal: a system call the sandbox refuses "
+                    how +=
+                        " while it blocked that signal: a system call the sandbox refuses "
                         + "(system() and posix_spawn block signals before they start a process)"
                 }
                 if report {
