@@ -5,36 +5,25 @@ import Glibc
 #endif
 
 extension DocumentStore {
-    /// Writes a consistent, compacted copy of the database into the empty
-    /// or new directory `directory` (created 0700), as `data.mdb` (0600),
-    /// while readers and writers carry on: LMDB copies from one read
-    /// transaction (`mdb_env_copyfd2` with `MDB_CP_COMPACT`). The file is
-    /// synced before this returns.
-    /// - Throws: `.badPath` if `directory` exists and is not empty; I/O errors.
-    public func copy(to directory: String) throws(StoreError) {
-        var st = stat()
-        if lstat(directory, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw StoreError(.badPath, "\(directory): exists and is not a directory")
-            }
-            guard Self.isEmptyDirectory(directory) else {
-                throw StoreError(.badPath, "\(directory): is not empty; a copy never overwrites anything")
-            }
-        } else {
-            try Environment.makeDirectory(directory)
-        }
-        let file = directory + "/data.mdb"
-        let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+    /// Writes a consistent, compacted copy of the database as `data.mdb`
+    /// (0600) into the open, empty directory `directory` (`label` names it
+    /// in errors), while readers and writers carry on: LMDB copies from one
+    /// read transaction (`mdb_env_copyfd2` with `MDB_CP_COMPACT`). The file
+    /// is created relative to the descriptor (no path someone could swap is
+    /// followed) and synced before this returns.
+    public func copy(into directory: Int32, named label: String) throws(StoreError) {
+        let file = label + "/data.mdb"
+        let fd = openat(directory, "data.mdb", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw Environment.errnoError(errno, path: file, "creating the copy") }
         defer { close(fd) }
         try Environment.check(mdb_env_copyfd2(env.env, fd, UInt32(MDB_CP_COMPACT)), file, "mdb_env_copyfd2")
         guard fsync(fd) == 0 else { throw Environment.errnoError(errno, path: file, "fsync") }
-        let dir = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dir >= 0 {
-            _ = fsync(dir)
-            close(dir)
-        }
+        _ = fsync(directory)
     }
+
+    /// Creates the directory `path` (0700), and any missing parents.
+    /// - Throws: `.badPath` if it exists and is not a directory; I/O errors.
+    public static func makeDirectory(_ path: String) throws(StoreError) { try Environment.makeDirectory(path) }
 
     /// Whether `path` is a directory with no entries.
     public static func isEmptyDirectory(_ path: String) -> Bool {

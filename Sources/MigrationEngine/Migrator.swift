@@ -393,7 +393,7 @@ public final class Migrator {
         guard storage.exists else {
             throw MigratorError(.backupFailed, "no database at \(storage.location) to back up")
         }
-        return try storage.backup(to: directory)
+        return try Backups.into(directory) { try storage.backup(into: $0) }
     }
 
     /// Replaces the database with the backup in `directory`: checks its
@@ -409,14 +409,18 @@ public final class Migrator {
                 .unsupported,
                 "restore replaces an LMDB database; '\(storage.location)' is PostgreSQL: use its own restore tools")
         }
-        return try Backups.restore(directory, into: lmdb, lockTimeout: options.lockTimeout, events: options.events)
+        return try Backups.restore(
+            directory, into: lmdb, lockTimeout: options.lockTimeout, insecure: options.allowInsecureDatabase,
+            events: options.events)
     }
 
-    /// The backup in `directory`, checked: its manifest, and whether its
-    /// contents still match the manifest's digest.
-    /// - Throws: `.backupInvalid` naming what is wrong.
-    public static func checkBackup(_ directory: String) throws -> BackupManifest {
-        try Backups.check(directory)
+    /// The backup in `directory`, checked: who can write it (unless
+    /// `insecure`), its manifest, and whether its contents still match the
+    /// manifest's digest.
+    /// - Throws: `.insecurePermissions` when others could write it;
+    ///   `.backupInvalid` naming what is wrong.
+    public static func checkBackup(_ directory: String, insecure: Bool = false) throws -> BackupManifest {
+        try Backups.check(directory, insecure: insecure)
     }
 
     // MARK: Lock maintenance

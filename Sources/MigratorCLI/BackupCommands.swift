@@ -21,7 +21,10 @@ enum BackupCommands {
         Command(
             path: ["restore"], arguments: [("PATH", "A directory written by 'migrator backup'.")],
             summary: "Replace the database with a checked backup; the current one is removed only once it checks out.",
-            options: [MigrationCommands.dbOption, MigrationCommands.lockTimeout, yes, MigrationCommands.quiet],
+            options: [
+                MigrationCommands.dbOption, MigrationCommands.lockTimeout, yes, MigrationCommands.quiet,
+                OptionSpec("insecure", "Restore even from a backup others can write, or on such a path (warns)."),
+            ],
             run: restore),
     ]
 
@@ -42,9 +45,12 @@ enum BackupCommands {
 
     static func restore(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         let source = args.positionals[0]
-        let m = Migrator(databasePath: ctx.databasePath(args), options: try MigrationCommands.plainOptions(ctx, args))
+        var options = try MigrationCommands.plainOptions(ctx, args)
+        options.allowInsecureDatabase = args.flag("insecure")
+        options.events = Reporter(ctx, quiet: args.flag("quiet"), verbose: false).event
+        let m = Migrator(databasePath: ctx.databasePath(args), options: options)
         // Checked before asking: never ask to restore a damaged backup.
-        let manifest = try Migrator.checkBackup(source)
+        let manifest = try Migrator.checkBackup(source, insecure: options.allowInsecureDatabase)
         guard
             try confirm(
                 ctx, args, "restore",

@@ -184,7 +184,7 @@ enum MigrationCommands {
         case .lockTimeout: return "wait longer with --lock-timeout SECONDS, or see 'migrator unlock'"
         case .insecurePermissions:
             return "make it owned by you or root and writable by its owner alone (chmod go-w); "
-                + "--insecure loads it anyway, with a warning"
+                + "--insecure goes on anyway, with a warning"
         case .unsafeLibraryPath:
             return "rebuild the plugin so that it names libraries by soname and its RUNPATH only directories "
                 + "that root alone can write or create (or none), or make that directory so (see docs/security.md)"

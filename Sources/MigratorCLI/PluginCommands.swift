@@ -10,7 +10,8 @@ enum PluginCommands {
     static let dirOption = OptionSpec(
         "dir", value: "DIR", "Migrations directory (default: $MIGRATOR_DIR, else ./migrations).")
     static let insecureOption = OptionSpec(
-        "insecure", "Load plugins (and run on a database directory) even if others can write them (warns).")
+        "insecure",
+        "Load plugins (and use a database directory or a backup folder) even if others can write them (warns).")
     static let strictToolchainOption = OptionSpec(
         "strict-toolchain", "Refuse Swift plugins built by another toolchain (default: warn).")
     static let requirePinOption = OptionSpec(

@@ -103,6 +103,93 @@ struct BackupTests {
         #expect(try w.run(["apply", "--backup-dir", dir]).stderr.contains("backup") == false)
     }
 
+    /// The red team's attack, without its race: the backup folder holds a
+    /// link named like an old backup, pointing at a folder with a manifest
+    /// and a data.mdb (as the live database would be mid-swap), someone
+    /// else's "backup", and a folder without a manifest. The prune removes
+    /// only migrator's own old backup, through the descriptor it checked.
+    @Test(.enabled(if: getuid() == 0, "the planted backup belongs to user nobody"))
+    func aPruneRemovesOnlyItsOwnBackupsAndFollowsNoLink() throws {
+        let w = try Workspace()
+        try w.importSample()
+        let dir = w.root + "/backups"
+        try w.add("p1.so", Fixtures.stepPlugin("001_step", up: "return MIGRATOR_OK;"))
+        #expect(try w.run(["apply", "--backup-dir", dir]).status == 0)
+        let first = try FileManager.default.contentsOfDirectory(atPath: dir)
+        #expect(first.count == 1, "\(first)")
+        let manifest = try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(first[0])/manifest.json"))
+        // The victim: what the link points to.
+        let victim = w.root + "/victim"
+        try FileManager.default.createDirectory(atPath: victim, withIntermediateDirectories: false)
+        try manifest.write(to: URL(fileURLWithPath: victim + "/manifest.json"))
+        try Data("live".utf8).write(to: URL(fileURLWithPath: victim + "/data.mdb"))
+        #expect(symlink(victim, dir + "/backup-00000000T000000000Z") == 0)
+        // Someone else's directory, with a manifest.
+        let foreign = dir + "/backup-00000000T000000001Z"
+        try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: false)
+        try manifest.write(to: URL(fileURLWithPath: foreign + "/manifest.json"))
+        #expect(chown(foreign, 65534, 65534) == 0 && chown(foreign + "/manifest.json", 65534, 65534) == 0)
+        // Ours, but no backup.
+        let stray = dir + "/backup-00000000T000000002Z"
+        try FileManager.default.createDirectory(atPath: stray, withIntermediateDirectories: false)
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: stray + "/notes.txt"))
+
+        try w.add("p2.so", Fixtures.stepPlugin("002_step", up: "return MIGRATOR_OK;"))
+        let r = try w.run(["apply", "--backup-dir", dir, "--keep", "1"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("removed the old backup \(dir)/\(first[0])"), "\(r.stderr)")
+        #expect(!r.stderr.contains("backup-00000000"), "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: victim + "/data.mdb"), "the link was followed")
+        #expect(FileManager.default.fileExists(atPath: victim + "/manifest.json"))
+        #expect(FileManager.default.fileExists(atPath: foreign + "/manifest.json"), "someone else's was removed")
+        #expect(FileManager.default.fileExists(atPath: stray + "/notes.txt"))
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+        #expect(left.count == 4 && !left.contains(first[0]), "\(left)")
+    }
+
+    /// A backup folder someone else could write (or owns) is refused before
+    /// anything runs; `--insecure` goes on, with a warning.
+    @Test func aBackupFolderOthersCanWriteIsRefused() throws {
+        let w = try Workspace()
+        try w.add("p1.so", Fixtures.stepPlugin("001_step", up: "return MIGRATOR_OK;"))
+        let shared = w.root + "/shared"
+        #expect(mkdir(shared, 0o700) == 0 && chmod(shared, 0o777) == 0)
+        let r = try w.run(["apply", "--backup-dir", shared])
+        #expect(r.status == 4, "\(r.stderr)")
+        #expect(
+            r.stderr.contains("backup directory '\(shared)' is writable by everyone (mode 777); anyone who can write"),
+            "\(r.stderr)")
+        #expect(try w.states()["001_step"] != "applied")
+        // Inside a folder everyone can write (no sticky bit): refused too.
+        let inside = shared + "/mine"
+        #expect(mkdir(inside, 0o700) == 0)
+        let nested = try w.run(["apply", "--backup-dir", inside])
+        #expect(nested.status == 4 && nested.stderr.contains("lies in '\(shared)'"), "\(nested.stderr)")
+        let anyway = try w.run(["apply", "--backup-dir", shared, "--insecure"])
+        #expect(anyway.status == 0, "\(anyway.stderr)")
+        #expect(anyway.stderr.contains("used anyway: the insecure option is set"), "\(anyway.stderr)")
+        #expect(try w.states()["001_step"] == "applied")
+    }
+
+    /// A backup others could write could be changed into anything: restore
+    /// (and its check) refuse it unless `--insecure`.
+    @Test func restoreRefusesABackupOthersCanWrite() throws {
+        let w = try applied(try Workspace(examples: true))
+        let out = w.root + "/bk"
+        #expect(try w.run(["backup", "--out", out], dir: false).status == 0)
+        #expect(chmod(out, 0o777) == 0)
+        let refused = try w.run(["restore", out, "--yes"], dir: false)
+        #expect(refused.status == 4, "\(refused.stderr)")
+        #expect(refused.stderr.contains("backup '\(out)' is writable by everyone"), "\(refused.stderr)")
+        let anyway = try w.run(["restore", out, "--yes", "--insecure"], dir: false)
+        #expect(anyway.status == 0, "\(anyway.stderr)")
+        #expect(anyway.stderr.contains("used anyway"), "\(anyway.stderr)")
+        // A link as the backup is not followed by the backup command either.
+        #expect(symlink(w.root + "/elsewhere", w.root + "/link") == 0)
+        let link = try w.run(["backup", "--out", w.root + "/link"], dir: false)
+        #expect(link.status == 1 && link.stderr.contains("is not a directory (or is a symlink)"), "\(link.stderr)")
+    }
+
     @Test func restoreWaitsForARunAndAKilledBackupIsNeverRestored() throws {
         let w = try Workspace()
         try w.importSample()

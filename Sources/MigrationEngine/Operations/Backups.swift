@@ -35,31 +35,57 @@ enum Backups {
     static let manifestName = "manifest.json"
     static let format = 1
 
-    /// Copies the database into `directory` (new, or empty) and writes its
-    /// manifest, made from the copy itself, so it describes exactly what was
-    /// copied. On failure, what was written is removed.
+    /// Copies the database into `directory` (open, and empty) and writes
+    /// its manifest, made from the copy itself, so it describes exactly what
+    /// was copied. Everything goes through the directory's descriptor. On
+    /// failure, what was written is removed (the directory stays).
     static func take(
-        _ store: DocumentStore, source: String, to directory: String
+        _ store: DocumentStore, source: String, into directory: BackupDirectory
     ) throws(MigratorError)
         -> BackupManifest
     {
         func fail(_ why: String) -> MigratorError {
-            MigratorError(.backupFailed, "backup of '\(source)' into '\(directory)' failed: \(why)")
+            MigratorError(.backupFailed, "backup of '\(source)' into '\(directory.path)' failed: \(why)")
         }
-        let existed = access(directory, F_OK) == 0
-        if existed && !DocumentStore.isEmptyDirectory(directory) {
+        guard let entries = directory.entries() else {
+            throw fail("it cannot be read (\(errorText(errno)))")
+        }
+        guard entries.isEmpty else {
             throw MigratorError(
                 .backupFailed,
-                "backup target '\(directory)' exists and is not empty; a backup never overwrites anything")
+                "backup target '\(directory.path)' exists and is not empty; a backup never overwrites anything")
         }
         do {
-            try store.copy(to: directory)
-            let manifest = try describe(directory, source: source)
+            try store.copy(into: directory.fd, named: directory.path)
+            let manifest = try describe(directory.anchoredPath, source: source)
             try writeManifest(manifest, in: directory)
             return manifest
         } catch {
-            removeFlatDirectory(directory, keepDirectory: existed)
+            directory.removeEntries()
             throw fail((error as? MigratorError)?.message ?? "\(error)")
+        }
+    }
+
+    /// `migrator backup --out PATH`: PATH, new (made 0700) or an empty
+    /// directory, never a symlink, opened; `body` takes the backup into
+    /// it. A directory made here is removed again if `body` fails.
+    static func into<R>(
+        _ path: String, _ body: (BackupDirectory) throws -> R
+    ) throws -> R {
+        var st = stat()
+        let existed = lstat(path, &st) == 0
+        if !existed {
+            do { try DocumentStore.makeDirectory(path) } catch {
+                throw MigratorError(.backupFailed, "cannot create the backup directory '\(path)': \(error.message)")
+            }
+        }
+        guard let directory = BackupDirectory(opening: path) else {
+            let why = errno == ELOOP || errno == ENOTDIR ? "it is not a directory (or is a symlink)" : errorText(errno)
+            throw MigratorError(.backupFailed, "backup target '\(path)' cannot be used: \(why)")
+        }
+        do { return try body(directory) } catch {
+            if !existed { _ = rmdir(path) }
+            throw error
         }
     }
 
@@ -77,31 +103,35 @@ enum Backups {
         }
     }
 
-    static func writeManifest(_ manifest: BackupManifest, in directory: String) throws {
+    static func writeManifest(_ manifest: BackupManifest, in directory: BackupDirectory) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try Files.create(
-            directory + "/" + manifestName, with: Array(try encoder.encode(manifest)) + [0x0A], mode: 0o600)
+            manifestName, relativeTo: directory.fd, label: directory.path + "/" + manifestName,
+            with: Array(try encoder.encode(manifest)) + [0x0A], mode: 0o600)
     }
 
-    /// Reads `directory`'s manifest and checks the copy against it.
+    /// Reads the manifest of the backup at `path` and checks the copy
+    /// against it. Unless `insecure`, a backup others could write is refused
+    /// first: they could change what is restored.
+    /// - Throws: `.insecurePermissions`; `.backupInvalid` naming what is wrong.
+    static func check(_ path: String, insecure: Bool) throws(MigratorError) -> BackupManifest {
+        try check(try openTrusted(path, role: "backup", insecure: insecure, events: nil))
+    }
+
+    /// Reads `directory`'s manifest and checks the copy against it, through
+    /// its descriptor.
     /// - Throws: `.backupInvalid` naming what is wrong.
-    static func check(_ directory: String) throws(MigratorError) -> BackupManifest {
+    static func check(_ directory: BackupDirectory) throws(MigratorError) -> BackupManifest {
         func invalid(_ why: String) -> MigratorError {
-            MigratorError(.backupInvalid, "'\(directory)' is not a usable backup: \(why)")
+            MigratorError(.backupInvalid, "'\(directory.path)' is not a usable backup: \(why)")
         }
-        let path = directory + "/" + manifestName
-        guard let text = readSmallFile(path) else { throw invalid("no readable \(manifestName)") }
-        let manifest: BackupManifest
-        do { manifest = try JSONDecoder().decode(BackupManifest.self, from: Data(text)) } catch {
-            throw invalid("\(manifestName) is not a migrator backup manifest (\(error))")
+        let manifest = try readManifest(directory, invalid)
+        guard faccessat(directory.fd, "data.mdb", R_OK, AT_SYMLINK_NOFOLLOW) == 0 else {
+            throw invalid("data.mdb is missing")
         }
-        guard manifest.format == format else {
-            throw invalid("its manifest has format \(manifest.format); this migrator reads format \(format)")
-        }
-        guard access(directory + "/data.mdb", R_OK) == 0 else { throw invalid("data.mdb is missing") }
         let actual: BackupManifest
-        do { actual = try describe(directory, source: manifest.source) } catch {
+        do { actual = try describe(directory.anchoredPath, source: manifest.source) } catch {
             throw invalid("its data cannot be read (\(error)); it is damaged or truncated")
         }
         guard actual.digest == manifest.digest else {
@@ -118,11 +148,29 @@ enum Backups {
         return manifest
     }
 
+    /// `directory`'s manifest, read (not followed if a link) and decoded.
+    private static func readManifest(
+        _ directory: BackupDirectory, _ invalid: (String) -> MigratorError
+    ) throws(MigratorError) -> BackupManifest {
+        guard let text = readSmallFile(manifestName, in: directory.fd) else {
+            throw invalid("no readable \(manifestName)")
+        }
+        let manifest: BackupManifest
+        do { manifest = try JSONDecoder().decode(BackupManifest.self, from: Data(text)) } catch {
+            throw invalid("\(manifestName) is not a migrator backup manifest (\(error))")
+        }
+        guard manifest.format == format else {
+            throw invalid("its manifest has format \(manifest.format); this migrator reads format \(format)")
+        }
+        return manifest
+    }
+
     /// See ``Migrator/restore(from:)``.
     static func restore(
-        _ directory: String, into storage: LMDBStorage, lockTimeout: Double,
+        _ path: String, into storage: LMDBStorage, lockTimeout: Double, insecure: Bool,
         events: @escaping @Sendable (RunEvent) -> Void
     ) throws -> BackupManifest {
+        let directory = try openTrusted(path, role: "backup", insecure: insecure, events: events)
         let manifest = try Backups.check(directory)
         let current =
             storage.exists
@@ -135,12 +183,12 @@ enum Backups {
         let stamp = EngineClock.iso8601().filter { $0.isNumber }
         let staging = storage.location + ".restoring-" + stamp
         func fail(_ why: String) -> MigratorError {
-            MigratorError(.restoreFailed, "restore of '\(directory)' into '\(storage.location)' failed: \(why)")
+            MigratorError(.restoreFailed, "restore of '\(path)' into '\(storage.location)' failed: \(why)")
         }
         guard mkdir(staging, 0o700) == 0 else { throw fail("cannot create '\(staging)': \(errorText(errno))") }
         var stagingLive = true
         defer { if stagingLive { Backups.removeFlatDirectory(staging) } }
-        try Backups.copyFile(directory + "/data.mdb", staging + "/data.mdb")
+        try Backups.copyFile("data.mdb", in: directory, to: staging + "/data.mdb")
         guard try Backups.describe(staging, source: storage.location).digest == manifest.digest else {
             throw fail("the copy in '\(staging)' does not match the backup's digest")
         }
@@ -176,36 +224,83 @@ enum Backups {
         return manifest
     }
 
-    /// The backups `migrator` made in `parent` (named `backup-…`, with a
-    /// manifest), oldest first.
-    static func list(in parent: String) -> [String] {
-        guard let d = opendir(parent) else { return [] }
-        defer { closedir(d) }
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasPrefix("backup-"), access(parent + "/" + name + "/" + manifestName, F_OK) == 0 {
-                names.append(name)
-            }
+    /// The backups `migrator` made in `folder`, oldest first: directories
+    /// (never links) named `backup-…`, owned by this user, whose manifest
+    /// reads. Anything else is never touched, whatever its name.
+    static func list(in folder: BackupDirectory) -> [BackupDirectory] {
+        let me = geteuid()
+        var found: [BackupDirectory] = []
+        for name in (folder.entries() ?? []).sorted() where name.hasPrefix("backup-") {
+            var st = stat()
+            guard fstatat(folder.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR,
+                st.st_uid == me, let backup = BackupDirectory(opening: name, in: folder),
+                let opened = backup.status, opened.st_dev == st.st_dev, opened.st_ino == st.st_ino,
+                (try? readManifest(backup, { MigratorError(.backupInvalid, $0) })) != nil
+            else { continue }
+            found.append(backup)
         }
-        return names.sorted().map { parent + "/" + $0 }
+        return found
     }
 
-    /// Removes all but the newest `keep` backups in `parent`; returns what it removed.
-    static func prune(_ parent: String, keep: Int) -> [String] {
-        let all = list(in: parent)
+    /// Removes all but the newest `keep` backups in `folder`, each through
+    /// the descriptor it was checked on; returns their paths.
+    static func prune(_ folder: BackupDirectory, keep: Int) -> [String] {
+        let all = list(in: folder)
         guard all.count > keep else { return [] }
-        let old = Array(all.prefix(all.count - keep))
-        for path in old { removeFlatDirectory(path) }
-        return old
+        let old = all.prefix(all.count - keep)
+        // A name swapped for something else since is not the directory
+        // emptied, and only an empty directory is removed by name.
+        for backup in old { discard(backup, in: folder) }
+        return old.map(\.path)
     }
 
-    /// A new backup's path in `parent` (created 0700 if missing).
-    static func newPath(in parent: String) throws(MigratorError) -> String {
-        if access(parent, F_OK) != 0 && mkdir(parent, 0o700) != 0 {
-            throw MigratorError(.backupFailed, "cannot create the backup directory '\(parent)': \(errorText(errno))")
+    /// Removes the (emptied) backup `backup` from `folder`.
+    static func discard(_ backup: BackupDirectory, in folder: BackupDirectory) {
+        backup.removeEntries()
+        _ = unlinkat(folder.fd, backup.name, AT_REMOVEDIR)
+    }
+
+    /// A new, empty backup directory in `folder`, made 0700.
+    static func newBackup(in folder: BackupDirectory) throws(MigratorError) -> BackupDirectory {
+        let name = newName()
+        guard mkdirat(folder.fd, name, 0o700) == 0, let backup = BackupDirectory(opening: name, in: folder) else {
+            throw MigratorError(
+                .backupFailed, "cannot create the backup '\(folder.path)/\(name)': \(errorText(errno))")
         }
-        return parent + "/" + newName()
+        return backup
+    }
+
+    /// The folder at `path` (created 0700 if missing), opened once. Unless
+    /// `insecure`, a folder someone else could write, on a path someone
+    /// else could change, is refused: they could swap a backup for a link,
+    /// or plant one. `role` names it in messages ("backup directory").
+    static func openTrusted(
+        _ path: String, role: String, create: Bool = false, insecure: Bool,
+        events: (@Sendable (RunEvent) -> Void)?
+    ) throws(MigratorError) -> BackupDirectory {
+        var st = stat()
+        if create, lstat(path, &st) != 0, errno == ENOENT, mkdir(path, 0o700) != 0 {
+            throw MigratorError(.backupFailed, "cannot create the \(role) '\(path)': \(errorText(errno))")
+        }
+        // Resolved once: every directory on the real path is checked, and
+        // the real path is what is opened, so a link re-pointed later
+        // changes nothing.
+        guard let real = PluginDirectory.realPath(path), let directory = BackupDirectory(opening: real, as: path)
+        else {
+            let code: MigratorError.Code = role == "backup" ? .backupInvalid : .backupFailed
+            throw MigratorError(code, "the \(role) '\(path)' cannot be opened: \(errorText(errno))")
+        }
+        let problem =
+            directory.status.flatMap(PluginDirectory.ownershipProblem)
+            ?? PluginDirectory.ancestorProblem(of: real, below: nil).map { "lies in \($0)" }
+        if let problem {
+            let message =
+                "\(role) '\(path)' \(problem); anyone who can write to it can "
+                + (role == "backup" ? "change what is restored" : "swap a backup for a link to files a prune deletes")
+            guard insecure else { throw MigratorError(.insecurePermissions, message) }
+            events?(.notice("warning: \(message) (used anyway: the insecure option is set)"))
+        }
+        return directory
     }
 
     /// A name that sorts by time: `backup-20261127T001500123Z`.
@@ -213,25 +308,18 @@ enum Backups {
         "backup-" + EngineClock.iso8601().filter { $0.isNumber || $0 == "T" || $0 == "Z" }
     }
 
-    /// Removes the files directly in `path` (never following links or
-    /// descending), then the directory itself unless `keepDirectory`.
+    /// Removes the files directly in `path` (a directory, never a link;
+    /// entries removed relative to it, never followed or descended into),
+    /// then the directory itself unless `keepDirectory`.
     static func removeFlatDirectory(_ path: String, keepDirectory: Bool = false) {
-        if let d = opendir(path) {
-            var names: [String] = []
-            while let e = readdir(d) {
-                let name = withUnsafeBytes(of: e.pointee.d_name) {
-                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-                }
-                if name != "." && name != ".." { names.append(name) }
-            }
-            closedir(d)
-            for name in names { _ = unlink(path + "/" + name) }
-        }
+        BackupDirectory(opening: path)?.removeEntries()
         if !keepDirectory { _ = rmdir(path) }
     }
 
-    static func readSmallFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | migrator_O_NOFOLLOW)
+    /// The file `name` in the directory `directory` (not followed if a
+    /// link), if it is at most `limit` bytes.
+    static func readSmallFile(_ name: String, in directory: Int32 = AT_FDCWD, limit: Int = 1 << 20) -> [UInt8]? {
+        let fd = openat(directory, name, O_RDONLY | O_CLOEXEC | migrator_O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var out: [UInt8] = []
@@ -246,9 +334,10 @@ enum Backups {
         return nil
     }
 
-    /// Copies `from` to the new file `to` (0600) and syncs it.
-    static func copyFile(_ from: String, _ to: String) throws(MigratorError) {
-        let src = open(from, O_RDONLY | O_CLOEXEC | migrator_O_NOFOLLOW)
+    /// Copies `name` in `directory` to the new file `to` (0600) and syncs it.
+    static func copyFile(_ name: String, in directory: BackupDirectory, to: String) throws(MigratorError) {
+        let from = directory.path + "/" + name
+        let src = openat(directory.fd, name, O_RDONLY | O_CLOEXEC | migrator_O_NOFOLLOW)
         guard src >= 0 else { throw MigratorError(.restoreFailed, "\(from): \(errorText(errno))") }
         defer { close(src) }
         let dst = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | migrator_O_NOFOLLOW, 0o600)
@@ -269,5 +358,62 @@ enum Backups {
             }
         }
         guard fsync(dst) == 0 else { throw MigratorError(.restoreFailed, "\(to): \(errorText(errno))") }
+    }
+}
+
+/// A directory opened once (`O_DIRECTORY | O_NOFOLLOW`): what is in it is
+/// reached relative to the descriptor, so a path swapped for a link
+/// meanwhile changes nothing that is read, written or deleted.
+package final class BackupDirectory {
+    let fd: Int32
+    /// Its path, for messages.
+    let path: String
+    /// Its name in the directory it was opened from.
+    let name: String
+
+    /// `path` itself, which must be a directory and not a link; `label` names it.
+    init?(opening path: String, as label: String? = nil) {
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | migrator_O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        self.path = label ?? path
+        name = String(path.split(separator: "/").last ?? "")
+    }
+
+    /// The entry `name` of `parent`, which must be a directory and not a link.
+    init?(opening name: String, in parent: BackupDirectory) {
+        fd = openat(parent.fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | migrator_O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        path = parent.path + "/" + name
+        self.name = name
+    }
+
+    deinit { close(fd) }
+
+    /// A path that reaches the directory through its descriptor, for APIs
+    /// that take a path (opening the copy read-only with LMDB).
+    var anchoredPath: String { "/proc/self/fd/\(fd)" }
+
+    var status: stat? {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? st : nil
+    }
+
+    /// The names in it (without `.` and `..`); nil if it cannot be read.
+    func entries() -> [String]? {
+        let copy = dup(fd)
+        guard copy >= 0, let d = fdopendir(copy) else { return nil }
+        defer { closedir(d) }
+        rewinddir(d)
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Removes every entry but directories (a link is removed, not followed).
+    func removeEntries() {
+        for name in entries() ?? [] { _ = unlinkat(fd, name, 0) }
     }
 }

@@ -8,8 +8,14 @@ import Glibc
 /// signatures): never through a symlink, never over someone else's file.
 enum Files {
     /// Creates `path` (it must not exist) with `bytes` and `mode`, synced.
-    static func create(_ path: String, with bytes: [UInt8], mode: mode_t) throws(MigratorError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | migrator_O_NOFOLLOW, mode)
+    /// `path` may be relative to the open directory `directory`; `label`
+    /// then names the file in errors.
+    static func create(
+        _ path: String, relativeTo directory: Int32 = AT_FDCWD, label: String? = nil, with bytes: [UInt8],
+        mode: mode_t
+    ) throws(MigratorError) {
+        let fd = openat(directory, path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | migrator_O_NOFOLLOW, mode)
+        let path = label ?? path
         guard fd >= 0 else {
             let e = errno
             throw MigratorError(
@@ -27,6 +33,7 @@ enum Files {
             written += n
         }
         guard fsync(fd) == 0 else { throw MigratorError(.writeFailed, "writing '\(path)': \(errorText(errno))") }
+        if directory != AT_FDCWD { _ = fsync(directory) }
     }
 
     /// Writes `bytes` to a new temporary file beside `path`, then renames it

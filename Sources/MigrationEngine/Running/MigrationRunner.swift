@@ -74,10 +74,17 @@ struct MigrationRunner {
 
     /// A backup before the first step, under the run's lock, and pruning.
     private func backUp(into parent: String) throws -> String {
-        let path = try Backups.newPath(in: parent)
-        _ = try storage.backup(to: path)
+        let folder = try Backups.openTrusted(
+            parent, role: "backup directory", create: true, insecure: options.allowInsecureDatabase,
+            events: options.events)
+        let backup = try Backups.newBackup(in: folder)
+        do { _ = try storage.backup(into: backup) } catch {
+            Backups.discard(backup, in: folder)
+            throw error
+        }
+        let path = backup.path
         options.events(.notice("backup: \(path)"))
-        for old in Backups.prune(parent, keep: max(1, options.keepBackups)) {
+        for old in Backups.prune(folder, keep: max(1, options.keepBackups)) {
             options.events(.notice("removed the old backup \(old) (keeping \(max(1, options.keepBackups)))"))
         }
         return path

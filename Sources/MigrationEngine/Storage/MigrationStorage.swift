@@ -37,8 +37,8 @@ package protocol MigrationStorage: AnyObject {
     /// Runs `body` in one write transaction that is always rolled back: dry
     /// runs and reversibility checks. The transaction stays on the calling thread.
     func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R
-    /// Writes a consistent copy with its manifest into the new or empty `directory`.
-    func backup(to directory: String) throws -> BackupManifest
+    /// Writes a consistent copy with its manifest into the open, empty `directory`.
+    func backup(into directory: BackupDirectory) throws -> BackupManifest
     /// Reads the documents directly (`migrator db …`) in one consistent
     /// snapshot; creates nothing. Callers check ``exists`` first.
     func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R
