@@ -69,8 +69,12 @@ public final class Migrator {
         var plan: PlanOptions { PlanOptions(allowOutOfOrder: allowOutOfOrder, allowMissing: allowMissing) }
     }
 
-    /// The database directory.
+    /// The database: an LMDB directory, or a `postgres://` URI, which may
+    /// hold a password (show ``databaseName`` instead).
     public let databasePath: String
+    /// The database as every report, event and message shows it: a URI's
+    /// password replaced by `***`.
+    public var databaseName: String { ConnectionURI.redacted(databasePath) }
     /// The options runs use; change them between runs.
     public var options: Options
     /// Every known migration, and the problems found gathering them.
@@ -174,7 +178,7 @@ public final class Migrator {
             case .missing: summary.missing += 1
             }
         }
-        var status = MigrationStatus(database: databasePath, migrations: entries, summary: summary)
+        var status = MigrationStatus(database: databaseName, migrations: entries, summary: summary)
         status.exists = storage.exists
         switch lockState {
         case .held(let owner):
@@ -285,7 +289,7 @@ public final class Migrator {
         var o = options
         o.command = "\(o.command) --dry-run"
         let results = try trialRunner(o) { try $0.trial(request, verify: nil, catalog: catalog, dryRun: true) }
-        return TrialReport(database: databasePath, kind: .dryRun, direction: request.direction, results: results)
+        return TrialReport(database: databaseName, kind: .dryRun, direction: request.direction, results: results)
     }
 
     /// Checks that `down` undoes `up` for each pending migration (or each of
@@ -319,7 +323,7 @@ public final class Migrator {
         let results = try trialRunner(o) {
             try $0.trial(request, verify: ids.isEmpty ? nil : Set(ids), catalog: catalog, dryRun: false)
         }
-        return TrialReport(database: databasePath, kind: .verify, direction: .up, results: results)
+        return TrialReport(database: databaseName, kind: .verify, direction: .up, results: results)
     }
 
     /// Rolls back the last applied migration and applies it again, under one

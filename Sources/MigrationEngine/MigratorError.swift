@@ -28,6 +28,8 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         /// A plugin whose library search directories (`RUNPATH`) others could
         /// write or create, or that names a library by path.
         public static let unsafeLibraryPath = Code("unsafe_library_path")
+        /// A config file someone else could change (StrictModes rule): not read.
+        public static let untrustedConfig = Code("untrusted_config")
         /// A `.so` entry that is not a regular file, or a link leaving the folder.
         public static let notAPlugin = Code("not_a_plugin")
         // Checking and loading one plugin.
@@ -118,7 +120,7 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
                 .invalidDescriptor, .invalidID, .toolchainMismatch,
                 // Checks that refuse before anything is changed.
                 .notReversible, .backupInvalid, .unsupported, .baselineRefused, .notPinned, .invalidPinFile,
-                .untrustedPlugin, .invalidTrustedKey,
+                .untrustedPlugin, .invalidTrustedKey, .untrustedConfig,
             ].contains(self)
         }
     }

@@ -36,7 +36,7 @@ enum BackupCommands {
         if !args.flag("quiet") {
             ctx.log(
                 "backed_up",
-                "backed up \(m.databasePath) (\(manifest.applied.count) migration(s) applied, "
+                "backed up \(m.databaseName) (\(manifest.applied.count) migration(s) applied, "
                     + "\(manifest.collections.count) collection(s), digest \(manifest.digest.prefix(16))) to \(out)"
             )
         }
@@ -54,7 +54,7 @@ enum BackupCommands {
         guard
             try confirm(
                 ctx, args, "restore",
-                "Replace \(m.databasePath) with the backup \(source) taken \(manifest.createdAt) "
+                "Replace \(m.databaseName) with the backup \(source) taken \(manifest.createdAt) "
                     + "(\(manifest.applied.count) migration(s) applied)?")
         else {
             ctx.log("not_confirmed", "not restored")
@@ -64,7 +64,7 @@ enum BackupCommands {
         if !args.flag("quiet") {
             ctx.log(
                 "restored",
-                "restored \(m.databasePath) from \(source): \(manifest.applied.count) migration(s) applied, "
+                "restored \(m.databaseName) from \(source): \(manifest.applied.count) migration(s) applied, "
                     + "digest \(manifest.digest.prefix(16)) checked")
         }
         return ExitCode.ok

@@ -409,6 +409,12 @@ public enum MigratorCommandLine {
                 context.out.write(command.help)
                 return ExitCode.ok
             }
+            if let db = parsed.options["db"], ConnectionURI.redacted(db) != db {
+                context.log(
+                    "warning",
+                    "warning: the password in --db is visible to every user of this machine (ps, /proc); "
+                        + "set PGPASSWORD or a PGPASSFILE instead", level: "warning")
+            }
             // Settings a flag did not give: the environment's, then the config file's.
             let configuration = try Configuration(parsed, environment: context.environment)
             if command.path == ["config"] { return ConfigCommand.show(context, parsed, configuration) }

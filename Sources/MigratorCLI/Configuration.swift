@@ -68,8 +68,10 @@ struct Configuration {
 
     /// Loads the file `--config` names, or `./migrator.conf` when present,
     /// for the environment `--env`/`MIGRATOR_ENV` selects.
-    /// - Throws: ``UsageError`` naming the file and line of any problem.
-    init(_ args: ParsedArguments, environment: [String: String]) throws(UsageError) {
+    /// - Throws: ``UsageError`` naming the file and line of any problem;
+    ///   `MigratorError` `.untrustedConfig` when someone else could have
+    ///   written it (it is not read).
+    init(_ args: ParsedArguments, environment: [String: String]) throws {
         environmentName = args.options["env"] ?? environment["MIGRATOR_ENV"].flatMap { $0.isEmpty ? nil : $0 }
         if let explicit = args.options["config"] ?? environment["MIGRATOR_CONFIG"] {
             guard access(explicit, R_OK) == 0 else {
@@ -85,8 +87,9 @@ struct Configuration {
             }
             return
         }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw UsageError("cannot read the config file '\(path)'")
+        let bytes = try TrustedFile.read(path, role: "config file")
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw UsageError("the config file '\(path)' is not UTF-8 text")
         }
         try parse(text, path: path)
     }

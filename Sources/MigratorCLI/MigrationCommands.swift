@@ -185,6 +185,7 @@ enum MigrationCommands {
         case .insecurePermissions:
             return "make it owned by you or root and writable by its owner alone (chmod go-w); "
                 + "--insecure goes on anyway, with a warning"
+        case .untrustedConfig: return "make it owned by you or root and writable by its owner alone (chmod go-w)"
         case .unsafeLibraryPath:
             return "rebuild the plugin so that it names libraries by soname and its RUNPATH only directories "
                 + "that root alone can write or create (or none), or make that directory so (see docs/security.md)"
@@ -244,7 +245,7 @@ enum MigrationCommands {
                 ctx.log(
                     "run_end",
                     report.completed.isEmpty
-                        ? "nothing to apply: \(m.databasePath) is up to date"
+                        ? "nothing to apply: \(m.databaseName) is up to date"
                         : "applied \(report.completed.count) migration(s) in \(hundredths(seconds)) s"
                             + (args.options["target"].map { " (target \($0))" } ?? ""),
                     [

@@ -87,7 +87,7 @@ enum TrialCommands {
         if args.flag("force"),
             !(try BackupCommands.confirm(
                 ctx, args, "baseline --force",
-                "Record every migration through \(id) as applied in \(m.databasePath) without running it?"))
+                "Record every migration through \(id) as applied in \(m.databaseName) without running it?"))
         {
             ctx.log("not_confirmed", "nothing recorded")
             return ExitCode.refused

@@ -501,12 +501,38 @@ int migrator_drop_ptrace_capability(void) {
 
 int migrator_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0UL, 0UL, 0UL); }
 
-/* This process's children, read from /proc (ppid, the field after the
-   command's closing parenthesis); at most `capacity`, the count returned. */
+/* This process's children: from /proc/self/task/TID/children (one small
+   file per thread; Linux 3.5 with CONFIG_PROC_CHILDREN, as Debian builds
+   it), else by the ppid of every process in /proc (the field after the
+   command's closing parenthesis). At most `capacity`; the count, or -1. */
 static int children(pid_t me, pid_t *out, int capacity) {
+    int n = 0;
+    DIR *tasks = opendir("/proc/self/task");
+    if (tasks != NULL) {
+        int listed = 0;
+        struct dirent *t;
+        while ((t = readdir(tasks)) != NULL && n < capacity) {
+            if (t->d_name[0] < '1' || t->d_name[0] > '9') continue;
+            char path[64], text[4096];
+            snprintf(path, sizeof path, "/proc/self/task/%s/children", t->d_name);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) continue;
+            listed = 1;
+            ssize_t len = read(fd, text, sizeof text - 1);
+            close(fd);
+            if (len <= 0) continue;
+            text[len] = 0;
+            for (char *p = text, *end; n < capacity; p = end) {
+                long pid = strtol(p, &end, 10);
+                if (end == p) break;
+                out[n++] = (pid_t)pid;
+            }
+        }
+        closedir(tasks);
+        if (listed) return n;
+    }
     DIR *proc = opendir("/proc");
     if (proc == NULL) return -1;
-    int n = 0;
     struct dirent *e;
     while ((e = readdir(proc)) != NULL && n < capacity) {
         if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;

@@ -36,9 +36,12 @@ extension Launched {
 }
 
 /// Starts `migrator` with `args`; crash backtraces are off so kills are quick.
-func launchMigrator(_ args: [String], environment: [String: String] = [:]) throws -> Launched {
+func launchMigrator(
+    _ args: [String], environment: [String: String] = [:], in directory: String? = nil
+) throws -> Launched {
     let l = Launched()
     l.process.executableURL = URL(fileURLWithPath: migratorBinary)
+    if let directory { l.process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     l.process.arguments = args
     var env = ProcessInfo.processInfo.environment
     env["SWIFT_BACKTRACE"] = "enable=no"
@@ -52,8 +55,10 @@ func launchMigrator(_ args: [String], environment: [String: String] = [:]) throw
 }
 
 /// Runs `migrator` with `args` to completion, feeding `input` to stdin.
-func migrator(_ args: [String], input: String = "", environment: [String: String] = [:]) throws -> RunResult {
-    let l = try launchMigrator(args, environment: environment)
+func migrator(
+    _ args: [String], input: String = "", environment: [String: String] = [:], in directory: String? = nil
+) throws -> RunResult {
+    let l = try launchMigrator(args, environment: environment, in: directory)
     l.stdin.fileHandleForWriting.write(Data(input.utf8))
     try l.stdin.fileHandleForWriting.close()
     let out = l.stdout.fileHandleForReading.readDataToEndOfFile()

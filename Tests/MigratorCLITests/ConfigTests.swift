@@ -54,6 +54,44 @@ struct ConfigTests {
         #expect(apply.stderr.split(separator: "\n").allSatisfy { $0.hasPrefix("{\"ts\":") }, "\(apply.stderr)")
     }
 
+    /// A config file someone else could have written is not obeyed (it can
+    /// send backups, or the run, anywhere): the implicit ./migrator.conf of
+    /// a cron-style run included. Nothing runs; the file and cause are named.
+    @Test func aConfigFileOthersCouldWriteIsRefused() throws {
+        let w = try Workspace()
+        try w.add("p1.so", Fixtures.stepPlugin("001_step", up: "return MIGRATOR_OK;"))
+        let config = w.root + "/migrator.conf"
+        try "backup_dir = \(w.root)/attacker\n".write(toFile: config, atomically: false, encoding: .utf8)
+        #expect(chmod(config, 0o666) == 0)
+        let implicit = try migrator(["apply", "--db", w.db, "--dir", w.dir], in: w.root)
+        #expect(implicit.status == 4, "\(implicit.stderr)")
+        #expect(
+            implicit.stderr.contains(
+                "config file 'migrator.conf' is writable by everyone (mode 666); anyone who can write to it decides"),
+            "\(implicit.stderr)")
+        #expect(implicit.stderr.contains("chmod go-w"), "\(implicit.stderr)")
+        #expect(try w.states()["001_step"] != "applied")
+        #expect(access(w.root + "/attacker", F_OK) != 0)
+        // Someone else's file, named explicitly.
+        #expect(chmod(config, 0o644) == 0)
+        if getuid() == 0 {
+            #expect(chown(config, 65534, 65534) == 0)
+            let foreign = try migrator(["status", "--config", config, "--db", w.db, "--dir", w.dir])
+            #expect(foreign.status == 4 && foreign.stderr.contains("is owned by uid 65534"), "\(foreign.stderr)")
+            #expect(chown(config, 0, 0) == 0)
+        }
+        // In a folder everyone can write (no sticky bit).
+        let open = w.root + "/open"
+        #expect(mkdir(open, 0o777) == 0 && chmod(open, 0o777) == 0)
+        try "log_format = text\n".write(toFile: open + "/migrator.conf", atomically: false, encoding: .utf8)
+        let inOpen = try migrator(["status", "--config", open + "/migrator.conf", "--db", w.db, "--dir", w.dir])
+        #expect(inOpen.status == 4 && inOpen.stderr.contains("lies in '\(open)'"), "\(inOpen.stderr)")
+        // Owned by you and written by you alone: read.
+        let ok = try migrator(["apply", "--db", w.db, "--dir", w.dir], in: w.root)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(FileManager.default.fileExists(atPath: w.root + "/attacker"), "the trusted file is obeyed")
+    }
+
     @Test func aBadConfigFileIsAUsageErrorNamingTheLine() throws {
         let w = try Workspace()
         for (text, why) in [

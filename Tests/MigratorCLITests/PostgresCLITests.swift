@@ -95,6 +95,49 @@ struct PostgresCLITests {
         }
     }
 
+    /// Every command, given a URI with a password, never shows it: not on
+    /// stdout or stderr, in text or JSON, in reports, logs or the history;
+    /// and a password on the command line (visible in ps) is warned about.
+    @Test("a password in the URI is never shown")
+    func aPasswordInTheURIIsNeverShown() throws {
+        let admin = try Connection(uri: PostgresServer.uri)
+        _ = try admin.run("GRANT CREATE ON DATABASE migrator_test TO password_user")
+        let schema = PostgresServer.freshSchema("secret")
+        defer { _ = try? admin.run("DROP SCHEMA IF EXISTS \(schema) CASCADE") }
+        let secret = "right-password"
+        let uri = PostgresServer.uri(user: "password_user", password: secret) + "&schema=" + schema
+        let w = try Workspace()
+        for n in 1...2 { try w.add(String(format: "p%03d.so", n), ConcurrencyTests.orderedPlugin(n)) }
+        let db = ["--db", uri]
+        let dir = ["--dir", w.dir]
+        let commands: [([String], Int32)] = [
+            // verify: the fixtures' down does not undo their up (exit 4); backup: not on PostgreSQL (4).
+            (["apply", "--dry-run", "--json"] + db + dir, 0), (["verify", "--json"] + db + dir, 4),
+            (["apply"] + db + dir, 0), (["apply"] + db + dir, 0), (["apply", "--log-format", "json"] + db + dir, 0),
+            (["status"] + db + dir, 0), (["status", "--json"] + db + dir, 0),
+            (["status", "--log-format", "json"] + db + dir, 0), (["history"] + db, 0), (["history", "--json"] + db, 0),
+            (["validate"] + db + dir, 0), (["config"] + db, 0), (["db", "count", "log"] + db, 0),
+            (["db", "find", "log"] + db, 0), (["db", "collections"] + db, 0),
+            (["backup", "--out", w.root + "/b"] + db, 4),
+            (["rollback", "--last", "1"] + db + dir, 0), (["rollback", "nonesuch"] + db + dir, 4),
+            (["unlock"] + db, 0),
+        ]
+        for (args, code) in commands {
+            let r = try migrator(args)
+            #expect(r.status == code, "\(args.prefix(3)): \(r.stderr)")
+            #expect(!r.stdout.contains(secret) && !r.stderr.contains(secret), "\(args.prefix(3)) showed the password")
+            #expect(r.stderr.contains("the password in --db is visible"), "\(args.prefix(3)): \(r.stderr)")
+        }
+        let status = try migrator(["status", "--json"] + dir, environment: ["MIGRATOR_DB": uri])
+        #expect(status.stdout.contains("password_user:***@"), "\(status.stdout)")
+        #expect(!status.stderr.contains("visible"), "no warning for a URI from the environment: \(status.stderr)")
+        // The records themselves.
+        let history = try PostgresDocumentStore(uri: PostgresServer.uri, schema: schema).read { txn in
+            try txn.withSystemAccess { try txn.findAll("_migrations_history") + txn.findAll("_migrations") }
+        }
+        #expect(!history.isEmpty && !history.map(\.serialized).joined().contains(secret))
+    }
+
     @Test("db copy moves a database LMDB → PostgreSQL → LMDB: every digest equal, the records with it")
     func copyBetweenBackends() throws {
         let w = try Workspace()

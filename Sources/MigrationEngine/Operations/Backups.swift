@@ -322,6 +322,11 @@ enum Backups {
         let fd = openat(directory, name, O_RDONLY | O_CLOEXEC | migrator_O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        return readAll(fd, limit: limit)
+    }
+
+    /// What is left to read from `fd`, if it is at most `limit` bytes.
+    static func readAll(_ fd: Int32, limit: Int) -> [UInt8]? {
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while out.count <= limit {

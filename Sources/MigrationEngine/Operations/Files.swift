@@ -49,3 +49,41 @@ enum Files {
         }
     }
 }
+
+/// Files whose contents steer what migrator does (its config file): read
+/// only if nobody but you or root could have written them.
+public enum TrustedFile {
+    /// The contents of the file at `path` (at most `limit` bytes), read from
+    /// the descriptor that was checked: the file owned by you or root and
+    /// writable by its owner alone, and every directory on its real path
+    /// likewise (a sticky directory such as /tmp passes). `role` names it
+    /// in the refusal ("config file").
+    /// - Throws: `.untrustedConfig` naming the file and why it is not
+    ///   trusted, or why it cannot be read.
+    public static func read(_ path: String, role: String, limit: Int = 1 << 20) throws(MigratorError) -> [UInt8] {
+        func refuse(_ why: String) -> MigratorError {
+            MigratorError(
+                .untrustedConfig, "\(role) '\(path)' \(why); anyone who can write to it decides what migrator does")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw MigratorError(.untrustedConfig, "cannot read the \(role) '\(path)': \(errorText(errno))")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw MigratorError(.untrustedConfig, "the \(role) '\(path)' is not a regular file")
+        }
+        if let problem = PluginDirectory.ownershipProblem(st) { throw refuse(problem) }
+        if let real = PluginDirectory.realPath(path),
+            let problem = PluginDirectory.ancestorProblem(of: real, below: nil)
+        {
+            throw refuse("lies in \(problem)")
+        }
+        guard let bytes = Backups.readAll(fd, limit: limit) else {
+            throw MigratorError(
+                .untrustedConfig, "cannot read the \(role) '\(path)' (or it is larger than \(limit) bytes)")
+        }
+        return bytes
+    }
+}

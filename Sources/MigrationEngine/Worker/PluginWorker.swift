@@ -74,7 +74,7 @@ public enum PluginWorker {
         /// The warning the parent shows once, if any.
         var warning: String? {
             guard case .unavailable(let why) = self else { return nil }
-            return "plugin code runs without the sandbox's system-call filter (\(why)); "
+            return "warning: plugin code runs without the sandbox's system-call filter (\(why)); "
                 + "processes it starts are killed after each step"
         }
     }
