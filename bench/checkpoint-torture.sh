@@ -28,7 +28,7 @@ kills=0
 while [ "$kills" -lt "$KILLS" ]; do
     # Kill after a random checkpoint of those left, plus a random 0-50 ms.
     target=$((RANDOM % (checkpoints / (KILLS + 1) + 1) + 1))
-    CHECKPOINT_EVERY=$EVERY "$m" apply --dir "$work/plugins" --db "$work/db" 2>"$work/err" &
+    MIGRATION_CHECKPOINT_EVERY=$EVERY "$m" apply --dir "$work/plugins" --db "$work/db" 2>"$work/err" &
     runner=$!
     seen=0
     while [ "$seen" -lt "$target" ] && kill -0 "$runner" 2>/dev/null; do
@@ -47,7 +47,7 @@ while [ "$kills" -lt "$KILLS" ]; do
         rm -rf "$work/db"; cp -r "$work/seed" "$work/db"
     fi
 done
-CHECKPOINT_EVERY=$EVERY "$m" apply --dir "$work/plugins" --db "$work/db" --quiet
+MIGRATION_CHECKPOINT_EVERY=$EVERY "$m" apply --dir "$work/plugins" --db "$work/db" --quiet
 once=$("$m" db count users --filter '{"n":1}' --db "$work/db")
 other=$("$m" db count users --filter '{"n":{"$ne":1}}' --db "$work/db")
 echo "after $kills kills: $once users transformed once, $other not exactly once (of $N)"
@@ -57,7 +57,7 @@ secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); aw
 for i in $(seq "$RUNS"); do
     for every in $((N + 1)) "$EVERY"; do
         rm -rf "$work/db"; cp -r "$work/seed" "$work/db"; sync
-        echo "$every $(CHECKPOINT_EVERY=$every secs "$m" apply --quiet --dir "$work/plugins" --db "$work/db")" >>"$work/times"
+        echo "$every $(MIGRATION_CHECKPOINT_EVERY=$every secs "$m" apply --quiet --dir "$work/plugins" --db "$work/db")" >>"$work/times"
     done
 done
 med() { awk -v k="$1" '$1==k {print $2}' "$work/times" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

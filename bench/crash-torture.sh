@@ -79,7 +79,7 @@ for k in $(seq "$KILLS"); do
     target=010_fanout_user_settings
     [ $((RANDOM % 2)) = 0 ] && target=030_add_plan_loop
     rm -f "$work/marker"
-    TORTURE_MARK=$target TORTURE_MARKER="$work/marker" \
+    MIGRATION_TORTURE_MARK=$target MIGRATION_TORTURE_MARKER="$work/marker" \
         "$m" apply --quiet --dir "$work/plugins" --db "$work/db" 2>/dev/null &
     pid=$!
     # Wait for the marker: the run is inside $target's transaction.

@@ -67,7 +67,7 @@ verify() { # label job
 run_plugin() { # lang name variant swift-name
     fresh
     if [ "$1" = c ]; then measure "c_$2" "$m" apply --quiet --dir "$work/c$3" --db "$work/db"
-    else BENCH_MIGRATION=$4 measure "swift_$2" "$m" apply --quiet --dir "$work/swift$3" --db "$work/db"; fi
+    else MIGRATION_BENCH_MIGRATION=$4 measure "swift_$2" "$m" apply --quiet --dir "$work/swift$3" --db "$work/db"; fi
     verify "$1 $2" "${2%%_*}"
 }
 

@@ -31,7 +31,7 @@ cat >"$work/load.c" <<'C'
 static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
     (void)u;
     static const char *cities[] = { "Oslo", "Lisbon", "Porto", "Kyoto", "Bergen", "Lima" };
-    long n = atol(getenv("BENCH_USERS")); char doc[256];
+    long n = atol(getenv("MIGRATION_BENCH_USERS")); char doc[256];
     for (long i = 1; i <= n; i++) {
         int len = snprintf(doc, sizeof doc, "{\"_id\":%ld,\"email\":\"user%ld@example.com\",\"name\":\"User %ld\",\"age\":%ld,\"city\":\"%s\",\"created_at\":\"2026-11-%02ldT09:00:00.000Z\"}",
                            i, i, i, 18 + i % 60, cities[i % 6], 1 + i % 28);
@@ -52,7 +52,7 @@ for v in 1 2 4; do
 done
 echo "loading $N users into the template database..." >&2
 psql_q migrator_test -c "CREATE DATABASE seed"
-BENCH_USERS=$N "$m" apply --quiet --dir "$work/load" --db "$(db_uri seed)" >&2
+MIGRATION_BENCH_USERS=$N "$m" apply --quiet --dir "$work/load" --db "$(db_uri seed)" >&2
 # The same users for the LMDB backend, and the migration's record removed
 # on both, so that each timed apply runs exactly one migration.
 awk -v n="$N" 'BEGIN { split("Oslo Lisbon Porto Kyoto Bergen Lima", c, " ");

@@ -159,6 +159,8 @@ struct Command: Sendable {
     let run: @Sendable (Context, ParsedArguments) throws -> Int32
     /// What to suggest when a command that takes no arguments gets one.
     var argumentHint: (@Sendable (String) -> String)? = nil
+    /// A paragraph the help (and man page) shows after the summary.
+    var notes: String? = nil
 
     /// Options every command takes, after its own.
     static let common = [
@@ -168,7 +170,7 @@ struct Command: Sendable {
     init(
         path: [String], arguments: [(name: String, help: String)], summary: String, options: [OptionSpec],
         run: @escaping @Sendable (Context, ParsedArguments) throws -> Int32,
-        argumentHint: (@Sendable (String) -> String)? = nil
+        argumentHint: (@Sendable (String) -> String)? = nil, notes: String? = nil
     ) {
         self.path = path
         self.arguments = arguments
@@ -176,6 +178,7 @@ struct Command: Sendable {
         self.options = options + Self.common
         self.run = run
         self.argumentHint = argumentHint
+        self.notes = notes
     }
 
     var name: String { "migrator " + path.joined(separator: " ") }
@@ -207,7 +210,7 @@ struct Command: Sendable {
     }
 
     var help: String {
-        var h = "\(summary)\n\nUsage: \(usage)\n"
+        var h = "\(summary)\n" + (notes.map { "\n\($0)\n" } ?? "") + "\nUsage: \(usage)\n"
         if !arguments.isEmpty {
             h += "\nArguments:\n"
             for a in arguments { h += "  " + a.name.padding(22) + a.help + "\n" }

@@ -87,6 +87,7 @@ enum Generators {
             var p = ".TH \(pageName(c).uppercased()) 1 \"\(date)\" \"migrator \(MigratorCommandLine.version)\" "
             p += "\"User Commands\"\n.SH NAME\n\(roff(pageName(c))) \\- \(roff(c.summary))\n"
             p += ".SH SYNOPSIS\n\(roff(c.usage))\n.SH DESCRIPTION\n\(roff(c.summary))\n"
+            if let notes = c.notes { p += ".PP\n\(roff(notes))\n" }
             if !c.arguments.isEmpty {
                 p += ".SH ARGUMENTS\n"
                 for a in c.arguments { p += ".TP\n.I \(roff(a.name))\n\(roff(a.help))\n" }

@@ -5,7 +5,9 @@ import MigrationEngine
 /// nothing, and the one-lock rollback-and-apply.
 enum TrialCommands {
     static let dryRun = OptionSpec(
-        "dry-run", "Run every planned step in one transaction that is rolled back; report what each changed.")
+        "dry-run",
+        "Run every planned step in one transaction that is rolled back; report what each changed "
+            + "(a check for plugins you trust: see 'migrator help verify').")
     static let json = MigrationCommands.json
 
     static let all: [Command] = [
@@ -15,7 +17,7 @@ enum TrialCommands {
             options: MigrationCommands.runOptions + [
                 json, MigrationCommands.allowOutOfOrder, MigrationCommands.allowMissing,
             ],
-            run: verify),
+            run: verify, notes: TrialCommands.verdictNote),
         Command(
             path: ["baseline"], arguments: [],
             summary: "Record every migration up to --to ID as applied without running it (adopt a database).",
@@ -63,6 +65,12 @@ enum TrialCommands {
         }
         return exitCode(report)
     }
+
+    /// What a trial's verdict is worth (docs/security.md, "Verdicts").
+    static let verdictNote =
+        "The verdict is a correctness check for plugins you trust, not a defence against hostile ones: "
+        + "plugin code runs in the same worker that reports it, and nothing is kept to re-read afterwards. "
+        + "Signatures (--trusted-keys) and pins (migrator pin) decide which plugins may run."
 
     /// 1 if a migration's code failed, 4 if one is not reversible, else 0.
     static func exitCode(_ report: TrialReport) -> Int32 {

@@ -31,7 +31,9 @@ struct CheckpointTests {
         while kills < 3 {
             let run = try launchMigrator(
                 ["apply", "--db", w.db, "--dir", w.dir],
-                environment: ["CHECKPOINT_EVERY": "200", "CHECKPOINT_PAUSE_MS": "30", "TMPDIR": w.root])
+                environment: [
+                    "MIGRATION_CHECKPOINT_EVERY": "200", "MIGRATION_CHECKPOINT_PAUSE_MS": "30", "TMPDIR": w.root,
+                ])
             // After 1 to 3 more checkpoints, kill the worker (not the runner).
             let wanted = Int.random(in: 1...3, using: &generator)
             var seen = ""
@@ -56,7 +58,7 @@ struct CheckpointTests {
         #expect(
             history.contains { ($0["error"] as? String)?.contains("the work up to checkpoint") == true },
             "the failure says what was kept: \(history)")
-        let last = try w.run(["apply"], environment: ["CHECKPOINT_EVERY": "200"])
+        let last = try w.run(["apply"], environment: ["MIGRATION_CHECKPOINT_EVERY": "200"])
         #expect(last.status == 0, "\(last.stderr)")
         #expect(try w.count("users", #"{"n":1}"#) == users, "every user once")
         #expect(try w.count("users", #"{"n":{"$ne":1}}"#) == 0, "no user twice, none skipped")
@@ -70,7 +72,7 @@ struct CheckpointTests {
         let w = try workspace(users: 2000, backend: backend)
         let run = try launchMigrator(
             ["apply", "--db", w.db, "--dir", w.dir],
-            environment: ["CHECKPOINT_EVERY": "100", "CHECKPOINT_PAUSE_MS": "30", "TMPDIR": w.root])
+            environment: ["MIGRATION_CHECKPOINT_EVERY": "100", "MIGRATION_CHECKPOINT_PAUSE_MS": "30", "TMPDIR": w.root])
         _ = run.stderr(until: "checkpoint 2 ")
         let workers = try Fixtures.run("/usr/bin/pgrep", ["-P", "\(run.process.processIdentifier)", "-f", "__worker"])
         if let worker = Int32(workers.output.split(separator: "\n").first ?? "") { kill(worker, SIGKILL) }
@@ -88,7 +90,7 @@ struct CheckpointTests {
     @Test(arguments: Backend.allCases)
     func trialsRefuseToCheckpoint(_ backend: Backend) throws {
         let w = try workspace(users: 300, backend: backend)
-        let dry = try w.run(["apply", "--dry-run"], environment: ["CHECKPOINT_EVERY": "100"])
+        let dry = try w.run(["apply", "--dry-run"], environment: ["MIGRATION_CHECKPOINT_EVERY": "100"])
         #expect(dry.status == 1, "\(dry.stdout)")
         #expect(dry.stdout.contains("cannot do: its work would be committed"), "\(dry.stdout)")
         #expect(try w.count("users", #"{"n":{"$exists":true}}"#) == 0, "nothing was committed")

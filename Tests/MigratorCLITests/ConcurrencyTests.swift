@@ -52,11 +52,12 @@ struct ConcurrencyTests {
                     fprintf(stderr, "slow step running\\n"); fflush(stderr);
                     /* Hold the lock until the test says so (it kills us first); a
                        bound so that a dead test cannot leave us running forever. */
-                    for (int i = 0; i < 600000 && access(getenv("RELEASE_FILE"), F_OK) != 0; i++) usleep(1000);
+                    const char *release = getenv("MIGRATION_RELEASE_FILE");
+                    for (int i = 0; i < 600000 && access(release, F_OK) != 0; i++) usleep(1000);
                     return MIGRATOR_OK;
                     """))
         let slow = try launchMigrator(
-            ["apply", "--db", w.db, "--dir", w.dir], environment: ["RELEASE_FILE": w.root + "/release"])
+            ["apply", "--db", w.db, "--dir", w.dir], environment: ["MIGRATION_RELEASE_FILE": w.root + "/release"])
         // Wait until the step runs, i.e. the lock is held.
         let seen = slow.stderr(until: "slow step running")
         #expect(seen.contains("slow step running"))

@@ -299,12 +299,12 @@ struct EngineCLITests {
                 "002_crashy",
                 up: """
                     for (int i = 0; i < 1000; i++) host->insert(txn, "things", "{\\"n\\":2}");
-                    if (getenv("CRASH_NOW")) raise(SIGKILL);
+                    if (getenv("MIGRATION_CRASH_NOW")) raise(SIGKILL);
                     return MIGRATOR_OK;
                     """))
         // The plugin kills its own process: that is the worker, so the run
         // reports the step as failed, names the cause, and exits 1.
-        let crashed = try w.run(["apply"], environment: ["CRASH_NOW": "1"])
+        let crashed = try w.run(["apply"], environment: ["MIGRATION_CRASH_NOW": "1"])
         #expect(crashed.status == 1, "\(crashed.stderr)")
         #expect(
             crashed.stderr.contains("migration '002_crashy' (b.so) failed during up: the worker was killed by SIGKILL"),

@@ -126,6 +126,28 @@ struct SandboxTests {
         #expect(access(marker, F_OK) != 0, "the constructor's child ran")
     }
 
+    /// The worker's environment is an allowlist: nothing the operator's
+    /// shell happens to hold (`LD_*` above all) reaches plugin code, while
+    /// the migrations' own `MIGRATION_*` settings and libpq's `PG*` do.
+    @Test func theWorkerGetsOnlyTheAllowedEnvironment() throws {
+        let w = try isolation.hostile(
+            """
+            if (getenv("LD_LIBRARY_PATH") || getenv("SECRET_TOKEN")) {
+                host->set_error(txn, "a variable outside the allowlist arrived"); return MIGRATOR_ERROR; }
+            const char *mine = getenv("MIGRATION_SETTING"), *pg = getenv("PGAPPNAME");
+            if (!mine || strcmp(mine, "42") != 0 || !pg || strcmp(pg, "deploy") != 0) {
+                host->set_error(txn, "an allowed variable is missing"); return MIGRATOR_ERROR; }
+            """)
+        let r = try w.run(
+            ["apply"],
+            environment: [
+                "LD_LIBRARY_PATH": w.root + "/nowhere", "SECRET_TOKEN": "abc", "MIGRATION_SETTING": "42",
+                "PGAPPNAME": "deploy",
+            ])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try w.states()["002_hostile"] == "applied")
+    }
+
     // MARK: Without the filter
 
     static let noFilter = ["MIGRATOR_SANDBOX": "off"]

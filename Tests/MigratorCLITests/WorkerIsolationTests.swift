@@ -268,7 +268,7 @@ struct WorkerIsolationTests {
                 struct call *c = p;
                 usleep(200000);
                 int rc = c->h->insert(c->t, "t", "{}");
-                FILE *f = fopen(getenv("LATE_FILE"), "w");
+                FILE *f = fopen(getenv("MIGRATION_LATE_FILE"), "w");
                 if (f) { fprintf(f, "%d", rc); fclose(f); }
                 return NULL;
             }
@@ -294,7 +294,7 @@ struct WorkerIsolationTests {
             """)
         // Keeps the worker alive while the late thread calls.
         try w.add("b.so", Fixtures.stepPlugin("002_wait", up: "usleep(600000); return MIGRATOR_OK;"))
-        let r = try w.run(["apply"], environment: ["LATE_FILE": result])
+        let r = try w.run(["apply"], environment: ["MIGRATION_LATE_FILE": result])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(try w.count("t") == 1, "only the step's own insert")
         let late = try String(contentsOfFile: result, encoding: .utf8)
@@ -314,14 +314,14 @@ struct WorkerIsolationTests {
                     id,
                     up: """
                         host->insert(txn, "log", "{\\"id\\":\\"\(id)\\"}");
-                        if (getenv("SLOW_STEP") && strcmp(getenv("SLOW_STEP"), "\(id)") == 0) {
+                        if (getenv("MIGRATION_SLOW_STEP") && strcmp(getenv("MIGRATION_SLOW_STEP"), "\(id)") == 0) {
                             fprintf(stderr, "in \(id)\\n"); fflush(stderr); sleep(5);
                         }
                         return MIGRATOR_OK;
                         """))
         }
         let first = try launchMigrator(
-            ["apply", "--db", w.db, "--dir", w.dir], environment: ["SLOW_STEP": "002_step", "TMPDIR": w.root])
+            ["apply", "--db", w.db, "--dir", w.dir], environment: ["MIGRATION_SLOW_STEP": "002_step", "TMPDIR": w.root])
         let seen = first.stderr(until: "in 002_step")
         #expect(seen.contains("in 002_step"))
         kill(first.process.processIdentifier, SIGKILL)

@@ -1,6 +1,6 @@
 // The data-migration benchmark's Swift plugin: the same three migrations as
 // bench/migrations/data_migrations.c, written with MigrationKit. It exports
-// the one named by $BENCH_MIGRATION (fanout, bulk or loop).
+// the one named by $MIGRATION_BENCH_MIGRATION (fanout, bulk or loop).
 import Foundation
 import MigrationKit
 
@@ -75,7 +75,7 @@ struct AddPlanReplace: IrreversibleMigration {
 @_cdecl("migrator_plugin_entry_v1")
 public func benchEntry() -> UnsafeRawPointer {
     let chosen: any Migration
-    switch ProcessInfo.processInfo.environment["BENCH_MIGRATION"] ?? "fanout" {
+    switch ProcessInfo.processInfo.environment["MIGRATION_BENCH_MIGRATION"] ?? "fanout" {
     case "bulk": chosen = AddPlanBulk()
     case "loop": chosen = AddPlanLoop()
     case "replace": chosen = AddPlanReplace()

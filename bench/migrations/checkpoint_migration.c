@@ -1,9 +1,9 @@
 /* A checkpointing migration (plugin ABI 1.1): adds 1 to field n of every
- * user, in _id order, committing a checkpoint every $CHECKPOINT_EVERY users
+ * user, in _id order, committing a checkpoint every $MIGRATION_CHECKPOINT_EVERY users
  * (default 100000) with the last _id done as its resume token, and resuming
  * after that _id when a run was interrupted. Each checkpoint writes
  * "checkpoint K" to the log, so a test knows when to kill the run (and
- * pauses $CHECKPOINT_PAUSE_MS after it, so the kill lands mid-run). With n
+ * pauses $MIGRATION_CHECKPOINT_PAUSE_MS after it, so the kill lands mid-run). With n
  * counted by $inc, a user transformed twice (or never) shows at the end.
  * Used by bench/checkpoint-torture.sh and the end-to-end tests. */
 #include <stdio.h>
@@ -17,7 +17,7 @@ static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
         h->set_error(t, "this host cannot checkpoint (plugin ABI 1.0)");
         return MIGRATOR_ERROR;
     }
-    const char *every_text = getenv("CHECKPOINT_EVERY");
+    const char *every_text = getenv("MIGRATION_CHECKPOINT_EVERY");
     long every = every_text ? atol(every_text) : 100000;
     const char *token = h->resume_token(t);
     long last = token ? atol(token) : 0;
@@ -48,7 +48,7 @@ static migrator_status up(const migrator_host_v1 *h, migrator_txn *t, void *u) {
         if ((st = h->checkpoint(t, tok)) != MIGRATOR_OK) return st;
         snprintf(message, sizeof message, "checkpoint %ld (after _id %ld)", ++checkpoints, last);
         h->log(t, MIGRATOR_LOG_INFO, message);
-        const char *pause = getenv("CHECKPOINT_PAUSE_MS");
+        const char *pause = getenv("MIGRATION_CHECKPOINT_PAUSE_MS");
         if (pause) usleep((useconds_t)atol(pause) * 1000);
     }
 }

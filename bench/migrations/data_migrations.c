@@ -9,14 +9,14 @@
 #include "migrator_plugin.h"
 
 // For bench/crash-torture.sh: after this migration's first write, inside its
-// open transaction, create the file $TORTURE_MARKER if $TORTURE_MARK names
+// open transaction, create the file $MIGRATION_TORTURE_MARKER if $MIGRATION_TORTURE_MARK names
 // this migration. The torture kills the run only after it sees the file, so
 // every kill provably lands inside a write transaction. Checked once per run.
 static void first_write_done(const char *id) {
     static int checked;
     if (checked) return;
     checked = 1;
-    const char *mark = getenv("TORTURE_MARK"), *path = getenv("TORTURE_MARKER");
+    const char *mark = getenv("MIGRATION_TORTURE_MARK"), *path = getenv("MIGRATION_TORTURE_MARKER");
     if (!mark || !path || strcmp(mark, id) != 0) return;
     int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
     if (fd >= 0) close(fd);

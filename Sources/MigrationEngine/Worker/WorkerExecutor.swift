@@ -540,11 +540,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             posix_spawn_file_actions_adddup2(&actions, 2, 1)
         }
         let args = [executable, WorkerProtocol.command, String(getpid())]
-        var env = ProcessEnvironment.current.filter { !$0.hasPrefix("SWIFT_BACKTRACE=") }
-        // No crash reporter: Swift's would return from a raised signal (the
-        // worker makes those fatal anyway) and can stall a crash for 30 s
-        // while it symbolicates. The parent reports the signal instead.
-        env.append("SWIFT_BACKTRACE=enable=no")
+        let env = ProcessEnvironment.forWorker(ProcessEnvironment.current)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -694,6 +690,26 @@ enum WorkerProtocol {
 
 /// This process's environment as `NAME=value` strings.
 enum ProcessEnvironment {
+    /// Passed to the worker as they are.
+    static let workerNames: Set<String> = [
+        "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", PluginWorker.Sandbox.switchVariable,
+    ]
+    /// Passed to the worker, by prefix: locale, libpq's settings
+    /// (`PGPASSWORD`, `PGPASSFILE`, `PGSSLMODE`, …), and the migrations' own.
+    static let workerPrefixes = ["LC_", "PG", "MIGRATION_"]
+
+    /// The worker's environment: only the allowlist above from `parent`
+    /// (no `LD_*`, nothing else the parent happens to hold), and no crash
+    /// reporter: Swift's would return from a raised signal (the worker
+    /// makes those fatal anyway) and can stall a crash for 30 s while it
+    /// symbolicates. The parent reports the signal instead.
+    static func forWorker(_ parent: [String]) -> [String] {
+        parent.filter { entry in
+            let name = String(entry.prefix { $0 != "=" })
+            return workerNames.contains(name) || workerPrefixes.contains { name.hasPrefix($0) }
+        } + ["SWIFT_BACKTRACE=enable=no"]
+    }
+
     static var current: [String] {
         var out: [String] = []
         var p = environ
