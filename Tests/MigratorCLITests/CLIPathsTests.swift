@@ -112,6 +112,29 @@ struct CLIPathsTests {
         #expect(strict.status == 4 && strict.stderr.contains("built with swift-5.9"), "\(strict.stderr)")
     }
 
+    /// `--dir` through a symlink that sits in a folder everyone can write:
+    /// whoever can write that folder chooses where the link points (a
+    /// trusted folder without `migrations.lock`, which turns pins off), so
+    /// it is refused like a folder others can write. A link in a safe
+    /// folder is fine.
+    @Test func aMigrationsFolderReachedThroughAnOpenFolderIsRefused() throws {
+        let w = try Workspace()
+        try w.add("a.so", Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"))
+        let open = w.root + "/open"
+        #expect(mkdir(open, 0o777) == 0 && chmod(open, 0o777) == 0)
+        #expect(symlink(w.dir, open + "/link") == 0)
+        let refused = try w.run(["apply", "--dir", open + "/link"], dir: false)
+        #expect(refused.status == 4, "\(refused.stderr)")
+        #expect(
+            refused.stderr.contains(
+                "migrations directory '\(open)/link' is reached through '\(open)', which is writable by everyone"),
+            "\(refused.stderr)")
+        #expect(try w.states()["001_a"] != "applied")
+        #expect(symlink(w.dir, w.root + "/safe-link") == 0)
+        let fine = try w.run(["apply", "--dir", w.root + "/safe-link"], dir: false)
+        #expect(fine.status == 0, "\(fine.stderr)")
+    }
+
     // MARK: create
 
     @Test func createVersionOverwriteAndBadNames() throws {

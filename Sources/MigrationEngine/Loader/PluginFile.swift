@@ -66,54 +66,58 @@ enum PluginDirectory {
         loadedLibraries: Set<String> = [], onChecked: (CheckedPluginFile) -> Void = { _ in }
     ) throws(MigratorError) -> Scan {
         var scan = Scan()
-        var st = stat()
-        guard stat(directory, &st) == 0 else {
+        func refuseOrWarn(_ message: String) throws(MigratorError) {
+            if !insecure { throw MigratorError(.insecurePermissions, message) }
+            scan.warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
+        }
+        // Resolved once and opened once: everything after is read through
+        // this descriptor (entries, files, pins, signatures), so a link on
+        // the way re-pointed meanwhile changes nothing.
+        guard let realDir = realPath(directory) else {
             let e = errno
-            if e == ENOENT {
+            if e == ENOENT || e == ENOTDIR {
                 throw MigratorError(.directoryNotFound, "migrations directory '\(directory)' does not exist")
             }
             throw MigratorError(.directoryUnreadable, "migrations directory '\(directory)': \(errorText(e))")
         }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw MigratorError(.directoryNotFound, "migrations directory '\(directory)' is not a directory")
+        guard let folder = OpenDirectory(opening: realDir, as: directory), let st = folder.status else {
+            let e = errno
+            if e == ENOTDIR {
+                throw MigratorError(.directoryNotFound, "migrations directory '\(directory)' is not a directory")
+            }
+            throw MigratorError(
+                .directoryUnreadable, "cannot read migrations directory '\(directory)': \(errorText(e))")
         }
         if let problem = ownershipProblem(st) {
-            let message =
-                "migrations directory '\(directory)' \(problem); anyone who can write to it can run code as you"
-            if !insecure { throw MigratorError(.insecurePermissions, message) }
-            scan.warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
-        }
-        guard let realDir = realPath(directory) else {
-            throw MigratorError(.directoryUnreadable, "migrations directory '\(directory)': \(errorText(errno))")
+            try refuseOrWarn(
+                "migrations directory '\(directory)' \(problem); anyone who can write to it can run code as you")
         }
         // Whoever can write an ancestor can swap the whole folder (sshd checks them too).
         if let problem = ancestorProblem(of: realDir, below: nil) {
-            let message =
+            try refuseOrWarn(
                 "migrations directory '\(directory)' is inside \(problem); anyone who can write there "
-                + "can replace the migrations"
-            if !insecure { throw MigratorError(.insecurePermissions, message) }
-            scan.warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
+                    + "can replace the migrations")
+        }
+        // And the path as given: whoever can write the folder that holds a
+        // link on it chooses which folder the link resolves to.
+        let given = directory.hasPrefix("/") ? directory : currentDirectory() + "/" + directory
+        if given != realDir, let problem = ancestorProblem(of: given + "/.", below: nil) {
+            try refuseOrWarn(
+                "migrations directory '\(directory)' is reached through \(problem); anyone who can write there "
+                    + "can point it at other migrations")
         }
         // Read once the folder itself passed: it is as trusted as the pins.
-        let pins = usePins ? try PinFile.read(directory, insecure: insecure) : nil
+        let pins = usePins ? try PinFile.read(folder, insecure: insecure) : nil
         if pins == nil && requirePin && usePins {
             throw MigratorError(
                 .invalidPinFile, "no \(PinFile.name) in '\(directory)', and pins are required (migrator pin writes one)"
             )
         }
         let trust = TrustPolicy(pins: pins, trustedKeys: trustedKeys)
-        guard let dir = opendir(directory) else {
+        guard var names = folder.entries() else {
             throw MigratorError(
                 .directoryUnreadable, "cannot read migrations directory '\(directory)': \(errorText(errno))")
         }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(dir)
         names.sort { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
 
         for name in names {
@@ -127,10 +131,11 @@ enum PluginDirectory {
             }
             do {
                 var file = try check(
-                    name: name, path: path, realDir: realDir, insecure: insecure, warnings: &scan.warnings,
-                    cache: cache, descriptorsOnly: descriptorsOnly, loadedLibraries: loadedLibraries)
+                    name: name, path: path, in: folder, realDir: realDir, insecure: insecure,
+                    warnings: &scan.warnings, cache: cache, descriptorsOnly: descriptorsOnly,
+                    loadedLibraries: loadedLibraries)
                 // Before any of its code is loaded: on the hash of the checked bytes.
-                file.signer = try trust.check(name: name, path: path, sha256: file.sha256)
+                file.signer = try trust.check(name: name, path: path, in: folder, sha256: file.sha256)
                 onChecked(file)
                 scan.files.append(file)
             } catch {
@@ -141,38 +146,42 @@ enum PluginDirectory {
     }
 
     private static func check(
-        name: String, path: String, realDir: String, insecure: Bool, warnings: inout [String],
-        cache: DescriptorCache, descriptorsOnly: Bool, loadedLibraries: Set<String>
+        name: String, path: String, in folder: OpenDirectory, realDir: String, insecure: Bool,
+        warnings: inout [String], cache: DescriptorCache, descriptorsOnly: Bool, loadedLibraries: Set<String>
     ) throws(MigratorError) -> CheckedPluginFile {
         func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
             MigratorError(code, "plugin '\(path)': \(why)", file: name)
         }
         var lst = stat()
-        guard lstat(path, &lst) == 0 else { throw fail(.loadFailed, errorText(errno)) }
-        // The path opened below: the entry itself, or an allowed symlink's
-        // resolved target. Opened with O_NOFOLLOW, so a link swapped in
-        // after this check is refused rather than followed.
-        var openPath = path
+        guard fstatat(folder.fd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 else {
+            throw fail(.loadFailed, errorText(errno))
+        }
+        // What is opened below: the entry itself (relative to the folder's
+        // descriptor), or an allowed symlink's resolved target. Opened with
+        // O_NOFOLLOW, so a link swapped in after this check is refused
+        // rather than followed.
+        var target: String?
         if (lst.st_mode & S_IFMT) == S_IFLNK {
-            guard let target = realPath(path) else {
+            guard let resolved = realPath(realDir + "/" + name) else {
                 throw fail(.notAPlugin, "a symlink whose target cannot be resolved (\(errorText(errno)))")
             }
-            guard target.hasPrefix(realDir + "/") else {
+            guard resolved.hasPrefix(realDir + "/") else {
                 throw fail(
                     .notAPlugin,
-                    "a symlink to '\(target)', outside the migrations directory; "
+                    "a symlink to '\(resolved)', outside the migrations directory; "
                         + "only links that stay inside are followed"
                 )
             }
             // A subdirectory on the way must be as safe as the folder itself.
-            if let problem = ancestorProblem(of: target, below: realDir) {
+            if let problem = ancestorProblem(of: resolved, below: realDir) {
                 let message = "plugin '\(path)' links into \(problem); anyone who can write there can swap the plugin"
                 if !insecure { throw MigratorError(.insecurePermissions, message, file: name) }
                 warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
             }
-            openPath = target
+            target = resolved
         }
-        let fd = open(openPath, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | migrator_O_NOFOLLOW)
+        let flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | migrator_O_NOFOLLOW
+        let fd = target.map { open($0, flags) } ?? openat(folder.fd, name, flags)
         guard fd >= 0 else {
             let e = errno
             let why = e == ELOOP ? "became a symbolic link while being checked; refusing it" : errorText(e)
@@ -262,6 +271,13 @@ enum PluginDirectory {
     static func identity(of path: String) -> FileIdentity? {
         var st = stat()
         return stat(path, &st) == 0 ? FileIdentity(st) : nil
+    }
+
+    /// The working directory ("" if it cannot be named).
+    static func currentDirectory() -> String {
+        guard let p = getcwd(nil, 0) else { return "" }
+        defer { free(p) }
+        return String(cString: p)
     }
 
     static func realPath(_ path: String) -> String? {

@@ -40,7 +40,7 @@ enum Backups {
     /// was copied. Everything goes through the directory's descriptor. On
     /// failure, what was written is removed (the directory stays).
     static func take(
-        _ store: DocumentStore, source: String, into directory: BackupDirectory
+        _ store: DocumentStore, source: String, into directory: OpenDirectory
     ) throws(MigratorError)
         -> BackupManifest
     {
@@ -70,7 +70,7 @@ enum Backups {
     /// directory, never a symlink, opened; `body` takes the backup into
     /// it. A directory made here is removed again if `body` fails.
     static func into<R>(
-        _ path: String, _ body: (BackupDirectory) throws -> R
+        _ path: String, _ body: (OpenDirectory) throws -> R
     ) throws -> R {
         var st = stat()
         let existed = lstat(path, &st) == 0
@@ -79,7 +79,7 @@ enum Backups {
                 throw MigratorError(.backupFailed, "cannot create the backup directory '\(path)': \(error.message)")
             }
         }
-        guard let directory = BackupDirectory(opening: path) else {
+        guard let directory = OpenDirectory(opening: path) else {
             let why = errno == ELOOP || errno == ENOTDIR ? "it is not a directory (or is a symlink)" : errorText(errno)
             throw MigratorError(.backupFailed, "backup target '\(path)' cannot be used: \(why)")
         }
@@ -103,7 +103,7 @@ enum Backups {
         }
     }
 
-    static func writeManifest(_ manifest: BackupManifest, in directory: BackupDirectory) throws {
+    static func writeManifest(_ manifest: BackupManifest, in directory: OpenDirectory) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try Files.create(
@@ -122,7 +122,7 @@ enum Backups {
     /// Reads `directory`'s manifest and checks the copy against it, through
     /// its descriptor.
     /// - Throws: `.backupInvalid` naming what is wrong.
-    static func check(_ directory: BackupDirectory) throws(MigratorError) -> BackupManifest {
+    static func check(_ directory: OpenDirectory) throws(MigratorError) -> BackupManifest {
         func invalid(_ why: String) -> MigratorError {
             MigratorError(.backupInvalid, "'\(directory.path)' is not a usable backup: \(why)")
         }
@@ -150,7 +150,7 @@ enum Backups {
 
     /// `directory`'s manifest, read (not followed if a link) and decoded.
     private static func readManifest(
-        _ directory: BackupDirectory, _ invalid: (String) -> MigratorError
+        _ directory: OpenDirectory, _ invalid: (String) -> MigratorError
     ) throws(MigratorError) -> BackupManifest {
         guard let text = readSmallFile(manifestName, in: directory.fd) else {
             throw invalid("no readable \(manifestName)")
@@ -227,13 +227,13 @@ enum Backups {
     /// The backups `migrator` made in `folder`, oldest first: directories
     /// (never links) named `backup-…`, owned by this user, whose manifest
     /// reads. Anything else is never touched, whatever its name.
-    static func list(in folder: BackupDirectory) -> [BackupDirectory] {
+    static func list(in folder: OpenDirectory) -> [OpenDirectory] {
         let me = geteuid()
-        var found: [BackupDirectory] = []
+        var found: [OpenDirectory] = []
         for name in (folder.entries() ?? []).sorted() where name.hasPrefix("backup-") {
             var st = stat()
             guard fstatat(folder.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFDIR,
-                st.st_uid == me, let backup = BackupDirectory(opening: name, in: folder),
+                st.st_uid == me, let backup = OpenDirectory(opening: name, in: folder),
                 let opened = backup.status, opened.st_dev == st.st_dev, opened.st_ino == st.st_ino,
                 (try? readManifest(backup, { MigratorError(.backupInvalid, $0) })) != nil
             else { continue }
@@ -244,7 +244,7 @@ enum Backups {
 
     /// Removes all but the newest `keep` backups in `folder`, each through
     /// the descriptor it was checked on; returns their paths.
-    static func prune(_ folder: BackupDirectory, keep: Int) -> [String] {
+    static func prune(_ folder: OpenDirectory, keep: Int) -> [String] {
         let all = list(in: folder)
         guard all.count > keep else { return [] }
         let old = all.prefix(all.count - keep)
@@ -255,15 +255,15 @@ enum Backups {
     }
 
     /// Removes the (emptied) backup `backup` from `folder`.
-    static func discard(_ backup: BackupDirectory, in folder: BackupDirectory) {
+    static func discard(_ backup: OpenDirectory, in folder: OpenDirectory) {
         backup.removeEntries()
         _ = unlinkat(folder.fd, backup.name, AT_REMOVEDIR)
     }
 
     /// A new, empty backup directory in `folder`, made 0700.
-    static func newBackup(in folder: BackupDirectory) throws(MigratorError) -> BackupDirectory {
+    static func newBackup(in folder: OpenDirectory) throws(MigratorError) -> OpenDirectory {
         let name = newName()
-        guard mkdirat(folder.fd, name, 0o700) == 0, let backup = BackupDirectory(opening: name, in: folder) else {
+        guard mkdirat(folder.fd, name, 0o700) == 0, let backup = OpenDirectory(opening: name, in: folder) else {
             throw MigratorError(
                 .backupFailed, "cannot create the backup '\(folder.path)/\(name)': \(errorText(errno))")
         }
@@ -277,7 +277,7 @@ enum Backups {
     static func openTrusted(
         _ path: String, role: String, create: Bool = false, insecure: Bool,
         events: (@Sendable (RunEvent) -> Void)?
-    ) throws(MigratorError) -> BackupDirectory {
+    ) throws(MigratorError) -> OpenDirectory {
         var st = stat()
         if create, lstat(path, &st) != 0, errno == ENOENT, mkdir(path, 0o700) != 0 {
             throw MigratorError(.backupFailed, "cannot create the \(role) '\(path)': \(errorText(errno))")
@@ -285,7 +285,7 @@ enum Backups {
         // Resolved once: every directory on the real path is checked, and
         // the real path is what is opened, so a link re-pointed later
         // changes nothing.
-        guard let real = PluginDirectory.realPath(path), let directory = BackupDirectory(opening: real, as: path)
+        guard let real = PluginDirectory.realPath(path), let directory = OpenDirectory(opening: real, as: path)
         else {
             let code: MigratorError.Code = role == "backup" ? .backupInvalid : .backupFailed
             throw MigratorError(code, "the \(role) '\(path)' cannot be opened: \(errorText(errno))")
@@ -312,7 +312,7 @@ enum Backups {
     /// entries removed relative to it, never followed or descended into),
     /// then the directory itself unless `keepDirectory`.
     static func removeFlatDirectory(_ path: String, keepDirectory: Bool = false) {
-        BackupDirectory(opening: path)?.removeEntries()
+        OpenDirectory(opening: path)?.removeEntries()
         if !keepDirectory { _ = rmdir(path) }
     }
 
@@ -340,7 +340,7 @@ enum Backups {
     }
 
     /// Copies `name` in `directory` to the new file `to` (0600) and syncs it.
-    static func copyFile(_ name: String, in directory: BackupDirectory, to: String) throws(MigratorError) {
+    static func copyFile(_ name: String, in directory: OpenDirectory, to: String) throws(MigratorError) {
         let from = directory.path + "/" + name
         let src = openat(directory.fd, name, O_RDONLY | O_CLOEXEC | migrator_O_NOFOLLOW)
         guard src >= 0 else { throw MigratorError(.restoreFailed, "\(from): \(errorText(errno))") }
@@ -363,62 +363,5 @@ enum Backups {
             }
         }
         guard fsync(dst) == 0 else { throw MigratorError(.restoreFailed, "\(to): \(errorText(errno))") }
-    }
-}
-
-/// A directory opened once (`O_DIRECTORY | O_NOFOLLOW`): what is in it is
-/// reached relative to the descriptor, so a path swapped for a link
-/// meanwhile changes nothing that is read, written or deleted.
-package final class BackupDirectory {
-    let fd: Int32
-    /// Its path, for messages.
-    let path: String
-    /// Its name in the directory it was opened from.
-    let name: String
-
-    /// `path` itself, which must be a directory and not a link; `label` names it.
-    init?(opening path: String, as label: String? = nil) {
-        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | migrator_O_NOFOLLOW)
-        guard fd >= 0 else { return nil }
-        self.path = label ?? path
-        name = String(path.split(separator: "/").last ?? "")
-    }
-
-    /// The entry `name` of `parent`, which must be a directory and not a link.
-    init?(opening name: String, in parent: BackupDirectory) {
-        fd = openat(parent.fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | migrator_O_NOFOLLOW)
-        guard fd >= 0 else { return nil }
-        path = parent.path + "/" + name
-        self.name = name
-    }
-
-    deinit { close(fd) }
-
-    /// A path that reaches the directory through its descriptor, for APIs
-    /// that take a path (opening the copy read-only with LMDB).
-    var anchoredPath: String { "/proc/self/fd/\(fd)" }
-
-    var status: stat? {
-        var st = stat()
-        return fstat(fd, &st) == 0 ? st : nil
-    }
-
-    /// The names in it (without `.` and `..`); nil if it cannot be read.
-    func entries() -> [String]? {
-        let copy = dup(fd)
-        guard copy >= 0, let d = fdopendir(copy) else { return nil }
-        defer { closedir(d) }
-        rewinddir(d)
-        var names: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
-
-    /// Removes every entry but directories (a link is removed, not followed).
-    func removeEntries() {
-        for name in entries() ?? [] { _ = unlinkat(fd, name, 0) }
     }
 }

@@ -87,3 +87,60 @@ public enum TrustedFile {
         return bytes
     }
 }
+
+/// A directory opened once (`O_DIRECTORY | O_NOFOLLOW`): what is in it is
+/// reached relative to the descriptor, so a path swapped for a link
+/// meanwhile changes nothing that is read, written or deleted.
+package final class OpenDirectory {
+    let fd: Int32
+    /// Its path, for messages.
+    let path: String
+    /// Its name in the directory it was opened from.
+    let name: String
+
+    /// `path` itself, which must be a directory and not a link; `label` names it.
+    init?(opening path: String, as label: String? = nil) {
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | migrator_O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        self.path = label ?? path
+        name = String(path.split(separator: "/").last ?? "")
+    }
+
+    /// The entry `name` of `parent`, which must be a directory and not a link.
+    init?(opening name: String, in parent: OpenDirectory) {
+        fd = openat(parent.fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | migrator_O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        path = parent.path + "/" + name
+        self.name = name
+    }
+
+    deinit { close(fd) }
+
+    /// A path that reaches the directory through its descriptor, for APIs
+    /// that take a path (opening the copy read-only with LMDB).
+    var anchoredPath: String { "/proc/self/fd/\(fd)" }
+
+    var status: stat? {
+        var st = stat()
+        return fstat(fd, &st) == 0 ? st : nil
+    }
+
+    /// The names in it (without `.` and `..`); nil if it cannot be read.
+    func entries() -> [String]? {
+        let copy = dup(fd)
+        guard copy >= 0, let d = fdopendir(copy) else { return nil }
+        defer { closedir(d) }
+        rewinddir(d)
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Removes every entry but directories (a link is removed, not followed).
+    func removeEntries() {
+        for name in entries() ?? [] { _ = unlinkat(fd, name, 0) }
+    }
+}

@@ -13,10 +13,10 @@ enum PinFile {
 
     /// The pins in `directory`, by file name; nil when there is no file.
     /// - Throws: `.invalidPinFile` naming the line that cannot be read.
-    static func read(_ directory: String, insecure: Bool) throws(MigratorError) -> [String: String]? {
-        let path = directory + "/" + name
+    static func read(_ directory: OpenDirectory, insecure: Bool) throws(MigratorError) -> [String: String]? {
+        let path = directory.path + "/" + name
         var st = stat()
-        guard lstat(path, &st) == 0 else { return nil }
+        guard fstatat(directory.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else { return nil }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             throw MigratorError(.invalidPinFile, "'\(path)' is not a regular file; refusing to read pins from it")
         }
@@ -24,7 +24,7 @@ enum PinFile {
             throw MigratorError(
                 .insecurePermissions, "'\(path)' \(problem); anyone who can write to it can choose what runs")
         }
-        guard let bytes = Backups.readSmallFile(path, limit: 16 << 20) else {
+        guard let bytes = Backups.readSmallFile(name, in: directory.fd, limit: 16 << 20) else {
             throw MigratorError(.invalidPinFile, "cannot read '\(path)': \(errorText(errno))")
         }
         var pins: [String: String] = [:]
@@ -78,7 +78,7 @@ struct TrustPolicy {
     var trustedKeys: [PluginSignatures.PublicKey]?
 
     /// The signing key's name when signatures are required; throws a refusal.
-    func check(name: String, path: String, sha256: String) throws(MigratorError) -> String? {
+    func check(name: String, path: String, in folder: OpenDirectory, sha256: String) throws(MigratorError) -> String? {
         if let pins {
             guard let pinned = pins[name] else {
                 throw MigratorError(
@@ -94,7 +94,7 @@ struct TrustPolicy {
             }
         }
         guard let trustedKeys else { return nil }
-        switch PluginSignatures.check(sigPath: path + ".sig", name: name, sha256: sha256, trusted: trustedKeys) {
+        switch PluginSignatures.check(in: folder, name: name, sha256: sha256, trusted: trustedKeys) {
         case .success(let key): return key.name
         case .failure(let problem):
             let why: String

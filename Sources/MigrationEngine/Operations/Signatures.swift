@@ -153,11 +153,13 @@ package enum PluginSignatures {
         return keys
     }
 
-    /// Checks `FILE.so.sig` for a plugin; returns the key that signed it.
-    static func check(sigPath: String, name: String, sha256: String, trusted: [PublicKey]) -> Result<PublicKey, Problem>
-    {
-        guard access(sigPath, F_OK) == 0 else { return .failure(.unsigned) }
-        guard let bytes = Backups.readSmallFile(sigPath, limit: 4096) else {
+    /// Checks `FILE.so.sig` in `directory` for the plugin `name`; returns the key that signed it.
+    static func check(
+        in directory: OpenDirectory, name: String, sha256: String, trusted: [PublicKey]
+    ) -> Result<PublicKey, Problem> {
+        let sig = name + ".sig"
+        guard faccessat(directory.fd, sig, F_OK, AT_SYMLINK_NOFOLLOW) == 0 else { return .failure(.unsigned) }
+        guard let bytes = Backups.readSmallFile(sig, in: directory.fd, limit: 4096) else {
             return .failure(.unreadable("cannot read it: \(errorText(errno))"))
         }
         let lines = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).map {

@@ -30,7 +30,7 @@ package final class LMDBStorage: MigrationStorage {
     /// database; a path that exists is opened, so a file there is an error.
     package var exists: Bool { access(location, F_OK) == 0 }
 
-    package func backup(into directory: BackupDirectory) throws -> BackupManifest {
+    package func backup(into directory: OpenDirectory) throws -> BackupManifest {
         try Backups.take(try documentStore(), source: location, into: directory)
     }
 
