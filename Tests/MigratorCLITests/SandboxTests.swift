@@ -148,6 +148,32 @@ struct SandboxTests {
         #expect(try w.states()["002_hostile"] == "applied")
     }
 
+    /// The same refusals for an unprivileged operator (the filter needs no
+    /// privilege: PR_SET_NO_NEW_PRIVS), and the parent's memory stays out
+    /// of reach of a same-user worker.
+    @Test(.enabled(if: getuid() == 0, "the operator is user nobody; CI runs as root"))
+    func theSandboxHoldsForAnUnprivilegedUser() throws {
+        let w = try isolation.hostile(
+            """
+            char path[64]; snprintf(path, sizeof path, "/proc/%d/mem", (int)getppid());
+            if (open(path, O_RDONLY) >= 0) { host->set_error(txn, "opened the parent's memory"); return MIGRATOR_ERROR; }
+            (void)fork();
+            """, prelude: Self.headers)
+        chmod(w.root, 0o755)
+        chmod(w.dir, 0o755)
+        #expect(mkdir(w.db, 0o700) == 0 && chown(w.db, 65534, 65534) == 0)
+        let r = try Fixtures.run(
+            "/usr/bin/setpriv",
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", "--", migratorBinary, "apply", "--db", w.db,
+                "--dir", w.dir,
+            ],
+            environment: ["TMPDIR": w.db])
+        #expect(r.status == 1, "\(r.output)")
+        #expect(r.output.contains("the sandbox refuses: clone (a new process"), "\(r.output)")
+        #expect(try w.states() == ["001_good": "applied", "002_hostile": "failed"])
+    }
+
     // MARK: Without the filter
 
     static let noFilter = ["MIGRATOR_SANDBOX": "off"]
