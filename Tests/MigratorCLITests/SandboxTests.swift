@@ -156,7 +156,8 @@ struct SandboxTests {
         let w = try isolation.hostile(
             """
             char path[64]; snprintf(path, sizeof path, "/proc/%d/mem", (int)getppid());
-            if (open(path, O_RDONLY) >= 0) { host->set_error(txn, "opened the parent's memory"); return MIGRATOR_ERROR; }
+            if (open(path, O_RDONLY) >= 0) {
+                host->set_error(txn, "opened the parent's memory"); return MIGRATOR_ERROR; }
             (void)fork();
             """, prelude: Self.headers)
         chmod(w.root, 0o755)
