@@ -177,6 +177,33 @@ struct WorkerIsolationTests {
         """
     }
 
+    /// Frames that break the protocol, and a reply channel closed by plugin
+    /// code: the worker is killed at once (no step timeout is set here, so
+    /// nothing else would end the wait), the step fails, and nothing of it
+    /// commits, even though the plugin's `up` would go on to return OK.
+    @Test(
+        arguments: [
+            (
+                "an oversized frame", #"unsigned char f[4] = {0xff, 0xff, 0xff, 0xff}; (void)!write(4, f, 4);"#,
+                "sent a frame of 4294967295 bytes, over the limit"
+            ),
+            (
+                "a frame that is not JSON",
+                #"unsigned char f[7] = {3, 0, 0, 0, 'a', 'b', 'c'}; (void)!write(4, f, 7);"#,
+                "sent a frame of 3 bytes that is not a JSON object"
+            ),
+            ("the reply channel closed", "close(4);", "the worker closed its reply channel but kept running"),
+        ])
+    func aBrokenChannelFailsTheStepAtOnce(_ c: (what: String, code: String, cause: String)) throws {
+        for after in ["sleep(30);", "sleep(1);"] {
+            let w = try hostile(c.code + after)
+            let started = Date()
+            let r = try w.run(["apply"])
+            #expect(Date().timeIntervalSince(started) < 15, "\(c.what): the run waited for the plugin")
+            try expectFailedCleanly(w, r, cause: c.cause)
+        }
+    }
+
     /// Plugin code can write the worker's answers itself. An answer outside
     /// the protocol, or a "done" the record does not bear out, kills the
     /// worker and fails the step; a forged "failed" waits for the worker,

@@ -33,6 +33,11 @@ public enum PluginWorker {
         // (and never into some other file that happens to be fd 5).
         migrator_make_fatal_signals_fatal(isCrashReport(WorkerProtocol.reportFD) ? WorkerProtocol.reportFD : -1)
         raiseFileLimit()
+        // Close-on-exec: nothing the worker might run (where the sandbox is
+        // off) may hold its channels open, and keep the parent waiting.
+        for fd in [WorkerProtocol.requestFD, WorkerProtocol.responseFD, WorkerProtocol.reportFD] {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
         // stdout is a pipe or stderr: line-buffer it, so that a plugin's
         // printed lines reach the operator as they happen, and are not lost
         // in a buffer when the worker is killed.

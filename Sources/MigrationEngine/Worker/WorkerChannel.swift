@@ -51,29 +51,49 @@ struct WorkerChannel {
         }
     }
 
-    /// Reads one frame; nil at end of file, on an error, or when `deadline`
-    /// (monotonic seconds) passes first (then `timedOut` is set).
-    func receive(deadline: Double? = nil, timedOut: UnsafeMutablePointer<Bool>? = nil) -> [UInt8]? {
-        guard let header = read(4, deadline: deadline, timedOut: timedOut) else { return nil }
+    /// Why nothing was received.
+    enum Failure: Equatable {
+        /// End of file, or a read error: the other side closed its end.
+        case closed
+        /// The deadline passed first.
+        case timedOut
+        /// Something arrived that is not a frame (a length over
+        /// ``maxFrame``) or not a JSON object: a protocol violation.
+        case malformed(String)
+    }
+
+    /// Reads one frame; nil at end of file, on an error, on a frame too
+    /// large, or when `deadline` (monotonic seconds) passes first; `failure`
+    /// says which.
+    func receive(deadline: Double? = nil, failure: UnsafeMutablePointer<Failure?>? = nil) -> [UInt8]? {
+        guard let header = read(4, deadline: deadline, failure: failure) else { return nil }
         let length = Int(UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24)
-        guard length <= Self.maxFrame else { return nil }
-        return read(length, deadline: deadline, timedOut: timedOut)
+        guard length <= Self.maxFrame else {
+            failure?.pointee = .malformed("a frame of \(length) bytes, over the limit of \(Self.maxFrame)")
+            return nil
+        }
+        return read(length, deadline: deadline, failure: failure)
     }
 
-    /// Reads one JSON object message.
-    func receiveMessage(deadline: Double? = nil, timedOut: UnsafeMutablePointer<Bool>? = nil) -> JSONObject? {
-        guard let bytes = receive(deadline: deadline, timedOut: timedOut) else { return nil }
-        return (try? bytes.withUnsafeBytes { try JSON(parsing: $0) })?.objectValue
+    /// Reads one JSON object message; nil as for ``receive(deadline:failure:)``,
+    /// or `.malformed` for a frame that is not a JSON object.
+    func receiveMessage(deadline: Double? = nil, failure: UnsafeMutablePointer<Failure?>? = nil) -> JSONObject? {
+        guard let bytes = receive(deadline: deadline, failure: failure) else { return nil }
+        guard let object = (try? bytes.withUnsafeBytes { try JSON(parsing: $0) })?.objectValue else {
+            failure?.pointee = .malformed("a frame of \(bytes.count) bytes that is not a JSON object")
+            return nil
+        }
+        return object
     }
 
-    private func read(_ count: Int, deadline: Double?, timedOut: UnsafeMutablePointer<Bool>?) -> [UInt8]? {
+    private func read(_ count: Int, deadline: Double?, failure: UnsafeMutablePointer<Failure?>?) -> [UInt8]? {
         var out = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
             if let deadline {
                 let left = deadline - EngineClock.monotonic()
                 guard left > 0 else {
-                    timedOut?.pointee = true
+                    failure?.pointee = .timedOut
                     return nil
                 }
                 var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -82,7 +102,10 @@ struct WorkerChannel {
             }
             let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + got, count - got) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return nil }
+            guard n > 0 else {
+                failure?.pointee = .closed
+                return nil
+            }
             got += n
         }
         return out

@@ -147,10 +147,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 return fed.map { ($0, [:]) }
             }
             var results: [String: Result<LoadedPlugin, MigratorError>] = [:]
-            var timedOut = false
             if streaming, !broken, sendWhileLoading(Self.message("end_batch")),
-                let reply = responses.receiveMessage(
-                    deadline: EngineClock.monotonic() + loadTimeout, timedOut: &timedOut),
+                let reply = responses.receiveMessage(deadline: EngineClock.monotonic() + loadTimeout),
                 let answers = reply["results"]?.arrayValue, answers.count == sent.count
             {
                 for (file, answer) in zip(sent, answers) {
@@ -245,11 +243,18 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             activity = "reading the descriptors of \(file.path)"
             sent = try sendLoad(file, strictToolchain: strictToolchain)
         } catch { throw fail(.loadFailed, error.description) }
-        var timedOut = false
+        var failure: WorkerChannel.Failure?
         guard sent,
-            let reply = responses.receiveMessage(deadline: EngineClock.monotonic() + loadTimeout, timedOut: &timedOut)
+            let reply = responses.receiveMessage(deadline: EngineClock.monotonic() + loadTimeout, failure: &failure)
         else {
-            let stalled = timedOut || loadStalled
+            if case .malformed(let what) = failure {
+                _ = buryWorker(report: false, kill: true)
+                throw fail(
+                    .loadFailed,
+                    "sent \(what) while its descriptors were read, which is not part of the worker's protocol "
+                        + "(plugin code may have written to its channel); the worker was killed")
+            }
+            let stalled = failure == .timedOut || loadStalled
             let how = buryWorker(kill: stalled)
             if stalled {
                 throw fail(
@@ -317,16 +322,20 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         }
         let deadline = stepTimeout.map { EngineClock.monotonic() + $0 }
         while true {
-            var timedOut = false
-            guard let reply = responses.receiveMessage(deadline: deadline, timedOut: &timedOut) else {
-                if timedOut {
+            var failure: WorkerChannel.Failure?
+            guard let reply = responses.receiveMessage(deadline: deadline, failure: &failure) else {
+                switch failure {
+                case .timedOut:
                     kill(pid, SIGKILL)
                     _ = buryWorker()
                     throw StepFailure(
                         message: "the step exceeded the step timeout (\(Self.duration(stepTimeout ?? 0))) "
                             + "during \(direction); the worker was killed")
+                case .malformed(let what):
+                    throw violation("sent \(what) during \(direction)")
+                case .closed, nil:
+                    throw died(during: m, direction)
                 }
-                throw died(during: m, direction)
             }
             switch reply.string("op") {
             case "log":
@@ -379,16 +388,20 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         var results: [TrialResult] = []
         while true {
             let current = results.count < steps.count ? steps[results.count] : nil
-            var timedOut = false
-            guard let reply = responses.receiveMessage(deadline: deadline, timedOut: &timedOut) else {
-                // The worker died or hung: the step it was on failed, and
-                // nothing after it ran. The trial commits nothing either way.
+            var failure: WorkerChannel.Failure?
+            guard let reply = responses.receiveMessage(deadline: deadline, failure: &failure) else {
+                // The worker died, hung or broke the protocol: the step it
+                // was on failed, and nothing after it ran. The trial commits
+                // nothing either way.
                 let why: String
-                if timedOut {
+                switch failure {
+                case .timedOut:
                     kill(pid, SIGKILL)
                     _ = buryWorker()
                     why = "the trial exceeded the step timeout; the worker was killed"
-                } else {
+                case .malformed(let what):
+                    why = violation("sent \(what) during a trial").message
+                case .closed, nil:
                     why = died(during: (current ?? last).0, (current ?? last).1.direction).message
                 }
                 let failed = results.count
@@ -460,8 +473,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             return
         }
         while true {
-            var timedOut = false
-            guard let reply = responses.receiveMessage(deadline: deadline, timedOut: &timedOut) else {
+            guard let reply = responses.receiveMessage(deadline: deadline) else {
                 _ = buryWorker(report: false, kill: true)
                 return
             }
@@ -626,13 +638,22 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         if let death { return death }
         // Only while nothing is committed-in-progress: loading, or a timeout.
         if killFirst { kill(pid, SIGKILL) }
+        // Otherwise its channel ended: a dying worker is gone within moments;
+        // one still running closed or replaced its descriptors (plugin code),
+        // can never answer again, and is killed.
+        let keptRunning = !killFirst && !Self.exits(pid, within: Self.exitGrace)
+        if keptRunning { kill(pid, SIGKILL) }
         var status: Int32 = 0
         var how = "the worker stopped answering"
         close(requests.fd)
         close(responses.fd)
         if waitpid(pid, &status, 0) == pid {
             let signal = status & 0x7F
-            if signal != 0 {
+            if keptRunning && signal == SIGKILL {
+                how =
+                    "the worker closed its reply channel but kept running (plugin code closed or replaced its "
+                    + "descriptors); it was killed"
+            } else if signal != 0 {
                 how = "the worker was killed by \(Self.signalName(signal))"
                 if signal == SIGSYS, let call = crashReport?.refusedCall {
                     how = "plugin code made a system call the sandbox refuses: \(call); the worker was killed"
@@ -659,6 +680,26 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         if let outputForwarded { _ = outputForwarded.wait(timeout: .now() + 1) }
         outputForwarded = nil
         return how
+    }
+
+    /// How long a worker whose channel ended may take to exit. Its channel
+    /// ends only once the kernel closes its files, the last moments of an
+    /// exit: this is ample, and a SIGKILL then would not change the status
+    /// an exiting process leaves.
+    static let exitGrace = 0.1
+
+    /// Whether `pid` has exited (a zombie, or gone) within `seconds`;
+    /// it is not reaped.
+    static func exits(_ pid: pid_t, within seconds: Double) -> Bool {
+        let deadline = EngineClock.monotonic() + seconds
+        while true {
+            var info = siginfo_t()
+            // WNOWAIT: look, and leave the status for waitpid.
+            if waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 { return errno == ECHILD }
+            if info._sifields._sigchld.si_pid == pid { return true }
+            guard EngineClock.monotonic() < deadline else { return false }
+            usleep(2000)
+        }
     }
 
     static func signalName(_ signal: Int32) -> String {
