@@ -132,6 +132,7 @@ void migrator_install_signal_forwarding(void) {
 
 void migrator_set_forward_target(int pid) { forward_pid = pid; }
 void migrator_set_step_running(int running) { step_running = running; }
+int migrator_forwarded_signal(void) { return forwarded_signal; }
 int migrator_take_forwarded_signal(void) {
     int sig = forwarded_signal;
     forwarded_signal = 0;

@@ -149,6 +149,52 @@ struct WorkerIsolationTests {
         #expect(try w.states()["002_hostile"] == "pending")
     }
 
+    /// Plugin code that ignores the operator's signal: the worker is killed
+    /// 5 s after it, the step fails as interrupted, nothing of it commits,
+    /// and the exit code is 128 + N.
+    @Test func aStepThatIgnoresTheSignalIsKilled() throws {
+        let w = try hostile(
+            """
+            signal(SIGINT, SIG_IGN);
+            fprintf(stderr, "step running\\n"); fflush(stderr);
+            for (int i = 0; i < 300; i++) usleep(100000);
+            """)
+        let run = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir], environment: ["TMPDIR": w.root])
+        var seen = run.stderr(until: "step running")
+        let started = Date()
+        kill(run.process.processIdentifier, SIGINT)
+        seen += String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        run.process.waitUntilExit()
+        #expect(Date().timeIntervalSince(started) < 15, "Ctrl-C did not stop the run")
+        #expect(run.process.terminationStatus == 128 + SIGINT, "\(seen)")
+        #expect(seen.contains("interrupted by SIGINT during up; the step did not stop within 5s"), "\(seen)")
+        #expect(try w.count("things", #"{"half":true}"#) == 0)
+        #expect(try w.history().last?["outcome"] as? String == "interrupted")
+        #expect(try w.states()["002_hostile"] == "pending")
+    }
+
+    /// A step that completes although the operator's signal came during it
+    /// (its code ignored the signal): it stays applied, and the run stops
+    /// there: the step sent ahead is cancelled, and nothing after it runs.
+    @Test func aStepThatCompletesDespiteTheSignalStopsTheRun() throws {
+        let w = try hostile(
+            """
+            signal(SIGINT, SIG_IGN);
+            fprintf(stderr, "step running\\n"); fflush(stderr);
+            sleep(2);
+            """)
+        try w.add("c.so", Fixtures.stepPlugin("003_after", up: #"return host->insert(txn, "things", "{}");"#))
+        let run = try launchMigrator(["apply", "--db", w.db, "--dir", w.dir], environment: ["TMPDIR": w.root])
+        var seen = run.stderr(until: "step running")
+        kill(run.process.processIdentifier, SIGINT)
+        seen += String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        run.process.waitUntilExit()
+        #expect(run.process.terminationStatus == 128 + SIGINT, "\(seen)")
+        #expect(seen.contains("interrupted by SIGINT after '002_hostile' was applied"), "\(seen)")
+        #expect(try w.states() == ["001_good": "applied", "002_hostile": "applied", "003_after": "pending"])
+        #expect(try w.count("things") == 2)
+    }
+
     /// A plugin that forks: the sandbox refuses it (SandboxTests covers
     /// the fork guard that stands behind the sandbox).
     @Test(arguments: Backend.allCases)

@@ -39,6 +39,15 @@ package protocol MigrationExecutor: AnyObject {
     /// database shows its final outcome: called when the executor's answer
     /// and the database disagree.
     func settle()
+
+    /// The operator's signal that arrived during the last step, which
+    /// nevertheless completed (then cleared): the run must stop after it.
+    func takeInterruption() -> Int32?
+}
+
+extension MigrationExecutor {
+    /// In-process steps get the operator's signals directly: none is held.
+    package func takeInterruption() -> Int32? { nil }
 }
 
 /// A step that failed: the migration's or the host's explanation, and the

@@ -48,6 +48,9 @@ struct MigrationRunner {
                     executor(for: $0) === executor(for: m) ? $0 : nil
                 }
                 if let step = try run(m, plan.direction, next: next, lock: lock) { report.steps.append(step) }
+                if let signal = executor(for: m).takeInterruption() {
+                    try stop(after: m, plan.direction, signal: signal, next: next, remaining: steps.count - i - 1)
+                }
             }
         }
         return report
@@ -219,6 +222,27 @@ struct MigrationRunner {
                 file: m.origin.sha256 == nil ? nil : m.origin.label, migrationID: m.id,
                 underlying: failure.map { $0.underlying ?? $0 } ?? error)
         }
+    }
+
+    /// The operator's signal came during `m`, which completed anyway: the
+    /// run stops here. The step sent ahead (`next`) was cancelled; should it
+    /// have committed first, the record says so, and so does the report.
+    private func stop(
+        after m: AvailableMigration, _ direction: Direction, signal: Int32, next: AvailableMigration?,
+        remaining: Int
+    ) throws -> Never {
+        var notRun = remaining
+        if let next, (try? storage.isApplied(next.id)) == (direction == .up) {
+            options.events(.notice("'\(next.id)' committed before the run could stop"))
+            notRun -= 1
+        }
+        let name = WorkerExecutor.signalName(signal)
+        let done = direction == .up ? "applied" : "rolled back"
+        throw MigratorError(
+            .interrupted,
+            "interrupted by \(name) after '\(m.id)' was \(done) (it completed before it could stop); "
+                + "\(notRun) more migration(s) not run",
+            migrationID: m.id, underlying: StepFailure(message: "interrupted by \(name)", interruptedBy: signal))
     }
 
     /// If the previous run died mid-step, logs it in the history and

@@ -37,6 +37,13 @@ struct WorkerChannel {
         send(JSONSerializer.bytes(message), patience: patience)
     }
 
+    /// Whether something (a frame, or the end of file) can be read within
+    /// `seconds`; false when the time passed first or a signal came.
+    func readable(within seconds: Double) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, Int32(max(0, min(seconds * 1000, 60_000)).rounded(.up))) > 0
+    }
+
     /// Whether a write can proceed within `patience` seconds (nil: wait).
     func writable(patience: Double?) -> Bool {
         guard let patience else { return true }

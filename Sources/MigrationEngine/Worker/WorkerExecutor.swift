@@ -77,6 +77,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     /// Whether the worker stopped reading while plugins were being sent.
     private var loadStalled = false
     private var openedDatabase: String?
+    /// The operator's signal during a step that completed anyway.
+    private var interruption: Int32?
 
     /// The database steps run against, and the store options to open it with.
     package var database: (path: String, maxMapMB: Int?)?
@@ -309,6 +311,13 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         if !alreadySent { dropQueued() }
         queued = nil
         try openDatabase()
+        // A signal that came after the last step's answer: stop before this one.
+        if !alreadySent, migrator_forwarded_signal() != 0 {
+            let signal = migrator_take_forwarded_signal()
+            throw StepFailure(
+                message: "interrupted by \(Self.signalName(signal)) before \(direction) began; nothing of it ran",
+                interruptedBy: signal)
+        }
         migrator_set_step_running(1)
         var nextQueued = false
         // While a step sent ahead runs, the operator's signals still go to it.
@@ -321,7 +330,33 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             queued = "\(direction) \(next.id)"
         }
         let deadline = stepTimeout.map { EngineClock.monotonic() + $0 }
+        var signalled: Double?
         while true {
+            // Waited for in slices: the step timeout and the operator's
+            // signal count even while the worker stays silent.
+            let now = EngineClock.monotonic()
+            if let deadline, now >= deadline {
+                kill(pid, SIGKILL)
+                _ = buryWorker()
+                throw StepFailure(
+                    message: "the step exceeded the step timeout (\(Self.duration(stepTimeout ?? 0))) "
+                        + "during \(direction); the worker was killed")
+            }
+            if migrator_forwarded_signal() != 0 {
+                let since = signalled ?? now
+                signalled = since
+                if now - since >= Self.signalGrace {
+                    // Plugin code that ignores or blocks the signal.
+                    kill(pid, SIGKILL)
+                    _ = buryWorker()
+                    let signal = migrator_take_forwarded_signal()
+                    throw StepFailure(
+                        message: "interrupted by \(Self.signalName(signal)) during \(direction); the step did not "
+                            + "stop within \(Self.duration(Self.signalGrace)), and the worker was killed",
+                        interruptedBy: signal)
+                }
+            }
+            guard responses.readable(within: min(0.25, (deadline ?? .infinity) - now)) else { continue }
             var failure: WorkerChannel.Failure?
             guard let reply = responses.receiveMessage(deadline: deadline, failure: &failure) else {
                 switch failure {
@@ -346,6 +381,16 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                     m.id, UInt64(clamping: reply.int("done") ?? 0), UInt64(clamping: reply.int("total") ?? 0))
             case "done":
                 nextQueued = queued != nil
+                if migrator_forwarded_signal() != 0 {
+                    // The step committed, but the operator asked to stop:
+                    // the step sent ahead is cancelled with its worker.
+                    if queued != nil {
+                        queued = nil
+                        nextQueued = false
+                        _ = buryWorker(report: false, kill: true)
+                    }
+                    interruption = migrator_take_forwarded_signal()
+                }
                 return reply.int("duration_ms")
             case "failed":
                 // A failure is final once the worker is idle: plugin code
@@ -478,6 +523,13 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 return
             }
             if reply.string("op") == "synced" && reply.string("nonce") == nonce { return }
+        }
+    }
+
+    package func takeInterruption() -> Int32? {
+        exclusive.withLock { _ in
+            defer { interruption = nil }
+            return interruption
         }
     }
 
@@ -681,6 +733,10 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         outputForwarded = nil
         return how
     }
+
+    /// How long a step may go on after the operator's signal reached its
+    /// worker before the worker is killed.
+    static let signalGrace = 5.0
 
     /// How long a worker whose channel ended may take to exit. Its channel
     /// ends only once the kernel closes its files, the last moments of an
