@@ -120,6 +120,7 @@ public final class Migrator {
         // whole (its output handler included).
         if loader.isolation.executable == nil { loader.isolation = options.pluginIsolation }
         if let limit = options.stepTimeout { loader.isolation.loadTimeout = limit }
+        loader.isolation.allowsNetwork = storage is PostgresStorage
         // The descriptor cache lives in an LMDB database's directory, once it exists.
         if loader.cacheDirectory == nil && storage is LMDBStorage && storage.exists {
             loader.cacheDirectory = databasePath

@@ -321,7 +321,7 @@ void migrator_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }
    (threads excepted), running programs, reading or writing other processes,
    and (on LMDB, where the worker needs no network) network sockets. A
    refused call raises SIGSYS, which kills the worker after its crash report
-   names the call. Plugin code cannot take SIGSYS over: rt_sigaction on it is
+   names the call (the parent names it again from its own table). Plugin code cannot take SIGSYS over: rt_sigaction on it is
    refused, and the kernel delivers a blocked or ignored SIGSYS with its
    default action (death) anyway. */
 
@@ -354,10 +354,15 @@ static const struct {
     {__NR_socketpair, "socketpair (a network socket)"},
 };
 
-static const char *refused_call_name(int nr) {
+const char *migrator_refused_call_name(int nr) {
     for (unsigned i = 0; i < sizeof refused_calls / sizeof refused_calls[0]; i++)
         if (refused_calls[i].nr == nr) return refused_calls[i].name;
-    return "?";
+    return NULL;
+}
+
+static const char *refused_call_name(int nr) {
+    const char *name = migrator_refused_call_name(nr);
+    return name != NULL ? name : "?";
 }
 
 struct program {
@@ -451,6 +456,8 @@ int migrator_install_sandbox(void) {
     /* io_uring performs calls that no filter sees. */
 #ifdef __NR_io_uring_setup
     refuse(&p, __NR_io_uring_setup, errno_action(ENOSYS));
+    refuse(&p, __NR_io_uring_enter, errno_action(ENOSYS));
+    refuse(&p, __NR_io_uring_register, errno_action(ENOSYS));
 #endif
     refuse_unless(&p, __NR_clone, 0, BPF_JSET, CLONE_THREAD, SECCOMP_RET_TRAP);
     refuse_when(&p, __NR_rt_sigaction, 0, SIGSYS, errno_action(EPERM));

@@ -127,9 +127,13 @@ struct CLIPathsTests {
         #expect(refused.status == 4, "\(refused.stderr)")
         #expect(
             refused.stderr.contains(
-                "migrations directory '\(open)/link' is reached through '\(open)', which is writable by everyone"),
+                "migrations directory '\(open)/link' is inside '\(open)', which is writable by everyone"),
             "\(refused.stderr)")
         #expect(try w.states()["001_a"] != "applied")
+        // A chain: a link in a safe folder, to a link in the open one.
+        #expect(symlink(open + "/link", w.root + "/chain") == 0)
+        let chained = try w.run(["apply", "--dir", w.root + "/chain"], dir: false)
+        #expect(chained.status == 4 && chained.stderr.contains("is inside '\(open)'"), "\(chained.stderr)")
         #expect(symlink(w.dir, w.root + "/safe-link") == 0)
         let fine = try w.run(["apply", "--dir", w.root + "/safe-link"], dir: false)
         #expect(fine.status == 0, "\(fine.stderr)")

@@ -154,6 +154,15 @@ struct HonestOutcomesTests {
             "\(open.stderr)")
         #expect(try w.states()["002_b"] == "pending")
         chmod(w.db, 0o700)
+        // A folder above it that everyone can write (no sticky bit): whoever
+        // can write there can swap the whole database directory.
+        let shared = w.root + "/shared"
+        #expect(mkdir(shared, 0o777) == 0 && chmod(shared, 0o777) == 0)
+        let parent = try migrator(["apply", "--db", shared + "/db", "--dir", w.dir])
+        #expect(
+            parent.status == 4
+                && parent.stderr.contains("database directory '\(shared)/db' is inside '\(shared)', which is writable"),
+            "\(parent.stderr)")
         // The planted link: its target must survive, untouched.
         let victim = w.root + "/victim.txt"
         try "precious".write(toFile: victim, atomically: true, encoding: .utf8)

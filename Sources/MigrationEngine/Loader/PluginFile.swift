@@ -92,19 +92,12 @@ enum PluginDirectory {
             try refuseOrWarn(
                 "migrations directory '\(directory)' \(problem); anyone who can write to it can run code as you")
         }
-        // Whoever can write an ancestor can swap the whole folder (sshd checks them too).
-        if let problem = ancestorProblem(of: realDir, below: nil) {
+        // Whoever can write a folder on the way can swap the whole folder
+        // (sshd checks them too), or point a link on the way elsewhere.
+        if let problem = pathProblem(of: directory) {
             try refuseOrWarn(
                 "migrations directory '\(directory)' is inside \(problem); anyone who can write there "
                     + "can replace the migrations")
-        }
-        // And the path as given: whoever can write the folder that holds a
-        // link on it chooses which folder the link resolves to.
-        let given = directory.hasPrefix("/") ? directory : currentDirectory() + "/" + directory
-        if given != realDir, let problem = ancestorProblem(of: given + "/.", below: nil) {
-            try refuseOrWarn(
-                "migrations directory '\(directory)' is reached through \(problem); anyone who can write there "
-                    + "can point it at other migrations")
         }
         // Read once the folder itself passed: it is as trusted as the pins.
         let pins = usePins ? try PinFile.read(folder, insecure: insecure) : nil
@@ -240,6 +233,69 @@ enum PluginDirectory {
         if st.st_mode & (S_IWGRP | S_IWOTH) != 0 {
             let who = (st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group"
             return "is writable by \(who) (mode \(String(st.st_mode & 0o7777, radix: 8)))"
+        }
+        return nil
+    }
+
+    /// Why the directory `path` (symlink-free) could be written by
+    /// someone else: owned by another user than you or root, or writable by
+    /// group or others without the sticky bit (as `/tmp` has). nil if not.
+    static func directoryProblem(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return "'\(path)', which cannot be examined (\(errorText(errno)))" }
+        let uid = getuid()
+        if st.st_uid != uid && st.st_uid != 0 { return "'\(path)', owned by uid \(st.st_uid)" }
+        if st.st_mode & (S_IWGRP | S_IWOTH) != 0 && st.st_mode & S_ISVTX == 0 {
+            let who = (st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group"
+            return "'\(path)', which is writable by \(who) (mode \(String(st.st_mode & 0o7777, radix: 8)))"
+        }
+        return nil
+    }
+
+    /// The first directory that someone else could write among those that
+    /// hold a component of `path`: the path as given, resolved here one
+    /// component at a time, so that the folder holding each symlink on the
+    /// way counts, not only those of the real path (whoever can write it
+    /// chooses where the link leads). In a sticky folder others can write,
+    /// a link is trusted only if you or root own it. nil if none; a
+    /// component that does not exist ends the walk.
+    static func pathProblem(of path: String) -> String? {
+        let absolute = path.hasPrefix("/") ? path : currentDirectory() + "/" + path
+        var pending = absolute.split(separator: "/").map(String.init)
+        var index = 0
+        var current = "/"
+        var links = 0
+        while index < pending.count {
+            let component = pending[index]
+            index += 1
+            if component == "." { continue }
+            if component == ".." {
+                current = String(current.split(separator: "/").dropLast().joined(separator: "/"))
+                current = "/" + current
+                continue
+            }
+            if let problem = directoryProblem(current) { return problem }
+            let next = current == "/" ? "/" + component : current + "/" + component
+            var st = stat()
+            guard lstat(next, &st) == 0 else { return nil }
+            guard st.st_mode & S_IFMT == S_IFLNK else {
+                current = next
+                continue
+            }
+            var holder = stat()
+            if stat(current, &holder) == 0, holder.st_mode & S_ISVTX != 0, holder.st_mode & S_IWOTH != 0,
+                st.st_uid != getuid() && st.st_uid != 0
+            {
+                return "'\(next)', a symlink owned by uid \(st.st_uid) in a folder everyone can write"
+            }
+            links += 1
+            var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlink(next, &target, target.count - 1)
+            guard links <= 40, n > 0 else { return "'\(next)', a symlink that cannot be followed" }
+            let text = String(decoding: target.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("/") { current = "/" }
+            pending = text.split(separator: "/").map(String.init) + pending[index...]
+            index = 0
         }
         return nil
     }

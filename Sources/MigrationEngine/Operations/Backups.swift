@@ -127,9 +127,12 @@ enum Backups {
             MigratorError(.backupInvalid, "'\(directory.path)' is not a usable backup: \(why)")
         }
         let manifest = try readManifest(directory, invalid)
-        guard faccessat(directory.fd, "data.mdb", R_OK, AT_SYMLINK_NOFOLLOW) == 0 else {
+        var data = stat()
+        guard fstatat(directory.fd, "data.mdb", &data, AT_SYMLINK_NOFOLLOW) == 0 else {
             throw invalid("data.mdb is missing")
         }
+        // LMDB opens it by path: never through a link, a FIFO or a device.
+        guard data.st_mode & S_IFMT == S_IFREG else { throw invalid("data.mdb is not a regular file") }
         let actual: BackupManifest
         do { actual = try describe(directory.anchoredPath, source: manifest.source) } catch {
             throw invalid("its data cannot be read (\(error)); it is damaged or truncated")
@@ -243,11 +246,15 @@ enum Backups {
     }
 
     /// Removes all but the newest `keep` backups in `folder`, each through
-    /// the descriptor it was checked on; returns their paths.
-    static func prune(_ folder: OpenDirectory, keep: Int) -> [String] {
-        let all = list(in: folder)
-        guard all.count > keep else { return [] }
-        let old = all.prefix(all.count - keep)
+    /// the descriptor it was checked on; returns their paths. `taken`, the
+    /// backup just made, is always kept, whatever the names of the others.
+    static func prune(_ folder: OpenDirectory, keep: Int, taken: OpenDirectory) -> [String] {
+        let same = { (a: OpenDirectory, b: OpenDirectory) in
+            a.status.map { x in b.status.map { x.st_dev == $0.st_dev && x.st_ino == $0.st_ino } ?? false } ?? false
+        }
+        let others = list(in: folder).filter { !same($0, taken) }
+        guard others.count > keep - 1 else { return [] }
+        let old = others.prefix(others.count - (keep - 1))
         // A name swapped for something else since is not the directory
         // emptied, and only an empty directory is removed by name.
         for backup in old { discard(backup, in: folder) }
@@ -292,7 +299,7 @@ enum Backups {
         }
         let problem =
             directory.status.flatMap(PluginDirectory.ownershipProblem)
-            ?? PluginDirectory.ancestorProblem(of: real, below: nil).map { "lies in \($0)" }
+            ?? PluginDirectory.pathProblem(of: path).map { "lies in \($0)" }
         if let problem {
             let message =
                 "\(role) '\(path)' \(problem); anyone who can write to it can "

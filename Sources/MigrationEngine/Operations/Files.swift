@@ -75,11 +75,7 @@ public enum TrustedFile {
             throw MigratorError(.untrustedConfig, "the \(role) '\(path)' is not a regular file")
         }
         if let problem = PluginDirectory.ownershipProblem(st) { throw refuse(problem) }
-        if let real = PluginDirectory.realPath(path),
-            let problem = PluginDirectory.ancestorProblem(of: real, below: nil)
-        {
-            throw refuse("lies in \(problem)")
-        }
+        if let problem = PluginDirectory.pathProblem(of: path) { throw refuse("lies in \(problem)") }
         guard let bytes = Backups.readAll(fd, limit: limit) else {
             throw MigratorError(
                 .untrustedConfig, "cannot read the \(role) '\(path)' (or it is larger than \(limit) bytes)")

@@ -87,7 +87,7 @@ struct MigrationRunner {
         }
         let path = backup.path
         options.events(.notice("backup: \(path)"))
-        for old in Backups.prune(folder, keep: max(1, options.keepBackups)) {
+        for old in Backups.prune(folder, keep: max(1, options.keepBackups), taken: backup) {
             options.events(.notice("removed the old backup \(old) (keeping \(max(1, options.keepBackups)))"))
         }
         return path

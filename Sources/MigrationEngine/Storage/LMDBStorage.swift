@@ -92,6 +92,13 @@ package final class LMDBStorage: MigrationStorage {
                 .insecurePermissions,
                 "database directory '\(location)' \(problem); anyone who can write to it can tamper with the run")
         }
+        // Whoever can write a directory above it can swap the whole database.
+        if !allowInsecureDirectory, let problem = PluginDirectory.pathProblem(of: location) {
+            throw MigratorError(
+                .insecurePermissions,
+                "database directory '\(location)' is inside \(problem); anyone who can write there can replace "
+                    + "the database")
+        }
         return try RunLock(database: location, command: command, timeout: timeout, onWait: onWait)
     }
 

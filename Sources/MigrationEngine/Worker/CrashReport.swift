@@ -30,12 +30,19 @@ struct CrashReport {
         return String(decoding: bytes.prefix(n), as: UTF8.self)
     }
 
-    /// The system call the sandbox refused, if that is what killed the
-    /// worker ("NAME (nr N)", from the report's first line).
+    /// The system call the worker's report says the sandbox refused, named
+    /// from this process's own table ("NAME (nr N)"); nil unless the report
+    /// says so of a call the filter does refuse. Plugin code can write the
+    /// report too: callers say "the worker reported".
     var refusedCall: String? {
         let marker = "refused system call "
         guard let text = contents(), text.hasPrefix(marker) else { return nil }
-        return String(text.dropFirst(marker.count).prefix { $0 != "\n" }.prefix(200))
+        let line = String(text.prefix { $0 != "\n" })
+        guard let open = line.lastIndex(of: "("), line[open...].hasPrefix("(nr "),
+            let nr = Int32(line[open...].dropFirst(4).prefix { $0.isNumber }),
+            let name = migrator_refused_call_name(nr)
+        else { return nil }
+        return "\(String(cString: name)) (nr \(nr))"
     }
 
     /// Saves the report, if the worker wrote one, as a new file in

@@ -42,8 +42,13 @@ public enum PluginWorker {
         // printed lines reach the operator as they happen, and are not lost
         // in a buffer when the worker is killed.
         migrator_line_buffer_stdout()
-        let sandbox = Sandbox.enter()
-        var session = Session(parent: parent, sandbox: sandbox)
+        // Resolved now: a user database lookup may need a socket (NIS,
+        // LDAP) that the sandbox refuses afterwards.
+        _ = EngineClock.userName
+        _ = EngineClock.hostName
+        let network = arguments.dropFirst(2).contains(WorkerProtocol.network)
+        let sandbox = Sandbox.enter(network: network)
+        var session = Session(parent: parent, sandbox: sandbox, network: network)
         let status = session.run()
         _ = migrator_kill_descendants()
         return status
@@ -61,15 +66,16 @@ public enum PluginWorker {
         static let switchVariable = "MIGRATOR_SANDBOX"
 
         /// Before any plugin code runs (constructors included): descendants
-        /// stay ours to kill, root loses CAP_SYS_PTRACE, and the filter goes on.
-        static func enter() -> Sandbox {
+        /// stay ours to kill, root loses CAP_SYS_PTRACE, and the filter goes
+        /// on, refusing network sockets too unless `network`.
+        static func enter(network: Bool) -> Sandbox {
             _ = migrator_become_subreaper()
             _ = migrator_drop_ptrace_capability()
             if let value = getenv(switchVariable), String(cString: value) == "off" {
                 InProcessExecutor.killsDescendants.store(true, ordering: .relaxed)
                 return .unavailable("\(switchVariable)=off")
             }
-            guard migrator_install_sandbox() == 0 else {
+            guard migrator_install_sandbox() == 0, network || migrator_sandbox_deny_network() == 0 else {
                 InProcessExecutor.killsDescendants.store(true, ordering: .relaxed)
                 return .unavailable("the kernel refused the system-call filter: \(errorText(errno))")
             }
@@ -111,12 +117,14 @@ public enum PluginWorker {
         let sandbox: Sandbox
         /// Whether the sandbox's warning went out (with the first plugin).
         var warned = false
-        /// Whether network sockets are refused (a stacked filter, once).
-        var networkRefused = false
 
-        init(parent: pid_t, sandbox: Sandbox) {
+        /// Whether network sockets are allowed (a PostgreSQL database).
+        let network: Bool
+
+        init(parent: pid_t, sandbox: Sandbox, network: Bool) {
             self.parent = parent
             self.sandbox = sandbox
+            self.network = network
         }
 
         /// Without the filter, nothing plugin code started may outlive its
@@ -202,13 +210,10 @@ public enum PluginWorker {
             }
             let s = Storages.at(message.string("db"), options: options)
             do {
-                // An embedded database needs no network: plugin code gets none.
-                if case .filtered = sandbox, s is LMDBStorage, !networkRefused {
-                    guard migrator_sandbox_deny_network() == 0 else {
-                        throw StepFailure(
-                            message: "cannot refuse network sockets to plugin code: \(errorText(errno))")
-                    }
-                    networkRefused = true
+                if s is PostgresStorage, !network {
+                    throw StepFailure(
+                        message: "this worker was started without network access (for an embedded database), "
+                            + "and cannot reach a PostgreSQL server")
                 }
                 try s.prepare()
                 storage = s

@@ -17,6 +17,10 @@ public struct PluginIsolation: Sendable, Equatable {
     let forwardSignals: Bool
     /// How long loading may stall (a hanging constructor) before the worker is killed.
     var loadTimeout: Double = 60
+    /// Whether plugin code in the worker may open network sockets: only
+    /// when the database is a server's (PostgreSQL, through libpq). Set by
+    /// ``Migrator/loadPlugins(from:options:)`` from the database it runs on.
+    var allowsNetwork = false
     /// Where the worker's standard output and error go, line by line (from
     /// another thread); nil: straight to this process's standard error.
     public var output: (@Sendable (String) -> Void)? = nil
@@ -56,6 +60,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     private let exclusive = Mutex(())
     private let executable: String
     private let forwardSignals: Bool
+    private let allowsNetwork: Bool
     private let output: (@Sendable (String) -> Void)?
     private var pid: pid_t = 0
     private var requests = WorkerChannel(fd: -1)
@@ -91,6 +96,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     init(_ isolation: PluginIsolation) {
         executable = isolation.executable ?? "/proc/self/exe"
         forwardSignals = isolation.forwardSignals
+        allowsNetwork = isolation.allowsNetwork
         output = isolation.output
         loadTimeout = isolation.loadTimeout
     }
@@ -345,14 +351,18 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             if migrator_forwarded_signal() != 0 {
                 let since = signalled ?? now
                 signalled = since
-                if now - since >= Self.signalGrace {
+                // A worker whose crash report is written is dying of the
+                // signal (SIGQUIT dumps core, which can take a while).
+                let grace = crashReport?.contents() == nil ? Self.signalGrace : Self.dyingGrace
+                if now - since >= grace {
                     // Plugin code that ignores or blocks the signal.
                     kill(pid, SIGKILL)
                     _ = buryWorker()
                     let signal = migrator_take_forwarded_signal()
                     throw StepFailure(
                         message: "interrupted by \(Self.signalName(signal)) during \(direction); the step did not "
-                            + "stop within \(Self.duration(Self.signalGrace)), and the worker was killed",
+                            + "stop within \(Self.duration(grace)), and the worker was killed"
+                            + (backtraceFile.map { " (backtrace in \($0))" } ?? ""),
                         interruptedBy: signal)
                 }
             }
@@ -603,8 +613,9 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
         } else {
             posix_spawn_file_actions_adddup2(&actions, 2, 1)
         }
-        let args = [executable, WorkerProtocol.command, String(getpid())]
-        let env = ProcessEnvironment.forWorker(ProcessEnvironment.current)
+        let args =
+            [executable, WorkerProtocol.command, String(getpid())] + (allowsNetwork ? [WorkerProtocol.network] : [])
+        let env = ProcessEnvironment.forWorker(ProcessEnvironment.current, network: allowsNetwork)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -708,13 +719,15 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             } else if signal != 0 {
                 how = "the worker was killed by \(Self.signalName(signal))"
                 if signal == SIGSYS, let call = crashReport?.refusedCall {
-                    how = "plugin code made a system call the sandbox refuses: \(call); the worker was killed"
+                    how =
+                        "the worker reported that plugin code made a system call the sandbox refuses: \(call); "
+                        + "the worker was killed"
                 } else if signal == SIGSYS, crashReport?.contents() == nil {
                     // The kernel delivers a blocked SIGSYS with its default action,
                     // which runs no handler to write the report.
                     how +=
-                        " while it blocked that signal: a system call the sandbox refuses "
-                        + "(system() and posix_spawn block signals before they start a process)"
+                        " with no report, most likely for a system call the sandbox refuses while signals were "
+                        + "blocked (system() and posix_spawn block them before they start a process)"
                 }
                 if report {
                     backtraceFile = crashReport?.save(
@@ -737,6 +750,8 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
     /// How long a step may go on after the operator's signal reached its
     /// worker before the worker is killed.
     static let signalGrace = 5.0
+    /// The same, for a worker already writing its crash report.
+    static let dyingGrace = 60.0
 
     /// How long a worker whose channel ended may take to exit. Its channel
     /// ends only once the kernel closes its files, the last moments of an
@@ -783,6 +798,9 @@ enum WorkerProtocol {
     static let responseFD: Int32 = 4
     /// The worker's fatal-signal handler writes its crash report here.
     static let reportFD: Int32 = 5
+    /// The argument after the parent's pid that lets plugin code open
+    /// network sockets (a PostgreSQL database).
+    static let network = "--network"
 }
 
 /// This process's environment as `NAME=value` strings.
@@ -791,19 +809,26 @@ enum ProcessEnvironment {
     static let workerNames: Set<String> = [
         "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", PluginWorker.Sandbox.switchVariable,
     ]
-    /// Passed to the worker, by prefix: locale, libpq's settings
-    /// (`PGPASSWORD`, `PGPASSFILE`, `PGSSLMODE`, …), and the migrations' own.
-    static let workerPrefixes = ["LC_", "PG", "MIGRATION_"]
+    /// Passed to the worker, by prefix: the locale, and the migrations' own.
+    static let workerPrefixes = ["LC_", "MIGRATION_"]
+    /// Passed only to a worker that connects to PostgreSQL: libpq's settings
+    /// (`PGPASSWORD`, `PGPASSFILE`, `PGSSLMODE`, …) and what its TLS and
+    /// Kerberos need.
+    static let networkNames: Set<String> = [
+        "KRB5CCNAME", "KRB5_CONFIG", "KRB5_KTNAME", "SSL_CERT_FILE", "SSL_CERT_DIR",
+    ]
+    static let networkPrefixes = ["PG"]
 
     /// The worker's environment: only the allowlist above from `parent`
     /// (no `LD_*`, nothing else the parent happens to hold), and no crash
     /// reporter: Swift's would return from a raised signal (the worker
     /// makes those fatal anyway) and can stall a crash for 30 s while it
     /// symbolicates. The parent reports the signal instead.
-    static func forWorker(_ parent: [String]) -> [String] {
+    static func forWorker(_ parent: [String], network: Bool) -> [String] {
         parent.filter { entry in
             let name = String(entry.prefix { $0 != "=" })
-            return workerNames.contains(name) || workerPrefixes.contains { name.hasPrefix($0) }
+            if workerNames.contains(name) || workerPrefixes.contains(where: { name.hasPrefix($0) }) { return true }
+            return network && (networkNames.contains(name) || networkPrefixes.contains { name.hasPrefix($0) })
         } + ["SWIFT_BACKTRACE=enable=no"]
     }
 

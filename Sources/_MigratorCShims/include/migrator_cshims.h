@@ -75,13 +75,16 @@ int migrator_current_pid(void);
 /// Installs the worker's system-call filter (seccomp-bpf, every thread):
 /// fork, vfork, clone without CLONE_THREAD, execve, execveat, ptrace,
 /// process_vm_readv/writev and pidfd_getfd raise SIGSYS (fatal; the crash
-/// report names the call); clone3 and io_uring_setup answer ENOSYS;
+/// report names the call); clone3 and the io_uring calls answer ENOSYS;
 /// rt_sigaction on SIGSYS answers EPERM. 0, or -1 and errno (ENOSYS: no
 /// filter for this architecture).
 int migrator_install_sandbox(void);
 /// Stacks a second filter: socket and socketpair of any family but AF_UNIX
 /// raise SIGSYS. 0, or -1 and errno.
 int migrator_sandbox_deny_network(void);
+/// The name (with a short reason) of a system call the filter answers with
+/// SIGSYS, by its number; NULL for any other number.
+const char *migrator_refused_call_name(int nr);
 /// Nonzero once migrator_install_sandbox succeeded.
 int migrator_sandbox_installed(void);
 /// Drops CAP_SYS_PTRACE from the bounding, effective, permitted and
