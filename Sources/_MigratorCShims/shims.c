@@ -22,6 +22,7 @@
 #include <execinfo.h>
 #include <stdint.h>
 #include <unistd.h>
+#include <time.h>
 #include "migrator_cshims.h"
 
 const int migrator_F_OFD_GETLK = F_OFD_GETLK;
@@ -99,9 +100,13 @@ static void migrator_install_fork_guard_once(void) { pthread_atfork(NULL, NULL, 
 static volatile sig_atomic_t forward_pid;
 static volatile sig_atomic_t step_running;
 static volatile sig_atomic_t forwarded_signal;
+static volatile double forwarded_at;
 
 static void forward(int sig) {
     if (step_running && forward_pid > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* async-signal-safe */
+        forwarded_at = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
         forwarded_signal = sig;
         kill((pid_t)forward_pid, sig);
         return;
@@ -133,6 +138,7 @@ void migrator_install_signal_forwarding(void) {
 void migrator_set_forward_target(int pid) { forward_pid = pid; }
 void migrator_set_step_running(int running) { step_running = running; }
 int migrator_forwarded_signal(void) { return forwarded_signal; }
+double migrator_forwarded_signal_time(void) { return forwarded_at; }
 int migrator_take_forwarded_signal(void) {
     int sig = forwarded_signal;
     forwarded_signal = 0;

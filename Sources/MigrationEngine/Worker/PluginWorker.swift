@@ -311,7 +311,12 @@ public enum PluginWorker {
                     m, direction, startedAt: EngineClock.iso8601(), observer: observer)
                 lastSucceeded = id
                 killDescendants()
-                reply([("op", .string("done")), ("duration_ms", duration.map(JSON.int) ?? .null)])
+                // When it committed (CLOCK_MONOTONIC, the parent's clock too):
+                // an operator's signal after it reached the next step.
+                reply([
+                    ("op", .string("done")), ("duration_ms", duration.map(JSON.int) ?? .null),
+                    ("committed_at", .double(EngineClock.monotonic())),
+                ])
             } catch let failure as StepFailure {
                 killDescendants()
                 reply([("op", .string("failed")), ("message", .string(failure.message))])

@@ -391,9 +391,17 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                     m.id, UInt64(clamping: reply.int("done") ?? 0), UInt64(clamping: reply.int("total") ?? 0))
             case "done":
                 nextQueued = queued != nil
-                if migrator_forwarded_signal() != 0 {
-                    // The step committed, but the operator asked to stop:
-                    // the step sent ahead is cancelled with its worker.
+                // The step committed, but the operator asked to stop. A
+                // signal that came after the commit reached the step sent
+                // ahead, which the worker was running: it ends as interrupted
+                // (or is killed after the grace), and the runner sees it
+                // there. Otherwise the run stops here, and the step sent
+                // ahead is cancelled with its worker.
+                var committedAt = Double.infinity
+                if case .double(let at)? = reply["committed_at"] { committedAt = at }
+                if migrator_forwarded_signal() != 0
+                    && (queued == nil || migrator_forwarded_signal_time() <= committedAt)
+                {
                     if queued != nil {
                         queued = nil
                         nextQueued = false

@@ -46,6 +46,8 @@ void migrator_set_step_running(int running);
 int migrator_take_forwarded_signal(void);
 /// The last signal forwarded during a step (0: none), left as it is.
 int migrator_forwarded_signal(void);
+/// When that signal was forwarded: CLOCK_MONOTONIC seconds.
+double migrator_forwarded_signal_time(void);
 
 /// Sets `attr` so that a spawned process starts with no blocked signal and
 /// the default action for every signal that ends a process: whatever its
