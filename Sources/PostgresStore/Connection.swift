@@ -27,6 +27,11 @@ public final class Connection {
         guard ConnectionURI.isPostgres(uri) else {
             throw PostgresError(.invalidURI, "'\(name)' is not a PostgreSQL URI (postgres://USER@HOST:PORT/DBNAME)")
         }
+        // libpq's own complaint quotes the URI, which may hold the password.
+        let parsed = ConnectionURI.parse(uri)
+        guard parsed.options != nil else {
+            throw PostgresError(.invalidURI, "\(name): \(parsed.problem)")
+        }
         // connect_timeout first: a value in the URI itself comes later and wins.
         let keywords = ["connect_timeout", "application_name", "dbname"]
         let values = ["\(connectTimeout)", "migrator", uri]
@@ -36,7 +41,7 @@ public final class Connection {
         }
         guard let made else { throw PostgresError(.connectionFailed, "\(name): out of memory connecting") }
         guard PQstatus(made) == CONNECTION_OK else {
-            let text = Self.trimmed(PQerrorMessage(made))
+            let text = ConnectionURI.scrubbing(Self.trimmed(PQerrorMessage(made)), of: uri)
             PQfinish(made)
             let auth = text.contains("authentication failed") || text.contains("no password supplied")
             throw PostgresError(

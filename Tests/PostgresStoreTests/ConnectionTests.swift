@@ -35,6 +35,20 @@ struct ConnectionTests {
                 == "postgresql://u@h/db?password=***&sslmode=require")
         #expect(ConnectionURI.redacted("postgresql://u:p%40ss@h/db") == "postgresql://u:***@h/db")
         #expect(ConnectionURI.redacted("postgresql:///db?host=/tmp") == "postgresql:///db?host=/tmp")
+        // What libpq reads decides, not how the URI looks: a password with
+        // '?' in it, a percent-encoded key, a URI libpq cannot read.
+        for (uri, secret) in [
+            ("postgresql://u:pa?ss@/db?host=/tmp", "pa?ss"), ("postgresql://u@h/db?%70assword=secret", "secret"),
+            ("postgresql://u@h/db?passWord=secret", "secret"), ("postgresql://u:sec%ZZret@h/db", "sec"),
+            ("postgresql://u:secret@h/db?host=/x&schema=app", "secret"),
+        ] {
+            let shown = ConnectionURI.redacted(uri)
+            #expect(!shown.contains(secret) && !shown.contains("ss@"), "\(uri) -> \(shown)")
+        }
+        #expect(
+            ConnectionURI.redacted("postgresql://u:pa?ss@/db?host=/tmp") == "postgresql://u:***@/db?host=/tmp",
+            "rebuilt from libpq's reading")
+        #expect(ConnectionURI.redacted("postgresql://u:sec%ZZret@h/db").contains("cannot read; not shown"))
         #expect(ConnectionURI.isPostgres("postgres://h/db") && ConnectionURI.isPostgres("postgresql://h/db"))
         #expect(!ConnectionURI.isPostgres("./migrator.db"))
     }
@@ -48,6 +62,13 @@ struct ConnectionTests {
         #expect(throws: Never.self) {
             _ = try Connection(uri: PostgresServer.uri(user: "password_user", password: "right-password"))
         }
+    }
+
+    @Test("libpq's own complaint about a URI it cannot read never shows the password")
+    func unreadableURI() {
+        let e = connectionError("postgresql://u:sec%ZZret@h/db")
+        #expect(e?.code == .invalidURI, "\(e?.message ?? "")")
+        #expect(e?.message.contains("sec") == false && e?.message.contains("ret") == false, "\(e?.message ?? "")")
     }
 
     @Test("a missing database and a refused port are connection errors naming the URI")
