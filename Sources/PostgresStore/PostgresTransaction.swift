@@ -30,6 +30,14 @@ public final class PostgresTransaction: DocumentTransaction {
     // MARK: - Collections
 
     /// Commits the work so far and goes on in a new transaction (checkpoints).
+    /// Waits for, then holds until this transaction ends, the
+    /// transaction-level advisory lock named `name` (in this schema): what
+    /// one step transaction holds, another waits for, on any connection and
+    /// whatever happened to the session that holds the run lock.
+    public func holdTransactionLock(_ name: String) throws {
+        try connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", [name + " " + schema])
+    }
+
     public func commitAndContinue() throws {
         try usable()
         try sqlRun("COMMIT; BEGIN")

@@ -138,6 +138,55 @@ struct PostgresCLITests {
         #expect(!history.isEmpty && !history.map(\.serialized).joined().contains(secret))
     }
 
+    /// The red team's attack: runner A's lock connection is terminated
+    /// while A's `down` runs; runner B then takes the lock and plans the
+    /// same `down`. B's step waits for A's (the step transaction lock), then
+    /// finds it done and skips it: the down runs once, one history entry,
+    /// and B writes no false "interrupted".
+    @Test("a runner that lost its lock mid-step never has its step run twice")
+    func aLostLockNeverRunsAStepTwice() throws {
+        let w = try Workspace()
+        let db = Database()
+        let release = w.root + "/release"
+        try w.add("p001.so", ConcurrencyTests.orderedPlugin(1))
+        try w.add(
+            "p002.so",
+            Fixtures.stepPlugin(
+                "002_slow_down", up: #"return host->insert(txn, "log", "{\"n\":2}");"#,
+                down: """
+                    uint64_t gone = 0;
+                    fprintf(stderr, "down running\\n"); fflush(stderr);
+                    for (int i = 0; i < 400 && access("\(release)", F_OK) != 0; i++) usleep(25000);
+                    if (host->remove(txn, "log", "{\\"n\\":2}", &gone) != MIGRATOR_OK) return MIGRATOR_ERROR;
+                    if (gone != 1) {
+                        host->set_error(txn, "nothing to undo: the down ran twice"); return MIGRATOR_ERROR; }
+                    return MIGRATOR_OK;
+                    """))
+        #expect(try migrator(["apply", "--db", db.uri, "--dir", w.dir]).status == 0)
+        let a = try launchMigrator(["rollback", "--last", "1", "--db", db.uri, "--dir", w.dir])
+        _ = a.stderr(until: "down running")
+        // A's session (the one holding the run lock) goes away; its worker's
+        // step transaction, on another connection, goes on.
+        let admin = try Connection(uri: PostgresServer.uri)
+        let key = "migrator run " + db.schema  // the run lock's advisory key (PostgresRunLock.lockKey)
+        let killed = try admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                + "AND objsubid = 1 AND objid::bigint = (hashtext($1)::bigint & 4294967295)", [key])
+        #expect(killed.count == 1, "the lock's session was found and terminated")
+        let b = try launchMigrator(["rollback", "--last", "1", "--db", db.uri, "--dir", w.dir, "--lock-timeout", "20"])
+        Thread.sleep(forTimeInterval: 1)
+        try Data().write(to: URL(fileURLWithPath: release))
+        let bErr = String(decoding: b.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        b.process.waitUntilExit()
+        let aErr = String(decoding: a.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        a.process.waitUntilExit()
+        #expect(!aErr.contains("ran twice") && !bErr.contains("ran twice"), "A: \(aErr)\nB: \(bErr)")
+        #expect(try db.count("log") == 1)
+        let outcomes = try db.history().compactMap { $0.objectValue?["outcome"]?.stringValue }
+        #expect(outcomes.filter { $0 == "rolled_back" }.count == 1, "\(outcomes)\nA: \(aErr)\nB: \(bErr)")
+        #expect(!outcomes.contains("interrupted"), "\(outcomes)")
+    }
+
     @Test("db copy moves a database LMDB → PostgreSQL → LMDB: every digest equal, the records with it")
     func copyBetweenBackends() throws {
         let w = try Workspace()

@@ -96,7 +96,8 @@ package final class InProcessExecutor: MigrationExecutor {
         // Re-check inside the transaction: the state it commits on. A run
         // stopped after a checkpoint left work to resume (up) or undo (down).
         let progress = try txn.progress(m.id)
-        guard try txn.isApplied(m.id) == (direction == .down) || (direction == .down && progress != nil) else {
+        let wasApplied = try txn.isApplied(m.id)
+        guard wasApplied == (direction == .down) || (direction == .down && progress != nil) else {
             return nil
         }
         let db = txn.database(for: m.id, observer: observer, resumeToken: direction == .up ? progress?.token : nil)
@@ -107,7 +108,8 @@ package final class InProcessExecutor: MigrationExecutor {
         if direction == .up {
             try txn.recordApplied(m, startedAt: startedAt, durationMS: durationMS)
         } else {
-            try txn.removeApplied(m.id)
+            // A partial (checkpointed) migration has no record to remove.
+            if wasApplied { try txn.removeApplied(m.id) }
         }
         try txn.clearProgress(m.id)
         try txn.appendHistory(

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Executes plans: takes the run lock, re-reads what is applied under it,
 /// asks the ``Planner``, and runs each step through the executor seam, which
 /// runs it in its own storage transaction together with its bookkeeping.
@@ -251,6 +255,18 @@ struct MigrationRunner {
         guard let o = lock.leftover else { return nil }
         defer { lock.clearLeftover() }
         guard let (id, direction) = Planner.interruptedStep(o, appliedIDs: Set(applied.map(\.id))) else { return nil }
+        // On PostgreSQL a runner can lose its lock (its connection dropped)
+        // and run on: one that is alive here was not interrupted. Its step
+        // waits for ours, or ours for its (the step transaction lock).
+        if storage is PostgresStorage, o.host == EngineClock.hostName, o.pid != getpid(),
+            kill(o.pid, 0) == 0 || errno == EPERM
+        {
+            let note =
+                "the previous holder of the lock (\(o.summary)) is still running, though it lost the lock, "
+                + "during '\(id)' (\(direction)); its steps and this run's take turns"
+            options.events(.notice(note))
+            return note
+        }
         let kept =
             try storage.partialMigrations().first { $0.id == id }.map {
                 "the work up to checkpoint '\($0.token)' is kept, and apply resumes from it"

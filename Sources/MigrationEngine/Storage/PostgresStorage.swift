@@ -95,11 +95,18 @@ package final class PostgresStorage: MigrationStorage {
 
     package func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
         try documentStore().write { txn in
+            // Step transactions take turns even if a runner lost its session
+            // lock (a dropped connection): the second one then re-checks the
+            // record after the first committed, and finds the step done.
+            try txn.holdTransactionLock(Self.stepLockName)
             // A step's writes go in batches; plugin-abi.md says errors may come later.
             txn.batchesWrites = true
             return try body(StepTransaction(txn))
         }
     }
+
+    /// The transaction lock every step transaction holds (with the schema).
+    static let stepLockName = "migrator step"
 
     package func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
         try documentStore().trial { txn in

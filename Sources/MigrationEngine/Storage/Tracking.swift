@@ -49,9 +49,14 @@ enum Tracking {
         try txn.withSystemAccess { _ = try txn.insert(.object(JSONObject(fields)), into: applied) }
     }
 
+    /// Removes `id`'s record; a record already gone means another run
+    /// rolled it back meanwhile, and this step must not commit.
     static func removeApplied(_ txn: any DocumentTransaction, _ id: String) throws {
-        try txn.withSystemAccess {
-            _ = try txn.deleteOne(applied, filter: Filter.idEquals(.string(id)))
+        let removed = try txn.withSystemAccess { try txn.deleteOne(applied, filter: Filter.idEquals(.string(id))) }
+        guard removed == 1 else {
+            throw StepFailure(
+                message: "the record of '\(id)' in _migrations was already gone when its down ended "
+                    + "(another run rolled it back); nothing of this attempt was committed")
         }
     }
 
