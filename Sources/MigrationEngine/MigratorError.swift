@@ -28,6 +28,9 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         /// A plugin whose library search directories (`RUNPATH`) others could
         /// write or create, or that names a library by path.
         public static let unsafeLibraryPath = Code("unsafe_library_path")
+        /// A step's outcome could not be read back (the database stopped
+        /// answering): it may or may not have committed.
+        public static let outcomeUnknown = Code("outcome_unknown")
         /// A config file someone else could change (StrictModes rule): not read.
         public static let untrustedConfig = Code("untrusted_config")
         /// A `.so` entry that is not a regular file, or a link leaving the folder.

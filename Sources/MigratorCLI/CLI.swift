@@ -20,6 +20,8 @@ enum ExitCode {
     static let refused: Int32 = 4
     /// `status --check` found pending, failed or missing migrations.
     static let work: Int32 = 5
+    /// A step failed and its outcome could not be read back.
+    static let outcomeUnknown: Int32 = 6
 }
 
 /// What a command needs from its surroundings.
@@ -300,7 +302,8 @@ public enum MigratorCommandLine {
               3  lock timeout: another run holds the database's run lock
               4  validation refused the run (nothing was changed)
               5  status --check found pending, failed or missing migrations
-              128+N  the operator's signal N stopped a step (nothing of it committed)
+              6  outcome unknown: a step failed and the database could not say whether it committed
+              128+N  the operator's signal N stopped the run (a step it interrupted committed nothing)
 
             """
         return h

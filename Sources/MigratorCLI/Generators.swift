@@ -54,7 +54,8 @@ enum Generators {
         ("3", "lock timeout: another run holds the database's run lock"),
         ("4", "refused before anything ran"),
         ("5", "status --check found pending, failed, missing or changed migrations"),
-        ("128+N", "the operator's signal N stopped a step; nothing of it committed"),
+        ("6", "outcome unknown: a step failed and the database could not say whether it committed"),
+        ("128+N", "the operator's signal N stopped the run; a step it interrupted committed nothing"),
     ]
 
     static func manPages() -> [(String, String)] {

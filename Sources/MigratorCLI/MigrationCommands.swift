@@ -166,6 +166,7 @@ enum MigrationCommands {
         // The operator's signal: the usual 128 + N.
         if e.code == .interrupted, let signal = (e.underlying as? StepFailure)?.interruptedBy { return 128 + signal }
         if e.code == .lockTimeout || e.code == .lockHeld { return ExitCode.lockTimeout }
+        if e.code == .outcomeUnknown { return ExitCode.outcomeUnknown }
         if e.code.isRefusal { return ExitCode.refused }
         return ExitCode.failure
     }

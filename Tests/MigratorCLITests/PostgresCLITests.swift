@@ -187,6 +187,51 @@ struct PostgresCLITests {
         #expect(!outcomes.contains("interrupted"), "\(outcomes)")
     }
 
+    /// The runner's own connection (not the worker's, not the lock's) is
+    /// dropped while a step runs, which then commits: the runner reads the
+    /// outcome again on a fresh connection and reports the truth, where it
+    /// used to say "its changes were rolled back".
+    @Test("a dropped runner connection: the outcome is re-read, never guessed")
+    func aDroppedConnectionDoesNotGuessTheOutcome() throws {
+        let w = try Workspace()
+        let db = Database()
+        let tag = "outcome_\(UInt32.random(in: 0..<UInt32.max))"
+        let uri = db.uri + "&application_name=" + tag
+        let release = w.root + "/release"
+        try w.add("p001.so", ConcurrencyTests.orderedPlugin(1))
+        try w.add(
+            "p002.so",
+            Fixtures.stepPlugin(
+                "002_waits",
+                up: """
+                    fprintf(stderr, "step running\\n"); fflush(stderr);
+                    for (int i = 0; i < 400 && access("\(release)", F_OK) != 0; i++) usleep(25000);
+                    return host->insert(txn, "log", "{\\"n\\":2}");
+                    """))
+        let run = try launchMigrator(["apply", "--db", uri, "--dir", w.dir])
+        _ = run.stderr(until: "step running")
+        // Idle and holding no advisory lock: the runner's store connection
+        // (the worker's is in a transaction, the lock's holds the lock).
+        let admin = try Connection(uri: PostgresServer.uri)
+        var dropped = 0
+        // On a busy machine the runner may still be between statements: look again.
+        for _ in 0..<50 where dropped == 0 {
+            dropped = try admin.execute(
+                "SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a WHERE a.application_name = $1 "
+                    + "AND a.state = 'idle' AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid "
+                    + "AND l.locktype = 'advisory' AND l.granted)", [tag]
+            ).count
+            if dropped == 0 { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        #expect(dropped >= 1, "the runner's connection was found")
+        try Data().write(to: URL(fileURLWithPath: release))
+        let err = String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        run.process.waitUntilExit()
+        #expect(!err.contains("rolled back"), "\(err)")
+        #expect(run.process.terminationStatus == 0, "\(err)")
+        #expect(try db.count("log") == 2)
+    }
+
     @Test("db copy moves a database LMDB → PostgreSQL → LMDB: every digest equal, the records with it")
     func copyBetweenBackends() throws {
         let w = try Workspace()

@@ -189,9 +189,23 @@ struct MigrationRunner {
             let message = failure?.message ?? "\(error)"
             let elapsed = Int64((EngineClock.monotonic() - t0) * 1000)
             // A worker can die after its commit and before its answer, or
-            // plugin code can answer for it: then the step is done, and
-            // saying "failed" would be false.
-            if failure != nil, let applied = try? storage.isApplied(m.id), applied == (direction == .up) {
+            // plugin code can answer for it, or the database connection can
+            // drop after the commit: then the step is done, and saying
+            // "failed" would be false. If the record cannot be read at all,
+            // neither "committed" nor "rolled back" is known.
+            let committed: Bool
+            do { committed = try storage.isApplied(m.id) == (direction == .up) } catch let readError {
+                // The lock's record keeps naming the step: the next run finds out.
+                lock.keepRecord()
+                options.events(.failed(id: m.id, direction: direction, message: message))
+                throw MigratorError(
+                    .outcomeUnknown,
+                    "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); whether it "
+                        + "committed is unknown, because the database cannot be read now (\(readError)): check "
+                        + "'migrator status' before running again",
+                    migrationID: m.id, underlying: readError)
+            }
+            if committed {
                 options.events(.notice("'\(m.id)' committed, though its executor reported a failure (\(message))"))
                 options.events(.finished(id: m.id, direction: direction, milliseconds: elapsed))
                 return CompletedStep(id: m.id, direction: direction, durationMS: elapsed)

@@ -57,7 +57,15 @@ package final class PostgresStorage: MigrationStorage {
         // Once open, the store exists: no new connection to ask (a run asks
         // after every step). Reads create nothing, so a read-only role can
         // run `status`.
-        if let store { return try store.read(body) }
+        if let store {
+            do { return try store.read(body) } catch let e as PostgresError where e.code == .connectionLost {
+                // A dropped connection says nothing of what committed: ask
+                // again on a fresh one (the runner re-reads outcomes so).
+                self.store = nil
+                prepared = false
+                return try openStore().read(body)
+            }
+        }
         guard try PostgresDocumentStore.exists(uri: uri, schema: schema) else { return empty }
         return try openStore().read(body)
     }
