@@ -232,6 +232,24 @@ struct PostgresCLITests {
         #expect(try db.count("log") == 2)
     }
 
+    /// `status` and `db …` say what is wrong: a server that cannot be
+    /// reached is not "no database", and a reachable one without migrator's
+    /// tables says so, naming the schema.
+    @Test("an unreachable server and an empty schema are told apart")
+    func unreachableIsNotEmpty() throws {
+        let w = try Workspace()
+        let down = "postgresql://migrator@127.0.0.1:1/x"
+        for args in [["db", "count", "users", "--db", down], ["status", "--db", down, "--dir", w.dir]] {
+            let r = try migrator(args)
+            #expect(r.status == 1, "\(args): \(r.stderr)")
+            #expect(r.stderr.contains("cannot connect to") && !r.stderr.contains("no database"), "\(args): \(r.stderr)")
+        }
+        let schema = PostgresServer.freshSchema("empty")
+        let empty = try migrator(["db", "count", "users", "--db", PostgresServer.uri + "&schema=" + schema])
+        #expect(empty.status == 1, "\(empty.stderr)")
+        #expect(empty.stderr.contains("no migrator tables in schema '\(schema)'"), "\(empty.stderr)")
+    }
+
     @Test("db copy moves a database LMDB → PostgreSQL → LMDB: every digest equal, the records with it")
     func copyBetweenBackends() throws {
         let w = try Workspace()
