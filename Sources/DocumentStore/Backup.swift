@@ -24,15 +24,4 @@ extension DocumentStore {
     /// Creates the directory `path` (0700), and any missing parents.
     /// - Throws: `.badPath` if it exists and is not a directory; I/O errors.
     public static func makeDirectory(_ path: String) throws(StoreError) { try Environment.makeDirectory(path) }
-
-    /// Whether `path` is a directory with no entries.
-    public static func isEmptyDirectory(_ path: String) -> Bool {
-        guard let d = opendir(path) else { return false }
-        defer { closedir(d) }
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { return false }
-        }
-        return true
-    }
 }

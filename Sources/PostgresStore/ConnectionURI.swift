@@ -36,9 +36,9 @@ public enum ConnectionURI {
     public static func parse(_ uri: String) -> (options: [(key: String, value: String)]?, problem: String) {
         var error: UnsafeMutablePointer<CChar>?
         guard let list = PQconninfoParse(uri, &error) else {
-            let text = error.map { String(cString: $0) } ?? "out of memory"
+            let text = error == nil ? "out of memory" : Connection.trimmed(error)
             if let error { PQfreemem(error) }
-            return (nil, withoutQuotes(text.trimmingCharacters()))
+            return (nil, withoutQuotes(text))
         }
         defer { PQconninfoFree(list) }
         var options: [(key: String, value: String)] = []
@@ -55,7 +55,7 @@ public enum ConnectionURI {
         guard let password = parse(splitSchema(uri).uri).options?.first(where: { $0.key == "password" })?.value,
             !password.isEmpty
         else { return text }
-        return text.replacingAll(password, with: "***")
+        return text.replacing(password, with: "***")
     }
 
     private static func rebuilt(_ options: [(key: String, value: String)], schema: String?, scheme: String) -> String {
@@ -141,23 +141,7 @@ public enum ConnectionURI {
 }
 
 extension String {
-    fileprivate func trimmingCharacters() -> String {
-        String(drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
-    }
-
     fileprivate func leftPadded(to width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-
-    /// Every occurrence of `target` replaced by `replacement`.
-    fileprivate func replacingAll(_ target: String, with replacement: String) -> String {
-        guard !target.isEmpty else { return self }
-        var out = ""
-        var rest = self[...]
-        while let range = rest.firstRange(of: target) {
-            out += rest[..<range.lowerBound] + replacement
-            rest = rest[range.upperBound...]
-        }
-        return out + rest
     }
 }

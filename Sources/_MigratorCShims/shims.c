@@ -155,8 +155,6 @@ void migrator_install_fork_guard(void) {
     pthread_once(&once, migrator_install_fork_guard_once);
 }
 
-int migrator_in_forked_child(void) { return forked_child; }
-
 int migrator_may_act_for(int pid) {
     if (forked_child) return 0;
     /* A process made by the raw clone syscall never runs pthread_atfork
@@ -515,27 +513,33 @@ int migrator_drop_ptrace_capability(void) {
 
 int migrator_become_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1UL, 0UL, 0UL, 0UL); }
 
+/* Reads a small /proc file into `text` (NUL-terminated); its length, or -1. */
+static ssize_t read_proc(const char *path, char *text, size_t size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t len = read(fd, text, size - 1);
+    close(fd);
+    if (len >= 0) text[len] = 0;
+    return len;
+}
+
 /* This process's children: from /proc/self/task/TID/children (one small
    file per thread; Linux 3.5 with CONFIG_PROC_CHILDREN, as Debian builds
    it), else by the ppid of every process in /proc (the field after the
    command's closing parenthesis). At most `capacity`; the count, or -1. */
 static int children(pid_t me, pid_t *out, int capacity) {
     int n = 0;
+    char path[64], text[4096];
     DIR *tasks = opendir("/proc/self/task");
     if (tasks != NULL) {
         int listed = 0;
         struct dirent *t;
         while ((t = readdir(tasks)) != NULL && n < capacity) {
             if (t->d_name[0] < '1' || t->d_name[0] > '9') continue;
-            char path[64], text[4096];
             snprintf(path, sizeof path, "/proc/self/task/%s/children", t->d_name);
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0) continue;
+            ssize_t len = read_proc(path, text, sizeof text);
+            if (len < 0) continue;
             listed = 1;
-            ssize_t len = read(fd, text, sizeof text - 1);
-            close(fd);
-            if (len <= 0) continue;
-            text[len] = 0;
             for (char *p = text, *end; n < capacity; p = end) {
                 long pid = strtol(p, &end, 10);
                 if (end == p) break;
@@ -550,14 +554,8 @@ static int children(pid_t me, pid_t *out, int capacity) {
     struct dirent *e;
     while ((e = readdir(proc)) != NULL && n < capacity) {
         if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-        char path[64], text[512];
         snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t len = read(fd, text, sizeof text - 1);
-        close(fd);
-        if (len <= 0) continue;
-        text[len] = 0;
+        if (read_proc(path, text, sizeof text) <= 0) continue;
         char *close_paren = strrchr(text, ')');
         int ppid = 0;
         char state;

@@ -310,15 +310,7 @@ enum PluginDirectory {
         for c in components {
             current += "/" + c
             if let top, current.count <= top.count { continue }
-            var st = stat()
-            guard stat(current, &st) == 0 else { return "'\(current)', which cannot be examined (\(errorText(errno)))" }
-            let uid = getuid()
-            if st.st_uid != uid && st.st_uid != 0 { return "'\(current)', owned by uid \(st.st_uid)" }
-            let sticky = st.st_mode & S_ISVTX != 0
-            if st.st_mode & (S_IWGRP | S_IWOTH) != 0 && !sticky {
-                let who = (st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group"
-                return "'\(current)', which is writable by \(who) (mode \(String(st.st_mode & 0o7777, radix: 8)))"
-            }
+            if let problem = directoryProblem(current) { return problem }
         }
         return nil
     }

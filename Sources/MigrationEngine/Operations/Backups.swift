@@ -324,9 +324,9 @@ enum Backups {
     }
 
     /// The file `name` in the directory `directory` (not followed if a
-    /// link), if it is at most `limit` bytes.
+    /// link, and never waited on if a FIFO), if it is at most `limit` bytes.
     static func readSmallFile(_ name: String, in directory: Int32 = AT_FDCWD, limit: Int = 1 << 20) -> [UInt8]? {
-        let fd = openat(directory, name, O_RDONLY | O_CLOEXEC | migrator_O_NOFOLLOW)
+        let fd = openat(directory, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | migrator_O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         return readAll(fd, limit: limit)

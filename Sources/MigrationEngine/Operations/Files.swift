@@ -65,7 +65,8 @@ public enum TrustedFile {
             MigratorError(
                 .untrustedConfig, "\(role) '\(path)' \(why); anyone who can write to it decides what migrator does")
         }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // Non-blocking: a FIFO planted as the file must not hold the run.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else {
             throw MigratorError(.untrustedConfig, "cannot read the \(role) '\(path)': \(errorText(errno))")
         }

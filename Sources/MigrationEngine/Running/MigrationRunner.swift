@@ -250,9 +250,17 @@ struct MigrationRunner {
         remaining: Int
     ) throws -> Never {
         var notRun = remaining
-        if let next, (try? storage.isApplied(next.id)) == (direction == .up) {
-            options.events(.notice("'\(next.id)' committed before the run could stop"))
-            notRun -= 1
+        if let next {
+            switch Result(catching: { try storage.isApplied(next.id) == (direction == .up) }) {
+            case .success(true):
+                options.events(.notice("'\(next.id)' committed before the run could stop"))
+                notRun -= 1
+            case .success(false): break
+            case .failure(let error):
+                options.events(
+                    .notice("whether '\(next.id)' committed before the run stopped is unknown (\(error))"))
+                notRun -= 1
+            }
         }
         let name = WorkerExecutor.signalName(signal)
         let done = direction == .up ? "applied" : "rolled back"

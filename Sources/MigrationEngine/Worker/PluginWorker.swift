@@ -48,6 +48,7 @@ public enum PluginWorker {
         _ = EngineClock.hostName
         let network = arguments.dropFirst(2).contains(WorkerProtocol.network)
         let sandbox = Sandbox.enter(network: network)
+        if case .unavailable = sandbox { InProcessExecutor.killsDescendants.store(true, ordering: .relaxed) }
         var session = Session(parent: parent, sandbox: sandbox, network: network)
         let status = session.run()
         _ = migrator_kill_descendants()
@@ -72,11 +73,9 @@ public enum PluginWorker {
             _ = migrator_become_subreaper()
             _ = migrator_drop_ptrace_capability()
             if let value = getenv(switchVariable), String(cString: value) == "off" {
-                InProcessExecutor.killsDescendants.store(true, ordering: .relaxed)
                 return .unavailable("\(switchVariable)=off")
             }
             guard migrator_install_sandbox() == 0, network || migrator_sandbox_deny_network() == 0 else {
-                InProcessExecutor.killsDescendants.store(true, ordering: .relaxed)
                 return .unavailable("the kernel refused the system-call filter: \(errorText(errno))")
             }
             return .filtered

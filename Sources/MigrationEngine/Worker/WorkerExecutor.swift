@@ -336,18 +336,18 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             queued = "\(direction) \(next.id)"
         }
         let deadline = stepTimeout.map { EngineClock.monotonic() + $0 }
+        func exceededTimeout() -> StepFailure {
+            _ = buryWorker(kill: true)
+            return StepFailure(
+                message: "the step exceeded the step timeout (\(Self.duration(stepTimeout ?? 0))) "
+                    + "during \(direction); the worker was killed")
+        }
         var signalled: Double?
         while true {
             // Waited for in slices: the step timeout and the operator's
             // signal count even while the worker stays silent.
             let now = EngineClock.monotonic()
-            if let deadline, now >= deadline {
-                kill(pid, SIGKILL)
-                _ = buryWorker()
-                throw StepFailure(
-                    message: "the step exceeded the step timeout (\(Self.duration(stepTimeout ?? 0))) "
-                        + "during \(direction); the worker was killed")
-            }
+            if let deadline, now >= deadline { throw exceededTimeout() }
             if migrator_forwarded_signal() != 0 {
                 let since = signalled ?? now
                 signalled = since
@@ -356,8 +356,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 let grace = crashReport?.contents() == nil ? Self.signalGrace : Self.dyingGrace
                 if now - since >= grace {
                     // Plugin code that ignores or blocks the signal.
-                    kill(pid, SIGKILL)
-                    _ = buryWorker()
+                    _ = buryWorker(kill: true)
                     let signal = migrator_take_forwarded_signal()
                     throw StepFailure(
                         message: "interrupted by \(Self.signalName(signal)) during \(direction); the step did not "
@@ -371,11 +370,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
             guard let reply = responses.receiveMessage(deadline: deadline, failure: &failure) else {
                 switch failure {
                 case .timedOut:
-                    kill(pid, SIGKILL)
-                    _ = buryWorker()
-                    throw StepFailure(
-                        message: "the step exceeded the step timeout (\(Self.duration(stepTimeout ?? 0))) "
-                            + "during \(direction); the worker was killed")
+                    throw exceededTimeout()
                 case .malformed(let what):
                     throw violation("sent \(what) during \(direction)")
                 case .closed, nil:
@@ -459,8 +454,7 @@ package final class WorkerExecutor: MigrationExecutor, @unchecked Sendable {
                 let why: String
                 switch failure {
                 case .timedOut:
-                    kill(pid, SIGKILL)
-                    _ = buryWorker()
+                    _ = buryWorker(kill: true)
                     why = "the trial exceeded the step timeout; the worker was killed"
                 case .malformed(let what):
                     why = violation("sent \(what) during a trial").message

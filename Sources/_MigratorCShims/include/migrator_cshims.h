@@ -65,8 +65,6 @@ void migrator_make_fatal_signals_fatal(int report_fd);
 
 /// Registers (once) a pthread_atfork child handler that marks the child.
 void migrator_install_fork_guard(void);
-/// Nonzero in a process forked from one that installed the guard.
-int migrator_in_forked_child(void);
 /// Whether this process may act for a step begun by process `pid`: not a
 /// forked child, and (unless the sandbox is in force) the same pid, asked of
 /// the kernel, which also catches a process made by the raw clone syscall.
