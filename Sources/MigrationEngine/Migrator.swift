@@ -60,6 +60,12 @@ public final class Migrator {
         public var backupDirectory: String?
         /// How many backups ``backupDirectory`` keeps (the newest; at least 1).
         public var keepBackups = 5
+        /// Signs every backup's manifest (a private key), and is required
+        /// to have signed a backup before ``Migrator/restore(from:)`` puts
+        /// it in place (a private or public key). Nil: backups are
+        /// unsigned, and a restore warns that only its owner and mode vouch
+        /// for it.
+        public var backupKey: BackupKey?
         /// Run even if the database directory is writable by others, or
         /// owned by another user (the refusal is `insecure_permissions`).
         public var allowInsecureDatabase = false
@@ -391,41 +397,49 @@ public final class Migrator {
     /// Writes a consistent copy of the database (compacted, taken while
     /// readers and writers carry on) into `directory`, which must be new or
     /// empty (created 0700; files 0600), with a `manifest.json` made from the
-    /// copy: time, source, applied migrations and content digests.
+    /// copy: time, source, applied migrations, content digests and the
+    /// SHA-256 of the copied file. With ``Options/backupKey``, the manifest
+    /// is signed (`manifest.json.sig`).
     /// - Throws: `.backupFailed` (nothing is left behind).
     @discardableResult
     public func backup(to directory: String) throws -> BackupManifest {
         guard storage.exists else {
             throw MigratorError(.backupFailed, "no database at \(storage.location) to back up")
         }
-        return try Backups.into(directory) { try storage.backup(into: $0) }
+        return try Backups.into(directory) { try storage.backup(into: $0, key: options.backupKey) }
     }
 
     /// Replaces the database with the backup in `directory`: checks its
     /// manifest and digest, holds the run lock, copies it into a sibling
     /// directory, checks that copy, swaps it into place atomically, checks
     /// it there, and only then removes the previous database. If a check
-    /// fails, the previous database stays (or is put back).
+    /// fails, the previous database stays (or is put back). With
+    /// ``Options/backupKey``, only a backup it signed is restored; without,
+    /// an unsigned or unchecked backup is restored with a warning event.
     /// - Throws: `.backupInvalid` (nothing changed), lock errors, `.restoreFailed`.
     @discardableResult
-    public func restore(from directory: String) throws -> BackupManifest {
+    public func restore(from directory: String) throws -> CheckedBackup {
         guard let lmdb = storage as? LMDBStorage else {
             throw MigratorError(
                 .unsupported,
                 "restore replaces an LMDB database; '\(storage.location)' is PostgreSQL: use its own restore tools")
         }
-        return try Backups.restore(
+        let checked = try Backups.restore(
             directory, into: lmdb, lockTimeout: options.lockTimeout, insecure: options.allowInsecureDatabase,
-            events: options.events)
+            key: options.backupKey, events: options.events)
+        if let warning = checked.signature.warning { options.events(.notice("warning: '\(directory)' \(warning)")) }
+        return checked
     }
 
     /// The backup in `directory`, checked: who can write it (unless
-    /// `insecure`), its manifest, and whether its contents still match the
-    /// manifest's digest.
+    /// `insecure`), its signature (required when `key` is given), its
+    /// manifest, and whether its contents still match the manifest.
     /// - Throws: `.insecurePermissions` when others could write it;
     ///   `.backupInvalid` naming what is wrong.
-    public static func checkBackup(_ directory: String, insecure: Bool = false) throws -> BackupManifest {
-        try Backups.check(directory, insecure: insecure)
+    public static func checkBackup(
+        _ directory: String, insecure: Bool = false, key: BackupKey? = nil
+    ) throws -> CheckedBackup {
+        try Backups.check(directory, insecure: insecure, key: key)
     }
 
     // MARK: Lock maintenance

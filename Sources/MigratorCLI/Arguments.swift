@@ -28,6 +28,14 @@ struct ParsedArguments: Sendable {
     var positionals: [String] = []
     var options: [String: String] = [:]
     var flags: Set<String> = []
+    /// The options and flags filled from the environment or the config
+    /// file, not given on the command line.
+    var fromSettings: Set<String> = []
+
+    /// Whether `name` was given on the command line (not from settings).
+    func given(_ name: String) -> Bool {
+        (options[name] != nil || flags.contains(name)) && !fromSettings.contains(name)
+    }
 
     /// No arguments.
     init() {}

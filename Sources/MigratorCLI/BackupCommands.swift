@@ -7,6 +7,16 @@ import Glibc
 /// `backup`, `restore`, and the confirmation destructive commands ask for.
 enum BackupCommands {
     static let yes = OptionSpec("yes", "Do not ask for confirmation (required when there is no terminal to ask on).")
+    static let signingKey = OptionSpec(
+        "backup-key", value: "FILE", "Sign the backup's manifest with this private key (from 'migrator keygen').")
+    static let checkingKey = OptionSpec(
+        "backup-key", value: "FILE",
+        "Restore only a backup signed by this key (its .key or .pub); without it, an unsigned backup warns.")
+
+    /// The key `--backup-key` (or `backup_key`) names, read.
+    static func key(_ args: ParsedArguments) throws -> BackupKey? {
+        try args.options["backup-key"].map { try BackupKey(path: $0) }
+    }
 
     static let all: [Command] = [
         Command(
@@ -15,7 +25,7 @@ enum BackupCommands {
             options: [
                 MigrationCommands.dbOption,
                 OptionSpec("out", value: "PATH", "The new (or empty) directory to write; required."),
-                MigrationCommands.quiet,
+                signingKey, MigrationCommands.quiet,
             ],
             run: backup),
         Command(
@@ -24,21 +34,24 @@ enum BackupCommands {
             options: [
                 MigrationCommands.dbOption, MigrationCommands.lockTimeout, yes, MigrationCommands.quiet,
                 OptionSpec("insecure", "Restore even from a backup others can write, or on such a path (warns)."),
+                checkingKey,
             ],
             run: restore),
     ]
 
     static func backup(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         guard let out = args.options["out"] else { throw UsageError("backup needs --out PATH") }
-        let m = Migrator(databasePath: ctx.databasePath(args), options: try MigrationCommands.plainOptions(ctx))
+        var options = try MigrationCommands.plainOptions(ctx)
+        options.backupKey = try key(args)
+        let m = Migrator(databasePath: ctx.databasePath(args), options: options)
         let manifest = try m.backup(to: out)
         ctx.out.line(out)
         if !args.flag("quiet") {
             ctx.log(
                 "backed_up",
                 "backed up \(m.databaseName) (\(manifest.applied.count) migration(s) applied, "
-                    + "\(manifest.collections.count) collection(s), digest \(manifest.digest.prefix(16))) to \(out)"
-            )
+                    + "\(manifest.collections.count) collection(s), digest \(manifest.digest.prefix(16))"
+                    + (options.backupKey.map { ", signed by key \($0.id)" } ?? ", unsigned") + ") to \(out)")
         }
         return ExitCode.ok
     }
@@ -47,10 +60,13 @@ enum BackupCommands {
         let source = args.positionals[0]
         var options = try MigrationCommands.plainOptions(ctx, args)
         options.allowInsecureDatabase = args.flag("insecure")
+        options.backupKey = try key(args)
         options.events = Reporter(ctx, quiet: args.flag("quiet"), verbose: false).event
         let m = Migrator(databasePath: ctx.databasePath(args), options: options)
-        // Checked before asking: never ask to restore a damaged backup.
-        let manifest = try Migrator.checkBackup(source, insecure: options.allowInsecureDatabase)
+        // Checked before asking: never ask to restore a damaged or forged backup.
+        let manifest = try Migrator.checkBackup(
+            source, insecure: options.allowInsecureDatabase, key: options.backupKey
+        ).manifest
         guard
             try confirm(
                 ctx, args, "restore",
@@ -60,12 +76,13 @@ enum BackupCommands {
             ctx.log("not_confirmed", "not restored")
             return ExitCode.refused
         }
-        try m.restore(from: source)
+        let signature = try m.restore(from: source).signature
         if !args.flag("quiet") {
+            let signed = if case .verified(let id) = signature { ", signature by key \(id) checked" } else { "" }
             ctx.log(
                 "restored",
                 "restored \(m.databaseName) from \(source): \(manifest.applied.count) migration(s) applied, "
-                    + "digest \(manifest.digest.prefix(16)) checked")
+                    + "digest \(manifest.digest.prefix(16)) checked" + signed)
         }
         return ExitCode.ok
     }

@@ -37,6 +37,9 @@ struct Configuration {
             name: "keep", option: "keep", isFlag: false, meaning: "backups to keep in backup_dir",
             check: { (Int($0) ?? 0) >= 1 ? nil : "a whole number of at least 1" }),
         Key(
+            name: "backup_key", option: "backup-key", isFlag: false,
+            meaning: "sign backups with this key; restore only what it signed", check: { _ in nil }),
+        Key(
             name: "trusted_keys", option: "trusted-keys", isFlag: false,
             meaning: "load only plugins signed by a key here", check: { _ in nil }),
         Key(
@@ -173,6 +176,7 @@ struct Configuration {
             } else {
                 args.options[key.option] = value
             }
+            args.fromSettings.insert(key.option)
         }
     }
 

@@ -123,7 +123,9 @@ enum Generators {
     }
 
     /// Options that take a directory or file path, and those that take a migration id.
-    static let pathOptions: Set<String> = ["dir", "db", "out", "backup-dir", "trusted-keys", "config", "key"]
+    static let pathOptions: Set<String> = [
+        "dir", "db", "out", "backup-dir", "trusted-keys", "config", "key", "backup-key",
+    ]
     static let idOptions: Set<String> = ["target", "to"]
 
     /// One `case` arm per command group (`db`), completing its subcommands

@@ -35,6 +35,7 @@ enum MigrationCommands {
             OptionSpec("json", "With --dry-run: print the report as JSON."),
             OptionSpec("backup-dir", value: "DIR", "Back the database up into DIR before the first step runs."),
             OptionSpec("keep", value: "N", "With --backup-dir: keep the newest N backups there (default 5)."),
+            BackupCommands.signingKey,
         ]
 
     static let all: [Command] = [
@@ -122,9 +123,14 @@ enum MigrationCommands {
             options.lockTimeout = t
         }
         options.backupDirectory = args.options["backup-dir"]
-        if let keep = try args.int("keep", min: 1) {
-            guard options.backupDirectory != nil else { throw UsageError("--keep goes with --backup-dir") }
-            options.keepBackups = keep
+        // A setting (keep = 3 in migrator.conf) may stand without backup_dir;
+        // on the command line it would be a mistake.
+        for name in ["keep", "backup-key"] where options.backupDirectory == nil && args.given(name) {
+            throw UsageError("--\(name) goes with --backup-dir")
+        }
+        if options.backupDirectory != nil {
+            if let keep = try args.int("keep", min: 1) { options.keepBackups = keep }
+            options.backupKey = try BackupCommands.key(args)
         }
         if let raw = args.options["step-timeout"] {
             guard let seconds = duration(raw) else {

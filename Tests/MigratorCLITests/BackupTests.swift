@@ -190,6 +190,97 @@ struct BackupTests {
         #expect(link.status == 1 && link.stderr.contains("is not a directory (or is a symlink)"), "\(link.stderr)")
     }
 
+    /// The red team's forgery: someone who can write a backup replaces its
+    /// files and recomputes the (unkeyed) manifest. A signed manifest
+    /// catches it; so does a `data.mdb` whose bytes differ from the signed
+    /// hash though every digest the old check compared still matches.
+    @Test func aForgedBackupIsRefusedByItsSignature() throws {
+        let w = try Workspace()
+        try w.importSample()
+        try w.add("p1.so", Fixtures.stepPlugin("001_step", up: "return MIGRATOR_OK;"))
+        #expect(try w.run(["apply"]).status == 0)
+        let keys = w.root + "/keys"
+        #expect(mkdir(keys, 0o700) == 0)
+        #expect(try migrator(["keygen", "--out", keys + "/host"]).status == 0)
+        #expect(try migrator(["keygen", "--out", keys + "/intruder"]).status == 0)
+        let signed = w.root + "/signed"
+        let made = try w.run(["backup", "--out", signed, "--backup-key", keys + "/host.key"], dir: false)
+        #expect(made.status == 0 && made.stderr.contains("signed by key"), "\(made.stderr)")
+        let digest = try total(w)
+        func copy(_ name: String, from: String, to: String) throws {
+            unlink(to + "/" + name)
+            try FileManager.default.copyItem(atPath: from + "/" + name, toPath: to + "/" + name)
+        }
+        func restore(_ dir: String, _ key: String?) throws -> (status: Int32, stderr: String) {
+            let r = try w.run(["restore", dir, "--yes"] + (key.map { ["--backup-key", $0] } ?? []), dir: false)
+            return (r.status, r.stderr)
+        }
+        // Its own key (private or public half) checks it.
+        let good = try restore(signed, keys + "/host.pub")
+        #expect(good.status == 0 && good.stderr.contains("signature by key"), "\(good.stderr)")
+        // Same collections and applied list, other history: the signed hash of data.mdb differs.
+        #expect(try w.run(["rollback", "--all", "--yes"]).status == 0)
+        #expect(try w.run(["apply"]).status == 0)
+        #expect(try total(w) == digest)
+        let later = w.root + "/later"
+        #expect(try w.run(["backup", "--out", later], dir: false).status == 0)
+        let swapped = w.root + "/swapped"
+        try FileManager.default.copyItem(atPath: signed, toPath: swapped)
+        try copy("data.mdb", from: later, to: swapped)
+        // The forgery: the intruder's data, with a manifest made for it.
+        _ = try migrator(["db", "import", "users", "-", "--db", w.db], input: #"{"_id":"intruder"}"#)
+        let forged = w.root + "/forged"
+        #expect(try w.run(["backup", "--out", forged + "-src"], dir: false).status == 0)
+        try FileManager.default.copyItem(atPath: signed, toPath: forged)
+        try copy("data.mdb", from: forged + "-src", to: forged)
+        try copy("manifest.json", from: forged + "-src", to: forged)
+        let resigned = w.root + "/resigned"
+        #expect(
+            try w.run(["backup", "--out", resigned, "--backup-key", keys + "/intruder.key"], dir: false).status == 0)
+        let unsigned = w.root + "/unsigned"
+        try FileManager.default.copyItem(atPath: forged, toPath: unsigned)
+        unlink(unsigned + "/manifest.json.sig")
+        let before = try total(w)
+        for (dir, why) in [
+            (swapped, "its data.mdb does not match the manifest's SHA-256"),
+            (forged, "the signature of its manifest does not verify"),
+            (resigned, "is signed by key"), (unsigned, "it is not signed (no manifest.json.sig)"),
+        ] {
+            let r = try restore(dir, keys + "/host.key")
+            #expect(r.status == 4, "\(dir): \(r.stderr)")
+            #expect(r.stderr.contains("'\(dir)' is not a usable backup") && r.stderr.contains(why), "\(r.stderr)")
+        }
+        #expect(try total(w) == before)
+        // Without a key, an unsigned backup is restored, and the run says what vouches for it.
+        let warned = try restore(unsigned, nil)
+        #expect(warned.status == 0, "\(warned.stderr)")
+        #expect(warned.stderr.contains("is not signed; only its owner and mode vouch for it"), "\(warned.stderr)")
+        // A public key cannot sign.
+        let pub = try w.run(["backup", "--out", w.root + "/p", "--backup-key", keys + "/host.pub"], dir: false)
+        #expect(pub.status == 1 && pub.stderr.contains("is a public key"), "\(pub.stderr)")
+    }
+
+    /// `apply --backup-dir` signs with `backup_key`; the setting alone,
+    /// without a backup folder, does not stop an apply.
+    @Test func applyBackupsAreSignedWithTheConfiguredKey() throws {
+        let w = try Workspace()
+        try w.add("p1.so", Fixtures.stepPlugin("001_step", up: "return MIGRATOR_OK;"))
+        #expect(try migrator(["keygen", "--out", w.root + "/host"]).status == 0)
+        let conf = w.root + "/migrator.conf"
+        try "backup_key = \(w.root)/host.key\n".write(toFile: conf, atomically: false, encoding: .utf8)
+        #expect(try w.run(["apply", "--config", conf]).status == 0)
+        try w.add("p2.so", Fixtures.stepPlugin("002_step", up: "return MIGRATOR_OK;"))
+        let dir = w.root + "/backups"
+        let r = try w.run(["apply", "--config", conf, "--backup-dir", dir])
+        #expect(r.status == 0, "\(r.stderr)")
+        let taken = try FileManager.default.contentsOfDirectory(atPath: dir)
+        #expect(taken.count == 1)
+        let sig = try String(contentsOfFile: dir + "/" + taken[0] + "/manifest.json.sig", encoding: .utf8)
+        #expect(sig.hasPrefix("migrator-signature-v1\n"))
+        let usage = try w.run(["apply", "--backup-key", w.root + "/host.key"])
+        #expect(usage.status == 2 && usage.stderr.contains("--backup-key goes with --backup-dir"), "\(usage.stderr)")
+    }
+
     @Test func restoreWaitsForARunAndAKilledBackupIsNeverRestored() throws {
         let w = try Workspace()
         try w.importSample()

@@ -232,6 +232,52 @@ struct PostgresCLITests {
         #expect(try db.count("log") == 2)
     }
 
+    /// The server goes down mid-step (an immediate shutdown, as a crash) and
+    /// stays down: nothing can say whether the step committed, so the run
+    /// ends with `outcome_unknown`, exit 6, never "rolled back". Once the
+    /// server is back, `status` tells the truth. Its own server: stopping
+    /// the shared one would fail every other test.
+    @Test("a server that goes away mid-step: the outcome is unknown, exit 6")
+    func aServerGoneMidStepIsOutcomeUnknown() throws {
+        let w = try Workspace()
+        let dir = "/tmp/migrator-pg-halt-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        let started = PostgresServer.runScript(["start", dir])
+        defer { _ = PostgresServer.runScript(["stop", dir]) }
+        let uri = try #require(
+            started.output.split(separator: "\n").last(where: { $0.hasPrefix("postgresql://") }).map(String.init),
+            "\(started.output)")
+        let release = w.root + "/release"
+        try w.add("p001.so", ConcurrencyTests.orderedPlugin(1))
+        try w.add(
+            "p002.so",
+            Fixtures.stepPlugin(
+                "002_waits",
+                up: """
+                    fprintf(stderr, "step running\\n"); fflush(stderr);
+                    for (int i = 0; i < 400 && access("\(release)", F_OK) != 0; i++) usleep(25000);
+                    return host->insert(txn, "log", "{\\"n\\":2}");
+                    """))
+        let run = try launchMigrator(["apply", "--db", uri, "--dir", w.dir])
+        _ = run.stderr(until: "step running")
+        let halted = PostgresServer.runScript(["halt", dir])
+        #expect(halted.status == 0, "\(halted.output)")
+        try Data().write(to: URL(fileURLWithPath: release))
+        let err = String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        run.process.waitUntilExit()
+        #expect(run.process.terminationStatus == 6, "\(err)")
+        #expect(err.contains("whether it committed is unknown") && err.contains("check 'migrator status'"), "\(err)")
+        #expect(!err.contains("rolled back"), "\(err)")
+        // Back up: the step did not commit, and status says so.
+        #expect(PostgresServer.runScript(["restart", dir]).status == 0)
+        let status = try migrator(["status", "--json", "--db", uri, "--dir", w.dir])
+        #expect(status.status == 0, "\(status.stderr)")
+        let list = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        let states = (list?["migrations"] as? [[String: Any]] ?? []).map {
+            "\($0["id"] as? String ?? "?")=\($0["state"] as? String ?? "?")"
+        }
+        #expect(states == ["001_step=applied", "002_waits=pending"], "\(status.stdout)")
+    }
+
     /// `status` and `db …` say what is wrong: a server that cannot be
     /// reached is not "no database", and a reachable one without migrator's
     /// tables says so, naming the schema.

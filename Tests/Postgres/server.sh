@@ -4,7 +4,8 @@
 # authentication for the socket. PostgreSQL refuses to run as root, so as
 # root the server runs as the user `postgres` (Debian's package creates it).
 #   Tests/Postgres/server.sh start DIR   prints the connection URI
-#   Tests/Postgres/server.sh restart DIR   (a fast shutdown: sessions are cut)
+#   Tests/Postgres/server.sh restart DIR   (a fast shutdown: sessions are cut; starts a halted one)
+#   Tests/Postgres/server.sh halt DIR      (an immediate shutdown, as a crash; DIR stays)
 #   Tests/Postgres/server.sh stop DIR
 set -euo pipefail
 cmd=${1:?start|stop}
@@ -47,9 +48,12 @@ SQL
 restart)
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null
     ;;
+halt)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+    ;;
 stop)
     [ -d "$dir/data" ] && as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
     rm -rf "$dir"
     ;;
-*) echo "usage: $0 start|restart|stop DIR" >&2; exit 2 ;;
+*) echo "usage: $0 start|restart|halt|stop DIR" >&2; exit 2 ;;
 esac

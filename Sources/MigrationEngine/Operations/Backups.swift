@@ -23,24 +23,87 @@ public struct BackupManifest: Sendable, Equatable, Codable {
     public var collections: [String: String]
     /// The total digest over them.
     public var digest: String
+    /// The SHA-256 of the copy's `data.mdb`, so every byte (indexes and
+    /// history included) is checked. Nil in manifests written before it.
+    public var dataSHA256: String?
 
     enum CodingKeys: String, CodingKey {
         case format, source, by, applied, collections, digest
         case createdAt = "created_at"
+        case dataSHA256 = "data_sha256"
     }
+}
+
+/// The key that signs backups and checks them: a `migrator keygen` private
+/// key (`NAME.key`: signs, and checks what it signed), or a public key
+/// (`NAME.pub`: checks only, e.g. on the host a backup is restored on).
+public struct BackupKey: Sendable {
+    /// The key file, as given.
+    public let path: String
+    /// The key's id (the first 16 hex of its public key's SHA-256).
+    public var id: String { publicKey.id }
+    let privateKey: [UInt8]?
+    let publicKey: PluginSignatures.PublicKey
+
+    /// Reads the key file at `path`: a private key (which must not be
+    /// readable by others) or a public one.
+    /// - Throws: ``MigratorError`` `.invalidTrustedKey` naming the file.
+    public init(path: String) throws(MigratorError) {
+        self.path = path
+        if let bytes = Backups.readSmallFile(path, limit: 4096),
+            let raw = PluginSignatures.parseKey(String(decoding: bytes, as: UTF8.self), tag: PluginSignatures.publicTag)
+        {
+            privateKey = nil
+            let name = (path.split(separator: "/").last.map(String.init) ?? path)
+            publicKey = PluginSignatures.PublicKey(
+                name: String(name.dropLast(name.hasSuffix(".pub") ? 4 : 0)), raw: raw)
+        } else {
+            (privateKey, publicKey) = try PluginSignatures.privateKey(at: path)
+        }
+    }
+}
+
+/// What vouches for a backup, besides its owner and mode.
+public enum BackupSignature: Sendable, Equatable {
+    /// Signed by the backup key given; the key's id.
+    case verified(keyID: String)
+    /// Signed by key `keyID`, but no backup key was given to check it.
+    case unchecked(keyID: String)
+    /// No `manifest.json.sig`.
+    case unsigned
+
+    /// What a restore says when nothing but the backup's owner and mode vouch for it.
+    public var warning: String? {
+        switch self {
+        case .verified: return nil
+        case .unchecked(let id):
+            return
+                "is signed by key \(id), but no backup key was given to check it; only its owner and mode vouch for it"
+        case .unsigned:
+            return "is not signed; only its owner and mode vouch for it (sign backups with backup_key)"
+        }
+    }
+}
+
+/// A backup that passed its checks: its manifest and what vouches for it.
+public struct CheckedBackup: Sendable {
+    public let manifest: BackupManifest
+    public let signature: BackupSignature
 }
 
 /// Hot backups with `mdb_env_copyfd2`, checked restores, retention.
 enum Backups {
     static let manifestName = "manifest.json"
+    static let signatureName = "manifest.json.sig"
     static let format = 1
 
     /// Copies the database into `directory` (open, and empty) and writes
     /// its manifest, made from the copy itself, so it describes exactly what
     /// was copied. Everything goes through the directory's descriptor. On
     /// failure, what was written is removed (the directory stays).
+    /// With `key` (a private one), the manifest is signed too.
     static func take(
-        _ store: DocumentStore, source: String, into directory: OpenDirectory
+        _ store: DocumentStore, source: String, into directory: OpenDirectory, key: BackupKey?
     ) throws(MigratorError)
         -> BackupManifest
     {
@@ -57,8 +120,9 @@ enum Backups {
         }
         do {
             try store.copy(into: directory.fd, named: directory.path)
-            let manifest = try describe(directory.anchoredPath, source: source)
-            try writeManifest(manifest, in: directory)
+            var manifest = try describe(directory.anchoredPath, source: source)
+            manifest.dataSHA256 = try dataHash(in: directory, fail)
+            try writeManifest(manifest, in: directory, key: key)
             return manifest
         } catch {
             directory.removeEntries()
@@ -103,30 +167,66 @@ enum Backups {
         }
     }
 
-    static func writeManifest(_ manifest: BackupManifest, in directory: OpenDirectory) throws {
+    /// Writes `manifest.json` and, with a private `key`, its signature
+    /// `manifest.json.sig` (over the manifest file's bytes).
+    static func writeManifest(_ manifest: BackupManifest, in directory: OpenDirectory, key: BackupKey?) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let bytes = Array(try encoder.encode(manifest)) + [0x0A]
         try Files.create(
-            manifestName, relativeTo: directory.fd, label: directory.path + "/" + manifestName,
-            with: Array(try encoder.encode(manifest)) + [0x0A], mode: 0o600)
+            manifestName, relativeTo: directory.fd, label: directory.path + "/" + manifestName, with: bytes,
+            mode: 0o600)
+        guard let key else { return }
+        guard let priv = key.privateKey else {
+            throw MigratorError(
+                .invalidTrustedKey, "the backup key '\(key.path)' is a public key; signing a backup needs the .key file"
+            )
+        }
+        guard
+            let signature = PluginSignatures.sign(
+                .backup, name: manifestName, sha256: SHA256Digest.hex(bytes), privateKey: priv)
+        else { throw MigratorError(.backupFailed, "libcrypto could not sign the manifest") }
+        try Files.create(
+            signatureName, relativeTo: directory.fd, label: directory.path + "/" + signatureName,
+            with: Array(PluginSignatures.signatureFile(keyID: key.id, signature: signature).utf8), mode: 0o600)
+    }
+
+    /// The SHA-256 of `data.mdb` in `directory` (a regular file, not followed).
+    static func dataHash(in directory: OpenDirectory, _ fail: (String) -> MigratorError) throws(MigratorError) -> String
+    {
+        let fd = openat(directory.fd, "data.mdb", O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | migrator_O_NOFOLLOW)
+        guard fd >= 0 else { throw fail("data.mdb cannot be opened (\(errorText(errno)))") }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { throw fail("data.mdb is not a regular file") }
+        var hasher = SHA256Digest()
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw fail("data.mdb cannot be read (\(errorText(errno)))") }
+            if n == 0 { return hasher.finalizeHex() }
+            buf.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0.prefix(n))) }
+        }
     }
 
     /// Reads the manifest of the backup at `path` and checks the copy
     /// against it. Unless `insecure`, a backup others could write is refused
     /// first: they could change what is restored.
     /// - Throws: `.insecurePermissions`; `.backupInvalid` naming what is wrong.
-    static func check(_ path: String, insecure: Bool) throws(MigratorError) -> BackupManifest {
-        try check(try openTrusted(path, role: "backup", insecure: insecure, events: nil))
+    static func check(_ path: String, insecure: Bool, key: BackupKey?) throws(MigratorError) -> CheckedBackup {
+        try check(try openTrusted(path, role: "backup", insecure: insecure, events: nil), key: key)
     }
 
-    /// Reads `directory`'s manifest and checks the copy against it, through
-    /// its descriptor.
+    /// Reads `directory`'s manifest, checks its signature (required when
+    /// `key` is given), then the copy against it, through its descriptor.
     /// - Throws: `.backupInvalid` naming what is wrong.
-    static func check(_ directory: OpenDirectory) throws(MigratorError) -> BackupManifest {
+    static func check(_ directory: OpenDirectory, key: BackupKey?) throws(MigratorError) -> CheckedBackup {
         func invalid(_ why: String) -> MigratorError {
             MigratorError(.backupInvalid, "'\(directory.path)' is not a usable backup: \(why)")
         }
-        let manifest = try readManifest(directory, invalid)
+        let (manifest, bytes) = try readManifest(directory, invalid)
+        let signature = try checkSignature(directory, manifest: bytes, key: key, invalid)
         var data = stat()
         guard fstatat(directory.fd, "data.mdb", &data, AT_SYMLINK_NOFOLLOW) == 0 else {
             throw invalid("data.mdb is missing")
@@ -148,13 +248,45 @@ enum Backups {
         guard actual.applied == manifest.applied else {
             throw invalid("its _migrations records do not match the manifest")
         }
-        return manifest
+        if let expected = manifest.dataSHA256, try dataHash(in: directory, invalid) != expected {
+            throw invalid("its data.mdb does not match the manifest's SHA-256; it was changed after it was taken")
+        }
+        return CheckedBackup(manifest: manifest, signature: signature)
     }
 
-    /// `directory`'s manifest, read (not followed if a link) and decoded.
+    /// Checks `manifest.json.sig` against the manifest's bytes. With `key`,
+    /// a signature by it is required; without, a signature is reported
+    /// unchecked (a key id alone proves nothing).
+    private static func checkSignature(
+        _ directory: OpenDirectory, manifest: [UInt8], key: BackupKey?, _ invalid: (String) -> MigratorError
+    ) throws(MigratorError) -> BackupSignature {
+        guard faccessat(directory.fd, signatureName, F_OK, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if let key {
+                throw invalid(
+                    "it is not signed (no \(signatureName)), and the backup key '\(key.path)' requires a signature")
+            }
+            return .unsigned
+        }
+        guard let text = readSmallFile(signatureName, in: directory.fd, limit: 4096),
+            let (keyID, signature) = PluginSignatures.parseSignatureFile(text)
+        else { throw invalid("\(signatureName) is not a \(PluginSignatures.signatureTag) file") }
+        guard let key else { return .unchecked(keyID: keyID) }
+        guard keyID == key.id else {
+            throw invalid("it is signed by key \(keyID), not by the backup key '\(key.path)' (\(key.id))")
+        }
+        guard
+            PluginSignatures.verify(
+                .backup, name: manifestName, sha256: SHA256Digest.hex(manifest), signature: signature,
+                publicKey: key.publicKey.raw)
+        else { throw invalid("the signature of its manifest does not verify; the manifest was changed after signing") }
+        return .verified(keyID: keyID)
+    }
+
+    /// `directory`'s manifest, read (not followed if a link) and decoded,
+    /// with its bytes (what a signature covers).
     private static func readManifest(
         _ directory: OpenDirectory, _ invalid: (String) -> MigratorError
-    ) throws(MigratorError) -> BackupManifest {
+    ) throws(MigratorError) -> (BackupManifest, [UInt8]) {
         guard let text = readSmallFile(manifestName, in: directory.fd) else {
             throw invalid("no readable \(manifestName)")
         }
@@ -165,16 +297,17 @@ enum Backups {
         guard manifest.format == format else {
             throw invalid("its manifest has format \(manifest.format); this migrator reads format \(format)")
         }
-        return manifest
+        return (manifest, text)
     }
 
     /// See ``Migrator/restore(from:)``.
     static func restore(
-        _ path: String, into storage: LMDBStorage, lockTimeout: Double, insecure: Bool,
+        _ path: String, into storage: LMDBStorage, lockTimeout: Double, insecure: Bool, key: BackupKey?,
         events: @escaping @Sendable (RunEvent) -> Void
-    ) throws -> BackupManifest {
+    ) throws -> CheckedBackup {
         let directory = try openTrusted(path, role: "backup", insecure: insecure, events: events)
-        let manifest = try Backups.check(directory)
+        let checked = try Backups.check(directory, key: key)
+        let manifest = checked.manifest
         let current =
             storage.exists
             ? try storage.acquireLock(
@@ -191,8 +324,11 @@ enum Backups {
         guard mkdir(staging, 0o700) == 0 else { throw fail("cannot create '\(staging)': \(errorText(errno))") }
         var stagingLive = true
         defer { if stagingLive { Backups.removeFlatDirectory(staging) } }
-        try Backups.copyFile("data.mdb", in: directory, to: staging + "/data.mdb")
-        guard try Backups.describe(staging, source: storage.location).digest == manifest.digest else {
+        let copied = try Backups.copyFile("data.mdb", in: directory, to: staging + "/data.mdb")
+        // The bytes copied, not the file as it was when checked: it could have changed since.
+        guard manifest.dataSHA256.map({ $0 == copied }) ?? true,
+            try Backups.describe(staging, source: storage.location).digest == manifest.digest
+        else {
             throw fail("the copy in '\(staging)' does not match the backup's digest")
         }
         // Held across the swap: a run that starts meanwhile waits for it.
@@ -224,7 +360,7 @@ enum Backups {
                     + "(the restored copy is in '\(aside)')")
         }
         if access(aside, F_OK) == 0 { Backups.removeFlatDirectory(aside) }
-        return manifest
+        return checked
     }
 
     /// The backups `migrator` made in `folder`, oldest first: directories
@@ -346,8 +482,9 @@ enum Backups {
         return nil
     }
 
-    /// Copies `name` in `directory` to the new file `to` (0600) and syncs it.
-    static func copyFile(_ name: String, in directory: OpenDirectory, to: String) throws(MigratorError) {
+    /// Copies `name` in `directory` to the new file `to` (0600) and syncs
+    /// it; returns the SHA-256 of the bytes copied.
+    static func copyFile(_ name: String, in directory: OpenDirectory, to: String) throws(MigratorError) -> String {
         let from = directory.path + "/" + name
         let src = openat(directory.fd, name, O_RDONLY | O_CLOEXEC | migrator_O_NOFOLLOW)
         guard src >= 0 else { throw MigratorError(.restoreFailed, "\(from): \(errorText(errno))") }
@@ -356,11 +493,13 @@ enum Backups {
         guard dst >= 0 else { throw MigratorError(.restoreFailed, "\(to): \(errorText(errno))") }
         defer { close(dst) }
         var buf = [UInt8](repeating: 0, count: 1 << 20)
+        var hasher = SHA256Digest()
         while true {
             let n = buf.withUnsafeMutableBytes { read(src, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             guard n >= 0 else { throw MigratorError(.restoreFailed, "\(from): \(errorText(errno))") }
             if n == 0 { break }
+            buf.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0.prefix(n))) }
             var off = 0
             while off < n {
                 let w = buf.withUnsafeBytes { write(dst, $0.baseAddress! + off, n - off) }
@@ -370,5 +509,6 @@ enum Backups {
             }
         }
         guard fsync(dst) == 0 else { throw MigratorError(.restoreFailed, "\(to): \(errorText(errno))") }
+        return hasher.finalizeHex()
     }
 }

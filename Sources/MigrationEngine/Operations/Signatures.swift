@@ -55,19 +55,28 @@ package enum PluginSignatures {
         return (priv, pub)
     }
 
-    /// The message signed for a plugin named `name` whose bytes hash to `sha256`.
-    static func message(name: String, sha256: String) -> [UInt8] {
-        Array("migrator-plugin-v1".utf8) + [0] + Array(name.utf8) + [0] + Array(sha256.utf8)
+    /// What a signature is for: the domain is part of what is signed, so a
+    /// plugin's signature can never pass for a backup's, or the reverse.
+    package enum Domain: String, Sendable {
+        case plugin = "migrator-plugin-v1"
+        case backup = "migrator-backup-v1"
     }
 
-    package static func sign(name: String, sha256: String, privateKey: [UInt8]) -> [UInt8]? {
+    /// The message signed for a file named `name` whose bytes hash to `sha256`.
+    static func message(_ domain: Domain = .plugin, name: String, sha256: String) -> [UInt8] {
+        Array(domain.rawValue.utf8) + [0] + Array(name.utf8) + [0] + Array(sha256.utf8)
+    }
+
+    package static func sign(
+        _ domain: Domain = .plugin, name: String, sha256: String, privateKey: [UInt8]
+    ) -> [UInt8]? {
         guard let key = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nil, privateKey, privateKey.count) else {
             return nil
         }
         defer { EVP_PKEY_free(key) }
         guard let md = EVP_MD_CTX_new() else { return nil }
         defer { EVP_MD_CTX_free(md) }
-        let msg = message(name: name, sha256: sha256)
+        let msg = message(domain, name: name, sha256: sha256)
         var sig = [UInt8](repeating: 0, count: 64)
         var len = 64
         guard EVP_DigestSignInit(md, nil, nil, nil, key) == 1,
@@ -76,14 +85,16 @@ package enum PluginSignatures {
         return sig
     }
 
-    static func verify(name: String, sha256: String, signature: [UInt8], publicKey: [UInt8]) -> Bool {
+    static func verify(
+        _ domain: Domain = .plugin, name: String, sha256: String, signature: [UInt8], publicKey: [UInt8]
+    ) -> Bool {
         guard signature.count == 64,
             let key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nil, publicKey, publicKey.count)
         else { return false }
         defer { EVP_PKEY_free(key) }
         guard let md = EVP_MD_CTX_new() else { return false }
         defer { EVP_MD_CTX_free(md) }
-        let msg = message(name: name, sha256: sha256)
+        let msg = message(domain, name: name, sha256: sha256)
         return EVP_DigestVerifyInit(md, nil, nil, nil, key) == 1
             && EVP_DigestVerify(md, signature, signature.count, msg, msg.count) == 1
     }
@@ -162,16 +173,23 @@ package enum PluginSignatures {
         guard let bytes = Backups.readSmallFile(sig, in: directory.fd, limit: 4096) else {
             return .failure(.unreadable("cannot read it: \(errorText(errno))"))
         }
+        guard let (keyID, signature) = parseSignatureFile(bytes) else {
+            return .failure(.unreadable("it is not a \(signatureTag) file"))
+        }
+        guard let key = trusted.first(where: { $0.id == keyID }) else { return .failure(.unknownKey(keyID)) }
+        return verify(name: name, sha256: sha256, signature: signature, publicKey: key.raw)
+            ? .success(key) : .failure(.bad)
+    }
+
+    /// The key id and signature in a `.sig` file's bytes, if it is one.
+    static func parseSignatureFile(_ bytes: [UInt8]) -> (keyID: String, signature: [UInt8])? {
         let lines = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).map {
             $0.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         }
         guard lines.count == 3, lines[0] == signatureTag, lines[1].hasPrefix("key "), lines[2].hasPrefix("sig "),
             let signature = unhex(lines[2].dropFirst(4)[...]), signature.count == 64
-        else { return .failure(.unreadable("it is not a \(signatureTag) file")) }
-        let keyID = String(lines[1].dropFirst(4))
-        guard let key = trusted.first(where: { $0.id == keyID }) else { return .failure(.unknownKey(keyID)) }
-        return verify(name: name, sha256: sha256, signature: signature, publicKey: key.raw)
-            ? .success(key) : .failure(.bad)
+        else { return nil }
+        return (String(lines[1].dropFirst(4)), signature)
     }
 
     /// Writes `base.key` (0600) and `base.pub`; returns the key id.
@@ -184,10 +202,9 @@ package enum PluginSignatures {
         return PublicKey(name: base, raw: pub).id
     }
 
-    /// Signs each file with the private key at `keyPath`, writing `FILE.sig`.
+    /// The private key at `keyPath` and its public half.
     /// - Throws: for a key file others can read, or one that is not a key.
-    package static func sign(files: [String], keyPath: String) throws(MigratorError) -> [(file: String, sha256: String)]
-    {
+    static func privateKey(at keyPath: String) throws(MigratorError) -> (raw: [UInt8], publicKey: PublicKey) {
         var st = stat()
         guard stat(keyPath, &st) == 0 else {
             throw MigratorError(.invalidTrustedKey, "cannot read the key '\(keyPath)': \(errorText(errno))")
@@ -209,7 +226,16 @@ package enum PluginSignatures {
         let gotPublic = EVP_PKEY_get_raw_public_key(key, &pub, &n) == 1
         EVP_PKEY_free(key)
         guard gotPublic else { throw MigratorError(.invalidTrustedKey, "'\(keyPath)': no public key in it") }
-        let keyID = PublicKey(name: "", raw: pub).id
+        let name = String((keyPath.split(separator: "/").last ?? Substring(keyPath)).dropLast(4))
+        return (priv, PublicKey(name: name, raw: pub))
+    }
+
+    /// Signs each file with the private key at `keyPath`, writing `FILE.sig`.
+    /// - Throws: for a key file others can read, or one that is not a key.
+    package static func sign(files: [String], keyPath: String) throws(MigratorError) -> [(file: String, sha256: String)]
+    {
+        let (priv, publicKey) = try privateKey(at: keyPath)
+        let keyID = publicKey.id
         var signed: [(file: String, sha256: String)] = []
         for file in files {
             guard let bytes = Backups.readSmallFile(file, limit: 1 << 30) else {

@@ -85,7 +85,7 @@ struct MigrationRunner {
             parent, role: "backup directory", create: true, insecure: options.allowInsecureDatabase,
             events: options.events)
         let backup = try Backups.newBackup(in: folder)
-        do { _ = try storage.backup(into: backup) } catch {
+        do { _ = try storage.backup(into: backup, key: options.backupKey) } catch {
             Backups.discard(backup, in: folder)
             throw error
         }

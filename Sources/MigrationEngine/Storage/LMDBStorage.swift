@@ -30,8 +30,8 @@ package final class LMDBStorage: MigrationStorage {
     /// database; a path that exists is opened, so a file there is an error.
     package var exists: Bool { access(location, F_OK) == 0 }
 
-    package func backup(into directory: OpenDirectory) throws -> BackupManifest {
-        try Backups.take(try documentStore(), source: location, into: directory)
+    package func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest {
+        try Backups.take(try documentStore(), source: location, into: directory, key: key)
     }
 
     /// Forgets the open store: the directory was replaced (restore).

@@ -38,7 +38,7 @@ package protocol MigrationStorage: AnyObject {
     /// runs and reversibility checks. The transaction stays on the calling thread.
     func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R
     /// Writes a consistent copy with its manifest into the open, empty `directory`.
-    func backup(into directory: OpenDirectory) throws -> BackupManifest
+    func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest
     /// Reads the documents directly (`migrator db …`) in one consistent
     /// snapshot; creates nothing. Callers check ``exists`` first.
     func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R

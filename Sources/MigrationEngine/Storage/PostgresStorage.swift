@@ -123,7 +123,7 @@ package final class PostgresStorage: MigrationStorage {
         }
     }
 
-    package func backup(into directory: OpenDirectory) throws -> BackupManifest {
+    package func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest {
         throw MigratorError(
             .unsupported,
             "backup copies an LMDB database; '\(location)' is PostgreSQL: use its own backups (pg_dump, "
