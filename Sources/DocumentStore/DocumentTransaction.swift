@@ -1,3 +1,11 @@
+/// A transaction that can also write the reserved (`_`) collections: the
+/// engine's `_migrations` records. `package`, so that no user of the store
+/// can reach it; every backend's transaction conforms.
+package protocol SystemTransaction: DocumentTransaction {
+    /// Runs `body` with the reserved (`_`) collections writable.
+    func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R
+}
+
 /// What every backend's transaction offers, with the same meaning and the
 /// same errors: the LMDB store's ``Transaction`` and the PostgreSQL store's.
 /// The engine's tracking records are written against it, and so are the
@@ -31,9 +39,6 @@ public protocol DocumentTransaction: AnyObject {
     /// Drops a collection; see `Transaction.dropCollection`.
     @discardableResult
     func dropCollection(_ name: String, ifExists: Bool) throws -> Bool
-    /// Runs `body` with the reserved (`_`) collections writable: for the engine.
-    func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R
-
     /// Inserts JSON text; returns its `_id`, or `.null` unless `returningID`.
     @discardableResult
     func insert(json: UnsafeRawBufferPointer, into collection: String, returningID: Bool) throws -> JSON
@@ -153,6 +158,8 @@ extension DocumentTransaction {
         try insert(json: json, into: collection, returningID: true)
     }
 }
+
+extension Transaction: SystemTransaction {}
 
 extension Transaction: DocumentTransaction {
     public func findAll(_ collection: String, filter: Filter) throws -> [JSON] {

@@ -1,3 +1,14 @@
+/// A failure of any backend's store, as a caller shows it: a stable code
+/// and a message naming what is concerned. ``StoreError`` (LMDB) and
+/// `PostgresError` conform, so code above the storage seam handles both
+/// without knowing which backend it has.
+public protocol StorageFailure: Error, Sendable {
+    /// The stable code, e.g. `duplicate_key` or `connection_failed`.
+    var codeName: String { get }
+    /// For people; names the path, collection, document or server.
+    var message: String { get }
+}
+
 /// Every failure the document store reports.
 ///
 /// Match on ``code``: codes are stable and new ones may be added without
@@ -80,4 +91,8 @@ extension Array where Element == UInt8 {
         }
         return try result.get()
     }
+}
+
+extension StoreError: StorageFailure {
+    public var codeName: String { code.rawValue }
 }

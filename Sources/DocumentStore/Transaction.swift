@@ -217,7 +217,7 @@ public final class Transaction {
     /// API the migration engine uses for `_migrations`. `package`, so that
     /// no library user can write the engine's records.
     @discardableResult
-    public func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
+    package func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
         let saved = systemAccess
         systemAccess = true
         defer { systemAccess = saved }

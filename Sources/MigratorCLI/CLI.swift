@@ -436,8 +436,8 @@ public enum MigratorCommandLine {
         } catch let e as UsageError {
             context.usageError(e.message, usage: "\(command.usage)  (see --help)")
             return ExitCode.usage
-        } catch let e as StoreError {
-            context.error("error", e.message, [("code", .string(e.code.rawValue))])
+        } catch let e as any StorageFailure {
+            context.error("error", e.message, [("code", .string(e.codeName))])
             return ExitCode.failure
         } catch let e as MigratorError {
             return MigrationCommands.fail(context, e)

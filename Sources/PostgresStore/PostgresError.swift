@@ -1,3 +1,5 @@
+import DocumentStore
+
 /// A failure of the PostgreSQL backend: a stable ``code`` to match on and a
 /// message that names the server (its URI with the password redacted), the
 /// collection or the statement.
@@ -34,4 +36,8 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+}
+
+extension PostgresError: StorageFailure {
+    public var codeName: String { code.rawValue }
 }

@@ -2,7 +2,7 @@ import DocumentStore
 
 /// One transaction of a ``PostgresDocumentStore``: the operations of the
 /// LMDB store's `Transaction`, with the same results and the same errors.
-public final class PostgresTransaction: DocumentTransaction {
+public final class PostgresTransaction: DocumentTransaction, SystemTransaction {
     unowned let store: PostgresDocumentStore
     let readOnly: Bool
     var ended = false
@@ -187,7 +187,8 @@ public final class PostgresTransaction: DocumentTransaction {
         }
     }
 
-    public func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
+    /// See ``SystemTransaction``: for the engine's records alone.
+    package func withSystemAccess<R>(_ body: () throws -> R) rethrows -> R {
         let saved = systemAccess
         systemAccess = true
         defer { systemAccess = saved }

@@ -33,7 +33,7 @@ public struct MigrationCatalog: Sendable {
 
     /// Adds an in-process migration.
     /// - Throws: ``MigratorError`` `.invalidID` or `.duplicateID`.
-    public mutating func register(_ migration: any Migration) throws(MigratorError) {
+    package mutating func register(_ migration: any Migration) throws(MigratorError) {
         if let problem = MigrationID.problem(with: migration.id) {
             throw MigratorError(
                 .invalidID, "in-process migration '\(migration.id)': \(problem)", migrationID: migration.id)
@@ -48,7 +48,7 @@ public struct MigrationCatalog: Sendable {
     }
 
     /// Replaces the plugin migrations with those of `set`.
-    public mutating func setPlugins(_ set: PluginSet) {
+    package mutating func setPlugins(_ set: PluginSet) {
         plugins = set
         rebuild()
     }

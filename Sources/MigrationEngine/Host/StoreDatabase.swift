@@ -23,7 +23,7 @@ public struct StepObserver: Sendable {
 /// in-process Swift migrations get, and what the C host table calls into.
 /// One implementation of every operation, so plugins and in-process
 /// migrations, on LMDB and on PostgreSQL, behave alike.
-final class StoreDatabase<Txn: DocumentTransaction>: StepDatabase {
+final class StoreDatabase<Txn: SystemTransaction>: StepDatabase {
     private let txn: Txn
     private let migrationID: String
     private let observer: StepObserver

@@ -52,7 +52,7 @@ enum Files {
 
 /// Files whose contents steer what migrator does (its config file): read
 /// only if nobody but you or root could have written them.
-public enum TrustedFile {
+package enum TrustedFile {
     /// The contents of the file at `path` (at most `limit` bytes), read from
     /// the descriptor that was checked: the file owned by you or root and
     /// writable by its owner alone, and every directory on its real path
@@ -60,7 +60,7 @@ public enum TrustedFile {
     /// in the refusal ("config file").
     /// - Throws: `.untrustedConfig` naming the file and why it is not
     ///   trusted, or why it cannot be read.
-    public static func read(_ path: String, role: String, limit: Int = 1 << 20) throws(MigratorError) -> [UInt8] {
+    package static func read(_ path: String, role: String, limit: Int = 1 << 20) throws(MigratorError) -> [UInt8] {
         func refuse(_ why: String) -> MigratorError {
             MigratorError(
                 .untrustedConfig, "\(role) '\(path)' \(why); anyone who can write to it decides what migrator does")

@@ -2,12 +2,12 @@
 /// place where `apply`, `rollback`, `validate` and `status` get their
 /// answers, so they can never disagree. Pure: no storage, no plugins, no
 /// clock; it reads only the catalog and the applied records.
-public enum Planner {
+package enum Planner {
     /// The plan for `request`, given what is applied.
     ///
     /// A plan with refusals must not run; its ``Plan/steps`` are what it
     /// would have run.
-    public static func plan(
+    package static func plan(
         _ request: MigrationRequest, catalog: MigrationCatalog, applied: [AppliedMigration],
         options: PlanOptions = PlanOptions()
     ) -> Plan {
@@ -95,7 +95,7 @@ public enum Planner {
     }
 
     /// Known migrations not applied, in order.
-    public static func pendingMigrations(
+    package static func pendingMigrations(
         _ catalog: MigrationCatalog, _ applied: [AppliedMigration]
     ) -> [AvailableMigration] {
         let appliedIDs = Set(applied.map(\.id))
@@ -103,7 +103,7 @@ public enum Planner {
     }
 
     /// Applied records this catalog owns but does not provide.
-    public static func missingMigrations(
+    package static func missingMigrations(
         _ catalog: MigrationCatalog, _ applied: [AppliedMigration]
     ) -> [AppliedMigration] {
         applied.filter { catalog.migration($0.id) == nil && catalog.owns($0) }
@@ -185,7 +185,7 @@ public enum Planner {
 
     /// Every known migration and every applied record, with its state, in
     /// application order: the body of ``MigrationStatus``.
-    public static func entries(
+    package static func entries(
         catalog: MigrationCatalog, applied: [AppliedMigration],
         history: [HistoryEntry]
     ) -> [MigrationStatus.Entry] {
@@ -222,7 +222,7 @@ public enum Planner {
 
     /// A leftover lock record marks an interrupted step, unless that step
     /// committed just before its process died.
-    public static func interruptedStep(
+    package static func interruptedStep(
         _ leftover: LockOwner?, appliedIDs: Set<String>
     ) -> (id: String, direction: Direction)? {
         guard let o = leftover, let id = o.currentID else { return nil }
@@ -241,7 +241,7 @@ public enum Planner {
     /// plugin files rebuilt since they applied something (notes; the
     /// declared checksum, not the file hash, decides whether a migration
     /// was edited).
-    public static func advice(
+    package static func advice(
         catalog: MigrationCatalog, applied: [AppliedMigration]
     ) -> (warnings: [String], notes: [String]) {
         var warnings: [String] = []

@@ -67,11 +67,11 @@ package final class LMDBStorage: MigrationStorage {
 
     package func prepare() throws { _ = try documentStore() }
 
-    package func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R {
+    package func readDocuments<R>(_ body: (any SystemTransaction) throws -> R) throws -> R {
         try documentStore().read { try body($0) }
     }
 
-    package func writeDocuments<R>(batched: Bool, _ body: (any DocumentTransaction) throws -> R) throws -> R {
+    package func writeDocuments<R>(batched: Bool, _ body: (any SystemTransaction) throws -> R) throws -> R {
         try documentStore().write { try body($0) }
     }
 

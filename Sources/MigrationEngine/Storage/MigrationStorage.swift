@@ -41,11 +41,11 @@ package protocol MigrationStorage: AnyObject {
     func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest
     /// Reads the documents directly (`migrator db …`) in one consistent
     /// snapshot; creates nothing. Callers check ``exists`` first.
-    func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R
+    func readDocuments<R>(_ body: (any SystemTransaction) throws -> R) throws -> R
     /// Writes documents directly in one transaction, creating the database.
     /// With `batched`, PostgreSQL sends writes in batches: an error may then
     /// surface at a later call or at commit, and fails the whole transaction.
-    func writeDocuments<R>(batched: Bool, _ body: (any DocumentTransaction) throws -> R) throws -> R
+    func writeDocuments<R>(batched: Bool, _ body: (any SystemTransaction) throws -> R) throws -> R
 }
 
 /// Picks the backend for a database location.

@@ -79,11 +79,11 @@ package final class PostgresStorage: MigrationStorage {
 
     package func prepare() throws { _ = try documentStore() }
 
-    package func readDocuments<R>(_ body: (any DocumentTransaction) throws -> R) throws -> R {
+    package func readDocuments<R>(_ body: (any SystemTransaction) throws -> R) throws -> R {
         try openStore().read { try body($0) }
     }
 
-    package func writeDocuments<R>(batched: Bool, _ body: (any DocumentTransaction) throws -> R) throws -> R {
+    package func writeDocuments<R>(batched: Bool, _ body: (any SystemTransaction) throws -> R) throws -> R {
         try documentStore().write { txn in
             txn.batchesWrites = batched
             return try body(txn)

@@ -9,7 +9,7 @@ enum Tracking {
     static let applied = "_migrations"
     static let history = "_migrations_history"
 
-    static func appliedMigrations(_ txn: any DocumentTransaction) throws -> [AppliedMigration] {
+    static func appliedMigrations(_ txn: any SystemTransaction) throws -> [AppliedMigration] {
         try txn.withSystemAccess {
             try txn.findAll(applied).compactMap { doc -> AppliedMigration? in
                 guard let o = doc.objectValue, let id = o["_id"]?.stringValue else { return nil }
@@ -28,12 +28,12 @@ enum Tracking {
         }
     }
 
-    static func isApplied(_ txn: any DocumentTransaction, _ id: String) throws -> Bool {
+    static func isApplied(_ txn: any SystemTransaction, _ id: String) throws -> Bool {
         try txn.withSystemAccess { try txn.count(applied, filter: Filter.idEquals(.string(id))) > 0 }
     }
 
     static func recordApplied(
-        _ txn: any DocumentTransaction, _ m: AvailableMigration, startedAt: String, durationMS: Int64
+        _ txn: any SystemTransaction, _ m: AvailableMigration, startedAt: String, durationMS: Int64
     ) throws {
         var fields: [(String, JSON)] = [
             ("_id", .string(m.id)), ("migration_id", .string(m.id)), ("name", .string(m.name)),
@@ -51,7 +51,7 @@ enum Tracking {
 
     /// Removes `id`'s record; a record already gone means another run
     /// rolled it back meanwhile, and this step must not commit.
-    static func removeApplied(_ txn: any DocumentTransaction, _ id: String) throws {
+    static func removeApplied(_ txn: any SystemTransaction, _ id: String) throws {
         let removed = try txn.withSystemAccess { try txn.deleteOne(applied, filter: Filter.idEquals(.string(id))) }
         guard removed == 1 else {
             throw StepFailure(
@@ -63,7 +63,7 @@ enum Tracking {
     static let progress = "_migrations_progress"
 
     /// The checkpoint a migration left, if its run stopped after one.
-    static func progress(_ txn: any DocumentTransaction, _ id: String) throws -> MigrationProgress? {
+    static func progress(_ txn: any SystemTransaction, _ id: String) throws -> MigrationProgress? {
         try txn.withSystemAccess {
             guard let o = try txn.findOne(progress, filter: Filter.idEquals(.string(id)))?.objectValue else {
                 return nil
@@ -74,7 +74,7 @@ enum Tracking {
         }
     }
 
-    static func allProgress(_ txn: any DocumentTransaction) throws -> [MigrationProgress] {
+    static func allProgress(_ txn: any SystemTransaction) throws -> [MigrationProgress] {
         try txn.withSystemAccess {
             try txn.findAll(progress).compactMap { doc -> MigrationProgress? in
                 guard let o = doc.objectValue, let id = o["_id"]?.stringValue else { return nil }
@@ -86,7 +86,7 @@ enum Tracking {
     }
 
     /// Records a checkpoint of `id` with its resume token (replacing the last).
-    static func saveProgress(_ txn: any DocumentTransaction, _ id: String, token: String) throws {
+    static func saveProgress(_ txn: any SystemTransaction, _ id: String, token: String) throws {
         let done = try progress(txn, id)?.checkpoints ?? 0
         try txn.withSystemAccess {
             _ = try txn.deleteOne(progress, filter: Filter.idEquals(.string(id)))
@@ -99,11 +99,11 @@ enum Tracking {
         }
     }
 
-    static func clearProgress(_ txn: any DocumentTransaction, _ id: String) throws {
+    static func clearProgress(_ txn: any SystemTransaction, _ id: String) throws {
         try txn.withSystemAccess { _ = try txn.deleteOne(progress, filter: Filter.idEquals(.string(id))) }
     }
 
-    static func acceptChecksum(_ txn: any DocumentTransaction, _ id: String, _ checksum: String?) throws {
+    static func acceptChecksum(_ txn: any SystemTransaction, _ id: String, _ checksum: String?) throws {
         try txn.withSystemAccess {
             let set: JSON = .object(JSONObject([("checksum", checksum.map(JSON.string) ?? .null)]))
             _ = try txn.updateOne(
@@ -112,7 +112,7 @@ enum Tracking {
         }
     }
 
-    static func appendHistory(_ txn: any DocumentTransaction, _ e: NewHistoryEntry) throws {
+    static func appendHistory(_ txn: any SystemTransaction, _ e: NewHistoryEntry) throws {
         try txn.withSystemAccess {
             // Append-only, so the count is the last sequence number.
             let next = Int64(try txn.count(history)) + 1
@@ -131,7 +131,7 @@ enum Tracking {
         }
     }
 
-    static func historyEntries(_ txn: any DocumentTransaction) throws -> [HistoryEntry] {
+    static func historyEntries(_ txn: any SystemTransaction) throws -> [HistoryEntry] {
         try txn.withSystemAccess {
             try txn.findAll(history).compactMap { doc -> HistoryEntry? in
                 guard let o = doc.objectValue, let seq = o["_id"].flatMap(int) else { return nil }
@@ -157,7 +157,7 @@ enum Tracking {
 /// A ``StorageTransaction`` whose records are ``Tracking``'s, over its
 /// backend's ``DocumentTransaction``: the bookkeeping is written once.
 protocol TrackedTransaction: StorageTransaction {
-    var documents: any DocumentTransaction { get }
+    var documents: any SystemTransaction { get }
 }
 
 extension TrackedTransaction {
@@ -177,9 +177,9 @@ extension TrackedTransaction {
 /// One write transaction of either backend, seen through
 /// ``StorageTransaction``: the step's database, its checkpoints and the
 /// change tracking of trials are the same code for both.
-final class StepTransaction<Txn: DocumentTransaction>: TrackedTransaction {
+final class StepTransaction<Txn: SystemTransaction>: TrackedTransaction {
     let txn: Txn
-    var documents: any DocumentTransaction { txn }
+    var documents: any SystemTransaction { txn }
     /// A dry run or reversibility check: nothing may be committed.
     let isTrial: Bool
     init(_ txn: Txn, trial: Bool = false) {

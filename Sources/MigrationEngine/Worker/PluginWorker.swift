@@ -15,14 +15,14 @@ import Glibc
 ///
 /// An executable that offers isolation calls ``serve(arguments:)`` when it
 /// is started as `EXECUTABLE __worker PARENT_PID`; `migrator` does.
-public enum PluginWorker {
+package enum PluginWorker {
     /// Whether `arguments` (without the program name) start a worker.
-    public static func isWorkerInvocation(_ arguments: [String]) -> Bool {
+    package static func isWorkerInvocation(_ arguments: [String]) -> Bool {
         arguments.first == WorkerProtocol.command
     }
 
     /// Serves the parent until it closes the pipe; returns the exit status.
-    public static func serve(arguments: [String]) -> Int32 {
+    package static func serve(arguments: [String]) -> Int32 {
         // Die with the parent; and if it is already gone, do nothing at all.
         _ = migrator_set_parent_death_signal(SIGKILL)
         guard arguments.count >= 2, let parent = pid_t(arguments[1]), getppid() == parent else { return 1 }
