@@ -206,7 +206,9 @@ struct StoreTests {
             #expect(e?.code == .reservedCollection)
             #expect(e?.message.contains("'_migrations'") == true)
             try store.write { txn throws in
-                _ = try txn.withSystemAccess { try txn.insert(["_id": "001_x"], into: "_migrations") }
+                // Every backend's transaction has the system API, for the engine (package) alone.
+                let system = try #require(txn as? any SystemTransaction)
+                _ = try system.withSystemAccess { try txn.insert(["_id": "001_x"], into: "_migrations") }
                 #expect(storeError { try txn.dropCollection("_migrations") }?.code == .reservedCollection)
             }
             #expect(try store.read { try $0.count("_migrations") } == 1)
