@@ -9,6 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
 scripts/format.sh --check
+# Docs that cannot drift: every public symbol of the SDK and the engine has a
+# doc comment, and ARCHITECTURE.md names only files and types that exist.
+scripts/check-architecture.py
+scripts/docs.sh >/dev/null
 log=$(mktemp)
 pg=/tmp/migrator-pg-ci-$$
 trap 'rm -f "$log"; Tests/Postgres/server.sh stop "$pg"' EXIT

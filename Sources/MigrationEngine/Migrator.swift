@@ -26,7 +26,7 @@ import Glibc
 /// (`status`, `history`) never take the lock and are never blocked.
 ///
 /// `Migrator` is a thin loop over three parts: a ``MigrationCatalog`` (what
-/// is known), the ``Planner`` (what to do, or why not) and a runner that
+/// is known), the `Planner` (what to do, or why not) and a runner that
 /// executes plans through the storage and executor seams.
 public final class Migrator {
     /// How runs behave.
@@ -139,22 +139,22 @@ public final class Migrator {
     // MARK: Reading state
 
     /// Applied migrations, in order.
-    /// - Throws: the backend's ``StorageFailure`` (`StoreError`, `PostgresError`) when the database cannot be read.
+    /// - Throws: the backend's `StorageFailure` (`StoreError`, `PostgresError`) when the database cannot be read.
     public func appliedMigrations() throws -> [AppliedMigration] { try storage.appliedMigrations() }
 
     /// The attempt log, oldest first.
-    /// - Throws: the backend's ``StorageFailure`` (`StoreError`, `PostgresError`) when the database cannot be read.
+    /// - Throws: the backend's `StorageFailure` (`StoreError`, `PostgresError`) when the database cannot be read.
     public func history() throws -> [HistoryEntry] { try storage.history() }
 
     /// Ids of known migrations not yet applied, in order.
-    /// - Throws: the backend's ``StorageFailure`` (`StoreError`, `PostgresError`) when the database cannot be read.
+    /// - Throws: the backend's `StorageFailure` (`StoreError`, `PostgresError`) when the database cannot be read.
     public func pendingMigrations() throws -> [String] {
         Planner.pendingMigrations(catalog, try appliedMigrations()).map(\.id)
     }
 
     /// True when the database holds applied ids this catalog should know
     /// and does not: it was migrated by a newer version.
-    /// - Throws: the backend's ``StorageFailure`` (`StoreError`, `PostgresError`) when the database cannot be read.
+    /// - Throws: the backend's `StorageFailure` (`StoreError`, `PostgresError`) when the database cannot be read.
     public func hasBeenSuperseded() throws -> Bool {
         !Planner.missingMigrations(catalog, try appliedMigrations()).isEmpty
     }
@@ -164,13 +164,13 @@ public final class Migrator {
 
     /// What `request` would do now, or why it would refuse, without
     /// taking the lock or running anything.
-    /// - Throws: the backend's ``StorageFailure`` (`StoreError`, `PostgresError`) when the database cannot be read.
+    /// - Throws: the backend's `StorageFailure` (`StoreError`, `PostgresError`) when the database cannot be read.
     public func plan(_ request: MigrationRequest) throws -> Plan {
         Planner.plan(request, catalog: catalog, applied: try appliedMigrations(), options: options.plan)
     }
 
     /// Every known migration with its state; equal to `status --json`.
-    /// - Throws: the backend's ``StorageFailure`` (`StoreError`, `PostgresError`) when the database cannot be read.
+    /// - Throws: the backend's `StorageFailure` (`StoreError`, `PostgresError`) when the database cannot be read.
     public func status() throws -> MigrationStatus {
         let applied = try storage.appliedMigrations()
         var entries = Planner.entries(catalog: catalog, applied: applied, history: try storage.history())
@@ -216,7 +216,7 @@ public final class Migrator {
 
     /// Everything `apply` checks before running anything, without running
     /// anything: the same plan `apply` would make.
-    /// - Throws: the backend's ``StorageFailure`` (`StoreError`, `PostgresError`) when the database cannot be read.
+    /// - Throws: the backend's `StorageFailure` (`StoreError`, `PostgresError`) when the database cannot be read.
     public func validate() throws -> ValidationReport {
         let applied = try appliedMigrations()
         let plan = Planner.plan(.applyAll, catalog: catalog, applied: applied, options: options.plan)

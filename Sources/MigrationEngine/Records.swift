@@ -63,6 +63,8 @@ public struct MigrationProgress: Sendable, Equatable, Codable {
     public var at: String
 }
 
+/// A migration's record in `_migrations`: what was applied, when, by whom,
+/// from which file, and how long it took.
 public struct AppliedMigration: Sendable, Equatable {
     /// The migration id.
     public let id: String

@@ -87,7 +87,9 @@ public enum BackupSignature: Sendable, Equatable {
 
 /// A backup that passed its checks: its manifest and what vouches for it.
 public struct CheckedBackup: Sendable {
+    /// The manifest, as the backup's contents matched it.
     public let manifest: BackupManifest
+    /// Whether a backup key checked its signature.
     public let signature: BackupSignature
 }
 
