@@ -86,6 +86,10 @@ public final class Migrator {
     /// Every known migration, and the problems found gathering them.
     public private(set) var catalog: MigrationCatalog
     private var storageInstance: (any MigrationStorage)?
+    /// The worker holding the code of the plugins loaded last, if they were
+    /// loaded in one. The catalog holds their descriptors only; each run
+    /// reaches this through a session of its own.
+    private var pluginWorker: WorkerClient?
 
     /// A migrator for the database at `databasePath`. In-process migrations
     /// are recorded as owned by `appName` (default: the process's name).
@@ -126,13 +130,14 @@ public final class Migrator {
         // whole (its output handler included).
         if loader.isolation.executable == nil { loader.isolation = options.pluginIsolation }
         if let limit = options.stepTimeout { loader.isolation.loadTimeout = limit }
-        loader.isolation.allowsNetwork = storage is PostgresStorage
+        loader.isolation.allowsNetwork = storage.reachesNetwork
         // The descriptor cache lives in an LMDB database's directory, once it exists.
         if loader.cacheDirectory == nil && storage is LMDBStorage && storage.exists {
             loader.cacheDirectory = databasePath
         }
-        let set = try PluginLoader.load(directory: directory, options: loader)
+        let (set, worker) = try PluginLoader.loadHoldingCode(directory: directory, options: loader)
         catalog.setPlugins(set)
+        pluginWorker = worker
         return set
     }
 
@@ -230,11 +235,11 @@ public final class Migrator {
 
     private func runner(_ options: Options, on other: LMDBStorage? = nil) -> MigrationRunner {
         let storage = other ?? storage
-        let worker = catalog.plugins?.worker
-        worker?.database = (other?.location ?? databasePath, options.storeOptions.maxMapSize >> 20)
-        worker?.stepTimeout = options.stepTimeout
+        // The raw location: a display name (a URI without its password) could not be opened.
+        let database = WorkerDatabase(location: other?.location ?? databasePath, options: storage.workerOptions)
+        let session = pluginWorker.map { WorkerSession($0, database: database, stepTimeout: options.stepTimeout) }
         return MigrationRunner(
-            storage: storage, executor: InProcessExecutor(storage: storage), worker: worker, options: options)
+            storage: storage, executor: InProcessExecutor(storage: storage), worker: session, options: options)
     }
 
     /// The runner for a trial. A trial keeps nothing, so on an LMDB path

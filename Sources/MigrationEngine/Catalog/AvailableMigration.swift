@@ -40,7 +40,7 @@ public struct AvailableMigration: @unchecked Sendable {
         case swift(any Migration)
         /// Read from the descriptor cache for reporting; its code is not loaded.
         case descriptorOnly
-        /// Loaded in a worker process, which runs it (see ``WorkerExecutor``).
+        /// Loaded in a worker process, which runs it (see `WorkerClient`).
         case worker
     }
 

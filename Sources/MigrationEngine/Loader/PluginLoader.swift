@@ -34,9 +34,6 @@ public struct PluginSet: Sendable {
     public var problems: [MigratorError] = []
     /// Non-fatal notes: skipped files, toolchain differences, `--insecure`.
     public var warnings: [String] = []
-    /// The worker process holding the plugins' code, when they were loaded
-    /// in one (``PluginLoader/Options/isolation``).
-    package var worker: WorkerExecutor?
 
     /// An empty set.
     public init() {}
@@ -89,9 +86,18 @@ public enum PluginLoader {
     /// Loads every plugin in `directory`. Throws only when the directory
     /// itself is unusable; per-file failures go to ``PluginSet/problems``.
     package static func load(directory: String, options: Options = Options()) throws(MigratorError) -> PluginSet {
+        try loadHoldingCode(directory: directory, options: options).set
+    }
+
+    /// ``load(directory:options:)``, and the worker that holds the plugins'
+    /// code when they were loaded in one (``Options/isolation``): the
+    /// caller owns it, and plugins whose body is `.worker` run only there.
+    static func loadHoldingCode(
+        directory: String, options: Options = Options()
+    ) throws(MigratorError) -> (set: PluginSet, worker: WorkerClient?) {
         let cachePath = options.cacheDirectory.map { $0 + "/" + DescriptorCache.fileName }
         let old = cachePath.map(DescriptorCache.load) ?? DescriptorCache()
-        let worker = options.isolation.executable == nil ? nil : WorkerExecutor(options.isolation)
+        let worker = options.isolation.executable == nil ? nil : WorkerClient(options.isolation)
         let trustedKeys = try options.trustedKeysDirectory.map { (keys) throws(MigratorError) in
             try PluginSignatures.trustedKeys(in: keys)
         }
@@ -125,7 +131,6 @@ public enum PluginLoader {
         var set = PluginSet()
         set.problems = scanned.problems
         set.warnings = scanned.warnings + scanned.skipped.map { "note: skipping \($0)" } + workerWarnings
-        if !described.isEmpty { set.worker = worker }
         var all: [AvailableMigration] = []
         var cache = DescriptorCache()
         for file in scanned.files {
@@ -158,7 +163,7 @@ public enum PluginLoader {
         }
         // Conflicts between migrations are the catalog's to report, once.
         set.migrations = all.sorted(by: AvailableMigration.precedes)
-        return set
+        return (set, described.isEmpty ? nil : worker)
     }
 
     /// Loads a checked file's bytes into this process, calls its entry and

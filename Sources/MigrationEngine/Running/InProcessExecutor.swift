@@ -10,7 +10,7 @@ import Glibc
 /// The executor seam: runs one step of a migration, atomically with its
 /// bookkeeping. The runner decides what runs, records failures and reports;
 /// an executor only makes one step happen. ``InProcessExecutor`` runs the
-/// code in this process; ``WorkerExecutor`` sends the step to a worker
+/// code in this process; `WorkerSession` sends the step to a worker
 /// process that holds the plugin code. Neither changes the runner.
 package protocol MigrationExecutor: AnyObject {
     /// Runs `m` in `direction` in one write transaction, together with its

@@ -262,7 +262,7 @@ struct MigrationRunner {
                 notRun -= 1
             }
         }
-        let name = WorkerExecutor.signalName(signal)
+        let name = WorkerProcess.signalName(signal)
         let done = direction == .up ? "applied" : "rolled back"
         throw MigratorError(
             .interrupted,

@@ -30,6 +30,11 @@ package final class LMDBStorage: MigrationStorage {
     /// database; a path that exists is opened, so a file there is an error.
     package var exists: Bool { access(location, F_OK) == 0 }
 
+    /// The worker option that carries the map size limit, in MiB.
+    static let maxMapOption = "max_map_mb"
+    package var workerOptions: [String: String] { [Self.maxMapOption: String(options.maxMapSize >> 20)] }
+    package var reachesNetwork: Bool { false }
+
     package func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest {
         try Backups.take(try documentStore(), source: location, into: directory, key: key)
     }

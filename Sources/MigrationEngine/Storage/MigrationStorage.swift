@@ -12,6 +12,13 @@ package protocol MigrationStorage: AnyObject {
     var location: String { get }
     /// Whether the database exists. Reads never create one.
     var exists: Bool { get }
+    /// What a worker process needs, besides the location, to open this
+    /// database the same way (LMDB's map size): opaque to the worker
+    /// protocol, read back by ``Storages/at(_:workerOptions:)``.
+    var workerOptions: [String: String] { get }
+    /// Whether the database is a server's, reached over the network: then a
+    /// worker running its steps may open sockets.
+    var reachesNetwork: Bool { get }
     /// Opens the database, creating it if it does not exist.
     func prepare() throws
     /// Applied migrations, in application order.
@@ -59,6 +66,17 @@ package enum Storages {
         let lmdb = LMDBStorage(path: location, options: options)
         lmdb.allowInsecureDirectory = allowInsecureDirectory
         return lmdb
+    }
+
+    /// The storage a worker opens at `location`, with the options the
+    /// parent's storage gave (``MigrationStorage/workerOptions``).
+    package static func at(_ location: String, workerOptions: [String: String]) -> any MigrationStorage {
+        var options = DocumentStore.Options()
+        if let mb = workerOptions[LMDBStorage.maxMapOption].flatMap(Int.init), mb > 0 {
+            options.maxMapSize = mb << 20
+            options.initialMapSize = min(options.initialMapSize, options.maxMapSize)
+        }
+        return at(location, options: options)
     }
 }
 

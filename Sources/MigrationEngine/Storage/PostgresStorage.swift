@@ -13,6 +13,8 @@ import Glibc
 package final class PostgresStorage: MigrationStorage {
     /// The URI with its password redacted: what messages and `status` show.
     package let location: String
+    package var workerOptions: [String: String] { [:] }
+    package var reachesNetwork: Bool { true }
     private let uri: String
     private let schema: String
     private var store: PostgresDocumentStore?

@@ -16,7 +16,7 @@ struct CrashReport {
     /// The memfd's name, by which the worker recognises it.
     static let name = "migrator-crash-report"
 
-    init() { fd = WorkerExecutor.lifted(migrator_memfd_create(Self.name)) }
+    init() { fd = WorkerProcess.lifted(migrator_memfd_create(Self.name)) }
 
     func close() { if fd >= 0 { _ = Glibc.close(fd) } }
 

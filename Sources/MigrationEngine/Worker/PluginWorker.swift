@@ -133,92 +133,82 @@ package enum PluginWorker {
         }
 
         mutating func run() -> Int32 {
-            while let message = requests.receiveMessage() {
-                switch message.string("op") {
-                case "load": load(message)
-                case "load_batch": loadBatch()
-                case "open": open(message)
-                case "step": step(message)
-                case "trial": trial()
-                case "sync": reply([("op", .string("synced")), ("nonce", message["nonce"] ?? .null)])
-                default: reply([("op", .string("error")), ("message", .string("unknown request"))])
+            while let received = requests.receiveRequest() {
+                switch received {
+                case .success(.load(let file, let path, let sha256, let strict)):
+                    let answer = loaded(file: file, path: path, sha256: sha256, strictToolchain: strict)
+                    killDescendants()
+                    reply(answer)
+                case .success(.loadBatch): loadBatch()
+                case .success(.endBatch): reply(.error(message: "end_batch outside a batch"))
+                case .success(.open(let location, let options)): open(location, options)
+                case .success(.step(let id, let direction, let after)): step(id, direction, after: after)
+                case .success(.trial): trial()
+                case .success(.sync(let nonce)): reply(.synced(nonce: nonce))
+                case .failure(let error): reply(.error(message: "the worker cannot read \(error)"))
                 }
             }
             return 0
         }
 
-        func reply(_ fields: [(String, JSON)]) { responses.send(.object(JSONObject(fields))) }
-
-        mutating func load(_ message: JSONObject) {
-            let fields = loaded(message)
-            killDescendants()
-            reply(fields)
-        }
+        func reply(_ answer: WorkerReply) { responses.send(answer) }
 
         /// `load_batch`: load messages, each followed by its bytes, until
         /// `end_batch`; then one reply with every result in order, so the
         /// parent never waits per file and never blocks on our replies.
         mutating func loadBatch() {
-            var results: [JSON] = []
+            var results: [WorkerReply] = []
             while true {
-                guard let one = requests.receiveMessage() else { exit(1) }
-                if one.string("op") == "end_batch" { break }
-                results.append(.object(JSONObject(loaded(one))))
+                // The parent is trusted; a request it cannot have meant ends the worker.
+                guard case .success(let one)? = requests.receiveRequest() else { exit(1) }
+                guard case .load(let file, let path, let sha256, let strict) = one else {
+                    guard one == .endBatch else { exit(1) }
+                    break
+                }
+                results.append(loaded(file: file, path: path, sha256: sha256, strictToolchain: strict))
             }
             killDescendants()
-            reply([("op", .string("loaded_batch")), ("results", .array(results))])
+            reply(.loadedBatch(results))
         }
 
-        /// Loads one plugin whose sealed image follows `message`; the reply's fields.
-        mutating func loaded(_ message: JSONObject) -> [(String, JSON)] {
+        /// Loads one plugin whose sealed image follows its request; the answer.
+        mutating func loaded(file name: String, path: String, sha256: String, strictToolchain: Bool) -> WorkerReply {
             let image = migrator_receive_fd(requests.fd)
             guard image >= 0 else { exit(1) }
             var st = stat()
             let size = fstat(image, &st) == 0 ? Int64(st.st_size) : 0
-            let name = message.string("file")
             let file = CheckedPluginFile(
-                name: name, path: message.string("path"), sha256: message.string("sha256"),
+                name: name, path: path, sha256: sha256,
                 identity: FileIdentity(device: 0, inode: 0, size: size, mtimeNanoseconds: 0), key: name)
             var warnings: [String] = []
             if !warned, let warning = sandbox.warning { warnings.append(warning) }
             warned = true
             var options = PluginLoader.Options()
-            options.strictToolchain = message["strict_toolchain"] == .bool(true)
+            options.strictToolchain = strictToolchain
             do {
                 let plugin = try PluginLoader.loadSealed(image, file: file, options: options, warnings: &warnings)
                 for m in plugin.migrations { migrations[m.id] = m }
-                return [
-                    ("op", .string("loaded")), ("plugin", .object(JSONObject(plugin.descriptorFields))),
-                    ("image_fd", .int(Int64(image))),
-                    ("warnings", .array(warnings.map(JSON.string))),
-                ]
+                return .loaded(plugin: JSONObject(plugin.descriptorFields), imageFD: Int64(image), warnings: warnings)
             } catch {
-                return [
-                    ("op", .string("problem")), ("code", .string(error.code.rawValue)),
-                    ("message", .string(error.message)), ("migration_id", error.migrationID.map(JSON.string) ?? .null),
-                    ("warnings", .array(warnings.map(JSON.string))),
-                ]
+                return .problem(
+                    code: error.code.rawValue, message: error.message, migrationID: error.migrationID,
+                    warnings: warnings)
             }
         }
 
-        mutating func open(_ message: JSONObject) {
-            var options = DocumentStore.Options()
-            if let mb = message.int("max_map_mb") {
-                options.maxMapSize = Int(mb) << 20
-                options.initialMapSize = min(options.initialMapSize, options.maxMapSize)
-            }
-            let s = Storages.at(message.string("db"), options: options)
+        mutating func open(_ location: String, _ options: [String: String]) {
+            let s = Storages.at(location, workerOptions: options)
             do {
-                if s is PostgresStorage, !network {
+                if s.reachesNetwork, !network {
                     throw StepFailure(
                         message: "this worker was started without network access (for an embedded database), "
-                            + "and cannot reach a PostgreSQL server")
+                            + "and cannot reach a database server")
                 }
                 try s.prepare()
                 storage = s
-                reply([("op", .string("ok"))])
+                reply(.opened)
             } catch {
-                reply([("op", .string("error")), ("message", .string("\(error)"))])
+                reply(.error(message: "\(error)"))
             }
         }
 
@@ -229,16 +219,13 @@ package enum PluginWorker {
             lastSucceeded = nil
             guard getppid() == parent, let bytes = requests.receive() else { exit(1) }
             guard let steps = try? JSONDecoder().decode([TrialStep].self, from: Data(bytes)), let storage else {
-                reply([("op", .string("failed")), ("message", .string("the trial request is unreadable"))])
+                reply(.failed(message: "the trial request is unreadable"))
                 return
             }
             var pairs: [(AvailableMigration, TrialStep)] = []
             for step in steps {
                 guard let m = migrations[step.id] else {
-                    reply([
-                        ("op", .string("failed")),
-                        ("message", .string("migration '\(step.id)' is not loaded in the worker")),
-                    ])
+                    reply(.failed(message: "migration '\(step.id)' is not loaded in the worker"))
                     return
                 }
                 pairs.append((m, step))
@@ -251,14 +238,14 @@ package enum PluginWorker {
                     pairs, storage: storage, observer: forwardingObserver(),
                     onResult: { result in
                         let encoded = try JSONEncoder().encode(result)
-                        responses.send(.object(JSONObject([("op", .string("trial_result"))])))
+                        responses.send(WorkerReply.trialResult)
                         responses.send(Array(encoded))
                     })
                 killDescendants()
-                reply([("op", .string("trial_done"))])
+                reply(.trialDone)
             } catch {
                 killDescendants()
-                reply([("op", .string("failed")), ("message", .string("\(error)"))])
+                reply(.failed(message: "\(error)"))
             }
         }
 
@@ -266,42 +253,22 @@ package enum PluginWorker {
         func forwardingObserver() -> StepObserver {
             let responses = self.responses
             return StepObserver(
-                log: { _, level, text in
-                    responses.send(
-                        .object(
-                            JSONObject([
-                                ("op", .string("log")), ("level", .int(Int64(level.rawValue))),
-                                ("message", .string(text)),
-                            ])))
-                },
-                progress: { _, done, total in
-                    responses.send(
-                        .object(
-                            JSONObject([
-                                ("op", .string("progress")), ("done", .int(Int64(clamping: done))),
-                                ("total", .int(Int64(clamping: total))),
-                            ])))
-                })
+                log: { _, level, text in responses.send(WorkerReply.log(level: level.rawValue, message: text)) },
+                progress: { _, done, total in responses.send(WorkerReply.progress(done: done, total: total)) })
         }
 
-        mutating func step(_ message: JSONObject) {
+        mutating func step(_ id: String, _ direction: Direction, after: String?) {
             // An orphan must not run a step: a new run may already own the lock.
             guard getppid() == parent else { exit(1) }
-            let id = message.string("id")
             // A step sent ahead runs only if the one it follows succeeded.
-            let after = message["after"]?.stringValue
             let previous = lastSucceeded
             lastSucceeded = nil
             if let after, after != previous {
-                reply([("op", .string("skipped"))])
+                reply(.skipped)
                 return
             }
-            guard let m = migrations[id], let storage,
-                let direction = Direction(rawValue: message.string("direction"))
-            else {
-                reply([
-                    ("op", .string("failed")), ("message", .string("migration '\(id)' is not loaded in the worker")),
-                ])
+            guard let m = migrations[id], let storage else {
+                reply(.failed(message: "migration '\(id)' is not loaded in the worker, or no database is open"))
                 return
             }
             let observer = forwardingObserver()
@@ -312,16 +279,13 @@ package enum PluginWorker {
                 killDescendants()
                 // When it committed (CLOCK_MONOTONIC, the parent's clock too):
                 // an operator's signal after it reached the next step.
-                reply([
-                    ("op", .string("done")), ("duration_ms", duration.map(JSON.int) ?? .null),
-                    ("committed_at", .double(EngineClock.monotonic())),
-                ])
+                reply(.done(durationMS: duration, committedAt: EngineClock.monotonic()))
             } catch let failure as StepFailure {
                 killDescendants()
-                reply([("op", .string("failed")), ("message", .string(failure.message))])
+                reply(.failed(message: failure.message))
             } catch {
                 killDescendants()
-                reply([("op", .string("failed")), ("message", .string("\(error)"))])
+                reply(.failed(message: "\(error)"))
             }
         }
     }
