@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "PostgresStore", targets: ["PostgresStore"]),
         .library(name: "MigrationKit", targets: ["MigrationKit"]),
         .library(name: "MigrationEngine", targets: ["MigrationEngine"]),
+        .library(name: "PostgresDriver", targets: ["PostgresDriver"]),
         .executable(name: "migrator", targets: ["migrator"]),
         .executable(name: "store-bench", targets: ["StoreBench"]),
         .executable(name: "engine-bench", targets: ["EngineBench"]),
@@ -50,10 +51,12 @@ let package = Package(
         .target(name: "MigratorPluginABI"),
         // The Swift SDK plugin authors (and embedding apps) write migrations with.
         .target(name: "MigrationKit", dependencies: ["MigratorPluginABI"]),
-        // Loader, host API, planner, runner, tracking, locking, Migrator.
-        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "PostgresStore", "MigrationKit", "MigratorPluginABI", "CCrypto", "_MigratorCShims"]),
+        // Catalog, loader, planner, runner, the storage and source seams; no backend but LMDB's.
+        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "MigrationKit", "MigratorPluginABI", "CCrypto", "_MigratorCShims"]),
+        // The PostgreSQL storage driver (PostgresStorageDriver.register()).
+        .target(name: "PostgresDriver", dependencies: ["MigrationEngine", "PostgresStore", "DocumentStore", "MigrationKit"]),
         // Argument parsing and commands; the executable only calls into it.
-        .target(name: "MigratorCLI", dependencies: ["DocumentStore", "PostgresStore", "MigrationEngine"]),
+        .target(name: "MigratorCLI", dependencies: ["DocumentStore", "PostgresStore", "MigrationEngine", "PostgresDriver"]),
         .executableTarget(name: "migrator", dependencies: ["MigratorCLI"]),
         // Example Swift plugin; exports only migrator_plugin_entry_v1.
         .target(
@@ -75,7 +78,7 @@ let package = Package(
         // The in-process versus worker comparison in bench/engine-bench.sh.
         .executableTarget(name: "EngineBench", dependencies: ["MigrationEngine"], path: "bench/EngineBench"),
         // Fixture helpers shared by the test targets (C plugins built on the fly).
-        .target(name: "TestSupport", dependencies: ["DocumentStore", "PostgresStore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["DocumentStore", "PostgresStore", "PostgresDriver"], path: "Tests/TestSupport"),
         // Fuzz targets (internal APIs, hence debug builds only) and the
         // libFuzzer driver / corpus replayer; see scripts/fuzz.sh.
         .target(name: "FuzzTargets", dependencies: ["DocumentStore", "MigrationEngine", "MigratorCLI", "MigrationKit", "MigratorPluginABI"],
@@ -86,7 +89,7 @@ let package = Package(
         .testTarget(name: "DocumentStoreTests", dependencies: ["DocumentStore", "PostgresStore", "TestSupport"]),
         .testTarget(name: "PostgresStoreTests", dependencies: ["DocumentStore", "PostgresStore", "TestSupport"]),
         // `migrator` serves as the worker process in the isolation tests.
-        .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "PostgresStore", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport", "migrator"]),
+        .testTarget(name: "MigrationEngineTests", dependencies: ["DocumentStore", "PostgresStore", "PostgresDriver", "MigrationEngine", "MigrationKit", "MigratorPluginABI", "TestSupport", "migrator"]),
         .testTarget(name: "MigratorCLITests", dependencies: ["migrator", "PostgresStore", "DocumentStore", "TestSupport"]),
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "TestSupport"], path: "Tests/Fuzz/RegressionTests"),
     ],

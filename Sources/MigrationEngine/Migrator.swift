@@ -1,6 +1,5 @@
 import DocumentStore
 import MigrationKit
-import PostgresStore
 
 #if canImport(Glibc)
 import Glibc
@@ -80,12 +79,12 @@ public final class Migrator {
     public let databasePath: String
     /// The database as every report, event and message shows it: a URI's
     /// password replaced by `***`.
-    public var databaseName: String { ConnectionURI.redacted(databasePath) }
+    public var databaseName: String { Storages.displayName(databasePath) }
     /// The options runs use; change them between runs.
     public var options: Options
     /// Every known migration, and the problems found gathering them.
     public private(set) var catalog: MigrationCatalog
-    private var storageInstance: (any MigrationStorage)?
+    private var storageInstance: (any DatabaseStorage)?
     /// The worker holding the code of the plugins loaded last, if they were
     /// loaded in one. The catalog holds their descriptors only; each run
     /// reaches this through a session of its own.
@@ -101,7 +100,7 @@ public final class Migrator {
 
     /// Opened on first use, with the options in force then: PostgreSQL for
     /// a `postgres://` URI, else LMDB in the directory.
-    private var storage: any MigrationStorage {
+    private var storage: any DatabaseStorage {
         if let storageInstance { return storageInstance }
         let s = Storages.at(
             databasePath, options: options.storeOptions, allowInsecureDirectory: options.allowInsecureDatabase)
@@ -130,10 +129,10 @@ public final class Migrator {
         // whole (its output handler included).
         if loader.isolation.executable == nil { loader.isolation = options.pluginIsolation }
         if let limit = options.stepTimeout { loader.isolation.loadTimeout = limit }
-        loader.isolation.allowsNetwork = storage.reachesNetwork
-        // The descriptor cache lives in an LMDB database's directory, once it exists.
-        if loader.cacheDirectory == nil && storage is LMDBStorage && storage.exists {
-            loader.cacheDirectory = databasePath
+        loader.isolation.allowsNetwork = Storages.reachesNetwork(databasePath)
+        // The descriptor cache lives in a local database's directory, once it exists.
+        if loader.cacheDirectory == nil, let local = storage as? any LocalDirectoryStorage, storage.exists {
+            loader.cacheDirectory = local.directory
         }
         let (set, worker) = try PluginLoader.loadHoldingCode(directory: directory, options: loader)
         catalog.setPlugins(set)
@@ -233,7 +232,7 @@ public final class Migrator {
 
     // MARK: Running
 
-    private func runner(_ options: Options, on other: LMDBStorage? = nil) -> MigrationRunner {
+    private func runner(_ options: Options, on other: (any MigrationStorage)? = nil) -> MigrationRunner {
         let storage = other ?? storage
         // The raw location: a display name (a URI without its password) could not be opened.
         let database = WorkerDatabase(location: other?.location ?? databasePath, options: storage.workerOptions)
@@ -246,7 +245,9 @@ public final class Migrator {
     /// where no database exists yet it runs against an empty one in a
     /// private temporary directory, removed afterwards: the path stays free.
     private func trialRunner<R>(_ options: Options, _ body: (MigrationRunner) throws -> R) throws -> R {
-        guard storage is LMDBStorage, !storage.exists else { return try body(runner(options)) }
+        guard let local = storage as? any LocalDirectoryStorage, !storage.exists else {
+            return try body(runner(options))
+        }
         let base = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         var template = Array((base + "/migrator-trial.XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
@@ -257,7 +258,7 @@ public final class Migrator {
         defer { Backups.removeFlatDirectory(scratch) }
         options.events(
             .notice("no database at \(storage.location) yet: the trial runs against an empty one, and creates nothing"))
-        return try body(runner(options, on: LMDBStorage(path: scratch, options: options.storeOptions)))
+        return try body(runner(options, on: local.scratch(at: scratch)))
     }
 
     /// Runs `request`: takes the lock, plans against what is applied then,
@@ -411,7 +412,10 @@ public final class Migrator {
         guard storage.exists else {
             throw MigratorError(.backupFailed, "no database at \(storage.location) to back up")
         }
-        return try Backups.into(directory) { try storage.backup(into: $0, key: options.backupKey) }
+        guard let backups = storage as? any BackupCapable else {
+            throw Backups.unsupported("backup copies", storage.location)
+        }
+        return try Backups.into(directory) { try backups.backup(into: $0, key: options.backupKey) }
     }
 
     /// Replaces the database with the backup in `directory`: checks its
@@ -424,13 +428,11 @@ public final class Migrator {
     /// - Throws: `.backupInvalid` (nothing changed), lock errors, `.restoreFailed`.
     @discardableResult
     public func restore(from directory: String) throws -> CheckedBackup {
-        guard let lmdb = storage as? LMDBStorage else {
-            throw MigratorError(
-                .unsupported,
-                "restore replaces an LMDB database; '\(storage.location)' is PostgreSQL: use its own restore tools")
+        guard let backups = storage as? any BackupCapable else {
+            throw Backups.unsupported("restore replaces", storage.location)
         }
-        let checked = try Backups.restore(
-            directory, into: lmdb, lockTimeout: options.lockTimeout, insecure: options.allowInsecureDatabase,
+        let checked = try backups.restore(
+            from: directory, lockTimeout: options.lockTimeout, insecure: options.allowInsecureDatabase,
             key: options.backupKey, events: options.events)
         if let warning = checked.signature.warning { options.events(.notice("warning: '\(directory)' \(warning)")) }
         return checked

@@ -1,7 +1,7 @@
 import DocumentStore
 import MigrationEngine
 import MigrationKit
-import PostgresStore
+import PostgresDriver
 
 #if canImport(Glibc)
 import Glibc
@@ -130,7 +130,7 @@ public struct Context {
     }
 
     /// ``databasePath(_:)`` as messages and prompts show it: a URI's password redacted.
-    func databaseName(_ args: ParsedArguments) -> String { ConnectionURI.redacted(databasePath(args)) }
+    func databaseName(_ args: ParsedArguments) -> String { Storages.displayName(databasePath(args)) }
 
     /// Store options from the environment: `MIGRATOR_MAX_MAP_MB` caps how
     /// large the database may grow (default: 1 TiB).
@@ -313,6 +313,8 @@ public enum MigratorCommandLine {
     public static func main(_ args: [String], context: Context) -> Int32 {
         // Before anything loads a library on demand: a worker has these too.
         LoadedLibraries.recordStartup()
+        // The storage drivers beside LMDB's, in the worker too (it opens the database).
+        PostgresStorageDriver.register()
         // Started by ourselves to hold plugin code (see PluginIsolation).
         if PluginWorker.isWorkerInvocation(args) { return PluginWorker.serve(arguments: args) }
         var context = context
@@ -415,7 +417,7 @@ public enum MigratorCommandLine {
                 context.out.write(command.help)
                 return ExitCode.ok
             }
-            if let db = parsed.options["db"], ConnectionURI.redacted(db) != db {
+            if let db = parsed.options["db"], Storages.displayName(db) != db {
                 context.log(
                     "warning",
                     "warning: the password in --db is visible to every user of this machine (ps, /proc); "

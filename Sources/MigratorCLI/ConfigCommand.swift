@@ -1,4 +1,4 @@
-import PostgresStore
+import MigrationEngine
 
 /// `migrator config`: the effective settings and where each comes from.
 enum ConfigCommand {
@@ -18,7 +18,7 @@ enum ConfigCommand {
         for key in Configuration.keys {
             let (value, source) = configuration.effective(key, args, ctx.environment)
             // A database URI's password is never shown.
-            let shown = ConnectionURI.redacted(value ?? defaultValue(key, ctx))
+            let shown = Storages.displayName(value ?? defaultValue(key, ctx))
             rows.append([key.name, printable(shown), "\(source)"])
         }
         ctx.out.write(Table.render(rows))

@@ -80,11 +80,11 @@ enum DatabaseCommands {
     /// The database at `--db` (a directory, or a PostgreSQL URI). Reads
     /// never create one: a mistyped path must not answer "0 documents"
     /// from a database made on the spot.
-    static func open(_ ctx: Context, _ args: ParsedArguments, forWriting: Bool = false) throws -> any MigrationStorage {
+    static func open(_ ctx: Context, _ args: ParsedArguments, forWriting: Bool = false) throws -> any DatabaseStorage {
         try open(ctx, ctx.databasePath(args), forWriting: forWriting)
     }
 
-    static func open(_ ctx: Context, _ location: String, forWriting: Bool = false) throws -> any MigrationStorage {
+    static func open(_ ctx: Context, _ location: String, forWriting: Bool = false) throws -> any DatabaseStorage {
         if !forWriting { try requireDatabase(location) }
         return Storages.at(location, options: try ctx.storeOptions())
     }
@@ -92,7 +92,7 @@ enum DatabaseCommands {
     /// Writes wait for a running migration like a run does, and say so,
     /// instead of hanging silently on the backend's writer lock.
     static func runLock(
-        _ ctx: Context, _ args: ParsedArguments, _ storage: any MigrationStorage, command: String
+        _ ctx: Context, _ args: ParsedArguments, _ storage: any DatabaseStorage, command: String
     ) throws -> any RunLockSession {
         var timeout = 60.0
         if let raw = args.options["lock-timeout"] {

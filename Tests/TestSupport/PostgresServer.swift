@@ -1,4 +1,5 @@
 import Foundation
+import PostgresDriver
 
 #if canImport(Glibc)
 import Glibc
@@ -11,6 +12,9 @@ import Glibc
 public enum PostgresServer {
     /// The connection URI of the test database, as the `migrator` superuser.
     public static let uri: String = {
+        // The engine opens postgres:// locations only through its driver
+        // (the CLI registers it at startup; in-process tests, here).
+        PostgresStorageDriver.register()
         if let given = ProcessInfo.processInfo.environment["MIGRATOR_TEST_POSTGRES"], !given.isEmpty {
             return given
         }

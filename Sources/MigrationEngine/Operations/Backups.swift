@@ -95,6 +95,16 @@ public struct CheckedBackup: Sendable {
 
 /// Hot backups with `mdb_env_copyfd2`, checked restores, retention.
 enum Backups {
+    /// The refusal of `backup` or `restore` (`what`) on a storage that is
+    /// not ``BackupCapable``, with its driver's advice.
+    static func unsupported(_ what: String, _ location: String) -> MigratorError {
+        let driver = StorageDrivers.driver(for: location)
+        return MigratorError(
+            .unsupported,
+            "\(what) an LMDB database; '\(location)' is \(driver?.name ?? "not one"): "
+                + (driver?.backupAdvice ?? "no storage driver is registered for it"))
+    }
+
     static let manifestName = "manifest.json"
     static let signatureName = "manifest.json.sig"
     static let format = 1

@@ -22,7 +22,7 @@ package enum DatabaseCopy {
     /// Copies `source` into `target`, which must not hold any collection.
     /// `progress` hears each collection with its document count as it is done.
     package static func copy(
-        from source: any MigrationStorage, to target: any MigrationStorage,
+        from source: any DatabaseStorage, to target: any DatabaseStorage,
         progress: ((String, Int) -> Void)? = nil
     ) throws -> Report {
         guard source.location != target.location else {

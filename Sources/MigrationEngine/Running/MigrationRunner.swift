@@ -81,11 +81,14 @@ struct MigrationRunner {
 
     /// A backup before the first step, under the run's lock, and pruning.
     private func backUp(into parent: String) throws -> String {
+        guard let backups = storage as? any BackupCapable else {
+            throw Backups.unsupported("--backup-dir copies", storage.location)
+        }
         let folder = try Backups.openTrusted(
             parent, role: "backup directory", create: true, insecure: options.allowInsecureDatabase,
             events: options.events)
         let backup = try Backups.newBackup(in: folder)
-        do { _ = try storage.backup(into: backup, key: options.backupKey) } catch {
+        do { _ = try backups.backup(into: backup, key: options.backupKey) } catch {
             Backups.discard(backup, in: folder)
             throw error
         }
@@ -280,7 +283,7 @@ struct MigrationRunner {
         // On PostgreSQL a runner can lose its lock (its connection dropped)
         // and run on: one that is alive here was not interrupted. Its step
         // waits for ours, or ours for its (the step transaction lock).
-        if storage is PostgresStorage, o.host == EngineClock.hostName, o.pid != getpid(),
+        if lock.canBeLostByALiveHolder, o.host == EngineClock.hostName, o.pid != getpid(),
             kill(o.pid, 0) == 0 || errno == EPERM
         {
             let note =

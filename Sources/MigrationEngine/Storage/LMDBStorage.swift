@@ -7,7 +7,7 @@ import Glibc
 /// ``MigrationStorage`` over the embedded LMDB document store in a
 /// directory: records in `_migrations` and `_migrations_history`, the run
 /// lock in `<dir>/migrator.lock`, one LMDB write transaction per step.
-package final class LMDBStorage: MigrationStorage {
+package final class LMDBStorage: MigrationStorage, DocumentAccess {
     package let location: String
     private let options: DocumentStore.Options
     /// Run even if others can write the database directory (the insecure option).
@@ -33,11 +33,6 @@ package final class LMDBStorage: MigrationStorage {
     /// The worker option that carries the map size limit, in MiB.
     static let maxMapOption = "max_map_mb"
     package var workerOptions: [String: String] { [Self.maxMapOption: String(options.maxMapSize >> 20)] }
-    package var reachesNetwork: Bool { false }
-
-    package func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest {
-        try Backups.take(try documentStore(), source: location, into: directory, key: key)
-    }
 
     /// Forgets the open store: the directory was replaced (restore).
     package func reopen() { store = nil }
@@ -113,5 +108,48 @@ package final class LMDBStorage: MigrationStorage {
 
     package func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R {
         try documentStore().trial { txn in try body(StepTransaction(txn, trial: true)) }
+    }
+}
+
+extension LMDBStorage: BackupCapable {
+    package func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest {
+        try Backups.take(try documentStore(), source: location, into: directory, key: key)
+    }
+
+    package func restore(
+        from path: String, lockTimeout: Double, insecure: Bool, key: BackupKey?,
+        events: @escaping @Sendable (RunEvent) -> Void
+    ) throws -> CheckedBackup {
+        try Backups.restore(path, into: self, lockTimeout: lockTimeout, insecure: insecure, key: key, events: events)
+    }
+}
+
+extension LMDBStorage: LocalDirectoryStorage {
+    package var directory: String { location }
+
+    package func scratch(at path: String) -> any MigrationStorage { LMDBStorage(path: path, options: options) }
+}
+
+/// The driver of plain paths: an LMDB database in the directory.
+struct LMDBDriver: StorageDriver {
+    var name: String { "LMDB" }
+    var schemes: [String] { [] }
+    var reachesNetwork: Bool { false }
+
+    func displayName(_ location: String) -> String { location }
+
+    func storage(at location: String, options: StorageOptions) -> any DatabaseStorage {
+        let lmdb = LMDBStorage(path: location, options: options.store)
+        lmdb.allowInsecureDirectory = options.allowInsecureDirectory
+        return lmdb
+    }
+
+    func storage(at location: String, workerOptions: [String: String]) -> any DatabaseStorage {
+        var options = DocumentStore.Options()
+        if let mb = workerOptions[LMDBStorage.maxMapOption].flatMap(Int.init), mb > 0 {
+            options.maxMapSize = mb << 20
+            options.initialMapSize = min(options.initialMapSize, options.maxMapSize)
+        }
+        return LMDBStorage(path: location, options: options)
     }
 }

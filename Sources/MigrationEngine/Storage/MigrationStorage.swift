@@ -1,24 +1,24 @@
 import DocumentStore
 import MigrationKit
-import PostgresStore
 
 /// The storage seam: everything the runner needs from a database, and
 /// nothing more. The tracking records and history, the run lock, one write
 /// transaction per step, and the ``StepDatabase`` that migrations write
-/// through. ``LMDBStorage`` and ``PostgresStorage`` implement it; the
-/// planner, catalog and runner never see a backend's own types.
+/// through. A ``StorageDriver`` makes one per location; the planner, catalog
+/// and runner never see a backend's own types. What only some backends can
+/// do is a capability protocol of its own (``BackupCapable``,
+/// ``LocalDirectoryStorage``), never a method that throws "unsupported".
 package protocol MigrationStorage: AnyObject {
-    /// What to call the database in messages and in `status` (a path, a URI).
+    /// What to call the database in messages and in `status` (a path, a
+    /// URI without its password).
     var location: String { get }
     /// Whether the database exists. Reads never create one.
     var exists: Bool { get }
     /// What a worker process needs, besides the location, to open this
     /// database the same way (LMDB's map size): opaque to the worker
-    /// protocol, read back by ``Storages/at(_:workerOptions:)``.
+    /// protocol, handed back to the driver's
+    /// ``StorageDriver/storage(at:workerOptions:)``.
     var workerOptions: [String: String] { get }
-    /// Whether the database is a server's, reached over the network: then a
-    /// worker running its steps may open sockets.
-    var reachesNetwork: Bool { get }
     /// Opens the database, creating it if it does not exist.
     func prepare() throws
     /// Applied migrations, in application order.
@@ -44,40 +44,45 @@ package protocol MigrationStorage: AnyObject {
     /// Runs `body` in one write transaction that is always rolled back: dry
     /// runs and reversibility checks. The transaction stays on the calling thread.
     func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R
-    /// Writes a consistent copy with its manifest into the open, empty `directory`.
-    func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest
-    /// Reads the documents directly (`migrator db …`) in one consistent
-    /// snapshot; creates nothing. Callers check ``exists`` first.
+}
+
+/// Direct reads and writes of the documents, outside any migration: the
+/// `migrator db` commands and `db copy`. Not part of the runner's seam.
+package protocol DocumentAccess: AnyObject {
+    /// Reads the documents in one consistent snapshot; creates nothing.
+    /// Callers check ``MigrationStorage/exists`` first.
     func readDocuments<R>(_ body: (any SystemTransaction) throws -> R) throws -> R
-    /// Writes documents directly in one transaction, creating the database.
-    /// With `batched`, PostgreSQL sends writes in batches: an error may then
-    /// surface at a later call or at commit, and fails the whole transaction.
+    /// Writes documents in one transaction, creating the database. With
+    /// `batched`, a server backend may send writes in batches: an error may
+    /// then surface at a later call or at commit, and fails the whole
+    /// transaction.
     func writeDocuments<R>(batched: Bool, _ body: (any SystemTransaction) throws -> R) throws -> R
 }
 
-/// Picks the backend for a database location.
-package enum Storages {
-    /// PostgreSQL for a `postgres://` (or `postgresql://`) URI, else LMDB in
-    /// the directory at `location`.
-    package static func at(
-        _ location: String, options: DocumentStore.Options = .init(), allowInsecureDirectory: Bool = false
-    ) -> any MigrationStorage {
-        if ConnectionURI.isPostgres(location) { return PostgresStorage(uri: location) }
-        let lmdb = LMDBStorage(path: location, options: options)
-        lmdb.allowInsecureDirectory = allowInsecureDirectory
-        return lmdb
-    }
+/// What every driver opens: the runner's seam and direct document access.
+package typealias DatabaseStorage = MigrationStorage & DocumentAccess
 
-    /// The storage a worker opens at `location`, with the options the
-    /// parent's storage gave (``MigrationStorage/workerOptions``).
-    package static func at(_ location: String, workerOptions: [String: String]) -> any MigrationStorage {
-        var options = DocumentStore.Options()
-        if let mb = workerOptions[LMDBStorage.maxMapOption].flatMap(Int.init), mb > 0 {
-            options.maxMapSize = mb << 20
-            options.initialMapSize = min(options.initialMapSize, options.maxMapSize)
-        }
-        return at(location, options: options)
-    }
+/// A storage that can copy itself into a backup and be replaced by one
+/// (LMDB). Others have their own tools (PostgreSQL's `pg_dump`).
+package protocol BackupCapable: MigrationStorage {
+    /// Writes a consistent copy with its manifest into the open, empty
+    /// `directory`; with `key`, the manifest is signed.
+    func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest
+    /// Replaces the database with the checked backup at `path`.
+    func restore(
+        from path: String, lockTimeout: Double, insecure: Bool, key: BackupKey?,
+        events: @escaping @Sendable (RunEvent) -> Void
+    ) throws -> CheckedBackup
+}
+
+/// A storage whose database is a directory on this host (LMDB): the
+/// loader's descriptor cache can live there, and a trial on a database that
+/// does not exist yet runs against an empty scratch one instead.
+package protocol LocalDirectoryStorage: MigrationStorage {
+    /// The database directory.
+    var directory: String { get }
+    /// An empty database of the same kind and options at `path`.
+    func scratch(at path: String) -> any MigrationStorage
 }
 
 /// A held run lock. It also records the step in progress, so that a run
@@ -97,6 +102,10 @@ package protocol RunLockSession: AnyObject {
     func keepRecord()
     /// Clears the owner record and drops the lock.
     func release()
+    /// Whether the lock can be lost while its holder lives on (a server
+    /// session's lock, when its connection drops): then a leftover record
+    /// whose process is alive was not interrupted.
+    var canBeLostByALiveHolder: Bool { get }
 }
 
 /// One write transaction of a ``MigrationStorage``: the step's own changes

@@ -28,7 +28,7 @@ public struct LockOwner: Sendable, Equatable {
     /// the current one committed, a crash interrupted this one.
     public var nextID: String?
 
-    var json: JSON {
+    package var json: JSON {
         var fields: [(String, JSON)] = [
             ("pid", .int(Int64(pid))), ("host", .string(host)), ("user", .string(user)),
             ("command", .string(command)), ("started_at", .string(startedAt)),
@@ -48,7 +48,7 @@ public struct LockOwner: Sendable, Equatable {
         return .object(JSONObject(fields))
     }
 
-    init(pid: Int32, host: String, user: String, command: String, startedAt: String) {
+    package init(pid: Int32, host: String, user: String, command: String, startedAt: String) {
         self.pid = pid
         self.host = host
         self.user = user
@@ -56,7 +56,7 @@ public struct LockOwner: Sendable, Equatable {
         self.startedAt = startedAt
     }
 
-    init?(parsing text: String) {
+    package init?(parsing text: String) {
         guard let o = (try? JSON(parsing: text))?.objectValue, case .int(let pid)? = o["pid"] else { return nil }
         self.pid = Int32(truncatingIfNeeded: pid)
         host = o["host"]?.stringValue ?? "?"
@@ -100,25 +100,25 @@ public enum LockState: Sendable, Equatable {
 
 /// A run lock that keeps its owner record in one place (a file, a row) and
 /// rewrites it as steps begin and end.
-protocol OwnerRecordLock: RunLockSession {
+package protocol OwnerRecordLock: RunLockSession {
     var owner: LockOwner { get set }
     /// Writes ``owner`` where readers find it.
     func write()
 }
 
 extension OwnerRecordLock {
-    func begin(_ id: String, _ direction: Direction, next: String?) {
+    package func begin(_ id: String, _ direction: Direction, next: String?) {
         owner.begin(id, direction, next: next)
         write()
     }
 
-    func end() {
+    package func end() {
         owner.end()
         write()
     }
 
     /// Forgets a leftover record (after it has been dealt with).
-    func clearLeftover() { write() }
+    package func clearLeftover() { write() }
 }
 
 /// The exclusive run lock of `apply`, `rollback` and `unlock`: an open-file-
@@ -127,6 +127,8 @@ extension OwnerRecordLock {
 /// it with `F_OFD_GETLK` without taking it. The file records the owner, and
 /// the migration in progress, for messages and crash reports.
 final class RunLock: OwnerRecordLock {
+    /// The kernel drops an OFD lock only when its holder's descriptor closes.
+    var canBeLostByALiveHolder: Bool { false }
     private static let getLock = migrator_F_OFD_GETLK
     private static let setLock = migrator_F_OFD_SETLK
 
@@ -171,7 +173,7 @@ final class RunLock: OwnerRecordLock {
                 throw MigratorError(
                     .lockTimeout,
                     "database '\(database)' is locked by \(holder?.summary ?? "another process"); "
-                        + "gave up after \(Self.seconds(timeout))"
+                        + "gave up after \(EngineClock.seconds(timeout))"
                 )
             }
             usleep(20_000)
@@ -237,9 +239,5 @@ final class RunLock: OwnerRecordLock {
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard n > 0 else { return nil }
         return LockOwner(parsing: String(decoding: buf[..<n], as: UTF8.self))
-    }
-
-    static func seconds(_ s: Double) -> String {
-        s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
     }
 }

@@ -5,11 +5,11 @@ import MigrationKit
 /// `_migrations_progress`, with the same JSON shapes on every backend (any
 /// ``DocumentTransaction``). They are reserved collections: migrations
 /// cannot touch them, only the engine can.
-enum Tracking {
+package enum Tracking {
     static let applied = "_migrations"
     static let history = "_migrations_history"
 
-    static func appliedMigrations(_ txn: any SystemTransaction) throws -> [AppliedMigration] {
+    package static func appliedMigrations(_ txn: any SystemTransaction) throws -> [AppliedMigration] {
         try txn.withSystemAccess {
             try txn.findAll(applied).compactMap { doc -> AppliedMigration? in
                 guard let o = doc.objectValue, let id = o["_id"]?.stringValue else { return nil }
@@ -28,7 +28,7 @@ enum Tracking {
         }
     }
 
-    static func isApplied(_ txn: any SystemTransaction, _ id: String) throws -> Bool {
+    package static func isApplied(_ txn: any SystemTransaction, _ id: String) throws -> Bool {
         try txn.withSystemAccess { try txn.count(applied, filter: Filter.idEquals(.string(id))) > 0 }
     }
 
@@ -74,7 +74,7 @@ enum Tracking {
         }
     }
 
-    static func allProgress(_ txn: any SystemTransaction) throws -> [MigrationProgress] {
+    package static func allProgress(_ txn: any SystemTransaction) throws -> [MigrationProgress] {
         try txn.withSystemAccess {
             try txn.findAll(progress).compactMap { doc -> MigrationProgress? in
                 guard let o = doc.objectValue, let id = o["_id"]?.stringValue else { return nil }
@@ -131,7 +131,7 @@ enum Tracking {
         }
     }
 
-    static func historyEntries(_ txn: any SystemTransaction) throws -> [HistoryEntry] {
+    package static func historyEntries(_ txn: any SystemTransaction) throws -> [HistoryEntry] {
         try txn.withSystemAccess {
             try txn.findAll(history).compactMap { doc -> HistoryEntry? in
                 guard let o = doc.objectValue, let seq = o["_id"].flatMap(int) else { return nil }
@@ -161,33 +161,35 @@ protocol TrackedTransaction: StorageTransaction {
 }
 
 extension TrackedTransaction {
-    func isApplied(_ id: String) throws -> Bool { try Tracking.isApplied(documents, id) }
-    func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
+    package func isApplied(_ id: String) throws -> Bool { try Tracking.isApplied(documents, id) }
+    package func recordApplied(_ m: AvailableMigration, startedAt: String, durationMS: Int64) throws {
         try Tracking.recordApplied(documents, m, startedAt: startedAt, durationMS: durationMS)
     }
-    func removeApplied(_ id: String) throws { try Tracking.removeApplied(documents, id) }
-    func progress(_ id: String) throws -> MigrationProgress? { try Tracking.progress(documents, id) }
-    func clearProgress(_ id: String) throws { try Tracking.clearProgress(documents, id) }
-    func acceptChecksum(_ id: String, _ checksum: String?) throws {
+    package func removeApplied(_ id: String) throws { try Tracking.removeApplied(documents, id) }
+    package func progress(_ id: String) throws -> MigrationProgress? { try Tracking.progress(documents, id) }
+    package func clearProgress(_ id: String) throws { try Tracking.clearProgress(documents, id) }
+    package func acceptChecksum(_ id: String, _ checksum: String?) throws {
         try Tracking.acceptChecksum(documents, id, checksum)
     }
-    func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(documents, entry) }
+    package func appendHistory(_ entry: NewHistoryEntry) throws { try Tracking.appendHistory(documents, entry) }
 }
 
 /// One write transaction of either backend, seen through
 /// ``StorageTransaction``: the step's database, its checkpoints and the
 /// change tracking of trials are the same code for both.
-final class StepTransaction<Txn: SystemTransaction>: TrackedTransaction {
+package final class StepTransaction<Txn: SystemTransaction>: TrackedTransaction {
     let txn: Txn
     var documents: any SystemTransaction { txn }
     /// A dry run or reversibility check: nothing may be committed.
     let isTrial: Bool
-    init(_ txn: Txn, trial: Bool = false) {
+    package init(_ txn: Txn, trial: Bool = false) {
         self.txn = txn
         isTrial = trial
     }
 
-    func database(for migrationID: String, observer: StepObserver, resumeToken: String?) -> any StepDatabase {
+    package func database(
+        for migrationID: String, observer: StepObserver, resumeToken: String?
+    ) -> any StepDatabase {
         StoreDatabase(
             txn: txn, migrationID: migrationID, observer: observer, resumeToken: resumeToken,
             checkpointer: isTrial
@@ -198,8 +200,8 @@ final class StepTransaction<Txn: SystemTransaction>: TrackedTransaction {
                     try txn.commitAndContinue()
                 })
     }
-    func track(_ tracker: ChangeTracker?) { txn.track(tracker) }
-    func differences(since tracker: ChangeTracker) throws -> [ContentDifference] {
+    package func track(_ tracker: ChangeTracker?) { txn.track(tracker) }
+    package func differences(since tracker: ChangeTracker) throws -> [ContentDifference] {
         try txn.differences(since: tracker)
     }
 }

@@ -24,19 +24,24 @@ package enum EngineClock {
     }
 
     /// Monotonic seconds, for durations.
+    /// A lock timeout as messages give it: `60 s`, `0.5 s`.
+    package static func seconds(_ s: Double) -> String {
+        s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
+    }
+
     package static func monotonic() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    static let hostName: String = {
+    package static let hostName: String = {
         var buf = [UInt8](repeating: 0, count: 256)
         guard gethostname(&buf, buf.count - 1) == 0 else { return "unknown-host" }
         return String(decoding: buf.prefix { $0 != 0 }, as: UTF8.self)
     }()
 
-    static let userName: String = {
+    package static let userName: String = {
         if let pw = getpwuid(getuid()), let name = pw.pointee.pw_name { return String(cString: name) }
         return "uid\(getuid())"
     }()

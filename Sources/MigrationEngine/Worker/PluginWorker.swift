@@ -197,13 +197,15 @@ package enum PluginWorker {
         }
 
         mutating func open(_ location: String, _ options: [String: String]) {
+            guard network || !Storages.reachesNetwork(location) else {
+                reply(
+                    .error(
+                        message: "this worker was started without network access (for an embedded database), "
+                            + "and cannot reach a database server"))
+                return
+            }
             let s = Storages.at(location, workerOptions: options)
             do {
-                if s.reachesNetwork, !network {
-                    throw StepFailure(
-                        message: "this worker was started without network access (for an embedded database), "
-                            + "and cannot reach a database server")
-                }
                 try s.prepare()
                 storage = s
                 reply(.opened)

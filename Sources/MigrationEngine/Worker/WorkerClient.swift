@@ -149,7 +149,9 @@ final class WorkerClient {
         case .loaded(let descriptors, let image, let more):
             warnings += more
             if let image { process.images[Int32(truncatingIfNeeded: image)] = "\(file.path) (sha256 \(file.sha256))" }
-            guard let plugin = LoadedPlugin(descriptor: descriptors, path: file.path, identity: file.identity, body: .worker)
+            guard
+                let plugin = LoadedPlugin(
+                    descriptor: descriptors, path: file.path, identity: file.identity, body: .worker)
             else {
                 throw MigratorError(
                     .loadFailed, "plugin '\(file.path)': the worker sent unreadable descriptors", file: file.name)
@@ -239,7 +241,8 @@ final class WorkerClient {
         if !alreadySent, migrator_forwarded_signal() != 0 {
             let signal = migrator_take_forwarded_signal()
             throw StepFailure(
-                message: "interrupted by \(WorkerProcess.signalName(signal)) before \(direction) began; nothing of it ran",
+                message:
+                    "interrupted by \(WorkerProcess.signalName(signal)) before \(direction) began; nothing of it ran",
                 interruptedBy: signal)
         }
         migrator_set_step_running(1)
@@ -325,7 +328,8 @@ final class WorkerClient {
                 // A failure is final once the worker is idle: plugin code
                 // could have written this answer while its step still runs.
                 awaitIdle(deadline: deadline)
-                throw StepFailure(message: why.flatMap { $0.isEmpty ? nil : $0 } ?? "the worker reported a failure without a reason")
+                throw StepFailure(
+                    message: why.flatMap { $0.isEmpty ? nil : $0 } ?? "the worker reported a failure without a reason")
             case .skipped:
                 throw StepFailure(message: "the worker skipped it: the step before it did not complete")
             default:
@@ -397,7 +401,8 @@ final class WorkerClient {
                 }
                 return results
             case .failed(let why):
-                throw StepFailure(message: why.flatMap { $0.isEmpty ? nil : $0 } ?? "the worker reported a failure without a reason")
+                throw StepFailure(
+                    message: why.flatMap { $0.isEmpty ? nil : $0 } ?? "the worker reported a failure without a reason")
             default:
                 throw violation("answered '\(reply.json)' during a trial")
             }

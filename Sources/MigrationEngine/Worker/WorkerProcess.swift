@@ -128,7 +128,6 @@ final class WorkerProcess {
         }
     }
 
-
     /// The longest line of plugin output handed over whole; a longer one
     /// is handed over in pieces of this size.
     static let outputLineLimit = 16 * 1024

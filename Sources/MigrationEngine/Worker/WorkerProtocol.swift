@@ -88,7 +88,9 @@ private struct Fields {
 
     init(_ object: JSONObject) throws(WorkerProtocolError) {
         self.object = object
-        guard let op = object["op"]?.stringValue else { throw WorkerProtocolError(description: "a message with no 'op'") }
+        guard let op = object["op"]?.stringValue else {
+            throw WorkerProtocolError(description: "a message with no 'op'")
+        }
         self.op = op
     }
 
@@ -216,10 +218,15 @@ extension WorkerReply {
         case .log(let level, let text):
             return message("log", [("level", .int(Int64(level))), ("message", .string(text))])
         case .progress(let done, let total):
-            return message("progress", [("done", .int(Int64(clamping: done))), ("total", .int(Int64(clamping: total)))])
+            return message(
+                "progress", [("done", .int(Int64(clamping: done))), ("total", .int(Int64(clamping: total)))])
         case .done(let duration, let committedAt):
             return message(
-                "done", [("duration_ms", duration.map(JSON.int) ?? .null), ("committed_at", committedAt.map(JSON.double) ?? .null)])
+                "done",
+                [
+                    ("duration_ms", duration.map(JSON.int) ?? .null),
+                    ("committed_at", committedAt.map(JSON.double) ?? .null),
+                ])
         case .failed(let text): return message("failed", [("message", text.map(JSON.string) ?? .null)])
         case .skipped: return message("skipped")
         case .trialResult: return message("trial_result")

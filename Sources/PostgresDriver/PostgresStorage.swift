@@ -1,4 +1,5 @@
 import DocumentStore
+import MigrationEngine
 import MigrationKit
 import PostgresStore
 
@@ -10,11 +11,10 @@ import Glibc
 /// records (`_migrations`, `_migrations_history`, `_migrations_progress`)
 /// with the same JSON shapes as on LMDB, one PostgreSQL transaction per
 /// step, and a run lock (``PostgresRunLock``) that many app hosts can share.
-package final class PostgresStorage: MigrationStorage {
+package final class PostgresStorage: MigrationStorage, DocumentAccess {
     /// The URI with its password redacted: what messages and `status` show.
     package let location: String
     package var workerOptions: [String: String] { [:] }
-    package var reachesNetwork: Bool { true }
     private let uri: String
     private let schema: String
     private var store: PostgresDocumentStore?
@@ -124,13 +124,6 @@ package final class PostgresStorage: MigrationStorage {
             return try body(StepTransaction(txn, trial: true))
         }
     }
-
-    package func backup(into directory: OpenDirectory, key: BackupKey?) throws -> BackupManifest {
-        throw MigratorError(
-            .unsupported,
-            "backup copies an LMDB database; '\(location)' is PostgreSQL: use its own backups (pg_dump, "
-                + "base backups, replicas), or 'migrator db copy' into an LMDB directory")
-    }
 }
 
 /// The run lock on PostgreSQL: a session-level advisory lock on a key
@@ -140,6 +133,9 @@ package final class PostgresStorage: MigrationStorage {
 /// progress) is a row of `run_lock`, written in its own transaction, for
 /// `status` and for the next run to report an interruption.
 final class PostgresRunLock: OwnerRecordLock {
+    /// A terminated session (a dropped connection) loses the lock while the
+    /// runner lives on.
+    var canBeLostByALiveHolder: Bool { true }
     private let session: Connection
     private let schema: String
     private let key: String
@@ -173,7 +169,7 @@ final class PostgresRunLock: OwnerRecordLock {
                     throw MigratorError(
                         .lockTimeout,
                         "database '\(name)' is locked by \(holder?.summary ?? "another runner"); "
-                            + "gave up after \(RunLock.seconds(timeout))")
+                            + "gave up after \(EngineClock.seconds(timeout))")
                 }
                 usleep(50_000)
             }
