@@ -116,10 +116,12 @@ public final class Migrator {
         try catalog.register(migration)
     }
 
-    /// Loads every plugin in `directory` (see ``PluginLoader``). Problems
-    /// are kept in the catalog and make runs refuse; inspect them in the
-    /// returned set.
-    /// - Throws: ``MigratorError`` when the directory itself is unusable.
+    /// Loads every plugin in `directory` (see ``PluginLoader``): a folder,
+    /// or a location whose URI scheme a registered source driver reads.
+    /// Problems are kept in the catalog and make runs refuse; inspect them
+    /// in the returned set.
+    /// - Throws: ``MigratorError`` when the source itself is unusable
+    ///   (`.directoryNotFound` for a scheme no source driver reads).
     @discardableResult
     public func loadPlugins(
         from directory: String, options loader: PluginLoader.Options = .init()
@@ -134,7 +136,8 @@ public final class Migrator {
         if loader.cacheDirectory == nil, let local = storage as? any LocalDirectoryStorage, storage.exists {
             loader.cacheDirectory = local.directory
         }
-        let (set, worker) = try PluginLoader.loadHoldingCode(directory: directory, options: loader)
+        let source = try PluginSources.source(at: directory)
+        let (set, worker) = try PluginLoader.loadHoldingCode(from: source, options: loader)
         catalog.setPlugins(set)
         pluginWorker = worker
         return set

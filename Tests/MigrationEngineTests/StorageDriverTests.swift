@@ -1,11 +1,10 @@
 import DocumentStore
 import Foundation
+import MigrationEngine
 import MigrationKit
 import Synchronization
 import TestSupport
 import Testing
-
-import MigrationEngine
 
 /// A third backend, as a test double: the driver of `recorded://NAME`,
 /// whose storage keeps its database in a temporary LMDB directory and
@@ -20,7 +19,9 @@ struct RecordingDriver: StorageDriver {
     var reachesNetwork: Bool { false }
     func displayName(_ location: String) -> String { location.replacingOccurrences(of: "secret", with: "***") }
     func storage(at location: String, options: StorageOptions) -> any DatabaseStorage {
-        RecordingStorage(location: displayName(location), path: Self.root + "/" + (location.split(separator: "/").last.map(String.init) ?? "db"))
+        RecordingStorage(
+            location: displayName(location),
+            path: Self.root + "/" + (location.split(separator: "/").last.map(String.init) ?? "db"))
     }
     func storage(at location: String, workerOptions: [String: String]) -> any DatabaseStorage {
         storage(at: location, options: StorageOptions())
@@ -98,7 +99,8 @@ struct StorageDriverTests {
         let m = Migrator(databasePath: location)
         try m.register(CreateSessions())
         let e = #expect(throws: MigratorError.self) { try m.migrateUp() }
-        #expect(e?.message.contains("no storage driver is registered for 'nosuch://'") == true, "\(String(describing: e))")
+        #expect(
+            e?.message.contains("no storage driver is registered for 'nosuch://'") == true, "\(String(describing: e))")
         #expect(!FileManager.default.fileExists(atPath: "nosuch:"), "nothing made in the working directory")
         #expect(StorageDrivers.scheme(of: "/srv/app.db") == nil)
         #expect(StorageDrivers.scheme(of: "PostgreSQL://h/db") == "postgresql")

@@ -7,7 +7,7 @@ import Glibc
 
 /// A plugin file that passed every check that can be made without running
 /// any of its code: location, ownership and mode, ELF structure, hash.
-struct CheckedPluginFile {
+package struct CheckedPluginFile {
     /// The file name inside the directory, e.g. `001_setup.so`.
     let name: String
     /// `directory/name`, for messages.
@@ -23,6 +23,29 @@ struct CheckedPluginFile {
     /// The bytes that were checked and hashed (nil when `cached`): these,
     /// and only these, are what gets loaded.
     var bytes: [UInt8]? = nil
+
+    /// An image a source checked (with ``ImageCheck``): its bytes, its name,
+    /// where it came from, and their hash.
+    package init(name: String, path: String, key: String, bytes: [UInt8], sha256: String, signer: String? = nil) {
+        self.init(
+            name: name, path: path, sha256: sha256,
+            identity: FileIdentity(device: 0, inode: 0, size: Int64(bytes.count), mtimeNanoseconds: 0), key: key,
+            signer: signer, bytes: bytes)
+    }
+
+    init(
+        name: String, path: String, sha256: String, identity: FileIdentity, key: String,
+        cached: LoadedPlugin? = nil, signer: String? = nil, bytes: [UInt8]? = nil
+    ) {
+        self.name = name
+        self.path = path
+        self.sha256 = sha256
+        self.identity = identity
+        self.key = key
+        self.cached = cached
+        self.signer = signer
+        self.bytes = bytes
+    }
 }
 
 /// What identifies a file's content cheaply: unchanged identity means
@@ -45,14 +68,7 @@ extension FileIdentity {
 
 /// The migrations directory: discovery and the pre-`dlopen` checks.
 enum PluginDirectory {
-    struct Scan {
-        var files: [CheckedPluginFile] = []
-        /// Entries that are not plugins (`README.md`), reported and skipped.
-        var skipped: [String] = []
-        /// `.so` entries that cannot be loaded, each naming the file.
-        var problems: [MigratorError] = []
-        var warnings: [String] = []
-    }
+    typealias Scan = SourceScan
 
     /// Finds `*.so` regular files directly in `directory`, in byte order of
     /// their names, and checks each one (`loadedLibraries`: the sonames the
@@ -212,17 +228,11 @@ enum PluginDirectory {
             }
             got += n
         }
-        if let why = ELFCheck.problem(bytes) { throw fail(.invalidELF, why) }
-        let dependencies: ELFDependencies
-        do { dependencies = try ELFDependencies(bytes) } catch { throw fail(.invalidELF, error.reason) }
-        if let why = dependencies.problem(migrationsDirectory: realDir, loaded: loadedLibraries) {
-            if !insecure { throw MigratorError(.unsafeLibraryPath, "plugin '\(path)': \(why)", file: name) }
-            warnings.append("warning: plugin '\(path)': \(why) (loaded anyway: the insecure option is set)")
-        }
-        // Hashed every time: the hash must describe these bytes, which are
-        // the ones that will be loaded, whatever the file's timestamps say.
-        return CheckedPluginFile(
-            name: name, path: path, sha256: SHA256Digest.hex(bytes), identity: identity, key: key, bytes: bytes)
+        // Whatever the file's timestamps say: its bytes are checked and hashed.
+        let sha256 = try ImageCheck.check(
+            bytes, name: name, path: path, origin: realDir, insecure: insecure, loadedLibraries: loadedLibraries,
+            warnings: &warnings)
+        return CheckedPluginFile(name: name, path: path, sha256: sha256, identity: identity, key: key, bytes: bytes)
     }
 
     /// sshd StrictModes: writable by group or others, or owned by someone

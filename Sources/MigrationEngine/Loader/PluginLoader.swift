@@ -83,17 +83,18 @@ public enum PluginLoader {
     /// The host's descriptor size for `migrator_plugin_v1`.
     static let pluginStructSize = UInt32(MemoryLayout<migrator_plugin_v1>.size)
 
-    /// Loads every plugin in `directory`. Throws only when the directory
-    /// itself is unusable; per-file failures go to ``PluginSet/problems``.
+    /// Loads every plugin in `directory` (a folder, or a location a source
+    /// driver reads). Throws only when the source itself is unusable;
+    /// per-file failures go to ``PluginSet/problems``.
     package static func load(directory: String, options: Options = Options()) throws(MigratorError) -> PluginSet {
-        try loadHoldingCode(directory: directory, options: options).set
+        try loadHoldingCode(from: try PluginSources.source(at: directory), options: options).set
     }
 
-    /// ``load(directory:options:)``, and the worker that holds the plugins'
-    /// code when they were loaded in one (``Options/isolation``): the
+    /// Loads every plugin `source` yields, and returns the worker that holds
+    /// their code when they were loaded in one (``Options/isolation``): the
     /// caller owns it, and plugins whose body is `.worker` run only there.
     static func loadHoldingCode(
-        directory: String, options: Options = Options()
+        from source: any PluginSource, options: Options = Options()
     ) throws(MigratorError) -> (set: PluginSet, worker: WorkerClient?) {
         let cachePath = options.cacheDirectory.map { $0 + "/" + DescriptorCache.fileName }
         let old = cachePath.map(DescriptorCache.load) ?? DescriptorCache()
@@ -108,15 +109,15 @@ public enum PluginLoader {
             case "/proc/self/exe": LoadedLibraries.atStartup
             default: Set<String>()
             }
-        func scan(onChecked: (CheckedPluginFile) -> Void = { _ in }) throws(MigratorError) -> PluginDirectory.Scan {
-            try PluginDirectory.scan(
-                directory, insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly,
-                requirePin: options.requirePin, trustedKeys: trustedKeys, loadedLibraries: loadedLibraries,
-                onChecked: onChecked)
+        let policy = SourcePolicy(
+            insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly,
+            requirePin: options.requirePin, trustedKeys: trustedKeys, loadedLibraries: loadedLibraries)
+        func scan(onChecked: (CheckedPluginFile) -> Void = { _ in }) throws(MigratorError) -> SourceScan {
+            try source.scan(policy, onChecked: onChecked)
         }
         // With a worker, every file to load goes in one exchange, each as
         // soon as it passed its checks.
-        let scanned: PluginDirectory.Scan
+        let scanned: SourceScan
         var described: [String: Result<LoadedPlugin, MigratorError>] = [:]
         var workerWarnings: [String] = []
         if let worker {

@@ -130,7 +130,9 @@ final class UnknownSchemeStorage: MigrationStorage, DocumentAccess {
         return MigratorError(
             .unsupported,
             "no storage driver is registered for '\(scheme)://' (the database '\(location)'); "
-                + (known.isEmpty ? "only directory paths (LMDB) can be opened" : "known: \(known.joined(separator: ", ")), and directory paths (LMDB)"))
+                + (known.isEmpty
+                    ? "only directory paths (LMDB) can be opened"
+                    : "known: \(known.joined(separator: ", ")), and directory paths (LMDB)"))
     }
 
     var exists: Bool { false }
