@@ -207,3 +207,13 @@ public struct Refusal: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { message }
 }
+
+extension MigratorError {
+    /// The insecure option's rule, said once: throws `self`, unless
+    /// `insecure`; then `warn` hears the warning that it went on anyway
+    /// (`verb`: what was done, "loaded" or "used").
+    func unless(insecure: Bool, verb: String = "loaded", warn: (String) -> Void) throws(MigratorError) {
+        guard insecure else { throw self }
+        warn("warning: \(message) (\(verb) anyway: the insecure option is set)")
+    }
+}

@@ -94,15 +94,8 @@ enum DatabaseCommands {
     static func runLock(
         _ ctx: Context, _ args: ParsedArguments, _ storage: any DatabaseStorage, command: String
     ) throws -> any RunLockSession {
-        var timeout = 60.0
-        if let raw = args.options["lock-timeout"] {
-            guard let t = Double(raw), t >= 0 else {
-                throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'")
-            }
-            timeout = t
-        }
         return try storage.acquireLock(
-            command: command, timeout: timeout,
+            command: command, timeout: try MigrationCommands.lockTimeout(args) ?? Migrator.Options().lockTimeout,
             onWait: { owner in
                 let what = owner?.currentID.map { " (migration \($0))" } ?? ""
                 ctx.log(

@@ -97,13 +97,17 @@ enum MigrationCommands {
     static func plainOptions(_ ctx: Context, _ args: ParsedArguments? = nil) throws -> Migrator.Options {
         var options = Migrator.Options()
         options.storeOptions = try ctx.storeOptions()
-        if let raw = args?.options["lock-timeout"] {
-            guard let t = Double(raw), t >= 0 else {
-                throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'")
-            }
-            options.lockTimeout = t
-        }
+        if let args, let t = try lockTimeout(args) { options.lockTimeout = t }
         return options
+    }
+
+    /// `--lock-timeout SECONDS`, if given.
+    static func lockTimeout(_ args: ParsedArguments) throws(UsageError) -> Double? {
+        guard let raw = args.options["lock-timeout"] else { return nil }
+        guard let t = Double(raw), t >= 0 else {
+            throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'")
+        }
+        return t
     }
 
     /// A migrator for `--db`, with plugins from `--dir` loaded (warnings on stderr).
@@ -116,12 +120,7 @@ enum MigrationCommands {
         options.allowOutOfOrder = args.flag("allow-out-of-order")
         options.allowMissing = args.flag("allow-missing")
         options.allowInsecureDatabase = args.flag("insecure")
-        if let raw = args.options["lock-timeout"] {
-            guard let t = Double(raw), t >= 0 else {
-                throw UsageError("--lock-timeout needs a number of seconds, got '\(raw)'")
-            }
-            options.lockTimeout = t
-        }
+        if let t = try lockTimeout(args) { options.lockTimeout = t }
         options.backupDirectory = args.options["backup-dir"]
         // A setting (keep = 3 in migrator.conf) may stand without backup_dir;
         // on the command line it would be a mistake.

@@ -74,7 +74,8 @@ struct PluginSourceTests {
         let clean = Migrator(databasePath: db)
         try clean.loadPlugins(from: "memory://two")
         #expect(try clean.migrateUp().completed == ["001_memory", "002_memory"])
-        #expect(try clean.appliedMigrations().map(\.plugin) == ["a.so", "b.so"], "recorded by file name, as a folder's")
+        #expect(
+            try clean.appliedMigrations().map(\.plugin) == ["a.so", "b.so"], "recorded by file name, as a folder's")
     }
 
     @Test("a scheme without a source driver is refused, naming it")

@@ -83,8 +83,7 @@ enum PluginDirectory {
     ) throws(MigratorError) -> Scan {
         var scan = Scan()
         func refuseOrWarn(_ message: String) throws(MigratorError) {
-            if !insecure { throw MigratorError(.insecurePermissions, message) }
-            scan.warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
+            try MigratorError(.insecurePermissions, message).unless(insecure: insecure) { scan.warnings.append($0) }
         }
         // Resolved once and opened once: everything after is read through
         // this descriptor (entries, files, pins, signatures), so a link on
@@ -154,10 +153,41 @@ enum PluginDirectory {
         return scan
     }
 
+    /// One entry, checked in order: what it is and where it leads (a link
+    /// must stay inside), who can write it, then its bytes (``ImageCheck``).
+    /// Unchanged since the descriptor cache was written, with
+    /// `descriptorsOnly`, it is not read at all.
     private static func check(
         name: String, path: String, in folder: OpenDirectory, realDir: String, insecure: Bool,
         warnings: inout [String], cache: DescriptorCache, descriptorsOnly: Bool, loadedLibraries: Set<String>
     ) throws(MigratorError) -> CheckedPluginFile {
+        let (fd, st) = try open(
+            name: name, path: path, in: folder, realDir: realDir, insecure: insecure,
+            warnings: &warnings)
+        defer { close(fd) }
+        let key = realDir + "/" + name
+        let identity = FileIdentity(st)
+        if descriptorsOnly, let known = cache.entries[key].flatMap({ $0.identity == identity ? $0.plugin : nil }) {
+            return CheckedPluginFile(
+                name: name, path: path, sha256: known.sha256, identity: identity, key: key, cached: known)
+        }
+        let bytes = try read(fd, size: Int(st.st_size), name: name, path: path)
+        // Whatever the file's timestamps say: its bytes are checked and hashed.
+        let sha256 = try ImageCheck.check(
+            bytes, name: name, path: path, origin: realDir, insecure: insecure, loadedLibraries: loadedLibraries,
+            warnings: &warnings)
+        return CheckedPluginFile(name: name, path: path, sha256: sha256, identity: identity, key: key, bytes: bytes)
+    }
+
+    /// Opens the entry `name`: itself, relative to the folder's descriptor,
+    /// or an allowed symlink's resolved target (one that stays inside, on a
+    /// path as safe as the folder). Opened with `O_NOFOLLOW`, so a link
+    /// swapped in after the check is refused rather than followed; then it
+    /// must be a regular file that only its owner (you or root) can write.
+    private static func open(
+        name: String, path: String, in folder: OpenDirectory, realDir: String, insecure: Bool,
+        warnings: inout [String]
+    ) throws(MigratorError) -> (fd: Int32, status: stat) {
         func fail(_ code: MigratorError.Code, _ why: String) -> MigratorError {
             MigratorError(code, "plugin '\(path)': \(why)", file: name)
         }
@@ -165,10 +195,6 @@ enum PluginDirectory {
         guard fstatat(folder.fd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 else {
             throw fail(.loadFailed, errorText(errno))
         }
-        // What is opened below: the entry itself (relative to the folder's
-        // descriptor), or an allowed symlink's resolved target. Opened with
-        // O_NOFOLLOW, so a link swapped in after this check is refused
-        // rather than followed.
         var target: String?
         if (lst.st_mode & S_IFMT) == S_IFLNK {
             guard let resolved = realPath(realDir + "/" + name) else {
@@ -184,55 +210,54 @@ enum PluginDirectory {
             // A subdirectory on the way must be as safe as the folder itself.
             if let problem = ancestorProblem(of: resolved, below: realDir) {
                 let message = "plugin '\(path)' links into \(problem); anyone who can write there can swap the plugin"
-                if !insecure { throw MigratorError(.insecurePermissions, message, file: name) }
-                warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
+                try MigratorError(.insecurePermissions, message, file: name).unless(insecure: insecure) {
+                    warnings.append($0)
+                }
             }
             target = resolved
         }
         let flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | migrator_O_NOFOLLOW
-        let fd = target.map { open($0, flags) } ?? openat(folder.fd, name, flags)
+        let fd = target.map { Glibc.open($0, flags) } ?? openat(folder.fd, name, flags)
         guard fd >= 0 else {
             let e = errno
             let why = e == ELOOP ? "became a symbolic link while being checked; refusing it" : errorText(e)
             throw fail(.loadFailed, "cannot open: \(why)")
         }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw fail(.loadFailed, errorText(errno)) }
-        switch st.st_mode & S_IFMT {
-        case S_IFREG: break
-        case S_IFDIR: throw fail(.notAPlugin, "is a directory, not a plugin file")
-        default: throw fail(.notAPlugin, "is not a regular file")
+        do throws(MigratorError) {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw fail(.loadFailed, errorText(errno)) }
+            switch st.st_mode & S_IFMT {
+            case S_IFREG: break
+            case S_IFDIR: throw fail(.notAPlugin, "is a directory, not a plugin file")
+            default: throw fail(.notAPlugin, "is not a regular file")
+            }
+            if let problem = ownershipProblem(st) {
+                let message = "plugin '\(path)' \(problem); anyone who can write to it can run code as you"
+                try MigratorError(.insecurePermissions, message, file: name).unless(insecure: insecure) {
+                    warnings.append($0)
+                }
+            }
+            return (fd, st)
+        } catch {
+            close(fd)
+            throw error
         }
-        if let problem = ownershipProblem(st) {
-            let message = "plugin '\(path)' \(problem); anyone who can write to it can run code as you"
-            if !insecure { throw MigratorError(.insecurePermissions, message, file: name) }
-            warnings.append("warning: " + message + " (loaded anyway: the insecure option is set)")
-        }
-        let size = Int(st.st_size)
-        let key = realDir + "/" + name
-        let identity = FileIdentity(st)
-        let known = cache.entries[key].flatMap { $0.identity == identity ? $0.plugin : nil }
-        if descriptorsOnly, let known {
-            return CheckedPluginFile(
-                name: name, path: path, sha256: known.sha256, identity: identity, key: key, cached: known)
-        }
+    }
+
+    /// The `size` bytes of `fd`, read once: these are what is hashed and loaded.
+    private static func read(_ fd: Int32, size: Int, name: String, path: String) throws(MigratorError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: size)
         var got = 0
         while got < size {
             let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, size - got, off_t(got)) }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
-                throw fail(
-                    .loadFailed, n == 0 ? "the file shrank while being read" : "read failed: \(errorText(errno))")
+                let why = n == 0 ? "the file shrank while being read" : "read failed: \(errorText(errno))"
+                throw MigratorError(.loadFailed, "plugin '\(path)': \(why)", file: name)
             }
             got += n
         }
-        // Whatever the file's timestamps say: its bytes are checked and hashed.
-        let sha256 = try ImageCheck.check(
-            bytes, name: name, path: path, origin: realDir, insecure: insecure, loadedLibraries: loadedLibraries,
-            warnings: &warnings)
-        return CheckedPluginFile(name: name, path: path, sha256: sha256, identity: identity, key: key, bytes: bytes)
+        return bytes
     }
 
     /// sshd StrictModes: writable by group or others, or owned by someone

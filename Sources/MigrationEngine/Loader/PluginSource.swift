@@ -84,7 +84,8 @@ package enum PluginSources {
             throw MigratorError(
                 .directoryNotFound,
                 "no source driver is registered for '\(scheme)://' (migrations at '\(location)'); "
-                    + (known.isEmpty ? "only folders can be read" : "known: \(known.joined(separator: ", ")), and folders"))
+                    + (known.isEmpty
+                        ? "only folders can be read" : "known: \(known.joined(separator: ", ")), and folders"))
         }
         return driver.source(at: location)
     }
@@ -127,8 +128,7 @@ package enum ImageCheck {
         let dependencies: ELFDependencies
         do { dependencies = try ELFDependencies(bytes) } catch { throw fail(.invalidELF, error.reason) }
         if let why = dependencies.problem(migrationsDirectory: origin, loaded: loadedLibraries) {
-            if !insecure { throw fail(.unsafeLibraryPath, why) }
-            warnings.append("warning: plugin '\(path)': \(why) (loaded anyway: the insecure option is set)")
+            try fail(.unsafeLibraryPath, why).unless(insecure: insecure) { warnings.append($0) }
         }
         // Hashed every time: the hash must describe these bytes, which are
         // the ones that will be loaded.

@@ -452,8 +452,9 @@ enum Backups {
             let message =
                 "\(role) '\(path)' \(problem); anyone who can write to it can "
                 + (role == "backup" ? "change what is restored" : "swap a backup for a link to files a prune deletes")
-            guard insecure else { throw MigratorError(.insecurePermissions, message) }
-            events?(.notice("warning: \(message) (used anyway: the insecure option is set)"))
+            try MigratorError(.insecurePermissions, message).unless(insecure: insecure, verb: "used") {
+                events?(.notice($0))
+            }
         }
         return directory
     }

@@ -188,61 +188,74 @@ struct MigrationRunner {
             options.events(.finished(id: m.id, direction: direction, milliseconds: durationMS))
             return CompletedStep(id: m.id, direction: direction, durationMS: durationMS)
         } catch {
-            let failure = error as? StepFailure
-            let message = failure?.message ?? "\(error)"
             let elapsed = Int64((EngineClock.monotonic() - t0) * 1000)
-            // A worker can die after its commit and before its answer, or
-            // plugin code can answer for it, or the database connection can
-            // drop after the commit: then the step is done, and saying
-            // "failed" would be false. If the record cannot be read at all,
-            // neither "committed" nor "rolled back" is known.
-            let committed: Bool
-            do { committed = try storage.isApplied(m.id) == (direction == .up) } catch let readError {
-                // The lock's record keeps naming the step: the next run finds out.
-                lock.keepRecord()
-                options.events(.failed(id: m.id, direction: direction, message: message))
-                throw MigratorError(
-                    .outcomeUnknown,
-                    "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); whether it "
-                        + "committed is unknown, because the database cannot be read now (\(readError)): check "
-                        + "'migrator status' before running again",
-                    migrationID: m.id, underlying: readError)
-            }
-            if committed {
-                options.events(.notice("'\(m.id)' committed, though its executor reported a failure (\(message))"))
-                options.events(.finished(id: m.id, direction: direction, milliseconds: elapsed))
-                return CompletedStep(id: m.id, direction: direction, durationMS: elapsed)
-            }
-            let interrupted = failure?.interruptedBy != nil
-            // A checkpointing migration keeps what its checkpoints committed.
-            let checkpoint = (try? storage.partialMigrations().first { $0.id == m.id }).flatMap { $0 }
-            // The step's transaction is gone; record the attempt on its own. If
-            // even that fails (a full disk), the lock file keeps naming the
-            // step, and status and the next run report it as interrupted.
-            unrecorded =
-                (try? storage.transaction { txn in
-                    try txn.appendHistory(
-                        NewHistoryEntry(
-                            migrationID: m.id, outcome: interrupted ? .interrupted : .failed, direction: direction,
-                            durationMS: elapsed,
-                            error: message
-                                + (checkpoint.map { "; the work up to checkpoint '\($0.token)' is kept" } ?? ""),
-                            plugin: m.origin.label, at: startedAt))
-                }) == nil
-            if unrecorded { lock.keepRecord() }
-            options.events(.failed(id: m.id, direction: direction, message: message))
-            let kept = direction == .up ? ", earlier migrations stay applied" : ""
-            let undone =
-                checkpoint.map {
-                    "its changes since checkpoint '\($0.token)' were rolled back; the work up to it is kept "
-                        + "(apply resumes from it, rollback runs down)"
-                } ?? "its changes were rolled back"
-            throw MigratorError(
-                interrupted ? .interrupted : .migrationFailed,
-                "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); \(undone)\(kept)",
-                file: m.origin.sha256 == nil ? nil : m.origin.label, migrationID: m.id,
-                underlying: failure.map { $0.underlying ?? $0 } ?? error)
+            return try outcome(
+                of: m, direction, failedWith: error, startedAt: startedAt, elapsed: elapsed, lock: lock,
+                unrecorded: &unrecorded)
         }
+    }
+
+    /// What a step whose executor failed really did, read from the record:
+    /// it committed after all (returned), it did not (its attempt recorded,
+    /// and thrown), or nobody can tell (`.outcomeUnknown`). `unrecorded`
+    /// says whether the attempt could not be written.
+    private func outcome(
+        of m: AvailableMigration, _ direction: Direction, failedWith error: any Error, startedAt: String,
+        elapsed: Int64, lock: any RunLockSession, unrecorded: inout Bool
+    ) throws -> CompletedStep {
+        let failure = error as? StepFailure
+        let message = failure?.message ?? "\(error)"
+        // A worker can die after its commit and before its answer, or
+        // plugin code can answer for it, or the database connection can
+        // drop after the commit: then the step is done, and saying
+        // "failed" would be false. If the record cannot be read at all,
+        // neither "committed" nor "rolled back" is known.
+        let committed: Bool
+        do { committed = try storage.isApplied(m.id) == (direction == .up) } catch let readError {
+            // The lock's record keeps naming the step: the next run finds out.
+            lock.keepRecord()
+            options.events(.failed(id: m.id, direction: direction, message: message))
+            throw MigratorError(
+                .outcomeUnknown,
+                "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); whether it "
+                    + "committed is unknown, because the database cannot be read now (\(readError)): check "
+                    + "'migrator status' before running again",
+                migrationID: m.id, underlying: readError)
+        }
+        if committed {
+            options.events(.notice("'\(m.id)' committed, though its executor reported a failure (\(message))"))
+            options.events(.finished(id: m.id, direction: direction, milliseconds: elapsed))
+            return CompletedStep(id: m.id, direction: direction, durationMS: elapsed)
+        }
+        let interrupted = failure?.interruptedBy != nil
+        // A checkpointing migration keeps what its checkpoints committed.
+        let checkpoint = (try? storage.partialMigrations().first { $0.id == m.id }).flatMap { $0 }
+        // The step's transaction is gone; record the attempt on its own. If
+        // even that fails (a full disk), the lock file keeps naming the
+        // step, and status and the next run report it as interrupted.
+        unrecorded =
+            (try? storage.transaction { txn in
+                try txn.appendHistory(
+                    NewHistoryEntry(
+                        migrationID: m.id, outcome: interrupted ? .interrupted : .failed, direction: direction,
+                        durationMS: elapsed,
+                        error: message
+                            + (checkpoint.map { "; the work up to checkpoint '\($0.token)' is kept" } ?? ""),
+                        plugin: m.origin.label, at: startedAt))
+            }) == nil
+        if unrecorded { lock.keepRecord() }
+        options.events(.failed(id: m.id, direction: direction, message: message))
+        let kept = direction == .up ? ", earlier migrations stay applied" : ""
+        let undone =
+            checkpoint.map {
+                "its changes since checkpoint '\($0.token)' were rolled back; the work up to it is kept "
+                    + "(apply resumes from it, rollback runs down)"
+            } ?? "its changes were rolled back"
+        throw MigratorError(
+            interrupted ? .interrupted : .migrationFailed,
+            "migration '\(m.id)' (\(m.origin.label)) failed during \(direction): \(message); \(undone)\(kept)",
+            file: m.origin.sha256 == nil ? nil : m.origin.label, migrationID: m.id,
+            underlying: failure.map { $0.underlying ?? $0 } ?? error)
     }
 
     /// The operator's signal came during `m`, which completed anyway: the

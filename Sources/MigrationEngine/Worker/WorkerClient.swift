@@ -259,6 +259,49 @@ final class WorkerClient {
             queued = "\(direction) \(next.id)"
         }
         let deadline = stepTimeout.map { EngineClock.monotonic() + $0 }
+        let reply = try answer(to: m, direction, deadline: deadline, stepTimeout: stepTimeout, observer: observer)
+        switch reply {
+        case .done(let duration, let committedAt):
+            nextQueued = queued != nil
+            // The step committed, but the operator asked to stop. A signal
+            // that came after the commit reached the step sent ahead, which
+            // the worker was running: it ends as interrupted (or is killed
+            // after the grace), and the runner sees it there. Otherwise the
+            // run stops here, and the step sent ahead is cancelled with its
+            // worker.
+            if migrator_forwarded_signal() != 0
+                && (queued == nil || migrator_forwarded_signal_time() <= committedAt ?? .infinity)
+            {
+                if queued != nil {
+                    queued = nil
+                    nextQueued = false
+                    _ = process.bury(report: false, kill: true)
+                }
+                interruption = migrator_take_forwarded_signal()
+            }
+            return duration
+        case .failed(let why):
+            // A failure is final once the worker is idle: plugin code could
+            // have written this answer while its step still runs.
+            awaitIdle(deadline: deadline)
+            throw StepFailure(
+                message: why.flatMap { $0.isEmpty ? nil : $0 } ?? "the worker reported a failure without a reason")
+        case .skipped:
+            throw StepFailure(message: "the worker skipped it: the step before it did not complete")
+        default:
+            throw violation("answered '\(reply.json)' during \(direction)")
+        }
+    }
+
+    /// The worker's answer to the step `m`, its log lines and progress
+    /// handed to `observer` meanwhile. Waited for in slices, so the step
+    /// timeout and the operator's signal count even while the worker stays
+    /// silent; a worker that outlasts either, dies or breaks the protocol
+    /// fails the step.
+    private func answer(
+        to m: AvailableMigration, _ direction: Direction, deadline: Double?, stepTimeout: Double?,
+        observer: StepObserver
+    ) throws -> WorkerReply {
         func exceededTimeout() -> StepFailure {
             _ = process.bury(kill: true)
             return StepFailure(
@@ -267,8 +310,6 @@ final class WorkerClient {
         }
         var signalled: Double?
         while true {
-            // Waited for in slices: the step timeout and the operator's
-            // signal count even while the worker stays silent.
             let now = EngineClock.monotonic()
             if let deadline, now >= deadline { throw exceededTimeout() }
             if migrator_forwarded_signal() != 0 {
@@ -292,49 +333,12 @@ final class WorkerClient {
             var failure: WorkerChannel.Failure?
             guard let reply = responses.receiveReply(deadline: deadline, failure: &failure) else {
                 switch failure {
-                case .timedOut:
-                    throw exceededTimeout()
-                case .malformed(let what):
-                    throw violation("sent \(what) during \(direction)")
-                case .closed, nil:
-                    throw died(during: m, direction)
+                case .timedOut: throw exceededTimeout()
+                case .malformed(let what): throw violation("sent \(what) during \(direction)")
+                case .closed, nil: throw died(during: m, direction)
                 }
             }
-            switch reply {
-            case .log(let level, let text):
-                observer.log(m.id, LogLevel(rawValue: level) ?? .info, text)
-            case .progress(let done, let total):
-                observer.progress(m.id, done, total)
-            case .done(let duration, let committedAt):
-                nextQueued = queued != nil
-                // The step committed, but the operator asked to stop. A
-                // signal that came after the commit reached the step sent
-                // ahead, which the worker was running: it ends as interrupted
-                // (or is killed after the grace), and the runner sees it
-                // there. Otherwise the run stops here, and the step sent
-                // ahead is cancelled with its worker.
-                if migrator_forwarded_signal() != 0
-                    && (queued == nil || migrator_forwarded_signal_time() <= committedAt ?? .infinity)
-                {
-                    if queued != nil {
-                        queued = nil
-                        nextQueued = false
-                        _ = process.bury(report: false, kill: true)
-                    }
-                    interruption = migrator_take_forwarded_signal()
-                }
-                return duration
-            case .failed(let why):
-                // A failure is final once the worker is idle: plugin code
-                // could have written this answer while its step still runs.
-                awaitIdle(deadline: deadline)
-                throw StepFailure(
-                    message: why.flatMap { $0.isEmpty ? nil : $0 } ?? "the worker reported a failure without a reason")
-            case .skipped:
-                throw StepFailure(message: "the worker skipped it: the step before it did not complete")
-            default:
-                throw violation("answered '\(reply.json)' during \(direction)")
-            }
+            if !reply.observed(by: observer, for: m.id) { return reply }
         }
     }
 
@@ -384,11 +388,8 @@ final class WorkerClient {
                 }
                 return results
             }
+            if reply.observed(by: observer, for: current?.0.id ?? "") { continue }
             switch reply {
-            case .log(let level, let text):
-                observer.log(current?.0.id ?? "", LogLevel(rawValue: level) ?? .info, text)
-            case .progress(let done, let total):
-                observer.progress(current?.0.id ?? "", done, total)
             case .trialResult:
                 guard let bytes = responses.receive(),
                     let result = try? JSONDecoder().decode(TrialResult.self, from: Data(bytes)),

@@ -284,6 +284,19 @@ extension WorkerReply {
     }
 }
 
+extension WorkerReply {
+    /// Hands a step's log line or progress to `observer` (for migration
+    /// `id`); false for any other reply.
+    func observed(by observer: StepObserver, for id: String) -> Bool {
+        switch self {
+        case .log(let level, let text): observer.log(id, LogLevel(rawValue: level) ?? .info, text)
+        case .progress(let done, let total): observer.progress(id, done, total)
+        default: return false
+        }
+        return true
+    }
+}
+
 extension WorkerChannel {
     /// Sends `request`; false as for ``send(_:patience:)``.
     @discardableResult
