@@ -70,53 +70,58 @@ public struct Update: Sendable {
             for (key, value) in fields {
                 let path = try FieldPath(key, for: .invalidUpdate)
                 try claim(path, op)
-                switch op {
-                case "$set": ops.append(.set(path, value))
-                case "$unset": ops.append(.unset(path))
-                case "$inc":
-                    guard value.numberValue != nil else {
-                        throw StoreError(
-                            .invalidUpdate, "invalid update: $inc on \"\(key)\" needs a number, got \(value.typeName)")
-                    }
-                    ops.append(.inc(path, value))
-                case "$rename":
-                    guard case .string(let target) = value else {
-                        throw StoreError(.invalidUpdate, "invalid update: $rename of \"\(key)\" needs a string target")
-                    }
-                    let to = try FieldPath(target, for: .invalidUpdate)
-                    try claim(to, op)
-                    ops.append(.rename(path, to))
-                case "$push":
-                    if Filter.isOperatorObject(value) {
-                        guard case .object(let mods) = value, mods.count == 1, case .array(let each)? = mods["$each"]
-                        else {
-                            throw StoreError(
-                                .invalidUpdate,
-                                "invalid update: $push on \"\(key)\" accepts only {\"$each\": [...]} as a modifier")
-                        }
-                        ops.append(.push(path, each))
-                    } else {
-                        ops.append(.push(path, [value]))
-                    }
-                case "$pull":
-                    if Filter.isOperatorObject(value) {
-                        do {
-                            ops.append(.pull(path, .matching(try Filter.compilePredicates(value, path: key))))
-                        } catch {
-                            throw StoreError(
-                                .invalidUpdate, "invalid update: $pull condition on \"\(key)\": \(error.message)")
-                        }
-                    } else {
-                        ops.append(.pull(path, .equal(value)))
-                    }
-                default:
-                    throw StoreError(.invalidUpdate, "invalid update: unknown operator \(op)")
-                }
+                ops.append(try Self.operation(op, on: path, key: key, value: value, claim: claim))
             }
         }
-        // A stored document must parse back, so no update may nest it
-        // deeper than the parser allows (found by fuzzing: a $set of a
-        // 130-component path wrote a document nothing could read).
+        try Self.checkDepth(ops)
+        renames = ops.contains { if case .rename = $0 { return true } else { return false } }
+        kind = .operators(ops)
+        topLevelSets = Self.topLevelSets(ops)
+    }
+
+    /// The operation `op` makes of one field: `key` (as `path`) and its
+    /// argument `value`; `claim` reserves another path it writes (`$rename`'s target).
+    private static func operation(
+        _ op: String, on path: FieldPath, key: String, value: JSON,
+        claim: (FieldPath, String) throws(StoreError) -> Void
+    ) throws(StoreError) -> Op {
+        switch op {
+        case "$set": return .set(path, value)
+        case "$unset": return .unset(path)
+        case "$inc":
+            guard value.numberValue != nil else {
+                throw StoreError(
+                    .invalidUpdate, "invalid update: $inc on \"\(key)\" needs a number, got \(value.typeName)")
+            }
+            return .inc(path, value)
+        case "$rename":
+            guard case .string(let target) = value else {
+                throw StoreError(.invalidUpdate, "invalid update: $rename of \"\(key)\" needs a string target")
+            }
+            let to = try FieldPath(target, for: .invalidUpdate)
+            try claim(to, op)
+            return .rename(path, to)
+        case "$push":
+            guard Filter.isOperatorObject(value) else { return .push(path, [value]) }
+            guard case .object(let mods) = value, mods.count == 1, case .array(let each)? = mods["$each"] else {
+                throw StoreError(
+                    .invalidUpdate, "invalid update: $push on \"\(key)\" accepts only {\"$each\": [...]} as a modifier")
+            }
+            return .push(path, each)
+        case "$pull":
+            guard Filter.isOperatorObject(value) else { return .pull(path, .equal(value)) }
+            do { return .pull(path, .matching(try Filter.compilePredicates(value, path: key))) } catch {
+                throw StoreError(.invalidUpdate, "invalid update: $pull condition on \"\(key)\": \(error.message)")
+            }
+        default:
+            throw StoreError(.invalidUpdate, "invalid update: unknown operator \(op)")
+        }
+    }
+
+    /// A stored document must parse back, so no update may nest it deeper
+    /// than the parser allows (found by fuzzing: a `$set` of a 130-component
+    /// path wrote a document nothing could read).
+    private static func checkDepth(_ ops: [Op]) throws(StoreError) {
         for op in ops {
             let depth: Int
             switch op {
@@ -130,19 +135,18 @@ public struct Update: Sendable {
                     .invalidUpdate, "invalid update: the result would nest deeper than \(JSONParser.maxDepth) levels")
             }
         }
-        renames = ops.contains { if case .rename = $0 { return true } else { return false } }
-        kind = .operators(ops)
+    }
+
+    /// For `$set`s of top-level fields only: their serialized keys and values.
+    private static func topLevelSets(_ ops: [Op]) -> [(key: [UInt8], value: [UInt8])]? {
         var sets: [(key: [UInt8], value: [UInt8])] = []
         for op in ops {
-            guard case .set(let p, let v) = op, p.components.count == 1 else {
-                sets = []
-                break
-            }
+            guard case .set(let p, let v) = op, p.components.count == 1 else { return nil }
             var k: [UInt8] = []
             JSONSerializer.writeString(p.components[0], into: &k)
             sets.append((k, JSONSerializer.bytes(v)))
         }
-        topLevelSets = sets.isEmpty ? nil : sets
+        return sets.isEmpty ? nil : sets
     }
 
     /// Parses and compiles update text such as `{"$set": {"plan": "free"}}`.
