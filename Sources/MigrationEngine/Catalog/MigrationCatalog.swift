@@ -27,7 +27,7 @@ public struct MigrationCatalog: Sendable {
 
     /// An empty catalog for the app named `appName` (default: the
     /// process's name).
-    public init(appName: String = ProcessInfo.processInfo.processName) {
+    package init(appName: String = ProcessInfo.processInfo.processName) {
         self.appName = appName
     }
 

@@ -60,14 +60,14 @@ public struct RollbackTarget: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// What the planner checks against, besides the catalog and the records.
-public struct PlanOptions: Sendable, Equatable {
+package struct PlanOptions: Sendable, Equatable {
     /// Apply pending migrations that sort before applied ones.
-    public var allowOutOfOrder = false
+    package var allowOutOfOrder = false
     /// Run although the database holds applied ids this catalog should
     /// provide and does not.
-    public var allowMissing = false
+    package var allowMissing = false
     /// Options; both default to refusing.
-    public init(allowOutOfOrder: Bool = false, allowMissing: Bool = false) {
+    package init(allowOutOfOrder: Bool = false, allowMissing: Bool = false) {
         self.allowOutOfOrder = allowOutOfOrder
         self.allowMissing = allowMissing
     }
