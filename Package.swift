@@ -41,7 +41,7 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
-        // Linux constants Glibc does not import (F_OFD_SETLK, …).
+        // Linux calls and constants Glibc does not import: OFD locks, memfds, the sandbox, signals.
         .target(name: "_MigratorCShims"),
         // The embedded JSON document store over LMDB.
         .target(name: "DocumentStore", dependencies: ["CLMDB", "CCrypto"]),

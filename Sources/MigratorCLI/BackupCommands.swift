@@ -13,9 +13,16 @@ enum BackupCommands {
         "backup-key", value: "FILE",
         "Restore only a backup signed by this key (its .key or .pub); without it, an unsigned backup warns.")
 
-    /// The key `--backup-key` (or `backup_key`) names, read.
-    static func key(_ args: ParsedArguments) throws -> BackupKey? {
-        try args.options["backup-key"].map { try BackupKey(path: $0) }
+    /// The key `--backup-key` (or `backup_key`) names, read; for `signing`,
+    /// it must be a private key (refused before any copy is made).
+    static func key(_ args: ParsedArguments, signing: Bool) throws -> BackupKey? {
+        guard let path = args.options["backup-key"] else { return nil }
+        let key = try BackupKey(path: path)
+        guard !signing || key.canSign else {
+            throw MigratorError(
+                .invalidTrustedKey, "the backup key '\(path)' is a public key; signing a backup needs the .key file")
+        }
+        return key
     }
 
     static let all: [Command] = [
@@ -42,7 +49,7 @@ enum BackupCommands {
     static func backup(_ ctx: Context, _ args: ParsedArguments) throws -> Int32 {
         guard let out = args.options["out"] else { throw UsageError("backup needs --out PATH") }
         var options = try MigrationCommands.plainOptions(ctx)
-        options.backupKey = try key(args)
+        options.backupKey = try key(args, signing: true)
         let m = Migrator(databasePath: ctx.databasePath(args), options: options)
         let manifest = try m.backup(to: out)
         ctx.out.line(out)
@@ -60,18 +67,21 @@ enum BackupCommands {
         let source = args.positionals[0]
         var options = try MigrationCommands.plainOptions(ctx, args)
         options.allowInsecureDatabase = args.flag("insecure")
-        options.backupKey = try key(args)
+        options.backupKey = try key(args, signing: false)
         options.events = Reporter(ctx, quiet: args.flag("quiet"), verbose: false).event
         let m = Migrator(databasePath: ctx.databasePath(args), options: options)
         // Checked before asking: never ask to restore a damaged or forged backup.
-        let manifest = try Migrator.checkBackup(
-            source, insecure: options.allowInsecureDatabase, key: options.backupKey
-        ).manifest
+        let checked = try Migrator.checkBackup(source, insecure: options.allowInsecureDatabase, key: options.backupKey)
+        let manifest = checked.manifest
+        let vouched =
+            if case .verified(let id) = checked.signature { "signed by key \(id)" } else {
+                checked.signature.warning ?? ""
+            }
         guard
             try confirm(
                 ctx, args, "restore",
-                "Replace \(m.databaseName) with the backup \(source) taken \(manifest.createdAt) "
-                    + "(\(manifest.applied.count) migration(s) applied)?")
+                "Replace \(m.databaseName) with the backup \(source) of \(manifest.source) taken \(manifest.createdAt) "
+                    + "(\(manifest.applied.count) migration(s) applied; \(vouched))?")
         else {
             ctx.log("not_confirmed", "not restored")
             return ExitCode.refused

@@ -129,7 +129,7 @@ enum MigrationCommands {
         }
         if options.backupDirectory != nil {
             if let keep = try args.int("keep", min: 1) { options.keepBackups = keep }
-            options.backupKey = try BackupCommands.key(args)
+            options.backupKey = try BackupCommands.key(args, signing: true)
         }
         if let raw = args.options["step-timeout"] {
             guard let seconds = duration(raw) else {

@@ -5,9 +5,9 @@ import TestSupport
 import Testing
 
 /// A second source, as a test double: `memory://NAME` yields images held
-/// in memory (here compiled by the test, then read into bytes), checked as
-/// every source must (``ImageCheck``) before it hands them over. It touches
-/// nothing but its own code and one registration line.
+/// in memory (here compiled by the test, then read into bytes), each made
+/// through the one initializer that checks it. It touches nothing but its
+/// own code and one registration line.
 struct MemorySourceDriver: PluginSourceDriver {
     /// The images of each set, by set name: (file name, bytes).
     static let sets = Mutex<[String: [(String, [UInt8])]]>([:])
@@ -29,10 +29,9 @@ struct MemorySource: PluginSource {
         for (name, bytes) in images.sorted(by: { $0.0 < $1.0 }) {
             let path = location + "/" + name
             do {
-                let sha256 = try ImageCheck.check(
-                    bytes, name: name, path: path, origin: "/nonexistent", insecure: policy.insecure,
-                    loadedLibraries: policy.loadedLibraries, warnings: &scan.warnings)
-                let file = CheckedPluginFile(name: name, path: path, key: path, bytes: bytes, sha256: sha256)
+                let file = try CheckedPluginFile(
+                    checking: bytes, name: name, path: path, key: path, origin: "/nonexistent", policy: policy,
+                    warnings: &scan.warnings)
                 onChecked(file)
                 scan.files.append(file)
             } catch {
@@ -76,6 +75,30 @@ struct PluginSourceTests {
         #expect(try clean.migrateUp().completed == ["001_memory", "002_memory"])
         #expect(
             try clean.appliedMigrations().map(\.plugin) == ["a.so", "b.so"], "recorded by file name, as a folder's")
+    }
+
+    @Test("trusted keys and required pins hold for every source: unsigned, unpinned images are refused")
+    func theLoaderPolicyHoldsForEverySource() throws {
+        PluginSources.register(MemorySourceDriver())
+        let dir = Fixtures.temporaryDirectory("memory-policy")
+        defer { Fixtures.removeTree(dir) }
+        let path = try Fixtures.compilePlugin(
+            Fixtures.stepPlugin("001_unsigned", up: "return MIGRATOR_OK;"), name: "a.so", in: dir)
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        MemorySourceDriver.sets.withLock { $0["policy"] = [("a.so", bytes)] }
+        let keys = dir + "/keys"
+        #expect(mkdir(keys, 0o700) == 0)
+        _ = try Migrator.generateSigningKey(at: keys + "/release")
+        var signed = PluginLoader.Options()
+        signed.trustedKeysDirectory = keys
+        let m = Migrator(databasePath: dir + "/db")
+        let set = try m.loadPlugins(from: "memory://policy", options: signed)
+        #expect(set.migrations.isEmpty)
+        #expect(set.problems.map(\.code) == [.untrustedPlugin], "\(set.problems)")
+        var pinned = PluginLoader.Options()
+        pinned.requirePin = true
+        let unpinned = try Migrator(databasePath: dir + "/db").loadPlugins(from: "memory://policy", options: pinned)
+        #expect(unpinned.problems.map(\.code) == [.notPinned], "\(unpinned.problems)")
     }
 
     @Test("a scheme without a source driver is refused, naming it")

@@ -255,9 +255,18 @@ struct BackupTests {
         let warned = try restore(unsigned, nil)
         #expect(warned.status == 0, "\(warned.stderr)")
         #expect(warned.stderr.contains("is not signed; only its owner and mode vouch for it"), "\(warned.stderr)")
-        // A public key cannot sign.
+        // A public key cannot sign: refused before anything is copied.
         let pub = try w.run(["backup", "--out", w.root + "/p", "--backup-key", keys + "/host.pub"], dir: false)
-        #expect(pub.status == 1 && pub.stderr.contains("is a public key"), "\(pub.stderr)")
+        #expect(pub.status == 4 && pub.stderr.contains("is a public key"), "\(pub.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: w.root + "/p"))
+        // A key file others could write decides what restores: refused.
+        #expect(chmod(keys + "/host.pub", 0o666) == 0)
+        let loose = try restore(signed, keys + "/host.pub")
+        #expect(
+            loose.status == 4 && loose.stderr.contains("backup key '\(keys)/host.pub' is writable by everyone"),
+            "\(loose.stderr)")
+        // The question names what it restores from, and what vouches for it.
+        #expect(good.stderr.contains("signature by key"), "\(good.stderr)")
     }
 
     /// `apply --backup-dir` signs with `backup_key`; the setting alone,

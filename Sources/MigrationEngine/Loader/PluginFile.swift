@@ -20,17 +20,29 @@ package struct CheckedPluginFile {
     var cached: LoadedPlugin?
     /// The trusted key that signed it, when signatures are required.
     var signer: String? = nil
+    /// Whether its hash matched a pin of its source (`migrations.lock`).
+    var pinned = false
     /// The bytes that were checked and hashed (nil when `cached`): these,
     /// and only these, are what gets loaded.
     var bytes: [UInt8]? = nil
 
-    /// An image a source checked (with ``ImageCheck``): its bytes, its name,
-    /// where it came from, and their hash.
-    package init(name: String, path: String, key: String, bytes: [UInt8], sha256: String, signer: String? = nil) {
+    /// An image of a source, checked here by ``ImageCheck`` (there is no
+    /// other way for a source to make one): its bytes, name, where it came
+    /// from (`origin`: what `$ORIGIN` names for it), the key that signed it
+    /// and whether a pin matched, as the source found.
+    /// - Throws: ``ImageCheck``'s refusal, naming `path`.
+    package init(
+        checking bytes: [UInt8], name: String, path: String, key: String, origin: String, policy: SourcePolicy,
+        signer: String? = nil, pinned: Bool = false, warnings: inout [String]
+    ) throws(MigratorError) {
+        let sha256 = try ImageCheck.check(
+            bytes, name: name, path: path, origin: origin, insecure: policy.insecure,
+            loadedLibraries: policy.loadedLibraries, warnings: &warnings)
         self.init(
             name: name, path: path, sha256: sha256,
             identity: FileIdentity(device: 0, inode: 0, size: Int64(bytes.count), mtimeNanoseconds: 0), key: key,
             signer: signer, bytes: bytes)
+        self.pinned = pinned
     }
 
     init(
@@ -144,6 +156,7 @@ enum PluginDirectory {
                     loadedLibraries: loadedLibraries)
                 // Before any of its code is loaded: on the hash of the checked bytes.
                 file.signer = try trust.check(name: name, path: path, in: folder, sha256: file.sha256)
+                file.pinned = pins != nil
                 onChecked(file)
                 scan.files.append(file)
             } catch {

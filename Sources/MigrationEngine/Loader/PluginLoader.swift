@@ -112,8 +112,32 @@ public enum PluginLoader {
         let policy = SourcePolicy(
             insecure: options.insecure, cache: old, descriptorsOnly: options.descriptorsOnly,
             requirePin: options.requirePin, trustedKeys: trustedKeys, loadedLibraries: loadedLibraries)
+        // Whatever the source: with keys, only a signed image; with
+        // pins required, only a pinned one. Refused before any of it is sent
+        // to a worker or loaded.
+        var refused: [MigratorError] = []
+        func admitted(_ file: CheckedPluginFile) -> Bool {
+            if trustedKeys != nil && file.signer == nil {
+                refused.append(
+                    MigratorError(
+                        .untrustedPlugin,
+                        "plugin '\(file.path)' was not checked against a trusted key by its source; refusing to load it",
+                        file: file.name))
+                return false
+            }
+            if options.requirePin && !file.pinned {
+                refused.append(
+                    MigratorError(
+                        .notPinned, "plugin '\(file.path)' is not pinned by its source; refusing to load it",
+                        file: file.name))
+                return false
+            }
+            return true
+        }
         func scan(onChecked: (CheckedPluginFile) -> Void = { _ in }) throws(MigratorError) -> SourceScan {
-            try source.scan(policy, onChecked: onChecked)
+            var scanned = try source.scan(policy) { file in if admitted(file) { onChecked(file) } }
+            scanned.files = scanned.files.filter { file in !refused.contains { $0.file == file.name } }
+            return scanned
         }
         // With a worker, every file to load goes in one exchange, each as
         // soon as it passed its checks.
@@ -130,7 +154,7 @@ public enum PluginLoader {
             scanned = try scan()
         }
         var set = PluginSet()
-        set.problems = scanned.problems
+        set.problems = scanned.problems + refused
         set.warnings = scanned.warnings + scanned.skipped.map { "note: skipping \($0)" } + workerWarnings
         var all: [AvailableMigration] = []
         var cache = DescriptorCache()

@@ -35,8 +35,11 @@ package struct SourceScan {
 /// Where plugin images come from (golang-migrate's source driver): a folder
 /// today; a bundle file or an `https://` URL are further sources. A source
 /// checks what only it can (a folder's owner and mode, its pins and
-/// signatures) and every image's bytes through ``ImageCheck`` before it
-/// hands the image over: nothing from any source runs unchecked.
+/// signatures); its images exist only through
+/// ``CheckedPluginFile/init(checking:name:path:key:origin:policy:signer:pinned:warnings:)``,
+/// which applies ``ImageCheck`` to their bytes; and the loader refuses any
+/// image that is not signed or pinned when its policy requires it. Nothing
+/// from any source runs unchecked.
 package protocol PluginSource {
     /// Where it reads, for messages.
     var location: String { get }
@@ -113,11 +116,11 @@ struct FolderSourceDriver: PluginSourceDriver {
 /// of its code runs: ELF structure, the libraries it needs (and where it
 /// would look for them), and the SHA-256 that pins and signatures are
 /// checked against.
-package enum ImageCheck {
+enum ImageCheck {
     /// The hash of `bytes`, once they passed; `origin` is the directory a
     /// `$ORIGIN` in the image's RUNPATH would name, if it has one.
     /// - Throws: `.invalidELF` or `.unsafeLibraryPath`, naming `path`.
-    package static func check(
+    static func check(
         _ bytes: [UInt8], name: String, path: String, origin: String, insecure: Bool, loadedLibraries: Set<String>,
         warnings: inout [String]
     ) throws(MigratorError) -> String {

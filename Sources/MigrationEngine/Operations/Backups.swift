@@ -50,17 +50,30 @@ public struct BackupKey: Sendable {
     /// - Throws: ``MigratorError`` `.invalidTrustedKey` naming the file.
     public init(path: String) throws(MigratorError) {
         self.path = path
-        if let bytes = Backups.readSmallFile(path, limit: 4096),
-            let raw = PluginSignatures.parseKey(String(decoding: bytes, as: UTF8.self), tag: PluginSignatures.publicTag)
-        {
+        // Whoever could write the key decides which backups restore: the
+        // owner/mode rule, as for the config file that names it.
+        let bytes: [UInt8]
+        do { bytes = try TrustedFile.read(path, role: "backup key", limit: 4096) } catch {
+            throw MigratorError(.invalidTrustedKey, error.message, underlying: error)
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        if let raw = PluginSignatures.parseKey(text, tag: PluginSignatures.publicTag) {
             privateKey = nil
             let name = (path.split(separator: "/").last.map(String.init) ?? path)
             publicKey = PluginSignatures.PublicKey(
                 name: String(name.dropLast(name.hasSuffix(".pub") ? 4 : 0)), raw: raw)
-        } else {
+        } else if PluginSignatures.parseKey(text, tag: PluginSignatures.privateTag) != nil {
             (privateKey, publicKey) = try PluginSignatures.privateKey(at: path)
+        } else {
+            throw MigratorError(
+                .invalidTrustedKey,
+                "the backup key '\(path)' is neither a migrator private key (\(PluginSignatures.privateTag)) "
+                    + "nor a public one (\(PluginSignatures.publicTag))")
         }
     }
+
+    /// Whether it can sign (a private key).
+    public var canSign: Bool { privateKey != nil }
 }
 
 /// What vouches for a backup, besides its owner and mode.
@@ -245,6 +258,22 @@ enum Backups {
         }
         // LMDB opens it by path: never through a link, a FIFO or a device.
         guard data.st_mode & S_IFMT == S_IFREG else { throw invalid("data.mdb is not a regular file") }
+        func checkHash() throws(MigratorError) {
+            if let expected = manifest.dataSHA256, try dataHash(in: directory, invalid) != expected {
+                throw invalid("its data.mdb does not match the manifest's SHA-256; it was changed after it was taken")
+            }
+        }
+        // Signed: the signed hash first, so LMDB never parses bytes the key
+        // does not vouch for. Unsigned, nothing vouches for them anyway, and
+        // LMDB's reading names the damage better.
+        if key != nil {
+            guard manifest.dataSHA256 != nil else {
+                throw invalid(
+                    "its manifest records no SHA-256 of data.mdb (it was written before signed backups), "
+                        + "so no key can vouch for its contents")
+            }
+            try checkHash()
+        }
         let actual: BackupManifest
         do { actual = try describe(directory.anchoredPath, source: manifest.source) } catch {
             throw invalid("its data cannot be read (\(error)); it is damaged or truncated")
@@ -260,9 +289,7 @@ enum Backups {
         guard actual.applied == manifest.applied else {
             throw invalid("its _migrations records do not match the manifest")
         }
-        if let expected = manifest.dataSHA256, try dataHash(in: directory, invalid) != expected {
-            throw invalid("its data.mdb does not match the manifest's SHA-256; it was changed after it was taken")
-        }
+        if key == nil { try checkHash() }
         return CheckedBackup(manifest: manifest, signature: signature)
     }
 

@@ -72,7 +72,7 @@ package enum StorageDrivers {
     /// LMDB for a plain path; nil for a scheme no driver registered.
     package static func driver(for location: String) -> (any StorageDriver)? {
         let drivers = registered.withLock { $0 }
-        guard let scheme = scheme(of: location) else { return drivers.first { $0.schemes.isEmpty } }
+        guard let scheme = scheme(of: location) else { return drivers.last { $0.schemes.isEmpty } }
         return drivers.last { $0.schemes.contains(scheme) }
     }
 
@@ -101,11 +101,12 @@ package enum Storages {
     }
 
     /// `location` as messages show it: its driver's display name (no
-    /// password), or, without a driver, the part before any `@`.
+    /// password); without a driver, only its scheme (nothing else of a URI
+    /// nobody can parse is shown: it may hold a password).
     package static func displayName(_ location: String) -> String {
         if let driver = StorageDrivers.driver(for: location) { return driver.displayName(location) }
         guard let scheme = StorageDrivers.scheme(of: location) else { return location }
-        return location.contains("@") ? scheme + "://***@" + (location.split(separator: "@").last ?? "") : location
+        return scheme + "://…"
     }
 
     /// Whether a worker running steps against `location` may open sockets.

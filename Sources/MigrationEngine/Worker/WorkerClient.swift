@@ -162,7 +162,7 @@ final class WorkerClient {
             throw MigratorError(MigratorError.Code(rawValue: code), message, file: file.name, migrationID: id)
         default:
             throw MigratorError(
-                .loadFailed, "plugin '\(file.path)': the worker answered '\(reply.json)'", file: file.name)
+                .loadFailed, "plugin '\(file.path)': the worker answered '\(reply.op)'", file: file.name)
         }
     }
 
@@ -289,7 +289,7 @@ final class WorkerClient {
         case .skipped:
             throw StepFailure(message: "the worker skipped it: the step before it did not complete")
         default:
-            throw violation("answered '\(reply.json)' during \(direction)")
+            throw violation("answered '\(reply.op)' during \(direction)")
         }
     }
 
@@ -405,7 +405,7 @@ final class WorkerClient {
                 throw StepFailure(
                     message: why.flatMap { $0.isEmpty ? nil : $0 } ?? "the worker reported a failure without a reason")
             default:
-                throw violation("answered '\(reply.json)' during a trial")
+                throw violation("answered '\(reply.op)' during a trial")
             }
         }
     }
@@ -423,7 +423,7 @@ final class WorkerClient {
         case nil:
             if case .malformed(let what) = failure { throw violation("sent \(what) opening the database") }
             throw StepFailure(message: "the worker died opening the database (\(process.bury()))")
-        case let other?: throw violation("answered '\(other.json)' opening the database")
+        case let other?: throw violation("answered '\(other.op)' opening the database")
         }
     }
 

@@ -154,7 +154,14 @@ extension WorkerRequest {
         case .endBatch: return message("end_batch")
         case .open(let location, let options):
             let settings = options.sorted { $0.key < $1.key }.map { ($0.key, JSON.string($0.value)) }
-            return message("open", [("db", .string(location)), ("options", .object(JSONObject(settings)))])
+            // Also at the top level as before: a worker binary of the previous
+            // release (an app may name the installed migrator) keeps the map limit.
+            let legacy =
+                options[LMDBStorage.maxMapOption].flatMap(Int64.init).map {
+                    [(LMDBStorage.maxMapOption, JSON.int($0))]
+                } ?? []
+            return message(
+                "open", [("db", .string(location)), ("options", .object(JSONObject(settings)))] + legacy)
         case .step(let id, let direction, let after):
             return message(
                 "step",
@@ -177,7 +184,9 @@ extension WorkerRequest {
         case "end_batch": self = .endBatch
         case "open":
             var options: [String: String] = [:]
-            for (key, value) in try f.object("options") {
+            // An engine of the previous release sends only the top-level map limit.
+            if case .int(let mb)? = object[LMDBStorage.maxMapOption] { options[LMDBStorage.maxMapOption] = String(mb) }
+            for (key, value) in object["options"]?.objectValue ?? JSONObject() {
                 guard let v = value.stringValue else { throw .missing("options", in: f.op) }
                 options[key] = v
             }
@@ -285,6 +294,9 @@ extension WorkerReply {
 }
 
 extension WorkerReply {
+    /// The reply's `op`, for messages: what plugin code wrote is never quoted whole.
+    var op: String { json.objectValue?["op"]?.stringValue ?? "?" }
+
     /// Hands a step's log line or progress to `observer` (for migration
     /// `id`); false for any other reply.
     func observed(by observer: StepObserver, for id: String) -> Bool {
