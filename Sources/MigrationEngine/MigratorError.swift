@@ -33,6 +33,8 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let outcomeUnknown = Code("outcome_unknown")
         /// A config file someone else could change (StrictModes rule): not read.
         public static let untrustedConfig = Code("untrusted_config")
+        /// `run_as` names a user that does not exist, or one this process cannot become.
+        public static let runAsRefused = Code("run_as_refused")
         /// A `.so` entry that is not a regular file, or a link leaving the folder.
         public static let notAPlugin = Code("not_a_plugin")
         // Checking and loading one plugin.
@@ -123,7 +125,7 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
                 .invalidDescriptor, .invalidID, .toolchainMismatch,
                 // Checks that refuse before anything is changed.
                 .notReversible, .backupInvalid, .unsupported, .baselineRefused, .notPinned, .invalidPinFile,
-                .untrustedPlugin, .invalidTrustedKey, .untrustedConfig,
+                .untrustedPlugin, .invalidTrustedKey, .untrustedConfig, .runAsRefused,
             ].contains(self)
         }
     }

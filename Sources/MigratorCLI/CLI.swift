@@ -434,6 +434,16 @@ public enum MigratorCommandLine {
                 context.jsonLogs = format == "json"
             }
             try command.checkPositionals(parsed.positionals)
+            // Before the database is opened or any plugin loads: plugin code never runs as root.
+            if command.options.contains(where: { $0.name == "run-as" }) {
+                switch try RunAs.apply(requested: parsed.options["run-as"], database: context.databasePath(parsed)) {
+                case .stillRoot(let warning) where !parsed.flag("quiet"):
+                    context.log("warning", warning, level: "warning")
+                case .became(let user, let uid, let reason) where parsed.flag("verbose"):
+                    context.log("run_as", "note: running as '\(user)' (uid \(uid)), \(reason)")
+                default: break
+                }
+            }
             return try command.run(context, parsed)
         } catch let e as UsageError {
             context.usageError(e.message, usage: "\(command.usage)  (see --help)")

@@ -18,7 +18,13 @@ enum PluginCommands {
         "require-pin", "Refuse to load anything unless the folder has a migrations.lock (see 'migrator pin').")
     static let trustedKeysOption = OptionSpec(
         "trusted-keys", value: "DIR", "Load only plugins with a valid signature (FILE.so.sig) by a key in DIR (*.pub).")
-    static let loaderOptions = [dirOption, insecureOption, strictToolchainOption, requirePinOption, trustedKeysOption]
+    static let runAsOption = OptionSpec(
+        "run-as", value: "USER",
+        "As root, become USER before opening the database or loading plugins (default: the database "
+            + "directory's owner, when not root).")
+    static let loaderOptions = [
+        dirOption, insecureOption, strictToolchainOption, requirePinOption, trustedKeysOption, runAsOption,
+    ]
 
     static let all: [Command] = [
         Command(

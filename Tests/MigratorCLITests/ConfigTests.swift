@@ -117,7 +117,8 @@ struct ConfigTests {
         let w = try Workspace()
         try w.add("a.so", Fixtures.stepPlugin("001_a", up: #"host->log(txn, 1, "hello"); return MIGRATOR_OK;"#))
         try w.add("b.so", Fixtures.stepPlugin("002_b", up: #"host->set_error(txn, "boom"); return MIGRATOR_ERROR;"#))
-        let r = try w.run(["apply", "--log-format", "json"])
+        // As this user (as root, no warning that plugin code runs as root).
+        let r = try w.run(["apply", "--log-format", "json", "--run-as", String(getuid())])
         #expect(r.status == 1)
         var events: [[String: Any]] = []
         for line in r.stderr.split(separator: "\n") {

@@ -81,6 +81,11 @@ expect 0 "5 applied" "status --check as svc" -- as_svc "$m" status --check --dir
 owner=$(stat -c %U "$base/svc/app.db/data.mdb" 2>&1)
 if [ "$owner" = svc ]; then pass "the database belongs to svc"; else echo "$owner" >"$log"; fail "the database's owner"; fi
 expect 0 "backed up" "backup as svc" -- as_svc "$m" backup --out "$base/svc/backup" --db "$base/svc/app.db"
+# Root on svc's database: migrator becomes svc before it opens it or loads a plugin.
+expect 0 "running as 'svc'" "root runs as the database's owner, svc" -- \
+    "$m" status --verbose --check --dir "$dir" --db "$base/svc/app.db"
+expect 0 "plugin code runs as root" "root on its own database says plugin code runs as root" -- \
+    "$m" status --dir "$dir" --db "$base/root.db"
 
 # JSON logs: every stderr line of a run is one object.
 "$m" apply --dir "$dir" --db "$base/json.db" --log-format json 2>"$log" >/dev/null
