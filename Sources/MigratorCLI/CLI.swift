@@ -164,6 +164,10 @@ struct Command: Sendable {
     /// A paragraph the help (and man page) shows after the summary.
     var notes: String? = nil
 
+    static let passwordFile = OptionSpec(
+        "password-file", value: "FILE",
+        "The PostgreSQL password, on the first line of FILE (owner-only, mode 600): never on the command line.")
+
     /// Options every command takes, after its own.
     static let common = [
         OptionSpec("log-format", value: "text|json", "json: one JSON object per line on stderr, for CI (default text).")
@@ -177,7 +181,8 @@ struct Command: Sendable {
         self.path = path
         self.arguments = arguments
         self.summary = summary
-        self.options = options + Self.common
+        // A database that may be a server's takes its password from a file.
+        self.options = options + (options.contains { $0.name == "db" } ? [Self.passwordFile] : []) + Self.common
         self.run = run
         self.argumentHint = argumentHint
         self.notes = notes
@@ -434,6 +439,11 @@ public enum MigratorCommandLine {
                 context.jsonLogs = format == "json"
             }
             try command.checkPositionals(parsed.positionals)
+            // Read before privileges are dropped (it may be root's alone); libpq
+            // and the worker's libpq take it from the environment.
+            if let file = parsed.options["password-file"] {
+                setenv("PGPASSWORD", try TrustedFile.secret(file, role: "password file"), 1)
+            }
             // Before the database is opened or any plugin loads: plugin code never runs as root.
             if command.options.contains(where: { $0.name == "run-as" }) {
                 switch try RunAs.apply(requested: parsed.options["run-as"], database: context.databasePath(parsed)) {

@@ -43,6 +43,9 @@ struct Configuration {
             name: "trusted_keys", option: "trusted-keys", isFlag: false,
             meaning: "load only plugins signed by a key here", check: { _ in nil }),
         Key(
+            name: "password_file", option: "password-file", isFlag: false,
+            meaning: "file holding the PostgreSQL password", check: { _ in nil }),
+        Key(
             name: "run_as", option: "run-as", isFlag: false,
             meaning: "as root, the user plugin code and the run become", check: { _ in nil }),
         Key(

@@ -138,6 +138,38 @@ struct PostgresCLITests {
         #expect(!history.isEmpty && !history.map(\.serialized).joined().contains(secret))
     }
 
+    /// The password from a file (owner-only), never on the command line: the
+    /// runner's connections and the worker's use it, and nothing shows it.
+    @Test("a password file gives the PostgreSQL password")
+    func aPasswordFileGivesThePassword() throws {
+        // password_user may create schemas (Tests/Postgres/server.sh grants it).
+        let admin = try Connection(uri: PostgresServer.uri)
+        let schema = PostgresServer.freshSchema("pwfile")
+        defer { _ = try? admin.run("DROP SCHEMA IF EXISTS \(schema) CASCADE") }
+        let uri = PostgresServer.uri(user: "password_user") + "&schema=" + schema
+        let w = try Workspace()
+        for n in 1...2 { try w.add(String(format: "p%03d.so", n), ConcurrencyTests.orderedPlugin(n)) }
+        let file = w.root + "/pg.password"
+        try "right-password\n".write(toFile: file, atomically: false, encoding: .utf8)
+        #expect(chmod(file, 0o600) == 0)
+        let without = try migrator(["apply", "--db", uri, "--dir", w.dir], environment: ["PGPASSWORD": ""])
+        #expect(without.status == 1, "\(without.stderr)")
+        let with = try migrator(["apply", "--db", uri, "--dir", w.dir, "--password-file", file])
+        #expect(with.status == 0, "\(with.stderr)")
+        #expect(!with.stderr.contains("right-password") && !with.stdout.contains("right-password"))
+        #expect(!with.stderr.contains("visible"), "no password on the command line: \(with.stderr)")
+        // From the config file too.
+        try "password_file = \(file)\n".write(toFile: w.root + "/m.conf", atomically: false, encoding: .utf8)
+        let status = try migrator(["status", "--check", "--db", uri, "--dir", w.dir, "--config", w.root + "/m.conf"])
+        #expect(status.status == 0 && status.stdout.contains("2 applied"), "\(status.stdout)\(status.stderr)")
+        // A password file others can read is refused, naming it.
+        #expect(chmod(file, 0o644) == 0)
+        let loose = try migrator(["status", "--db", uri, "--dir", w.dir, "--password-file", file])
+        #expect(
+            loose.status == 4 && loose.stderr.contains("password file '\(file)' can be read by others"),
+            "\(loose.stderr)")
+    }
+
     /// The red team's attack: runner A's lock connection is terminated
     /// while A's `down` runs; runner B then takes the lock and plans the
     /// same `down`. B's step waits for A's (the step transaction lock), then

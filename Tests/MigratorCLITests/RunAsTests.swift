@@ -61,7 +61,9 @@ struct RunAsTests {
         let parent = fresh.root + "/svc"
         #expect(mkdir(parent, 0o755) == 0 && chown(parent, Self.nobody, Self.nobody) == 0)
         try "run_as = nobody\n".write(toFile: fresh.root + "/m.conf", atomically: false, encoding: .utf8)
-        let made = try migrator(["apply", "--config", fresh.root + "/m.conf", "--db", parent + "/db", "--dir", fresh.dir])
+        let made = try migrator([
+            "apply", "--config", fresh.root + "/m.conf", "--db", parent + "/db", "--dir", fresh.dir,
+        ])
         #expect(made.status == 0, "\(made.stderr)")
         var st = stat()
         #expect(stat(parent + "/db", &st) == 0 && st.st_uid == Self.nobody)
@@ -69,7 +71,8 @@ struct RunAsTests {
         #expect(found.contains(#""uid":65534"#), "\(found)")
         // A user that does not exist: refused before anything runs.
         let unknown = try w.run(["apply", "--run-as", "no-such-user-here"])
-        #expect(unknown.status == 4 && unknown.stderr.contains("there is no user 'no-such-user-here'"), "\(unknown.stderr)")
+        #expect(
+            unknown.status == 4 && unknown.stderr.contains("there is no user 'no-such-user-here'"), "\(unknown.stderr)")
     }
 
     @Test(.enabled(if: getuid() == 0, "the operator is user nobody; CI runs as root"))
@@ -78,8 +81,10 @@ struct RunAsTests {
         #expect(mkdir(w.db, 0o700) == 0 && chown(w.db, Self.nobody, Self.nobody) == 0)
         let r = try Fixtures.run(
             "/usr/bin/setpriv",
-            ["--reuid=65534", "--regid=65534", "--clear-groups", "--", migratorBinary, "apply", "--db", w.db,
-             "--dir", w.dir, "--run-as", "root"],
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", "--", migratorBinary, "apply", "--db", w.db,
+                "--dir", w.dir, "--run-as", "root",
+            ],
             environment: ["TMPDIR": w.db])
         #expect(r.status == 4, "\(r.output)")
         #expect(r.output.contains("only root can become another user"), "\(r.output)")

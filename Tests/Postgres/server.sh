@@ -39,6 +39,7 @@ start)
     as_owner "$bin/createdb" -h "$dir" -p 5432 -U migrator migrator_test
     as_owner "$bin/psql" -q -h "$dir" -p 5432 -U migrator -d migrator_test -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 CREATE ROLE password_user LOGIN PASSWORD 'right-password';
+GRANT CREATE ON DATABASE migrator_test TO password_user;
 CREATE ROLE limited_user LOGIN;
 CREATE SCHEMA locked;
 REVOKE ALL ON SCHEMA locked FROM PUBLIC;

@@ -83,6 +83,36 @@ package enum TrustedFile {
         }
         return bytes
     }
+
+    /// The secret in the file at `path` (its first line), under the owner
+    /// and mode rule of ``read(_:role:limit:)`` and, as for ssh keys, not
+    /// readable by others either.
+    /// - Throws: `.untrustedConfig` naming the file and the cause.
+    package static func secret(_ path: String, role: String) throws(MigratorError) -> String {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw MigratorError(.untrustedConfig, "cannot read the \(role) '\(path)': \(errorText(errno))")
+        }
+        guard st.st_mode & 0o077 == 0 else {
+            throw MigratorError(
+                .untrustedConfig,
+                "the \(role) '\(path)' can be read by others (mode \(String(st.st_mode & 0o777, radix: 8))); "
+                    + "chmod 600 it")
+        }
+        let text = String(decoding: try read(path, role: role, limit: 4096), as: UTF8.self)
+        guard let line = text.split(separator: "\n", omittingEmptySubsequences: false).first,
+            !line.trimmingCharacters(in: "\r").isEmpty
+        else { throw MigratorError(.untrustedConfig, "the \(role) '\(path)' is empty") }
+        return line.trimmingCharacters(in: "\r")
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        var s = self
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
 }
 
 /// A directory opened once (`O_DIRECTORY | O_NOFOLLOW`): what is in it is
