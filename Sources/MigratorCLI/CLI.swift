@@ -182,7 +182,8 @@ struct Command: Sendable {
         self.arguments = arguments
         self.summary = summary
         // A database that may be a server's takes its password from a file.
-        self.options = options + (options.contains { $0.name == "db" } ? [Self.passwordFile] : []) + Self.common
+        let takesPassword = options.contains { $0.name == "db" } && !options.contains { $0.name == "password-file" }
+        self.options = options + (takesPassword ? [Self.passwordFile] : []) + Self.common
         self.run = run
         self.argumentHint = argumentHint
         self.notes = notes
@@ -233,7 +234,8 @@ struct Command: Sendable {
 
 extension String {
     func padding(_ width: Int) -> String {
-        count >= width ? self + "  " : self + String(repeating: " ", count: width - count)
+        // At least two spaces: the man pages and completions read up to them.
+        count >= width - 1 ? self + "  " : self + String(repeating: " ", count: width - count)
     }
 }
 
