@@ -56,7 +56,7 @@ let package = Package(
         // The PostgreSQL storage driver (PostgresStorageDriver.register()).
         .target(name: "PostgresDriver", dependencies: ["MigrationEngine", "PostgresStore", "DocumentStore", "MigrationKit"]),
         // Argument parsing and commands; the executable only calls into it.
-        .target(name: "MigratorCLI", dependencies: ["DocumentStore", "PostgresStore", "MigrationEngine", "PostgresDriver"]),
+        .target(name: "MigratorCLI", dependencies: ["DocumentStore", "MigrationEngine", "PostgresDriver"]),
         .executableTarget(name: "migrator", dependencies: ["MigratorCLI"]),
         // Example Swift plugin; exports only migrator_plugin_entry_v1.
         .target(

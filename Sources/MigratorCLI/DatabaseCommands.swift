@@ -1,6 +1,5 @@
 import DocumentStore
 import MigrationEngine
-import PostgresStore
 
 #if canImport(Glibc)
 import Glibc
@@ -107,18 +106,8 @@ enum DatabaseCommands {
     /// Fails with exit 1 when there is nothing at `path` (a directory, or a
     /// PostgreSQL URI whose schema holds no store).
     static func requireDatabase(_ path: String) throws {
-        // A server that cannot be reached says so: it is not "no database".
-        if ConnectionURI.isPostgres(path) {
-            let (uri, schema) = ConnectionURI.splitSchema(path)
-            guard try PostgresDocumentStore.exists(uri: uri, schema: schema ?? "migrator") else {
-                throw CommandError(
-                    "no migrator tables in schema '\(schema ?? "migrator")' of \(ConnectionURI.redacted(path)) "
-                        + "(apply creates them)")
-            }
-            return
-        }
-        guard databaseExists(path) else {
-            throw CommandError("no database at \(ConnectionURI.redacted(path)) (apply creates one)")
+        do { try Storages.at(path).requireExisting() } catch let e as MigratorError where e.code == .directoryNotFound {
+            throw CommandError(e.message)
         }
     }
 

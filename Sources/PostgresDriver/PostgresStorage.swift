@@ -35,6 +35,13 @@ package final class PostgresStorage: MigrationStorage, DocumentAccess {
         store != nil || ((try? PostgresDocumentStore.exists(uri: uri, schema: schema)) ?? false)
     }
 
+    package func requireExisting() throws {
+        guard try store != nil || PostgresDocumentStore.exists(uri: uri, schema: schema) else {
+            throw MigratorError(
+                .directoryNotFound, "no migrator tables in schema '\(schema)' of \(location) (apply creates them)")
+        }
+    }
+
     private var prepared = false
 
     /// The store for writing: opened, and its schema created, on first use.

@@ -64,6 +64,7 @@ final class RecordingStorage: MigrationStorage, DocumentAccess {
         note("trial")
         return try inner.trial(body)
     }
+    func requireExisting() throws { try inner.requireExisting() }
     func readDocuments<R>(_ body: (any SystemTransaction) throws -> R) throws -> R { try inner.readDocuments(body) }
     func writeDocuments<R>(batched: Bool, _ body: (any SystemTransaction) throws -> R) throws -> R {
         try inner.writeDocuments(batched: batched, body)

@@ -17,7 +17,8 @@ struct RunAsTests {
     static let whoAmI = Fixtures.stepPlugin(
         "001_whoami",
         up: """
-            char doc[96]; snprintf(doc, sizeof doc, "{\\"uid\\":%u,\\"gid\\":%u}", (unsigned)getuid(), (unsigned)getgid());
+            char doc[96];
+            snprintf(doc, sizeof doc, "{\\"uid\\":%u,\\"gid\\":%u}", (unsigned)getuid(), (unsigned)getgid());
             return host->insert(txn, "who", doc);
             """, prelude: "#include <stdio.h>\n#include <unistd.h>\n")
 

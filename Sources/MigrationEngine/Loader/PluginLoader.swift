@@ -121,7 +121,8 @@ public enum PluginLoader {
                 refused.append(
                     MigratorError(
                         .untrustedPlugin,
-                        "plugin '\(file.path)' was not checked against a trusted key by its source; refusing to load it",
+                        "plugin '\(file.path)' was not checked against a trusted key by its source; "
+                            + "refusing to load it",
                         file: file.name))
                 return false
             }

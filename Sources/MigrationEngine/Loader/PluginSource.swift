@@ -94,7 +94,7 @@ package enum PluginSources {
     }
 }
 
-/// A migrations folder: see ``PluginDirectory/scan(_:insecure:cache:descriptorsOnly:requirePin:trustedKeys:usePins:loadedLibraries:onChecked:)``.
+/// A migrations folder: see `PluginDirectory.scan`.
 struct FolderSource: PluginSource {
     let location: String
 

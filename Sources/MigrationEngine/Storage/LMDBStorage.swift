@@ -30,6 +30,12 @@ package final class LMDBStorage: MigrationStorage, DocumentAccess {
     /// database; a path that exists is opened, so a file there is an error.
     package var exists: Bool { access(location, F_OK) == 0 }
 
+    package func requireExisting() throws {
+        guard exists else {
+            throw MigratorError(.directoryNotFound, "no database at \(location) (apply creates one)")
+        }
+    }
+
     /// The worker option that carries the map size limit, in MiB.
     static let maxMapOption = "max_map_mb"
     package var workerOptions: [String: String] { [Self.maxMapOption: String(options.maxMapSize >> 20)] }

@@ -49,6 +49,10 @@ package protocol MigrationStorage: AnyObject {
 /// Direct reads and writes of the documents, outside any migration: the
 /// `migrator db` commands and `db copy`. Not part of the runner's seam.
 package protocol DocumentAccess: AnyObject {
+    /// Throws, saying what is missing, when there is no database here; a
+    /// server that cannot be reached throws its own error (it is not "no
+    /// database").
+    func requireExisting() throws
     /// Reads the documents in one consistent snapshot; creates nothing.
     /// Callers check ``MigrationStorage/exists`` first.
     func readDocuments<R>(_ body: (any SystemTransaction) throws -> R) throws -> R

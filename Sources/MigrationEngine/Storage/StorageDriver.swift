@@ -149,6 +149,7 @@ final class UnknownSchemeStorage: MigrationStorage, DocumentAccess {
     ) throws(MigratorError) -> any RunLockSession { throw error }
     func transaction<R>(_ body: (any StorageTransaction) throws -> R) throws -> R { throw error }
     func trial<R>(_ body: (any StorageTransaction) throws -> R) throws -> R { throw error }
+    func requireExisting() throws { throw error }
     func readDocuments<R>(_ body: (any SystemTransaction) throws -> R) throws -> R { throw error }
     func writeDocuments<R>(batched: Bool, _ body: (any SystemTransaction) throws -> R) throws -> R { throw error }
 }
