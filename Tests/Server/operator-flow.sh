@@ -83,7 +83,7 @@ if [ "$owner" = svc ]; then pass "the database belongs to svc"; else echo "$owne
 expect 0 "backed up" "backup as svc" -- as_svc "$m" backup --out "$base/svc/backup" --db "$base/svc/app.db"
 # Root on svc's database: migrator becomes svc before it opens it or loads a plugin.
 expect 0 "running as 'svc'" "root runs as the database's owner, svc" -- \
-    "$m" status --verbose --check --dir "$dir" --db "$base/svc/app.db"
+    "$m" apply --verbose --dir "$dir" --db "$base/svc/app.db"
 expect 0 "plugin code runs as root" "root on its own database says plugin code runs as root" -- \
     "$m" status --dir "$dir" --db "$base/root.db"
 
