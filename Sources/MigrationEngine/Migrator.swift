@@ -89,6 +89,12 @@ public final class Migrator {
     /// loaded in one. The catalog holds their descriptors only; each run
     /// reaches this through a session of its own.
     private var pluginWorker: WorkerClient?
+    /// The bundle the catalog's plugins came from, recorded after a run
+    /// that completes (``loadBundle(from:trustedKeys:options:)``).
+    public private(set) var bundle: VerifiedBundle?
+    /// Whether this database already took ``bundle``'s very sequence: a run
+    /// from it has nothing new, short of steps an earlier run did not finish.
+    public private(set) var bundleAlreadyTaken = false
 
     /// A migrator for the database at `databasePath`. In-process migrations
     /// are recorded as owned by `appName` (default: the process's name).
@@ -194,6 +200,7 @@ public final class Migrator {
         }
         var status = MigrationStatus(database: databaseName, migrations: entries, summary: summary)
         status.exists = storage.exists
+        status.bundle = try bundles().max { $0.takenAt < $1.takenAt }
         switch lockState {
         case .held(let owner):
             status.lockedBy = owner?.summary ?? "another process"
@@ -272,7 +279,107 @@ public final class Migrator {
     ///   ``MigratorError/underlying``), or a lock timeout.
     @discardableResult
     public func run(_ request: MigrationRequest) throws -> RunReport {
-        try runner(options).run(request, catalog: catalog)
+        let report = try runner(options).run(request, catalog: catalog)
+        // A run that completed took its bundle: no older one is accepted after it.
+        if let bundle, request.direction == .up {
+            try storage.writeDocuments(batched: false) { txn in
+                try Tracking.recordBundle(txn, bundle, applied: report.completed)
+            }
+        }
+        return report
+    }
+
+    // MARK: Bundles
+
+    /// Loads the plugins of the migration bundle at `path` (one file of
+    /// plugins and a signed manifest; `migrator bundle create` makes one),
+    /// after checking, in this order and before any plugin byte is parsed:
+    /// its signature against the `*.pub` keys in `trustedKeys`, its expiry,
+    /// that its sequence is not below the highest this database took of its
+    /// name, and every file's size and hash. Its plugins are then the
+    /// catalog's, loaded as a folder's are; a run that completes records
+    /// the bundle (``bundles()``).
+    /// - Throws: ``MigratorError`` `.untrustedPlugin`, `.bundleExpired`,
+    ///   `.bundleRolledBack`, `.invalidBundle`, naming the check.
+    @discardableResult
+    public func loadBundle(
+        from path: String, trustedKeys: String, options loader: PluginLoader.Options = .init()
+    ) throws -> PluginSet {
+        let keys = try PluginSignatures.trustedKeys(in: trustedKeys)
+        var recorded: Int?
+        let verified = try Bundles.open(path, trusted: keys) { name in
+            recorded = try self.bundles().first { $0.name == name }?.sequence
+            return recorded
+        }
+        bundleAlreadyTaken = recorded == verified.manifest.sequence
+        var loader = loader
+        if loader.isolation.executable == nil { loader.isolation = options.pluginIsolation }
+        if let limit = options.stepTimeout { loader.isolation.loadTimeout = limit }
+        loader.isolation.allowsNetwork = Storages.reachesNetwork(databasePath)
+        let (set, worker) = try PluginLoader.loadHoldingCode(from: BundleSource(bundle: verified), options: loader)
+        catalog.setPlugins(set)
+        pluginWorker = worker
+        bundle = verified
+        return set
+    }
+
+    /// Writes the plugins of `directory` and a manifest signed with the
+    /// private key at `key` into the new bundle file `out`. The plugins are
+    /// checked and loaded as for a run (`options`: the loader's), so the
+    /// manifest can list each file's migrations and ABI; a folder with any
+    /// problem is refused.
+    /// - Throws: the folder's first problem, `.invalidBundle`, key and write errors.
+    @discardableResult
+    public static func createBundle(
+        from directory: String, name: String, sequence: Int, expiresIn: Double?, key: String, out: String,
+        options: PluginLoader.Options = .init()
+    ) throws -> BundleManifest {
+        let (set, _) = try PluginLoader.loadHoldingCode(from: try PluginSources.source(at: directory), options: options)
+        if let problem = set.problems.first { throw problem }
+        guard !set.plugins.isEmpty else {
+            throw MigratorError(.invalidBundle, "no plugins in '\(directory)' to bundle")
+        }
+        var files: [(name: String, bytes: [UInt8], migrations: [String], abi: String)] = []
+        for p in set.plugins {
+            // The checked bytes are not kept: read again, and they must be the same.
+            guard let bytes = Bundles.readFile(p.path), SHA256Digest.hex(bytes) == p.sha256 else {
+                throw MigratorError(.invalidBundle, "plugin '\(p.path)' changed while the bundle was made")
+            }
+            files.append((p.file, bytes, p.migrations.map(\.id), "1.\(p.abiMinor)"))
+        }
+        return try Bundles.create(
+            files: files, name: name, sequence: sequence, expiresIn: expiresIn, keyPath: key, out: out)
+    }
+
+    /// The manifest of the bundle at `path`, and a verdict: with
+    /// `trustedKeys`, whether its signature, expiry, sizes and hashes pass
+    /// (`good: …` or `refused: …`); without, `unverified`.
+    /// - Throws: `.invalidBundle` when it is not a bundle at all.
+    public static func inspectBundle(
+        _ path: String, trustedKeys: String?
+    ) throws -> (manifest: BundleManifest, verdict: String) {
+        let (manifest, keyID) = try Bundles.peek(path)
+        guard let trustedKeys else {
+            return (manifest, "unverified (signed by key \(keyID); give --trusted-keys to check it)")
+        }
+        let keys = try PluginSignatures.trustedKeys(in: trustedKeys)
+        do {
+            let verified = try Bundles.open(path, trusted: keys) { _ in nil }
+            return (
+                verified.manifest,
+                "good: signed by the trusted key '\(verified.signer)', every size and hash matches"
+                    + (verified.manifest.expiresAt.map { ", valid until \($0)" } ?? ", no expiry")
+            )
+        } catch let e as MigratorError {
+            return (manifest, "refused: \(e.message)")
+        }
+    }
+
+    /// The bundles this database took, by name, with the highest sequence of each.
+    /// - Throws: the backend's `StorageFailure` when the database cannot be read.
+    public func bundles() throws -> [BundleRecord] {
+        guard storage.exists else { return [] }
+        return try storage.readDocuments { try Tracking.bundleRecords($0) }
     }
 
     /// Applies pending migrations in order, up to and including `target`

@@ -33,6 +33,12 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let outcomeUnknown = Code("outcome_unknown")
         /// A config file someone else could change (StrictModes rule): not read.
         public static let untrustedConfig = Code("untrusted_config")
+        /// A bundle file that cannot be used: its format, a member's name, size or hash.
+        public static let invalidBundle = Code("invalid_bundle")
+        /// A bundle whose `expires_at` has passed (a freeze).
+        public static let bundleExpired = Code("bundle_expired")
+        /// A bundle older than one this database already took (a rollback).
+        public static let bundleRolledBack = Code("bundle_rolled_back")
         /// `run_as` names a user that does not exist, or one this process cannot become.
         public static let runAsRefused = Code("run_as_refused")
         /// A `.so` entry that is not a regular file, or a link leaving the folder.
@@ -126,6 +132,7 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
                 // Checks that refuse before anything is changed.
                 .notReversible, .backupInvalid, .unsupported, .baselineRefused, .notPinned, .invalidPinFile,
                 .untrustedPlugin, .invalidTrustedKey, .untrustedConfig, .runAsRefused,
+                .invalidBundle, .bundleExpired, .bundleRolledBack,
             ].contains(self)
         }
     }

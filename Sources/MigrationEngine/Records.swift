@@ -155,3 +155,28 @@ public struct HistoryEntry: Sendable, Equatable {
     /// What an operator's action changed (`repair`: both checksums).
     public var detail: String? = nil
 }
+
+/// A bundle this database took (`_migrations_bundles`): the highest sequence
+/// of its name, and what was applied from that name's bundles.
+public struct BundleRecord: Sendable, Equatable, Codable {
+    /// The bundle's name.
+    public let name: String
+    /// The highest sequence of it taken; an older one is refused.
+    public let sequence: Int
+    /// The SHA-256 of that bundle file.
+    public let digest: String
+    /// The key that signed it.
+    public let keyID: String
+    /// When it was taken, and by whom (`user@host (pid N)`).
+    public let takenAt: String
+    public let takenBy: String
+    /// The migrations applied from this name's bundles, in order.
+    public let applied: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case name, sequence, digest, applied
+        case keyID = "key_id"
+        case takenAt = "taken_at"
+        case takenBy = "taken_by"
+    }
+}

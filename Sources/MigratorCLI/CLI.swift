@@ -244,7 +244,8 @@ public enum MigratorCommandLine {
     static let version = runnerVersion
 
     static let commands: [Command] =
-        MigrationCommands.all + TrialCommands.all + BackupCommands.all + PluginCommands.all + DatabaseCommands.all
+        MigrationCommands.all + TrialCommands.all + BackupCommands.all + PluginCommands.all + BundleCommands.all
+        + DatabaseCommands.all
         + ConfigCommand.all
 
     /// The commands under a group such as `db`.

@@ -130,9 +130,12 @@ enum Generators {
 
     /// One `case` arm per command group (`db`), completing its subcommands
     /// with `body(subcommands separated by spaces)`.
+    static var groups: [String] {
+        Set(MigratorCommandLine.commands.filter { $0.path.count > 1 }.map { $0.path[0] }).sorted()
+    }
+
     static func groupCases(_ body: (String) -> String) -> String {
-        let groups = Set(MigratorCommandLine.commands.filter { $0.path.count > 1 }.map { $0.path[0] }).sorted()
-        return groups.map { g in
+        groups.map { g in
             "        \(g)) \(body(MigratorCommandLine.group(g).map { $0.path[1] }.joined(separator: " "))) ;;\n"
         }.joined()
     }
@@ -198,7 +201,7 @@ enum Generators {
                 fi
                 command="${words[*]:0:2}"
                 case "$command" in
-                    db\\ *) ;;
+                    \(groups.map { $0 + "\\ *" }.joined(separator: "|"))) ;;
                     *) command="${words[0]}" ;;
                 esac
                 case "$command" in
@@ -262,7 +265,7 @@ enum Generators {
                 case "${words[2]}" in
             \(groupCases)    esac
                 local command="${words[2]}"
-                [[ "$command" == db ]] && command="db ${words[3]}"
+                case "$command" in \(groups.joined(separator: "|"))) command="$command ${words[3]}" ;; esac
                 case "$command" in
             \(cases)    esac
             }

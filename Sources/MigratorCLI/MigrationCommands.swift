@@ -147,7 +147,7 @@ enum MigrationCommands {
         if loadPlugins {
             var loader = PluginCommands.loaderOptions(ctx, args)
             loader.descriptorsOnly = command == "status"
-            let set = try m.loadPlugins(from: ctx.migrationsDirectory(args), options: loader)
+            let set = try PluginCommands.load(m, ctx, args, loader)
             if !args.flag("quiet") { for w in set.warnings { ctx.log("warning", w, level: "warning") } }
         }
         return m
@@ -319,6 +319,11 @@ enum MigrationCommands {
             ctx.out.line(try encode(s))
         } else {
             ctx.out.line("Database: \(s.database)" + (s.exists ? "" : " (no database there yet; apply creates it)"))
+            if let b = s.bundle {
+                ctx.out.line(
+                    "Bundle:   \(b.name) #\(b.sequence), taken \(b.takenAt) by \(b.takenBy) "
+                        + "(sha256 \(b.digest.prefix(16)))")
+            }
             var rows = [["ID", "STATE", "APPLIED AT", "VERSION", "PLUGIN"]]
             for e in s.migrations {
                 rows.append([

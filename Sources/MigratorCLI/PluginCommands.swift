@@ -22,9 +22,38 @@ enum PluginCommands {
         "run-as", value: "USER",
         "As root, become USER before opening the database or loading plugins (default: the database "
             + "directory's owner, when not root).")
+    static let fromOption = OptionSpec(
+        "from", value: "FILE",
+        "Take the plugins from this bundle file ('migrator bundle create') instead of --dir; needs --trusted-keys.",
+        fromSettings: false)
     static let loaderOptions = [
-        dirOption, insecureOption, strictToolchainOption, requirePinOption, trustedKeysOption, runAsOption,
+        dirOption, fromOption, insecureOption, strictToolchainOption, requirePinOption, trustedKeysOption,
+        runAsOption,
     ]
+
+    /// Loads the plugins of `--from` (a bundle, checked first) or of `--dir`.
+    static func load(
+        _ m: Migrator, _ ctx: Context, _ args: ParsedArguments, _ loader: PluginLoader.Options
+    ) throws
+        -> PluginSet
+    {
+        guard let from = args.options["from"] else {
+            return try m.loadPlugins(from: ctx.migrationsDirectory(args), options: loader)
+        }
+        guard let keys = args.options["trusted-keys"] else {
+            throw UsageError(
+                "--from needs --trusted-keys DIR (or trusted_keys in migrator.conf): a bundle is taken only signed")
+        }
+        if args.given("dir") { throw UsageError("--from and --dir cannot be used together") }
+        let set = try m.loadBundle(from: from, trustedKeys: keys, options: loader)
+        if m.bundleAlreadyTaken, let b = m.bundle {
+            ctx.log(
+                "bundle_taken",
+                "note: this database already took bundle \(b.manifest.name) #\(b.manifest.sequence); "
+                    + "only steps an earlier run left undone can apply")
+        }
+        return set
+    }
 
     static let all: [Command] = [
         Command(
@@ -106,10 +135,9 @@ enum PluginCommands {
         let dbPath = args.options["db"]
         if let dbPath { try DatabaseCommands.requireDatabase(dbPath) }
         let migrator = Migrator(databasePath: dbPath ?? "")
-        let directory = ctx.migrationsDirectory(args)
         var loader = loaderOptions(ctx, args)
         if dbPath == nil { loader.cacheDirectory = nil }
-        let set = try migrator.loadPlugins(from: directory, options: loader)
+        let set = try load(migrator, ctx, args, loader)
         for w in set.warnings { ctx.log("warning", w, level: "warning") }
         var states: [String: String] = [:]
         if dbPath != nil {
@@ -119,7 +147,7 @@ enum PluginCommands {
         if args.flag("json") {
             let doc: JSON = .object(
                 JSONObject([
-                    ("directory", .string(ctx.migrationsDirectory(args))),
+                    ("directory", .string(args.options["from"] ?? ctx.migrationsDirectory(args))),
                     (
                         "plugins",
                         .array(

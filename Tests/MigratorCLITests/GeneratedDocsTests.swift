@@ -10,13 +10,16 @@ struct GeneratedDocsTests {
     func commands() throws -> [[String]] {
         let help = try migrator(["--help"]).stdout
         guard let start = help.range(of: "Commands:\n") else { throw Unreadable("no Commands: in --help") }
-        var out: [[String]] = []
+        var lines: [[Substring]] = []
         for line in help[start.upperBound...].split(separator: "\n", omittingEmptySubsequences: false) {
             guard line.hasPrefix("  ") else { break }
-            let words = line.split(separator: " ")
-            out.append(words.prefix(words.first == "db" ? 2 : 1).map(String.init))
+            lines.append(line.split(separator: " "))
         }
-        return out
+        // A group (`db`, `bundle`) is a first word that starts several lines.
+        let firsts = lines.compactMap(\.first)
+        return lines.map { words in
+            words.prefix(firsts.filter { $0 == words.first }.count > 1 ? 2 : 1).map(String.init)
+        }
     }
 
     @Test func everyCommandHasAManPageWithItsHelp() throws {

@@ -26,7 +26,7 @@ struct JSONLogTests {
     /// The command paths `migrator --help` lists (`db find` included).
     static func commandPaths() throws -> [[String]] {
         let help = try migrator(["--help"]).stdout
-        var paths: [[String]] = []
+        var lines: [[String]] = []
         var inCommands = false
         for line in help.split(separator: "\n", omittingEmptySubsequences: false) {
             if line == "Commands:" {
@@ -35,8 +35,12 @@ struct JSONLogTests {
             }
             guard inCommands else { continue }
             guard line.hasPrefix("  ") else { break }
-            let words = line.split(separator: " ").map(String.init)
-            paths.append(words[0] == "db" ? Array(words.prefix(2)) : [words[0]])
+            lines.append(line.split(separator: " ").map(String.init))
+        }
+        // A group (`db`, `bundle`) is a first word that starts several lines.
+        let firsts = lines.map { $0[0] }
+        let paths = lines.map { words in
+            firsts.filter { $0 == words[0] }.count > 1 ? Array(words.prefix(2)) : [words[0]]
         }
         return paths
     }

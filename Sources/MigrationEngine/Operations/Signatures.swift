@@ -60,6 +60,7 @@ package enum PluginSignatures {
     package enum Domain: String, Sendable {
         case plugin = "migrator-plugin-v1"
         case backup = "migrator-backup-v1"
+        case bundle = "migrator-bundle-v1"
     }
 
     /// The message signed for a file named `name` whose bytes hash to `sha256`.

@@ -118,9 +118,12 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
     /// False when there is no database at the path yet (`apply` creates
     /// one); encoded only then, so the output for a database is unchanged.
     public var exists: Bool = true
+    /// The bundle this database took last (`apply --from`), if any; encoded
+    /// only then.
+    public var bundle: BundleRecord?
 
     enum CodingKeys: String, CodingKey {
-        case database, migrations, summary, interrupted, exists
+        case database, migrations, summary, interrupted, exists, bundle
         case lockedBy = "locked_by"
     }
     public func encode(to encoder: Encoder) throws {
@@ -131,6 +134,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         try c.encode(interrupted, forKey: .interrupted)
         try c.encode(lockedBy, forKey: .lockedBy)
         if !exists { try c.encode(exists, forKey: .exists) }
+        try c.encodeIfPresent(bundle, forKey: .bundle)
     }
 
     public init(from decoder: Decoder) throws {
@@ -141,6 +145,7 @@ public struct MigrationStatus: Codable, Sendable, Equatable {
         interrupted = try c.decodeIfPresent(Interrupted.self, forKey: .interrupted)
         lockedBy = try c.decodeIfPresent(String.self, forKey: .lockedBy)
         exists = try c.decodeIfPresent(Bool.self, forKey: .exists) ?? true
+        bundle = try c.decodeIfPresent(BundleRecord.self, forKey: .bundle)
     }
 
     /// A status; see each property.

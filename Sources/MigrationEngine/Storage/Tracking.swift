@@ -60,6 +60,43 @@ package enum Tracking {
         }
     }
 
+    static let bundles = "_migrations_bundles"
+
+    /// Every bundle name this database took, with its highest sequence.
+    package static func bundleRecords(_ txn: any SystemTransaction) throws -> [BundleRecord] {
+        try txn.withSystemAccess {
+            try txn.findAll(bundles).compactMap { doc -> BundleRecord? in
+                guard let o = doc.objectValue, let name = o["_id"]?.stringValue,
+                    let sequence = o["sequence"].flatMap(int)
+                else { return nil }
+                return BundleRecord(
+                    name: name, sequence: Int(sequence), digest: o.string("digest"), keyID: o.string("key_id"),
+                    takenAt: o.string("taken_at"), takenBy: o.string("taken_by"),
+                    applied: (o["applied"]?.arrayValue ?? []).compactMap(\.stringValue))
+            }
+        }
+    }
+
+    /// Records that `bundle` was taken, with the migrations this run applied
+    /// from it; a higher sequence already recorded stays.
+    static func recordBundle(_ txn: any SystemTransaction, _ bundle: VerifiedBundle, applied: [String]) throws {
+        try txn.withSystemAccess {
+            let m = bundle.manifest
+            let old = try txn.findOne(bundles, filter: Filter.idEquals(.string(m.name)))?.objectValue
+            if let seen = old?["sequence"].flatMap(int), Int(seen) > m.sequence { return }
+            let before = (old?["applied"]?.arrayValue ?? []).compactMap(\.stringValue)
+            let doc: JSON = .object(
+                JSONObject([
+                    ("_id", .string(m.name)), ("sequence", .int(Int64(m.sequence))), ("digest", .string(bundle.digest)),
+                    ("key_id", .string(m.keyID)), ("taken_at", .string(EngineClock.iso8601())),
+                    ("taken_by", .string(EngineClock.actor)),
+                    ("applied", .array((before + applied.filter { !before.contains($0) }).map(JSON.string))),
+                ]))
+            _ = try txn.deleteOne(bundles, filter: Filter.idEquals(.string(m.name)))
+            _ = try txn.insert(doc, into: bundles)
+        }
+    }
+
     static let progress = "_migrations_progress"
 
     /// The checkpoint a migration left, if its run stopped after one.

@@ -23,6 +23,9 @@ package enum EngineClock {
             + "\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2)).\(pad(Int32(milliseconds), 3))Z"
     }
 
+    /// Seconds since the epoch, now.
+    static var now: Double { Double(time(nil)) }
+
     /// A lock timeout as messages give it: `60 s`, `0.5 s`.
     package static func seconds(_ s: Double) -> String {
         s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
