@@ -41,6 +41,12 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        // Debian's libcurl4-openssl-dev: HTTPS for bundles fetched by URL (--from https://…).
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
         // Linux calls and constants Glibc does not import: OFD locks, memfds, the sandbox, signals.
         .target(name: "_MigratorCShims"),
         // The embedded JSON document store over LMDB.
@@ -52,7 +58,7 @@ let package = Package(
         // The Swift SDK plugin authors (and embedding apps) write migrations with.
         .target(name: "MigrationKit", dependencies: ["MigratorPluginABI"]),
         // Catalog, loader, planner, runner, the storage and source seams; no backend but LMDB's.
-        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "MigrationKit", "MigratorPluginABI", "CCrypto", "_MigratorCShims"]),
+        .target(name: "MigrationEngine", dependencies: ["DocumentStore", "MigrationKit", "MigratorPluginABI", "CCrypto", "CCurl", "_MigratorCShims"]),
         // The PostgreSQL storage driver (PostgresStorageDriver.register()).
         .target(name: "PostgresDriver", dependencies: ["MigrationEngine", "PostgresStore", "DocumentStore", "MigrationKit"]),
         // Argument parsing and commands; the executable only calls into it.

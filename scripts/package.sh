@@ -120,7 +120,7 @@ printf 'Source: migrator\n\nPackage: migrator\nArchitecture: any\n' >"$shl/debia
 elfs=("$pkg/usr/bin/migrator" "$pkg"/usr/lib/migrator/swift/*.so)
 depends=$(cd "$shl" && dpkg-shlibdeps -O -l"$pkg/usr/lib/migrator/swift" --ignore-missing-info "${elfs[@]}" 2>/dev/null \
     | sed -n 's/^shlibs:Depends=//p')
-for required in liblmdb0 libssl3 libpq5; do
+for required in liblmdb0 libssl3 libpq5 libcurl4; do
     case "$depends" in *"$required"*) ;; *) echo "error: Depends lacks $required: $depends" >&2; exit 1 ;; esac
 done
 size=$(du -sk "$pkg/usr" | cut -f1)

@@ -291,8 +291,9 @@ public final class Migrator {
 
     // MARK: Bundles
 
-    /// Loads the plugins of the migration bundle at `path` (one file of
-    /// plugins and a signed manifest; `migrator bundle create` makes one),
+    /// Loads the plugins of the migration bundle at `path`, a file or an
+    /// `https://` URL (fetched with `fetch`; one file of plugins and a signed
+    /// manifest; `migrator bundle create` makes one),
     /// after checking, in this order and before any plugin byte is parsed:
     /// its signature against the `*.pub` keys in `trustedKeys`, its expiry,
     /// that its sequence is not below the highest this database took of its
@@ -303,11 +304,15 @@ public final class Migrator {
     ///   `.bundleRolledBack`, `.invalidBundle`, naming the check.
     @discardableResult
     public func loadBundle(
-        from path: String, trustedKeys: String, options loader: PluginLoader.Options = .init()
+        from path: String, trustedKeys: String, options loader: PluginLoader.Options = .init(),
+        fetch: FetchOptions = .init()
     ) throws -> PluginSet {
         let keys = try PluginSignatures.trustedKeys(in: trustedKeys)
         var recorded: Int?
-        let verified = try Bundles.open(path, trusted: keys) { name in
+        // Fetched whole into memory over HTTPS (nothing written to disk), or read from the file.
+        let bytes =
+            try StorageDrivers.scheme(of: path) == nil ? Bundles.readBundle(path) : Fetch.get(path, options: fetch)
+        let verified = try Bundles.open(bytes: bytes, from: path, trusted: keys) { name in
             recorded = try self.bundles().first { $0.name == name }?.sequence
             return recorded
         }

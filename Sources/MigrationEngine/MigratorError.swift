@@ -39,6 +39,24 @@ public struct MigratorError: Error, CustomStringConvertible, Sendable {
         public static let bundleExpired = Code("bundle_expired")
         /// A bundle older than one this database already took (a rollback).
         public static let bundleRolledBack = Code("bundle_rolled_back")
+        /// A bundle could not be fetched (a URL that is not https, another cause).
+        public static let fetchFailed = Code("fetch_failed")
+        /// The bundle URL's host name does not resolve.
+        public static let fetchDNS = Code("fetch_dns")
+        /// No connection to the bundle URL's server.
+        public static let fetchConnect = Code("fetch_connect")
+        /// The fetch took longer than its timeout.
+        public static let fetchTimeout = Code("fetch_timeout")
+        /// TLS failed: an untrusted certificate, a wrong host name, a handshake error.
+        public static let fetchTLS = Code("fetch_tls")
+        /// The server answered something else than 200.
+        public static let fetchHTTPStatus = Code("fetch_http_status")
+        /// The body is larger than the cap.
+        public static let fetchTooLarge = Code("fetch_too_large")
+        /// The body ended before its announced length.
+        public static let fetchTruncated = Code("fetch_truncated")
+        /// A redirect to plain http (or any other protocol) was refused.
+        public static let fetchInsecureRedirect = Code("fetch_insecure_redirect")
         /// `run_as` names a user that does not exist, or one this process cannot become.
         public static let runAsRefused = Code("run_as_refused")
         /// A `.so` entry that is not a regular file, or a link leaving the folder.

@@ -28,7 +28,8 @@ enum BundleCommands {
             path: ["bundle", "inspect"], arguments: [("FILE", "A bundle written by 'migrator bundle create'.")],
             summary: "Print a bundle's manifest and, with --trusted-keys, whether this host would take it.",
             options: [
-                OptionSpec("trusted-keys", value: "DIR", "Check the signature, expiry, sizes and hashes with these keys."),
+                OptionSpec(
+                    "trusted-keys", value: "DIR", "Check the signature, expiry, sizes and hashes with these keys."),
                 MigrationCommands.json,
             ],
             run: inspect),
@@ -83,7 +84,8 @@ enum BundleCommands {
         ctx.out.line("FILE".padding(28) + "SIZE".padding(10) + "ABI".padding(6) + "SHA-256".padding(18) + "MIGRATIONS")
         for f in manifest.files {
             ctx.out.line(
-                f.name.padding(28) + String(f.size).padding(10) + f.abi.padding(6) + String(f.sha256.prefix(16)).padding(18)
+                f.name.padding(28) + String(f.size).padding(10) + f.abi.padding(6)
+                    + String(f.sha256.prefix(16)).padding(18)
                     + f.migrations.joined(separator: ", "))
         }
         return verdict.hasPrefix("refused") ? ExitCode.refused : ExitCode.ok

@@ -43,6 +43,9 @@ struct Configuration {
             name: "trusted_keys", option: "trusted-keys", isFlag: false,
             meaning: "load only plugins signed by a key here", check: { _ in nil }),
         Key(
+            name: "ca_file", option: "ca-file", isFlag: false,
+            meaning: "CA certificates for bundles fetched over HTTPS", check: { _ in nil }),
+        Key(
             name: "password_file", option: "password-file", isFlag: false,
             meaning: "file holding the PostgreSQL password", check: { _ in nil }),
         Key(

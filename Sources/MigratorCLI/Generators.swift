@@ -124,7 +124,8 @@ enum Generators {
 
     /// Options that take a directory or file path, and those that take a migration id.
     static let pathOptions: Set<String> = [
-        "dir", "db", "out", "backup-dir", "trusted-keys", "config", "key", "backup-key", "password-file",
+        "dir", "db", "out", "backup-dir", "trusted-keys", "config", "key", "backup-key", "password-file", "from",
+        "ca-file",
     ]
     static let idOptions: Set<String> = ["target", "to"]
 

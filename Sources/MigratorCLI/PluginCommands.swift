@@ -23,12 +23,16 @@ enum PluginCommands {
         "As root, become USER before opening the database or loading plugins (default: the database "
             + "directory's owner, when not root).")
     static let fromOption = OptionSpec(
-        "from", value: "FILE",
-        "Take the plugins from this bundle file ('migrator bundle create') instead of --dir; needs --trusted-keys.",
+        "from", value: "SOURCE",
+        "Take the plugins from this bundle (a file, or an https:// URL) instead of --dir; needs --trusted-keys.",
         fromSettings: false)
+    static let caFileOption = OptionSpec(
+        "ca-file", value: "PEM", "With --from https://…: trust these CA certificates instead of the system's.")
+    static let fetchTimeoutOption = OptionSpec(
+        "fetch-timeout", value: "DURATION", "With --from https://…: the longest one attempt may take (default 120s).")
     static let loaderOptions = [
         dirOption, fromOption, insecureOption, strictToolchainOption, requirePinOption, trustedKeysOption,
-        runAsOption,
+        runAsOption, caFileOption, fetchTimeoutOption,
     ]
 
     /// Loads the plugins of `--from` (a bundle, checked first) or of `--dir`.
@@ -45,7 +49,15 @@ enum PluginCommands {
                 "--from needs --trusted-keys DIR (or trusted_keys in migrator.conf): a bundle is taken only signed")
         }
         if args.given("dir") { throw UsageError("--from and --dir cannot be used together") }
-        let set = try m.loadBundle(from: from, trustedKeys: keys, options: loader)
+        var fetch = FetchOptions()
+        fetch.caFile = args.options["ca-file"]
+        if let raw = args.options["fetch-timeout"] {
+            guard let seconds = MigrationCommands.duration(raw) else {
+                throw UsageError("--fetch-timeout needs a duration such as 30s or 2m, got '\(raw)'")
+            }
+            fetch.totalTimeout = seconds
+        }
+        let set = try m.loadBundle(from: from, trustedKeys: keys, options: loader, fetch: fetch)
         if m.bundleAlreadyTaken, let b = m.bundle {
             ctx.log(
                 "bundle_taken",

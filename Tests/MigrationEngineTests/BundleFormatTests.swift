@@ -36,7 +36,9 @@ struct BundleFormatTests {
             files: [("a.so", Array(repeating: 7, count: 100), ["001_a"], "1.1")], name: "app", sequence: 1,
             expiresIn: nil, keyPath: key, out: out)
         let whole = Array(try Data(contentsOf: URL(fileURLWithPath: out)))
-        for (bytes, why) in [(Array(whole.dropLast(10)), "more than the bundle still holds"), (whole + [0], "after the last file")] {
+        for (bytes, why) in [
+            (Array(whole.dropLast(10)), "more than the bundle still holds"), (whole + [0], "after the last file"),
+        ] {
             try Data(bytes).write(to: URL(fileURLWithPath: out))
             let e = #expect(throws: MigratorError.self) { try Bundles.open(out, trusted: trusted) { _ in nil } }
             #expect(e?.code == .invalidBundle && e?.message.contains(why) == true, "\(String(describing: e))")

@@ -31,8 +31,11 @@ struct BundleTests {
         func bundle(_ sequence: Int, _ extra: [String] = [], dir: String? = nil) throws -> String {
             let out = w.root + "/app-\(sequence)-\(UInt32.random(in: 0..<UInt32.max)).bundle"
             let r = try migrator(
-                ["bundle", "create", "--dir", dir ?? w.dir, "--key", key, "--sequence", String(sequence), "--out", out,
-                 "--name", "app"] + extra)
+                [
+                    "bundle", "create", "--dir", dir ?? w.dir, "--key", key, "--sequence", String(sequence), "--out",
+                    out,
+                    "--name", "app",
+                ] + extra)
             #expect(r.status == 0, "\(r.stderr)")
             return out
         }
@@ -88,7 +91,8 @@ struct BundleTests {
         // A rollback: an older sequence after a newer one.
         let rolledBack = try f.apply(older)
         #expect(rolledBack.status == 4, "\(rolledBack.stderr)")
-        #expect(rolledBack.stderr.contains("app #4, older than #5 that this database already took"), "\(rolledBack.stderr)")
+        #expect(
+            rolledBack.stderr.contains("app #4, older than #5 that this database already took"), "\(rolledBack.stderr)")
         // A freeze: expired.
         let expiring = try f.bundle(6, ["--expires-in", "1s"])
         Thread.sleep(forTimeInterval: 2.1)
@@ -144,6 +148,86 @@ struct BundleTests {
         let junk = f.w.root + "/junk.bundle"
         try "hello".write(toFile: junk, atomically: false, encoding: .utf8)
         let notBundle = try f.apply(junk)
-        #expect(notBundle.status == 4 && notBundle.stderr.contains("does not start with MIGRATOR-BUNDLE-1"), "\(notBundle.stderr)")
+        #expect(
+            notBundle.status == 4 && notBundle.stderr.contains("does not start with MIGRATOR-BUNDLE-1"),
+            "\(notBundle.stderr)")
+    }
+}
+
+/// `--from https://…`: a bundle fetched over verified TLS, bounded in time
+/// and size, retried only where a retry can help; then checked as a file is.
+@Suite("bundles over HTTPS (end to end)", .serialized)
+struct HTTPSBundleTests {
+    @Test func aBundleIsFetchedAndEveryFailureIsNamed() throws {
+        let f = try BundleTests.Fleet()
+        let served = Fixtures.temporaryDirectory("served")
+        defer { Fixtures.removeTree(served) }
+        let b = try f.bundle(1)
+        #expect(rename(b, served + "/app.bundle") == 0)
+        let server = try HTTPSServer(serving: served)
+        func apply(_ path: String, _ extra: [String] = []) throws -> (status: Int32, stderr: String) {
+            try f.apply(server.url(path), ["--ca-file", server.caFile] + extra)
+        }
+        // The CA not trusted (the system's store has no test CA): TLS fails, nothing applied.
+        let untrusted = try f.apply(server.url("/files/app.bundle"))
+        #expect(untrusted.status == 1 && untrusted.stderr.contains("TLS failed"), "\(untrusted.stderr)")
+        #expect(try f.w.states()["001_a"] == "pending")
+        // Errors of their own, each naming its cause.
+        for (path, extra, why) in [
+            ("/status/404", [String](), "the server answered 404"),
+            ("/truncated", [], "the body ended early"),
+            ("/huge", [], "larger than"),
+            ("/redirect-http/app.bundle", [], "refused a redirect"),
+            ("/slow/30", ["--fetch-timeout", "2s"], "timed out"),
+        ] {
+            let started = Date()
+            let r = try apply(path, extra)
+            #expect(r.status == 1 && r.stderr.contains(why), "\(path): \(r.stderr)")
+            #expect(Date().timeIntervalSince(started) < 25, "\(path) took too long")
+        }
+        #expect(try server.hits("/status/404") == 1, "no retry for a 4xx")
+        // A 500 is retried with backoff; a flaky server still delivers.
+        let flaky = try apply("/flaky/app.bundle")
+        #expect(flaky.status == 0, "\(flaky.stderr)")
+        #expect(try server.hits("/flaky/app.bundle") == 3)
+        #expect(try f.w.states() == ["001_a": "applied", "002_b": "applied"])
+        let always = try apply("/status/503")
+        #expect(always.status == 1 && always.stderr.contains("answered 503"), "\(always.stderr)")
+        #expect(try server.hits("/status/503") == 4, "the first attempt and 3 retries")
+        // Only https.
+        let plain = try f.apply("http://127.0.0.1:\(server.port)/files/app.bundle")
+        #expect(plain.status == 1 && plain.stderr.contains("only https:// URLs"), "\(plain.stderr)")
+    }
+
+    /// A fleet: 12 hosts (12 databases, 12 concurrent processes) apply one
+    /// 20-plugin bundle from one server; each applies every migration once.
+    @Test func twelveHostsApplyOneBundleExactlyOnce() throws {
+        let f = try BundleTests.Fleet()
+        for n in 3...20 {
+            try f.w.add(String(format: "p%03d.so", n), ConcurrencyTests.orderedPlugin(n))
+        }
+        let served = Fixtures.temporaryDirectory("served")
+        defer { Fixtures.removeTree(served) }
+        #expect(rename(try f.bundle(7), served + "/app.bundle") == 0)
+        let server = try HTTPSServer(serving: served)
+        let hosts = (1...12).map { f.w.root + "/host\($0).db" }
+        let runs = try hosts.map { db in
+            try launchMigrator([
+                "apply", "--from", server.url("/files/app.bundle"), "--trusted-keys", f.keys, "--ca-file",
+                server.caFile, "--db", db,
+            ])
+        }
+        for (run, db) in zip(runs, hosts) {
+            let err = String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            run.process.waitUntilExit()
+            #expect(run.process.terminationStatus == 0, "\(db): \(err)")
+            let history = try migrator(["history", "--json", "--db", db]).stdout
+            let entries =
+                (try JSONSerialization.jsonObject(with: Data(history.utf8)) as? [String: Any])?["history"]
+                as? [[String: Any]] ?? []
+            #expect(entries.count == 20 && entries.allSatisfy { $0["outcome"] as? String == "applied" }, "\(db)")
+            #expect(Set(entries.compactMap { $0["migration_id"] as? String }).count == 20, "each exactly once")
+        }
+        #expect(try server.hits("/files/app.bundle") == 12)
     }
 }

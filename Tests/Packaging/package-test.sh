@@ -74,7 +74,7 @@ dpkg-deb -x "$deb" "$work/deb"
 check deb "$work/deb/usr/bin/migrator" PKG_CONFIG_SYSROOT_DIR="$work/deb" PKG_CONFIG_LIBDIR="$work/deb/usr/share/pkgconfig"
 depends=$(dpkg-deb --field "$deb" Depends)
 missing_dep=""
-for lib in liblmdb0 libssl3 libpq5; do case "$depends" in *"$lib"*) ;; *) missing_dep="$missing_dep $lib" ;; esac; done
+for lib in liblmdb0 libssl3 libpq5 libcurl4; do case "$depends" in *"$lib"*) ;; *) missing_dep="$missing_dep $lib" ;; esac; done
 if [ -z "$missing_dep" ]; then pass "deb: Depends: $depends"; else fail "deb: Depends lacks$missing_dep: $depends"; fi
 for f in usr/share/man/man1/migrator.1.gz usr/share/bash-completion/completions/migrator \
     usr/share/zsh/vendor-completions/_migrator usr/include/migrator_plugin.h usr/share/pkgconfig/migrator-plugin.pc \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The release artifacts where they are used (run by scripts/test.sh): a Debian 12 root made with
 # `debootstrap --variant=minbase bookworm`, which has no Swift toolchain and no build tree. Into it
-# the .deb is installed with apt (so its Depends are what pulls in liblmdb0, libssl3 and libpq5),
+# the .deb is installed with apt (so its Depends are what pulls in liblmdb0, libssl3, libpq5 and libcurl4),
 # the example plugins built on this machine the documented way (scripts/build-examples.sh) are
 # copied to /srv, and Tests/Server/operator-flow.sh runs the operator's flow: apply the Swift and
 # the C plugins, status --check, verify, backup and restore, signatures with --trusted-keys, a

@@ -96,9 +96,11 @@ enum Bundles {
             format: format, name: name, sequence: sequence, createdAt: EngineClock.iso8601(),
             expiresAt: expiresIn.map { EngineClock.iso8601(seconds: Int(now + $0), milliseconds: 0) },
             keyID: publicKey.id,
-            files: files.map { BundleManifest.File(
-                name: $0.name, size: $0.bytes.count, sha256: SHA256Digest.hex($0.bytes), migrations: $0.migrations,
-                abi: $0.abi) })
+            files: files.map {
+                BundleManifest.File(
+                    name: $0.name, size: $0.bytes.count, sha256: SHA256Digest.hex($0.bytes), migrations: $0.migrations,
+                    abi: $0.abi)
+            })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let json = try? Array(encoder.encode(manifest)) else {
@@ -138,7 +140,15 @@ enum Bundles {
     static func open(
         _ path: String, trusted: [PluginSignatures.PublicKey], recordedSequence: (String) throws -> Int?
     ) throws -> VerifiedBundle {
-        let bytes = try read(path)
+        try open(bytes: try read(path), from: path, trusted: trusted, recordedSequence: recordedSequence)
+    }
+
+    /// ``open(_:trusted:recordedSequence:)`` for a bundle's bytes, read
+    /// from `path` (a file, or a URL).
+    static func open(
+        bytes: [UInt8], from path: String, trusted: [PluginSignatures.PublicKey],
+        recordedSequence: (String) throws -> Int?
+    ) throws -> VerifiedBundle {
         let parts = try split(bytes, path)
         // 1. The signature, over the manifest's bytes.
         guard let key = trusted.first(where: { $0.id == parts.keyID }) else {
@@ -211,6 +221,9 @@ enum Bundles {
         defer { close(fd) }
         return Backups.readAll(fd, limit: maxSize)
     }
+
+    /// The bytes of the bundle file at `path`, bounded by ``maxSize``.
+    static func readBundle(_ path: String) throws(MigratorError) -> [UInt8] { try read(path) }
 
     private static func read(_ path: String) throws(MigratorError) -> [UInt8] {
         let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
