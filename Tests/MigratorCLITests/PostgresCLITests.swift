@@ -170,6 +170,37 @@ struct PostgresCLITests {
             "\(loose.stderr)")
     }
 
+    /// Several hosts share one PostgreSQL database and take the same bundle
+    /// at once: the run lock makes every migration run once, and the bundle
+    /// is recorded once with its sequence.
+    @Test("hosts sharing one database take one bundle: each migration once")
+    func hostsSharingADatabaseTakeABundleOnce() throws {
+        let f = try BundleTests.Fleet()
+        for n in 3...8 { try f.w.add(String(format: "p%03d.so", n), ConcurrencyTests.orderedPlugin(n)) }
+        let bundle = try f.bundle(11)
+        let db = Database()
+        let runs = try (1...6).map { _ in
+            try launchMigrator([
+                "apply", "--from", bundle, "--trusted-keys", f.keys, "--db", db.uri, "--lock-timeout", "120",
+            ])
+        }
+        for run in runs {
+            let err = String(decoding: run.stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            run.process.waitUntilExit()
+            #expect(run.process.terminationStatus == 0, "\(err)")
+        }
+        #expect(try db.count("log") == 8)
+        let outcomes = try db.history().compactMap { $0.objectValue?["outcome"]?.stringValue }
+        #expect(outcomes == Array(repeating: "applied", count: 8), "\(outcomes)")
+        let records = try migrator(["db", "find", "_migrations_bundles", "--db", db.uri]).stdout
+        #expect(records.contains(#""sequence":11"#), "\(records)")
+        // An older bundle afterwards: refused here too.
+        let older = try f.apply(try f.bundle(10), []).status
+        #expect(older == 0, "another host's own database is free to take it")
+        let refused = try migrator(["apply", "--from", try f.bundle(9), "--trusted-keys", f.keys, "--db", db.uri])
+        #expect(refused.status == 4 && refused.stderr.contains("older than #11"), "\(refused.stderr)")
+    }
+
     /// The red team's attack: runner A's lock connection is terminated
     /// while A's `down` runs; runner B then takes the lock and plans the
     /// same `down`. B's step waits for A's (the step transaction lock), then
