@@ -380,6 +380,13 @@ public final class Migrator {
         }
     }
 
+    /// POSTs `report` (JSON) to the `https://` URL `url`, under the fetch
+    /// rules (verified TLS, timeouts, retries for what a retry can fix).
+    /// - Throws: the `fetch_*` errors of ``loadBundle(from:trustedKeys:options:fetch:)``.
+    public static func postReport(_ report: [UInt8], to url: String, options: FetchOptions = .init()) throws {
+        try Fetch.post(url, json: report, options: options)
+    }
+
     /// The bundles this database took, by name, with the highest sequence of each.
     /// - Throws: the backend's `StorageFailure` when the database cannot be read.
     public func bundles() throws -> [BundleRecord] {

@@ -36,6 +36,9 @@ enum MigrationCommands {
             OptionSpec("backup-dir", value: "DIR", "Back the database up into DIR before the first step runs."),
             OptionSpec("keep", value: "N", "With --backup-dir: keep the newest N backups there (default 5)."),
             BackupCommands.signingKey,
+            OptionSpec(
+                "report", value: "URL",
+                "After the run, POST its JSON report to this https:// URL (a failure to report is logged only)."),
         ]
 
     static let all: [Command] = [
@@ -229,6 +232,55 @@ enum MigrationCommands {
             ?? .applyAll
         if args.flag("dry-run") { return try TrialCommands.dryRun(ctx, args, command: "apply", request) }
         let m = try migrator(ctx, args, command: "apply")
+        var completed: [String] = []
+        var failure: String?
+        let code: Int32
+        do {
+            code = try apply(ctx, args, m, request, completed: &completed)
+        } catch let e as MigratorError {
+            failure = e.message
+            code = fail(ctx, e)
+        } catch {
+            if let url = args.options["report"] { report(ctx, url, m, args, ExitCode.failure, completed, "\(error)") }
+            throw error
+        }
+        if let url = args.options["report"] { report(ctx, url, m, args, code, completed, failure) }
+        return code
+    }
+
+    /// POSTs the run's report to `url`; a failure is logged, and changes nothing else.
+    static func report(
+        _ ctx: Context, _ url: String, _ m: Migrator, _ args: ParsedArguments, _ code: Int32, _ completed: [String],
+        _ failure: String?
+    ) {
+        var fields: [(String, JSON)] = [
+            ("database", .string(m.databaseName)), ("host", .string(EngineClock.hostName)),
+            ("by", .string(EngineClock.actor)), ("at", .string(EngineClock.iso8601())),
+            ("source", .string(args.options["from"] ?? ctx.migrationsDirectory(args))), ("exit", .int(Int64(code))),
+            ("applied", .array(completed.map(JSON.string))), ("error", failure.map(JSON.string) ?? .null),
+        ]
+        if let b = m.bundle {
+            fields.append(
+                (
+                    "bundle",
+                    .object(
+                        JSONObject([
+                            ("name", .string(b.manifest.name)), ("sequence", .int(Int64(b.manifest.sequence))),
+                            ("sha256", .string(b.digest)),
+                        ]))
+                ))
+        }
+        var fetch = FetchOptions()
+        fetch.caFile = args.options["ca-file"]
+        do { try Migrator.postReport(JSONSerializer.bytes(.object(JSONObject(fields))), to: url, options: fetch) } catch {
+            ctx.log("warning", "warning: could not report to \(url): \(error)", level: "warning")
+        }
+    }
+
+    private static func apply(
+        _ ctx: Context, _ args: ParsedArguments, _ m: Migrator, _ request: MigrationRequest,
+        completed: inout [String]
+    ) throws -> Int32 {
         do {
             if args.flag("verify") {
                 let check = try m.verify()
@@ -246,6 +298,7 @@ enum MigrationCommands {
             }
             let t0 = EngineClock.monotonic()
             let report = try m.run(request)
+            completed = report.completed
             if !args.flag("quiet") {
                 let seconds = EngineClock.monotonic() - t0
                 ctx.log(
@@ -260,8 +313,6 @@ enum MigrationCommands {
                     ] + (report.backup.map { [("backup", JSON.string($0))] } ?? []))
             }
             return ExitCode.ok
-        } catch let e as MigratorError {
-            return fail(ctx, e)
         }
     }
 

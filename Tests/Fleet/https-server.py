@@ -12,6 +12,8 @@ seconds whatever happens. Routes:
   /truncated            announces 100000 bytes, sends 10, closes
   /huge                 announces 2 GiB, sends 10 bytes, closes
   /redirect-http/NAME   302 to the same file over plain http
+  POST /report          appends the body as one line to --dir/reports.jsonl; 201
+  POST /status/CODE     an empty answer with that status
 """
 import argparse, collections, http.server, json, os, ssl, threading, time
 
@@ -82,6 +84,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_body(404, b"")
 
 
+def do_POST(self):
+    with lock:
+        hits["POST " + self.path] += 1
+        if args.hits_file:
+            with open(args.hits_file + ".tmp", "w") as f:
+                json.dump(hits, f)
+            os.rename(args.hits_file + ".tmp", args.hits_file)
+    body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+    parts = self.path.strip("/").split("/", 1)
+    if parts[0] == "report":
+        with lock, open(os.path.join(args.dir, "reports.jsonl"), "ab") as f:
+            f.write(body + b"\n")
+        return self.send_body(201, b"")
+    if parts[0] == "status":
+        return self.send_body(int(parts[1]), b"")
+    self.send_body(404, b"")
+
+
+Handler.do_POST = do_POST
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 server.daemon_threads = True
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -194,6 +194,15 @@ struct HTTPSBundleTests {
         let always = try apply("/status/503")
         #expect(always.status == 1 && always.stderr.contains("answered 503"), "\(always.stderr)")
         #expect(try server.hits("/status/503") == 4, "the first attempt and 3 retries")
+        // Reporting back: the run's report is POSTed; a failure to report changes nothing.
+        let reported = try apply("/files/app.bundle", ["--report", server.url("/report")])
+        #expect(reported.status == 0, "\(reported.stderr)")
+        let line = try String(contentsOfFile: served + "/reports.jsonl", encoding: .utf8)
+        let sent = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        #expect(sent?["exit"] as? Int == 0 && (sent?["bundle"] as? [String: Any])?["name"] as? String == "app", "\(line)")
+        #expect(sent?["database"] as? String == f.w.db && sent?["applied"] as? [String] == [], "\(line)")
+        let lost = try apply("/files/app.bundle", ["--report", server.url("/status/404")])
+        #expect(lost.status == 0 && lost.stderr.contains("could not report to"), "\(lost.stderr)")
         // Only https.
         let plain = try f.apply("http://127.0.0.1:\(server.port)/files/app.bundle")
         #expect(plain.status == 1 && plain.stderr.contains("only https:// URLs"), "\(plain.stderr)")

@@ -39,13 +39,22 @@ enum Fetch {
     ///   `.fetchConnect`, `.fetchTimeout`, `.fetchTLS`, `.fetchHTTPStatus`,
     ///   `.fetchTooLarge`, `.fetchTruncated`, `.fetchInsecureRedirect`.
     static func get(_ url: String, options: FetchOptions) throws(MigratorError) -> [UInt8] {
+        try request(url, post: nil, options: options)
+    }
+
+    /// POSTs `json` to `url` under the same rules; the answer must be 2xx.
+    static func post(_ url: String, json: [UInt8], options: FetchOptions) throws(MigratorError) {
+        _ = try request(url, post: json, options: options)
+    }
+
+    private static func request(_ url: String, post: [UInt8]?, options: FetchOptions) throws(MigratorError) -> [UInt8] {
         guard url.lowercased().hasPrefix("https://") else {
             throw MigratorError(.fetchFailed, "'\(url)': only https:// URLs are fetched")
         }
         guard initialized else { throw MigratorError(.fetchFailed, "libcurl could not be initialized") }
         var attempt = 0
         while true {
-            let result = once(url, options)
+            let result = once(url, post, options)
             switch result {
             case .success(let body): return body
             case .failure(let failure):
@@ -69,12 +78,14 @@ enum Fetch {
         init(limit: Int) { self.limit = limit }
     }
 
-    private static func once(_ url: String, _ options: FetchOptions) -> Result<[UInt8], Failure> {
+    private static func once(_ url: String, _ post: [UInt8]?, _ options: FetchOptions) -> Result<[UInt8], Failure> {
         guard let c = curl_easy_init() else {
             return .failure(Failure(error: MigratorError(.fetchFailed, "libcurl: no handle"), retryable: false))
         }
         defer { curl_easy_cleanup(c) }
         let body = Body(limit: options.maxSize)
+        var headers: UnsafeMutablePointer<curl_slist>?
+        defer { curl_slist_free_all(headers) }
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
         let configured = errorBuffer.withUnsafeMutableBufferPointer { buffer -> Bool in
             var ok = true
@@ -94,6 +105,13 @@ enum Fetch {
             set(migrator_curl_set_long(c, CURLOPT_NOSIGNAL, 1))
             set(migrator_curl_set_string(c, CURLOPT_USERAGENT, "migrator/\(runnerVersion)"))
             set(migrator_curl_set_pointer(c, CURLOPT_ERRORBUFFER, buffer.baseAddress))
+            if let post {
+                headers = curl_slist_append(nil, "Content-Type: application/json")
+                set(migrator_curl_set_pointer(c, CURLOPT_HTTPHEADER, headers))
+                set(migrator_curl_set_long(c, CURLOPT_POSTFIELDSIZE, post.count))
+                // Copied by libcurl, so the array need not outlive this call.
+                post.withUnsafeBytes { set(migrator_curl_set_pointer(c, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress))) }
+            }
             set(migrator_curl_set_pointer(c, CURLOPT_WRITEDATA, Unmanaged.passUnretained(body).toOpaque()))
             set(
                 migrator_curl_set_write(c) { data, size, count, context in
@@ -143,6 +161,7 @@ enum Fetch {
         _ = migrator_curl_get_long(c, CURLINFO_RESPONSE_CODE, &status)
         switch status {
         case 200: return .success(body.bytes)
+        case 201...299 where post != nil: return .success(body.bytes)
         case 500...599: return fail(.fetchHTTPStatus, "the server answered \(status)", retry: true)
         default: return fail(.fetchHTTPStatus, "the server answered \(status)", retry: false)
         }

@@ -52,7 +52,7 @@ package enum EngineClock {
     /// `user@host (pid N)`: who applied or attempted a migration. In a
     /// worker, N is the runner that started it (``runnerPID``), so records
     /// name the process the operator ran.
-    static var actor: String { "\(userName)@\(hostName) (pid \(runnerPID ?? getpid()))" }
+    package static var actor: String { "\(userName)@\(hostName) (pid \(runnerPID ?? getpid()))" }
 
     /// Set once, first thing in a worker process, before any record is written.
     nonisolated(unsafe) static var runnerPID: pid_t?
