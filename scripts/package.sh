@@ -95,6 +95,9 @@ for page in "$root"/share/man/man1/*.1; do gzip -9n <"$page" >"$pkg/usr/share/ma
 cp -a "$root/share/bash-completion/completions/migrator" "$pkg/usr/share/bash-completion/completions/"
 cp -a "$root/share/zsh/site-functions/_migrator" "$pkg/usr/share/zsh/vendor-completions/"
 cp -a "$root"/share/doc/migrator/. "$pkg/usr/share/doc/migrator/"
+# The fleet's service and timer, installed disabled (no maintainer script enables them).
+mkdir -p "$pkg/lib/systemd/system"
+cp scripts/systemd/migrator-apply@.service scripts/systemd/migrator-apply@.timer "$pkg/lib/systemd/system/"
 # A native package's changelog.gz is a Debian changelog; CHANGELOG.md has the details.
 when=$(date -R -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}")
 printf 'migrator (%s) unstable; urgency=medium\n\n  * Release %s: see /usr/share/doc/migrator/CHANGELOG.md.\n\n -- migrator maintainers <migrator@example.org>  %s\n' \

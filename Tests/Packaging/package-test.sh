@@ -72,6 +72,13 @@ COMP_WORDS=(migrator ro); COMP_CWORD=1; _migrator; echo \"\${COMPREPLY[*]}\"")
 mkdir "$work/deb"
 dpkg-deb -x "$deb" "$work/deb"
 check deb "$work/deb/usr/bin/migrator" PKG_CONFIG_SYSROOT_DIR="$work/deb" PKG_CONFIG_LIBDIR="$work/deb/usr/share/pkgconfig"
+units=$(dpkg-deb -c "$deb" | grep -cE 'lib/systemd/system/migrator-apply@\.(service|timer)$' || true)
+dpkg-deb -e "$deb" "$work/control"
+if [ "$units" -eq 2 ] && [ ! -e "$work/control/postinst" ]; then
+    pass "deb: migrator-apply@.service and .timer are shipped, and nothing enables them"
+else
+    fail "deb: the systemd units ($units of 2 shipped; a postinst would enable them)"
+fi
 depends=$(dpkg-deb --field "$deb" Depends)
 missing_dep=""
 for lib in liblmdb0 libssl3 libpq5 libcurl4; do case "$depends" in *"$lib"*) ;; *) missing_dep="$missing_dep $lib" ;; esac; done
