@@ -154,6 +154,8 @@ public struct HistoryEntry: Sendable, Equatable {
     public let plugin: String?
     /// What an operator's action changed (`repair`: both checksums).
     public var detail: String? = nil
+    /// The bundle the migration came from (`name #sequence`), if it did.
+    public var bundle: String? = nil
 }
 
 /// A bundle this database took (`_migrations_bundles`): the highest sequence

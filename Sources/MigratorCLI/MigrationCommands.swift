@@ -272,7 +272,8 @@ enum MigrationCommands {
         }
         var fetch = FetchOptions()
         fetch.caFile = args.options["ca-file"]
-        do { try Migrator.postReport(JSONSerializer.bytes(.object(JSONObject(fields))), to: url, options: fetch) } catch {
+        do { try Migrator.postReport(JSONSerializer.bytes(.object(JSONObject(fields))), to: url, options: fetch) } catch
+        {
             ctx.log("warning", "warning: could not report to \(url): \(error)", level: "warning")
         }
     }
@@ -455,7 +456,8 @@ enum MigrationCommands {
                                             ("error", h.error.map(JSON.string) ?? .null),
                                             ("applied_by", .string(h.appliedBy)),
                                             ("plugin", h.plugin.map(JSON.string) ?? .null),
-                                        ] + (h.detail.map { [("detail", JSON.string($0))] } ?? [])))
+                                        ] + (h.detail.map { [("detail", JSON.string($0))] } ?? [])
+                                            + (h.bundle.map { [("bundle", JSON.string($0))] } ?? [])))
                             })
                     )
                 ]))

@@ -68,6 +68,11 @@ struct BundleTests {
         let records = try migrator(["db", "find", "_migrations_bundles", "--db", f.w.db]).stdout
         #expect(records.contains(#""_id":"app""#) && records.contains(#""sequence":3"#), "\(records)")
         #expect(records.contains(#""applied":["001_a","002_b"]"#), "\(records)")
+        // Each record and history entry names the bundle it came from.
+        let history = try migrator(["history", "--json", "--db", f.w.db]).stdout
+        #expect(history.components(separatedBy: #""bundle":"app #3""#).count == 3, "\(history)")
+        let recorded = try migrator(["db", "find", "_migrations", "--db", f.w.db]).stdout
+        #expect(recorded.components(separatedBy: #""bundle":"app #3""#).count == 3, "\(recorded)")
         // The same sequence again: nothing new, and it says so.
         let again = try f.apply(b)
         #expect(again.status == 0 && again.stderr.contains("already took bundle app #3"), "\(again.stderr)")
@@ -199,7 +204,8 @@ struct HTTPSBundleTests {
         #expect(reported.status == 0, "\(reported.stderr)")
         let line = try String(contentsOfFile: served + "/reports.jsonl", encoding: .utf8)
         let sent = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-        #expect(sent?["exit"] as? Int == 0 && (sent?["bundle"] as? [String: Any])?["name"] as? String == "app", "\(line)")
+        #expect(
+            sent?["exit"] as? Int == 0 && (sent?["bundle"] as? [String: Any])?["name"] as? String == "app", "\(line)")
         #expect(sent?["database"] as? String == f.w.db && sent?["applied"] as? [String] == [], "\(line)")
         let lost = try apply("/files/app.bundle", ["--report", server.url("/status/404")])
         #expect(lost.status == 0 && lost.stderr.contains("could not report to"), "\(lost.stderr)")

@@ -28,7 +28,9 @@ public final class HTTPSServer {
             toFile: root + "/ext.cnf", atomically: false, encoding: .utf8)
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         for step in [
-            ["req", "-x509"] + ec + ["-keyout", root + "/ca.key", "-out", caFile, "-days", "1", "-subj", "/CN=migrator test CA"],
+            ["req", "-x509"] + ec + [
+                "-keyout", root + "/ca.key", "-out", caFile, "-days", "1", "-subj", "/CN=migrator test CA",
+            ],
             ["req"] + ec + ["-keyout", root + "/server.key", "-out", root + "/server.csr", "-subj", "/CN=127.0.0.1"],
             [
                 "x509", "-req", "-in", root + "/server.csr", "-CA", caFile, "-CAkey", root + "/ca.key",

@@ -55,6 +55,8 @@ public struct AvailableMigration: @unchecked Sendable {
     public let checksum: String?
     /// The trusted key that signed its plugin file, when signatures are required.
     public package(set) var signedBy: String? = nil
+    /// The bundle its plugin came from (`name #sequence`), when it was loaded from one.
+    public package(set) var bundle: String? = nil
     /// Whether it has a `down`.
     public let isReversible: Bool
     /// The id's numeric prefix; the sort key.

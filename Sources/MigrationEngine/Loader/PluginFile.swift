@@ -22,6 +22,8 @@ package struct CheckedPluginFile {
     var signer: String? = nil
     /// Whether its hash matched a pin of its source (`migrations.lock`).
     var pinned = false
+    /// The bundle it came from (`name #sequence`), if it did.
+    package var bundle: String?
     /// The bytes that were checked and hashed (nil when `cached`): these,
     /// and only these, are what gets loaded.
     var bytes: [UInt8]? = nil

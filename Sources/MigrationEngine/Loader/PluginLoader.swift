@@ -174,6 +174,7 @@ public enum PluginLoader {
                 all += plugin.migrations.map { m in
                     var signed = m
                     signed.signedBy = file.signer
+                    signed.bundle = file.bundle
                     return signed
                 }
                 cache.entries[file.key] = .init(identity: file.identity, plugin: plugin)

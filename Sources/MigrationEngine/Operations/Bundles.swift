@@ -289,10 +289,11 @@ struct BundleSource: PluginSource {
             let path = "\(bundle.location) (\(bundle.manifest.name) #\(bundle.manifest.sequence))/\(name)"
             do {
                 // `$ORIGIN` of a bundle's image names no directory of ours.
-                let file = try CheckedPluginFile(
+                var file = try CheckedPluginFile(
                     checking: bytes, name: name, path: path, key: "bundle:" + bundle.digest + "/" + name,
                     origin: "/nonexistent", policy: policy, signer: bundle.signer, pinned: true,
                     warnings: &scan.warnings)
+                file.bundle = "\(bundle.manifest.name) #\(bundle.manifest.sequence)"
                 onChecked(file)
                 scan.files.append(file)
             } catch {

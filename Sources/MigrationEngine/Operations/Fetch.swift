@@ -110,7 +110,11 @@ enum Fetch {
                 set(migrator_curl_set_pointer(c, CURLOPT_HTTPHEADER, headers))
                 set(migrator_curl_set_long(c, CURLOPT_POSTFIELDSIZE, post.count))
                 // Copied by libcurl, so the array need not outlive this call.
-                post.withUnsafeBytes { set(migrator_curl_set_pointer(c, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress))) }
+                post.withUnsafeBytes {
+                    set(
+                        migrator_curl_set_pointer(
+                            c, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress)))
+                }
             }
             set(migrator_curl_set_pointer(c, CURLOPT_WRITEDATA, Unmanaged.passUnretained(body).toOpaque()))
             set(
@@ -151,7 +155,8 @@ enum Fetch {
         case CURLE_WRITE_ERROR where body.overflowed:
             return fail(.fetchTooLarge, "the body is larger than \(options.maxSize) bytes", retry: false)
         case CURLE_UNSUPPORTED_PROTOCOL:
-            return fail(.fetchInsecureRedirect, "refused a redirect to another protocol than https (\(why))", retry: false)
+            return fail(
+                .fetchInsecureRedirect, "refused a redirect to another protocol than https (\(why))", retry: false)
         case CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CONNECT_ERROR, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM,
             CURLE_SSL_CIPHER, CURLE_SSL_ISSUER_ERROR, CURLE_SSL_PINNEDPUBKEYNOTMATCH, CURLE_SSL_INVALIDCERTSTATUS:
             return fail(.fetchTLS, "TLS failed, nothing was read (\(why))", retry: false)

@@ -115,7 +115,7 @@ package final class InProcessExecutor: MigrationExecutor {
         try txn.appendHistory(
             NewHistoryEntry(
                 migrationID: m.id, outcome: direction == .up ? .applied : .rolledBack, direction: direction,
-                durationMS: durationMS, error: nil, plugin: m.origin.label, at: startedAt))
+                durationMS: durationMS, error: nil, plugin: m.origin.label, bundle: m.bundle, at: startedAt))
         return durationMS
     }
 

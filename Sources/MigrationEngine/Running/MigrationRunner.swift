@@ -241,7 +241,7 @@ struct MigrationRunner {
                         durationMS: elapsed,
                         error: message
                             + (checkpoint.map { "; the work up to checkpoint '\($0.token)' is kept" } ?? ""),
-                        plugin: m.origin.label, at: startedAt))
+                        plugin: m.origin.label, bundle: m.bundle, at: startedAt))
             }) == nil
         if unrecorded { lock.keepRecord() }
         options.events(.failed(id: m.id, direction: direction, message: message))

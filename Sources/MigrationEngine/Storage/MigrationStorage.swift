@@ -143,6 +143,7 @@ package struct NewHistoryEntry: Sendable {
     var error: String?
     var plugin: String?
     var detail: String? = nil
+    var bundle: String? = nil
     var at: String = EngineClock.iso8601()
     var by: String = EngineClock.actor
 }

@@ -44,8 +44,9 @@ package enum Tracking {
             ("plugin_sha256", m.origin.sha256.map(JSON.string) ?? .null), ("duration_ms", .int(durationMS)),
             ("applied_by", .string(EngineClock.actor)), ("runner_version", .string(runnerVersion)),
         ]
-        // In-process migrations also record the app that owns them.
+        // In-process migrations also record the app that owns them; a bundle's, the bundle.
         if let app = m.origin.app { fields.append(("app", .string(app))) }
+        if let bundle = m.bundle { fields.append(("bundle", .string(bundle))) }
         try txn.withSystemAccess { _ = try txn.insert(.object(JSONObject(fields)), into: applied) }
     }
 
@@ -163,7 +164,8 @@ package enum Tracking {
                         ("error", e.error.map(JSON.string) ?? .null),
                         ("applied_by", .string(e.by)), ("plugin", e.plugin.map(JSON.string) ?? .null),
                         ("runner_version", .string(runnerVersion)),
-                    ] + (e.detail.map { [("detail", JSON.string($0))] } ?? [])))
+                    ] + (e.detail.map { [("detail", JSON.string($0))] } ?? [])
+                        + (e.bundle.map { [("bundle", JSON.string($0))] } ?? [])))
             _ = try txn.insert(doc, into: history)
         }
     }
@@ -179,7 +181,7 @@ package enum Tracking {
                     at: o["at"]?.stringValue ?? "",
                     durationMS: o["duration_ms"].flatMap(int), error: o["error"]?.stringValue,
                     appliedBy: o["applied_by"]?.stringValue ?? "", plugin: o["plugin"]?.stringValue,
-                    detail: o["detail"]?.stringValue)
+                    detail: o["detail"]?.stringValue, bundle: o["bundle"]?.stringValue)
             }
         }
     }

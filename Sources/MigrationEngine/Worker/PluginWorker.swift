@@ -135,8 +135,9 @@ package enum PluginWorker {
         mutating func run() -> Int32 {
             while let received = requests.receiveRequest() {
                 switch received {
-                case .success(.load(let file, let path, let sha256, let strict)):
-                    let answer = loaded(file: file, path: path, sha256: sha256, strictToolchain: strict)
+                case .success(.load(let file, let path, let sha256, let strict, let bundle)):
+                    let answer = loaded(
+                        file: file, path: path, sha256: sha256, strictToolchain: strict, bundle: bundle)
                     killDescendants()
                     reply(answer)
                 case .success(.loadBatch): loadBatch()
@@ -161,18 +162,21 @@ package enum PluginWorker {
             while true {
                 // The parent is trusted; a request it cannot have meant ends the worker.
                 guard case .success(let one)? = requests.receiveRequest() else { exit(1) }
-                guard case .load(let file, let path, let sha256, let strict) = one else {
+                guard case .load(let file, let path, let sha256, let strict, let bundle) = one else {
                     guard one == .endBatch else { exit(1) }
                     break
                 }
-                results.append(loaded(file: file, path: path, sha256: sha256, strictToolchain: strict))
+                results.append(
+                    loaded(file: file, path: path, sha256: sha256, strictToolchain: strict, bundle: bundle))
             }
             killDescendants()
             reply(.loadedBatch(results))
         }
 
         /// Loads one plugin whose sealed image follows its request; the answer.
-        mutating func loaded(file name: String, path: String, sha256: String, strictToolchain: Bool) -> WorkerReply {
+        mutating func loaded(
+            file name: String, path: String, sha256: String, strictToolchain: Bool, bundle: String?
+        ) -> WorkerReply {
             let image = migrator_receive_fd(requests.fd)
             guard image >= 0 else { exit(1) }
             var st = stat()
@@ -187,7 +191,11 @@ package enum PluginWorker {
             options.strictToolchain = strictToolchain
             do {
                 let plugin = try PluginLoader.loadSealed(image, file: file, options: options, warnings: &warnings)
-                for m in plugin.migrations { migrations[m.id] = m }
+                for var m in plugin.migrations {
+                    // Recorded with the migration, by the worker that commits it.
+                    m.bundle = bundle
+                    migrations[m.id] = m
+                }
                 return .loaded(plugin: JSONObject(plugin.descriptorFields), imageFD: Int64(image), warnings: warnings)
             } catch {
                 return .problem(

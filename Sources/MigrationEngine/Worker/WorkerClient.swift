@@ -123,7 +123,8 @@ final class WorkerClient {
         let image = try SealedImage.seal(bytes, name: file.name)
         defer { close(image) }
         let request = WorkerRequest.load(
-            file: file.name, path: file.path, sha256: file.sha256, strictToolchain: strictToolchain)
+            file: file.name, path: file.path, sha256: file.sha256, strictToolchain: strictToolchain,
+            bundle: file.bundle)
         return sendWhileLoading(request) && writableWhileLoading() && migrator_send_fd(requests.fd, image) == 0
     }
 

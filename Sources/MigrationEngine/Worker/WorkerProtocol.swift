@@ -21,7 +21,7 @@ enum WorkerProtocol {
 /// each a JSON object with its `op`. Two are followed by a raw frame.
 enum WorkerRequest: Equatable {
     /// Load one plugin; its sealed image follows as a descriptor (`SCM_RIGHTS`).
-    case load(file: String, path: String, sha256: String, strictToolchain: Bool)
+    case load(file: String, path: String, sha256: String, strictToolchain: Bool, bundle: String?)
     /// `load` requests until ``endBatch``, answered once by ``WorkerReply/loadedBatch(_:)``.
     case loadBatch
     /// Ends a batch of loads.
@@ -143,13 +143,13 @@ extension WorkerRequest {
     /// The request as sent.
     var json: JSON {
         switch self {
-        case .load(let file, let path, let sha256, let strict):
+        case .load(let file, let path, let sha256, let strict, let bundle):
             return message(
                 "load",
                 [
                     ("file", .string(file)), ("path", .string(path)), ("sha256", .string(sha256)),
                     ("strict_toolchain", .bool(strict)),
-                ])
+                ] + (bundle.map { [("bundle", JSON.string($0))] } ?? []))
         case .loadBatch: return message("load_batch")
         case .endBatch: return message("end_batch")
         case .open(let location, let options):
@@ -179,7 +179,7 @@ extension WorkerRequest {
         case "load":
             self = .load(
                 file: try f.string("file"), path: try f.string("path"), sha256: try f.string("sha256"),
-                strictToolchain: try f.bool("strict_toolchain"))
+                strictToolchain: try f.bool("strict_toolchain"), bundle: try f.optionalString("bundle"))
         case "load_batch": self = .loadBatch
         case "end_batch": self = .endBatch
         case "open":
