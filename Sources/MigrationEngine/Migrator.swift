@@ -89,8 +89,8 @@ public final class Migrator {
     /// loaded in one. The catalog holds their descriptors only; each run
     /// reaches this through a session of its own.
     private var pluginWorker: WorkerClient?
-    /// The bundle the catalog's plugins came from, recorded after a run
-    /// that completes (``loadBundle(from:trustedKeys:options:)``).
+    /// The bundle the catalog's plugins came from, recorded by a run
+    /// (``loadBundle(from:trustedKeys:options:fetch:)``).
     public private(set) var bundle: VerifiedBundle?
     /// Whether this database already took ``bundle``'s very sequence: a run
     /// from it has nothing new, short of steps an earlier run did not finish.
@@ -279,14 +279,30 @@ public final class Migrator {
     ///   ``MigratorError/underlying``), or a lock timeout.
     @discardableResult
     public func run(_ request: MigrationRequest) throws -> RunReport {
-        let report = try runner(options).run(request, catalog: catalog)
-        // A run that completed took its bundle: no older one is accepted after it.
-        if let bundle, request.direction == .up {
-            try storage.writeDocuments(batched: false) { txn in
-                try Tracking.recordBundle(txn, bundle, applied: report.completed)
-            }
+        let report: RunReport
+        do { report = try runner(options).run(request, catalog: catalog) } catch {
+            // Steps of it may have committed before the failure: an older one must not come after.
+            if request.direction == .up { recordBundle(applied: []) }
+            throw error
         }
+        if request.direction == .up { recordBundle(applied: report.completed) }
         return report
+    }
+
+    /// Records that this database took ``bundle``, if a run used one: no
+    /// older one is accepted after it. A failure to record is said, and
+    /// changes nothing of the run's outcome.
+    private func recordBundle(applied: [String]) {
+        guard let bundle, storage.exists else { return }
+        do {
+            try storage.writeDocuments(batched: false) { txn in
+                try Tracking.recordBundle(txn, bundle, applied: applied)
+            }
+        } catch {
+            options.events(
+                .notice(
+                    "warning: could not record bundle \(bundle.manifest.name) #\(bundle.manifest.sequence): \(error)"))
+        }
     }
 
     // MARK: Bundles
@@ -313,8 +329,9 @@ public final class Migrator {
         let bytes =
             try StorageDrivers.scheme(of: path) == nil ? Bundles.readBundle(path) : Fetch.get(path, options: fetch)
         let verified = try Bundles.open(bytes: bytes, from: path, trusted: keys) { name in
-            recorded = try self.bundles().first { $0.name == name }?.sequence
-            return recorded
+            let record = try self.bundles().first { $0.name == name }
+            recorded = record?.sequence
+            return record.map { ($0.sequence, $0.digest) }
         }
         bundleAlreadyTaken = recorded == verified.manifest.sequence
         var loader = loader

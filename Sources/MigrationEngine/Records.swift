@@ -169,8 +169,9 @@ public struct BundleRecord: Sendable, Equatable, Codable {
     public let digest: String
     /// The key that signed it.
     public let keyID: String
-    /// When it was taken, and by whom (`user@host (pid N)`).
+    /// When it was taken.
     public let takenAt: String
+    /// Who took it (`user@host (pid N)`).
     public let takenBy: String
     /// The migrations applied from this name's bundles, in order.
     public let applied: [String]

@@ -26,10 +26,12 @@ enum BundleCommands {
             run: create),
         Command(
             path: ["bundle", "inspect"], arguments: [("FILE", "A bundle written by 'migrator bundle create'.")],
-            summary: "Print a bundle's manifest and, with --trusted-keys, whether this host would take it.",
+            summary:
+                "Print a bundle's manifest and, with --trusted-keys, whether its signature, expiry and files pass.",
             options: [
                 OptionSpec(
-                    "trusted-keys", value: "DIR", "Check the signature, expiry, sizes and hashes with these keys."),
+                    "trusted-keys", value: "DIR",
+                    "Check the signature, expiry, sizes and hashes with these keys (not the sequence: no database)."),
                 MigrationCommands.json,
             ],
             run: inspect),

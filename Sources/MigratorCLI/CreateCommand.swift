@@ -15,6 +15,9 @@ extension MigrationCommands {
         guard let language = Scaffold.Language(rawValue: args.options["lang"] ?? "swift") else {
             throw UsageError("--lang must be swift or c, not '\(args.options["lang"] ?? "")'")
         }
+        if args.options["from"] != nil {
+            throw UsageError("create numbers the next migration from the sources and --dir; --from is for runs")
+        }
         let out = args.options["out"] ?? "."
         var ids: [String] = []
         // Numbers in use: plugins in --dir, sources in --out, the database.

@@ -147,13 +147,16 @@ enum MigrationCommands {
         options.observer = reporter.observer
         options.events = reporter.event
         let m = Migrator(databasePath: ctx.databasePath(args), options: options)
-        if loadPlugins {
-            var loader = PluginCommands.loaderOptions(ctx, args)
-            loader.descriptorsOnly = command == "status"
-            let set = try PluginCommands.load(m, ctx, args, loader)
-            if !args.flag("quiet") { for w in set.warnings { ctx.log("warning", w, level: "warning") } }
-        }
+        if loadPlugins { try Self.loadPlugins(into: m, ctx, args, command: command) }
         return m
+    }
+
+    /// Loads the plugins of `--from` or `--dir` into `m` (warnings on stderr).
+    static func loadPlugins(into m: Migrator, _ ctx: Context, _ args: ParsedArguments, command: String) throws {
+        var loader = PluginCommands.loaderOptions(ctx, args)
+        loader.descriptorsOnly = command == "status"
+        let set = try PluginCommands.load(m, ctx, args, loader)
+        if !args.flag("quiet") { for w in set.warnings { ctx.log("warning", w, level: "warning") } }
     }
 
     /// Seconds in "90", "90s", "30m" or "2h"; nil if not positive.
@@ -231,15 +234,23 @@ enum MigrationCommands {
             count.map(MigrationRequest.applyNext) ?? args.options["target"].map(MigrationRequest.apply(through:))
             ?? .applyAll
         if args.flag("dry-run") { return try TrialCommands.dryRun(ctx, args, command: "apply", request) }
-        let m = try migrator(ctx, args, command: "apply")
+        // Loaded inside: a refused bundle or a failed fetch is reported too.
+        let m = try migrator(ctx, args, command: "apply", loadPlugins: false)
         var completed: [String] = []
+        var before: Set<String>?
         var failure: String?
         let code: Int32
         do {
+            try loadPlugins(into: m, ctx, args, command: "apply")
+            before = Set(try m.appliedMigrations().map(\.id))
             code = try apply(ctx, args, m, request, completed: &completed)
         } catch let e as MigratorError {
             failure = e.message
             code = fail(ctx, e)
+            // A step that failed after others committed: those are applied, and said so.
+            if let before, let now = try? m.appliedMigrations().map(\.id) {
+                completed = now.filter { !before.contains($0) }
+            }
         } catch {
             if let url = args.options["report"] { report(ctx, url, m, args, ExitCode.failure, completed, "\(error)") }
             throw error
@@ -270,10 +281,11 @@ enum MigrationCommands {
                         ]))
                 ))
         }
-        var fetch = FetchOptions()
-        fetch.caFile = args.options["ca-file"]
-        do { try Migrator.postReport(JSONSerializer.bytes(.object(JSONObject(fields))), to: url, options: fetch) } catch
-        {
+        do {
+            try Migrator.postReport(
+                JSONSerializer.bytes(.object(JSONObject(fields))), to: url,
+                options: try PluginCommands.fetchOptions(args))
+        } catch {
             ctx.log("warning", "warning: could not report to \(url): \(error)", level: "warning")
         }
     }

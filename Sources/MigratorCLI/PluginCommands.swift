@@ -35,6 +35,19 @@ enum PluginCommands {
         runAsOption, caFileOption, fetchTimeoutOption,
     ]
 
+    /// `--ca-file` and `--fetch-timeout`, for fetching a bundle or posting a report.
+    static func fetchOptions(_ args: ParsedArguments) throws(UsageError) -> FetchOptions {
+        var fetch = FetchOptions()
+        fetch.caFile = args.options["ca-file"]
+        if let raw = args.options["fetch-timeout"] {
+            guard let seconds = MigrationCommands.duration(raw) else {
+                throw UsageError("--fetch-timeout needs a duration such as 30s or 2m, got '\(raw)'")
+            }
+            fetch.totalTimeout = seconds
+        }
+        return fetch
+    }
+
     /// Loads the plugins of `--from` (a bundle, checked first) or of `--dir`.
     static func load(
         _ m: Migrator, _ ctx: Context, _ args: ParsedArguments, _ loader: PluginLoader.Options
@@ -49,15 +62,7 @@ enum PluginCommands {
                 "--from needs --trusted-keys DIR (or trusted_keys in migrator.conf): a bundle is taken only signed")
         }
         if args.given("dir") { throw UsageError("--from and --dir cannot be used together") }
-        var fetch = FetchOptions()
-        fetch.caFile = args.options["ca-file"]
-        if let raw = args.options["fetch-timeout"] {
-            guard let seconds = MigrationCommands.duration(raw) else {
-                throw UsageError("--fetch-timeout needs a duration such as 30s or 2m, got '\(raw)'")
-            }
-            fetch.totalTimeout = seconds
-        }
-        let set = try m.loadBundle(from: from, trustedKeys: keys, options: loader, fetch: fetch)
+        let set = try m.loadBundle(from: from, trustedKeys: keys, options: loader, fetch: try fetchOptions(args))
         if m.bundleAlreadyTaken, let b = m.bundle {
             ctx.log(
                 "bundle_taken",

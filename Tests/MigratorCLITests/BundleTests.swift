@@ -76,6 +76,13 @@ struct BundleTests {
         // The same sequence again: nothing new, and it says so.
         let again = try f.apply(b)
         #expect(again.status == 0 && again.stderr.contains("already took bundle app #3"), "\(again.stderr)")
+        // The same sequence with other contents is not the bundle taken.
+        let other = f.w.root + "/other"
+        #expect(mkdir(other, 0o700) == 0)
+        try Fixtures.compilePlugin(Fixtures.stepPlugin("001_a", up: "return MIGRATOR_OK;"), name: "a.so", in: other)
+        let impostor = try f.apply(try f.bundle(3, dir: other))
+        #expect(
+            impostor.status == 4 && impostor.stderr.contains("already took with other contents"), "\(impostor.stderr)")
         let shown = try migrator(["status", "--from", b, "--trusted-keys", f.keys, "--db", f.w.db])
         #expect(shown.stdout.contains("Bundle:   app #3, taken "), "\(shown.stdout)")
         // status, validate and list read the same bundle.
@@ -207,6 +214,13 @@ struct HTTPSBundleTests {
         #expect(
             sent?["exit"] as? Int == 0 && (sent?["bundle"] as? [String: Any])?["name"] as? String == "app", "\(line)")
         #expect(sent?["database"] as? String == f.w.db && sent?["applied"] as? [String] == [], "\(line)")
+        // A run refused before it began is reported too.
+        let refused = try apply("/status/404", ["--report", server.url("/report")])
+        #expect(refused.status == 1, "\(refused.stderr)")
+        let lines = try String(contentsOfFile: served + "/reports.jsonl", encoding: .utf8).split(separator: "\n")
+        let last = try JSONSerialization.jsonObject(with: Data((lines.last ?? "").utf8)) as? [String: Any]
+        #expect(lines.count == 2 && last?["exit"] as? Int == 1, "\(lines)")
+        #expect((last?["error"] as? String)?.contains("answered 404") == true, "\(lines)")
         let lost = try apply("/files/app.bundle", ["--report", server.url("/status/404")])
         #expect(lost.status == 0 && lost.stderr.contains("could not report to"), "\(lost.stderr)")
         // Only https.

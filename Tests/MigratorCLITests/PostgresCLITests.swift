@@ -166,7 +166,7 @@ struct PostgresCLITests {
         #expect(chmod(file, 0o644) == 0)
         let loose = try migrator(["status", "--db", uri, "--dir", w.dir, "--password-file", file])
         #expect(
-            loose.status == 4 && loose.stderr.contains("password file '\(file)' can be read by others"),
+            loose.status == 4 && loose.stderr.contains("password file '\(file)' is readable by others"),
             "\(loose.stderr)")
     }
 
@@ -254,13 +254,9 @@ struct PostgresCLITests {
     /// dropped while a step runs, which then commits: the runner reads the
     /// outcome again on a fresh connection and reports the truth, where it
     /// used to say "its changes were rolled back".
-    @Test("a dropped runner connection: the outcome is re-read, never guessed")
-    func aDroppedConnectionDoesNotGuessTheOutcome() throws {
-        let w = try Workspace()
-        let db = Database()
-        let tag = "outcome_\(UInt32.random(in: 0..<UInt32.max))"
-        let uri = db.uri + "&application_name=" + tag
-        let release = w.root + "/release"
+    /// `001_step`, then `002_waits`, which says "step running" and waits
+    /// (up to 10 s) for the file `release` before it inserts.
+    static func addWaitingSteps(to w: Workspace, release: String) throws {
         try w.add("p001.so", ConcurrencyTests.orderedPlugin(1))
         try w.add(
             "p002.so",
@@ -271,6 +267,16 @@ struct PostgresCLITests {
                     for (int i = 0; i < 400 && access("\(release)", F_OK) != 0; i++) usleep(25000);
                     return host->insert(txn, "log", "{\\"n\\":2}");
                     """))
+    }
+
+    @Test("a dropped runner connection: the outcome is re-read, never guessed")
+    func aDroppedConnectionDoesNotGuessTheOutcome() throws {
+        let w = try Workspace()
+        let db = Database()
+        let tag = "outcome_\(UInt32.random(in: 0..<UInt32.max))"
+        let uri = db.uri + "&application_name=" + tag
+        let release = w.root + "/release"
+        try Self.addWaitingSteps(to: w, release: release)
         let run = try launchMigrator(["apply", "--db", uri, "--dir", w.dir])
         _ = run.stderr(until: "step running")
         // Idle and holding no advisory lock: the runner's store connection
@@ -310,16 +316,7 @@ struct PostgresCLITests {
             started.output.split(separator: "\n").last(where: { $0.hasPrefix("postgresql://") }).map(String.init),
             "\(started.output)")
         let release = w.root + "/release"
-        try w.add("p001.so", ConcurrencyTests.orderedPlugin(1))
-        try w.add(
-            "p002.so",
-            Fixtures.stepPlugin(
-                "002_waits",
-                up: """
-                    fprintf(stderr, "step running\\n"); fflush(stderr);
-                    for (int i = 0; i < 400 && access("\(release)", F_OK) != 0; i++) usleep(25000);
-                    return host->insert(txn, "log", "{\\"n\\":2}");
-                    """))
+        try Self.addWaitingSteps(to: w, release: release)
         let run = try launchMigrator(["apply", "--db", uri, "--dir", w.dir])
         _ = run.stderr(until: "step running")
         let halted = PostgresServer.runScript(["halt", dir])

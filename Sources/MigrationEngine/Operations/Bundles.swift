@@ -94,7 +94,10 @@ enum Bundles {
         let now = EngineClock.now
         let manifest = BundleManifest(
             format: format, name: name, sequence: sequence, createdAt: EngineClock.iso8601(),
-            expiresAt: expiresIn.map { EngineClock.iso8601(seconds: Int(now + $0), milliseconds: 0) },
+            // At most 100 years ahead: a bundle that never expires has no expiry at all.
+            expiresAt: expiresIn.map {
+                EngineClock.iso8601(seconds: Int(now + min($0, 100 * 365 * 86_400)), milliseconds: 0)
+            },
             keyID: publicKey.id,
             files: files.map {
                 BundleManifest.File(
@@ -138,7 +141,8 @@ enum Bundles {
     ///   `.bundleRolledBack` (a lower sequence), `.invalidBundle` naming the
     ///   check that failed.
     static func open(
-        _ path: String, trusted: [PluginSignatures.PublicKey], recordedSequence: (String) throws -> Int?
+        _ path: String, trusted: [PluginSignatures.PublicKey],
+        recordedSequence: (String) throws -> (sequence: Int, digest: String)?
     ) throws -> VerifiedBundle {
         try open(bytes: try read(path), from: path, trusted: trusted, recordedSequence: recordedSequence)
     }
@@ -147,7 +151,7 @@ enum Bundles {
     /// from `path` (a file, or a URL).
     static func open(
         bytes: [UInt8], from path: String, trusted: [PluginSignatures.PublicKey],
-        recordedSequence: (String) throws -> Int?
+        recordedSequence: (String) throws -> (sequence: Int, digest: String)?
     ) throws -> VerifiedBundle {
         let parts = try split(bytes, path)
         // 1. The signature, over the manifest's bytes.
@@ -170,6 +174,10 @@ enum Bundles {
             throw invalid(path, "its manifest has format \(manifest.format); this migrator reads format \(format)")
         }
         // 2. The expiry: a host kept on a stale bundle (a freeze) refuses it once it expired.
+        // Compared as text, so only the one form create writes is accepted.
+        if let expires = manifest.expiresAt, expires.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/) == nil {
+            throw invalid(path, "its expiry '\(expires)' is not a UTC time such as 2026-12-31T23:59:59.000Z")
+        }
         if let expires = manifest.expiresAt, expires < EngineClock.iso8601() {
             throw MigratorError(
                 .bundleExpired,
@@ -177,11 +185,22 @@ enum Bundles {
                     + "(a newer bundle is needed)")
         }
         // 3. The sequence: never back to an older set (a rollback).
-        if let recorded = try recordedSequence(manifest.name), manifest.sequence < recorded {
-            throw MigratorError(
-                .bundleRolledBack,
-                "bundle '\(path)' is \(manifest.name) #\(manifest.sequence), older than #\(recorded) that this "
-                    + "database already took; refusing it")
+        let digest = SHA256Digest.hex(bytes)
+        if let recorded = try recordedSequence(manifest.name) {
+            guard manifest.sequence >= recorded.sequence else {
+                throw MigratorError(
+                    .bundleRolledBack,
+                    "bundle '\(path)' is \(manifest.name) #\(manifest.sequence), older than #\(recorded.sequence) "
+                        + "that this database already took; refusing it")
+            }
+            // One sequence names one set: the same number with other bytes is not the bundle taken.
+            guard manifest.sequence > recorded.sequence || digest == recorded.digest else {
+                throw MigratorError(
+                    .bundleRolledBack,
+                    "bundle '\(path)' is \(manifest.name) #\(manifest.sequence), which this database already took "
+                        + "with other contents (sha256 \(recorded.digest.prefix(16))…); refusing it "
+                        + "(sign the new set with a higher sequence)")
+            }
         }
         // 4. The files: names, sizes and hashes, now that the manifest is trusted.
         var offset = parts.filesStart
@@ -205,8 +224,7 @@ enum Bundles {
         guard offset == bytes.count else {
             throw invalid(path, "\(bytes.count - offset) bytes after the last file")
         }
-        return VerifiedBundle(
-            manifest: manifest, digest: SHA256Digest.hex(bytes), signer: key.name, location: path, images: images)
+        return VerifiedBundle(manifest: manifest, digest: digest, signer: key.name, location: path, images: images)
     }
 
     private static func invalid(_ path: String, _ why: String) -> MigratorError {

@@ -58,7 +58,9 @@ enum Fetch {
             switch result {
             case .success(let body): return body
             case .failure(let failure):
-                guard failure.retryable, attempt < options.retries else { throw failure.error }
+                // A POST is sent again only if it surely never arrived: no duplicate reports.
+                let safe = post == nil || [.fetchConnect, .fetchDNS].contains(failure.error.code)
+                guard failure.retryable, safe, attempt < options.retries else { throw failure.error }
                 usleep(useconds_t(options.backoff * Double(1 << attempt) * 1_000_000))
                 attempt += 1
             }
@@ -84,10 +86,16 @@ enum Fetch {
         }
         defer { curl_easy_cleanup(c) }
         let body = Body(limit: options.maxSize)
+        // Freed after the handle (the deferred cleanups run in reverse): libcurl
+        // writes the error buffer and reads the headers until then.
         var headers: UnsafeMutablePointer<curl_slist>?
-        defer { curl_slist_free_all(headers) }
-        var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
-        let configured = errorBuffer.withUnsafeMutableBufferPointer { buffer -> Bool in
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+        errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+        defer {
+            errorBuffer.deallocate()
+            curl_slist_free_all(headers)
+        }
+        let configured = { () -> Bool in
             var ok = true
             func set(_ r: CURLcode) { ok = ok && r == CURLE_OK }
             set(migrator_curl_set_string(c, CURLOPT_URL, url))
@@ -97,14 +105,18 @@ enum Fetch {
             set(migrator_curl_set_long(c, CURLOPT_MAXREDIRS, 5))
             set(migrator_curl_set_long(c, CURLOPT_SSL_VERIFYPEER, 1))
             set(migrator_curl_set_long(c, CURLOPT_SSL_VERIFYHOST, 2))
-            if let ca = options.caFile { set(migrator_curl_set_string(c, CURLOPT_CAINFO, ca)) }
+            if let ca = options.caFile {
+                // Instead of the system's store, not besides it.
+                set(migrator_curl_set_string(c, CURLOPT_CAINFO, ca))
+                set(migrator_curl_set_pointer(c, CURLOPT_CAPATH, nil))
+            }
             set(migrator_curl_set_long(c, CURLOPT_CONNECTTIMEOUT_MS, Int(options.connectTimeout * 1000)))
             set(migrator_curl_set_long(c, CURLOPT_TIMEOUT_MS, Int(options.totalTimeout * 1000)))
             set(migrator_curl_set_long(c, CURLOPT_MAXFILESIZE, options.maxSize))
             // No signals from libcurl's resolver: the run forwards its own.
             set(migrator_curl_set_long(c, CURLOPT_NOSIGNAL, 1))
             set(migrator_curl_set_string(c, CURLOPT_USERAGENT, "migrator/\(runnerVersion)"))
-            set(migrator_curl_set_pointer(c, CURLOPT_ERRORBUFFER, buffer.baseAddress))
+            set(migrator_curl_set_pointer(c, CURLOPT_ERRORBUFFER, errorBuffer))
             if let post {
                 headers = curl_slist_append(nil, "Content-Type: application/json")
                 set(migrator_curl_set_pointer(c, CURLOPT_HTTPHEADER, headers))
@@ -132,13 +144,14 @@ enum Fetch {
                     return n
                 })
             return ok
-        }
+        }()
         guard configured else {
             return .failure(
                 Failure(error: MigratorError(.fetchFailed, "libcurl refused an option for '\(url)'"), retryable: false))
         }
-        let code = curl_easy_perform(c)
-        let detail = errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        // The body is used by the write callback through an unretained pointer.
+        let code = withExtendedLifetime(body) { curl_easy_perform(c) }
+        let detail = String(cString: errorBuffer)
         let why = detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail
         func fail(_ code: MigratorError.Code, _ text: String, retry: Bool) -> Result<[UInt8], Failure> {
             .failure(Failure(error: MigratorError(code, "fetching '\(url)': \(text)"), retryable: retry))

@@ -84,20 +84,24 @@ package enum TrustedFile {
         return bytes
     }
 
+    /// Why the secret at `path` may have been read by others (a mode that
+    /// lets them), or why it cannot be looked at; nil when only its owner can.
+    static func ownerOnlyProblem(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return "cannot be read: \(errorText(errno))" }
+        guard st.st_mode & 0o077 == 0 else {
+            return "is readable by others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it"
+        }
+        return nil
+    }
+
     /// The secret in the file at `path` (its first line), under the owner
     /// and mode rule of ``read(_:role:limit:)`` and, as for ssh keys, not
     /// readable by others either.
     /// - Throws: `.untrustedConfig` naming the file and the cause.
     package static func secret(_ path: String, role: String) throws(MigratorError) -> String {
-        var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw MigratorError(.untrustedConfig, "cannot read the \(role) '\(path)': \(errorText(errno))")
-        }
-        guard st.st_mode & 0o077 == 0 else {
-            throw MigratorError(
-                .untrustedConfig,
-                "the \(role) '\(path)' can be read by others (mode \(String(st.st_mode & 0o777, radix: 8))); "
-                    + "chmod 600 it")
+        if let problem = ownerOnlyProblem(path) {
+            throw MigratorError(.untrustedConfig, "the \(role) '\(path)' \(problem)")
         }
         let text = String(decoding: try read(path, role: role, limit: 4096), as: UTF8.self)
         guard let line = text.split(separator: "\n", omittingEmptySubsequences: false).first,

@@ -206,15 +206,8 @@ package enum PluginSignatures {
     /// The private key at `keyPath` and its public half.
     /// - Throws: for a key file others can read, or one that is not a key.
     static func privateKey(at keyPath: String) throws(MigratorError) -> (raw: [UInt8], publicKey: PublicKey) {
-        var st = stat()
-        guard stat(keyPath, &st) == 0 else {
-            throw MigratorError(.invalidTrustedKey, "cannot read the key '\(keyPath)': \(errorText(errno))")
-        }
-        guard st.st_mode & 0o077 == 0 else {
-            throw MigratorError(
-                .invalidTrustedKey,
-                "the private key '\(keyPath)' is readable by others (mode \(String(st.st_mode & 0o777, radix: 8))); "
-                    + "chmod 600 it first")
+        if let problem = TrustedFile.ownerOnlyProblem(keyPath) {
+            throw MigratorError(.invalidTrustedKey, "the private key '\(keyPath)' \(problem)")
         }
         guard let text = Backups.readSmallFile(keyPath, limit: 4096),
             let priv = parseKey(String(decoding: text, as: UTF8.self), tag: privateTag),
