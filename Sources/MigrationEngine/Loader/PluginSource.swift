@@ -1,5 +1,4 @@
 import DocumentStore
-import Synchronization
 
 /// What a source is asked for: the loader's policy, which every source
 /// applies the same way.
@@ -61,21 +60,16 @@ package protocol PluginSourceDriver: Sendable {
 
 /// The registered source drivers. Folders, for plain paths, are always there.
 package enum PluginSources {
-    private static let registered = Mutex<[any PluginSourceDriver]>([FolderSourceDriver()])
+    private static let registered = DriverRegistry<any PluginSourceDriver>([("folder", FolderSourceDriver())])
 
     /// Registers `driver` for its schemes; one of the same name is replaced.
-    package static func register(_ driver: any PluginSourceDriver) {
-        registered.withLock { drivers in
-            drivers.removeAll { $0.name == driver.name }
-            drivers.append(driver)
-        }
-    }
+    package static func register(_ driver: any PluginSourceDriver) { registered.register(driver, named: driver.name) }
 
     /// The source at `location`: through the driver of its scheme, or a
     /// folder for a plain path.
     /// - Throws: `.directoryNotFound` for a scheme no driver registered.
     package static func source(at location: String) throws(MigratorError) -> any PluginSource {
-        let drivers = registered.withLock { $0 }
+        let drivers = registered.all
         guard let scheme = StorageDrivers.scheme(of: location) else {
             guard let folder = drivers.first(where: { $0.schemes.isEmpty }) else {
                 throw MigratorError(.directoryNotFound, "no source driver reads directory paths ('\(location)')")

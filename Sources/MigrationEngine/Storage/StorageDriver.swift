@@ -44,18 +44,32 @@ extension StorageDriver {
     package var backupAdvice: String { "use its own backup tools, or 'migrator db copy' into an LMDB directory" }
 }
 
+/// Drivers by name, for either seam: registering one of a name already
+/// there replaces it, so registering twice is harmless.
+final class DriverRegistry<Driver: Sendable>: Sendable {
+    private let drivers: Mutex<[(name: String, driver: Driver)]>
+
+    init(_ builtIn: [(String, Driver)]) { drivers = Mutex(builtIn.map { (name: $0.0, driver: $0.1) }) }
+
+    func register(_ driver: Driver, named name: String) {
+        let entry = (name: name, driver: driver)
+        drivers.withLock { list in
+            list.removeAll { $0.name == name }
+            list.append(entry)
+        }
+    }
+
+    /// The drivers, oldest registration first.
+    var all: [Driver] { drivers.withLock { $0.map(\.driver) } }
+}
+
 /// The registered drivers. LMDB, for plain paths, is always there.
 package enum StorageDrivers {
-    private static let registered = Mutex<[any StorageDriver]>([LMDBDriver()])
+    private static let registered = DriverRegistry<any StorageDriver>([("LMDB", LMDBDriver())])
 
     /// Registers `driver` for its schemes; a driver of the same name is
     /// replaced, so registering twice is harmless.
-    package static func register(_ driver: any StorageDriver) {
-        registered.withLock { drivers in
-            drivers.removeAll { $0.name == driver.name }
-            drivers.append(driver)
-        }
-    }
+    package static func register(_ driver: any StorageDriver) { registered.register(driver, named: driver.name) }
 
     /// The URI scheme of `location` (`postgres` for `postgres://…`), if it has one.
     package static func scheme(of location: String) -> String? {
@@ -71,13 +85,13 @@ package enum StorageDrivers {
     /// The driver for `location`: the one registered for its scheme, or
     /// LMDB for a plain path; nil for a scheme no driver registered.
     package static func driver(for location: String) -> (any StorageDriver)? {
-        let drivers = registered.withLock { $0 }
+        let drivers = registered.all
         guard let scheme = scheme(of: location) else { return drivers.last { $0.schemes.isEmpty } }
         return drivers.last { $0.schemes.contains(scheme) }
     }
 
     /// The schemes with a driver, for messages.
-    static var knownSchemes: [String] { registered.withLock { $0.flatMap(\.schemes) }.sorted() }
+    static var knownSchemes: [String] { registered.all.flatMap(\.schemes).sorted() }
 }
 
 /// Opens the storage for a location through its driver.
