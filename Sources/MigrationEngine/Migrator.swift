@@ -380,13 +380,15 @@ public final class Migrator {
     public static func inspectBundle(
         _ path: String, trustedKeys: String?
     ) throws -> (manifest: BundleManifest, verdict: String) {
-        let (manifest, keyID) = try Bundles.peek(path)
+        // Read once: the verdict is about the very bytes the manifest shown came from.
+        let bytes = try Bundles.readBundle(path)
+        let (manifest, keyID) = try Bundles.peek(bytes: bytes, from: path)
         guard let trustedKeys else {
             return (manifest, "unverified (signed by key \(keyID); give --trusted-keys to check it)")
         }
         let keys = try PluginSignatures.trustedKeys(in: trustedKeys)
         do {
-            let verified = try Bundles.open(path, trusted: keys) { _ in nil }
+            let verified = try Bundles.open(bytes: bytes, from: path, trusted: keys) { _ in nil }
             return (
                 verified.manifest,
                 "good: signed by the trusted key '\(verified.signer)', every size and hash matches"

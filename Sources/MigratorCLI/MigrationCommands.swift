@@ -242,7 +242,8 @@ enum MigrationCommands {
         let code: Int32
         do {
             try loadPlugins(into: m, ctx, args, command: "apply")
-            before = Set(try m.appliedMigrations().map(\.id))
+            // Only a report needs to know what a failed run committed first.
+            if args.options["report"] != nil { before = Set(try m.appliedMigrations().map(\.id)) }
             code = try apply(ctx, args, m, request, completed: &completed)
         } catch let e as MigratorError {
             failure = e.message

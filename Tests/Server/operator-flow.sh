@@ -64,6 +64,18 @@ expect 0 "applied 5 migration\(s\)" "apply --trusted-keys (signed)" -- \
 expect 4 "signature" "apply --trusted-keys refuses an unsigned folder" -- \
     "$m" apply --dir "$dir" --db "$base/unsigned.db" --trusted-keys "$base/trusted"
 
+# A signed bundle, made and taken on the server: one file instead of a folder.
+expect 0 "wrote .*app #2, 2 plugin" "bundle create" -- "$m" bundle create --dir "$signed" \
+    --key "$base/keys/release.key" --sequence 2 --name app --out "$base/app-2.bundle"
+expect 0 "good: signed by the trusted key" "bundle inspect --trusted-keys" -- \
+    "$m" bundle inspect "$base/app-2.bundle" --trusted-keys "$base/trusted"
+expect 0 "applied 5 migration\(s\)" "apply --from a bundle" -- \
+    "$m" apply --from "$base/app-2.bundle" --trusted-keys "$base/trusted" --db "$base/bundle.db"
+"$m" bundle create --dir "$signed" --key "$base/keys/release.key" --sequence 1 --name app \
+    --out "$base/app-1.bundle" >/dev/null 2>&1
+expect 4 "older than #2" "an older bundle is refused" -- \
+    "$m" apply --from "$base/app-1.bundle" --trusted-keys "$base/trusted" --db "$base/bundle.db"
+
 # Pins: a pinned folder applies with --require-pin; a swapped file is refused (exit 4).
 pinned=$(folder pinned)
 expect 0 "pinned 2 plugin" "pin" -- "$m" pin --dir "$pinned"

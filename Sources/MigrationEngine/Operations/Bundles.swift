@@ -126,8 +126,9 @@ enum Bundles {
 
     /// The manifest of the bundle at `path`, unverified (for `bundle inspect`
     /// without keys), and its signature's key id.
-    static func peek(_ path: String) throws(MigratorError) -> (manifest: BundleManifest, keyID: String) {
-        let bytes = try read(path)
+    static func peek(
+        bytes: [UInt8], from path: String
+    ) throws(MigratorError) -> (manifest: BundleManifest, keyID: String) {
         let parts = try split(bytes, path)
         return (try decode(parts.manifest, path), parts.keyID)
     }
